@@ -1,0 +1,49 @@
+# Two commands matter: `make demo` and `make test`. Everything else is what they call.
+# Set-up is incremental: a step re-runs only when the files it depends on change.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# The CDK CLI and jsii must not phone home or prompt during tests and demos.
+export CDK_DISABLE_VERSION_CHECK := 1
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+
+.PHONY: setup models demo test lint typecheck unit clean
+
+setup: $(STAMP) $(NODE_STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt tools/node_shims.py
+	@test -x $(PY) || { echo "creating $(VENV) with $$(tools/find_python.sh)"; "$$(tools/find_python.sh)" -m venv $(VENV); }
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) tools/node_shims.py
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json $(STAMP)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Reference model versions are committed; this verifies their checksums and trains
+# only a version that is missing.
+models: $(STAMP)
+	$(PY) -m training.reference
+
+demo: setup models
+	@$(PY) -m tools.demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: setup models
+	$(PY) -m pytest
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Operator and developer tools (local serving, rollout, set-up helpers)."""

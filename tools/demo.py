@@ -1,0 +1,31 @@
+"""`make demo`: what this project makes, run end to end on the embedded default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def show_models() -> None:
+    print("== model artifacts (model_artifacts/) ==")
+    for manifest_path in sorted(ROOT.glob("model_artifacts/*/*/manifest.json")):
+        manifest = json.loads(manifest_path.read_text())
+        metrics = manifest["metrics"]
+        artifact = manifest["artifacts"]["sklearn"]
+        print(
+            f"{manifest['model_name']} {manifest['model_version']}: "
+            f"ROC AUC {metrics['roc_auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
+            f"log loss {metrics['log_loss']:.4f}, Brier {metrics['brier_score']:.4f}; "
+            f"{artifact['file']} {artifact['size_bytes']} bytes, "
+            f"sha256 {artifact['sha256'][:12]}..."
+        )
+
+
+def main() -> None:
+    show_models()
+
+
+if __name__ == "__main__":
+    main()

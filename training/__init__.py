@@ -1,0 +1,1 @@
+"""Training pipeline: synthetic churn data, fitting, evaluation and versioned artifacts."""

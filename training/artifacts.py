@@ -1,0 +1,135 @@
+"""Versioned model artifacts: ``model_artifacts/<model>/<version>/``.
+
+A version directory is built completely in a hidden temporary sibling, flushed to
+disk, then renamed into place, so a crash leaves either the old version or the new
+one, never a half-written mix. An existing version is replaced only when asked to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+VERSION_PATTERN = re.compile(r"^v[0-9]+$")
+
+
+class ArtifactExistsError(FileExistsError):
+    """The version already exists and overwriting was not requested."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_identity(model_name: str, version: str) -> None:
+    if not NAME_PATTERN.match(model_name):
+        raise ValueError(
+            f"model name {model_name!r} is not allowed: use lower-case letters, digits and '-', "
+            "starting with a letter (at most 40 characters)"
+        )
+    if not VERSION_PATTERN.match(version):
+        raise ValueError(f"model version {version!r} is not allowed: use 'v' and a number, e.g. v3")
+
+
+def write_version(
+    root: Path,
+    model_name: str,
+    version: str,
+    write_files: Callable[[Path], dict[str, Any]],
+    *,
+    force: bool = False,
+) -> Path:
+    """Create ``root/model_name/version`` atomically.
+
+    ``write_files(tmp_dir)`` writes every file of the version into ``tmp_dir`` and
+    returns the manifest (without checksums of the files it wrote: they are added
+    here from the bytes on disk). Returns the final directory.
+    """
+    check_identity(model_name, version)
+    model_dir = root / model_name
+    final = model_dir / version
+    if final.exists() and not force:
+        raise ArtifactExistsError(
+            f"{final} already exists; choose a new version or pass --force to replace it"
+        )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir))
+    try:
+        manifest = write_files(tmp)
+        for artifact in manifest["artifacts"].values():
+            path = tmp / artifact["file"]
+            artifact["sha256"] = sha256_file(path)
+            artifact["size_bytes"] = path.stat().st_size
+        manifest = {"schema_version": MANIFEST_SCHEMA_VERSION, **manifest}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        for path in tmp.iterdir():
+            _fsync(path)
+        # mkdtemp makes the directory private; a version is read by the whole team.
+        os.chmod(tmp, 0o755)  # noqa: S103
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(model_dir)
+    return final
+
+
+def load_manifest(version_dir: Path) -> dict[str, Any]:
+    path = version_dir / MANIFEST
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} does not exist: is {version_dir} a model version?"
+        ) from None
+    return manifest
+
+
+def verify_version(version_dir: Path) -> list[str]:
+    """Return the problems found (empty when every artifact matches its manifest)."""
+    manifest = load_manifest(version_dir)
+    problems = []
+    for runtime, artifact in manifest["artifacts"].items():
+        path = version_dir / artifact["file"]
+        if not path.exists():
+            problems.append(f"{path}: missing ({runtime} artifact)")
+        elif sha256_file(path) != artifact["sha256"]:
+            problems.append(f"{path}: SHA-256 does not match the manifest")
+    return problems
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    if not final.exists():
+        os.rename(new, final)
+        return
+    # Two renames: the old version is set aside, never deleted before the new one is in place.
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    os.rename(final, old)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

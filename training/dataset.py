@@ -1,0 +1,148 @@
+"""Loading a user's training CSV, refusing anything the model should not learn from.
+
+Every refusal is a ``DatasetError`` that names the file, the column and, for a bad
+value, the line number (line 1 is the header), so that the user can fix the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from training.schema import FEATURE_NAMES, FEATURES, LABEL
+
+MIN_ROWS = 100
+MIN_ROWS_PER_CLASS = 10
+
+
+class DatasetError(ValueError):
+    """The training data cannot be used; the message says where and why."""
+
+
+def load_csv(path: Path) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Read ``path`` into ``(X, y)`` with columns in ``FEATURE_NAMES`` order."""
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot open ({exc.strerror})") from exc
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DatasetError(f"{path}: the file is empty (expected a header row)") from None
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{path}: line 1 is not valid CSV ({exc})") from None
+        column_index = _check_header(path, [h.strip() for h in header])
+        features: list[list[float]] = []
+        labels: list[int] = []
+        try:
+            for row in reader:
+                line = reader.line_num
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    raise DatasetError(
+                        f"{path}: line {line} has {len(row)} fields, the header has {len(header)}"
+                    )
+                features.append(
+                    [
+                        _feature_value(
+                            path,
+                            line,
+                            spec.name,
+                            row[column_index[spec.name]],
+                            spec.dtype,
+                            spec.minimum,
+                            spec.maximum,
+                        )
+                        for spec in FEATURES
+                    ]
+                )
+                labels.append(_label_value(path, line, row[column_index[LABEL]]))
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{path}: line {reader.line_num} is not valid CSV ({exc})") from None
+
+    X = np.asarray(features, dtype=np.float64).reshape(-1, len(FEATURES))
+    y = np.asarray(labels, dtype=np.int64)
+    check_class_balance(y, source=str(path))
+    return X, y
+
+
+def check_class_balance(y: NDArray[np.int64], *, source: str) -> None:
+    rows = len(y)
+    if rows < MIN_ROWS:
+        raise DatasetError(f"{source}: {rows} data rows, at least {MIN_ROWS} are needed")
+    positives = int(y.sum())
+    for cls, count in ((0, rows - positives), (1, positives)):
+        if count < MIN_ROWS_PER_CLASS:
+            raise DatasetError(
+                f"{source}: column '{LABEL}' has {count} rows of class {cls}; "
+                f"both classes need at least {MIN_ROWS_PER_CLASS} rows"
+            )
+
+
+def fingerprint(X: NDArray[np.float64], y: NDArray[np.int64]) -> dict[str, object]:
+    """A content hash of the training data, independent of file formatting."""
+    digest = hashlib.sha256()
+    digest.update(",".join((*FEATURE_NAMES, LABEL)).encode())
+    digest.update(np.ascontiguousarray(X, dtype="<f8").tobytes())
+    digest.update(np.ascontiguousarray(y, dtype="<i8").tobytes())
+    return {
+        "sha256": digest.hexdigest(),
+        "rows": len(y),
+        "positive_rate": round(float(y.mean()), 6),
+    }
+
+
+def _check_header(path: Path, header: list[str]) -> dict[str, int]:
+    expected = (*FEATURE_NAMES, LABEL)
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise DatasetError(f"{path}: duplicate column(s) {', '.join(duplicates)}")
+    missing = [name for name in expected if name not in header]
+    extra = [name for name in header if name not in expected]
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if extra:
+        problems.append(f"unexpected column(s) {', '.join(repr(e) for e in extra)}")
+    if problems:
+        raise DatasetError(
+            f"{path}: {'; '.join(problems)} (expected exactly: {', '.join(expected)})"
+        )
+    return {name: header.index(name) for name in expected}
+
+
+def _feature_value(
+    path: Path, line: int, name: str, raw: str, dtype: str, minimum: float, maximum: float
+) -> float:
+    text = raw.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise DatasetError(
+            f"{path}: line {line}, column '{name}': {raw!r} is not a number"
+        ) from None
+    if not math.isfinite(value):
+        raise DatasetError(f"{path}: line {line}, column '{name}': {raw!r} is not a finite number")
+    if dtype == "integer" and not value.is_integer():
+        raise DatasetError(f"{path}: line {line}, column '{name}': {raw!r} is not a whole number")
+    if not minimum <= value <= maximum:
+        raise DatasetError(
+            f"{path}: line {line}, column '{name}': {value:g} is outside the allowed range "
+            f"[{minimum:g}, {maximum:g}]"
+        )
+    return value
+
+
+def _label_value(path: Path, line: int, raw: str) -> int:
+    text = raw.strip()
+    if text in ("0", "1", "0.0", "1.0"):
+        return int(float(text))
+    raise DatasetError(f"{path}: line {line}, column '{LABEL}': {raw!r} is not a label (0 or 1)")

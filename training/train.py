@@ -1,0 +1,203 @@
+"""Fit the churn pipeline and write a versioned artifact with its manifest and model card.
+
+python -m training.train --version v3                 # synthetic data
+python -m training.train --version v3 --data my.csv   # your data
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+from numpy.typing import NDArray
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from training import artifacts, model_card
+from training.dataset import DatasetError, check_class_balance, fingerprint, load_csv
+from training.schema import FEATURE_NAMES, FEATURES, LABEL
+from training.synthetic import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = ROOT / "model_artifacts"
+ARTIFACT_FILE = "model.joblib"
+ARTIFACT_FORMAT = "sklearn-pipeline-joblib/1"
+HOLDOUT_FRACTION = 0.2
+SPLIT_SEED = 42
+GBM_PARAMS: dict[str, Any] = {
+    "n_estimators": 200,
+    "max_depth": 4,
+    "learning_rate": 0.1,
+    "random_state": 42,
+}
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    X: NDArray[np.float64]
+    y: NDArray[np.int64]
+    source: dict[str, Any]
+
+
+def synthetic_data(rows: int, seed: int) -> TrainingData:
+    X, y = generate(rows, seed)
+    check_class_balance(y, source=f"synthetic data (rows={rows}, seed={seed})")
+    return TrainingData(X, y, {"kind": "synthetic", "rows": rows, "seed": seed})
+
+
+def csv_data(path: Path) -> TrainingData:
+    X, y = load_csv(path)
+    return TrainingData(X, y, {"kind": "csv", "file": path.name})
+
+
+def build_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
+    return Pipeline(
+        [
+            ("scaler", StandardScaler()),
+            ("classifier", GradientBoostingClassifier(**{**GBM_PARAMS, **(params or {})})),
+        ]
+    )
+
+
+def evaluate(y_true: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str, float]:
+    return {
+        "roc_auc": round(float(roc_auc_score(y_true, proba)), 6),
+        "accuracy": round(float(accuracy_score(y_true, proba >= 0.5)), 6),
+        "log_loss": round(float(log_loss(y_true, proba, labels=[0, 1])), 6),
+        "brier_score": round(float(brier_score_loss(y_true, proba)), 6),
+    }
+
+
+def train(
+    data: TrainingData,
+    *,
+    model_name: str,
+    version: str,
+    output: Path = DEFAULT_OUTPUT,
+    force: bool = False,
+    params: dict[str, Any] | None = None,
+    log: Any = print,
+) -> Path:
+    """Fit, evaluate and write ``output/model_name/version``; returns that directory."""
+    artifacts.check_identity(model_name, version)
+    if (output / model_name / version).exists() and not force:
+        raise artifacts.ArtifactExistsError(
+            f"{output / model_name / version} already exists; choose a new version or pass "
+            "--force to replace it"
+        )
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.X, data.y, test_size=HOLDOUT_FRACTION, random_state=SPLIT_SEED, stratify=data.y
+    )
+    pipeline = build_pipeline(params)
+    started = time.perf_counter()
+    log(f"fitting on {len(y_train)} rows, {len(FEATURE_NAMES)} features ...")
+    pipeline.fit(X_train, y_train)
+    log(f"fitted in {time.perf_counter() - started:.1f}s; evaluating on {len(y_test)} holdout rows")
+    proba = pipeline.predict_proba(X_test)[:, 1]
+    metrics = evaluate(y_test, proba)
+    feature_schema = feature_schema_with_observed(data.X)
+    full_params = {**GBM_PARAMS, **(params or {})}
+
+    def write_files(tmp: Path) -> dict[str, Any]:
+        payload = {
+            "format": ARTIFACT_FORMAT,
+            "model_name": model_name,
+            "model_version": version,
+            "features": feature_schema,
+            "pipeline": pipeline,
+        }
+        joblib.dump(payload, tmp / ARTIFACT_FILE, compress=3)
+        manifest: dict[str, Any] = {
+            "model_name": model_name,
+            "model_version": version,
+            "artifacts": {
+                "sklearn": {"file": ARTIFACT_FILE, "format": ARTIFACT_FORMAT},
+            },
+            "features": feature_schema,
+            "target": {"name": LABEL, "classes": [0, 1], "positive_class": 1},
+            "library_versions": {
+                "python": platform.python_version(),
+                "scikit-learn": sklearn.__version__,
+                "numpy": np.__version__,
+                "joblib": joblib.__version__,
+            },
+            "training": {
+                "estimator": "StandardScaler + GradientBoostingClassifier",
+                "params": full_params,
+                "data_source": data.source,
+                "holdout_fraction": HOLDOUT_FRACTION,
+                "split_seed": SPLIT_SEED,
+            },
+            "data_fingerprint": fingerprint(data.X, data.y),
+            "metrics": {**metrics, "holdout_rows": len(y_test)},
+            "model_card": {"markdown": "model_card.md", "plot": "model_card.png"},
+        }
+        model_card.write_plot(
+            tmp / "model_card.png", y_test, proba, f"{model_name} {version}: holdout"
+        )
+        model_card.write_markdown(tmp / "model_card.md", manifest, "model_card.png")
+        return manifest
+
+    final = artifacts.write_version(output, model_name, version, write_files, force=force)
+    log(
+        f"wrote {final}: ROC AUC {metrics['roc_auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
+        f"log loss {metrics['log_loss']:.4f}, Brier {metrics['brier_score']:.4f}"
+    )
+    return final
+
+
+def feature_schema_with_observed(X: NDArray[np.float64]) -> list[dict[str, Any]]:
+    schema = []
+    for index, spec in enumerate(FEATURES):
+        entry = spec.to_json()
+        column = X[:, index]
+        cast = int if spec.dtype == "integer" else float
+        entry["observed"] = {"min": cast(column.min()), "max": cast(column.max())}
+        schema.append(entry)
+    return schema
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", default="churn", help="model name (default: churn)")
+    parser.add_argument("--version", required=True, help="version to write, e.g. v3")
+    parser.add_argument("--data", type=Path, help="training CSV (default: synthetic data)")
+    parser.add_argument("--rows", type=int, default=20000, help="synthetic rows (default 20000)")
+    parser.add_argument("--data-seed", type=int, default=7, help="synthetic data seed (default 7)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="artifact root")
+    parser.add_argument("--force", action="store_true", help="replace an existing version")
+    args = parser.parse_args(argv)
+    try:
+        artifacts.check_identity(args.model, args.version)
+        data = csv_data(args.data) if args.data else synthetic_data(args.rows, args.data_seed)
+        train(
+            data,
+            model_name=args.model,
+            version=args.version,
+            output=args.output,
+            force=args.force,
+            log=lambda m: print(m, file=sys.stderr),
+        )
+    except (DatasetError, artifacts.ArtifactExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
