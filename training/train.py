@@ -25,6 +25,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training import artifacts, model_card
+from training.compile import (
+    COMPILED_FILE,
+    ParityError,
+    UnsupportedModelError,
+    check_parity,
+    compile_pipeline,
+    parity_record,
+)
 from training.dataset import DatasetError, check_class_balance, fingerprint, load_csv
 from training.schema import FEATURE_NAMES, FEATURES, LABEL
 from training.synthetic import generate
@@ -87,6 +95,7 @@ def train(
     output: Path = DEFAULT_OUTPUT,
     force: bool = False,
     params: dict[str, Any] | None = None,
+    compiled: bool = True,
     log: Any = print,
 ) -> Path:
     """Fit, evaluate and write ``output/model_name/version``; returns that directory."""
@@ -108,6 +117,26 @@ def train(
     metrics = evaluate(y_test, proba)
     feature_schema = feature_schema_with_observed(data.X)
     full_params = {**GBM_PARAMS, **(params or {})}
+    artifact_entries: dict[str, dict[str, Any]] = {
+        "sklearn": {"file": ARTIFACT_FILE, "format": ARTIFACT_FORMAT},
+    }
+    compiled_bytes = b""
+    if compiled:
+        # The gate runs before anything is written: a refused model leaves no version.
+        compiled_bytes = compile_pipeline(
+            pipeline, model_name=model_name, model_version=version, features=feature_schema
+        )
+        report = check_parity(pipeline, compiled_bytes, X_test, feature_schema)
+        log(
+            f"compiled runtime: parity on {report.rows} rows, max |diff| "
+            f"{report.max_abs_diff:.3g} (bound {report.bound:g}), "
+            f"{report.label_mismatches} label mismatches"
+        )
+        artifact_entries["compiled"] = {
+            "file": COMPILED_FILE,
+            "format": "gbm-trees-npz/1",
+            "parity": parity_record(report),
+        }
 
     def write_files(tmp: Path) -> dict[str, Any]:
         payload = {
@@ -118,12 +147,12 @@ def train(
             "pipeline": pipeline,
         }
         joblib.dump(payload, tmp / ARTIFACT_FILE, compress=3)
+        if compiled_bytes:
+            (tmp / COMPILED_FILE).write_bytes(compiled_bytes)
         manifest: dict[str, Any] = {
             "model_name": model_name,
             "model_version": version,
-            "artifacts": {
-                "sklearn": {"file": ARTIFACT_FILE, "format": ARTIFACT_FORMAT},
-            },
+            "artifacts": artifact_entries,
             "features": feature_schema,
             "target": {"name": LABEL, "classes": [0, 1], "positive_class": 1},
             "library_versions": {
@@ -181,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seed", type=int, default=7, help="synthetic data seed (default 7)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="artifact root")
     parser.add_argument("--force", action="store_true", help="replace an existing version")
+    parser.add_argument(
+        "--no-compiled",
+        action="store_true",
+        help="skip the compiled-runtime artifact (only runtime 'sklearn' can serve it)",
+    )
     args = parser.parse_args(argv)
     try:
         artifacts.check_identity(args.model, args.version)
@@ -191,9 +225,16 @@ def main(argv: list[str] | None = None) -> int:
             version=args.version,
             output=args.output,
             force=args.force,
+            compiled=not args.no_compiled,
             log=lambda m: print(m, file=sys.stderr),
         )
-    except (DatasetError, artifacts.ArtifactExistsError, ValueError) as exc:
+    except (
+        DatasetError,
+        artifacts.ArtifactExistsError,
+        ParityError,
+        UnsupportedModelError,
+        ValueError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tests.training.conftest import FAST_PARAMS
+from training import compile as compile_module
+from training.artifacts import sha256_file
+from training.compile import (
+    ParityError,
+    UnsupportedModelError,
+    check_parity,
+    compile_pipeline,
+    parity_rows,
+)
+from training.synthetic import generate
+from training.train import synthetic_data, train
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "lambda_src"))
+from inference import compiled_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:  # type: ignore[type-arg]
+    payload: dict = joblib.load(ROOT / "model_artifacts/churn/v1/model.joblib")  # type: ignore[type-arg]
+    return payload
+
+
+def compiled_bytes(payload: dict) -> bytes:  # type: ignore[type-arg]
+    return compile_pipeline(
+        payload["pipeline"], model_name="churn", model_version="v1", features=payload["features"]
+    )
+
+
+def rewrite(data: bytes, **changes: np.ndarray) -> bytes:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays.update(changes)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def test_compiled_model_matches_sklearn_on_holdout_and_random_rows(reference: dict) -> None:  # type: ignore[type-arg]
+    X_holdout, _ = generate(4000, seed=123)
+    X = parity_rows(X_holdout, reference["features"])
+    expected = reference["pipeline"].predict_proba(X)[:, 1]
+    actual = compiled_model.load(compiled_bytes(reference)).predict_proba(X)
+    assert np.array_equal(actual >= 0.5, expected >= 0.5)
+    assert np.max(np.abs(actual - expected)) <= compile_module.PARITY_BOUND
+
+
+def test_parity_gate_refuses_a_model_that_drifts_and_names_the_figures(reference: dict) -> None:  # type: ignore[type-arg]
+    good = compiled_bytes(reference)
+    with np.load(io.BytesIO(good), allow_pickle=False) as archive:
+        value = archive["value"].copy()
+    value += 1e-7  # far below what a user would notice, far above the bound
+    drifted = rewrite(good, value=value)
+    X_holdout, _ = generate(500, seed=5)
+    with pytest.raises(
+        ParityError,
+        match=r"max \|P\(compiled\) - P\(sklearn\)\| = [0-9.e-]+ "
+        r"\(bound 1e-12\), \d+ of 10500 labels differ",
+    ):
+        check_parity(reference["pipeline"], drifted, X_holdout, reference["features"])
+
+
+def test_training_writes_nothing_when_the_gate_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = compile_module.compile_pipeline
+
+    def float32_thresholds(pipeline: Pipeline, **kwargs: object) -> bytes:
+        # The naive conversion many converters do: thresholds in float32.
+        data = real(pipeline, **kwargs)  # type: ignore[arg-type]
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            threshold = archive["threshold"].astype(np.float32).astype(np.float64)
+            value = archive["value"].astype(np.float32).astype(np.float64)
+        return rewrite(data, threshold=threshold, value=value)
+
+    monkeypatch.setattr("training.train.compile_pipeline", float32_thresholds)
+    with pytest.raises(ParityError, match="compiled model refused"):
+        train(
+            synthetic_data(800, 1),
+            model_name="churn",
+            version="v1",
+            output=tmp_path,
+            params=FAST_PARAMS,
+            log=lambda _: None,
+        )
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_manifest_records_the_parity_check(tmp_path: Path) -> None:
+    out = train(
+        synthetic_data(800, 1),
+        model_name="churn",
+        version="v1",
+        output=tmp_path,
+        params=FAST_PARAMS,
+        log=lambda _: None,
+    )
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["compiled"]
+    assert entry["sha256"] == sha256_file(out / "model.compiled.npz")
+    parity = entry["parity"]
+    assert parity["passed"] is True and parity["label_mismatches"] == 0
+    assert parity["max_abs_diff"] <= parity["bound"] == compile_module.PARITY_BOUND
+    assert parity["holdout_rows"] == 160 and parity["random_rows"] == 10000
+
+
+def test_reference_manifests_carry_a_passed_parity_check() -> None:
+    for version in ("v1", "v2"):
+        manifest = json.loads((ROOT / f"model_artifacts/churn/{version}/manifest.json").read_text())
+        assert manifest["artifacts"]["compiled"]["parity"]["passed"] is True
+
+
+def test_unsupported_pipeline_is_refused() -> None:
+    X, y = generate(300, seed=1)
+    pipeline = Pipeline([("scaler", StandardScaler()), ("lr", LogisticRegression())]).fit(X, y)
+    with pytest.raises(UnsupportedModelError, match="not StandardScaler \\+ LogisticRegression"):
+        compile_pipeline(pipeline, model_name="m", model_version="v1", features=[])
+
+
+@pytest.mark.parametrize(
+    ("make_bytes", "message"),
+    [
+        (lambda good: b"not a zip", "not a compiled model archive"),
+        (lambda good: rewrite(good, left=np.full(5, 10**9, dtype=np.int32)), "inconsistent"),
+        (
+            lambda good: rewrite(
+                good, feature=np.full(len(np.load(io.BytesIO(good))["feature"]), 99, dtype=np.int32)
+            ),
+            "inconsistent",
+        ),
+        (
+            lambda good: rewrite(good, meta=np.frombuffer(b'{"format": "other/9"}', np.uint8)),
+            "unsupported compiled format 'other/9'",
+        ),
+    ],
+    ids=["garbage", "child-out-of-range", "feature-out-of-range", "wrong-format"],
+)
+def test_loader_refuses_malformed_archives(reference: dict, make_bytes, message: str) -> None:  # type: ignore[no-untyped-def, type-arg]
+    with pytest.raises(compiled_model.CompiledModelError, match=message):
+        compiled_model.load(make_bytes(compiled_bytes(reference)))
+
+
+def test_loader_refuses_an_archive_holding_a_pickle(reference: dict) -> None:  # type: ignore[type-arg]
+    poisoned = rewrite(compiled_bytes(reference), meta=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(compiled_model.CompiledModelError, match="not a compiled model archive"):
+        compiled_model.load(poisoned)
+
+
+def test_compiled_runtime_imports_neither_sklearn_nor_joblib() -> None:
+    script = (
+        "import sys; sys.path.insert(0, 'lambda_src');"
+        "import numpy as np; from inference import compiled_model as c;"
+        "m = c.load(open('model_artifacts/churn/v1/model.compiled.npz', 'rb').read());"
+        "p = m.predict_proba(np.zeros((2, 7)));"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in {'sklearn','joblib','scipy'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_no_compiled_flag_writes_only_the_sklearn_artifact(tmp_path: Path) -> None:
+    from training.train import main
+
+    code = main(["--version", "v3", "--rows", "400", "--output", str(tmp_path), "--no-compiled"])
+    assert code == 0
+    manifest = json.loads((tmp_path / "churn/v3/manifest.json").read_text())
+    assert list(manifest["artifacts"]) == ["sklearn"]
+    assert not (tmp_path / "churn/v3/model.compiled.npz").exists()
