@@ -1,0 +1,1 @@
+"""The handler package shipped in the Lambda image; entry: ``inference.handler.handler``."""

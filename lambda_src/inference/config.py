@@ -1,0 +1,119 @@
+"""Function settings: the environment the CDK stack sets, parsed once and checked.
+
+Every error names the variable, the value and what is allowed, because the only place
+an operator sees it is a 503 body or a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+RUNTIMES = ("sklearn", "compiled")
+DEFAULT_RUNTIME = "sklearn"
+DEFAULT_MAX_BATCH_SIZE = 1000
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Lambda refuses synchronous request payloads above 6 MB before the handler runs, so a
+# larger limit would only pretend to allow something.
+LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+DEFAULT_METRICS_NAMESPACE = "SklearnLambdaServing"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or has a value the handler cannot use."""
+
+
+@dataclass(frozen=True)
+class S3Source:
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    path: str
+
+    def __str__(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_name: str | None
+    model_version: str | None
+    runtime: str
+    source: S3Source | LocalSource
+    sha256: str | None
+    max_batch_size: int
+    max_body_bytes: int
+    metrics_namespace: str
+    lambda_version: str
+    provisioned: bool
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    runtime = env.get("MODEL_RUNTIME", "").strip() or DEFAULT_RUNTIME
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"MODEL_RUNTIME={runtime!r} is not allowed: use one of {RUNTIMES}")
+    source = _source(env)
+    sha256 = (env.get("MODEL_SHA256") or "").strip().lower() or None
+    if sha256 is None and isinstance(source, S3Source):
+        # An unpinned S3 object could be replaced under a published Lambda version.
+        raise ConfigError(
+            f"MODEL_SHA256 is not set: refusing to load {source} without a pinned checksum"
+        )
+    if sha256 is not None and not _SHA256.match(sha256):
+        raise ConfigError(f"MODEL_SHA256={sha256!r} is not a SHA-256 (64 hexadecimal digits)")
+    return Settings(
+        model_name=env.get("MODEL_NAME") or None,
+        model_version=env.get("MODEL_VERSION") or None,
+        runtime=runtime,
+        source=source,
+        sha256=sha256,
+        max_batch_size=_positive_int(env, "MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, None),
+        max_body_bytes=_positive_int(
+            env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, LAMBDA_PAYLOAD_LIMIT_BYTES
+        ),
+        metrics_namespace=env.get("METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
+        lambda_version=env.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST",
+        provisioned=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency",
+    )
+
+
+def _source(env: Mapping[str, str]) -> S3Source | LocalSource:
+    bucket = env.get("MODEL_BUCKET") or ""
+    key = env.get("MODEL_KEY") or ""
+    path = env.get("MODEL_PATH") or ""
+    if path and (bucket or key):
+        raise ConfigError(
+            f"both MODEL_PATH={path!r} and MODEL_BUCKET/MODEL_KEY are set: set only one source"
+        )
+    if path:
+        return LocalSource(path)
+    if bucket and key:
+        return S3Source(bucket, key)
+    if bucket or key:
+        missing = "MODEL_KEY" if bucket else "MODEL_BUCKET"
+        raise ConfigError(
+            f"{missing} is not set: an S3 model needs both MODEL_BUCKET and MODEL_KEY"
+        )
+    raise ConfigError("no model source: set MODEL_BUCKET and MODEL_KEY, or MODEL_PATH")
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int | None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < 1 or (maximum is not None and value > maximum):
+        allowed = f"1 to {maximum}" if maximum is not None else "at least 1"
+        raise ConfigError(f"{name}={value} is out of range: allowed {allowed}")
+    return value

@@ -1,0 +1,147 @@
+"""Event shapes the function is invoked with, reduced to one JSON payload.
+
+* Function URL / HTTP API payload 2.0: ``version == "2.0"`` and ``requestContext.http``.
+* API Gateway REST (and HTTP API payload 1.0): ``httpMethod`` and ``requestContext``.
+* Direct invocation (SDK, console, EventBridge): the event *is* the payload.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from inference.errors import RequestError, bad_request, too_large
+
+WARMUP_KEY = "_warmup"
+
+
+class Shape(enum.Enum):
+    HTTP_V2 = "http-v2"
+    REST_V1 = "rest-v1"
+    DIRECT = "direct"
+
+
+def detect_shape(event: object) -> Shape:
+    if isinstance(event, Mapping):
+        context = event.get("requestContext")
+        if isinstance(context, Mapping):
+            if event.get("version") == "2.0" and isinstance(context.get("http"), Mapping):
+                return Shape.HTTP_V2
+            if "httpMethod" in event:
+                return Shape.REST_V1
+    return Shape.DIRECT
+
+
+def is_warmup(shape: Shape, event: object) -> bool:
+    # Only a direct invocation can be a warm-up: an HTTP caller must not be able to skip
+    # prediction (and its metrics) by posting this body.
+    return shape is Shape.DIRECT and isinstance(event, Mapping) and event.get(WARMUP_KEY) is True
+
+
+def http_request_id(shape: Shape, event: object) -> str | None:
+    if shape is Shape.DIRECT or not isinstance(event, Mapping):
+        return None
+    request_id = event["requestContext"].get("requestId")
+    return request_id if isinstance(request_id, str) else None
+
+
+def read_payload(shape: Shape, event: object, *, max_body_bytes: int) -> object:
+    """The request's JSON value; raises ``RequestError`` for anything a caller got wrong."""
+    if shape is Shape.DIRECT:
+        return event
+    assert isinstance(event, Mapping)
+    method = _method(shape, event)
+    if method != "POST":
+        raise RequestError(405, "method_not_allowed", f"method {method} is not allowed: use POST")
+    _check_content_type(_headers(event))
+    return parse_json(_body_bytes(event, max_body_bytes))
+
+
+def parse_json(raw: bytes) -> object:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_request(
+            f"request body is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        ) from None
+    if not text.strip():
+        raise bad_request("request body is empty: send a JSON object")
+    try:
+        return json.loads(text, object_pairs_hook=_object_without_duplicates)
+    except json.JSONDecodeError as exc:
+        raise bad_request(
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise bad_request("request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        # e.g. an integer literal with more digits than Python converts (int_max_str_digits).
+        raise bad_request(f"request body is not valid JSON: {exc}") from None
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last duplicate silently; a caller sending two values for one
+    # feature has a bug we should show, not a prediction on a value it may not expect.
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise bad_request(f"duplicate field {key!r} in a JSON object")
+        obj[key] = value
+    return obj
+
+
+def _method(shape: Shape, event: Mapping[str, Any]) -> str:
+    if shape is Shape.HTTP_V2:
+        method = event["requestContext"]["http"].get("method")
+    else:
+        method = event.get("httpMethod")
+    return str(method).upper()
+
+
+def _headers(event: Mapping[str, Any]) -> dict[str, str]:
+    # Payload 2.0 lower-cases header names; REST v1 passes them as the client sent them.
+    headers = event.get("headers") or {}
+    if not isinstance(headers, Mapping):
+        return {}
+    return {str(name).lower(): str(value) for name, value in headers.items()}
+
+
+def _check_content_type(headers: Mapping[str, str]) -> None:
+    content_type = headers.get("content-type")
+    if content_type is None:
+        # Callers that send no content type at all get the benefit of the doubt.
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return
+    raise bad_request(f"content-type {content_type!r} is not supported: send application/json")
+
+
+def _body_bytes(event: Mapping[str, Any], max_body_bytes: int) -> bytes:
+    body = event.get("body")
+    if body is None or body == "":
+        raise bad_request("request body is empty: send a JSON object")
+    if not isinstance(body, str):
+        raise bad_request(f"request body has type {type(body).__name__}, expected text")
+    if event.get("isBase64Encoded") is True:
+        # Checked before decoding so that a huge body costs no decode work.
+        if len(body) > 4 * ((max_body_bytes + 2) // 3):
+            size = len(body) * 3 // 4
+            raise too_large(
+                f"request body of about {size} bytes exceeds MAX_BODY_BYTES={max_body_bytes}"
+            )
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request("request body is marked isBase64Encoded but is not base64") from None
+    else:
+        raw = body.encode("utf-8", errors="surrogatepass")
+    if len(raw) > max_body_bytes:
+        raise too_large(f"request body of {len(raw)} bytes exceeds MAX_BODY_BYTES={max_body_bytes}")
+    return raw
