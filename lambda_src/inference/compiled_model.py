@@ -39,8 +39,7 @@ class CompiledModel:
     roots: NDArray[np.intp]
     feature: NDArray[np.intp]
     threshold: NDArray[np.float64]
-    left: NDArray[np.intp]
-    right: NDArray[np.intp]
+    children: NDArray[np.intp]  # left and right child of node i at 2i and 2i + 1
     value: NDArray[np.float64]
     depth: int
 
@@ -53,8 +52,9 @@ class CompiledModel:
         row_offset = (np.arange(rows, dtype=np.intp) * n_features)[:, None]
         node = np.broadcast_to(self.roots, (rows, self.roots.shape[0]))
         for _ in range(self.depth):
-            go_left = flat[row_offset + self.feature[node]] <= self.threshold[node]
-            node = np.where(go_left, self.left[node], self.right[node])
+            # scikit-learn goes left when x <= threshold; NaN never reaches here (validation).
+            go_right = flat[row_offset + self.feature[node]] > self.threshold[node]
+            node = self.children[node * 2 + go_right]
         contributions = np.empty((rows, self.roots.shape[0] + 1), dtype=np.float64)
         contributions[:, 0] = self.init_raw
         contributions[:, 1:] = self.value[node]
@@ -107,8 +107,7 @@ def load(data: bytes) -> CompiledModel:
         roots=arrays["roots"].astype(np.intp),
         feature=arrays["feature"].astype(np.intp),
         threshold=arrays["threshold"].astype(np.float64),
-        left=arrays["left"].astype(np.intp),
-        right=arrays["right"].astype(np.intp),
+        children=np.stack([arrays["left"], arrays["right"]], axis=1).ravel().astype(np.intp),
         value=arrays["value"].astype(np.float64),
         depth=int(meta["depth"]),
     )

@@ -1,0 +1,116 @@
+"""One fresh process = one new execution environment. Run by benchmarks/run.py.
+
+    python -m benchmarks.worker <handler module> <request file> <output file>
+
+Times everything a new environment does (imports, model load, first request), then
+warm latency through the whole handler, then the predictions for the parity check.
+"""
+
+import time
+
+STARTED = time.perf_counter()  # before any other import: imports are part of a cold start
+
+import importlib  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
+
+
+class Context:
+    function_name = "bench"
+    function_version = "1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench:production"
+    memory_limit_in_mb = 1769
+    aws_request_id = "bench-request"
+    log_group_name = "/aws/lambda/bench"
+    log_stream_name = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30000
+
+
+def url_event(body: Any) -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "http": {
+                "method": "POST",
+                "path": "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+            },
+            "requestId": "bench-request",
+            "routeKey": "$default",
+            "stage": "$default",
+        },
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def peak_rss_mb() -> float:
+    # VmHWM belongs to this program's memory map; ru_maxrss would also count the parent's
+    # memory at fork time, before exec.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    module_name, request_path, output_path = sys.argv[1:4]
+    with open(request_path) as handle:
+        plan = json.load(handle)
+    module = importlib.import_module(module_name)
+    imported = time.perf_counter()
+    context = Context()
+    single = url_event(plan["single"])
+    response = module.handler(single, context)
+    first = time.perf_counter()
+    result: dict[str, Any] = {
+        "cold_ms": (first - STARTED) * 1000,
+        "import_ms": (imported - STARTED) * 1000,
+        "first_request_ms": (first - imported) * 1000,
+        "first_status": response["statusCode"],
+        "warm": {},
+    }
+    if plan.get("warm"):
+        for size, iterations in plan["warm"].items():
+            event = url_event({"instances": plan["rows"][: int(size)]}) if size != "1" else single
+            for _ in range(20):
+                module.handler(event, context)
+            latencies = []
+            for _ in range(iterations):
+                began = time.perf_counter()
+                module.handler(event, context)
+                latencies.append((time.perf_counter() - began) * 1000)
+            result["warm"][size] = {
+                "p50_ms": percentile(latencies, 0.5),
+                "p99_ms": percentile(latencies, 0.99),
+                "iterations": iterations,
+            }
+    if plan.get("parity_rows"):
+        probabilities: list[float] = []
+        rows = plan["parity_rows"]
+        for start in range(0, len(rows), 1000):
+            answer = module.handler(url_event({"instances": rows[start : start + 1000]}), context)
+            body = json.loads(answer["body"])
+            probabilities += [p["probability"] for p in body["predictions"]]
+        result["parity_probabilities"] = probabilities
+    result["peak_rss_mb"] = peak_rss_mb()
+    with open(output_path, "w") as handle:
+        json.dump(result, handle)
+
+
+if __name__ == "__main__":
+    main()
