@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: setup models demo test lint typecheck unit clean
+.PHONY: setup models demo test lint typecheck unit clean bench soak
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -44,6 +44,13 @@ unit: setup models
 	$(PY) -m pytest
 
 test: lint typecheck unit
+
+# Benchmarks print figures; they are not part of `make test` (timings are not assertions).
+bench: setup models
+	$(PY) -m benchmarks.run
+
+soak: setup models
+	$(PY) -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache
