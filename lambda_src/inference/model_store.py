@@ -110,7 +110,9 @@ def _fetch_s3(source: S3Source) -> bytes:
     config = Config(
         connect_timeout=S3_CONNECT_TIMEOUT_S,
         read_timeout=S3_READ_TIMEOUT_S,
-        retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS},
+        # total_max_attempts counts the first request; botocore reads "max_attempts" as
+        # retries after it (max_attempts=3 would mean 4 requests).
+        retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
     )
     try:
         # boto3 reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself (moto server in tests).

@@ -140,7 +140,8 @@ def validate_record(
 def check_value(feature: Feature, value: object) -> str | None:
     """Why ``value`` is not acceptable for ``feature``, or None when it is."""
     if not _is_number(value):
-        return f"must be a number, got {_json_type(value)} {_show(value)}"
+        shown = "" if value is None else f" {_show(value)}"
+        return f"must be a number, got {_json_type(value)}{shown}"
     assert isinstance(value, int | float)
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, got {_show(value)}"

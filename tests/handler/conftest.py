@@ -1,0 +1,120 @@
+"""Shared set-up for the handler tests: ``lambda_src`` on the path, the v1 artifact, events."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAMBDA_SRC = ROOT / "lambda_src"
+EVENTS = ROOT / "tests" / "events"
+ARTIFACTS = ROOT / "model_artifacts" / "churn"
+
+# The image puts the package at the top of sys.path; so do the tests.
+if str(LAMBDA_SRC) not in sys.path:
+    sys.path.insert(0, str(LAMBDA_SRC))
+
+from inference import handler as handler_module  # noqa: E402
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes of Lambda's context object the handler reads (and a few it may)."""
+
+    function_name: str = "churn-inference"
+    function_version: str = "7"
+    invoked_function_arn: str = (
+        "arn:aws:lambda:eu-west-1:123456789012:function:churn-inference:live"
+    )
+    memory_limit_in_mb: int = 2048
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/churn-inference"
+    log_stream_name: str = "2026/11/25/[7]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def manifest(version: str = "v1") -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((ARTIFACTS / version / "manifest.json").read_text())
+    return result
+
+
+def local_env(version: str = "v1", **overrides: str) -> dict[str, str]:
+    """The environment the stack would set, with the artifact read from model_artifacts/."""
+    env = {
+        "MODEL_NAME": "churn",
+        "MODEL_VERSION": version,
+        "MODEL_PATH": str(ARTIFACTS / version / "model.joblib"),
+        "MODEL_SHA256": manifest(version)["artifacts"]["sklearn"]["sha256"],
+        "AWS_LAMBDA_FUNCTION_VERSION": "7",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v != ""}
+
+
+def load_event(name: str) -> Any:
+    return copy.deepcopy(json.loads((EVENTS / name).read_text()))
+
+
+def valid_record() -> dict[str, Any]:
+    record: dict[str, Any] = load_event("direct_single.json")
+    return record
+
+
+@pytest.fixture(scope="session")
+def ready_v1() -> handler_module.State:
+    state = handler_module.init_state(local_env("v1"))
+    assert isinstance(state, handler_module.Ready), state
+    return state
+
+
+@pytest.fixture
+def serving(
+    ready_v1: handler_module.State, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., dict[str, Any]]]:
+    """The handler with v1 loaded in a warm environment; call it like Lambda does."""
+    monkeypatch.setattr(handler_module, "_state", ready_v1)
+    monkeypatch.setattr(handler_module, "_env", local_env("v1"))
+    monkeypatch.setattr(handler_module, "_cold", False)
+
+    def invoke(event: Any, context: Any = None) -> dict[str, Any]:
+        return handler_module.handler(event, context or FakeLambdaContext())
+
+    yield invoke
+
+
+@pytest.fixture
+def fresh_environment(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], Any]:
+    """Run init as a new execution environment with ``env``; restored after the test."""
+    monkeypatch.setattr(handler_module, "_state", handler_module._state)
+    monkeypatch.setattr(handler_module, "_env", handler_module._env)
+    monkeypatch.setattr(handler_module, "_cold", handler_module._cold)
+    return handler_module.configure
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def log_lines(text: str, message: str | None = None) -> list[dict[str, Any]]:
+    lines = [line for line in json_lines(text) if "_aws" not in line]
+    return [line for line in lines if message is None or line.get("message") == message]
+
+
+def emf_lines(text: str) -> list[dict[str, Any]]:
+    return [line for line in json_lines(text) if "_aws" in line]
+
+
+def http_body(response: dict[str, Any]) -> dict[str, Any]:
+    assert response["headers"]["content-type"] == "application/json"
+    body: dict[str, Any] = json.loads(response["body"])
+    return body

@@ -1,0 +1,487 @@
+"""The handler end to end with the v1 artifact from disk: answers, status codes, logs, metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+
+from inference import handler as handler_module
+from inference import model_store
+from tests.handler.conftest import (
+    ARTIFACTS,
+    FakeLambdaContext,
+    emf_lines,
+    http_body,
+    load_event,
+    local_env,
+    log_lines,
+    valid_record,
+)
+
+Invoke = Callable[..., dict[str, Any]]
+Configure = Callable[[dict[str, str]], Any]
+
+
+def expected_probabilities(*records: dict[str, Any]) -> list[float]:
+    """P(churn) straight from the pipeline, bypassing the handler."""
+    payload = joblib.load(ARTIFACTS / "v1" / "model.joblib")
+    names = [feature["name"] for feature in payload["features"]]
+    X = np.array([[float(r[name]) for name in names] for r in records])
+    return [float(p) for p in payload["pipeline"].predict_proba(X)[:, 1]]
+
+
+# --- answers for each event shape -------------------------------------------------------
+
+
+def test_function_url_single_record(serving: Invoke) -> None:
+    context = FakeLambdaContext()
+    response = serving(load_event("function_url_v2.json"), context)
+    assert response["statusCode"] == 200
+    assert response["isBase64Encoded"] is False
+    body = http_body(response)
+    [probability] = expected_probabilities(valid_record())
+    assert body == {
+        "prediction": int(probability >= 0.5),
+        "probability": pytest.approx(probability, abs=1e-12),
+        "model_name": "churn",
+        "model_version": "v1",
+        "lambda_version": "7",
+        "request_id": context.aws_request_id,
+    }
+
+
+def test_function_url_base64_batch_keeps_input_order(serving: Invoke) -> None:
+    response = serving(load_event("function_url_v2_base64_batch.json"))
+    body = http_body(response)
+    records = load_event("direct_batch.json")["instances"]
+    expected = expected_probabilities(*records)
+    assert [p["probability"] for p in body["predictions"]] == pytest.approx(expected, abs=1e-12)
+    assert [p["prediction"] for p in body["predictions"]] == [int(p >= 0.5) for p in expected]
+    # The two sample customers differ enough that order mistakes would show.
+    assert expected[0] != pytest.approx(expected[1], abs=0.05)
+    assert (body["model_version"], body["lambda_version"]) == ("v1", "7")
+
+
+def test_rest_api_v1_single_record(serving: Invoke) -> None:
+    response = serving(load_event("rest_api_v1.json"))
+    assert response["statusCode"] == 200
+    assert http_body(response)["probability"] == pytest.approx(
+        expected_probabilities(valid_record())[0], abs=1e-12
+    )
+
+
+def test_direct_invocation_returns_a_dict_with_status(serving: Invoke) -> None:
+    response = serving(load_event("direct_single.json"))
+    assert response["statusCode"] == 200
+    assert "headers" not in response and "body" not in response
+    assert response["probability"] == pytest.approx(expected_probabilities(valid_record())[0])
+    batch = serving(load_event("direct_batch.json"))
+    assert batch["statusCode"] == 200
+    assert len(batch["predictions"]) == 2
+
+
+def test_request_id_falls_back_to_the_http_request_id(serving: Invoke) -> None:
+    event = load_event("function_url_v2.json")
+    response = handler_module.handler(event, None)
+    assert http_body(response)["request_id"] == event["requestContext"]["requestId"]
+
+
+# --- warm-up --------------------------------------------------------------------------
+
+
+def test_warmup_returns_at_once_without_prediction_logs_or_metrics(
+    serving: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = serving(load_event("warmup.json"))
+    assert response == {
+        "statusCode": 200,
+        "warmup": True,
+        "model_loaded": True,
+        "model_name": "churn",
+        "model_version": "v1",
+        "lambda_version": "7",
+    }
+    out = capsys.readouterr().out
+    assert emf_lines(out) == []
+    assert log_lines(out, "prediction") == []
+    assert len(log_lines(out, "warm-up")) == 1
+
+
+def test_warmup_retries_a_failed_load(
+    fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "model.joblib"
+    fresh_environment(local_env("v1", MODEL_PATH=str(path)))
+    first = handler_module.handler({"_warmup": True}, FakeLambdaContext())
+    assert first["statusCode"] == 503
+    assert "cannot read MODEL_PATH" in first["error"]["message"]
+    path.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
+    second = handler_module.handler({"_warmup": True}, FakeLambdaContext())
+    assert (second["statusCode"], second["model_loaded"]) == (200, True)
+
+
+# --- client errors in every shape -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ("not json", 400, "not valid JSON"),
+        ("", 400, "empty"),
+        ("[]", 400, "must be a JSON object"),
+        (json.dumps({**valid_record(), "tenure_months": -1}), 400, "tenure_months"),
+        (json.dumps({"instances": [valid_record()] * 3}), 413, "MAX_BATCH_SIZE=2"),
+        (json.dumps({"pad": "x" * 3000}), 413, "MAX_BODY_BYTES=2048"),
+    ],
+)
+def test_client_errors_are_json_4xx(
+    fresh_environment: Configure, body: str, status: int, fragment: str
+) -> None:
+    fresh_environment(local_env("v1", MAX_BATCH_SIZE="2", MAX_BODY_BYTES="2048"))
+    event = load_event("function_url_v2.json")
+    event["body"] = body
+    response = handler_module.handler(event, FakeLambdaContext())
+    assert response["statusCode"] == status
+    error = http_body(response)["error"]
+    assert fragment in error["message"]
+    assert error["code"] in {"invalid_request", "invalid_input", "payload_too_large"}
+
+
+def test_validation_error_in_a_rest_batch_names_row_and_field(serving: Invoke) -> None:
+    event = load_event("rest_api_v1.json")
+    bad = {**valid_record(), "monthly_charges": "NaN"}
+    event["body"] = json.dumps({"instances": [valid_record(), bad]})
+    response = serving(event)
+    assert response["statusCode"] == 400
+    error = http_body(response)["error"]
+    assert error["message"] == ('instances[1].monthly_charges: must be a number, got string "NaN"')
+    assert error["details"] == [{"field": "monthly_charges", "row": 1, "message": error["message"]}]
+
+
+def test_nan_literal_in_json_is_rejected_by_name(serving: Invoke) -> None:
+    event = load_event("function_url_v2.json")
+    event["body"] = event["body"].replace('"monthly_charges": 80.5', '"monthly_charges": NaN')
+    response = serving(event)
+    assert response["statusCode"] == 400
+    assert http_body(response)["error"]["message"] == (
+        "monthly_charges: must be a finite number, got NaN"
+    )
+
+
+def test_get_is_405_with_allow_header(serving: Invoke) -> None:
+    event = load_event("function_url_v2.json")
+    event["requestContext"]["http"]["method"] = "GET"
+    response = serving(event)
+    assert response["statusCode"] == 405
+    assert response["headers"]["allow"] == "POST"
+
+
+def test_direct_invocation_errors_are_dicts(serving: Invoke) -> None:
+    response = serving({"tenure_months": 1})
+    assert response["statusCode"] == 400
+    assert response["error"]["code"] == "invalid_input"
+
+
+def test_client_errors_emit_no_metrics_but_one_log_line(
+    serving: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serving({"tenure_months": 1})
+    out = capsys.readouterr().out
+    assert emf_lines(out) == []
+    [line] = log_lines(out)
+    assert (line["message"], line["status"]) == ("request rejected", 400)
+
+
+# --- genuine bugs: 500 ----------------------------------------------------------------
+
+
+def _broken_state(ready: Any, predict: Callable[[Any], Any]) -> Any:
+    model = types.SimpleNamespace(
+        model_name="churn", model_version="v1", features=[], predict_proba=predict
+    )
+    loaded = model_store.LoadedModel(**{**ready.loaded.__dict__, "model": model})
+    return handler_module.Ready(ready.settings, loaded)
+
+
+def test_a_bug_is_500_with_a_generic_message_and_a_logged_stack(
+    ready_v1: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def explode(X: Any) -> Any:
+        raise ZeroDivisionError("secret internal detail")
+
+    monkeypatch.setattr(handler_module, "_state", _broken_state(ready_v1, explode))
+    context = FakeLambdaContext()
+    response = handler_module.handler(load_event("function_url_v2.json"), context)
+    assert response["statusCode"] == 500
+    body = http_body(response)
+    assert body["error"] == {
+        "code": "internal_error",
+        "message": f"internal error; request id {context.aws_request_id}",
+    }
+    assert "secret" not in response["body"]
+    [line] = log_lines(capsys.readouterr().out, "request failed")
+    assert line["level"] == "ERROR"
+    assert "ZeroDivisionError: secret internal detail" in line["exception"]
+    assert line["request_id"] == context.aws_request_id
+
+
+@pytest.mark.parametrize(
+    "bad_output",
+    [lambda X: np.zeros((len(X), 2)), lambda X: np.full(len(X), 1.5), lambda X: np.full(1, 0.5)],
+)
+def test_a_runtime_answering_nonsense_is_500_not_a_prediction(
+    ready_v1: Any, monkeypatch: pytest.MonkeyPatch, bad_output: Callable[[Any], Any]
+) -> None:
+    monkeypatch.setattr(handler_module, "_state", _broken_state(ready_v1, bad_output))
+    response = handler_module.handler(load_event("direct_batch.json"), FakeLambdaContext())
+    assert response["statusCode"] == 500
+    assert "predictions" not in response
+
+
+# --- observability ---------------------------------------------------------------------
+
+
+def test_one_structured_log_line_per_prediction(
+    serving: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context = FakeLambdaContext()
+    response = serving(load_event("direct_batch.json"), context)
+    [line] = log_lines(capsys.readouterr().out)
+    assert line["message"] == "prediction"
+    assert line["level"] == "INFO"
+    assert line["request_id"] == context.aws_request_id
+    assert (line["model_version"], line["lambda_version"]) == ("v1", "7")
+    assert line["rows"] == 2
+    assert line["probabilities"] == [p["probability"] for p in response["predictions"]]
+    assert line["latency_ms"] >= line["predict_ms"] > 0
+    assert line["cold_start"] is False
+
+
+def test_emf_document_follows_the_specification(
+    serving: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = serving(load_event("direct_single.json"))
+    [doc] = emf_lines(capsys.readouterr().out)
+    [directive] = doc["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "SklearnLambdaServing"
+    assert directive["Dimensions"] == [["ModelVersion"]]
+    assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {
+        "InferenceLatency": "Milliseconds",
+        "Predictions": "Count",
+        "PredictionProbability": "None",
+    }
+    assert doc["ModelVersion"] == "v1"
+    assert doc["Predictions"] == 1
+    assert doc["PredictionProbability"] == response["probability"]
+    assert doc["InferenceLatency"] > 0
+    assert isinstance(doc["_aws"]["Timestamp"], int)
+
+
+def test_large_batch_splits_probabilities_into_documents_of_100(
+    serving: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = serving({"instances": [valid_record()] * 250})
+    docs = emf_lines(capsys.readouterr().out)
+    assert [len(d["PredictionProbability"]) for d in docs] == [100, 100, 50]
+    assert sum(d.get("Predictions", 0) for d in docs) == 250
+    assert sum(1 for d in docs if "InferenceLatency" in d) == 1
+    every = [p for d in docs for p in d["PredictionProbability"]]
+    assert every == [p["probability"] for p in response["predictions"]]
+    for doc in docs:
+        names = {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        assert names == {k for k in doc if k not in {"_aws", "ModelVersion"}} - {
+            "request_id",
+            "lambda_version",
+        }
+
+
+def test_metrics_namespace_is_configurable(
+    fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh_environment(local_env("v1", METRICS_NAMESPACE="Team/Churn"))
+    handler_module.handler(valid_record(), FakeLambdaContext())
+    namespaces = {
+        d["_aws"]["CloudWatchMetrics"][0]["Namespace"] for d in emf_lines(capsys.readouterr().out)
+    }
+    assert namespaces == {"Team/Churn"}
+
+
+def test_cold_start_and_model_load_time_are_emitted_once(
+    fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh_environment(local_env("v1"))
+    init_docs = emf_lines(capsys.readouterr().out)
+    assert [d.get("ModelLoadTime", 0) > 0 for d in init_docs] == [True]
+    handler_module.handler(valid_record(), FakeLambdaContext())
+    handler_module.handler(valid_record(), FakeLambdaContext())
+    out = capsys.readouterr().out
+    assert [d.get("ColdStart") for d in emf_lines(out)] == [1, None]
+    assert [line["cold_start"] for line in log_lines(out, "prediction")] == [True, False]
+
+
+def test_warmup_consumes_the_cold_start(
+    fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh_environment(local_env("v1"))
+    handler_module.handler({"_warmup": True}, FakeLambdaContext())
+    handler_module.handler(valid_record(), FakeLambdaContext())
+    assert all("ColdStart" not in d for d in emf_lines(capsys.readouterr().out))
+
+
+def test_provisioned_concurrency_is_never_a_cold_start(
+    fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh_environment(local_env("v1", AWS_LAMBDA_INITIALIZATION_TYPE="provisioned-concurrency"))
+    handler_module.handler(valid_record(), FakeLambdaContext())
+    assert all("ColdStart" not in d for d in emf_lines(capsys.readouterr().out))
+
+
+# --- model unavailable: 503, then retry -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"MODEL_PATH": ""}, "no model source"),
+        ({"MODEL_RUNTIME": "onnx"}, "MODEL_RUNTIME='onnx' is not allowed"),
+        ({"MODEL_SHA256": "abc"}, "MODEL_SHA256='abc' is not a SHA-256"),
+        ({"MAX_BATCH_SIZE": "many"}, "MAX_BATCH_SIZE='many' is not an integer"),
+        ({"MAX_BODY_BYTES": "10000000"}, "MAX_BODY_BYTES=10000000 is out of range"),
+        ({"MODEL_BUCKET": "b", "MODEL_KEY": "k"}, "set only one source"),
+        ({"MODEL_PATH": "", "MODEL_BUCKET": "b"}, "MODEL_KEY is not set"),
+        ({"MODEL_PATH": "", "MODEL_BUCKET": "b", "MODEL_KEY": "k", "MODEL_SHA256": ""}, "pinned"),
+        ({"MODEL_VERSION": "v2"}, "holds churn v1 but MODEL_VERSION is 'v2'"),
+        ({"MODEL_NAME": "fraud"}, "holds model 'churn' but MODEL_NAME is 'fraud'"),
+        ({"MODEL_SHA256": "0" * 64}, "checksum mismatch"),
+    ],
+)
+def test_unusable_configuration_or_model_is_503_with_the_reason(
+    fresh_environment: Configure, overrides: dict[str, str], fragment: str
+) -> None:
+    state = fresh_environment(local_env("v1", **overrides))
+    assert isinstance(state, handler_module.Unavailable)
+    response = handler_module.handler(load_event("function_url_v2.json"), FakeLambdaContext())
+    assert response["statusCode"] == 503
+    error = http_body(response)["error"]
+    assert error["code"] == "model_unavailable"
+    assert fragment in error["message"]
+
+
+def test_checksum_mismatch_never_deserializes(
+    fresh_environment: Configure, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[bytes] = []
+    monkeypatch.setattr("inference.sklearn_model.load", calls.append)
+    tampered = tmp_path / "model.joblib"
+    tampered.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes() + b"\0")
+    fresh_environment(local_env("v1", MODEL_PATH=str(tampered)))
+    response = handler_module.handler(valid_record(), FakeLambdaContext())
+    assert response["statusCode"] == 503
+    assert response["error"]["message"].startswith(
+        f"model unavailable: checksum mismatch for {tampered}"
+    )
+    assert calls == []
+
+
+def test_failed_load_is_retried_and_recovers(
+    fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "model.joblib"
+    fresh_environment(local_env("v1", MODEL_PATH=str(path)))
+    assert handler_module.handler(valid_record(), FakeLambdaContext())["statusCode"] == 503
+    assert handler_module.handler(valid_record(), FakeLambdaContext())["statusCode"] == 503
+    path.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
+    response = handler_module.handler(valid_record(), FakeLambdaContext())
+    assert response["statusCode"] == 200
+    assert isinstance(handler_module.current_state(), handler_module.Ready)
+    out = capsys.readouterr().out
+    assert len(log_lines(out, "model loaded")) == 1
+    assert [d["ModelLoadErrors"] for d in emf_lines(out) if "ModelLoadErrors" in d] == [1, 1, 1]
+
+
+def test_wrong_artifact_format_is_503(fresh_environment: Configure, tmp_path: Path) -> None:
+    path = tmp_path / "model.joblib"
+    joblib.dump({"format": "something-else/9"}, path)
+    fresh_environment(local_env("v1", MODEL_PATH=str(path), MODEL_SHA256=_sha(path)))
+    response = handler_module.handler(valid_record(), FakeLambdaContext())
+    assert response["statusCode"] == 503
+    assert "artifact format is 'something-else/9'" in response["error"]["message"]
+
+
+def test_artifact_from_another_sklearn_version_is_refused(
+    fresh_environment: Configure, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sklearn.base
+
+    payload = joblib.load(ARTIFACTS / "v1" / "model.joblib")
+    path = tmp_path / "model.joblib"
+    with monkeypatch.context() as patch:
+        patch.setattr(sklearn.base, "__version__", "0.24.2")
+        joblib.dump(payload, path)
+    fresh_environment(local_env("v1", MODEL_PATH=str(path), MODEL_SHA256=_sha(path)))
+    response = handler_module.handler(valid_record(), FakeLambdaContext())
+    assert response["statusCode"] == 503
+    assert "made with scikit-learn 0.24.2 but this image has" in response["error"]["message"]
+
+
+def test_local_file_without_pin_is_served_with_a_warning(
+    fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = fresh_environment(local_env("v1", MODEL_SHA256=""))
+    assert isinstance(state, handler_module.Ready)
+    assert state.loaded.verified is False
+    [warning] = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
+    assert "without checksum verification" in warning["message"]
+
+
+# --- runtime plug-in -------------------------------------------------------------------
+
+
+def test_compiled_runtime_missing_from_the_image_is_a_clear_503(
+    fresh_environment: Configure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "inference.compiled_model", None)
+    fresh_environment(local_env("v1", MODEL_RUNTIME="compiled"))
+    response = handler_module.handler(valid_record(), FakeLambdaContext())
+    assert response["statusCode"] == 503
+    assert response["error"]["message"] == (
+        "model unavailable: runtime 'compiled' is not available in this image"
+    )
+
+
+def test_compiled_runtime_is_plugged_in_by_its_load_function(
+    fresh_environment: Configure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bytes] = []
+
+    def load(data: bytes) -> Any:
+        seen.append(data)
+        features = joblib.load(ARTIFACTS / "v1" / "model.joblib")["features"]
+        return types.SimpleNamespace(
+            model_name="churn",
+            model_version="v1",
+            features=features,
+            predict_proba=lambda X: np.full(len(X), 0.25),
+        )
+
+    fake = types.ModuleType("inference.compiled_model")
+    fake.load = load  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "inference.compiled_model", fake)
+    fresh_environment(local_env("v1", MODEL_RUNTIME="compiled"))
+    response = handler_module.handler(load_event("direct_batch.json"), FakeLambdaContext())
+    assert response["predictions"] == [{"prediction": 0, "probability": 0.25}] * 2
+    assert seen == [(ARTIFACTS / "v1" / "model.joblib").read_bytes()]
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

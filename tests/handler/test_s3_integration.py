@@ -1,0 +1,177 @@
+"""The real init path against an S3 API on loopback (moto server): env, download, checksum,
+load, predict; and what happens when S3 or the artifact is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from inference import handler as handler_module
+from inference import model_store
+from tests.handler.conftest import ARTIFACTS, FakeLambdaContext, http_body, load_event, log_lines
+
+pytestmark = pytest.mark.integration
+
+ARTIFACT = (ARTIFACTS / "v1" / "model.joblib").read_bytes()
+ARTIFACT_SHA256 = hashlib.sha256(ARTIFACT).hexdigest()
+Configure = Callable[[dict[str, str]], Any]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Fake credentials and the loopback endpoint, where boto3 reads them: os.environ."""
+    values = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+    }
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "MODEL_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+@pytest.fixture
+def bucket(aws_env: dict[str, str]) -> str:
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    return name
+
+
+def s3_env(bucket: str, key: str, sha256: str = ARTIFACT_SHA256) -> dict[str, str]:
+    # The handler reads the same process environment Lambda would give it.
+    return {
+        **os.environ,
+        "MODEL_NAME": "churn",
+        "MODEL_VERSION": "v1",
+        "MODEL_BUCKET": bucket,
+        "MODEL_KEY": key,
+        "MODEL_SHA256": sha256,
+        "AWS_LAMBDA_FUNCTION_VERSION": "12",
+    }
+
+
+def upload(bucket: str, key: str, data: bytes = ARTIFACT) -> None:
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=data)
+
+
+def predict() -> dict[str, Any]:
+    return handler_module.handler(load_event("function_url_v2.json"), FakeLambdaContext())
+
+
+def test_end_to_end_from_s3(
+    bucket: str, fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upload(bucket, "churn/v1/model.joblib")
+    state = fresh_environment(s3_env(bucket, "churn/v1/model.joblib"))
+    assert isinstance(state, handler_module.Ready), state
+    assert state.loaded.source == f"s3://{bucket}/churn/v1/model.joblib"
+    assert state.loaded.sha256 == ARTIFACT_SHA256
+    response = predict()
+    assert response["statusCode"] == 200
+    body = http_body(response)
+    assert (body["model_version"], body["lambda_version"]) == ("v1", "12")
+    assert 0.0 <= body["probability"] <= 1.0
+    [loaded] = log_lines(capsys.readouterr().out, "model loaded")
+    assert loaded["size_bytes"] == len(ARTIFACT)
+
+
+def test_checksum_mismatch_is_503_and_no_prediction(
+    bucket: str,
+    fresh_environment: Configure,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    deserialized: list[bytes] = []
+    monkeypatch.setattr("inference.sklearn_model.load", deserialized.append)
+    upload(bucket, "churn/v1/model.joblib", ARTIFACT + b"tampered")
+    fresh_environment(s3_env(bucket, "churn/v1/model.joblib"))
+    response = predict()
+    assert response["statusCode"] == 503
+    message = http_body(response)["error"]["message"]
+    assert message.startswith(f"model unavailable: checksum mismatch for s3://{bucket}/")
+    assert f"MODEL_SHA256 pins {ARTIFACT_SHA256}" in message
+    assert deserialized == []
+    assert log_lines(capsys.readouterr().out, "prediction") == []
+
+
+def test_missing_object_is_503_then_recovers_once_uploaded(
+    bucket: str, fresh_environment: Configure
+) -> None:
+    fresh_environment(s3_env(bucket, "churn/v1/model.joblib"))
+    response = predict()
+    assert response["statusCode"] == 503
+    assert "NoSuchKey" in http_body(response)["error"]["message"]
+    upload(bucket, "churn/v1/model.joblib")
+    assert predict()["statusCode"] == 200
+
+
+def test_unreachable_s3_fails_fast_then_recovers_when_it_returns(
+    aws_env: dict[str, str], fresh_environment: Configure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+    bucket = "models-unreachable"
+    started = time.monotonic()
+    fresh_environment(s3_env(bucket, "churn/v1/model.joblib"))
+    assert time.monotonic() - started < 10, "init must not hang on a dead endpoint"
+    response = predict()
+    assert response["statusCode"] == 503
+    assert "cannot download" in http_body(response)["error"]["message"]
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        s3 = boto3.client("s3")
+        s3.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        s3.put_object(Bucket=bucket, Key="churn/v1/model.joblib", Body=ARTIFACT)
+        assert predict()["statusCode"] == 200
+    finally:
+        server.stop()
+
+
+def test_s3_client_has_bounded_timeouts_and_standard_retries(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[Any] = []
+    real_client = boto3.client
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        client = real_client(*args, **kwargs)
+        created.append(client)
+        return client
+
+    monkeypatch.setattr(boto3, "client", spy)
+    upload(bucket, "k")
+    assert model_store.fetch_bytes(model_store.S3Source(bucket, "k")) == ARTIFACT
+    config = created[-1].meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2, 10)
+    # Three requests in all: the first one and two retries.
+    assert config.retries == {"mode": "standard", "total_max_attempts": 3}
