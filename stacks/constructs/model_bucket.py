@@ -1,0 +1,92 @@
+"""The model bucket and the bucket its access logs go to."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+
+class ModelBucket(Construct):
+    """Versioned, encrypted, TLS-only storage for model artifacts, kept when the stack goes.
+
+    Artifacts are immutable per key (``models/<model>/<version>/``); S3 versioning guards
+    against a forced retrain overwriting a version that a published Lambda version pins
+    by checksum: the old bytes stay restorable for ``noncurrent_days``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        bucket_name: str,
+        noncurrent_days: int = 90,
+        access_log_days: int = 365,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            # Server access logging can deliver only to SSE-S3 buckets.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(access_log_days))],
+        )
+        Validations.of(self.access_logs).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-S1",
+                reason="This is the access-log bucket itself: logging it into itself would "
+                "loop, and into another bucket only moves the question.",
+            )
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            # A fixed name lets the inference stack (and operators) address the bucket
+            # without a cross-stack export that would pin this stack.
+            bucket_name=bucket_name,
+            versioned=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="model-bucket/",
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-replaced-artifacts",
+                    noncurrent_version_expiration=Duration.days(noncurrent_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                )
+            ],
+        )
+
+
+def model_bucket_name(
+    stack_prefix: str, *, account: str = Aws.ACCOUNT_ID, region: str = Aws.REGION
+) -> str:
+    """Globally unique per account and region, and known to both stacks without a lookup.
+
+    ``account``/``region`` default to the deploy-time pseudo parameters; cdk-nag finding
+    IDs print them as ``<AWS::AccountId>``/``<AWS::Region>``.
+    """
+    return f"{stack_prefix}-models-{account}-{region}"
+
+
+def grant_read_model(grantee: iam.IGrantable, bucket: s3.IBucket, model_prefix: str) -> iam.Grant:
+    """GetObject on one model's prefix only: no ListBucket, nothing bucket-wide.
+
+    The prefix is the model's, not one version's: the stable version of a canary runs
+    with the same role and still reads its own (older) version's artifact.
+    """
+    return iam.Grant.add_to_principal(
+        grantee=grantee,
+        actions=["s3:GetObject"],
+        resource_arns=[bucket.arn_for_objects(f"{model_prefix}*")],
+    )

@@ -1,0 +1,206 @@
+"""Dashboard (stable and candidate side by side) and alarms to an SNS topic."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+LATENCY_P99_THRESHOLD_MS = 500
+ERRORS_IN_FIVE_MINUTES_THRESHOLD = 5
+MINUTE = Duration.minutes(1)
+
+
+class Monitoring(Construct):
+    """Per-version Lambda metrics and per-model handler metrics, and three alarms.
+
+    Behind an alias, Lambda publishes each version's invocation metrics with the
+    dimensions FunctionName, Resource = ``function:alias`` and ExecutedVersion; that is
+    how stable and candidate are told apart (``Version.metric()`` in CDK does not use it).
+    The handler's EMF metrics carry only ModelVersion; the stable side's model version is
+    not known at synth (it is a Lambda version number), so those graphs SEARCH the
+    namespace and show every model version that reports.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        function_name: str,
+        alias_name: str,
+        candidate_version: str,
+        stable_version: str | None,
+        model_version: str,
+        metrics_namespace: str,
+        dashboard_name: str,
+        alarm_email: str | None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self._function_name = function_name
+        self._alias_resource = f"{function_name}:{alias_name}"
+        sides = [(f"candidate (model {model_version})", candidate_version)]
+        if stable_version is not None:
+            sides.insert(0, (f"stable (version {stable_version})", stable_version))
+        self._sides = sides
+
+        # CloudWatch cannot publish to a topic under the AWS managed SNS key, so the topic
+        # gets its own key that lets CloudWatch encrypt alarm notifications.
+        key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+            description="Encrypts the inference alarm topic.",
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+        self.topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        if alarm_email is not None:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+
+        self.latency_alarm = cloudwatch.Alarm(
+            self,
+            "LatencyP99",
+            alarm_description=f"p99 inference latency of model {model_version} above "
+            f"{LATENCY_P99_THRESHOLD_MS} ms in 3 of 5 minutes.",
+            metric=cloudwatch.Metric(
+                namespace=metrics_namespace,
+                metric_name="InferenceLatency",
+                dimensions_map={"ModelVersion": model_version},
+                statistic="p99",
+                period=MINUTE,
+            ),
+            threshold=LATENCY_P99_THRESHOLD_MS,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.errors_alarm = cloudwatch.Alarm(
+            self,
+            "Errors",
+            alarm_description=f"More than {ERRORS_IN_FIVE_MINUTES_THRESHOLD} errors in 5 "
+            "minutes through the alias (both versions).",
+            metric=self._lambda_metric("Errors", "Sum", Duration.minutes(5)),
+            threshold=ERRORS_IN_FIVE_MINUTES_THRESHOLD,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.throttles_alarm = cloudwatch.Alarm(
+            self,
+            "Throttles",
+            alarm_description="Any throttled invocation of the function (any qualifier).",
+            metric=cloudwatch.Metric(
+                namespace="AWS/Lambda",
+                metric_name="Throttles",
+                dimensions_map={"FunctionName": function_name},
+                statistic="Sum",
+                period=MINUTE,
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.alarms = (self.latency_alarm, self.errors_alarm, self.throttles_alarm)
+        for alarm in self.alarms:
+            alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+            alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=dashboard_name)
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=f"## {dashboard_name}\n"
+                + " | ".join(f"**{label}**" for label, _ in sides)
+                + f"\n\nAlias `{alias_name}`; Lambda metrics per ExecutedVersion, model "
+                "metrics per ModelVersion.",
+                width=24,
+                height=2,
+            )
+        )
+        self.dashboard.add_widgets(
+            self._per_version("Invocations", "Invocations", "Sum"),
+            self._per_version("Errors", "Errors", "Sum"),
+        )
+        self.dashboard.add_widgets(
+            self._per_version("Duration p50 (ms)", "Duration", "p50"),
+            self._per_version("Duration p99 (ms)", "Duration", "p99"),
+        )
+        self.dashboard.add_widgets(
+            self._per_version("Throttles", "Throttles", "Sum"),
+            self._per_version("Concurrent executions", "ConcurrentExecutions", "Maximum"),
+        )
+        self.dashboard.add_widgets(
+            self._per_version(
+                "Provisioned concurrency utilization",
+                "ProvisionedConcurrencyUtilization",
+                "Maximum",
+            ),
+            self._per_version(
+                "Provisioned concurrency spillover",
+                "ProvisionedConcurrencySpilloverInvocations",
+                "Sum",
+            ),
+        )
+        self.dashboard.add_widgets(
+            self._per_model(
+                metrics_namespace, "Inference latency p99 (ms)", "InferenceLatency", "p99"
+            ),
+            self._per_model(
+                metrics_namespace, "Mean predicted probability", "PredictionProbability", "Average"
+            ),
+        )
+        self.dashboard.add_widgets(
+            self._per_model(metrics_namespace, "Cold starts", "ColdStart", "Sum", 8),
+            self._per_model(
+                metrics_namespace, "Model load time p99 (ms)", "ModelLoadTime", "p99", 8
+            ),
+            self._per_model(metrics_namespace, "Predictions", "Predictions", "Sum", 8),
+        )
+
+    def _lambda_metric(
+        self, name: str, statistic: str, period: Duration, executed_version: str | None = None
+    ) -> cloudwatch.Metric:
+        dimensions = {"FunctionName": self._function_name, "Resource": self._alias_resource}
+        if executed_version is not None:
+            dimensions["ExecutedVersion"] = executed_version
+        return cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name=name,
+            dimensions_map=dimensions,
+            statistic=statistic,
+            period=period,
+        )
+
+    def _per_version(self, title: str, name: str, statistic: str) -> cloudwatch.GraphWidget:
+        metrics: list[cloudwatch.IMetric] = [
+            self._lambda_metric(name, statistic, MINUTE, version).with_(label=label)
+            for label, version in self._sides
+        ]
+        return cloudwatch.GraphWidget(title=title, left=metrics, width=12, height=6)
+
+    @staticmethod
+    def _per_model(
+        namespace: str, title: str, name: str, statistic: str, width: int = 12
+    ) -> cloudwatch.GraphWidget:
+        search = cloudwatch.MathExpression(
+            expression=(
+                f"SEARCH('{{{namespace},ModelVersion}} MetricName=\"{name}\"', '{statistic}', 60)"
+            ),
+            label="",
+            period=MINUTE,
+        )
+        return cloudwatch.GraphWidget(title=title, left=[search], width=width, height=6)

@@ -1,0 +1,128 @@
+"""Stateless stack: function, versions, alias, warm-up, endpoint, monitoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import ALIAS_NAME, EnvironmentConfig
+from stacks.constructs.canary_release import CanaryRelease
+from stacks.constructs.endpoint import Endpoint
+from stacks.constructs.inference_function import InferenceFunction
+from stacks.constructs.model_bucket import grant_read_model, model_bucket_name
+from stacks.constructs.monitoring import Monitoring
+from stacks.constructs.warmer import Warmer
+
+
+class InferenceStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: EnvironmentConfig,
+        environment_prefix: str,
+        image_directory: Path,
+        **stack_props: Any,
+    ) -> None:
+        super().__init__(scope, id_, **stack_props)
+        model = config.model
+        model_bucket = s3.Bucket.from_bucket_name(
+            self, "ModelBucket", model_bucket_name(environment_prefix)
+        )
+        settings = config.function
+        rollout = config.rollout
+
+        self.inference = InferenceFunction(
+            self,
+            "Inference",
+            image_directory=image_directory,
+            # The runtime selects the image's requirements; the model does not touch the image.
+            build_args={"MODEL_RUNTIME": model.runtime.value},
+            architecture=settings.architecture,
+            memory_mb=settings.memory_mb,
+            timeout_seconds=settings.timeout_seconds,
+            reserved_concurrency=settings.reserved_concurrency,
+            log_retention_days=settings.log_retention_days,
+            tracing=settings.tracing,
+            environment={
+                "MODEL_NAME": model.model_name,
+                "MODEL_VERSION": model.model_version,
+                "MODEL_RUNTIME": model.runtime.value,
+                "MODEL_BUCKET": model_bucket.bucket_name,
+                "MODEL_KEY": model.key,
+                "MODEL_SHA256": model.sha256,
+                "MAX_BATCH_SIZE": str(settings.max_batch_size),
+                "METRICS_NAMESPACE": settings.metrics_namespace,
+            },
+            version_description=f"{model.model_name} {model.model_version} ({model.runtime.value})",
+        )
+        function = self.inference.function
+        grant_read_model(function, model_bucket, model.model_prefix)
+        Validations.of(self.inference.role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::"
+                + model_bucket_name(
+                    environment_prefix, account="<AWS::AccountId>", region="<AWS::Region>"
+                )
+                + f"/{model.model_prefix}*]",
+                reason="GetObject on this model's prefix only: the stable version of a canary "
+                "(same role) reads an older version's key under it.",
+            )
+        )
+
+        self.release = CanaryRelease(
+            self,
+            "Release",
+            function=function,
+            alias_name=ALIAS_NAME,
+            stable_version=rollout.stable_version,
+            canary_weight=rollout.canary_weight,
+            provisioned_concurrency=config.pc_share,
+            autoscaling=config.provisioned_concurrency.autoscaling,
+        )
+        self.warmer = (
+            Warmer(
+                self,
+                "Warmer",
+                versions=self.release.serving,
+                rate_minutes=config.warmer.rate_minutes,
+            )
+            if config.warmer.enabled
+            else None
+        )
+        self.endpoint = Endpoint(
+            self, "Endpoint", alias=self.release.alias, auth=config.endpoint_auth
+        )
+        dashboard_name = f"{environment_prefix}-{model.model_name}"
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            function_name=function.function_name,
+            alias_name=ALIAS_NAME,
+            candidate_version=self.release.candidate.version,
+            stable_version=(
+                str(rollout.stable_version) if rollout.stable_version is not None else None
+            ),
+            model_version=model.model_version,
+            metrics_namespace=settings.metrics_namespace,
+            dashboard_name=dashboard_name,
+            alarm_email=config.alarms.email,
+        )
+
+        CfnOutput(
+            self, "EndpointUrl", value=self.endpoint.url.url, description="HTTPS endpoint (alias)"
+        )
+        CfnOutput(self, "AliasArn", value=self.release.alias.function_arn)
+        CfnOutput(
+            self,
+            "PublishedVersion",
+            value=self.release.candidate.version,
+            description="The version this deploy published: the next canary's stable_version.",
+        )
+        CfnOutput(self, "ModelVersion", value=model.model_version)
+        CfnOutput(self, "DashboardName", value=dashboard_name)

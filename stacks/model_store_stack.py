@@ -1,0 +1,66 @@
+"""Stateful stack: the model bucket and the upload of the configured model version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
+from constructs import Construct
+
+from stacks.config import ModelArtifact
+from stacks.constructs.model_bucket import ModelBucket
+from stacks.constructs.model_upload import ModelUpload
+
+
+class ModelStoreStack(Stack):
+    """Kept apart from the inference stack so that one can be destroyed and rebuilt freely."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        model: ModelArtifact,
+        bucket_name: str,
+        **stack_props: Any,
+    ) -> None:
+        super().__init__(scope, id_, **stack_props)
+        self.store = ModelBucket(self, "ModelStore", bucket_name=bucket_name)
+        self.upload = ModelUpload(
+            self,
+            "ModelUpload",
+            bucket=self.store.bucket,
+            directory=model.directory,
+            files=model.upload_files,
+            prefix=model.prefix,
+        )
+        self._acknowledge_bucket_deployment_handler()
+
+    def _acknowledge_bucket_deployment_handler(self) -> None:
+        """BucketDeployment's singleton copy function (CDK's code) lives at stack level."""
+        bucket = self.store.bucket.node.default_child
+        assert isinstance(bucket, CfnElement)
+        copy_grants = "the copy function reads CDK's staging bucket and writes the upload "
+        reasons = {
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaBasicExecutionRole]": "CDK's BucketDeployment handler writes its logs "
+            "with the AWS managed basic execution policy; its role is not configurable.",
+            "AwsSolutions-L1": "CDK pins the BucketDeployment handler's runtime to the AWS CLI "
+            "layer it bundles; it runs only during deployments.",
+            "AwsSolutions-IAM5[Action::s3:GetBucket*]": copy_grants + "(CDK's grantRead).",
+            "AwsSolutions-IAM5[Action::s3:GetObject*]": copy_grants + "(CDK's grantRead).",
+            "AwsSolutions-IAM5[Action::s3:List*]": copy_grants + "(CDK's grantRead/Write).",
+            "AwsSolutions-IAM5[Action::s3:Abort*]": copy_grants + "(multipart uploads).",
+            "AwsSolutions-IAM5[Action::s3:DeleteObject*]": copy_grants + "(CDK's grantWrite; "
+            "with prune=False and retain_on_delete it deletes nothing).",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-"
+            "<AWS::AccountId>-<AWS::Region>/*]": copy_grants + "(the staged asset's key is "
+            "a content hash, known only after synth).",
+            f"AwsSolutions-IAM5[Resource::<{self.get_logical_id(bucket)}.Arn>/*]": copy_grants
+            + "(CDK grants the destination bucket's objects; the upload is confined to one "
+            "version prefix by its destination_key_prefix).",
+        }
+        for child in self.node.children:
+            if child.node.id.startswith("Custom::CDKBucketDeployment"):
+                for rule_id, reason in reasons.items():
+                    Validations.of(child).acknowledge(Acknowledgment(id=rule_id, reason=reason))
