@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: setup models demo test lint typecheck unit clean bench soak
+.PHONY: setup models demo test lint typecheck unit clean bench soak serve
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -32,6 +32,11 @@ models: $(STAMP)
 
 demo: setup models
 	@$(PY) -m tools.demo
+
+# The real handler behind a local Function URL-shaped server on http://127.0.0.1:8080/.
+# Options: make serve SERVE_ARGS="--version v1 --port 9000"
+serve: setup models
+	$(PY) -m tools.serve $(SERVE_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

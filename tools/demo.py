@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tools.serve_demo import show_local_serving
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,6 +27,7 @@ def show_models() -> None:
 
 def main() -> None:
     show_models()
+    show_local_serving()
 
 
 if __name__ == "__main__":

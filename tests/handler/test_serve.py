@@ -1,0 +1,120 @@
+"""`tools.serve`: real HTTP on loopback, through the Function URL event, to the handler."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.handler.conftest import manifest, valid_record
+from tools import serve, serve_demo
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, fresh_environment: Any) -> None:
+    # load_handler writes os.environ as Lambda would; monkeypatch puts it back afterwards.
+    for name in (*serve.model_env("churn", "v1", "sklearn"), "MODEL_BUCKET", "MODEL_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def base_url(isolated_env: None) -> Iterator[str]:
+    module = serve.load_handler(serve.model_env("churn", "v1", "sklearn"))
+    server = serve.make_server("127.0.0.1", 0, module.handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def request(
+    url: str, body: bytes | None, *, method: str = "POST", content_type: str = "application/json"
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    req = urllib.request.Request(
+        url, data=body, method=method, headers={"content-type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+def test_model_env_comes_from_the_manifest() -> None:
+    env = serve.model_env("churn", "v1", "sklearn")
+    assert env["MODEL_SHA256"] == manifest("v1")["artifacts"]["sklearn"]["sha256"]
+    assert env["MODEL_PATH"].endswith("model_artifacts/churn/v1/model.joblib")
+    assert (env["MODEL_VERSION"], env["MODEL_RUNTIME"]) == ("v1", "sklearn")
+
+
+def test_unknown_version_or_runtime_is_a_clear_exit() -> None:
+    with pytest.raises(SystemExit, match="v999"):
+        serve.model_env("churn", "v999", "sklearn")
+    if "compiled" not in manifest("v1")["artifacts"]:
+        with pytest.raises(SystemExit, match="no 'compiled' artifact"):
+            serve.model_env("churn", "v1", "compiled")
+
+
+def test_latest_version_is_numeric_not_lexical() -> None:
+    versions = [p.name for p in (serve.ARTIFACTS / "churn").glob("v*")]
+    assert serve.latest_version("churn") == max(versions, key=lambda v: int(v[1:]))
+
+
+def test_http_post_is_answered_by_the_handler(base_url: str) -> None:
+    status, headers, body = request(base_url, json.dumps(valid_record()).encode())
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    assert body["model_version"] == "v1"
+    assert body["prediction"] in (0, 1)
+
+
+def test_http_batch(base_url: str) -> None:
+    payload = {"instances": [valid_record(), {**valid_record(), "tenure_months": 100}]}
+    status, _, body = request(base_url, json.dumps(payload).encode())
+    assert status == 200
+    assert len(body["predictions"]) == 2
+
+
+def test_http_errors_keep_their_status(base_url: str) -> None:
+    status, _, body = request(base_url, b"{nope")
+    assert status == 400 and "not valid JSON" in body["error"]["message"]
+    status, _, body = request(base_url, b"a=1", content_type="application/x-www-form-urlencoded")
+    assert status == 400 and "content-type" in body["error"]["message"]
+    status, headers, _ = request(base_url, None, method="GET")
+    assert status == 405 and headers["allow"] == "POST"
+
+
+def test_binary_bodies_arrive_base64_encoded() -> None:
+    event = serve.to_event("POST", "/p?q=1", {"Content-Type": "image/png"}, b"\x89PNG", "10.0.0.1")
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == b"\x89PNG"
+    assert (event["rawPath"], event["rawQueryString"]) == ("/p", "q=1")
+    assert event["headers"] == {"content-type": "image/png"}
+    assert event["requestContext"]["http"]["method"] == "POST"
+
+
+def test_demo_prints_a_single_and_a_batch_answer(
+    isolated_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    single, batch = serve_demo.show_local_serving("churn", "v1")
+    assert single["model_version"] == "v1" and "probability" in single
+    # The batch's first record is the single one: same answer through either path.
+    assert batch["predictions"][0] == {
+        "prediction": single["prediction"],
+        "probability": single["probability"],
+    }
+    assert len(batch["predictions"]) == 2
+    out = capsys.readouterr().out
+    assert out.count("POST http://127.0.0.1:") == 2
+    assert "-> 200" in out
+    assert '"_aws"' not in out, "handler log lines stay out of the demo's output"

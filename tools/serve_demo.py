@@ -1,0 +1,83 @@
+"""The serving part of `make demo`: one single and one batch request through `tools.serve`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+from tools import serve
+
+SINGLE = {
+    "tenure_months": 3,
+    "monthly_charges": 80.5,
+    "total_charges": 241.5,
+    "num_products": 1,
+    "has_tech_support": 0,
+    "contract_type_encoded": 0,
+    "payment_method_encoded": 0,
+}
+BATCH = {
+    "instances": [
+        SINGLE,
+        {
+            "tenure_months": 60,
+            "monthly_charges": 45.0,
+            "total_charges": 2700.0,
+            "num_products": 3,
+            "has_tech_support": 1,
+            "contract_type_encoded": 2,
+            "payment_method_encoded": 3,
+        },
+    ]
+}
+
+
+def post(url: str, payload: object) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def show_local_serving(model: str = "churn", version: str | None = None) -> list[dict[str, Any]]:
+    """Serve on a free loopback port, send the two requests, print them; returns the answers."""
+    version = version or serve.latest_version(model)
+    print(
+        f"\n== local serving: the real handler behind a Function URL-shaped server "
+        f"({model} {version}) =="
+    )
+    captured = io.StringIO()
+    answers = []
+    # The handler's JSON log lines and EMF metrics would interleave with the demo's output.
+    with contextlib.redirect_stdout(captured):
+        module = serve.load_handler(serve.model_env(model, version, "sklearn"))
+        server = serve.make_server("127.0.0.1", 0, module.handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/"
+            exchanges = [(payload, post(url, payload)) for payload in (SINGLE, BATCH)]
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+    for payload, (status, answer) in exchanges:
+        print(f"POST {url}  {json.dumps(payload)}")
+        print(f"  -> {status} {json.dumps(answer)}")
+        answers.append(answer)
+    lines = [json.loads(line) for line in captured.getvalue().splitlines() if line.startswith("{")]
+    emf = sum(1 for line in lines if "_aws" in line)
+    print(f"the handler wrote {len(lines) - emf} JSON log lines and {emf} EMF metric documents")
+    return answers
