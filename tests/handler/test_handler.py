@@ -115,6 +115,17 @@ def test_warmup_returns_at_once_without_prediction_logs_or_metrics(
     assert len(log_lines(out, "warm-up")) == 1
 
 
+def test_warmup_body_over_http_is_an_ordinary_bad_request(
+    serving: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = load_event("function_url_v2.json")
+    event["body"] = json.dumps({"_warmup": True})
+    response = serving(event)
+    assert response["statusCode"] == 400
+    assert "_warmup: unknown field" in http_body(response)["error"]["message"]
+    assert log_lines(capsys.readouterr().out, "warm-up") == []
+
+
 def test_warmup_retries_a_failed_load(
     fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
