@@ -17,6 +17,7 @@ from moto.server import ThreadedMotoServer
 
 from inference import handler as handler_module
 from inference import model_store
+from inference.config import S3Source
 from tests.handler.conftest import ARTIFACTS, FakeLambdaContext, http_body, load_event, log_lines
 
 pytestmark = pytest.mark.integration
@@ -170,7 +171,7 @@ def test_s3_client_has_bounded_timeouts_and_standard_retries(
 
     monkeypatch.setattr(boto3, "client", spy)
     upload(bucket, "k")
-    assert model_store.fetch_bytes(model_store.S3Source(bucket, "k")) == ARTIFACT
+    assert model_store.fetch_bytes(S3Source(bucket, "k")) == ARTIFACT
     config = created[-1].meta.config
     assert (config.connect_timeout, config.read_timeout) == (2, 10)
     # Three requests in all: the first one and two retries.
