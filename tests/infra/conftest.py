@@ -1,0 +1,132 @@
+"""Synthesize each configuration once per test session; tests read the results.
+
+jsii synth costs seconds, so every distinct configuration is built once (``synth``
+caches by its arguments) with cdk-nag attached, exactly as ``app.py`` builds it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+from stacks.application import DEFAULT_IMAGE_DIRECTORY, build_app
+from stacks.config import DEFAULT_ARTIFACTS_ROOT, REPO_ROOT, load_config
+
+CDK_JSON = REPO_ROOT / "cdk.json"
+
+
+def cdk_context() -> dict[str, Any]:
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text())["context"]
+    return context
+
+
+@dataclass(frozen=True)
+class Synth:
+    directory: Path
+    templates: Mapping[str, dict[str, Any]]
+    assets: Mapping[str, dict[str, Any]]
+
+    def template(self, kind: str) -> dict[str, Any]:
+        """``kind`` is "model-store" or "inference"."""
+        (name,) = [n for n in self.templates if n.endswith(f"-{kind}")]
+        return self.templates[name]
+
+    def assertions(self, kind: str) -> Template:
+        return Template.from_json(self.template(kind))
+
+    def resources(self, kind: str, type_: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.template(kind)["Resources"].items() if v["Type"] == type_}
+
+    def image_assets(self) -> dict[str, dict[str, Any]]:
+        (name,) = [n for n in self.assets if n.endswith("-inference")]
+        images: dict[str, dict[str, Any]] = self.assets[name].get("dockerImages", {})
+        return images
+
+    def version_ids(self) -> set[str]:
+        return set(self.resources("inference", "AWS::Lambda::Version"))
+
+
+def run_synth(
+    outdir: Path,
+    context: Mapping[str, Any],
+    *,
+    image_directory: Path = DEFAULT_IMAGE_DIRECTORY,
+    artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT,
+) -> Synth:
+    app = App(context=dict(context), outdir=str(outdir))
+    config = load_config(app.node.get_all_context(), artifacts_root=artifacts_root)
+    build_app(app, config, image_directory=image_directory, nag=True)
+    assembly = app.synth()
+    templates = {s.stack_name: dict(s.template) for s in assembly.stacks}
+    assets = {name: json.loads((outdir / f"{name}.assets.json").read_text()) for name in templates}
+    return Synth(directory=outdir, templates=templates, assets=assets)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synth]:
+    cache: dict[tuple[Any, ...], Synth] = {}
+
+    def build(image_directory: Path = DEFAULT_IMAGE_DIRECTORY, **overrides: str) -> Synth:
+        key = (image_directory, tuple(sorted(overrides.items())))
+        if key not in cache:
+            outdir = tmp_path_factory.mktemp("cdk-out")
+            context = {**cdk_context(), **overrides}
+            cache[key] = run_synth(outdir, context, image_directory=image_directory)
+        return cache[key]
+
+    return build
+
+
+@pytest.fixture
+def synth_context(tmp_path: Path) -> Callable[[Mapping[str, Any]], Synth]:
+    """Synthesize one edited cdk.json context (for settings the CLI cannot override)."""
+
+    def build(context: Mapping[str, Any]) -> Synth:
+        outdir = tmp_path / f"cdk-out-{len(list(tmp_path.iterdir()))}"
+        return run_synth(outdir, context)
+
+    return build
+
+
+# The configurations most tests look at, named for what they are.
+CANARY = {"model_version": "v2", "stable_version": "7", "canary_weight": "0.1"}
+
+
+@pytest.fixture(scope="session")
+def dev(synth: Callable[..., Synth]) -> Synth:
+    return synth(env="dev")
+
+
+@pytest.fixture(scope="session")
+def prod(synth: Callable[..., Synth]) -> Synth:
+    return synth(env="prod")
+
+
+@pytest.fixture(scope="session")
+def dev_canary(synth: Callable[..., Synth]) -> Synth:
+    return synth(env="dev", **CANARY)
+
+
+@pytest.fixture(scope="session")
+def prod_canary(synth: Callable[..., Synth]) -> Synth:
+    return synth(env="prod", **CANARY)
+
+
+@pytest.fixture(scope="session")
+def changed_image_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A copy of lambda_src/ with one byte of handler code changed."""
+    copy = tmp_path_factory.mktemp("lambda_src") / "lambda_src"
+    shutil.copytree(
+        DEFAULT_IMAGE_DIRECTORY, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    target = copy / "inference" / "__init__.py"
+    target.write_bytes(target.read_bytes() + b"\n")
+    yield copy

@@ -1,0 +1,207 @@
+"""Configuration parsing: defaults from cdk.json, overrides, and every refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks.config import (
+    Architecture,
+    ConfigError,
+    EndpointAuth,
+    ModelRuntime,
+    ProvisionedConcurrencySettings,
+    Rollout,
+    RolloutMode,
+    load_config,
+    split_provisioned_concurrency,
+)
+from tests.infra.conftest import cdk_context
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load(**overrides: Any) -> Any:
+    return load_config({**cdk_context(), **overrides})
+
+
+def with_env_setting(env: str, path: str, value: Any) -> dict[str, Any]:
+    context = cdk_context()
+    node = context["environments"][env]
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    return context
+
+
+def test_dev_defaults_from_cdk_json() -> None:
+    config = load()
+    assert config.name == "dev"
+    assert config.model.model_name == "churn"
+    assert config.model.runtime is ModelRuntime.SKLEARN
+    assert config.model.key == "models/churn/v1/model.joblib"
+    manifest = json.loads((REPO / "model_artifacts/churn/v1/manifest.json").read_text())
+    assert config.model.sha256 == manifest["artifacts"]["sklearn"]["sha256"]
+    assert config.function.architecture is Architecture.ARM64
+    assert config.endpoint_auth is EndpointAuth.AWS_IAM
+    assert config.rollout == Rollout(RolloutMode.MANUAL, "v1", None, 0.0)
+    assert config.provisioned_concurrency.total == 0
+    assert config.warmer.enabled, "without provisioned concurrency the warmer is on (auto)"
+    assert config.account is None and config.region is None
+
+
+def test_prod_has_provisioned_concurrency_and_no_warmer() -> None:
+    config = load(env="prod")
+    assert config.provisioned_concurrency.total > 0
+    assert config.provisioned_concurrency.autoscaling is not None
+    assert not config.warmer.enabled, "provisioned concurrency covers traffic (auto)"
+
+
+def test_command_line_overrides_the_committed_rollout() -> None:
+    config = load(model_version="v2", stable_version="7", canary_weight="0.25")
+    assert config.rollout.model_version == "v2"
+    assert config.rollout.stable_version == 7
+    assert config.rollout.canary_weight == 0.25
+    assert config.model.key == "models/churn/v2/model.joblib"
+
+
+def test_committed_rollout_values_are_json_typed() -> None:
+    context = with_env_setting("dev", "rollout.stable_version", 3)
+    context["environments"]["dev"]["rollout"]["canary_weight"] = 0.5
+    config = load_config(context)
+    assert (config.rollout.stable_version, config.rollout.canary_weight) == (3, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"canary_weight": "1", "stable_version": "7"}, r"canary_weight='1'.*\[0, 1\)"),
+        ({"canary_weight": "1.5", "stable_version": "7"}, r"canary_weight='1.5'.*\[0, 1\)"),
+        ({"canary_weight": "-0.1", "stable_version": "7"}, r"canary_weight='-0.1'.*\[0, 1\)"),
+        ({"canary_weight": "ten", "stable_version": "7"}, r"canary_weight='ten'.*number"),
+        ({"canary_weight": "0.1"}, r"canary_weight='0.1' needs stable_version"),
+        ({"stable_version": "7.5"}, r"stable_version='7.5'.*integer"),
+        ({"stable_version": "seven"}, r"stable_version='seven'.*integer"),
+        ({"stable_version": "0"}, r"stable_version='0'.*integer from 1"),
+        ({"model_version": "v9"}, r"model_version='v9' has no artifact.*available.*v1, v2"),
+        ({"model_version": "latest"}, r"model_version='latest'.*'v' and a number"),
+        ({"env": "staging"}, r"env='staging'.*dev, prod"),
+        ({"canary_wieght": "0.1"}, r"unknown context key\(s\) canary_wieght.*canary_weight"),
+    ],
+)
+def test_bad_command_line_values_name_key_value_and_allowed(
+    overrides: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("function.memory_mb", 64, r"function.memory_mb=64.*128 to 10240"),
+        ("function.architecture", "arm", r"architecture='arm'.*'arm64', 'x86_64'"),
+        ("function.log_retention_days", 10, r"log_retention_days=10.*accepts 1, 3"),
+        ("function.tracing", "yes", r"tracing='yes'.*true, false"),
+        ("function.memroy_mb", 512, r"unknown key\(s\) environments.dev.function.memroy_mb"),
+        ("runtime", "onnx", r"runtime='onnx'.*'sklearn', 'compiled'"),
+        ("endpoint.auth", "none", r"endpoint.auth='none'.*'AWS_IAM', 'NONE'"),
+        ("warmer.enabled", "sometimes", r"warmer.enabled='sometimes'.*'auto'"),
+        ("alarms.email", "ops", r"alarms.email='ops'.*an address"),
+        ("rollout.mode", "yolo", r"rollout.mode='yolo'.*'manual'"),
+        ("account", "123", r"account='123'.*12 digits"),
+        ("provisioned_concurrency.total", -1, r"total=-1.*integer from 0"),
+    ],
+)
+def test_bad_environment_settings_name_key_value_and_allowed(
+    path: str, value: Any, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(with_env_setting("dev", path, value))
+
+
+def test_canary_needs_provisioned_concurrency_for_both_sides() -> None:
+    context = with_env_setting("prod", "provisioned_concurrency.total", 1)
+    context["environments"]["prod"]["provisioned_concurrency"]["autoscaling"] = None
+    with pytest.raises(ConfigError, match=r"total=1 cannot keep both sides"):
+        load_config({**context, "env": "prod", "stable_version": "7", "canary_weight": "0.1"})
+
+
+def test_reserved_concurrency_must_hold_provisioned_concurrency() -> None:
+    context = with_env_setting("prod", "function.reserved_concurrency", 10)
+    with pytest.raises(ConfigError, match=r"reserved_concurrency=10 is below.*\(20\)"):
+        load_config({**context, "env": "prod"})
+
+
+def test_runtime_without_artifact_in_manifest_stops(tmp_path: Path) -> None:
+    directory = tmp_path / "churn" / "v1"
+    shutil.copytree(REPO / "model_artifacts/churn/v1", directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["artifacts"] = {"sklearn": manifest["artifacts"]["sklearn"]}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    context = with_env_setting("dev", "runtime", "compiled")
+    with pytest.raises(ConfigError, match=r"runtime='compiled' is not available.*sklearn"):
+        load_config(context, artifacts_root=tmp_path)
+
+
+def test_compiled_runtime_pins_its_own_artifact(tmp_path: Path) -> None:
+    directory = tmp_path / "churn" / "v1"
+    shutil.copytree(REPO / "model_artifacts/churn/v1", directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    (directory / "model.json").write_text("{}")
+    manifest["artifacts"] = {
+        "sklearn": manifest["artifacts"]["sklearn"],
+        "compiled": {"file": "model.json", "sha256": "a" * 64},
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    config = load_config(with_env_setting("dev", "runtime", "compiled"), artifacts_root=tmp_path)
+    assert config.model.key == "models/churn/v1/model.json"
+    assert config.model.sha256 == "a" * 64
+    assert config.model.upload_files == ("model.joblib", "model.json", "manifest.json")
+
+
+@pytest.mark.parametrize(
+    ("total", "stable", "weight", "expected"),
+    [
+        (0, 7, 0.1, (0, 0)),
+        (4, None, 0.0, (4, 0)),
+        (4, 7, 0.0, (0, 4)),
+        (4, 7, 0.1, (1, 3)),  # the candidate gets at least one
+        (4, 7, 0.5, (2, 2)),
+        (4, 7, 0.99, (3, 1)),  # and so does the stable version
+        (10, 7, 0.25, (2, 8)),
+    ],
+)
+def test_provisioned_concurrency_follows_the_weights(
+    total: int, stable: int | None, weight: float, expected: tuple[int, int]
+) -> None:
+    share = split_provisioned_concurrency(
+        ProvisionedConcurrencySettings(total, None),
+        Rollout(RolloutMode.MANUAL, "v2", stable, weight),
+    )
+    assert (share.candidate, share.stable) == expected
+    assert share.candidate + share.stable == total
+
+
+def test_app_py_reports_a_config_error_without_a_traceback() -> None:
+    # The CLI passes context to the app through CDK_CONTEXT_JSON.
+    env = {
+        **os.environ,
+        "CDK_CONTEXT_JSON": json.dumps({**cdk_context(), "canary_weight": "2"}),
+        "CDK_OUTDIR": "/nonexistent",
+    }
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert re.search(r"configuration error: canary_weight='2'.*\[0, 1\)", result.stderr)

@@ -1,0 +1,450 @@
+"""Inference stack: function, versions, alias, provisioned concurrency, warmer, URL,
+dashboard, alarms and outputs, asserted on the synthesized templates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from stacks.config import load_config
+from tests.infra.conftest import Synth, cdk_context
+
+SynthContext = Callable[[Mapping[str, Any]], Synth]
+ALIAS = "AWS::Lambda::Alias"
+PC = "Custom::ProvisionedConcurrency"
+
+
+def only(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    (value,) = resources.values()
+    return value
+
+
+def inference_function(synth: Synth) -> dict[str, Any]:
+    functions = synth.resources("inference", "AWS::Lambda::Function")
+    (fn,) = [f for f in functions.values() if f["Properties"].get("PackageType") == "Image"]
+    return fn
+
+
+def version_ref(synth: Synth) -> dict[str, list[str]]:
+    (logical_id,) = synth.version_ids()
+    return {"Fn::GetAtt": [logical_id, "Version"]}
+
+
+def allocations(synth: Synth, phase: str) -> list[dict[str, Any]]:
+    (resource,) = [
+        r for r in synth.resources("inference", PC).values() if r["Properties"]["Phase"] == phase
+    ]
+    result: list[dict[str, Any]] = resource["Properties"]["Allocations"]
+    return result
+
+
+# ---------------------------------------------------------------- function and image
+
+
+def test_environment_pins_model_identity(dev: Synth) -> None:
+    config = load_config(cdk_context())
+    env = inference_function(dev)["Properties"]["Environment"]["Variables"]
+    assert env["MODEL_NAME"] == "churn"
+    assert env["MODEL_VERSION"] == "v1"
+    assert env["MODEL_RUNTIME"] == "sklearn"
+    assert env["MODEL_KEY"] == "models/churn/v1/model.joblib"
+    assert env["MODEL_SHA256"] == config.model.sha256
+    assert env["MAX_BATCH_SIZE"] == "1000"
+    assert env["METRICS_NAMESPACE"] == "SklearnLambdaServing"
+    assert env["MODEL_BUCKET"]["Fn::Join"][1][0] == "sklearn-serving-dev-models-"
+
+
+def test_function_settings_come_from_config(dev: Synth, prod: Synth) -> None:
+    for synth, memory, retention in ((dev, 1024, 14), (prod, 2048, 90)):
+        props = inference_function(synth)["Properties"]
+        assert props["MemorySize"] == memory
+        assert props["Timeout"] == 30
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert "ReservedConcurrentExecutions" not in props
+        group = props["LoggingConfig"]["LogGroup"]["Ref"]
+        log_group = synth.template("inference")["Resources"][group]
+        assert log_group["Properties"]["RetentionInDays"] == retention
+
+
+def test_reserved_concurrency_and_x86_follow_config(synth_context: SynthContext) -> None:
+    context = cdk_context()
+    context["environments"]["dev"]["function"].update(
+        {"architecture": "x86_64", "reserved_concurrency": 5}
+    )
+    result = synth_context(context)
+    props = inference_function(result)["Properties"]
+    assert props["Architectures"] == ["x86_64"]
+    assert props["ReservedConcurrentExecutions"] == 5
+    (image,) = result.image_assets().values()
+    assert image["source"]["platform"] == "linux/amd64", "the image follows the architecture"
+
+
+def test_image_is_built_from_lambda_src_for_the_function_architecture(dev: Synth) -> None:
+    (image,) = dev.image_assets().values()
+    assert image["source"]["platform"] == "linux/arm64"
+    assert image["source"]["dockerBuildArgs"] == {"MODEL_RUNTIME": "sklearn"}
+    staged = dev.directory / image["source"]["directory"]
+    assert (staged / "Dockerfile").is_file()
+    assert not list(staged.rglob("__pycache__")), "caches are excluded from the image context"
+
+
+def test_role_reads_only_this_models_prefix(dev: Synth) -> None:
+    policies = dev.resources("inference", "AWS::IAM::Policy")
+    fn_role = inference_function(dev)["Properties"]["Role"]["Fn::GetAtt"][0]
+    (policy,) = [p for p in policies.values() if p["Properties"]["Roles"] == [{"Ref": fn_role}]]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in _list(s["Action"]))]
+    assert len(s3) == 1
+    assert s3[0]["Action"] == "s3:GetObject"
+    assert s3[0]["Resource"]["Fn::Join"][1] == [
+        "arn:",
+        {"Ref": "AWS::Partition"},
+        ":s3:::sklearn-serving-dev-models-",
+        {"Ref": "AWS::AccountId"},
+        "-",
+        {"Ref": "AWS::Region"},
+        "/models/churn/*",
+    ]
+    for statement in statements:
+        if statement["Resource"] == "*":
+            assert set(_list(statement["Action"])) == {
+                "xray:PutTraceSegments",
+                "xray:PutTelemetryRecords",
+            }, "the only '*' is X-Ray's, which has no resource-level permissions"
+    role = dev.template("inference")["Resources"][fn_role]
+    assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# ------------------------------------------------------------- versions and alias
+
+
+def test_versions_are_retained(dev: Synth, prod_canary: Synth) -> None:
+    for synth in (dev, prod_canary):
+        versions = synth.resources("inference", "AWS::Lambda::Version")
+        assert len(versions) == 1
+        (version,) = versions.values()
+        assert version["DeletionPolicy"] == "Retain"
+        assert version["UpdateReplacePolicy"] == "Retain"
+        # Provisioned concurrency here would be create-only: a weight change would replace it.
+        assert "ProvisionedConcurrencyConfig" not in version["Properties"]
+
+
+def test_without_stable_all_traffic_goes_to_the_candidate(dev: Synth) -> None:
+    alias = only(dev.resources("inference", ALIAS))["Properties"]
+    assert alias["Name"] == "production"
+    assert alias["FunctionVersion"] == version_ref(dev)
+    assert "RoutingConfig" not in alias
+    assert "ProvisionedConcurrencyConfig" not in alias
+
+
+def test_canary_routes_weight_to_candidate_and_rest_to_stable(prod_canary: Synth) -> None:
+    alias = only(prod_canary.resources("inference", ALIAS))["Properties"]
+    assert alias["FunctionVersion"] == "7"
+    assert alias["RoutingConfig"] == {
+        "AdditionalVersionWeights": [
+            {"FunctionVersion": version_ref(prod_canary), "FunctionWeight": 0.1}
+        ]
+    }
+    assert "ProvisionedConcurrencyConfig" not in alias, "Lambda rejects PC on a weighted alias"
+
+
+def test_stable_with_zero_weight_serves_only_stable(synth: Callable[..., Synth]) -> None:
+    rolled_back = synth(env="prod", model_version="v2", stable_version="7", canary_weight="0")
+    alias = only(rolled_back.resources("inference", ALIAS))["Properties"]
+    assert alias["FunctionVersion"] == "7"
+    assert "RoutingConfig" not in alias
+    assert allocations(rolled_back, "settle") == [{"Qualifier": "7", "Executions": "4"}]
+
+
+# ---------------------------------------------------------- provisioned concurrency
+
+
+def test_prod_puts_all_pc_on_the_candidate_version(prod: Synth) -> None:
+    expected = [{"Qualifier": version_ref(prod), "Executions": "4"}]
+    assert allocations(prod, "scale_up") == expected
+    assert allocations(prod, "settle") == expected
+
+
+def test_canary_splits_pc_by_weight_across_both_versions(prod_canary: Synth) -> None:
+    expected = [
+        {"Qualifier": version_ref(prod_canary), "Executions": "1"},
+        {"Qualifier": "7", "Executions": "3"},
+    ]
+    assert allocations(prod_canary, "scale_up") == expected
+    assert allocations(prod_canary, "settle") == expected
+
+
+def test_pc_ramps_with_the_weight(synth: Callable[..., Synth]) -> None:
+    half = synth(env="prod", model_version="v2", stable_version="7", canary_weight="0.5")
+    assert [a["Executions"] for a in allocations(half, "settle")] == ["2", "2"]
+
+
+def test_alias_moves_only_after_scale_up_and_before_settle(prod_canary: Synth) -> None:
+    resources = prod_canary.template("inference")["Resources"]
+    (alias_id,) = prod_canary.resources("inference", ALIAS)
+    pcs = prod_canary.resources("inference", PC)
+    scale_up = next(k for k, v in pcs.items() if v["Properties"]["Phase"] == "scale_up")
+    settle = next(k for k, v in pcs.items() if v["Properties"]["Phase"] == "settle")
+    assert scale_up in resources[alias_id]["DependsOn"]
+    assert alias_id in resources[settle]["DependsOn"]
+
+
+def test_dev_without_pc_still_reconciles_to_nothing(dev: Synth) -> None:
+    # An empty allocation releases whatever an earlier configuration provisioned.
+    assert allocations(dev, "settle") == []
+    dev.assertions("inference").resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
+
+
+def test_reconciler_may_touch_only_this_functions_qualifiers(prod: Synth) -> None:
+    functions = prod.resources("inference", "AWS::Lambda::Function")
+    (inference_id,) = [k for k, f in functions.items() if f["Properties"].get("PackageType")]
+    policies = prod.resources("inference", "AWS::IAM::Policy")
+    statements = [
+        s
+        for p in policies.values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if any("ProvisionedConcurrency" in a for a in _list(s["Action"]))
+    ]
+    assert {json.dumps(s["Resource"]) for s in statements} == {
+        json.dumps({"Fn::GetAtt": [inference_id, "Arn"]}),
+        json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [inference_id, "Arn"]}, ":*"]]}),
+    }
+
+
+def test_autoscaling_tracks_utilization_per_version(prod_canary: Synth) -> None:
+    template = prod_canary.assertions("inference")
+    template.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 2)
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "ScalableDimension": "lambda:function:ProvisionedConcurrency",
+            "ServiceNamespace": "lambda",
+            "MinCapacity": 3,
+            "MaxCapacity": 18,
+            "ResourceId": {"Fn::Join": ["", ["function:", Match.any_value(), ":7"]]},
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {"MinCapacity": 1, "MaxCapacity": 2},
+    )
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "LambdaProvisionedConcurrencyUtilization"
+                },
+                "TargetValue": 0.7,
+            },
+        },
+    )
+
+
+# -------------------------------------------------------------------------- warmer
+
+
+def test_dev_warms_the_candidate_version_directly(dev: Synth) -> None:
+    rule = only(dev.resources("inference", "AWS::Events::Rule"))["Properties"]
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    (target,) = rule["Targets"]
+    assert json.loads(target["Input"]) == {"_warmup": True}
+    assert target["Arn"] == {"Ref": next(iter(dev.version_ids()))}
+    permission = only(dev.resources("inference", "AWS::Lambda::Permission"))["Properties"]
+    assert permission["Principal"] == "events.amazonaws.com"
+    assert permission["FunctionName"] == {"Ref": next(iter(dev.version_ids()))}
+
+
+def test_canary_warms_each_version_not_the_alias(dev_canary: Synth) -> None:
+    rule = only(dev_canary.resources("inference", "AWS::Events::Rule"))["Properties"]
+    arns = [json.dumps(t["Arn"]) for t in rule["Targets"]]
+    assert len(arns) == 2
+    assert json.dumps({"Ref": next(iter(dev_canary.version_ids()))}) in arns
+    assert any(arn.endswith('":7"]]}') for arn in arns), "the stable version by number"
+    permissions = dev_canary.resources("inference", "AWS::Lambda::Permission")
+    events = [
+        p for p in permissions.values() if p["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
+    assert len(events) == 2
+
+
+def test_prod_warmer_is_off_where_pc_covers_traffic(prod: Synth) -> None:
+    prod.assertions("inference").resource_count_is("AWS::Events::Rule", 0)
+
+
+def test_warmer_can_be_forced_on_with_its_own_rate(synth_context: SynthContext) -> None:
+    context = cdk_context()
+    context["environments"]["prod"]["warmer"] = {"enabled": True, "rate_minutes": 1}
+    result = synth_context({**context, "env": "prod"})
+    rule = only(result.resources("inference", "AWS::Events::Rule"))["Properties"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+
+
+# ------------------------------------------------------------------------ endpoint
+
+
+def test_function_url_on_alias_with_iam_auth(dev: Synth) -> None:
+    url = only(dev.resources("inference", "AWS::Lambda::Url"))["Properties"]
+    assert url["AuthType"] == "AWS_IAM"
+    assert url["Qualifier"] == "production"
+    permissions = dev.resources("inference", "AWS::Lambda::Permission")
+    assert not [p for p in permissions.values() if p["Properties"]["Principal"] == "*"]
+
+
+def test_unauthenticated_url_only_when_configured(synth_context: SynthContext) -> None:
+    context = cdk_context()
+    context["environments"]["dev"]["endpoint"] = {"auth": "NONE"}
+    result = synth_context(context)
+    url = only(result.resources("inference", "AWS::Lambda::Url"))["Properties"]
+    assert url["AuthType"] == "NONE"
+
+
+# ---------------------------------------------------------------------- monitoring
+
+
+def dashboard_widgets(synth: Synth) -> list[dict[str, Any]]:
+    """The dashboard body as JSON, with each CloudFormation reference as a readable name."""
+    dashboard = only(synth.resources("inference", "AWS::CloudWatch::Dashboard"))
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
+    text = "".join(p if isinstance(p, str) else _placeholder(p) for p in parts)
+    widgets: list[dict[str, Any]] = json.loads(text)["widgets"]
+    return widgets
+
+
+def _placeholder(token: dict[str, Any]) -> str:
+    if "Ref" in token:
+        return f"<{token['Ref']}>"
+    if "Fn::GetAtt" in token:
+        return f"<{'.'.join(token['Fn::GetAtt'])}>"
+    return "<token>"
+
+
+def graph(widgets: list[dict[str, Any]], title: str) -> list[list[Any]]:
+    (widget,) = [w for w in widgets if w["properties"].get("title") == title]
+    metrics: list[list[Any]] = widget["properties"]["metrics"]
+    return metrics
+
+
+def test_dashboard_shows_stable_and_candidate_side_by_side(prod_canary: Synth) -> None:
+    widgets = dashboard_widgets(prod_canary)
+    candidate = f"<{next(iter(prod_canary.version_ids()))}.Version>"
+    for title, metric, stat in (
+        ("Invocations", "Invocations", "Sum"),
+        ("Errors", "Errors", "Sum"),
+        ("Duration p50 (ms)", "Duration", "p50"),
+        ("Duration p99 (ms)", "Duration", "p99"),
+        ("Throttles", "Throttles", "Sum"),
+        ("Concurrent executions", "ConcurrentExecutions", "Maximum"),
+        ("Provisioned concurrency utilization", "ProvisionedConcurrencyUtilization", "Maximum"),
+        ("Provisioned concurrency spillover", "ProvisionedConcurrencySpilloverInvocations", "Sum"),
+    ):
+        stable_line, candidate_line = graph(widgets, title)
+        for line, version, label in (
+            (stable_line, "7", "stable (version 7)"),
+            (candidate_line, candidate, "candidate (model v2)"),
+        ):
+            assert line[:2] == ["AWS/Lambda", metric], title
+            dims = dict(zip(line[2:-1:2], line[3:-1:2], strict=True))
+            assert dims["ExecutedVersion"] == version, title
+            assert dims["Resource"].endswith(":production"), "per version behind the alias"
+            assert line[-1]["stat"] == stat and line[-1]["label"] == label
+
+
+def test_dashboard_shows_handler_metrics_per_model_version(dev: Synth) -> None:
+    widgets = dashboard_widgets(dev)
+    for title, metric, stat in (
+        ("Inference latency p99 (ms)", "InferenceLatency", "p99"),
+        ("Mean predicted probability", "PredictionProbability", "Average"),
+        ("Cold starts", "ColdStart", "Sum"),
+        ("Model load time p99 (ms)", "ModelLoadTime", "p99"),
+        ("Predictions", "Predictions", "Sum"),
+    ):
+        ((expression,),) = [[m[0]["expression"]] for m in graph(widgets, title)]
+        assert expression == (
+            f"SEARCH('{{SklearnLambdaServing,ModelVersion}} MetricName=\"{metric}\"', '{stat}', 60)"
+        )
+
+
+def test_alarms_and_their_thresholds(dev: Synth) -> None:
+    template = dev.assertions("inference")
+    template.resource_count_is("AWS::CloudWatch::Alarm", 3)
+    topic = {"Ref": next(iter(dev.resources("inference", "AWS::SNS::Topic")))}
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "Namespace": "SklearnLambdaServing",
+            "MetricName": "InferenceLatency",
+            "Dimensions": [{"Name": "ModelVersion", "Value": "v1"}],
+            "ExtendedStatistic": "p99",
+            "Threshold": 500,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmActions": [topic],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "Errors",
+            "Statistic": "Sum",
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "Threshold": 5,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "Dimensions": Match.array_with([{"Name": "Resource", "Value": Match.any_value()}]),
+            "AlarmActions": [topic],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "Throttles",
+            "Statistic": "Sum",
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmActions": [topic],
+        },
+    )
+
+
+def test_alarm_email_is_optional(dev: Synth, synth_context: SynthContext) -> None:
+    dev.assertions("inference").resource_count_is("AWS::SNS::Subscription", 0)
+    context = cdk_context()
+    context["environments"]["dev"]["alarms"] = {"email": "oncall@example.com"}
+    synth_context(context).assertions("inference").has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"}
+    )
+
+
+def test_alarm_topic_is_encrypted_and_tls_only(dev: Synth) -> None:
+    topic = only(dev.resources("inference", "AWS::SNS::Topic"))["Properties"]
+    assert "KmsMasterKeyId" in topic
+    dev.assertions("inference").has_resource_properties(
+        "AWS::KMS::Key", {"EnableKeyRotation": True}
+    )
+
+
+# ------------------------------------------------------------------------- outputs
+
+
+def test_outputs(prod_canary: Synth) -> None:
+    outputs = prod_canary.template("inference")["Outputs"]
+    assert set(outputs) >= {
+        "EndpointUrl",
+        "AliasArn",
+        "PublishedVersion",
+        "ModelVersion",
+        "DashboardName",
+    }
+    assert outputs["PublishedVersion"]["Value"] == version_ref(prod_canary)
+    assert outputs["ModelVersion"]["Value"] == "v2"
+    assert outputs["DashboardName"]["Value"] == "sklearn-serving-prod-churn"
+    assert outputs["EndpointUrl"]["Value"]["Fn::GetAtt"][1] == "FunctionUrl"
