@@ -110,13 +110,6 @@ class ProvisionedConcurrency(Construct):
                 "function; the qualifiers (published version numbers) are not known at synth.",
             )
         )
-        Validations.of(role).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical_ref(log_group)}.Arn>:*]",
-                reason="Log streams of the reconciler's own log group are created at run "
-                "time; the grant is scoped to that one group.",
-            )
-        )
         keep_higher = "true" if autoscaling_target_utilization is not None else "false"
         properties = {
             "FunctionName": function.function_name,
