@@ -149,7 +149,7 @@ def get_object(
             sleep(random.uniform(0, min(20.0, 2.0 ** (attempt - 1))))  # noqa: S311
     assert last is not None
     raise S3FetchError(
-        f"s3://{bucket}/{key}: {last} (after {attempt} attempt{'s' if attempt > 1 else ''})",
+        f"{last} (after {attempt} attempt{'s' if attempt > 1 else ''})",
         code=last.code,
         status=last.status,
     )

@@ -4,11 +4,15 @@ load, predict; and what happens when S3 or the artifact is wrong."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -25,6 +29,29 @@ pytestmark = pytest.mark.integration
 ARTIFACT = (ARTIFACTS / "v1" / "model.joblib").read_bytes()
 ARTIFACT_SHA256 = hashlib.sha256(ARTIFACT).hexdigest()
 Configure = Callable[[dict[str, str]], Any]
+# Each runtime downloads with its own client: sklearn with boto3, compiled with the
+# standard-library s3_fetch (its image has no boto3); both must behave the same.
+RUNTIME_FILES = {"sklearn": "model.joblib", "compiled": "model.compiled.npz"}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    key: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def env(self, bucket: str, sha256: str | None = None) -> dict[str, str]:
+        return {**s3_env(bucket, self.key, sha256 or self.sha256), "MODEL_RUNTIME": self.name}
+
+
+@pytest.fixture(params=sorted(RUNTIME_FILES))
+def runtime(request: pytest.FixtureRequest) -> Runtime:
+    file = RUNTIME_FILES[request.param]
+    return Runtime(request.param, f"churn/v1/{file}", (ARTIFACTS / "v1" / file).read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -84,62 +111,66 @@ def predict() -> dict[str, Any]:
 
 
 def test_end_to_end_from_s3(
-    bucket: str, fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
+    bucket: str, runtime: Runtime, fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    upload(bucket, "churn/v1/model.joblib")
-    state = fresh_environment(s3_env(bucket, "churn/v1/model.joblib"))
+    upload(bucket, runtime.key, runtime.data)
+    state = fresh_environment(runtime.env(bucket))
     assert isinstance(state, handler_module.Ready), state
-    assert state.loaded.source == f"s3://{bucket}/churn/v1/model.joblib"
-    assert state.loaded.sha256 == ARTIFACT_SHA256
+    assert state.loaded.source == f"s3://{bucket}/{runtime.key}"
+    assert state.loaded.sha256 == runtime.sha256
     response = predict()
     assert response["statusCode"] == 200
     body = http_body(response)
     assert (body["model_version"], body["lambda_version"]) == ("v1", "12")
     assert 0.0 <= body["probability"] <= 1.0
     [loaded] = log_lines(capsys.readouterr().out, "model loaded")
-    assert loaded["size_bytes"] == len(ARTIFACT)
+    assert (loaded["size_bytes"], loaded["runtime"]) == (len(runtime.data), runtime.name)
 
 
 def test_checksum_mismatch_is_503_and_no_prediction(
     bucket: str,
+    runtime: Runtime,
     fresh_environment: Configure,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     deserialized: list[bytes] = []
-    monkeypatch.setattr("inference.sklearn_model.load", deserialized.append)
-    upload(bucket, "churn/v1/model.joblib", ARTIFACT + b"tampered")
-    fresh_environment(s3_env(bucket, "churn/v1/model.joblib"))
+    monkeypatch.setattr(f"inference.{runtime.name}_model.load", deserialized.append)
+    upload(bucket, runtime.key, runtime.data + b"tampered")
+    fresh_environment(runtime.env(bucket))
     response = predict()
     assert response["statusCode"] == 503
     message = http_body(response)["error"]["message"]
     assert message.startswith(f"model unavailable: checksum mismatch for s3://{bucket}/")
-    assert f"MODEL_SHA256 pins {ARTIFACT_SHA256}" in message
+    assert f"MODEL_SHA256 pins {runtime.sha256}" in message
     assert deserialized == []
     assert log_lines(capsys.readouterr().out, "prediction") == []
 
 
 def test_missing_object_is_503_then_recovers_once_uploaded(
-    bucket: str, fresh_environment: Configure
+    bucket: str, runtime: Runtime, fresh_environment: Configure
 ) -> None:
-    fresh_environment(s3_env(bucket, "churn/v1/model.joblib"))
+    fresh_environment(runtime.env(bucket))
     response = predict()
     assert response["statusCode"] == 503
     assert "NoSuchKey" in http_body(response)["error"]["message"]
-    upload(bucket, "churn/v1/model.joblib")
+    upload(bucket, runtime.key, runtime.data)
     assert predict()["statusCode"] == 200
 
 
 def test_unreachable_s3_fails_fast_then_recovers_when_it_returns(
-    aws_env: dict[str, str], fresh_environment: Configure, monkeypatch: pytest.MonkeyPatch
+    aws_env: dict[str, str],
+    runtime: Runtime,
+    fresh_environment: Configure,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
-    bucket = "models-unreachable"
+    bucket = f"models-unreachable-{runtime.name}"
     started = time.monotonic()
-    fresh_environment(s3_env(bucket, "churn/v1/model.joblib"))
+    fresh_environment(runtime.env(bucket))
     assert time.monotonic() - started < 10, "init must not hang on a dead endpoint"
     response = predict()
     assert response["statusCode"] == 503
@@ -152,7 +183,7 @@ def test_unreachable_s3_fails_fast_then_recovers_when_it_returns(
         s3.create_bucket(
             Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
         )
-        s3.put_object(Bucket=bucket, Key="churn/v1/model.joblib", Body=ARTIFACT)
+        s3.put_object(Bucket=bucket, Key=runtime.key, Body=runtime.data)
         assert predict()["statusCode"] == 200
     finally:
         server.stop()
@@ -176,3 +207,33 @@ def test_s3_client_has_bounded_timeouts_and_standard_retries(
     assert (config.connect_timeout, config.read_timeout) == (2, 10)
     # Three requests in all: the first one and two retries.
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+
+
+def test_compiled_runtime_cold_start_imports_no_boto3_or_sklearn(bucket: str) -> None:
+    """A fresh process, as a new execution environment of the compiled image would be."""
+    data = (ARTIFACTS / "v1" / "model.compiled.npz").read_bytes()
+    upload(bucket, "churn/v1/model.compiled.npz", data)
+    env = {
+        **s3_env(bucket, "churn/v1/model.compiled.npz", hashlib.sha256(data).hexdigest()),
+        "MODEL_RUNTIME": "compiled",
+        "PYTHONPATH": str(ARTIFACTS.parents[1] / "lambda_src"),
+    }
+    script = (
+        "import json, sys\n"
+        "from inference import handler\n"
+        "from tests.handler.conftest import valid_record\n"
+        "answer = handler.handler(valid_record(), None)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'boto3', 'botocore', 'sklearn', 'joblib', 'scipy'})\n"
+        "print(json.dumps({'status': answer['statusCode'], 'heavy': heavy}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "PYTHONPATH": f"{env['PYTHONPATH']}{os.pathsep}{ARTIFACTS.parents[1]}"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary == {"status": 200, "heavy": []}
