@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tools.serve_demo import show_local_serving
+from tools.synth_demo import show_cdk_synth
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +29,7 @@ def show_models() -> None:
 def main() -> None:
     show_models()
     show_local_serving()
+    show_cdk_synth()
 
 
 if __name__ == "__main__":
