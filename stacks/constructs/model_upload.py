@@ -41,5 +41,7 @@ class ModelUpload(Construct):
             prune=False,
             retain_on_delete=True,
             extract=True,
+            # The copy runs the AWS CLI in Lambda; 128 MB (the default) is tight for
+            # artifacts of a few hundred MB.
             memory_limit=512,
         )
