@@ -95,6 +95,9 @@ def parse_instances(
             f"batch of {len(records)} instances exceeds MAX_BATCH_SIZE={max_batch_size}: "
             "split it into smaller requests"
         )
+    matrix = valid_batch_matrix(records, schema)
+    if matrix is not None:
+        return Instances(matrix, batch=True)
     rows: list[list[float]] = []
     batch_problems: list[dict[str, Any]] = []
     for index, record in enumerate(records):
@@ -103,6 +106,39 @@ def parse_instances(
         batch_problems.extend(row_problems)
     _raise_for(batch_problems)
     return Instances(np.array(rows, dtype=np.float64), batch=True)
+
+
+def valid_batch_matrix(records: list[Any], schema: Sequence[Feature]) -> NDArray[np.float64] | None:
+    """The batch as a matrix when every record is exactly valid, else None.
+
+    Checking value by value costs about 10 us a record, most of a large batch's time. This
+    checks the common case, a clean batch, with a few whole-array operations; anything
+    else returns None and goes through ``validate_record``, which finds and names every
+    problem. The two agree on which batches are valid (a property test checks it).
+    """
+    names = [feature.name for feature in schema]
+    try:
+        # A record that is not a mapping or lacks a field raises here.
+        flat = [record[name] for record in records for name in names]
+    except (KeyError, TypeError, IndexError):
+        return None
+    if any(len(record) != len(names) for record in records):
+        return None  # unknown fields
+    # type() rather than isinstance(): bool is an int subclass, and true/false is refused.
+    if not all(type(value) is float or type(value) is int for value in flat):
+        return None
+    try:
+        matrix = np.array(flat, dtype=np.float64).reshape(len(records), len(names))
+    except OverflowError:
+        return None  # an integer too large for a float is out of range anyway
+    minimum = np.array([feature.minimum for feature in schema])
+    maximum = np.array([feature.maximum for feature in schema])
+    integer = np.array([feature.integer for feature in schema])
+    if not np.isfinite(matrix).all() or (matrix < minimum).any() or (matrix > maximum).any():
+        return None
+    if (matrix[:, integer] != np.floor(matrix[:, integer])).any():
+        return None
+    return matrix
 
 
 def validate_record(
