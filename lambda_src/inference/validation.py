@@ -234,4 +234,9 @@ def _show(value: object) -> str:
         text = json.dumps(value)
     except (TypeError, ValueError):
         text = repr(value)
+    except RecursionError:
+        # A value nested nearly as deep as the JSON parser allows still parses (Lambda's
+        # runtime parses a direct event before the handler's stack adds depth), but no
+        # longer serializes; it is the caller's mistake, not a 500.
+        return "nested too deeply to show"
     return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,144 @@
+"""Hypothesis profiles, the handler served with each runtime, and a count of fuzzed inputs.
+
+``HYPOTHESIS_PROFILE=ci`` (the default, what ``make test`` runs) keeps the property tests
+to seconds and derandomized, so a CI failure replays exactly; ``HYPOTHESIS_PROFILE=long``
+(``make fuzz``) tries many more, random inputs. Either way the terminal summary says how
+many inputs went through the handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda_src"))
+
+from inference import handler as handler_module
+from tests.handler.conftest import (
+    ARTIFACTS,
+    FakeLambdaContext,
+    manifest,
+    valid_record,
+)
+
+_SLOW_INPUTS_ARE_THE_POINT = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=_SLOW_INPUTS_ARE_THE_POINT,
+)
+settings.register_profile(
+    "long",
+    max_examples=2500,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_INPUTS_ARE_THE_POINT,
+)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+RUNTIME_FILES = {"sklearn": "model.joblib", "compiled": "model.compiled.npz"}
+# Small limits make oversized batches and bodies cheap to generate; the checks are the
+# same code whatever the limit (a default-limit case is tested by example).
+MAX_BATCH_SIZE = 16
+MAX_BODY_BYTES = 16_384
+
+_inputs_tried = {"count": 0}
+
+
+def count_input() -> None:
+    _inputs_tried["count"] += 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _inputs_tried["count"]:
+        terminalreporter.write_sep(
+            "-",
+            f"fuzz: {_inputs_tried['count']:,} generated inputs went through the handler "
+            f"(hypothesis profile {PROFILE!r})",
+        )
+
+
+def runtime_env(runtime: str, version: str = "v1", **overrides: str) -> dict[str, str]:
+    file = RUNTIME_FILES[runtime]
+    env = {
+        "MODEL_NAME": "churn",
+        "MODEL_VERSION": version,
+        "MODEL_RUNTIME": runtime,
+        "MODEL_PATH": str(ARTIFACTS / version / file),
+        "MODEL_SHA256": manifest(version)["artifacts"][runtime]["sha256"],
+        "AWS_LAMBDA_FUNCTION_VERSION": "7",
+        **overrides,
+    }
+    return {k: v for k, v in env.items() if v}
+
+
+@dataclass(frozen=True)
+class Served:
+    """The handler in a warm environment with one runtime's model loaded."""
+
+    runtime: str
+    state: handler_module.Ready
+    valid_probability: float
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Hypothesis prints fixtures with each falsifying example; the model is noise there.
+        printer.text(f"Served({self.runtime!r})")
+
+    def invoke(self, event: Any) -> tuple[dict[str, Any], str]:
+        """The handler's answer to ``event`` and what it logged."""
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            response = handler_module.handler(event, FakeLambdaContext())
+        return response, out.getvalue()
+
+    def probability(self, record: dict[str, Any]) -> float:
+        """What the loaded model itself says for ``record`` (no handler in between)."""
+        import numpy as np
+
+        row = [[float(record[f.name]) for f in self.state.loaded.schema]]
+        return float(self.state.loaded.model.predict_proba(np.array(row, dtype=np.float64))[0])
+
+
+def valid_http_event(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"http": {"method": "POST"}, "requestId": "valid"},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+@pytest.fixture(scope="module", params=sorted(RUNTIME_FILES))
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    env = runtime_env(
+        request.param, MAX_BATCH_SIZE=str(MAX_BATCH_SIZE), MAX_BODY_BYTES=str(MAX_BODY_BYTES)
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        state = handler_module.init_state(env)
+    assert isinstance(state, handler_module.Ready), state
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(handler_module, "_state", state)
+        patch.setattr(handler_module, "_env", env)
+        patch.setattr(handler_module, "_cold", False)
+        probe = Served(request.param, state, valid_probability=float("nan"))
+        expected = probe.probability(valid_record())
+        response, _ = probe.invoke(valid_http_event(valid_record()))
+        assert response["statusCode"] == 200, response
+        assert json.loads(response["body"])["probability"] == expected
+        yield Served(request.param, state, valid_probability=expected)
