@@ -11,10 +11,12 @@ Shape of the context (see the README's configuration reference)::
     environments: {<env>: {model_name, runtime, account, region,
                            function: {...}, provisioned_concurrency: {...},
                            warmer: {...}, endpoint: {...}, alarms: {...},
-                           rollout: {mode, model_version, stable_version, canary_weight}}}
+                           rollout: {mode, model_version, stable_version, canary_weight,
+                                     stable_model_version, deployment}}}
 
-The ``rollout`` block is the committed state of a release; the rollout command (issue 5)
-rewrites it in ``cdk.json``, and the four command-line keys override it for one synth.
+The ``rollout`` block is the committed state of a release; the rollout command
+(``python -m tools.rollout``) rewrites it in ``cdk.json``, and the four command-line keys
+override it for one synth.
 """
 
 from __future__ import annotations
@@ -74,9 +76,24 @@ class EndpointAuth(StrEnum):
 
 
 class RolloutMode(StrEnum):
-    # "automated" (CodeDeploy shifts traffic, alarms roll back) is issue 5; it will be a
-    # second member here, and the parser already routes every mode through one place.
+    # manual: the committed stable_version/canary_weight route the alias.
+    # automated: each deploy that publishes a version hands the alias to CodeDeploy, which
+    # shifts traffic by the configured TrafficShift and rolls back when an alarm fires.
     MANUAL = "manual"
+    AUTOMATED = "automated"
+
+
+class TrafficShift(StrEnum):
+    """How CodeDeploy moves traffic in automated mode (LambdaDeploymentConfig)."""
+
+    CANARY_10_5MIN = "canary10-5min"
+    CANARY_10_15MIN = "canary10-15min"
+    LINEAR_10_EVERY_1MIN = "linear10-every-1min"
+    LINEAR_10_EVERY_3MIN = "linear10-every-3min"
+    ALL_AT_ONCE = "all-at-once"
+
+
+DEFAULT_TRAFFIC_SHIFT = TrafficShift.CANARY_10_5MIN
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,12 @@ class Rollout:
     model_version: str
     stable_version: int | None
     canary_weight: float
+    # The model the stable (manual) or previously published (automated) version runs: a
+    # Lambda version number does not say, so the rollout command records it for labels,
+    # graphs and alarms. None when unknown (e.g. a stable_version given with -c).
+    stable_model_version: str | None = None
+    # Automated mode only; None in manual mode.
+    traffic_shift: TrafficShift | None = None
 
     @property
     def is_canary(self) -> bool:
@@ -361,8 +384,14 @@ def _warmer(at: str, raw: Mapping[str, Any], pc: ProvisionedConcurrencySettings)
     return WarmerSettings(enabled=enabled, rate_minutes=rate)
 
 
+ROLLOUT_KEYS = (
+    "mode", "model_version", "stable_version", "canary_weight", "stable_model_version",
+    "deployment",
+)  # fmt: skip
+
+
 def _rollout(at: str, raw: Mapping[str, Any], context: Mapping[str, Any]) -> Rollout:
-    _only(at, raw, ("mode", "model_version", "stable_version", "canary_weight"))
+    _only(at, raw, ROLLOUT_KEYS)
     mode = _choice(f"{at}.mode", raw.get("mode", "manual"), RolloutMode)
 
     # A command-line value replaces the committed one; the error names where it came from.
@@ -390,13 +419,62 @@ def _rollout(at: str, raw: Mapping[str, Any], context: Mapping[str, Any]) -> Rol
             f"{weight_key}={weight_raw!r} is not allowed: a fraction in [0, 1) of traffic for the "
             "candidate (0.1 = 10 %); to give it all traffic, promote it (drop stable_version)"
         )
+    if mode is RolloutMode.AUTOMATED:
+        # CodeDeploy owns the weights in this mode; a committed weight would fight it.
+        for key, value, is_set in (
+            (stable_key, stable_raw, stable is not None),
+            (weight_key, weight_raw, weight > 0),
+        ):
+            if is_set:
+                raise ConfigError(
+                    f"{key}={value!r} is not allowed with {at}.mode='automated': CodeDeploy "
+                    "shifts traffic from the version the alias serves to the one the deploy "
+                    f"publishes ({at}.deployment); set it to null (weight 0), or use "
+                    "mode 'manual' to route by hand"
+                )
     if weight > 0 and stable is None:
         raise ConfigError(
             f"{weight_key}={weight_raw!r} needs stable_version: a canary splits traffic between "
             "the candidate and an already published Lambda version (-c stable_version=N)"
         )
+
+    stable_model_raw = raw.get("stable_model_version")
+    stable_model = None
+    if not _is_unset(stable_model_raw):
+        stable_model = _text(f"{at}.stable_model_version", stable_model_raw)
+        if not _MODEL_VERSION.match(stable_model):
+            raise ConfigError(
+                f"{at}.stable_model_version={stable_model!r} is not allowed: 'v' and a number, "
+                "e.g. v1, or null"
+            )
+        if mode is RolloutMode.MANUAL and stable is None:
+            raise ConfigError(
+                f"{at}.stable_model_version={stable_model!r} names the model of the stable "
+                f"version, but {stable_key} is not set: set both (a canary or a rollback) or "
+                "neither (python -m tools.rollout promote clears both)"
+            )
+
+    deployment_raw = raw.get("deployment")
+    traffic_shift = None
+    if mode is RolloutMode.AUTOMATED:
+        traffic_shift = (
+            DEFAULT_TRAFFIC_SHIFT
+            if _is_unset(deployment_raw)
+            else _choice(f"{at}.deployment", deployment_raw, TrafficShift)
+        )
+    elif not _is_unset(deployment_raw):
+        raise ConfigError(
+            f"{at}.deployment={deployment_raw!r} is not allowed with {at}.mode='manual': "
+            "it selects how CodeDeploy shifts traffic in mode 'automated'; set it to null "
+            "or set the mode to 'automated'"
+        )
     return Rollout(
-        mode=mode, model_version=model_version, stable_version=stable, canary_weight=weight
+        mode=mode,
+        model_version=model_version,
+        stable_version=stable,
+        canary_weight=weight,
+        stable_model_version=stable_model,
+        traffic_shift=traffic_shift,
     )
 
 

@@ -9,7 +9,8 @@ from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import ALIAS_NAME, EnvironmentConfig
+from stacks.config import ALIAS_NAME, EnvironmentConfig, RolloutMode
+from stacks.constructs.automated_rollout import AutomatedRollout
 from stacks.constructs.canary_release import CanaryRelease
 from stacks.constructs.endpoint import Endpoint
 from stacks.constructs.inference_function import InferenceFunction
@@ -109,10 +110,21 @@ class InferenceStack(Stack):
                 str(rollout.stable_version) if rollout.stable_version is not None else None
             ),
             model_version=model.model_version,
+            stable_model_version=rollout.stable_model_version,
+            versions_by_search=rollout.mode is RolloutMode.AUTOMATED,
             metrics_namespace=settings.metrics_namespace,
             dashboard_name=dashboard_name,
             alarm_email=config.alarms.email,
         )
+        self.automated_rollout = None
+        if rollout.traffic_shift is not None:
+            self.automated_rollout = AutomatedRollout(
+                self,
+                "AutomatedRollout",
+                alias=self.release.alias,
+                traffic_shift=rollout.traffic_shift,
+                alarms=self.monitoring.alarms,
+            )
 
         CfnOutput(
             self, "EndpointUrl", value=self.endpoint.url.url, description="HTTPS endpoint (alias)"

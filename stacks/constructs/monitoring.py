@@ -22,9 +22,12 @@ class Monitoring(Construct):
     Behind an alias, Lambda publishes each version's invocation metrics with the
     dimensions FunctionName, Resource = ``function:alias`` and ExecutedVersion; that is
     how stable and candidate are told apart (``Version.metric()`` in CDK does not use it).
-    The handler's EMF metrics carry only ModelVersion; the stable side's model version is
-    not known at synth (it is a Lambda version number), so those graphs SEARCH the
-    namespace and show every model version that reports.
+    The handler's EMF metrics carry only ModelVersion. When the rollout records the stable
+    side's model (``stable_model_version``), the model graphs show both model versions by
+    name and the latency alarm watches the worse of the two; otherwise they SEARCH the
+    namespace and show every model version that reports. In automated mode the version
+    CodeDeploy shifts from is not in the template, so the per-version graphs SEARCH the
+    alias's ExecutedVersion values instead of naming them.
     """
 
     def __init__(
@@ -37,6 +40,8 @@ class Monitoring(Construct):
         candidate_version: str,
         stable_version: str | None,
         model_version: str,
+        stable_model_version: str | None,
+        versions_by_search: bool,
         metrics_namespace: str,
         dashboard_name: str,
         alarm_email: str | None,
@@ -44,10 +49,21 @@ class Monitoring(Construct):
         super().__init__(scope, id_)
         self._function_name = function_name
         self._alias_resource = f"{function_name}:{alias_name}"
+        self._versions_by_search = versions_by_search
+        stable_model = f", model {stable_model_version}" if stable_model_version else ""
         sides = [(f"candidate (model {model_version})", candidate_version)]
         if stable_version is not None:
-            sides.insert(0, (f"stable (version {stable_version})", stable_version))
+            sides.insert(0, (f"stable (version {stable_version}{stable_model})", stable_version))
         self._sides = sides
+        # Model versions to graph by name, stable first; None = unknown, SEARCH them all.
+        models: list[tuple[str, str]] | None = None
+        if stable_model_version is not None:
+            previous = "stable" if stable_version is not None else "previous"
+            models = [(f"{previous} (model {stable_model_version})", stable_model_version)]
+            if stable_model_version != model_version:
+                models.append((f"candidate (model {model_version})", model_version))
+        self._models = models
+        self._namespace = metrics_namespace
 
         # CloudWatch cannot publish to a topic under the AWS managed SNS key, so the topic
         # gets its own key that lets CloudWatch encrypt alarm notifications.
@@ -70,18 +86,31 @@ class Monitoring(Construct):
         if alarm_email is not None:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
 
+        latency: cloudwatch.IMetric = self._model_metric(model_version, "InferenceLatency", "p99")
+        watched = [model_version]
+        # A manual canary pages for either side; in automated mode the alarm decides a
+        # rollback, so it watches only the candidate (rolling back cannot fix the stable).
+        if (
+            stable_version is not None
+            and stable_model_version is not None
+            and stable_model_version != model_version
+        ):
+            watched.insert(0, stable_model_version)
+            latency = cloudwatch.MathExpression(
+                expression="MAX([stable, candidate])",
+                using_metrics={
+                    "stable": self._model_metric(stable_model_version, "InferenceLatency", "p99"),
+                    "candidate": latency,
+                },
+                label="p99 inference latency, worse model version",
+                period=MINUTE,
+            )
         self.latency_alarm = cloudwatch.Alarm(
             self,
             "LatencyP99",
-            alarm_description=f"p99 inference latency of model {model_version} above "
+            alarm_description=f"p99 inference latency of model {' or '.join(watched)} above "
             f"{LATENCY_P99_THRESHOLD_MS} ms in 3 of 5 minutes.",
-            metric=cloudwatch.Metric(
-                namespace=metrics_namespace,
-                metric_name="InferenceLatency",
-                dimensions_map={"ModelVersion": model_version},
-                statistic="p99",
-                period=MINUTE,
-            ),
+            metric=latency,
             threshold=LATENCY_P99_THRESHOLD_MS,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=5,
@@ -156,19 +185,22 @@ class Monitoring(Construct):
             ),
         )
         self.dashboard.add_widgets(
-            self._per_model(
-                metrics_namespace, "Inference latency p99 (ms)", "InferenceLatency", "p99"
-            ),
-            self._per_model(
-                metrics_namespace, "Mean predicted probability", "PredictionProbability", "Average"
-            ),
+            self._per_model("Inference latency p99 (ms)", "InferenceLatency", "p99"),
+            self._per_model("Mean predicted probability", "PredictionProbability", "Average"),
         )
         self.dashboard.add_widgets(
-            self._per_model(metrics_namespace, "Cold starts", "ColdStart", "Sum", 8),
-            self._per_model(
-                metrics_namespace, "Model load time p99 (ms)", "ModelLoadTime", "p99", 8
-            ),
-            self._per_model(metrics_namespace, "Predictions", "Predictions", "Sum", 8),
+            self._per_model("Cold starts", "ColdStart", "Sum", 8),
+            self._per_model("Model load time p99 (ms)", "ModelLoadTime", "p99", 8),
+            self._per_model("Predictions", "Predictions", "Sum", 8),
+        )
+
+    def _model_metric(self, model_version: str, name: str, statistic: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=self._namespace,
+            metric_name=name,
+            dimensions_map={"ModelVersion": model_version},
+            statistic=statistic,
+            period=MINUTE,
         )
 
     def _lambda_metric(
@@ -186,21 +218,42 @@ class Monitoring(Construct):
         )
 
     def _per_version(self, title: str, name: str, statistic: str) -> cloudwatch.GraphWidget:
-        metrics: list[cloudwatch.IMetric] = [
-            self._lambda_metric(name, statistic, MINUTE, version).with_(label=label)
-            for label, version in self._sides
-        ]
+        metrics: list[cloudwatch.IMetric]
+        if self._versions_by_search:
+            metrics = [
+                cloudwatch.MathExpression(
+                    expression="SEARCH('{AWS/Lambda,ExecutedVersion,FunctionName,Resource} "
+                    f'MetricName="{name}" Resource="{self._alias_resource}"\', '
+                    f"'{statistic}', 60)",
+                    label="",
+                    period=MINUTE,
+                )
+            ]
+        else:
+            metrics = [
+                self._lambda_metric(name, statistic, MINUTE, version).with_(label=label)
+                for label, version in self._sides
+            ]
         return cloudwatch.GraphWidget(title=title, left=metrics, width=12, height=6)
 
-    @staticmethod
     def _per_model(
-        namespace: str, title: str, name: str, statistic: str, width: int = 12
+        self, title: str, name: str, statistic: str, width: int = 12
     ) -> cloudwatch.GraphWidget:
-        search = cloudwatch.MathExpression(
-            expression=(
-                f"SEARCH('{{{namespace},ModelVersion}} MetricName=\"{name}\"', '{statistic}', 60)"
-            ),
-            label="",
-            period=MINUTE,
-        )
-        return cloudwatch.GraphWidget(title=title, left=[search], width=width, height=6)
+        metrics: list[cloudwatch.IMetric]
+        if self._models is not None:
+            metrics = [
+                self._model_metric(version, name, statistic).with_(label=label)
+                for label, version in self._models
+            ]
+        else:
+            metrics = [
+                cloudwatch.MathExpression(
+                    expression=(
+                        f"SEARCH('{{{self._namespace},ModelVersion}} "
+                        f"MetricName=\"{name}\"', '{statistic}', 60)"
+                    ),
+                    label="",
+                    period=MINUTE,
+                )
+            ]
+        return cloudwatch.GraphWidget(title=title, left=metrics, width=width, height=6)
