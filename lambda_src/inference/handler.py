@@ -106,9 +106,11 @@ def configure(env: Mapping[str, str] | None = None) -> State:
     For tests and ``tools.serve``; retries after a failed load also use this ``env``.
     """
     global _env, _state, _cold
-    _env = dict(env) if env is not None else os.environ
-    _state = init_state(_env)
-    _cold = True
+    new_env = dict(env) if env is not None else os.environ
+    # Built whole before anything is swapped: an init that escapes (a BaseException)
+    # leaves the environment and the model it was loaded from together, as they were.
+    new_state = init_state(new_env)
+    _env, _state, _cold = new_env, new_state, True
     return _state
 
 
