@@ -1,0 +1,321 @@
+"""Faults on the model's way in, for both runtimes' download paths (sklearn: boto3;
+compiled: inference/s3_fetch.py), against a moto S3 server on loopback.
+
+A small proxy sits between the handler and moto and injects each fault on demand:
+answers slower than the read timeout, 403 AccessDenied, a body cut off mid-transfer.
+Every fault must give a 503 with the reason and no prediction from a wrong or partial
+model; once it is removed, the next invocation serves v1 again without a restart.
+Server down at init, a missing key and appended bytes are covered in
+tests/handler/test_s3_integration.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import http.server
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from inference import handler as handler_module
+from inference import model_store
+from tests.handler.conftest import ARTIFACTS, FakeLambdaContext, log_lines, valid_record
+from tests.reliability.conftest import RUNTIME_FILES, runtime_env
+
+pytestmark = pytest.mark.integration
+
+READ_TIMEOUT_S = 0.3
+# Far beyond the read timeout, and released at teardown so no thread outlives the test.
+SLOW_ANSWER_S = 5.0
+ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message><RequestId>FAULT</RequestId></Error>"
+)
+
+
+@dataclass
+class FaultProxy:
+    """Forwards S3 requests to moto, or injects ``fault``: None, "slow", "deny", "truncate"."""
+
+    upstream: tuple[str, int]
+    fault: str | None = None
+    requests: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        self.requests += 1
+        fault = self.fault
+        if fault == "slow":
+            self.release.wait(SLOW_ANSWER_S)
+        if fault == "deny":
+            self._send(handler, 403, {"Content-Type": "application/xml"}, ACCESS_DENIED)
+            return
+        connection = http.client.HTTPConnection(*self.upstream, timeout=10)
+        try:
+            connection.request("GET", handler.path, headers=dict(handler.headers))
+            response = connection.getresponse()
+            body = response.read()
+            headers = {
+                name: value
+                for name, value in response.getheaders()
+                if name.lower() not in ("connection", "transfer-encoding", "content-length")
+            }
+        finally:
+            connection.close()
+        headers["Content-Length"] = str(len(body))
+        if fault == "truncate" and response.status == 200:
+            # Promise the whole object, send half of it, hang up.
+            self._send(handler, 200, headers, body[: len(body) // 2])
+            handler.close_connection = True
+            return
+        self._send(handler, response.status, headers, body)
+
+    @staticmethod
+    def _send(
+        handler: http.server.BaseHTTPRequestHandler,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
+        headers.setdefault("Content-Length", str(len(body)))
+        try:
+            handler.send_response(status)
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(body)
+        except OSError:
+            pass  # the client gave up (a timeout under test): nothing to tell it
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[tuple[str, int]]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield host, port
+    server.stop()
+
+
+@pytest.fixture
+def proxy(moto: tuple[str, int]) -> Iterator[FaultProxy]:
+    fault_proxy = FaultProxy(moto)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            fault_proxy.answer(self)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    fault_proxy.endpoint = f"http://127.0.0.1:{server.server_port}"  # type: ignore[attr-defined]
+    yield fault_proxy
+    fault_proxy.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One runtime's v1 function, reading through the proxy from a fresh bucket."""
+
+    runtime: str
+    bucket: str
+    key: str
+    s3: Any
+    proxy: FaultProxy
+
+    def artifact(self, version: str) -> bytes:
+        return (ARTIFACTS / version / RUNTIME_FILES[self.runtime]).read_bytes()
+
+    def env(self, *, version: str = "v1", pin: str = "v1") -> dict[str, str]:
+        env = runtime_env(self.runtime, version, MODEL_PATH="")
+        sha256 = hashlib.sha256(self.artifact(pin)).hexdigest()
+        return {**env, "MODEL_BUCKET": self.bucket, "MODEL_KEY": self.key, "MODEL_SHA256": sha256}
+
+    def upload(self, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=data)
+
+
+@pytest.fixture(params=sorted(RUNTIME_FILES))
+def deployment(
+    request: pytest.FixtureRequest,
+    moto: tuple[str, int],
+    proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Deployment:
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "MODEL_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    # Both download paths read these from the process environment, as on Lambda.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)  # type: ignore[attr-defined]
+    monkeypatch.setattr(model_store, "S3_READ_TIMEOUT_S", READ_TIMEOUT_S)
+    monkeypatch.setattr(model_store, "S3_CONNECT_TIMEOUT_S", READ_TIMEOUT_S)
+    monkeypatch.setattr(model_store, "S3_MAX_ATTEMPTS", 2)
+    # A new execution environment per test; the module's globals come back afterwards.
+    for name in ("_state", "_env", "_cold"):
+        monkeypatch.setattr(handler_module, name, getattr(handler_module, name))
+    s3 = boto3.client("s3", endpoint_url=f"http://{moto[0]}:{moto[1]}")
+    bucket = f"models-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    runtime = request.param
+    return Deployment(runtime, bucket, f"churn/v1/{RUNTIME_FILES[runtime]}", s3, proxy)
+
+
+@pytest.fixture(scope="module")
+def v1_probability() -> Callable[[str], float]:
+    """What v1 answers for the sample record, loaded from the local artifact."""
+    answers: dict[str, float] = {}
+
+    def probability(runtime: str) -> float:
+        if runtime not in answers:
+            state = handler_module.init_state(runtime_env(runtime))
+            assert isinstance(state, handler_module.Ready)
+            import numpy as np
+
+            row = [[float(valid_record()[f.name]) for f in state.loaded.schema]]
+            proba = state.loaded.model.predict_proba(np.array(row, dtype=np.float64))
+            answers[runtime] = float(proba[0])
+        return answers[runtime]
+
+    return probability
+
+
+@pytest.fixture
+def deserialized(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the byte strings handed to the runtime's loader (spied, still loads)."""
+    module = f"inference.{deployment.runtime}_model"
+    real = __import__(module, fromlist=["load"]).load
+    sizes: list[int] = []
+
+    def spy(data: bytes) -> Any:
+        sizes.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(f"{module}.load", spy)
+    return sizes
+
+
+def invoke() -> dict[str, Any]:
+    response: dict[str, Any] = handler_module.handler(valid_record(), FakeLambdaContext())
+    return response
+
+
+def assert_unavailable(fragment: str) -> str:
+    response = invoke()
+    assert response["statusCode"] == 503, response
+    assert response["error"]["code"] == "model_unavailable"
+    assert response["model_version"] == "v1"
+    message: str = response["error"]["message"]
+    assert fragment in message, message
+    assert "prediction" not in response
+    return message
+
+
+def assert_serves_v1(deployment: Deployment, expected: float) -> None:
+    response = invoke()
+    assert response["statusCode"] == 200, response
+    assert (response["model_version"], response["probability"]) == ("v1", expected)
+    state = handler_module.current_state()
+    assert isinstance(state, handler_module.Ready)
+    assert state.loaded.sha256 == hashlib.sha256(deployment.artifact("v1")).hexdigest()
+
+
+def test_slower_than_the_read_timeout_is_503_then_recovers(
+    deployment: Deployment,
+    v1_probability: Callable[[str], float],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    deployment.upload(deployment.artifact("v1"))
+    deployment.proxy.fault = "slow"
+    started = time.monotonic()
+    handler_module.configure(deployment.env())
+    # A bound that detects a hang (2 attempts of 0.3 s plus backoff), not a timing claim.
+    assert time.monotonic() - started < SLOW_ANSWER_S
+    assert deployment.proxy.requests == 2, "a timeout is retried, within S3_MAX_ATTEMPTS"
+    message = assert_unavailable("cannot download")
+    assert "timed out" in message.lower() or "timeout" in message.lower()
+    deployment.proxy.fault = None
+    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+    assert len(log_lines(capsys.readouterr().out, "prediction")) == 1
+
+
+def test_access_denied_is_503_naming_it_not_retried_then_recovers(
+    deployment: Deployment, v1_probability: Callable[[str], float]
+) -> None:
+    deployment.upload(deployment.artifact("v1"))
+    deployment.proxy.fault = "deny"
+    handler_module.configure(deployment.env())
+    assert deployment.proxy.requests == 1, "403 is not a transient error"
+    assert_unavailable("AccessDenied")
+    deployment.proxy.fault = None
+    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+
+
+def test_transfer_cut_off_mid_body_is_503_and_nothing_deserialized(
+    deployment: Deployment,
+    deserialized: list[int],
+    v1_probability: Callable[[str], float],
+) -> None:
+    deployment.upload(deployment.artifact("v1"))
+    deployment.proxy.fault = "truncate"
+    handler_module.configure(deployment.env())
+    assert_unavailable("cannot download")
+    assert deserialized == []
+    deployment.proxy.fault = None
+    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+    assert deserialized == [len(deployment.artifact("v1"))]
+
+
+@pytest.mark.parametrize("stored", ["first half of v1", "v2's artifact"])
+def test_wrong_bytes_under_the_key_fail_the_pin_and_are_never_deserialized(
+    deployment: Deployment,
+    deserialized: list[int],
+    v1_probability: Callable[[str], float],
+    stored: str,
+) -> None:
+    v1 = deployment.artifact("v1")
+    deployment.upload(
+        v1[: len(v1) // 2] if stored == "first half of v1" else deployment.artifact("v2")
+    )
+    handler_module.configure(deployment.env())
+    assert_unavailable("checksum mismatch")
+    assert deserialized == []
+    deployment.upload(v1)
+    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+
+
+def test_another_versions_artifact_with_its_own_pin_is_refused_by_identity(
+    deployment: Deployment,
+    deserialized: list[int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A deploy mistake: v2's bytes and v2's SHA-256, labelled MODEL_VERSION=v1. Serving
+    # it would put v2's predictions on v1's dashboards, so every retry refuses it.
+    deployment.upload(deployment.artifact("v2"))
+    handler_module.configure(deployment.env(version="v1", pin="v2"))
+    for _ in range(3):
+        assert_unavailable("holds churn v2 but MODEL_VERSION is 'v1'")
+    assert len(deserialized) == 4  # init and each retry: verified bytes, then refused
+    assert log_lines(capsys.readouterr().out, "prediction") == []
