@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: setup models demo test lint typecheck unit clean bench soak serve
+.PHONY: setup models demo test lint typecheck unit clean bench soak serve fuzz
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -56,6 +56,11 @@ bench: setup models
 
 soak: setup models
 	$(PY) -m benchmarks.soak
+
+# The property tests with many more random inputs than `make test` runs (hypothesis
+# profile "long"), plus the fault and reload tests; prints how many inputs were tried.
+fuzz: setup models
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/reliability -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache
