@@ -1,0 +1,95 @@
+"""Read the deployment config, check an edited rollout block, replace the file atomically."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stacks.config import DEFAULT_ARTIFACTS_ROOT, ConfigError, EnvironmentConfig, load_config
+
+
+class RefusedError(Exception):
+    """An impossible step; the message names the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    path: Path
+    text: str
+    document: dict[str, Any]
+
+    def environments(self) -> Mapping[str, Any]:
+        environments = self.document.get("context", {}).get("environments")
+        if not isinstance(environments, Mapping):
+            raise RefusedError(f"{self.path}: context.environments is missing or not an object")
+        return environments
+
+    def rollout_block(self, env: str) -> dict[str, Any]:
+        environments = self.environments()
+        if env not in environments:
+            raise RefusedError(
+                f"--env {env!r} is not an environment in {self.path}: use one of "
+                f"{', '.join(sorted(environments))}"
+            )
+        block = environments[env].get("rollout")
+        if not isinstance(block, dict):
+            raise RefusedError(
+                f"{self.path}: environments.{env}.rollout is missing or not an object"
+            )
+        return block
+
+    def parse(self, env: str, artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT) -> EnvironmentConfig:
+        """The environment as the app would see it (no -c overrides)."""
+        self.rollout_block(env)
+        try:
+            return load_config(
+                {**self.document["context"], "env": env}, artifacts_root=artifacts_root
+            )
+        except ConfigError as error:
+            raise RefusedError(f"{self.path} does not parse for {env}: {error}") from None
+
+    def with_rollout(self, env: str, block: Mapping[str, Any]) -> DeploymentConfig:
+        document = copy.deepcopy(self.document)
+        document["context"]["environments"][env]["rollout"] = dict(block)
+        return DeploymentConfig(self.path, render(document), document)
+
+
+def render(document: Mapping[str, Any]) -> str:
+    # The file's own format: two-space indent, key order kept, trailing newline.
+    return json.dumps(document, indent=2) + "\n"
+
+
+def read(path: Path) -> DeploymentConfig:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise RefusedError(f"--config {path}: cannot read it ({error.strerror})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RefusedError(f"--config {path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("context"), dict):
+        raise RefusedError(f"--config {path}: expected a cdk.json with a 'context' object")
+    return DeploymentConfig(path, text, document)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` in one rename: a crash leaves the old file or the new, never half."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

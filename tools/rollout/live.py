@@ -1,0 +1,236 @@
+"""What is deployed: stack outputs, the live alias, provisioned concurrency, metrics.
+
+Only this module talks to AWS. Every failure becomes ``LiveUnavailableError`` with a sentence
+for the operator (no credentials, no region, no stack, no network), never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from stacks.application import STACK_PREFIX
+from stacks.config import ALIAS_NAME
+
+NO_CREDENTIALS = (
+    "needs AWS credentials (none found: no AWS_ACCESS_KEY_ID/AWS_PROFILE in the environment, "
+    "no ~/.aws/credentials or ~/.aws/config profile, no SSO session, no container or "
+    "instance role)"
+)
+
+
+class LiveUnavailableError(Exception):
+    """AWS could not be asked; the message says why and what to do."""
+
+
+def inference_stack_name(env: str) -> str:
+    return f"{STACK_PREFIX}-{env}-inference"
+
+
+@contextmanager
+def _aws_errors(what: str) -> Iterator[None]:
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        yield
+    except NoCredentialsError:
+        raise LiveUnavailableError(f"{what} {NO_CREDENTIALS}") from None
+    except ClientError as error:
+        info = error.response.get("Error", {})
+        raise LiveUnavailableError(
+            f"{what} failed: {info.get('Code', 'error')}: {info.get('Message', error)}"
+        ) from None
+    except BotoCoreError as error:  # EndpointConnectionError, NoRegionError, expired SSO, ...
+        raise LiveUnavailableError(f"{what} failed: {error}") from None
+
+
+@dataclass(frozen=True)
+class Alias:
+    version: str
+    additional: Mapping[str, float]
+
+    def shares(self) -> dict[str, float]:
+        extra = sum(self.additional.values())
+        return {self.version: 1 - extra, **self.additional}
+
+
+@dataclass(frozen=True)
+class Side:
+    label: str  # "stable" or "candidate"
+    lambda_version: str
+    model_version: str | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    side: Side
+    invocations: float | None
+    errors: float | None
+    duration_p99_ms: float | None
+    inference_latency_p99_ms: float | None
+    mean_probability: float | None
+
+    @property
+    def error_rate(self) -> float | None:
+        if self.invocations is None or not self.invocations:
+            return None
+        return (self.errors or 0.0) / self.invocations
+
+
+class Live:
+    """AWS reads through the given boto3 clients (tests pass fakes)."""
+
+    def __init__(self, *, cloudformation: Any, lambda_client: Any, cloudwatch: Any) -> None:
+        self._cloudformation = cloudformation
+        self._lambda = lambda_client
+        self._cloudwatch = cloudwatch
+
+    def outputs(self, env: str) -> dict[str, str]:
+        stack = inference_stack_name(env)
+        with _aws_errors(f"reading the outputs of stack {stack}"):
+            (described,) = self._cloudformation.describe_stacks(StackName=stack)["Stacks"]
+        return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+    @staticmethod
+    def function_name(outputs: Mapping[str, str]) -> str:
+        # arn:aws:lambda:<region>:<account>:function:<name>:<alias>
+        parts = outputs.get("AliasArn", "").split(":")
+        if len(parts) != 8 or parts[5] != "function":
+            raise LiveUnavailableError(
+                f"stack output AliasArn={outputs.get('AliasArn')!r} is not an alias ARN"
+            )
+        return parts[6]
+
+    def alias(self, function_name: str) -> Alias:
+        with _aws_errors(f"reading alias {ALIAS_NAME} of {function_name}"):
+            answer = self._lambda.get_alias(FunctionName=function_name, Name=ALIAS_NAME)
+        weights = answer.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+        return Alias(str(answer["FunctionVersion"]), {str(k): float(v) for k, v in weights.items()})
+
+    def provisioned_concurrency(self, function_name: str) -> dict[str, str]:
+        """Qualifier -> "requested (status)" for every allocation of the function."""
+        found: dict[str, str] = {}
+        marker: dict[str, str] = {}
+        with _aws_errors(f"listing provisioned concurrency of {function_name}"):
+            while True:
+                page = self._lambda.list_provisioned_concurrency_configs(
+                    FunctionName=function_name, **marker
+                )
+                for config in page.get("ProvisionedConcurrencyConfigs", []):
+                    qualifier = config["FunctionArn"].rsplit(":", 1)[1]
+                    found[qualifier] = (
+                        f"{config['RequestedProvisionedConcurrentExecutions']} "
+                        f"({config.get('Status', '?')})"
+                    )
+                if not page.get("NextMarker"):
+                    return found
+                marker = {"Marker": page["NextMarker"]}
+
+    def compare(
+        self,
+        *,
+        function_name: str,
+        namespace: str,
+        sides: list[Side],
+        start: dt.datetime,
+        end: dt.datetime,
+    ) -> list[Comparison]:
+        """One value per side and metric over [start, end) (a single CloudWatch period)."""
+        period = max(60, int((end - start).total_seconds()) // 60 * 60)
+        resource = f"{function_name}:{ALIAS_NAME}"
+        queries: list[dict[str, Any]] = []
+        for index, side in enumerate(sides):
+            lambda_dimensions = {
+                "FunctionName": function_name,
+                "Resource": resource,
+                "ExecutedVersion": side.lambda_version,
+            }
+            wanted = [
+                ("invocations", "AWS/Lambda", "Invocations", lambda_dimensions, "Sum"),
+                ("errors", "AWS/Lambda", "Errors", lambda_dimensions, "Sum"),
+                ("duration", "AWS/Lambda", "Duration", lambda_dimensions, "p99"),
+            ]
+            if side.model_version is not None:
+                model = {"ModelVersion": side.model_version}
+                wanted += [
+                    ("latency", namespace, "InferenceLatency", model, "p99"),
+                    ("probability", namespace, "PredictionProbability", model, "Average"),
+                ]
+            for key, metric_namespace, name, dimensions, statistic in wanted:
+                queries.append(
+                    {
+                        "Id": f"{key}{index}",
+                        "MetricStat": {
+                            "Metric": {
+                                "Namespace": metric_namespace,
+                                "MetricName": name,
+                                "Dimensions": [
+                                    {"Name": k, "Value": v} for k, v in dimensions.items()
+                                ],
+                            },
+                            "Period": period,
+                            "Stat": statistic,
+                        },
+                    }
+                )
+        values: dict[str, list[float]] = {}
+        token: dict[str, str] = {}
+        with _aws_errors("reading CloudWatch metrics"):
+            while True:
+                page = self._cloudwatch.get_metric_data(
+                    MetricDataQueries=queries, StartTime=start, EndTime=end, **token
+                )
+                for result in page["MetricDataResults"]:
+                    values.setdefault(result["Id"], []).extend(result.get("Values", []))
+                if not page.get("NextToken"):
+                    break
+                token = {"NextToken": page["NextToken"]}
+
+        def pick(key: str, index: int, combine: Callable[[list[float]], float]) -> float | None:
+            found = values.get(f"{key}{index}")
+            return combine(found) if found else None
+
+        def mean(found: list[float]) -> float:
+            return sum(found) / len(found)
+
+        # The window is one period, so each query has one value; if CloudWatch splits it
+        # at a period boundary, sums add up, p99 takes the worse part, averages the mean.
+        return [
+            Comparison(
+                side=side,
+                invocations=pick("invocations", i, sum),
+                errors=pick("errors", i, sum),
+                duration_p99_ms=pick("duration", i, max),
+                inference_latency_p99_ms=pick("latency", i, max),
+                mean_probability=pick("probability", i, mean),
+            )
+            for i, side in enumerate(sides)
+        ]
+
+
+def from_environment(region: str | None) -> Live:
+    """Clients from the default credential chain, or LiveUnavailableError saying what is missing."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    with _aws_errors("creating an AWS session"):
+        session = boto3.Session(region_name=region) if region else boto3.Session()
+        try:
+            credentials = session.get_credentials()
+        except BotoCoreError as error:  # e.g. a broken profile
+            raise LiveUnavailableError(f"reading AWS credentials failed: {error}") from None
+        if credentials is None:
+            raise LiveUnavailableError(NO_CREDENTIALS)
+        if session.region_name is None:
+            raise LiveUnavailableError(
+                "needs an AWS region (none found: set region in the environment's cdk.json "
+                "block, AWS_REGION, or a region in your AWS profile)"
+            )
+        return Live(
+            cloudformation=session.client("cloudformation"),
+            lambda_client=session.client("lambda"),
+            cloudwatch=session.client("cloudwatch"),
+        )

@@ -1,0 +1,195 @@
+"""The rollout steps as pure functions: current rollout block in, new block out, or RefusedError.
+
+States of a manual rollout (``stable_version``/``canary_weight`` in the block):
+
+* steady      no stable version: the alias sends everything to the deployed version;
+* canary      a stable version and a weight > 0: the candidate takes that share;
+* rolled back a stable version and weight 0: the stable takes everything, the candidate
+              stays published without traffic or provisioned concurrency.
+
+In automated mode the block only names the model; CodeDeploy moves the traffic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from stacks.config import Rollout, RolloutMode
+from tools.rollout.config_file import RefusedError
+
+_MODEL_VERSION = re.compile(r"^v[0-9]+$")
+
+
+class State(StrEnum):
+    STEADY = "steady"
+    CANARY = "canary"
+    ROLLED_BACK = "rolled back"
+    AUTOMATED = "automated"
+
+
+def state_of(rollout: Rollout) -> State:
+    if rollout.mode is RolloutMode.AUTOMATED:
+        return State.AUTOMATED
+    if rollout.stable_version is None:
+        return State.STEADY
+    return State.CANARY if rollout.canary_weight > 0 else State.ROLLED_BACK
+
+
+def check_weight(weight: float) -> float:
+    if not math.isfinite(weight) or not 0 < weight < 1:
+        raise RefusedError(
+            f"weight {weight:g} is not allowed: the candidate's share must be above 0 and "
+            "below 1 (0.1 = 10 %); to give it all traffic run `promote`, to take all "
+            "traffic away from it run `rollback`"
+        )
+    return weight
+
+
+def check_model(artifacts_root: Path, model_name: str, model: str) -> str:
+    if not _MODEL_VERSION.match(model):
+        raise RefusedError(f"--model {model!r} is not allowed: 'v' and a number, e.g. v2")
+    manifest = artifacts_root / model_name / model / "manifest.json"
+    if not manifest.is_file():
+        available = sorted(
+            p.parent.name for p in (artifacts_root / model_name).glob("v*/manifest.json")
+        )
+        raise RefusedError(
+            f"--model {model!r} is unknown: {manifest} does not exist; versions of "
+            f"{model_name!r} with a manifest: {', '.join(available) or 'none'}"
+        )
+    return model
+
+
+def _updated(block: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+    # Existing keys keep their place in the file; new keys go at the end of the block.
+    return {**block, **changes}
+
+
+def start_manual(
+    block: Mapping[str, Any],
+    rollout: Rollout,
+    *,
+    model: str,
+    weight: float | None,
+    stable_version: int | None,
+    stable_model_version: str | None,
+) -> dict[str, Any]:
+    """A canary of ``model`` next to ``stable_version`` (resolved by the caller)."""
+    state = state_of(rollout)
+    if state is State.CANARY:
+        raise RefusedError(
+            f"a canary is already running: candidate {rollout.model_version} takes "
+            f"{rollout.canary_weight:.0%} next to stable version {rollout.stable_version}; "
+            "finish it first with `set-weight`, `promote` or `rollback`"
+        )
+    if weight is None:
+        raise RefusedError(
+            "start needs --weight W in manual mode: the candidate's share of traffic, "
+            "above 0 and below 1 (e.g. 0.1)"
+        )
+    check_weight(weight)
+    if stable_version is None:
+        raise RefusedError("start needs the stable version (--stable N)")
+    if state is State.ROLLED_BACK and stable_version != rollout.stable_version:
+        raise RefusedError(
+            f"--stable {stable_version} is not allowed after a rollback: the alias serves "
+            f"stable version {rollout.stable_version}, which stays the stable side; leave "
+            f"--stable out (or pass {rollout.stable_version})"
+        )
+    return _updated(
+        block,
+        model_version=model,
+        stable_version=stable_version,
+        canary_weight=weight,
+        stable_model_version=stable_model_version,
+    )
+
+
+def start_automated(
+    block: Mapping[str, Any],
+    rollout: Rollout,
+    *,
+    model: str,
+    weight: float | None,
+    stable_version: int | None,
+) -> dict[str, Any]:
+    shift = rollout.traffic_shift
+    for flag, value in (("--weight", weight), ("--stable", stable_version)):
+        if value is not None:
+            raise RefusedError(
+                f"{flag} {value:g} is not allowed in automated mode (rollout.mode='automated'): "
+                f"CodeDeploy shifts traffic by rollout.deployment={shift} from the version the "
+                "alias serves; start only takes --model"
+            )
+    if model == rollout.model_version:
+        raise RefusedError(
+            f"--model {model} is already the configured model (rollout.model_version); "
+            "name the model version to deploy next"
+        )
+    return _updated(block, model_version=model, stable_model_version=rollout.model_version)
+
+
+def set_weight(block: Mapping[str, Any], rollout: Rollout, weight: float) -> dict[str, Any]:
+    state = state_of(rollout)
+    if state is State.AUTOMATED:
+        raise RefusedError(
+            f"set-weight {weight:g} is not allowed in automated mode (rollout.mode='automated'): "
+            f"CodeDeploy sets the weights (rollout.deployment={rollout.traffic_shift})"
+        )
+    if state is State.STEADY:
+        raise RefusedError(
+            f"set-weight {weight:g} needs a canary, and none is configured "
+            "(rollout.stable_version is null): run `start --model vN --weight W` first"
+        )
+    check_weight(weight)
+    return _updated(block, canary_weight=weight)
+
+
+def promote(block: Mapping[str, Any], rollout: Rollout) -> dict[str, Any]:
+    state = state_of(rollout)
+    if state is State.AUTOMATED:
+        raise RefusedError(
+            "promote is not allowed in automated mode (rollout.mode='automated'): CodeDeploy "
+            "promotes the new version by itself when the shift ends without an alarm"
+        )
+    if state is State.STEADY:
+        raise RefusedError(
+            "promote needs a canary, and none is configured (rollout.stable_version is null): "
+            f"{rollout.model_version} already takes all traffic"
+        )
+    if state is State.ROLLED_BACK:
+        raise RefusedError(
+            f"promote is not allowed after a rollback (rollout.canary_weight=0): candidate "
+            f"{rollout.model_version} takes no traffic, so nothing shows it is safe; "
+            "run `set-weight W` to canary it again first"
+        )
+    # Same model_version: the candidate is the version already deployed, so the deploy
+    # moves the alias and provisioned concurrency but publishes nothing new.
+    return _updated(block, stable_version=None, canary_weight=0, stable_model_version=None)
+
+
+def rollback(block: Mapping[str, Any], rollout: Rollout) -> dict[str, Any]:
+    state = state_of(rollout)
+    if state is State.AUTOMATED:
+        raise RefusedError(
+            "rollback is not allowed in automated mode (rollout.mode='automated'): CodeDeploy "
+            "rolls back by itself when an alarm fires during the shift; to leave a finished "
+            "deployment, run `start --model <previous model>`"
+        )
+    if state is State.STEADY:
+        raise RefusedError(
+            "rollback needs a canary, and none is configured (rollout.stable_version is "
+            f"null): {rollout.model_version} takes all traffic; to go back to an earlier "
+            "model, canary it like any other: `start --model vN --weight W`"
+        )
+    if state is State.ROLLED_BACK:
+        raise RefusedError(
+            f"already rolled back: stable version {rollout.stable_version} takes all traffic "
+            "(rollout.canary_weight=0)"
+        )
+    return _updated(block, canary_weight=0)
