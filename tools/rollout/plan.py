@@ -15,7 +15,7 @@ SHIFTS = {
     TrafficShift.LINEAR_10_EVERY_3MIN: "10 % more every 3 minutes (30 minutes to 100 %)",
     TrafficShift.ALL_AT_ONCE: "100 % at once",
 }
-ALARMS = "LatencyP99, Errors and Throttles"
+ALARMS = "the LatencyP99, Errors or Throttles alarm"
 
 
 def routing(config: EnvironmentConfig) -> list[str]:
@@ -38,7 +38,7 @@ def routing(config: EnvironmentConfig) -> list[str]:
         lines += [
             f"{ALIAS_NAME} alias: when a deploy publishes a new version, CodeDeploy shifts "
             f"traffic from the version the alias serves ({previous}) to the new one "
-            f"({candidate}): {SHIFTS[shift]}; it rolls back by itself if {ALARMS} alarm",
+            f"({candidate}): {SHIFTS[shift]}; it rolls back by itself if {ALARMS} fires",
             f"provisioned concurrency: {_pc(total, scaling is not None)} on the new version "
             "before the shift starts; the old version keeps its allocation until the shift "
             "has finished"
