@@ -34,7 +34,7 @@ from tests.handler.conftest import (
 _SLOW_INPUTS_ARE_THE_POINT = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile(
     "ci",
-    max_examples=40,
+    max_examples=60,
     deadline=None,
     derandomize=True,
     database=None,

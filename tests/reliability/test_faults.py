@@ -46,6 +46,7 @@ class FaultProxy:
     """Forwards S3 requests to moto, or injects ``fault``: None, "slow", "deny", "truncate"."""
 
     upstream: tuple[str, int]
+    endpoint: str = ""
     fault: str | None = None
     requests: int = 0
     release: threading.Event = field(default_factory=threading.Event)
@@ -122,7 +123,7 @@ def proxy(moto: tuple[str, int]) -> Iterator[FaultProxy]:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    fault_proxy.endpoint = f"http://127.0.0.1:{server.server_port}"  # type: ignore[attr-defined]
+    fault_proxy.endpoint = f"http://127.0.0.1:{server.server_port}"
     yield fault_proxy
     fault_proxy.release.set()
     server.shutdown()
@@ -169,7 +170,7 @@ def deployment(
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
     # Both download paths read these from the process environment, as on Lambda.
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)  # type: ignore[attr-defined]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
     monkeypatch.setattr(model_store, "S3_READ_TIMEOUT_S", READ_TIMEOUT_S)
     monkeypatch.setattr(model_store, "S3_CONNECT_TIMEOUT_S", READ_TIMEOUT_S)
     monkeypatch.setattr(model_store, "S3_MAX_ATTEMPTS", 2)

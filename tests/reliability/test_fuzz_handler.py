@@ -212,7 +212,7 @@ def test_number_literals_are_judged_like_numbers(
     low, high = feature["allowed"]["min"], feature["allowed"]["max"]
     acceptable = (
         not (isinstance(value, float) and not math.isfinite(value))
-        and (feature["dtype"] != "integer" or float(value).is_integer())
+        and (feature["dtype"] != "integer" or isinstance(value, int) or value.is_integer())
         and low <= value <= high
     )
     if acceptable:
