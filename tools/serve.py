@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--model", default="churn")
     parser.add_argument("--version", help="model version, e.g. v1 (default: the newest)")
-    parser.add_argument("--runtime", default="sklearn", choices=["sklearn", "compiled"])
+    parser.add_argument("--runtime", default="compiled", choices=["sklearn", "compiled"])
     args = parser.parse_args(argv)
     version = args.version or latest_version(args.model)
     started = time.perf_counter()

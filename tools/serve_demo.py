@@ -51,18 +51,20 @@ def post(url: str, payload: object) -> tuple[int, dict[str, Any]]:
         return error.code, json.loads(error.read())
 
 
-def show_local_serving(model: str = "churn", version: str | None = None) -> list[dict[str, Any]]:
+def show_local_serving(
+    model: str = "churn", version: str | None = None, runtime: str = "compiled"
+) -> list[dict[str, Any]]:
     """Serve on a free loopback port, send the two requests, print them; returns the answers."""
     version = version or serve.latest_version(model)
     print(
         f"\n== local serving: the real handler behind a Function URL-shaped server "
-        f"({model} {version}) =="
+        f"({model} {version}, runtime {runtime}) =="
     )
     captured = io.StringIO()
     answers = []
     # The handler's JSON log lines and EMF metrics would interleave with the demo's output.
     with contextlib.redirect_stdout(captured):
-        module = serve.load_handler(serve.model_env(model, version, "sklearn"))
+        module = serve.load_handler(serve.model_env(model, version, runtime))
         server = serve.make_server("127.0.0.1", 0, module.handler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

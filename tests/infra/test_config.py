@@ -47,10 +47,11 @@ def test_dev_defaults_from_cdk_json() -> None:
     config = load()
     assert config.name == "dev"
     assert config.model.model_name == "churn"
-    assert config.model.runtime is ModelRuntime.SKLEARN
-    assert config.model.key == "models/churn/v1/model.joblib"
+    assert config.model.runtime is ModelRuntime.COMPILED
+    assert config.model.key == "models/churn/v1/model.compiled.npz"
     manifest = json.loads((REPO / "model_artifacts/churn/v1/manifest.json").read_text())
-    assert config.model.sha256 == manifest["artifacts"]["sklearn"]["sha256"]
+    assert config.model.sha256 == manifest["artifacts"]["compiled"]["sha256"]
+    assert config.function.reserved_concurrency == 10
     assert config.function.architecture is Architecture.ARM64
     assert config.endpoint_auth is EndpointAuth.AWS_IAM
     assert config.rollout == Rollout(RolloutMode.MANUAL, "v1", None, 0.0)
@@ -71,7 +72,7 @@ def test_command_line_overrides_the_committed_rollout() -> None:
     assert config.rollout.model_version == "v2"
     assert config.rollout.stable_version == 7
     assert config.rollout.canary_weight == 0.25
-    assert config.model.key == "models/churn/v2/model.joblib"
+    assert config.model.key == "models/churn/v2/model.compiled.npz"
 
 
 def test_committed_rollout_values_are_json_typed() -> None:

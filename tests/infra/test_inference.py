@@ -49,8 +49,8 @@ def test_environment_pins_model_identity(dev: Synth) -> None:
     env = inference_function(dev)["Properties"]["Environment"]["Variables"]
     assert env["MODEL_NAME"] == "churn"
     assert env["MODEL_VERSION"] == "v1"
-    assert env["MODEL_RUNTIME"] == "sklearn"
-    assert env["MODEL_KEY"] == "models/churn/v1/model.joblib"
+    assert env["MODEL_RUNTIME"] == "compiled"
+    assert env["MODEL_KEY"] == "models/churn/v1/model.compiled.npz"
     assert env["MODEL_SHA256"] == config.model.sha256
     assert env["MAX_BATCH_SIZE"] == "1000"
     assert env["METRICS_NAMESPACE"] == "SklearnLambdaServing"
@@ -58,13 +58,13 @@ def test_environment_pins_model_identity(dev: Synth) -> None:
 
 
 def test_function_settings_come_from_config(dev: Synth, prod: Synth) -> None:
-    for synth, memory, retention in ((dev, 1024, 14), (prod, 2048, 90)):
+    for synth, memory, retention, reserved in ((dev, 1024, 14, 10), (prod, 2048, 90, 50)):
         props = inference_function(synth)["Properties"]
         assert props["MemorySize"] == memory
         assert props["Timeout"] == 30
         assert props["Architectures"] == ["arm64"]
         assert props["TracingConfig"] == {"Mode": "Active"}
-        assert "ReservedConcurrentExecutions" not in props
+        assert props["ReservedConcurrentExecutions"] == reserved
         group = props["LoggingConfig"]["LogGroup"]["Ref"]
         log_group = synth.template("inference")["Resources"][group]
         assert log_group["Properties"]["RetentionInDays"] == retention
@@ -86,7 +86,7 @@ def test_reserved_concurrency_and_x86_follow_config(synth_context: SynthContext)
 def test_image_is_built_from_lambda_src_for_the_function_architecture(dev: Synth) -> None:
     (image,) = dev.image_assets().values()
     assert image["source"]["platform"] == "linux/arm64"
-    assert image["source"]["dockerBuildArgs"] == {"MODEL_RUNTIME": "sklearn"}
+    assert image["source"]["dockerBuildArgs"] == {"MODEL_RUNTIME": "compiled"}
     staged = dev.directory / image["source"]["directory"]
     assert (staged / "Dockerfile").is_file()
     assert not list(staged.rglob("__pycache__")), "caches are excluded from the image context"

@@ -75,6 +75,7 @@ def test_changing_handler_code_changes_the_image(
 
 def test_runtime_is_a_build_argument_of_the_image(synth_context: Callable[..., Synth]) -> None:
     context = cdk_context()
-    context["environments"]["dev"]["runtime"] = "compiled"
+    assert context["environments"]["dev"]["runtime"] == "compiled"
+    context["environments"]["dev"]["runtime"] = "sklearn"
     (image,) = synth_context(context).image_assets().values()
-    assert image["source"]["dockerBuildArgs"] == {"MODEL_RUNTIME": "compiled"}
+    assert image["source"]["dockerBuildArgs"] == {"MODEL_RUNTIME": "sklearn"}

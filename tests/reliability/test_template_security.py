@@ -147,11 +147,6 @@ def test_every_function_url_requires_iam_auth_unless_opened_in_config(
         assert props.get("FunctionUrlAuthType") != "NONE", logical_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cdk.json sets no function.reserved_concurrency for dev or prod; issue 7 asks "
-    "for one to cap the blast radius (owner: stacks). Remove this mark when it is set.",
-)
 def test_reserved_concurrency_caps_the_blast_radius(synthesized: Synth) -> None:
     for stack, logical_id, props in resources(synthesized, "AWS::Lambda::Function"):
         if stack.endswith("-inference") and "MODEL_KEY" in json.dumps(props):
