@@ -286,7 +286,9 @@ def build_report(
     ours = [name for name in results if name != "baseline"]
 
     def fmt(value: float | None, unit: str) -> str:
-        return "n/a" if value is None else f"{value:,.2f} {unit}".strip()
+        if value is None:
+            return "n/a"
+        return f"${value:,.2f}" if unit == "$" else f"{value:,.2f} {unit}"
 
     def ratio(value: float | None, baseline: float | None) -> str:
         return "n/a" if value is None or not baseline else f"{value / baseline:.3f}x"
@@ -295,11 +297,10 @@ def build_report(
         if key.startswith("warm:"):
             _, size, stat = key.split(":")
             return float(result["warm"][size][stat])
-        if key.startswith("cost:"):
+        if key.startswith(("cost:", "lambda-cost:")):
             memory = int(key.split(":")[1])
-            return cost_per_million(
-                result["warm"]["1"]["p50_ms"], memory, result["put_metric_calls"]
-            )
+            calls = result["put_metric_calls"] if key.startswith("cost:") else 0
+            return cost_per_million(result["warm"]["1"]["p50_ms"], memory, calls)
         value = result[key]
         return None if value is None else float(value)
 
@@ -315,7 +316,11 @@ def build_report(
         ("warm p99, batch of 1,000", "warm:1000:p99_ms", "ms"),
         ("peak RSS", "peak_rss_mb", "MB"),
         (f"image Python dependencies (cp{IMAGE_PYTHON}, x86_64)", "deps_mb", "MB"),
-        *[(f"$ per 1M single predictions at {m} MB", f"cost:{m}", "$") for m in MEMORY_SIZES_MB],
+        *[(f"cost per 1M single predictions at {m} MB", f"cost:{m}", "$") for m in MEMORY_SIZES_MB],
+        *[
+            (f"  of which Lambda (requests + duration) at {m} MB", f"lambda-cost:{m}", "$")
+            for m in MEMORY_SIZES_MB
+        ],
     ]
     header = "| figure | baseline | " + " | ".join(f"{n} | ratio" for n in ours) + " |"
     table = [header, "|---" * (2 + 2 * len(ours)) + "|"]
@@ -346,7 +351,7 @@ def build_report(
                 and base["deps_mb"] is not None
                 and best["deps_mb"] / base["deps_mb"] <= 0.5
             ),
-            "same label on every holdout row, |diff| <= 1e-6": (
+            "same label on every holdout row, max abs diff <= 1e-6": (
                 best["parity_label_mismatches"] == 0 and best["parity_max_abs_diff"] <= 1e-6
             ),
         }
