@@ -220,7 +220,7 @@ def status(
     _print_plan(config)
     print("next steps:")
     for command, meaning in next_steps(config):
-        print(f"  python -m tools.rollout {command} --env {env}".ljust(64) + f"# {meaning}")
+        print(f"  python -m tools.rollout {command} --env {env}".ljust(64) + f"  # {meaning}")
     print()
     try:
         live = live_factory(config.region)
