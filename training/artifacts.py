@@ -62,6 +62,7 @@ def write_version(
     check_identity(model_name, version)
     model_dir = root / model_name
     final = model_dir / version
+    recover_set_aside(final)
     if final.exists() and not force:
         raise ArtifactExistsError(
             f"{final} already exists; choose a new version or pass --force to replace it"
@@ -86,6 +87,23 @@ def write_version(
         raise
     _fsync(model_dir)
     return final
+
+
+def recover_set_aside(final: Path) -> bool:
+    """Put back a version that a crash left set aside between the two renames.
+
+    ``_replace_dir`` moves the old version to ``.<version>.old-<pid>`` before renaming the
+    new one in; a crash between the two leaves no ``<version>`` at all. The set-aside copy
+    is complete (it was the live version), so it is restored rather than retrained.
+    Returns True when it restored one.
+    """
+    if final.exists():
+        return False
+    set_aside = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not set_aside:
+        return False
+    os.rename(set_aside[-1], final)
+    return True
 
 
 def load_manifest(version_dir: Path) -> dict[str, Any]:

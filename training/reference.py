@@ -24,6 +24,8 @@ def main() -> int:
     status = 0
     for version, spec in REFERENCE_VERSIONS.items():
         directory = DEFAULT_OUTPUT / MODEL / version
+        if artifacts.recover_set_aside(directory):
+            print(f"{directory}: restored the copy an interrupted --force had set aside")
         if directory.exists():
             problems = artifacts.verify_version(directory)
             for problem in problems:

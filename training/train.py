@@ -209,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20000, help="synthetic rows (default 20000)")
     parser.add_argument("--data-seed", type=int, default=7, help="synthetic data seed (default 7)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="artifact root")
-    parser.add_argument("--force", action="store_true", help="replace an existing version")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing version (only one never deployed: Lambda pins its SHA-256)",
+    )
     parser.add_argument(
         "--no-compiled",
         action="store_true",

@@ -62,6 +62,30 @@ def test_crash_while_replacing_keeps_the_old_version(
     assert listing(tmp_path) == ["m", "m/v1", "m/v1/manifest.json", "m/v1/model.bin"]
 
 
+def test_version_set_aside_by_a_crash_between_the_renames_is_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    final = write_version(tmp_path, "m", "v1", writer(b"old"))
+    real_rename = os.rename
+    calls: list[tuple[Any, Any]] = []
+
+    def die_after_setting_aside(src: Any, dst: Any) -> None:
+        calls.append((src, dst))
+        real_rename(src, dst)
+        if len(calls) == 1:  # old version moved aside; the process dies here
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(artifacts.os, "rename", die_after_setting_aside)
+    with pytest.raises(KeyboardInterrupt):
+        write_version(tmp_path, "m", "v1", writer(b"new"), force=True)
+    monkeypatch.undo()
+    assert not final.exists()
+    assert artifacts.recover_set_aside(final) is True
+    assert (final / "model.bin").read_bytes() == b"old"
+    assert artifacts.verify_version(final) == []
+    assert listing(tmp_path) == ["m", "m/v1", "m/v1/manifest.json", "m/v1/model.bin"]
+
+
 def test_existing_version_needs_force(tmp_path: Path) -> None:
     final = write_version(tmp_path, "m", "v1", writer(b"old"))
     with pytest.raises(ArtifactExistsError, match="already exists"):
