@@ -32,6 +32,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from benchmarks.pricing import MEMORY_SIZES_MB, cost_per_million
+from training.artifacts import verify_version
 from training.reference import REFERENCE_VERSIONS
 from training.synthetic import generate
 from training.train import HOLDOUT_FRACTION, SPLIT_SEED
@@ -102,7 +103,11 @@ def holdout_rows() -> tuple[list[dict[str, float]], np.ndarray]:
     _, X_test, _, _ = train_test_split(
         X, y, test_size=HOLDOUT_FRACTION, random_state=SPLIT_SEED, stratify=y
     )
-    payload = joblib.load(ROOT / "model_artifacts" / MODEL / VERSION / "model.joblib")
+    version_dir = ROOT / "model_artifacts" / MODEL / VERSION
+    problems = verify_version(version_dir)
+    if problems:  # a pickle is loaded below: only the bytes the manifest pins
+        raise SystemExit("; ".join(problems))
+    payload = joblib.load(version_dir / "model.joblib")
     names = [f["name"] for f in payload["features"]]
     integer = {f["name"] for f in payload["features"] if f["dtype"] == "integer"}
     rows = [

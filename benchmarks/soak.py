@@ -138,6 +138,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"responses with an unexpected status: {sum(wrong.values())} {wrong or ''}")
     ok = growth < 10 and drift <= 0.2 and not wrong
     print("soak targets met" if ok else "soak targets NOT met")
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"soak-{args.runtime}.json").write_text(
+        json.dumps(
+            {
+                "command": f"python -m benchmarks.soak --invocations {args.invocations} "
+                f"--runtime {args.runtime}",
+                "date": time.strftime("%Y-%m-%d"),
+                "invocations": args.invocations,
+                "rss_after_first_tenth_mb": round(rss_after_first_tenth, 2),
+                "rss_end_mb": round(rss_end, 2),
+                "rss_growth_mb": round(growth, 2),
+                "p99_first_tenth_ms": round(first, 4),
+                "p99_last_tenth_ms": round(last, 4),
+                "p99_drift": round(drift, 4),
+                "unexpected_statuses": wrong,
+                "targets_met": ok,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return 0 if ok else 1
 
 
