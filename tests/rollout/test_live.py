@@ -113,15 +113,30 @@ def test_status_with_credentials_shows_live_alias_outputs_and_pc(
     )
 
 
-def test_start_reads_the_stable_version_from_the_stack(config: Path, rollout: Run) -> None:
+def test_start_reads_the_stable_version_from_the_stack(
+    config: Path, rollout: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(OUTPUTS, "ModelVersion", "v1")  # the stack runs what cdk.json says
     result = rollout(
         config, "start", "--env", "prod", "--model", "v2", "--weight", "0.1", live=fake_live()
     )
     assert result.code == 0, result.err
-    # The stack says it runs v2 already (cdk.json says v1): the deployed truth is recorded.
     assert block(config, "prod")["stable_version"] == 8
-    assert block(config, "prod")["stable_model_version"] == "v2"
+    assert block(config, "prod")["stable_model_version"] == "v1"
+    assert "note:" not in result.out
+
+
+def test_start_of_the_model_the_stack_runs_is_refused(config: Path, rollout: Run) -> None:
+    # The stack runs v2 already (cdk.json says v1): a canary of v2 would deploy the template
+    # the stack already has, so the candidate would be the stable version 8 itself.
+    before = config.read_bytes()
+    result = rollout(
+        config, "start", "--env", "prod", "--model", "v2", "--weight", "0.1", live=fake_live()
+    )
+    assert result.code == 2
     assert "note: the stack runs v2, cdk.json says v1" in result.out
+    assert "--model v2 is the model the stable version 8 runs" in result.err
+    assert config.read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,10 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...], str]] = {
         CANARY, ("start", "--model", "v1", "--weight", "0.1", "--stable", "8"),
         r"a canary is already running: candidate v2 takes 10% next to stable version 7",
     ),
+    "start of the configured model": (
+        {}, ("start", "--model", "v1", "--weight", "0.1", "--stable", "7"),
+        r"--model v1 is already the configured model.*candidate would be the stable version",
+    ),
     "start without weight": (
         {}, ("start", "--model", "v2", "--stable", "7"), r"start needs --weight W in manual mode",
     ),

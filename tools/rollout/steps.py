@@ -93,6 +93,19 @@ def start_manual(
             "above 0 and below 1 (e.g. 0.1)"
         )
     check_weight(weight)
+    if state is State.STEADY and model in (rollout.model_version, stable_model_version):
+        # The deployed template would not change, so the deploy would publish nothing and the
+        # candidate would be the stable version itself: Lambda refuses an alias whose routed
+        # version is its main version.
+        where = (
+            "already the configured model (rollout.model_version)"
+            if model == rollout.model_version
+            else f"the model the stable version {stable_version} runs (stack output ModelVersion)"
+        )
+        raise RefusedError(
+            f"--model {model} is {where}: a deploy would publish no new version, so the "
+            "candidate would be the stable version itself; name the model version to canary"
+        )
     if stable_version is None:
         raise RefusedError("start needs the stable version (--stable N)")
     if state is State.ROLLED_BACK and stable_version != rollout.stable_version:
