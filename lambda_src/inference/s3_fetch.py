@@ -24,6 +24,10 @@ from datetime import UTC, datetime
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"})
+# The AWS China partition (Beijing cn-north-1, Ningxia cn-northwest-1) has its own domain.
+CHINA_REGION_PREFIX = "cn-"
+CHINA_DNS_SUFFIX = "amazonaws.com.cn"
+DEFAULT_DNS_SUFFIX = "amazonaws.com"
 
 
 class S3FetchError(RuntimeError):
@@ -70,7 +74,12 @@ class S3Location:
             parsed = urllib.parse.urlsplit(endpoint)
             base = parsed.path.rstrip("/")
             return cls(parsed.scheme, parsed.netloc, f"{base}/{bucket}/{quoted_key}")
-        return cls("https", f"{bucket}.s3.{region}.amazonaws.com", f"/{quoted_key}")
+        return cls("https", f"{bucket}.s3.{region}.{dns_suffix(region)}", f"/{quoted_key}")
+
+
+def dns_suffix(region: str) -> str:
+    """The domain of ``region``'s partition: ``amazonaws.com.cn`` in China, else amazonaws.com."""
+    return CHINA_DNS_SUFFIX if region.startswith(CHINA_REGION_PREFIX) else DEFAULT_DNS_SUFFIX
 
 
 def sign_get(
@@ -198,4 +207,4 @@ def _xml_field(body: bytes, name: str) -> str | None:
     return match.group(1).decode("utf-8", "replace") if match else None
 
 
-__all__ = ["Credentials", "S3FetchError", "S3Location", "get_object", "sign_get"]
+__all__ = ["Credentials", "S3FetchError", "S3Location", "dns_suffix", "get_object", "sign_get"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -48,6 +49,29 @@ def test_virtual_hosted_location_on_aws() -> None:
         "b.s3.us-west-2.amazonaws.com",
         "/models/a%20b",
     )
+
+
+@pytest.mark.parametrize(
+    ("region", "host"),
+    [
+        ("us-east-1", "b.s3.us-east-1.amazonaws.com"),
+        ("us-gov-west-1", "b.s3.us-gov-west-1.amazonaws.com"),
+        # The China partition has its own domain; amazonaws.com does not resolve there.
+        ("cn-north-1", "b.s3.cn-north-1.amazonaws.com.cn"),
+        ("cn-northwest-1", "b.s3.cn-northwest-1.amazonaws.com.cn"),
+    ],
+)
+def test_virtual_hosted_location_uses_the_partitions_domain(region: str, host: str) -> None:
+    location = S3Location.for_object("b", "k", region=region, endpoint=None)
+    assert location.host == host
+    # The same domain botocore resolves for the region (its endpoint data is the oracle).
+    botocore_host = urllib.parse.urlsplit(
+        boto3.client(
+            "s3", region_name=region, aws_access_key_id="a", aws_secret_access_key="b"
+        ).meta.endpoint_url
+    ).hostname
+    assert botocore_host is not None
+    assert host.endswith("." + botocore_host[botocore_host.index("amazonaws") :])
 
 
 @pytest.fixture
