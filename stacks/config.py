@@ -176,10 +176,6 @@ class Rollout:
         """Traffic is split between two published versions."""
         return self.stable_version is not None and self.canary_weight > 0
 
-    @property
-    def candidate_takes_traffic(self) -> bool:
-        return self.stable_version is None or self.canary_weight > 0
-
 
 @dataclass(frozen=True)
 class ProvisionedConcurrencyShare:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stacks.config import DEFAULT_ARTIFACTS_ROOT, ModelRuntime
 from tests.rollout.conftest import Run, edit
+from tools.rollout import steps
+from tools.rollout.config_file import RefusedError
 
 CANARY = {"model_version": "v2", "stable_version": 7, "canary_weight": 0.1,
           "stable_model_version": "v1"}  # fmt: skip
@@ -29,7 +34,8 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...], str]] = {
     ),
     "unknown model": (
         {}, ("start", "--model", "v9", "--weight", "0.1", "--stable", "7"),
-        r"--model 'v9' is unknown: .*model_artifacts/churn/v9/manifest.json.*v1, v2",
+        r"--model 'v9' cannot be deployed: model_version='v9' has no artifact: "
+        r".*model_artifacts/churn/v9/manifest.json does not exist.*churn': v1, v2",
     ),
     "malformed model": (
         {}, ("start", "--model", "2", "--weight", "0.1", "--stable", "7"),
@@ -134,3 +140,20 @@ def test_a_crash_while_writing_leaves_the_old_file(
                 "--stable", "7")  # fmt: skip
     assert config.read_bytes() == before
     assert list(config.parent.glob(".cdk.json.*")) == []
+
+
+def test_start_checks_the_model_as_the_app_does(tmp_path: Path) -> None:
+    """The same check as synth: a manifest without the configured runtime's artifact."""
+    directory = tmp_path / "churn" / "v3"
+    shutil.copytree(DEFAULT_ARTIFACTS_ROOT / "churn" / "v2", directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["model_version"] = "v3"
+    manifest["artifacts"] = {"sklearn": manifest["artifacts"]["sklearn"]}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    assert steps.check_model(tmp_path, "churn", "v3", ModelRuntime.SKLEARN) == "v3"
+    with pytest.raises(
+        RefusedError,
+        match=r"--model 'v3' cannot be deployed: runtime='compiled' is not available for "
+        r"churn v3: its manifest has artifacts for sklearn",
+    ):
+        steps.check_model(tmp_path, "churn", "v3", ModelRuntime.COMPILED)

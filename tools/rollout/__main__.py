@@ -115,7 +115,9 @@ def change(
     if args.command == "rollback":
         return steps.rollback(block, rollout)
     assert args.command == "start"
-    model = steps.check_model(DEFAULT_ARTIFACTS_ROOT, current.model.model_name, args.model)
+    model = steps.check_model(
+        DEFAULT_ARTIFACTS_ROOT, current.model.model_name, args.model, current.model.runtime
+    )
     if rollout.mode is RolloutMode.AUTOMATED:
         return steps.start_automated(
             block, rollout, model=model, weight=args.weight, stable_version=args.stable

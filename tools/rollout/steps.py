@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from stacks.config import Rollout, RolloutMode
+from stacks.config import ConfigError, ModelRuntime, Rollout, RolloutMode, load_model_artifact
 from tools.rollout.config_file import RefusedError
 
 _MODEL_VERSION = re.compile(r"^v[0-9]+$")
@@ -50,18 +50,14 @@ def check_weight(weight: float) -> float:
     return weight
 
 
-def check_model(artifacts_root: Path, model_name: str, model: str) -> str:
+def check_model(artifacts_root: Path, model_name: str, model: str, runtime: ModelRuntime) -> str:
+    """The app's own artifact check (manifest, runtime's artifact, checksum, files)."""
     if not _MODEL_VERSION.match(model):
         raise RefusedError(f"--model {model!r} is not allowed: 'v' and a number, e.g. v2")
-    manifest = artifacts_root / model_name / model / "manifest.json"
-    if not manifest.is_file():
-        available = sorted(
-            p.parent.name for p in (artifacts_root / model_name).glob("v*/manifest.json")
-        )
-        raise RefusedError(
-            f"--model {model!r} is unknown: {manifest} does not exist; versions of "
-            f"{model_name!r} with a manifest: {', '.join(available) or 'none'}"
-        )
+    try:
+        load_model_artifact(artifacts_root, model_name, model, runtime)
+    except ConfigError as error:
+        raise RefusedError(f"--model {model!r} cannot be deployed: {error}") from None
     return model
 
 
