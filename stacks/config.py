@@ -482,12 +482,47 @@ def _check_concurrency(
             f"{at}.provisioned_concurrency.total=1 cannot keep both sides of a canary warm: "
             "each version that takes traffic gets at least 1, so use 0 or at least 2"
         )
-    ceiling = pc.autoscaling.max_total if pc.autoscaling else pc.total
-    # Lambda refuses provisioned concurrency above the function's reserved concurrency.
-    if function.reserved_concurrency is not None and ceiling > function.reserved_concurrency:
+    reserved = function.reserved_concurrency
+    if reserved is None:
+        return
+    # Lambda refuses provisioned concurrency beyond the function's reserved concurrency,
+    # summed over all versions: check what can be allocated at the same time.
+    if pc.autoscaling is not None:
+        ceiling_key, ceiling = (
+            f"{at}.provisioned_concurrency.autoscaling.max_total",
+            pc.autoscaling.max_total,
+        )
+    else:
+        ceiling_key, ceiling = f"{at}.provisioned_concurrency.total", pc.total
+    if rollout.mode is RolloutMode.AUTOMATED:
+        # During a CodeDeploy shift the new version holds the full allocation while the old
+        # one keeps its own (see AutomatedRollout).
+        needed = 2 * ceiling
+        why = (
+            f"{at}.rollout.mode='automated': during a CodeDeploy shift the old and the new "
+            f"version each hold up to {ceiling_key}={ceiling}, 2 x {ceiling} = {needed}"
+        )
+    else:
+        # Autoscaling may take each side to its own rounded-up maximum; their sum can be
+        # max_total + 1. Without it, the two shares add up to the total.
+        share = split_provisioned_concurrency(pc, rollout)
+        needed = (
+            share.candidate_max + share.stable_max
+            if pc.autoscaling is not None
+            else share.candidate + share.stable
+        )
+        why = (
+            f"{ceiling_key}={ceiling}"
+            if pc.autoscaling is None or share.candidate_max == 0 or share.stable_max == 0
+            else f"canary_weight={rollout.canary_weight:g} with {ceiling_key}={ceiling}: the "
+            f"candidate may hold up to {share.candidate_max} and the stable version up to "
+            f"{share.stable_max}, {share.candidate_max} + {share.stable_max} = {needed}"
+        )
+    if needed > reserved:
         raise ConfigError(
-            f"{at}.function.reserved_concurrency={function.reserved_concurrency} is below the "
-            f"provisioned concurrency it must hold ({ceiling}): allowed is at least {ceiling}"
+            f"{at}.function.reserved_concurrency={reserved} is below the provisioned "
+            f"concurrency that can be allocated at once ({why}): allowed is at least "
+            f"{needed}, or null (no reservation)"
         )
 
 

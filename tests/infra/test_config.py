@@ -139,8 +139,77 @@ def test_canary_needs_provisioned_concurrency_for_both_sides() -> None:
 
 def test_reserved_concurrency_must_hold_provisioned_concurrency() -> None:
     context = with_env_setting("prod", "function.reserved_concurrency", 10)
-    with pytest.raises(ConfigError, match=r"reserved_concurrency=10 is below.*\(20\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"environments.prod.function.reserved_concurrency=10 is below the provisioned "
+        r"concurrency that can be allocated at once \(environments.prod.provisioned_concurrency"
+        r".autoscaling.max_total=20\): allowed is at least 20",
+    ):
         load_config({**context, "env": "prod"})
+
+
+def automated(context: dict[str, Any], env: str) -> dict[str, Any]:
+    context["environments"][env]["rollout"]["mode"] = "automated"
+    return {**context, "env": env}
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "reserved", "needed"),
+    [({"max_total": 20, "target_utilization": 0.7}, 39, 40), (None, 7, 8)],
+)
+def test_automated_mode_reserves_for_both_versions_during_a_shift(
+    autoscaling: dict[str, Any] | None, reserved: int, needed: int
+) -> None:
+    # CodeDeploy shifts while the old and the new version each hold the whole allocation.
+    context = with_env_setting("prod", "function.reserved_concurrency", reserved)
+    context["environments"]["prod"]["provisioned_concurrency"]["autoscaling"] = autoscaling
+    key = "autoscaling.max_total" if autoscaling else "total"
+    with pytest.raises(
+        ConfigError,
+        match=rf"reserved_concurrency={reserved} is below .*mode='automated'.*"
+        rf"provisioned_concurrency.{key}={needed // 2}, 2 x {needed // 2} = {needed}\): "
+        rf"allowed is at least {needed}",
+    ):
+        load_config(automated(context, "prod"))
+    context["environments"]["prod"]["function"]["reserved_concurrency"] = needed
+    assert load_config(automated(context, "prod")).function.reserved_concurrency == needed
+
+
+def test_manual_canary_reserves_for_the_rounded_up_maxima_of_both_sides() -> None:
+    # ceil(10 x 0.25) + ceil(10 x 0.75) = 3 + 8 = 11: one more than max_total.
+    context = with_env_setting("prod", "function.reserved_concurrency", 10)
+    context["environments"]["prod"]["provisioned_concurrency"]["autoscaling"]["max_total"] = 10
+    canary = {**context, "env": "prod", "stable_version": "7", "canary_weight": "0.25"}
+    assert load_config({**context, "env": "prod"}).function.reserved_concurrency == 10
+    with pytest.raises(
+        ConfigError,
+        match=r"reserved_concurrency=10 is below .*canary_weight=0.25 with .*max_total=10: the "
+        r"candidate may hold up to 3 and the stable version up to 8, 3 \+ 8 = 11\): allowed "
+        r"is at least 11",
+    ):
+        load_config(canary)
+    context["environments"]["prod"]["function"]["reserved_concurrency"] = 11
+    assert load_config(canary).pc_share.candidate_max == 3
+    # Without autoscaling the shares are all there is: 1 + 3 of a total of 4.
+    context["environments"]["prod"]["provisioned_concurrency"]["autoscaling"] = None
+    context["environments"]["prod"]["function"]["reserved_concurrency"] = 4
+    assert load_config({**canary, "canary_weight": "0.1"}).pc_share.stable == 3
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"env": "dev"},
+        {"env": "prod"},
+        {"env": "prod", "stable_version": "7", "canary_weight": "0.15"},
+        {"env": "prod", "stable_version": "7", "canary_weight": "0.5"},
+    ],
+)
+def test_committed_reserved_concurrency_holds_what_cdk_json_allocates(
+    overrides: dict[str, str],
+) -> None:
+    assert load(**overrides).function.reserved_concurrency in (10, 50)
+    assert load_config(automated(cdk_context(), overrides["env"])).function.reserved_concurrency
 
 
 def test_runtime_without_artifact_in_manifest_stops(tmp_path: Path) -> None:
