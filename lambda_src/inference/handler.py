@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import logs, metrics
-from inference.config import ConfigError, Settings, settings_from_env
+from inference.config import DEFAULT_METRICS_NAMESPACE, ConfigError, Settings, settings_from_env
 from inference.errors import RequestError
 from inference.events import Shape, detect_shape, http_request_id, is_warmup, read_payload
 from inference.model_store import LoadedModel, ModelLoadError, load_model
@@ -144,6 +144,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             status=500,
             **_identity(state),
         )
+        _server_error(state, request_id, 500)
         body = error_body("internal_error", f"internal error; request id {request_id}")
         return render(shape, 500, {**body, **_identity(state), "request_id": request_id})
 
@@ -248,6 +249,7 @@ def _unavailable(
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
         reason=state.reason,
     )
+    _server_error(state, request_id, 503)
     body = error_body("model_unavailable", f"model unavailable: {state.reason}")
     return render(shape, 503, {**body, **identity, "request_id": request_id})
 
@@ -258,8 +260,35 @@ def _warmup(state: State, request_id: str) -> dict[str, Any]:
     logs.info("warm-up", request_id=request_id, model_loaded=loaded, **_identity(state))
     body: dict[str, Any] = {"warmup": True, "model_loaded": loaded, **_identity(state)}
     if isinstance(state, Unavailable):
+        # Still a 5xx answer: a version that cannot load must trip the error alarm even
+        # when only warm-up pings reach it.
+        _server_error(state, request_id, 503)
         body.update(error_body("model_unavailable", f"model unavailable: {state.reason}"))
     return {"statusCode": 200 if loaded else 503, **body}
+
+
+def _server_error(state: State, request_id: str, status: int) -> None:
+    """Count a 5xx answer: Lambda's ``Errors`` metric never sees a returned 503 or 500."""
+    if isinstance(state, Ready):
+        settings = state.settings
+        namespace = settings.metrics_namespace
+        model_version = settings.model_version or state.loaded.model_version
+        lambda_version = settings.lambda_version
+    elif state.settings is not None:
+        namespace = state.settings.metrics_namespace
+        model_version = state.settings.model_version or "unknown"
+        lambda_version = state.settings.lambda_version
+    else:
+        # Invalid configuration: nothing was parsed, so read what the alarm needs directly.
+        namespace = _env.get("METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE
+        model_version = "unknown"
+        lambda_version = _env.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST"
+    metrics.emit(
+        namespace,
+        model_version,
+        [metrics.Metric("ServerErrors", metrics.COUNT, 1)],
+        properties={"request_id": request_id, "lambda_version": lambda_version, "status": status},
+    )
 
 
 def _identity(state: State) -> dict[str, Any]:

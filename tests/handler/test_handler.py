@@ -355,6 +355,87 @@ def test_provisioned_concurrency_is_never_a_cold_start(
     assert all("ColdStart" not in d for d in emf_lines(capsys.readouterr().out))
 
 
+# --- 5xx answers are counted: Lambda's Errors metric never sees a returned 5xx --------
+
+
+def server_errors(out: str) -> list[dict[str, Any]]:
+    return [doc for doc in emf_lines(out) if "ServerErrors" in doc]
+
+
+def assert_one_server_error(
+    out: str, model_version: str, status: int, namespace: str = "SklearnLambdaServing"
+) -> None:
+    # The stacks alarm on exactly this: <namespace> / ServerErrors / ModelVersion=<version>.
+    [doc] = server_errors(out)
+    assert doc["_aws"]["CloudWatchMetrics"] == [
+        {
+            "Namespace": namespace,
+            "Dimensions": [["ModelVersion"]],
+            "Metrics": [{"Name": "ServerErrors", "Unit": "Count"}],
+        }
+    ]
+    assert (doc["ModelVersion"], doc["ServerErrors"], doc["status"]) == (model_version, 1, status)
+
+
+def test_a_bug_emits_one_server_error(
+    ready_v1: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def explode(X: Any) -> Any:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(handler_module, "_state", _broken_state(ready_v1, explode))
+    capsys.readouterr()
+    response = handler_module.handler(load_event("function_url_v2.json"), FakeLambdaContext())
+    assert response["statusCode"] == 500
+    assert_one_server_error(capsys.readouterr().out, "v1", 500)
+
+
+@pytest.mark.parametrize("event", ["function_url_v2.json", "warmup.json"])
+def test_model_unavailable_emits_one_server_error_besides_the_load_error(
+    fresh_environment: Configure, event: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh_environment(local_env("v1", MODEL_SHA256="0" * 64, METRICS_NAMESPACE="Custom"))
+    capsys.readouterr()
+    response = handler_module.handler(load_event(event), FakeLambdaContext())
+    assert response["statusCode"] == 503
+    out = capsys.readouterr().out
+    assert_one_server_error(out, "v1", 503, namespace="Custom")
+    assert [d["ModelLoadErrors"] for d in emf_lines(out) if "ModelLoadErrors" in d] == [1]
+
+
+@pytest.mark.parametrize("namespace", [None, "Custom"])
+def test_invalid_configuration_counts_server_errors_as_unknown_version(
+    fresh_environment: Configure, namespace: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = {"MODEL_RUNTIME": "onnx"}
+    if namespace:
+        overrides["METRICS_NAMESPACE"] = namespace
+    state = fresh_environment(local_env("v1", **overrides))
+    assert isinstance(state, handler_module.Unavailable) and state.settings is None
+    capsys.readouterr()
+    response = handler_module.handler(valid_record(), FakeLambdaContext())
+    assert response["statusCode"] == 503
+    assert_one_server_error(
+        capsys.readouterr().out, "unknown", 503, namespace=namespace or "SklearnLambdaServing"
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        (load_event("function_url_v2.json"), 200),
+        (load_event("warmup.json"), 200),
+        ({"tenure_months": 1}, 400),
+        ({"instances": [valid_record()] * 1001}, 413),
+    ],
+)
+def test_answers_below_500_emit_no_server_errors(
+    serving: Invoke, event: Any, status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert serving(event)["statusCode"] == status
+    assert server_errors(capsys.readouterr().out) == []
+
+
 # --- model unavailable: 503, then retry -------------------------------------------------
 
 
