@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import logs, metrics
+from inference import logs, metrics, model_store
 from inference.config import DEFAULT_METRICS_NAMESPACE, ConfigError, Settings, settings_from_env
 from inference.errors import RequestError
 from inference.events import Shape, detect_shape, http_request_id, is_warmup, read_payload
@@ -43,8 +43,12 @@ class Unavailable:
 State = Ready | Unavailable
 
 
-def init_state(env: Mapping[str, str]) -> State:
-    """Read settings and load the model; never raises (a failure becomes ``Unavailable``)."""
+def init_state(env: Mapping[str, str], *, s3_max_attempts: int | None = None) -> State:
+    """Read settings and load the model; never raises (a failure becomes ``Unavailable``).
+
+    ``s3_max_attempts`` bounds the S3 requests (default: ``model_store.S3_MAX_ATTEMPTS``,
+    for init); a reload on the request path passes ``model_store.S3_RELOAD_ATTEMPTS``.
+    """
     try:
         settings = settings_from_env(env)
     except ConfigError as exc:
@@ -52,7 +56,7 @@ def init_state(env: Mapping[str, str]) -> State:
         logs.error("model unavailable", reason=reason)
         return Unavailable(reason, None)
     try:
-        loaded = load_model(settings)
+        loaded = load_model(settings, max_attempts=s3_max_attempts)
     except ModelLoadError as exc:
         return _load_failed(settings, str(exc))
     except Exception as exc:
@@ -124,7 +128,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     cold, _cold = _cold, False
     shape = detect_shape(event)
     if isinstance(_state, Unavailable):
-        _state = init_state(_env)
+        # On the request path: one S3 attempt, so a 503 comes back well within the
+        # function timeout; the next invocation tries again.
+        _state = init_state(_env, s3_max_attempts=model_store.S3_RELOAD_ATTEMPTS)
     state = _state
     request_id = _request_id(shape, event, context)
     if is_warmup(shape, event):

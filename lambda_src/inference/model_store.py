@@ -25,7 +25,12 @@ from inference.validation import Feature, schema_from_artifact
 # the function times out; "standard" retries back off and cover throttling too.
 S3_CONNECT_TIMEOUT_S = 2
 S3_READ_TIMEOUT_S = 10
+# Init (module scope) has its own 10 s phase and can afford retries. A reload after a
+# failed load runs inside a request and shares the function timeout (30 s) with it:
+# 3 x (2 s + 10 s) plus backoff could outlast it and the caller would get a timeout
+# instead of a 503. One attempt there (worst ~12 s); the next invocation tries again.
 S3_MAX_ATTEMPTS = 3
+S3_RELOAD_ATTEMPTS = 1
 
 
 class ModelLoadError(Exception):
@@ -60,9 +65,10 @@ class LoadedModel:
     load_ms: float
 
 
-def load_model(settings: Settings) -> LoadedModel:
+def load_model(settings: Settings, *, max_attempts: int | None = None) -> LoadedModel:
+    """Fetch, verify and load; ``max_attempts`` bounds S3 requests (default S3_MAX_ATTEMPTS)."""
     started = time.perf_counter()
-    data = fetch_bytes(settings.source, runtime=settings.runtime)
+    data = fetch_bytes(settings.source, runtime=settings.runtime, max_attempts=max_attempts)
     digest = verify_sha256(data, settings.sha256, source=str(settings.source))
     loader = runtime_loader(settings.runtime)
     try:
@@ -93,18 +99,24 @@ def load_model(settings: Settings) -> LoadedModel:
     )
 
 
-def fetch_bytes(source: S3Source | LocalSource, *, runtime: str = "sklearn") -> bytes:
+def fetch_bytes(
+    source: S3Source | LocalSource, *, runtime: str = "sklearn", max_attempts: int | None = None
+) -> bytes:
     if isinstance(source, LocalSource):
         try:
             return Path(source.path).read_bytes()
         except OSError as exc:
             raise ModelLoadError(f"cannot read MODEL_PATH={source.path!r}: {exc.strerror}") from exc
+    # Read at call time, not bound as a default: tests (and operators) tune the module value.
+    attempts = S3_MAX_ATTEMPTS if max_attempts is None else max_attempts
+    if attempts < 1:
+        raise ValueError(f"max_attempts={attempts}: at least 1 request is needed")
     if runtime == "compiled":
-        return _fetch_s3_lean(source)
-    return _fetch_s3(source)
+        return _fetch_s3_lean(source, attempts)
+    return _fetch_s3(source, attempts)
 
 
-def _fetch_s3_lean(source: S3Source) -> bytes:
+def _fetch_s3_lean(source: S3Source, max_attempts: int) -> bytes:
     # The compiled image carries no boto3: creating an S3 client would cost more of the
     # cold start (~0.3 s) than everything else it does. Same timeouts and attempts.
     from inference import s3_fetch
@@ -116,13 +128,13 @@ def _fetch_s3_lean(source: S3Source) -> bytes:
             env=os.environ,
             connect_timeout=S3_CONNECT_TIMEOUT_S,
             read_timeout=S3_READ_TIMEOUT_S,
-            max_attempts=S3_MAX_ATTEMPTS,
+            max_attempts=max_attempts,
         )
     except s3_fetch.S3FetchError as exc:
         raise ModelLoadError(f"cannot download {source}: {exc}") from exc
 
 
-def _fetch_s3(source: S3Source) -> bytes:
+def _fetch_s3(source: S3Source, max_attempts: int) -> bytes:
     # Imported here: local runs and tests never pay boto3's import time.
     import boto3
     from botocore.config import Config
@@ -133,7 +145,7 @@ def _fetch_s3(source: S3Source) -> bytes:
         read_timeout=S3_READ_TIMEOUT_S,
         # total_max_attempts counts the first request; botocore reads "max_attempts" as
         # retries after it (max_attempts=3 would mean 4 requests).
-        retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
     )
     try:
         # boto3 reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself (moto server in tests).

@@ -20,7 +20,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from inference import handler as handler_module
-from inference import model_store
+from inference import model_store, s3_fetch
 from inference.config import S3Source
 from tests.handler.conftest import ARTIFACTS, FakeLambdaContext, http_body, load_event, log_lines
 
@@ -207,6 +207,43 @@ def test_s3_client_has_bounded_timeouts_and_standard_retries(
     assert (config.connect_timeout, config.read_timeout) == (2, 10)
     # Three requests in all: the first one and two retries.
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+
+
+def test_init_retries_s3_but_a_reload_on_the_request_path_tries_once(
+    bucket: str,
+    runtime: Runtime,
+    fresh_environment: Configure,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """3 attempts at init; 1 per reload, or retries inside a request outlast its 30 s."""
+    attempts: list[int] = []
+    if runtime.name == "sklearn":
+        real_client = boto3.client
+
+        def client_spy(*args: Any, **kwargs: Any) -> Any:
+            if "config" in kwargs:  # the handler's client (the test's upload() has none)
+                attempts.append(kwargs["config"].retries["total_max_attempts"])
+            return real_client(*args, **kwargs)
+
+        monkeypatch.setattr(boto3, "client", client_spy)
+    else:
+        real_get = s3_fetch.get_object
+
+        def get_spy(*args: Any, **kwargs: Any) -> bytes:
+            attempts.append(kwargs["max_attempts"])
+            return real_get(*args, **kwargs)
+
+        monkeypatch.setattr(s3_fetch, "get_object", get_spy)
+    fresh_environment(runtime.env(bucket))  # NoSuchKey: fails at once, retries or not
+    assert attempts == [model_store.S3_MAX_ATTEMPTS] == [3]
+    assert predict()["statusCode"] == 503
+    assert predict()["statusCode"] == 503
+    assert attempts == [3, 1, 1]
+    upload(bucket, runtime.key, runtime.data)
+    assert predict()["statusCode"] == 200
+    assert attempts == [3, 1, 1, 1]
+    # Worst case of one reload: connect plus read timeout, far below the function's 30 s.
+    assert model_store.S3_CONNECT_TIMEOUT_S + model_store.S3_READ_TIMEOUT_S <= 12
 
 
 def test_compiled_runtime_cold_start_imports_no_boto3_or_sklearn(bucket: str) -> None:
