@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -14,6 +16,7 @@ from constructs import Construct
 LATENCY_P99_THRESHOLD_MS = 500
 ERRORS_IN_FIVE_MINUTES_THRESHOLD = 5
 MINUTE = Duration.minutes(1)
+FIVE_MINUTES = Duration.minutes(5)
 
 
 class Monitoring(Construct):
@@ -117,12 +120,31 @@ class Monitoring(Construct):
             datapoints_to_alarm=3,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        # The handler answers 503 (model unavailable) and 500 itself, so Lambda's Errors
+        # stays 0 while a broken model fails every request; its EMF ServerErrors counts
+        # them per model version. FILL keeps one missing series from blanking the sum.
+        error_series: dict[str, cloudwatch.IMetric] = {
+            "errors": self._lambda_metric("Errors", "Sum", FIVE_MINUTES),
+            "candidate": self._model_metric(model_version, "ServerErrors", "Sum", FIVE_MINUTES),
+        }
+        server_error_models = [model_version]
+        if stable_model_version is not None and stable_model_version != model_version:
+            server_error_models.insert(0, stable_model_version)
+            error_series["stable"] = self._model_metric(
+                stable_model_version, "ServerErrors", "Sum", FIVE_MINUTES
+            )
         self.errors_alarm = cloudwatch.Alarm(
             self,
             "Errors",
             alarm_description=f"More than {ERRORS_IN_FIVE_MINUTES_THRESHOLD} errors in 5 "
-            "minutes through the alias (both versions).",
-            metric=self._lambda_metric("Errors", "Sum", Duration.minutes(5)),
+            "minutes: Lambda Errors through the alias (both versions) plus the handler's 5xx "
+            f"answers (ServerErrors) of model {' or '.join(server_error_models)}.",
+            metric=cloudwatch.MathExpression(
+                expression=" + ".join(f"FILL({name}, 0)" for name in error_series),
+                using_metrics=error_series,
+                label="Lambda errors + 5xx answers",
+                period=FIVE_MINUTES,
+            ),
             threshold=ERRORS_IN_FIVE_MINUTES_THRESHOLD,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=1,
@@ -162,7 +184,12 @@ class Monitoring(Construct):
         )
         self.dashboard.add_widgets(
             self._per_version("Invocations", "Invocations", "Sum"),
-            self._per_version("Errors", "Errors", "Sum"),
+            self._per_version(
+                "Errors",
+                "Errors",
+                "Sum",
+                also=self._model_series("ServerErrors", "Sum", "5xx answers"),
+            ),
         )
         self.dashboard.add_widgets(
             self._per_version("Duration p50 (ms)", "Duration", "p50"),
@@ -194,13 +221,15 @@ class Monitoring(Construct):
             self._per_model("Predictions", "Predictions", "Sum", 8),
         )
 
-    def _model_metric(self, model_version: str, name: str, statistic: str) -> cloudwatch.Metric:
+    def _model_metric(
+        self, model_version: str, name: str, statistic: str, period: Duration = MINUTE
+    ) -> cloudwatch.Metric:
         return cloudwatch.Metric(
             namespace=self._namespace,
             metric_name=name,
             dimensions_map={"ModelVersion": model_version},
             statistic=statistic,
-            period=MINUTE,
+            period=period,
         )
 
     def _lambda_metric(
@@ -217,7 +246,13 @@ class Monitoring(Construct):
             period=period,
         )
 
-    def _per_version(self, title: str, name: str, statistic: str) -> cloudwatch.GraphWidget:
+    def _per_version(
+        self,
+        title: str,
+        name: str,
+        statistic: str,
+        also: Sequence[cloudwatch.IMetric] = (),
+    ) -> cloudwatch.GraphWidget:
         metrics: list[cloudwatch.IMetric]
         if self._versions_by_search:
             metrics = [
@@ -234,26 +269,32 @@ class Monitoring(Construct):
                 self._lambda_metric(name, statistic, MINUTE, version).with_(label=label)
                 for label, version in self._sides
             ]
-        return cloudwatch.GraphWidget(title=title, left=metrics, width=12, height=6)
+        return cloudwatch.GraphWidget(title=title, left=[*metrics, *also], width=12, height=6)
 
     def _per_model(
         self, title: str, name: str, statistic: str, width: int = 12
     ) -> cloudwatch.GraphWidget:
-        metrics: list[cloudwatch.IMetric]
+        metrics = self._model_series(name, statistic)
+        return cloudwatch.GraphWidget(title=title, left=metrics, width=width, height=6)
+
+    def _model_series(
+        self, name: str, statistic: str, prefix: str = ""
+    ) -> list[cloudwatch.IMetric]:
+        """One line per model version: by name when known, else every one that reports."""
+        lead = f"{prefix}, " if prefix else ""
         if self._models is not None:
-            metrics = [
-                self._model_metric(version, name, statistic).with_(label=label)
+            return [
+                self._model_metric(version, name, statistic).with_(label=f"{lead}{label}")
                 for label, version in self._models
             ]
-        else:
-            metrics = [
-                cloudwatch.MathExpression(
-                    expression=(
-                        f"SEARCH('{{{self._namespace},ModelVersion}} "
-                        f"MetricName=\"{name}\"', '{statistic}', 60)"
-                    ),
-                    label="",
-                    period=MINUTE,
-                )
-            ]
-        return cloudwatch.GraphWidget(title=title, left=metrics, width=width, height=6)
+        return [
+            cloudwatch.MathExpression(
+                expression=(
+                    f"SEARCH('{{{self._namespace},ModelVersion}} "
+                    f"MetricName=\"{name}\"', '{statistic}', 60)"
+                ),
+                # Each series is one model version; name it in the legend.
+                label=f"{lead}model ${{PROP('Dim.ModelVersion')}}" if prefix else "",
+                period=MINUTE,
+            )
+        ]

@@ -347,7 +347,7 @@ def test_dashboard_shows_stable_and_candidate_side_by_side(prod_canary: Synth) -
         ("Provisioned concurrency utilization", "ProvisionedConcurrencyUtilization", "Maximum"),
         ("Provisioned concurrency spillover", "ProvisionedConcurrencySpilloverInvocations", "Sum"),
     ):
-        stable_line, candidate_line = graph(widgets, title)
+        stable_line, candidate_line = graph(widgets, title)[:2]
         for line, version, label in (
             (stable_line, "7", "stable (version 7)"),
             (candidate_line, candidate, "candidate (model v2)"),
@@ -390,19 +390,10 @@ def test_alarms_and_their_thresholds(dev: Synth) -> None:
             "AlarmActions": [topic],
         },
     )
-    template.has_resource_properties(
-        "AWS::CloudWatch::Alarm",
-        {
-            "MetricName": "Errors",
-            "Statistic": "Sum",
-            "Period": 300,
-            "EvaluationPeriods": 1,
-            "Threshold": 5,
-            "ComparisonOperator": "GreaterThanThreshold",
-            "Dimensions": Match.array_with([{"Name": "Resource", "Value": Match.any_value()}]),
-            "AlarmActions": [topic],
-        },
-    )
+    errors = errors_alarm(dev)
+    assert errors["Threshold"] == 5 and errors["EvaluationPeriods"] == 1
+    assert errors["ComparisonOperator"] == "GreaterThanThreshold"
+    assert errors["AlarmActions"] == [topic]
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
@@ -413,6 +404,72 @@ def test_alarms_and_their_thresholds(dev: Synth) -> None:
             "AlarmActions": [topic],
         },
     )
+
+
+def errors_alarm(synth: Synth) -> dict[str, Any]:
+    (alarm,) = [
+        a["Properties"]
+        for a in synth.resources("inference", "AWS::CloudWatch::Alarm").values()
+        if "Errors" in a["Properties"].get("AlarmDescription", "")
+    ]
+    return alarm
+
+
+def error_series(alarm: dict[str, Any]) -> tuple[str, dict[str, tuple[str, str, dict[str, Any]]]]:
+    """The alarm's expression and, per id, (namespace, metric name, dimensions)."""
+    (expression,) = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
+    series = {}
+    for query in alarm["Metrics"]:
+        if "MetricStat" in query:
+            stat = query["MetricStat"]
+            assert (stat["Stat"], stat["Period"], query["ReturnData"]) == ("Sum", 300, False)
+            metric = stat["Metric"]
+            dimensions = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+            series[query["Id"]] = (metric["Namespace"], metric["MetricName"], dimensions)
+    return expression, series
+
+
+def test_errors_alarm_counts_the_handlers_5xx_answers(dev: Synth) -> None:
+    # The handler answers 503/500 itself, so Lambda's Errors alone stays 0 for a broken model.
+    expression, series = error_series(errors_alarm(dev))
+    assert expression == "FILL(errors, 0) + FILL(candidate, 0)"
+    namespace, name, dimensions = series["errors"]
+    assert (namespace, name) == ("AWS/Lambda", "Errors")
+    assert json.dumps(dimensions["Resource"]).endswith(':production"]]}')
+    assert "ExecutedVersion" not in dimensions, "through the alias: both versions"
+    assert series["candidate"] == ("SklearnLambdaServing", "ServerErrors", {"ModelVersion": "v1"})
+
+
+def test_errors_alarm_and_graph_name_both_models_when_the_stable_model_is_recorded(
+    synth_context: SynthContext,
+) -> None:
+    context = cdk_context()
+    context["environments"]["dev"]["function"]["metrics_namespace"] = "Churn/Serving"
+    context["environments"]["dev"]["rollout"].update(
+        model_version="v2", stable_version=7, canary_weight=0.1, stable_model_version="v1"
+    )
+    result = synth_context(context)
+    expression, series = error_series(errors_alarm(result))
+    assert expression == "FILL(errors, 0) + FILL(candidate, 0) + FILL(stable, 0)"
+    assert series["candidate"] == ("Churn/Serving", "ServerErrors", {"ModelVersion": "v2"})
+    assert series["stable"] == ("Churn/Serving", "ServerErrors", {"ModelVersion": "v1"})
+    *_, stable_5xx, candidate_5xx = graph(dashboard_widgets(result), "Errors")
+    for line, model, label in (
+        (stable_5xx, "v1", "5xx answers, stable (model v1)"),
+        (candidate_5xx, "v2", "5xx answers, candidate (model v2)"),
+    ):
+        assert line[:4] == ["Churn/Serving", "ServerErrors", "ModelVersion", model]
+        assert line[-1]["stat"] == "Sum" and line[-1]["label"] == label
+
+
+def test_errors_graph_shows_5xx_answers_of_every_model_without_a_recorded_stable(
+    prod_canary: Synth,
+) -> None:
+    *_, server_errors = graph(dashboard_widgets(prod_canary), "Errors")
+    assert server_errors[0]["expression"] == (
+        "SEARCH('{SklearnLambdaServing,ModelVersion} MetricName=\"ServerErrors\"', 'Sum', 60)"
+    )
+    assert server_errors[0]["label"] == "5xx answers, model ${PROP('Dim.ModelVersion')}"
 
 
 def test_alarm_email_is_optional(dev: Synth, synth_context: SynthContext) -> None:

@@ -57,6 +57,19 @@ def test_deployment_group_shifts_the_alias_and_rolls_back_on_alarm(automated: Sy
     assert props["AlarmConfiguration"]["Enabled"] is True
     assert alarm_ids == set(automated.resources("inference", "AWS::CloudWatch::Alarm"))
     assert len(alarm_ids) == 3  # latency p99, errors, throttles
+    # The errors alarm that rolls back counts the handler's 5xx answers of the new model
+    # (and of the previous one, which start recorded), not only Lambda's Errors.
+    alarms = automated.resources("inference", "AWS::CloudWatch::Alarm")
+    (errors,) = [alarms[i]["Properties"] for i in alarm_ids if "ServerErrors" in str(alarms[i])]
+    models = {
+        q["Id"]: q["MetricStat"]["Metric"]["Dimensions"]
+        for q in errors["Metrics"]
+        if q.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "ServerErrors"
+    }
+    assert models == {
+        "candidate": [{"Name": "ModelVersion", "Value": "v2"}],
+        "stable": [{"Name": "ModelVersion", "Value": "v1"}],
+    }
 
 
 def test_alias_is_updated_through_codedeploy_without_pc_or_weights(automated: Synth) -> None:

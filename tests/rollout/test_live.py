@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -70,6 +71,7 @@ class FakeCloudWatch:
         ("InferenceLatency", "v1", "p99"): [40.0],
         ("PredictionProbability", "v1", "Average"): [0.25],
         ("InferenceLatency", "v2", "p99"): [55.5],
+        ("ServerErrors", "v2", "Sum"): [3.0],  # 503s: Lambda's Errors does not count them
         ("PredictionProbability", "v2", "Average"): [0.3125],
     }
 
@@ -182,7 +184,9 @@ def test_compare_reports_each_side_over_the_window(
     assert table["Lambda version"][-2:] == ["7", "8"]
     assert table["model version"][-2:] == ["v1", "v2"]
     assert table["invocations"][-2:] == ["900", "100"]
-    assert "0.11% (1/900)" in out and "2.00% (2/100)" in out
+    # The candidate's 3 answers of 503 count as failed requests next to its 2 Lambda errors.
+    assert "0.11% (1/900)" in out and "5.00% (5/100)" in out
+    assert re.search(r"^  5xx answers +no data +3$", out, re.MULTILINE)
     assert "120.0 ms" in out and "150.0 ms" in out
     assert "40.0 ms" in out and "55.5 ms" in out
     assert table["mean predicted probability"][-2:] == ["0.2500", "0.3125"]
@@ -198,6 +202,14 @@ def test_compare_reports_each_side_over_the_window(
     }
     namespaces = {q["MetricStat"]["Metric"]["Namespace"] for q in request["MetricDataQueries"]}
     assert namespaces == {"AWS/Lambda", "SklearnLambdaServing"}
+    server_errors = [
+        q["MetricStat"] for q in request["MetricDataQueries"]
+        if q["MetricStat"]["Metric"]["MetricName"] == "ServerErrors"
+    ]  # fmt: skip
+    assert [(m["Metric"]["Dimensions"], m["Stat"]) for m in server_errors] == [
+        ([{"Name": "ModelVersion", "Value": "v1"}], "Sum"),
+        ([{"Name": "ModelVersion", "Value": "v2"}], "Sum"),
+    ]
 
 
 def test_compare_without_credentials_says_so(config: Path, rollout: Run) -> None:

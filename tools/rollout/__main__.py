@@ -289,7 +289,10 @@ def compare(
         print(f"  {line}")
     models = [s.model_version for s in sides]
     if len(sides) > 1 and len(set(models)) < len(models):
-        print("  note: both sides run the same model version; its model metrics are shared")
+        print(
+            "  note: both sides run the same model version; its model metrics (5xx answers "
+            "included) are shared"
+        )
     if any(s.model_version is None for s in sides):
         print("  note: the stable side's model is not recorded (rollout.stable_model_version)")
     return 0
@@ -302,13 +305,14 @@ def comparison_table(results: Sequence[Comparison]) -> list[str]:
     def rate(result: Comparison) -> str:
         if result.error_rate is None:
             return "no data"
-        return f"{result.error_rate:.2%} ({result.errors or 0:.0f}/{result.invocations:.0f})"
+        return f"{result.error_rate:.2%} ({result.failed:.0f}/{result.invocations:.0f})"
 
     rows: list[tuple[str, Callable[[Comparison], str]]] = [
         ("Lambda version", lambda r: r.side.lambda_version),
         ("model version", lambda r: r.side.model_version or "unknown"),
         ("invocations", lambda r: number(r.invocations, "{:.0f}")),
-        ("error rate", rate),
+        ("error rate (incl. 5xx)", rate),
+        ("5xx answers", lambda r: number(r.server_errors, "{:.0f}")),
         ("duration p99 (Lambda)", lambda r: number(r.duration_p99_ms, "{:.1f} ms")),
         ("inference latency p99", lambda r: number(r.inference_latency_p99_ms, "{:.1f} ms")),
         ("mean predicted probability", lambda r: number(r.mean_probability, "{:.4f}")),

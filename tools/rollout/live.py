@@ -68,16 +68,24 @@ class Side:
 class Comparison:
     side: Side
     invocations: float | None
-    errors: float | None
+    errors: float | None  # Lambda's Errors: crashes, timeouts, out of memory
+    # The handler's 5xx answers (503 model unavailable, 500): Lambda counts them as
+    # successful invocations, so they are not in ``errors``.
+    server_errors: float | None
     duration_p99_ms: float | None
     inference_latency_p99_ms: float | None
     mean_probability: float | None
 
     @property
+    def failed(self) -> float:
+        """Requests that failed: Lambda errors plus the handler's 5xx answers."""
+        return (self.errors or 0.0) + (self.server_errors or 0.0)
+
+    @property
     def error_rate(self) -> float | None:
         if self.invocations is None or not self.invocations:
             return None
-        return (self.errors or 0.0) / self.invocations
+        return self.failed / self.invocations
 
 
 class Live:
@@ -156,6 +164,7 @@ class Live:
             if side.model_version is not None:
                 model = {"ModelVersion": side.model_version}
                 wanted += [
+                    ("servererrors", namespace, "ServerErrors", model, "Sum"),
                     ("latency", namespace, "InferenceLatency", model, "p99"),
                     ("probability", namespace, "PredictionProbability", model, "Average"),
                 ]
@@ -203,6 +212,7 @@ class Live:
                 side=side,
                 invocations=pick("invocations", i, sum),
                 errors=pick("errors", i, sum),
+                server_errors=pick("servererrors", i, sum),
                 duration_p99_ms=pick("duration", i, max),
                 inference_latency_p99_ms=pick("latency", i, max),
                 mean_probability=pick("probability", i, mean),
