@@ -56,7 +56,7 @@ def init_state(env: Mapping[str, str], *, s3_max_attempts: int | None = None) ->
         logs.error("model unavailable", reason=reason)
         return Unavailable(reason, None)
     try:
-        loaded = load_model(settings, max_attempts=s3_max_attempts)
+        loaded = load_model(settings, env=env, max_attempts=s3_max_attempts)
     except ModelLoadError as exc:
         return _load_failed(settings, str(exc))
     except Exception as exc:
@@ -108,6 +108,8 @@ def configure(env: Mapping[str, str] | None = None) -> State:
     """Re-run init as a new execution environment with ``env`` (default: ``os.environ``).
 
     For tests and ``tools.serve``; retries after a failed load also use this ``env``.
+    The compiled runtime's S3 client reads region, endpoint and credentials from ``env``;
+    the sklearn runtime's boto3 reads them from the process environment (``os.environ``).
     """
     global _env, _state, _cold
     new_env = dict(env) if env is not None else os.environ

@@ -65,10 +65,23 @@ class LoadedModel:
     load_ms: float
 
 
-def load_model(settings: Settings, *, max_attempts: int | None = None) -> LoadedModel:
-    """Fetch, verify and load; ``max_attempts`` bounds S3 requests (default S3_MAX_ATTEMPTS)."""
+def load_model(
+    settings: Settings,
+    *,
+    env: Mapping[str, str] | None = None,
+    max_attempts: int | None = None,
+) -> LoadedModel:
+    """Fetch, verify and load the model ``settings`` name.
+
+    ``env`` is the environment ``settings`` came from (default ``os.environ``): the
+    compiled runtime's S3 client reads its region, endpoint and credentials there; the
+    sklearn runtime's boto3 always reads the process environment (see ``fetch_bytes``).
+    ``max_attempts`` bounds the S3 requests (default ``S3_MAX_ATTEMPTS``).
+    """
     started = time.perf_counter()
-    data = fetch_bytes(settings.source, runtime=settings.runtime, max_attempts=max_attempts)
+    data = fetch_bytes(
+        settings.source, runtime=settings.runtime, env=env, max_attempts=max_attempts
+    )
     digest = verify_sha256(data, settings.sha256, source=str(settings.source))
     loader = runtime_loader(settings.runtime)
     try:
@@ -100,8 +113,20 @@ def load_model(settings: Settings, *, max_attempts: int | None = None) -> Loaded
 
 
 def fetch_bytes(
-    source: S3Source | LocalSource, *, runtime: str = "sklearn", max_attempts: int | None = None
+    source: S3Source | LocalSource,
+    *,
+    runtime: str = "sklearn",
+    env: Mapping[str, str] | None = None,
+    max_attempts: int | None = None,
 ) -> bytes:
+    """The artifact's bytes, unverified.
+
+    S3 settings (``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL_S3``/
+    ``AWS_ENDPOINT_URL``, credentials): the ``compiled`` runtime reads them from ``env``
+    (default ``os.environ``); the ``sklearn`` runtime's boto3 reads the process
+    environment (``os.environ``, plus its config files and credential chain) and ignores
+    ``env``. On Lambda both are the same environment.
+    """
     if isinstance(source, LocalSource):
         try:
             return Path(source.path).read_bytes()
@@ -112,11 +137,11 @@ def fetch_bytes(
     if attempts < 1:
         raise ValueError(f"max_attempts={attempts}: at least 1 request is needed")
     if runtime == "compiled":
-        return _fetch_s3_lean(source, attempts)
+        return _fetch_s3_lean(source, attempts, os.environ if env is None else env)
     return _fetch_s3(source, attempts)
 
 
-def _fetch_s3_lean(source: S3Source, max_attempts: int) -> bytes:
+def _fetch_s3_lean(source: S3Source, max_attempts: int, env: Mapping[str, str]) -> bytes:
     # The compiled image carries no boto3: creating an S3 client would cost more of the
     # cold start (~0.3 s) than everything else it does. Same timeouts and attempts.
     from inference import s3_fetch
@@ -125,7 +150,7 @@ def _fetch_s3_lean(source: S3Source, max_attempts: int) -> bytes:
         return s3_fetch.get_object(
             source.bucket,
             source.key,
-            env=os.environ,
+            env=env,
             connect_timeout=S3_CONNECT_TIMEOUT_S,
             read_timeout=S3_READ_TIMEOUT_S,
             max_attempts=max_attempts,
@@ -148,7 +173,8 @@ def _fetch_s3(source: S3Source, max_attempts: int) -> bytes:
         retries={"mode": "standard", "total_max_attempts": max_attempts},
     )
     try:
-        # boto3 reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself (moto server in tests).
+        # boto3 reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL and the credentials itself,
+        # from the process environment, not from the mapping handler.configure() was given.
         client = boto3.client("s3", config=config)
         response = client.get_object(Bucket=source.bucket, Key=source.key)
         data: bytes = response["Body"].read()

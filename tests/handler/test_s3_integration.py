@@ -246,6 +246,50 @@ def test_init_retries_s3_but_a_reload_on_the_request_path_tries_once(
     assert model_store.S3_CONNECT_TIMEOUT_S + model_store.S3_READ_TIMEOUT_S <= 12
 
 
+def test_compiled_runtime_reads_s3_settings_from_the_configured_env(
+    aws_env: dict[str, str],
+    bucket: str,
+    fresh_environment: Configure,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """configure(env) is the environment: the process's S3 settings must not leak in."""
+    data = (ARTIFACTS / "v1" / "model.compiled.npz").read_bytes()
+    key = "churn/v1/model.compiled.npz"
+    env = {
+        **aws_env,
+        "MODEL_NAME": "churn",
+        "MODEL_VERSION": "v1",
+        "MODEL_RUNTIME": "compiled",
+        "MODEL_BUCKET": bucket,
+        "MODEL_KEY": key,
+        "MODEL_SHA256": hashlib.sha256(data).hexdigest(),
+    }
+    # The process environment points at a dead endpoint with other credentials.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", dead)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-process")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+
+    state = fresh_environment(env)  # the object is not there yet: NoSuchKey from moto
+    assert isinstance(state, handler_module.Unavailable)
+    assert "NoSuchKey" in state.reason, state.reason
+    boto3.client(
+        "s3",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL_S3"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="eu-west-1",
+    ).put_object(Bucket=bucket, Key=key, Body=data)
+    # The reload on the request path reads the same mapping.
+    assert predict()["statusCode"] == 200
+    state = handler_module.current_state()
+    assert isinstance(state, handler_module.Ready)
+    assert state.loaded.source == f"s3://{bucket}/{key}"
+
+
 def test_compiled_runtime_cold_start_imports_no_boto3_or_sklearn(bucket: str) -> None:
     """A fresh process, as a new execution environment of the compiled image would be."""
     data = (ARTIFACTS / "v1" / "model.compiled.npz").read_bytes()

@@ -139,6 +139,7 @@ class Deployment:
     key: str
     s3: Any
     proxy: FaultProxy
+    aws: dict[str, str]
 
     def artifact(self, version: str) -> bytes:
         return (ARTIFACTS / version / RUNTIME_FILES[self.runtime]).read_bytes()
@@ -146,7 +147,13 @@ class Deployment:
     def env(self, *, version: str = "v1", pin: str = "v1") -> dict[str, str]:
         env = runtime_env(self.runtime, version, MODEL_PATH="")
         sha256 = hashlib.sha256(self.artifact(pin)).hexdigest()
-        return {**env, "MODEL_BUCKET": self.bucket, "MODEL_KEY": self.key, "MODEL_SHA256": sha256}
+        return {
+            **env,
+            **self.aws,
+            "MODEL_BUCKET": self.bucket,
+            "MODEL_KEY": self.key,
+            "MODEL_SHA256": sha256,
+        }
 
     def upload(self, data: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=data)
@@ -161,16 +168,18 @@ def deployment(
 ) -> Deployment:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "MODEL_PATH"):
         monkeypatch.delenv(name, raising=False)
-    credentials = {
+    aws = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL_S3": proxy.endpoint,
     }
-    for name, value in credentials.items():
+    # On Lambda the function's environment and the process's are one. Here the compiled
+    # path (s3_fetch) reads the env given to configure() (Deployment.env carries these),
+    # and boto3 (sklearn) reads the process environment, so they go there too.
+    for name, value in aws.items():
         monkeypatch.setenv(name, value)
-    # Both download paths read these from the process environment, as on Lambda.
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
     monkeypatch.setattr(model_store, "S3_READ_TIMEOUT_S", READ_TIMEOUT_S)
     monkeypatch.setattr(model_store, "S3_CONNECT_TIMEOUT_S", READ_TIMEOUT_S)
     monkeypatch.setattr(model_store, "S3_MAX_ATTEMPTS", 2)
@@ -181,7 +190,7 @@ def deployment(
     bucket = f"models-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     runtime = request.param
-    return Deployment(runtime, bucket, f"churn/v1/{RUNTIME_FILES[runtime]}", s3, proxy)
+    return Deployment(runtime, bucket, f"churn/v1/{RUNTIME_FILES[runtime]}", s3, proxy, aws)
 
 
 @pytest.fixture(scope="module")
