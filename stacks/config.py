@@ -21,6 +21,7 @@ override it for one synth.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -143,10 +144,18 @@ class ModelArtifact:
     directory: Path
     # Every file the bucket needs for this version: all runtimes' artifacts + the manifest.
     upload_files: tuple[str, ...]
+    # Names these exact bytes: see content_id(). A retrained version gets a new one.
+    content_id: str
 
     @property
     def prefix(self) -> str:
-        return f"models/{self.model_name}/{self.model_version}/"
+        """Where this version's files go: content-addressed, so nothing is ever overwritten.
+
+        A published Lambda version pins its artifact's key and SHA-256. Retraining a version
+        (``--force``) changes the manifest, hence the content id and the key: the new bytes
+        land next to the old ones, which older Lambda versions keep finding.
+        """
+        return f"models/{self.model_name}/{self.model_version}/{self.content_id}/"
 
     @property
     def key(self) -> str:
@@ -539,7 +548,7 @@ def load_model_artifact(
             f"model_version={model_version!r} has no artifact: {manifest_path} does not exist; "
             f"available versions of {model_name!r}: {', '.join(available) or 'none'}"
         )
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(manifest_path.read_bytes())
     if (manifest.get("model_name"), manifest.get("model_version")) != (model_name, model_version):
         raise ConfigError(
             f"{manifest_path} describes {manifest.get('model_name')!r} "
@@ -564,6 +573,7 @@ def load_model_artifact(
         raise ConfigError(
             f"{directory}: artifact file(s) {', '.join(missing)} listed in the manifest are missing"
         )
+    _check_checksums(manifest_path, artifacts)
     return ModelArtifact(
         model_name=model_name,
         model_version=model_version,
@@ -572,7 +582,47 @@ def load_model_artifact(
         sha256=sha256,
         directory=directory,
         upload_files=(*files, "manifest.json"),
+        content_id=content_id(manifest),
     )
+
+
+CONTENT_ID_LENGTH = 16
+
+
+def content_id(manifest: Mapping[str, Any]) -> str:
+    """The first 16 hex digits of the SHA-256 of the manifest, in canonical JSON.
+
+    The manifest lists every uploaded artifact's SHA-256 (``_check_checksums`` holds the
+    files to it), so any changed byte of any artifact changes the id, and the same
+    artifacts always give the same id. Canonical JSON (sorted keys, no whitespace) keeps
+    the id independent of formatting and line endings, so every checkout synthesizes the
+    same key.
+    """
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:CONTENT_ID_LENGTH]
+
+
+def _check_checksums(manifest_path: Path, artifacts: Mapping[str, Any]) -> None:
+    """Every artifact file must hold the bytes its manifest names.
+
+    The upload's key is derived from the manifest alone: an artifact changed without its
+    manifest would overwrite the bytes that deployed versions pin, and the new version
+    would answer 503 (checksum mismatch) at its first cold start. Refuse it at synth.
+    """
+    for runtime_name, entry in sorted(artifacts.items()):
+        expected = str(entry.get("sha256", ""))
+        path = manifest_path.parent / str(entry["file"])
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise ConfigError(
+                f"{path}: SHA-256 {digest.hexdigest()} does not match "
+                f"artifacts.{runtime_name}.sha256={expected!r} in {manifest_path}: the file "
+                "changed without its manifest; restore it (git checkout) or retrain the "
+                "version (python -m training.train --version <version> --force)"
+            )
 
 
 # ---------------------------------------------------------------------------- scalars

@@ -87,6 +87,8 @@ def show_cdk_synth() -> None:
                     f"    model {variables['MODEL_NAME']} {variables['MODEL_VERSION']} "
                     f"({variables['MODEL_RUNTIME']}), sha256 {variables['MODEL_SHA256'][:12]}..."
                 )
+                # Content-addressed: a retrained version gets a new key, never the old one.
+                print(f"    key {variables['MODEL_KEY']}")
                 print(f"    {routing(template)}")
                 print(f"    {provisioned(template)}")
                 warmer = "on" if counts["AWS::Events::Rule"] else "off"

@@ -11,9 +11,11 @@ from constructs import Construct
 class ModelBucket(Construct):
     """Versioned, encrypted, TLS-only storage for model artifacts, kept when the stack goes.
 
-    Artifacts are immutable per key (``models/<model>/<version>/``); S3 versioning guards
-    against a forced retrain overwriting a version that a published Lambda version pins
-    by checksum: the old bytes stay restorable for ``noncurrent_days``.
+    Artifacts are immutable per key: uploads are content-addressed
+    (``models/<model>/<version>/<content id>/``, see ``ModelArtifact.prefix``), so a
+    retrained version goes next to the bytes a published Lambda version pins instead of
+    over them. S3 versioning is the second line: anything overwritten or deleted by hand
+    stays restorable for ``noncurrent_days``.
     """
 
     def __init__(

@@ -13,9 +13,12 @@ from constructs import Construct
 class ModelUpload(Construct):
     """Copies ``<directory>/<files>`` to ``<prefix>`` and never deletes anything.
 
-    ``prune=False`` keeps the other versions under the model's prefix, and
-    ``retain_on_delete=True`` keeps this one when the next deploy uploads another: a
-    published Lambda version pins its artifact's key and checksum and must keep finding it.
+    ``prefix`` is content-addressed (``models/<model>/<version>/<content id>/``): other
+    bytes, another prefix, so an upload never overwrites what a published Lambda version
+    pins. ``prune=False`` keeps everything else under the model's prefix, and
+    ``retain_on_delete=True`` keeps this upload when the next deploy uploads to another
+    prefix: a published Lambda version pins its artifact's key and checksum and must keep
+    finding both.
     """
 
     def __init__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -48,7 +49,7 @@ def test_dev_defaults_from_cdk_json() -> None:
     assert config.name == "dev"
     assert config.model.model_name == "churn"
     assert config.model.runtime is ModelRuntime.COMPILED
-    assert config.model.key == "models/churn/v1/model.compiled.npz"
+    assert re.fullmatch(r"models/churn/v1/[0-9a-f]{16}/model\.compiled\.npz", config.model.key)
     manifest = json.loads((REPO / "model_artifacts/churn/v1/manifest.json").read_text())
     assert config.model.sha256 == manifest["artifacts"]["compiled"]["sha256"]
     assert config.function.reserved_concurrency == 10
@@ -72,7 +73,7 @@ def test_command_line_overrides_the_committed_rollout() -> None:
     assert config.rollout.model_version == "v2"
     assert config.rollout.stable_version == 7
     assert config.rollout.canary_weight == 0.25
-    assert config.model.key == "models/churn/v2/model.compiled.npz"
+    assert re.fullmatch(r"models/churn/v2/[0-9a-f]{16}/model\.compiled\.npz", config.model.key)
 
 
 def test_committed_rollout_values_are_json_typed() -> None:
@@ -228,15 +229,79 @@ def test_compiled_runtime_pins_its_own_artifact(tmp_path: Path) -> None:
     shutil.copytree(REPO / "model_artifacts/churn/v1", directory)
     manifest = json.loads((directory / "manifest.json").read_text())
     (directory / "model.json").write_text("{}")
+    sha256 = hashlib.sha256(b"{}").hexdigest()
     manifest["artifacts"] = {
         "sklearn": manifest["artifacts"]["sklearn"],
-        "compiled": {"file": "model.json", "sha256": "a" * 64},
+        "compiled": {"file": "model.json", "sha256": sha256},
     }
     (directory / "manifest.json").write_text(json.dumps(manifest))
     config = load_config(with_env_setting("dev", "runtime", "compiled"), artifacts_root=tmp_path)
-    assert config.model.key == "models/churn/v1/model.json"
-    assert config.model.sha256 == "a" * 64
+    assert config.model.key == f"models/churn/v1/{config.model.content_id}/model.json"
+    assert config.model.sha256 == sha256
     assert config.model.upload_files == ("model.joblib", "model.json", "manifest.json")
+
+
+# ------------------------------------------------- content-addressed artifact keys
+
+
+def copy_v1(root: Path) -> Path:
+    directory = root / "churn" / "v1"
+    shutil.copytree(REPO / "model_artifacts/churn/v1", directory)
+    return directory
+
+
+def retrain(directory: Path, file: str) -> None:
+    """What ``training.train --force`` does to a version: new bytes, manifest to match."""
+    path = directory / file
+    path.write_bytes(path.read_bytes() + b"retrained")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    for artifact in manifest["artifacts"].values():
+        if artifact["file"] == file:
+            artifact["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+            artifact["size_bytes"] = path.stat().st_size
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def test_key_is_content_addressed_under_the_version_prefix() -> None:
+    model = load().model
+    assert re.fullmatch(r"[0-9a-f]{16}", model.content_id)
+    assert model.prefix == f"models/churn/v1/{model.content_id}/"
+    assert model.key == f"{model.prefix}{model.file}"
+    assert model.key.startswith(model.model_prefix), "inside what the role may read"
+    assert load(model_version="v2").model.content_id != model.content_id
+
+
+@pytest.mark.parametrize("file", ["model.compiled.npz", "model.joblib"])
+def test_retraining_a_version_changes_its_key(tmp_path: Path, file: str) -> None:
+    """Any artifact, the pinned one or not: the new bytes never go under the old key."""
+    before = load_config(cdk_context(), artifacts_root=REPO / "model_artifacts").model
+    retrain(copy_v1(tmp_path), file)
+    after = load_config(cdk_context(), artifacts_root=tmp_path).model
+    assert after.model_version == before.model_version == "v1"
+    assert after.content_id != before.content_id
+    assert after.key != before.key
+    assert after.key.startswith("models/churn/v1/")
+    assert (after.sha256 != before.sha256) is (file == "model.compiled.npz")
+
+
+def test_same_artifacts_give_the_same_key(tmp_path: Path) -> None:
+    """Deterministic: a copy elsewhere, or the manifest reformatted, names the same bytes."""
+    original = load().model
+    directory = copy_v1(tmp_path)
+    assert load_config(cdk_context(), artifacts_root=tmp_path).model.key == original.key
+    manifest_path = directory / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_bytes(json.dumps(manifest, indent=4).replace("\n", "\r\n").encode())
+    assert load_config(cdk_context(), artifacts_root=tmp_path).model.key == original.key
+
+
+@pytest.mark.parametrize("file", ["model.compiled.npz", "model.joblib"])
+def test_artifact_changed_without_its_manifest_stops(tmp_path: Path, file: str) -> None:
+    """Its key comes from the manifest: unchecked, it would overwrite the pinned bytes."""
+    path = copy_v1(tmp_path) / file
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(ConfigError, match=rf"{re.escape(file)}: SHA-256 [0-9a-f]{{64}} does not "):
+        load_config(cdk_context(), artifacts_root=tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def test_environment_pins_model_identity(dev: Synth) -> None:
     assert env["MODEL_NAME"] == "churn"
     assert env["MODEL_VERSION"] == "v1"
     assert env["MODEL_RUNTIME"] == "compiled"
-    assert env["MODEL_KEY"] == "models/churn/v1/model.compiled.npz"
+    assert env["MODEL_KEY"] == f"models/churn/v1/{config.model.content_id}/model.compiled.npz"
     assert env["MODEL_SHA256"] == config.model.sha256
     assert env["MAX_BATCH_SIZE"] == "1000"
     assert env["METRICS_NAMESPACE"] == "SklearnLambdaServing"

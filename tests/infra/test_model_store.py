@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from aws_cdk.assertions import Match
 
-from tests.infra.conftest import Synth
+from stacks.config import load_config
+from tests.infra.conftest import Synth, cdk_context
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,17 +73,33 @@ def test_upload_never_deletes_older_versions(dev: Synth) -> None:
     dev.assertions("model-store").has_resource_properties(
         "Custom::CDKBucketDeployment",
         {
-            "DestinationBucketKeyPrefix": "models/churn/v1/",
+            "DestinationBucketKeyPrefix": load_config(cdk_context()).model.prefix,
             "Prune": False,
             "RetainOnDelete": True,
         },
     )
 
 
-def test_upload_follows_model_version(dev_canary: Synth) -> None:
-    dev_canary.assertions("model-store").has_resource_properties(
-        "Custom::CDKBucketDeployment", {"DestinationBucketKeyPrefix": "models/churn/v2/"}
-    )
+def upload_prefix(synth: Synth) -> str:
+    (upload,) = synth.resources("model-store", "Custom::CDKBucketDeployment").values()
+    prefix: str = upload["Properties"]["DestinationBucketKeyPrefix"]
+    return prefix
+
+
+def test_upload_is_content_addressed_and_matches_the_pinned_key(
+    dev: Synth, dev_canary: Synth
+) -> None:
+    """The function's MODEL_KEY lies under exactly the prefix this stack uploads to."""
+    for synth, version in ((dev, "v1"), (dev_canary, "v2")):
+        prefix = upload_prefix(synth)
+        assert re.fullmatch(rf"models/churn/{version}/[0-9a-f]{{16}}/", prefix)
+        functions = synth.resources("inference", "AWS::Lambda::Function").values()
+        (key,) = [
+            f["Properties"]["Environment"]["Variables"]["MODEL_KEY"]
+            for f in functions
+            if "MODEL_KEY" in f["Properties"].get("Environment", {}).get("Variables", {})
+        ]
+        assert key == f"{prefix}model.compiled.npz"
 
 
 def test_uploaded_asset_holds_artifacts_and_manifest_only(dev: Synth) -> None:

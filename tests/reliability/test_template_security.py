@@ -184,7 +184,8 @@ def test_the_secret_scan_finds_what_it_is_for() -> None:
     assert secret_findings({"X": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"})
     assert secret_findings({"X": {"Fn::Join": ["", ["-----BEGIN RSA PRIVATE KEY-----"]]}})
     sha256 = "336a52d80feb956b9841e93a72701ab3b16f84766a2d51275ec7fb0d73b6efdb"
-    assert secret_findings({"MODEL_SHA256": sha256, "MODEL_KEY": "models/churn/v1/x"}) == []
+    key = "models/churn/v1/24dae53ad9b68219/model.compiled.npz"  # a content-addressed key
+    assert secret_findings({"MODEL_SHA256": sha256, "MODEL_KEY": key}) == []
 
 
 def test_no_function_environment_carries_a_secret(synthesized: Synth) -> None:
