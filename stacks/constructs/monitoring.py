@@ -128,7 +128,14 @@ class Monitoring(Construct):
             "candidate": self._model_metric(model_version, "ServerErrors", "Sum", FIVE_MINUTES),
         }
         server_error_models = [model_version]
-        if stable_model_version is not None and stable_model_version != model_version:
+        # As for latency: the stable model's 5xx count only while a manual canary splits
+        # traffic. In automated mode this alarm rolls a deployment back, which cannot
+        # fix the old model, and stable_model_version stays recorded after the shift.
+        if (
+            stable_version is not None
+            and stable_model_version is not None
+            and stable_model_version != model_version
+        ):
             server_error_models.insert(0, stable_model_version)
             error_series["stable"] = self._model_metric(
                 stable_model_version, "ServerErrors", "Sum", FIVE_MINUTES
