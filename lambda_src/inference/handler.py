@@ -289,7 +289,8 @@ def _server_error(state: State, request_id: str, status: int) -> None:
     else:
         # Invalid configuration: nothing was parsed, so read what the alarm needs directly.
         namespace = _env.get("METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE
-        model_version = "unknown"
+        # The stack's alarm watches the configured model version by name.
+        model_version = (_env.get("MODEL_VERSION") or "").strip() or "unknown"
         lambda_version = _env.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST"
     metrics.emit(
         namespace,

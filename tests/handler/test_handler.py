@@ -403,11 +403,20 @@ def test_model_unavailable_emits_one_server_error_besides_the_load_error(
     assert [d["ModelLoadErrors"] for d in emf_lines(out) if "ModelLoadErrors" in d] == [1]
 
 
-@pytest.mark.parametrize("namespace", [None, "Custom"])
-def test_invalid_configuration_counts_server_errors_as_unknown_version(
-    fresh_environment: Configure, namespace: str | None, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("namespace", "model_version", "counted_as"),
+    [(None, "v1", "v1"), ("Custom", "v1", "v1"), (None, "", "unknown")],
+)
+def test_invalid_configuration_counts_server_errors_under_the_configured_version(
+    fresh_environment: Configure,
+    namespace: str | None,
+    model_version: str,
+    counted_as: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    overrides = {"MODEL_RUNTIME": "onnx"}
+    # The stack's errors alarm watches MODEL_VERSION by name: a misconfigured function
+    # must count there, not under a name no alarm watches.
+    overrides = {"MODEL_RUNTIME": "onnx", "MODEL_VERSION": model_version}
     if namespace:
         overrides["METRICS_NAMESPACE"] = namespace
     state = fresh_environment(local_env("v1", **overrides))
@@ -416,7 +425,7 @@ def test_invalid_configuration_counts_server_errors_as_unknown_version(
     response = handler_module.handler(valid_record(), FakeLambdaContext())
     assert response["statusCode"] == 503
     assert_one_server_error(
-        capsys.readouterr().out, "unknown", 503, namespace=namespace or "SklearnLambdaServing"
+        capsys.readouterr().out, counted_as, 503, namespace=namespace or "SklearnLambdaServing"
     )
 
 
