@@ -262,6 +262,7 @@ def load_config(
             f"{', '.join(sorted(environments))}"
         )
     raw = _mapping(f"environments.{env_name}", environments[env_name])
+    _check_distinct_namespaces(environments)
     return _environment(env_name, raw, context, artifacts_root)
 
 
@@ -295,7 +296,11 @@ def _environment(
             "'-', starting with a letter, at most 40 characters"
         )
     runtime = _choice(f"{at}.runtime", raw.get("runtime", "sklearn"), ModelRuntime)
-    function = _function(f"{at}.function", _mapping(f"{at}.function", raw.get("function", {})))
+    function = _function(
+        f"{at}.function",
+        _mapping(f"{at}.function", raw.get("function", {})),
+        default_namespace=default_metrics_namespace(name),
+    )
     pc = _provisioned_concurrency(
         f"{at}.provisioned_concurrency",
         _mapping(f"{at}.provisioned_concurrency", raw.get("provisioned_concurrency", {})),
@@ -324,7 +329,31 @@ def _environment(
     )
 
 
-def _function(at: str, raw: Mapping[str, Any]) -> FunctionSettings:
+def default_metrics_namespace(environment: str) -> str:
+    return f"SklearnLambdaServing/{environment}"
+
+
+def _check_distinct_namespaces(environments: Mapping[str, Any]) -> None:
+    # Model metrics carry only the ModelVersion dimension: two environments in one account
+    # and region that share a namespace would count each other's errors in their alarms
+    # (and roll each other back in automated mode).
+    seen: dict[str, str] = {}
+    for name, raw in environments.items():
+        function = raw.get("function", {}) if isinstance(raw, Mapping) else {}
+        if not isinstance(function, Mapping):
+            continue  # the selected environment's parser names this error
+        namespace = function.get("metrics_namespace", default_metrics_namespace(name))
+        if namespace in seen:
+            raise ConfigError(
+                f"environments.{seen[namespace]} and environments.{name} both set "
+                f"function.metrics_namespace={namespace!r}: each environment needs its own "
+                "(their alarms would count each other's errors when they share an account "
+                "and region)"
+            )
+        seen[namespace] = name
+
+
+def _function(at: str, raw: Mapping[str, Any], *, default_namespace: str) -> FunctionSettings:
     _only(at, raw, _FUNCTION_KEYS)
     retention = _int(f"{at}.log_retention_days", raw.get("log_retention_days", 30), 1, 3653)
     if retention not in LOG_RETENTION_DAYS:
@@ -333,9 +362,7 @@ def _function(at: str, raw: Mapping[str, Any]) -> FunctionSettings:
             f"{', '.join(map(str, LOG_RETENTION_DAYS))}"
         )
     reserved = raw.get("reserved_concurrency")
-    namespace = _text(
-        f"{at}.metrics_namespace", raw.get("metrics_namespace", "SklearnLambdaServing")
-    )
+    namespace = _text(f"{at}.metrics_namespace", raw.get("metrics_namespace", default_namespace))
     if not _NAMESPACE.match(namespace) or namespace.startswith("AWS/"):
         raise ConfigError(
             f"{at}.metrics_namespace={namespace!r} is not allowed: 1-255 letters, digits or "

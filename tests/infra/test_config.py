@@ -340,3 +340,25 @@ def test_app_py_reports_a_config_error_without_a_traceback() -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert re.search(r"configuration error: canary_weight='2'.*\[0, 1\)", result.stderr)
+
+
+def test_each_environment_publishes_metrics_to_its_own_namespace() -> None:
+    assert load().function.metrics_namespace == "SklearnLambdaServing/dev"
+    assert load(env="prod").function.metrics_namespace == "SklearnLambdaServing/prod"
+    context = cdk_context()
+    del context["environments"]["dev"]["function"]["metrics_namespace"]
+    assert load_config(context).function.metrics_namespace == "SklearnLambdaServing/dev"
+
+
+def test_two_environments_sharing_a_metrics_namespace_stop_synth() -> None:
+    # Metrics carry only ModelVersion: a shared namespace would let dev's errors trip
+    # prod's alarms (and roll prod back in automated mode) in a shared account.
+    context = cdk_context()
+    for name in ("dev", "prod"):
+        context["environments"][name]["function"]["metrics_namespace"] = "Shared"
+    with pytest.raises(
+        ConfigError,
+        match=r"environments\.dev and environments\.prod both set "
+        r"function\.metrics_namespace='Shared': each environment needs its own",
+    ):
+        load_config(context)

@@ -53,7 +53,7 @@ def test_environment_pins_model_identity(dev: Synth) -> None:
     assert env["MODEL_KEY"] == f"models/churn/v1/{config.model.content_id}/model.compiled.npz"
     assert env["MODEL_SHA256"] == config.model.sha256
     assert env["MAX_BATCH_SIZE"] == "1000"
-    assert env["METRICS_NAMESPACE"] == "SklearnLambdaServing"
+    assert env["METRICS_NAMESPACE"] == "SklearnLambdaServing/dev"
     assert env["MODEL_BUCKET"]["Fn::Join"][1][0] == "sklearn-serving-dev-models-"
 
 
@@ -370,7 +370,8 @@ def test_dashboard_shows_handler_metrics_per_model_version(dev: Synth) -> None:
     ):
         ((expression,),) = [[m[0]["expression"]] for m in graph(widgets, title)]
         assert expression == (
-            f"SEARCH('{{SklearnLambdaServing,ModelVersion}} MetricName=\"{metric}\"', '{stat}', 60)"
+            f"SEARCH('{{SklearnLambdaServing/dev,ModelVersion}} "
+            f"MetricName=\"{metric}\"', '{stat}', 60)"
         )
 
 
@@ -381,7 +382,7 @@ def test_alarms_and_their_thresholds(dev: Synth) -> None:
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
-            "Namespace": "SklearnLambdaServing",
+            "Namespace": "SklearnLambdaServing/dev",
             "MetricName": "InferenceLatency",
             "Dimensions": [{"Name": "ModelVersion", "Value": "v1"}],
             "ExtendedStatistic": "p99",
@@ -437,7 +438,11 @@ def test_errors_alarm_counts_the_handlers_5xx_answers(dev: Synth) -> None:
     assert (namespace, name) == ("AWS/Lambda", "Errors")
     assert json.dumps(dimensions["Resource"]).endswith(':production"]]}')
     assert "ExecutedVersion" not in dimensions, "through the alias: both versions"
-    assert series["candidate"] == ("SklearnLambdaServing", "ServerErrors", {"ModelVersion": "v1"})
+    assert series["candidate"] == (
+        "SklearnLambdaServing/dev",
+        "ServerErrors",
+        {"ModelVersion": "v1"},
+    )
 
 
 def test_errors_alarm_and_graph_name_both_models_when_the_stable_model_is_recorded(
@@ -467,7 +472,7 @@ def test_errors_graph_shows_5xx_answers_of_every_model_without_a_recorded_stable
 ) -> None:
     *_, server_errors = graph(dashboard_widgets(prod_canary), "Errors")
     assert server_errors[0]["expression"] == (
-        "SEARCH('{SklearnLambdaServing,ModelVersion} MetricName=\"ServerErrors\"', 'Sum', 60)"
+        "SEARCH('{SklearnLambdaServing/prod,ModelVersion} MetricName=\"ServerErrors\"', 'Sum', 60)"
     )
     assert server_errors[0]["label"] == "5xx answers, model ${PROP('Dim.ModelVersion')}"
 

@@ -201,7 +201,7 @@ def test_compare_reports_each_side_over_the_window(
         "ExecutedVersion": "7",
     }
     namespaces = {q["MetricStat"]["Metric"]["Namespace"] for q in request["MetricDataQueries"]}
-    assert namespaces == {"AWS/Lambda", "SklearnLambdaServing"}
+    assert namespaces == {"AWS/Lambda", "SklearnLambdaServing/prod"}
     server_errors = [
         q["MetricStat"] for q in request["MetricDataQueries"]
         if q["MetricStat"]["Metric"]["MetricName"] == "ServerErrors"
