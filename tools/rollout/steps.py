@@ -99,8 +99,10 @@ def start_manual(
             else f"the model the stable version {stable_version} runs (stack output ModelVersion)"
         )
         raise RefusedError(
-            f"--model {model} is {where}: a deploy would publish no new version, so the "
-            "candidate would be the stable version itself; name the model version to canary"
+            f"--model {model} is {where}: a canary needs another version name. Unchanged, "
+            "a deploy publishes no new version (the candidate would be the stable version "
+            "itself); retrained under the same name (--force), the rollout could not tell "
+            "the two models apart. Train it as a new version and canary that"
         )
     if stable_version is None:
         raise RefusedError("start needs the stable version (--stable N)")
