@@ -46,6 +46,7 @@ class CanaryRelease(Construct):
             self,
             "ProvisionedConcurrency",
             function=function,
+            alias_name=alias_name,
             allocations=allocations,
             autoscaling_target_utilization=(
                 autoscaling.target_utilization if autoscaling is not None else None

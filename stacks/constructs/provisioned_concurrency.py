@@ -56,6 +56,7 @@ class ProvisionedConcurrency(Construct):
         id_: str,
         *,
         function: lambda_.Function,
+        alias_name: str,
         allocations: Sequence[Allocation],
         autoscaling_target_utilization: float | None,
     ) -> None:
@@ -85,6 +86,8 @@ class ProvisionedConcurrency(Construct):
                     "lambda:GetProvisionedConcurrencyConfig",
                     "lambda:PutProvisionedConcurrencyConfig",
                     "lambda:DeleteProvisionedConcurrencyConfig",
+                    # scale_up reads the alias to release only versions taking no traffic.
+                    "lambda:GetAlias",
                 ],
                 resources=[f"{function.function_arn}:*"],
             )
@@ -113,6 +116,7 @@ class ProvisionedConcurrency(Construct):
         keep_higher = "true" if autoscaling_target_utilization is not None else "false"
         properties = {
             "FunctionName": function.function_name,
+            "AliasName": alias_name,
             "Allocations": [
                 {"Qualifier": a.version.version, "Executions": str(a.executions)}
                 for a in allocations

@@ -33,8 +33,14 @@ class FakeLambda:
         class ResourceNotFoundException(Exception):  # noqa: N818 - boto3's name
             pass
 
-    def __init__(self, existing: dict[str, int], polls_until_ready: int = 1) -> None:
+    def __init__(
+        self,
+        existing: dict[str, int],
+        polls_until_ready: int = 1,
+        alias: dict[str, Any] | None = None,
+    ) -> None:
         self.allocations = dict(existing)
+        self.alias = alias  # what get_alias returns; None: the alias does not exist yet
         self.calls: list[tuple[str, Any]] = []
         self.polls_until_ready = polls_until_ready
         self.status = "READY"
@@ -70,6 +76,12 @@ class FakeLambda:
             raise self.exceptions.ResourceNotFoundException()
         del self.allocations[kwargs["Qualifier"]]
 
+    def get_alias(self, **kwargs: Any) -> dict[str, Any]:
+        assert kwargs == {"FunctionName": "fn", "Name": "production"}
+        if self.alias is None:
+            raise self.exceptions.ResourceNotFoundException()
+        return self.alias
+
     def get_provisioned_concurrency_config(self, **kwargs: Any) -> dict[str, str]:
         self.calls.append(("get", kwargs["Qualifier"]))
         self.polls_until_ready -= 1
@@ -83,6 +95,7 @@ def event(phase: str, allocations: dict[str, int], request: str = "Update") -> d
         "RequestType": request,
         "ResourceProperties": {
             "FunctionName": "fn",
+            "AliasName": "production",
             "Phase": phase,
             "KeepHigher": "false",
             # CloudFormation sends every value as a string.
@@ -91,10 +104,58 @@ def event(phase: str, allocations: dict[str, int], request: str = "Update") -> d
     }
 
 
-def test_scale_up_only_raises_and_never_deletes() -> None:
-    change = reconciler.plan("scale_up", {"7": 4, "5": 2}, {"7": 3, "8": 1}, keep_higher=False)
+def test_scale_up_only_raises_and_never_releases_a_routed_version() -> None:
+    change = reconciler.plan(
+        "scale_up", {"7": 4, "5": 2}, {"7": 3, "8": 1}, keep_higher=False, routed={"7", "5"}
+    )
     assert change.puts == {"8": 1}
     assert change.deletes == []
+
+
+def test_scale_up_releases_versions_neither_desired_nor_routed() -> None:
+    change = reconciler.plan(
+        "scale_up", {"7": 4, "5": 2}, {"7": 3, "8": 1}, keep_higher=False, routed={"7"}
+    )
+    assert change.deletes == ["5"]
+
+
+def alias(version: str, weights: dict[str, float] | None = None) -> dict[str, Any]:
+    routing = {"RoutingConfig": {"AdditionalVersionWeights": weights}} if weights else {}
+    return {"FunctionVersion": version, **routing}
+
+
+def test_rollback_of_a_failed_deploy_releases_what_its_scale_up_raised() -> None:
+    # Deploy: canary 8 next to stable 7; scale_up raises 8 while the alias serves 7 only.
+    client = FakeLambda({"7": 4}, alias=alias("7"))
+    never = lambda: False  # noqa: E731
+    reconciler.handle(event("scale_up", {"8": 1, "7": 3}), client, never)
+    assert client.allocations == {"7": 4, "8": 1}
+    # The alias update fails (or CodeDeploy rolls back): settle never runs, and
+    # CloudFormation's rollback re-runs scale_up with the previous allocation while the
+    # alias still routes only 7. Version 8 takes no traffic: its allocation goes.
+    reconciler.handle(event("scale_up", {"7": 4}), client, never)
+    assert client.allocations == {"7": 4}
+
+
+def test_scale_up_keeps_every_version_a_weighted_alias_routes() -> None:
+    # Promote while 7 (90 %) and 8 (10 %) serve: 7 is not desired but still routed.
+    client = FakeLambda({"7": 3, "8": 1}, alias=alias("7", {"8": 0.1}))
+    reconciler.handle(event("scale_up", {"8": 4}), client, lambda: False)
+    assert client.allocations == {"7": 3, "8": 4}
+
+
+def test_scale_up_before_the_alias_exists_releases_only_undesired_versions() -> None:
+    client = FakeLambda({}, alias=None)
+    reconciler.handle(event("scale_up", {"1": 2}), client, lambda: False)
+    assert client.allocations == {"1": 2}
+
+
+def test_without_an_alias_name_scale_up_releases_nothing() -> None:
+    client = FakeLambda({"5": 2})
+    legacy = event("scale_up", {"8": 1})
+    del legacy["ResourceProperties"]["AliasName"]
+    reconciler.handle(legacy, client, lambda: False)
+    assert client.allocations == {"5": 2, "8": 1}
 
 
 def test_settle_sets_exact_shares_and_releases_everything_else() -> None:
@@ -111,7 +172,7 @@ def test_settle_keeps_an_autoscaled_allocation_when_asked() -> None:
 
 
 def test_canary_start_then_promote_moves_capacity_make_before_break() -> None:
-    client = FakeLambda({"7": 4})
+    client = FakeLambda({"7": 4}, alias=alias("7"))
     never = lambda: False  # noqa: E731
     # Canary: candidate 8 gets 1 before the alias moves, the stable version keeps 4 ...
     reconciler.handle(event("scale_up", {"8": 1, "7": 3}), client, never)
@@ -119,6 +180,7 @@ def test_canary_start_then_promote_moves_capacity_make_before_break() -> None:
     # ... and goes down to its share only after the alias moved.
     reconciler.handle(event("settle", {"8": 1, "7": 3}), client, never)
     assert client.allocations == {"7": 3, "8": 1}
+    client.alias = alias("7", {"8": 0.1})
     # Promote: the candidate gets everything first, then the stable version is released.
     reconciler.handle(event("scale_up", {"8": 4}), client, never)
     assert client.allocations == {"7": 3, "8": 4}

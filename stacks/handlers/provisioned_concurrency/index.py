@@ -10,6 +10,11 @@ function and reconciles it to the desired allocation in two phases:
 
 * ``scale_up`` (before the alias moves): raise each desired version to at least its
   share and wait until it is READY, so no version receives traffic before it is warm;
+  also release versions that are neither desired nor routed by the alias right now.
+  That is what cleans up after a failed deploy: CloudFormation's rollback re-runs
+  scale_up with the previous allocation (settle never ran), by then the alias (or
+  CodeDeploy's rollback) routes only the previous versions, and the version the failed
+  deploy raised would otherwise keep its provisioned concurrency;
 * ``settle`` (after the alias moved): set each desired version to exactly its share and
   delete provisioned concurrency on every other version of the function.
 
@@ -22,7 +27,7 @@ import contextlib
 import json
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +45,22 @@ class Plan:
 
 
 def plan(
-    phase: str, existing: Mapping[str, int], desired: Mapping[str, int], *, keep_higher: bool
+    phase: str,
+    existing: Mapping[str, int],
+    desired: Mapping[str, int],
+    *,
+    keep_higher: bool,
+    routed: Collection[str] = (),
 ) -> Plan:
-    """What to change, from what is allocated now (qualifier -> executions)."""
+    """What to change, from what is allocated now (qualifier -> executions).
+
+    ``routed``: the versions the alias sends traffic to now; scale_up never releases them.
+    """
     if phase == SCALE_UP:
-        return Plan({q: n for q, n in desired.items() if existing.get(q, 0) < n}, [])
+        return Plan(
+            {q: n for q, n in desired.items() if existing.get(q, 0) < n},
+            sorted(q for q in existing if q not in desired and q not in routed),
+        )
     if phase != SETTLE:
         raise ValueError(f"Phase={phase!r} is not allowed: use {SCALE_UP!r} or {SETTLE!r}")
     puts = {
@@ -72,6 +88,16 @@ def existing_allocations(client: Any, function_name: str) -> dict[str, int]:
             qualifier = config["FunctionArn"].rsplit(":", 1)[1]
             allocations[qualifier] = int(config["RequestedProvisionedConcurrentExecutions"])
     return allocations
+
+
+def routed_versions(client: Any, function_name: str, alias_name: str) -> set[str]:
+    """The versions ``alias_name`` sends traffic to; empty before the alias exists."""
+    try:
+        alias = client.get_alias(FunctionName=function_name, Name=alias_name)
+    except client.exceptions.ResourceNotFoundException:
+        return set()
+    weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+    return {str(alias["FunctionVersion"]), *map(str, weights)}
 
 
 def apply(client: Any, function_name: str, change: Plan, deadline: Callable[[], bool]) -> None:
@@ -117,9 +143,13 @@ def handle(event: Mapping[str, Any], client: Any, deadline: Callable[[], bool]) 
     desired = {} if event["RequestType"] == "Delete" else desired_allocations(properties)
     if event["RequestType"] == "Delete" and phase == SCALE_UP:
         return function_name
-    change = plan(
-        phase, existing_allocations(client, function_name), desired, keep_higher=keep_higher
-    )
+    existing = existing_allocations(client, function_name)
+    alias_name = properties.get("AliasName")
+    routed: Collection[str] = ()
+    if phase == SCALE_UP:
+        # Without the alias name no version is known to be idle: release nothing.
+        routed = routed_versions(client, function_name, str(alias_name)) if alias_name else existing
+    change = plan(phase, existing, desired, keep_higher=keep_higher, routed=routed)
     print(json.dumps({"phase": phase, "puts": change.puts, "deletes": change.deletes}))
     apply(client, function_name, change, deadline)
     return function_name
