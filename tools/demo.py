@@ -16,14 +16,23 @@ def show_models() -> None:
     for manifest_path in sorted(ROOT.glob("model_artifacts/*/*/manifest.json")):
         manifest = json.loads(manifest_path.read_text())
         metrics = manifest["metrics"]
-        artifact = manifest["artifacts"]["sklearn"]
         print(
             f"{manifest['model_name']} {manifest['model_version']}: "
             f"ROC AUC {metrics['roc_auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
-            f"log loss {metrics['log_loss']:.4f}, Brier {metrics['brier_score']:.4f}; "
-            f"{artifact['file']} {artifact['size_bytes']} bytes, "
-            f"sha256 {artifact['sha256'][:12]}..."
+            f"log loss {metrics['log_loss']:.4f}, Brier {metrics['brier_score']:.4f}"
         )
+        for runtime, artifact in manifest["artifacts"].items():
+            parity = artifact.get("parity")
+            checked = (
+                f"; parity with sklearn on {parity['rows']:,} rows: max |diff| "
+                f"{parity['max_abs_diff']:.2g}, {parity['label_mismatches']} labels differ"
+                if parity
+                else ""
+            )
+            print(
+                f"  {runtime:<9} {artifact['file']:<20} {artifact['size_bytes']:>7,} bytes, "
+                f"sha256 {artifact['sha256'][:12]}...{checked}"
+            )
 
 
 def main() -> None:
