@@ -1,0 +1,26 @@
+"""`make demo`'s model listing reads every committed manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools.demo import show_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lists_every_artifact_with_its_checksum_and_the_parity_figures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    show_models()
+    out = capsys.readouterr().out
+    for manifest_path in sorted(ROOT.glob("model_artifacts/churn/*/manifest.json")):
+        manifest = json.loads(manifest_path.read_text())
+        assert f"churn {manifest['model_version']}: ROC AUC" in out
+        for artifact in manifest["artifacts"].values():
+            assert f"sha256 {artifact['sha256'][:12]}..." in out
+        parity = manifest["artifacts"]["compiled"]["parity"]
+        assert f"max |diff| {parity['max_abs_diff']:.2g}, 0 labels differ" in out
