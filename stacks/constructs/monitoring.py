@@ -89,20 +89,22 @@ class Monitoring(Construct):
         if alarm_email is not None:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
 
+        # A manual canary pages for either side's model; in automated mode the alarms
+        # decide a rollback, so they watch only the new model (rolling back cannot fix
+        # the old one, and stable_model_version stays recorded after the shift).
+        paired_model = (
+            stable_model_version
+            if stable_version is not None and stable_model_version not in (None, model_version)
+            else None
+        )
         latency: cloudwatch.IMetric = self._model_metric(model_version, "InferenceLatency", "p99")
         watched = [model_version]
-        # A manual canary pages for either side; in automated mode the alarm decides a
-        # rollback, so it watches only the candidate (rolling back cannot fix the stable).
-        if (
-            stable_version is not None
-            and stable_model_version is not None
-            and stable_model_version != model_version
-        ):
-            watched.insert(0, stable_model_version)
+        if paired_model is not None:
+            watched.insert(0, paired_model)
             latency = cloudwatch.MathExpression(
                 expression="MAX([stable, candidate])",
                 using_metrics={
-                    "stable": self._model_metric(stable_model_version, "InferenceLatency", "p99"),
+                    "stable": self._model_metric(paired_model, "InferenceLatency", "p99"),
                     "candidate": latency,
                 },
                 label="p99 inference latency, worse model version",
@@ -128,17 +130,10 @@ class Monitoring(Construct):
             "candidate": self._model_metric(model_version, "ServerErrors", "Sum", FIVE_MINUTES),
         }
         server_error_models = [model_version]
-        # As for latency: the stable model's 5xx count only while a manual canary splits
-        # traffic. In automated mode this alarm rolls a deployment back, which cannot
-        # fix the old model, and stable_model_version stays recorded after the shift.
-        if (
-            stable_version is not None
-            and stable_model_version is not None
-            and stable_model_version != model_version
-        ):
-            server_error_models.insert(0, stable_model_version)
+        if paired_model is not None:
+            server_error_models.insert(0, paired_model)
             error_series["stable"] = self._model_metric(
-                stable_model_version, "ServerErrors", "Sum", FIVE_MINUTES
+                paired_model, "ServerErrors", "Sum", FIVE_MINUTES
             )
         self.errors_alarm = cloudwatch.Alarm(
             self,
