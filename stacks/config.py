@@ -31,6 +31,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from training.artifacts import NAME_PATTERN, VERSION_PATTERN
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ARTIFACTS_ROOT = REPO_ROOT / "model_artifacts"
 DEFAULT_ENVIRONMENT = "dev"
@@ -45,8 +47,9 @@ LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
-_MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
-_MODEL_VERSION = re.compile(r"^v[0-9]+$")
+# Model names and versions are the artifact writer's: one rule for training and deploy.
+_MODEL_NAME = NAME_PATTERN
+_MODEL_VERSION = VERSION_PATTERN
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")

@@ -13,7 +13,6 @@ In automated mode the block only names the model; CodeDeploy moves the traffic.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -21,8 +20,7 @@ from typing import Any
 
 from stacks.config import ConfigError, ModelRuntime, Rollout, RolloutMode, load_model_artifact
 from tools.rollout.config_file import RefusedError
-
-_MODEL_VERSION = re.compile(r"^v[0-9]+$")
+from training.artifacts import VERSION_PATTERN
 
 
 class State(StrEnum):
@@ -52,7 +50,7 @@ def check_weight(weight: float) -> float:
 
 def check_model(artifacts_root: Path, model_name: str, model: str, runtime: ModelRuntime) -> str:
     """The app's own artifact check (manifest, runtime's artifact, checksum, files)."""
-    if not _MODEL_VERSION.match(model):
+    if not VERSION_PATTERN.match(model):
         raise RefusedError(f"--model {model!r} is not allowed: 'v' and a number, e.g. v2")
     try:
         load_model_artifact(artifacts_root, model_name, model, runtime)
