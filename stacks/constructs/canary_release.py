@@ -39,9 +39,13 @@ class CanaryRelease(Construct):
                 self, "Stable", lambda_=function, version=str(stable_version)
             )
         pc = provisioned_concurrency
-        allocations = [Allocation("Candidate", self.candidate, pc.candidate, pc.candidate_max)]
+        # Each side's share of traffic after this deploy.
+        candidate_weight = 1.0 if self.stable is None else canary_weight
+        allocations = [Allocation(self.candidate, pc.candidate, pc.candidate_max, candidate_weight)]
         if self.stable is not None:
-            allocations.append(Allocation("Stable", self.stable, pc.stable, pc.stable_max))
+            allocations.append(
+                Allocation(self.stable, pc.stable, pc.stable_max, 1.0 - canary_weight)
+            )
         self.provisioned_concurrency = ProvisionedConcurrency(
             self,
             "ProvisionedConcurrency",

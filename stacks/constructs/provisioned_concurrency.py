@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aws_cdk import (
     Acknowledgment,
+    ArnFormat,
     CfnElement,
     CustomResource,
     Duration,
@@ -14,7 +15,6 @@ from aws_cdk import (
     Stack,
     Validations,
 )
-from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -29,25 +29,29 @@ HANDLER_DIRECTORY = REPO_ROOT / "stacks" / "handlers" / "provisioned_concurrency
 class Allocation:
     """``executions`` provisioned on ``version``; autoscaling may go up to ``maximum``.
 
-    ``side`` ("Candidate" or "Stable") names the scaling resources, so that their logical
-    IDs follow the role of the version, not its position in a list.
+    ``weight`` is the share of the alias's traffic the version takes after the deploy
+    (1.0 for a version that takes it all, including CodeDeploy's target in automated
+    mode): the reconciler gives a version whose share grows that share of the capacity
+    serving now, so that it takes over warm.
     """
 
-    side: str
     version: lambda_.IVersion
     executions: int
     maximum: int
+    weight: float
 
 
 class ProvisionedConcurrency(Construct):
-    """Two custom resources that reconcile the function's provisioned concurrency.
+    """Two custom resources that reconcile provisioned concurrency and its autoscaling.
 
     Lambda refuses provisioned concurrency on an alias with a routing configuration
-    (cfn-lint E3020), and ``AWS::Lambda::Version.ProvisionedConcurrencyConfig`` is
-    create-only and reaches only the version this template publishes. So both versions
-    get theirs by qualifier through one reconciler (see its module docstring):
-    ``scale_up`` runs before the alias moves (the alias depends on it), ``settle`` after
-    (it depends on the alias) and also releases whatever superseded versions still hold.
+    (cfn-lint E3020), ``AWS::Lambda::Version.ProvisionedConcurrencyConfig`` is create-only
+    and reaches only the version this template publishes, and a CloudFormation scalable
+    target per version would pass from one logical resource to another between deploys.
+    So one reconciler owns every allocation and scalable target, keyed by version (see its
+    module docstring): ``scale_up`` runs before the alias moves (the alias depends on it),
+    ``settle`` after (it depends on the alias) and also releases whatever superseded
+    versions still hold.
     """
 
     def __init__(
@@ -86,12 +90,14 @@ class ProvisionedConcurrency(Construct):
                     "lambda:GetProvisionedConcurrencyConfig",
                     "lambda:PutProvisionedConcurrencyConfig",
                     "lambda:DeleteProvisionedConcurrencyConfig",
-                    # scale_up reads the alias to release only versions taking no traffic.
+                    # Both phases read the alias to release only versions taking no traffic.
                     "lambda:GetAlias",
                 ],
                 resources=[f"{function.function_arn}:*"],
             )
         )
+        if autoscaling_target_utilization is not None:
+            _grant_autoscaling(role, function)
         reconciler = lambda_.Function(
             self,
             "Reconciler",
@@ -113,18 +119,22 @@ class ProvisionedConcurrency(Construct):
                 "function; the qualifiers (published version numbers) are not known at synth.",
             )
         )
-        keep_higher = "true" if autoscaling_target_utilization is not None else "false"
-        properties = {
+        properties: dict[str, object] = {
             "FunctionName": function.function_name,
             "AliasName": alias_name,
             "Allocations": [
-                {"Qualifier": a.version.version, "Executions": str(a.executions)}
+                {
+                    "Qualifier": a.version.version,
+                    "Executions": str(a.executions),
+                    "Maximum": str(a.maximum),
+                    "Weight": f"{a.weight:g}",
+                }
                 for a in allocations
                 if a.executions > 0
             ],
-            # With autoscaling, settle must not undo a scale-out that is serving traffic.
-            "KeepHigher": keep_higher,
         }
+        if autoscaling_target_utilization is not None:
+            properties["Autoscaling"] = {"TargetUtilization": f"{autoscaling_target_utilization:g}"}
         self.scale_up = CustomResource(
             self,
             "ScaleUp",
@@ -141,30 +151,108 @@ class ProvisionedConcurrency(Construct):
             properties={**properties, "Phase": "settle"},
             service_timeout=Duration.minutes(15),
         )
-        self.scalable_targets: list[appscaling.ScalableTarget] = []
-        if autoscaling_target_utilization is None:
-            return
-        for allocation in (a for a in allocations if a.executions > 0):
-            target = appscaling.ScalableTarget(
-                self,
-                f"{allocation.side}Scaling",
-                service_namespace=appscaling.ServiceNamespace.LAMBDA,
-                scalable_dimension="lambda:function:ProvisionedConcurrency",
-                resource_id=f"function:{function.function_name}:{allocation.version.version}",
-                min_capacity=allocation.executions,
-                max_capacity=allocation.maximum,
-                role=_autoscaling_service_linked_role(self, f"{allocation.side}ScalingRole"),
-            )
-            target.scale_to_track_metric(
-                "Utilization",
-                target_value=autoscaling_target_utilization,
-                predefined_metric=(
-                    appscaling.PredefinedMetric.LAMBDA_PROVISIONED_CONCURRENCY_UTILIZATION
-                ),
-            )
-            # Register only once the reconciler has created the allocation to scale.
-            target.node.add_dependency(self.scale_up)
-            self.scalable_targets.append(target)
+
+
+def _grant_autoscaling(role: iam.Role, function: lambda_.Function) -> None:
+    """What registering Lambda scalable targets with target tracking needs.
+
+    Application Auto Scaling's user guide ("identity-based policy examples") lists the
+    actions; its scalable targets have no ARN known before registration, so the actions are
+    scoped by the service namespace condition instead.
+    """
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=[
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+            ],
+            # The service authorization reference lists scalable-target as the resource
+            # type of these actions; a target's id is known only after registration.
+            resources=[
+                Stack.of(role).format_arn(
+                    service="application-autoscaling",
+                    resource="scalable-target",
+                    resource_name="*",
+                    arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                )
+            ],
+            conditions={
+                "StringEquals": {
+                    "application-autoscaling:service-namespace": "lambda",
+                    "application-autoscaling:scalable-dimension": (
+                        "lambda:function:ProvisionedConcurrency"
+                    ),
+                }
+            },
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            # Describe* cannot be scoped by resource or namespace (service authorization
+            # reference for Application Auto Scaling).
+            actions=["application-autoscaling:DescribeScalableTargets"],
+            resources=["*"],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            # Target tracking creates and removes its CloudWatch alarms as the caller.
+            actions=[
+                "cloudwatch:PutMetricAlarm",
+                "cloudwatch:DescribeAlarms",
+                "cloudwatch:DeleteAlarms",
+            ],
+            resources=[
+                Stack.of(role).format_arn(
+                    service="cloudwatch",
+                    resource="alarm",
+                    resource_name=f"TargetTracking-function:{function.function_name}:*",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            # The first registration in an account creates Lambda's service-linked role.
+            actions=["iam:CreateServiceLinkedRole"],
+            resources=[
+                Stack.of(role).format_arn(
+                    service="iam",
+                    region="",
+                    resource="role/aws-service-role/lambda.application-autoscaling.amazonaws.com",
+                    resource_name="AWSServiceRoleForApplicationAutoScaling_LambdaConcurrency",
+                )
+            ],
+            conditions={
+                "StringLike": {"iam:AWSServiceName": "lambda.application-autoscaling.amazonaws.com"}
+            },
+        )
+    )
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:"
+            f"<AWS::AccountId>:alarm:TargetTracking-function:<{_logical_ref(function)}>:*]",
+            reason="Target tracking names its alarms TargetTracking-function:<name>:<version>-"
+            "AlarmHigh/Low-<id>; the version and id are not known at synth.",
+        )
+    )
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:application-autoscaling:"
+            "<AWS::Region>:<AWS::AccountId>:scalable-target/*]",
+            reason="A scalable target's id exists only once it is registered; the statement "
+            "is limited to Lambda provisioned-concurrency targets by condition.",
+        )
+    )
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="DescribeScalableTargets has no resource-level permissions (service "
+            "authorization reference for Application Auto Scaling); it only reads.",
+        )
+    )
 
 
 def _logical_ref(construct: Construct) -> str:
@@ -172,18 +260,3 @@ def _logical_ref(construct: Construct) -> str:
     child = construct.node.default_child
     assert isinstance(child, CfnElement)
     return Stack.of(construct).get_logical_id(child)
-
-
-def _autoscaling_service_linked_role(scope: Construct, id_: str) -> iam.IRole:
-    # The same service-linked role CDK's Alias.addAutoScaling uses; Application Auto
-    # Scaling creates it on first use.
-    return iam.Role.from_role_arn(
-        scope,
-        id_,
-        Stack.of(scope).format_arn(
-            service="iam",
-            region="",
-            resource="role/aws-service-role/lambda.application-autoscaling.amazonaws.com",
-            resource_name="AWSServiceRoleForApplicationAutoScaling_LambdaConcurrency",
-        ),
-    )

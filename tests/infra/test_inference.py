@@ -7,8 +7,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aws_cdk.assertions import Match
-
 from stacks.config import load_config
 from tests.infra.conftest import Synth, cdk_context
 
@@ -33,12 +31,20 @@ def version_ref(synth: Synth) -> dict[str, list[str]]:
     return {"Fn::GetAtt": [logical_id, "Version"]}
 
 
-def allocations(synth: Synth, phase: str) -> list[dict[str, Any]]:
+def reconciler_properties(synth: Synth, phase: str) -> dict[str, Any]:
     (resource,) = [
         r for r in synth.resources("inference", PC).values() if r["Properties"]["Phase"] == phase
     ]
-    result: list[dict[str, Any]] = resource["Properties"]["Allocations"]
-    return result
+    properties: dict[str, Any] = resource["Properties"]
+    return properties
+
+
+def allocations(synth: Synth, phase: str) -> list[dict[str, Any]]:
+    """Qualifier and executions of each allocation (Maximum and Weight are tested apart)."""
+    return [
+        {"Qualifier": a["Qualifier"], "Executions": a["Executions"]}
+        for a in reconciler_properties(synth, phase)["Allocations"]
+    ]
 
 
 # ---------------------------------------------------------------- function and image
@@ -200,7 +206,6 @@ def test_alias_moves_only_after_scale_up_and_before_settle(prod_canary: Synth) -
 def test_dev_without_pc_still_reconciles_to_nothing(dev: Synth) -> None:
     # An empty allocation releases whatever an earlier configuration provisioned.
     assert allocations(dev, "settle") == []
-    dev.assertions("inference").resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
 
 
 def test_reconciler_may_touch_only_this_functions_qualifiers(prod: Synth) -> None:
@@ -219,35 +224,57 @@ def test_reconciler_may_touch_only_this_functions_qualifiers(prod: Synth) -> Non
     }
 
 
-def test_autoscaling_tracks_utilization_per_version(prod_canary: Synth) -> None:
+def test_autoscaling_is_the_reconcilers_per_version_not_cloudformations(
+    prod_canary: Synth,
+) -> None:
+    # A CloudFormation scalable target per version would pass from the candidate's
+    # resource to the stable's on the next canary (see tests/transitions).
     template = prod_canary.assertions("inference")
-    template.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 2)
-    template.has_resource_properties(
-        "AWS::ApplicationAutoScaling::ScalableTarget",
-        {
-            "ScalableDimension": "lambda:function:ProvisionedConcurrency",
-            "ServiceNamespace": "lambda",
-            "MinCapacity": 3,
-            "MaxCapacity": 18,
-            "ResourceId": {"Fn::Join": ["", ["function:", Match.any_value(), ":7"]]},
-        },
-    )
-    template.has_resource_properties(
-        "AWS::ApplicationAutoScaling::ScalableTarget",
-        {"MinCapacity": 1, "MaxCapacity": 2},
-    )
-    template.has_resource_properties(
-        "AWS::ApplicationAutoScaling::ScalingPolicy",
-        {
-            "PolicyType": "TargetTrackingScaling",
-            "TargetTrackingScalingPolicyConfiguration": {
-                "PredefinedMetricSpecification": {
-                    "PredefinedMetricType": "LambdaProvisionedConcurrencyUtilization"
-                },
-                "TargetValue": 0.7,
-            },
-        },
-    )
+    template.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
+    template.resource_count_is("AWS::ApplicationAutoScaling::ScalingPolicy", 0)
+    for phase in ("scale_up", "settle"):
+        properties = reconciler_properties(prod_canary, phase)
+        assert properties["Autoscaling"] == {"TargetUtilization": "0.7"}
+        assert properties["Allocations"] == [
+            {"Qualifier": version_ref(prod_canary), "Executions": "1", "Maximum": "2",
+             "Weight": "0.1"},
+            {"Qualifier": "7", "Executions": "3", "Maximum": "18", "Weight": "0.9"},
+        ]  # fmt: skip
+
+
+def test_without_autoscaling_the_reconciler_registers_no_targets(
+    synth: Callable[..., Synth],
+) -> None:
+    dev = synth(env="dev")
+    assert "Autoscaling" not in reconciler_properties(dev, "scale_up")
+    statements = [
+        s
+        for p in dev.resources("inference", "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert not [s for s in statements if "application-autoscaling" in json.dumps(s["Action"])]
+
+
+def test_reconciler_may_register_only_lambda_scalable_targets(prod: Synth) -> None:
+    statements = [
+        s
+        for p in prod.resources("inference", "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    writes = [s for s in statements if "application-autoscaling:RegisterScalableTarget" in
+              _list(s["Action"])]  # fmt: skip
+    (register,) = writes
+    assert register["Condition"] == {
+        "StringEquals": {
+            "application-autoscaling:service-namespace": "lambda",
+            "application-autoscaling:scalable-dimension": "lambda:function:ProvisionedConcurrency",
+        }
+    }
+    assert "scalable-target/*" in json.dumps(register["Resource"])
+    (linked_role,) = [s for s in statements if s["Action"] == "iam:CreateServiceLinkedRole"]
+    assert linked_role["Condition"] == {
+        "StringLike": {"iam:AWSServiceName": "lambda.application-autoscaling.amazonaws.com"}
+    }
 
 
 # -------------------------------------------------------------------------- warmer

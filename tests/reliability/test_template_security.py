@@ -32,6 +32,7 @@ CONFIGURATIONS = {
 WILDCARD_RESOURCE_ACTIONS = {
     "xray:PutTraceSegments": "X-Ray has no resource-level permissions (tracing on)",
     "xray:PutTelemetryRecords": "X-Ray has no resource-level permissions (tracing on)",
+    "application-autoscaling:DescribeScalableTargets": "no resource-level permissions; read only",
 }
 
 

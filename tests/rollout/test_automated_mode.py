@@ -97,8 +97,11 @@ def test_new_version_is_warm_before_the_shift_and_the_old_released_after(
     (version_id,) = automated.version_ids()
     for _, resource in (phases["scale_up"], phases["settle"]):
         assert resource["Properties"]["Allocations"] == [
-            {"Qualifier": {"Fn::GetAtt": [version_id, "Version"]}, "Executions": "4"}
-        ]
+            # CodeDeploy ends with all traffic on the new version: weight 1, and the
+            # autoscaling maximum as the bound of its take-over.
+            {"Qualifier": {"Fn::GetAtt": [version_id, "Version"]}, "Executions": "4",
+             "Maximum": "20", "Weight": "1"}
+        ]  # fmt: skip
     assert scale_up_id in alias["DependsOn"], "warm before CodeDeploy shifts"
     assert alias_id in settle["DependsOn"], "old version released after the shift"
 

@@ -161,7 +161,9 @@ def test_rollback_sends_everything_back_to_the_stable_version(
     props = alias(rolled_back)
     assert props["FunctionVersion"] == "7"
     assert "RoutingConfig" not in props
-    assert settle_allocations(rolled_back) == [{"Qualifier": "7", "Executions": "4"}]
+    assert settle_allocations(rolled_back) == [
+        {"Qualifier": "7", "Executions": "4", "Maximum": "20", "Weight": "1"}
+    ]
     assert rolled_back.version_ids() == canary.version_ids(), "instant: nothing published"
     assert "100 % -> stable = Lambda version 7 running churn v1" in result.out
 
