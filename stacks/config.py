@@ -533,30 +533,15 @@ def _check_concurrency(
         )
     else:
         ceiling_key, ceiling = f"{at}.provisioned_concurrency.total", pc.total
-    if rollout.mode is RolloutMode.AUTOMATED:
-        # During a CodeDeploy shift the new version holds the full allocation while the old
-        # one keeps its own (see AutomatedRollout).
-        needed = 2 * ceiling
-        why = (
-            f"{at}.rollout.mode='automated': during a CodeDeploy shift the old and the new "
-            f"version each hold up to {ceiling_key}={ceiling}, 2 x {ceiling} = {needed}"
-        )
-    else:
-        # Autoscaling may take each side to its own rounded-up maximum; their sum can be
-        # max_total + 1. Without it, the two shares add up to the total.
-        share = split_provisioned_concurrency(pc, rollout)
-        needed = (
-            share.candidate_max + share.stable_max
-            if pc.autoscaling is not None
-            else share.candidate + share.stable
-        )
-        why = (
-            f"{ceiling_key}={ceiling}"
-            if pc.autoscaling is None or share.candidate_max == 0 or share.stable_max == 0
-            else f"canary_weight={rollout.canary_weight:g} with {ceiling_key}={ceiling}: the "
-            f"candidate may hold up to {share.candidate_max} and the stable version up to "
-            f"{share.stable_max}, {share.candidate_max} + {share.stable_max} = {needed}"
-        )
+    # The version that takes over all traffic (a promote, the end of a CodeDeploy shift)
+    # is raised towards the ceiling before the version it replaces is released: for a
+    # while both hold up to the ceiling.
+    needed = 2 * ceiling
+    why = (
+        f"{ceiling_key}={ceiling}: at a promote or a CodeDeploy shift the version taking over "
+        f"rises up to {ceiling} before the one it replaces releases its up to {ceiling}, "
+        f"2 x {ceiling} = {needed}"
+    )
     if needed > reserved:
         raise ConfigError(
             f"{at}.function.reserved_concurrency={reserved} is below the provisioned "

@@ -144,7 +144,7 @@ def test_reserved_concurrency_must_hold_provisioned_concurrency() -> None:
         ConfigError,
         match=r"environments.prod.function.reserved_concurrency=10 is below the provisioned "
         r"concurrency that can be allocated at once \(environments.prod.provisioned_concurrency"
-        r".autoscaling.max_total=20\): allowed is at least 20",
+        r".autoscaling.max_total=20: .* 2 x 20 = 40\): allowed is at least 40",
     ):
         load_config({**context, "env": "prod"})
 
@@ -154,47 +154,35 @@ def automated(context: dict[str, Any], env: str) -> dict[str, Any]:
     return {**context, "env": env}
 
 
+@pytest.mark.parametrize("mode", ["manual", "automated"])
 @pytest.mark.parametrize(
     ("autoscaling", "reserved", "needed"),
     [({"max_total": 20, "target_utilization": 0.7}, 39, 40), (None, 7, 8)],
 )
-def test_automated_mode_reserves_for_both_versions_during_a_shift(
-    autoscaling: dict[str, Any] | None, reserved: int, needed: int
+def test_reserved_concurrency_holds_both_versions_while_one_takes_over(
+    mode: str, autoscaling: dict[str, Any] | None, reserved: int, needed: int
 ) -> None:
-    # CodeDeploy shifts while the old and the new version each hold the whole allocation.
+    # A promote (manual) or the end of a CodeDeploy shift (automated) raises the version
+    # taking over towards the ceiling before the one it replaces is released: the
+    # reconciler gives it the live capacity of an autoscaled stable side.
     context = with_env_setting("prod", "function.reserved_concurrency", reserved)
     context["environments"]["prod"]["provisioned_concurrency"]["autoscaling"] = autoscaling
+    context["environments"]["prod"]["rollout"]["mode"] = mode
     key = "autoscaling.max_total" if autoscaling else "total"
     with pytest.raises(
         ConfigError,
-        match=rf"reserved_concurrency={reserved} is below .*mode='automated'.*"
-        rf"provisioned_concurrency.{key}={needed // 2}, 2 x {needed // 2} = {needed}\): "
+        match=rf"reserved_concurrency={reserved} is below .*"
+        rf"provisioned_concurrency.{key}={needed // 2}: .*2 x {needed // 2} = {needed}\): "
         rf"allowed is at least {needed}",
     ):
-        load_config(automated(context, "prod"))
+        load_config({**context, "env": "prod"})
     context["environments"]["prod"]["function"]["reserved_concurrency"] = needed
-    assert load_config(automated(context, "prod")).function.reserved_concurrency == needed
+    assert load_config({**context, "env": "prod"}).function.reserved_concurrency == needed
 
 
-def test_manual_canary_reserves_for_the_rounded_up_maxima_of_both_sides() -> None:
-    # ceil(10 x 0.25) + ceil(10 x 0.75) = 3 + 8 = 11: one more than max_total.
-    context = with_env_setting("prod", "function.reserved_concurrency", 10)
-    context["environments"]["prod"]["provisioned_concurrency"]["autoscaling"]["max_total"] = 10
-    canary = {**context, "env": "prod", "stable_version": "7", "canary_weight": "0.25"}
-    assert load_config({**context, "env": "prod"}).function.reserved_concurrency == 10
-    with pytest.raises(
-        ConfigError,
-        match=r"reserved_concurrency=10 is below .*canary_weight=0.25 with .*max_total=10: the "
-        r"candidate may hold up to 3 and the stable version up to 8, 3 \+ 8 = 11\): allowed "
-        r"is at least 11",
-    ):
-        load_config(canary)
-    context["environments"]["prod"]["function"]["reserved_concurrency"] = 11
-    assert load_config(canary).pc_share.candidate_max == 3
-    # Without autoscaling the shares are all there is: 1 + 3 of a total of 4.
-    context["environments"]["prod"]["provisioned_concurrency"]["autoscaling"] = None
-    context["environments"]["prod"]["function"]["reserved_concurrency"] = 4
-    assert load_config({**canary, "canary_weight": "0.1"}).pc_share.stable == 3
+def test_without_provisioned_concurrency_any_reservation_is_enough() -> None:
+    context = with_env_setting("dev", "function.reserved_concurrency", 1)
+    assert load_config({**context, "env": "dev"}).function.reserved_concurrency == 1
 
 
 @pytest.mark.parametrize(
