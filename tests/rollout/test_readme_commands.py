@@ -36,6 +36,7 @@ from botocore import xform_name
 
 from stacks.config import REPO_ROOT, ConfigError, load_config
 from tools.rollout.__main__ import parser as rollout_parser
+from tools.rollout.plan import cdk_commands
 
 DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
@@ -485,3 +486,16 @@ def test_documented_python_compiles_and_imports(where: str, source: str) -> None
         )
         for name in names:
             assert importlib.util.find_spec(name) is not None, f"{where}: no module {name}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 10 item 7: the rollout command prints `npx cdk diff --all`, which the "
+    "pinned CLI does not accept; drop this mark with the fix in tools/rollout/plan.py",
+)
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_the_rollout_command_prints_commands_the_cli_accepts(
+    environment: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    for text in cdk_commands(REPO_ROOT / "cdk.json", environment):
+        check_command(text, monkeypatch, lambda: request.getfixturevalue("cdk_cli"))
