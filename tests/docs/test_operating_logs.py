@@ -16,6 +16,7 @@ import pytest
 from stacks.config import REPO_ROOT
 from tests.handler.conftest import (
     FakeLambdaContext,
+    emf_lines,
     handler_module,
     load_event,
     local_env,
@@ -51,11 +52,26 @@ def queries() -> list[str]:
     return re.findall(r"^```text\n(.*?)^```", DOC.read_text(), re.MULTILINE | re.DOTALL)
 
 
+def documented_metrics() -> set[str]:
+    """The metric names of the table whose header starts with 'metric'."""
+    names: set[str] = set()
+    in_table = False
+    for line in DOC.read_text().splitlines():
+        if line.startswith("| metric |"):
+            in_table = True
+        elif in_table and line.startswith("| `"):
+            names.add(line.split("`")[1])
+        elif in_table and not line.startswith("|"):
+            break
+    assert names, f"no metric table in {DOC.name}"
+    return names
+
+
 @pytest.fixture
-def handler_lines(
+def handler_output(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[list[dict[str, Any]]]:
-    """The log lines of a load, a prediction, a rejection, a warm-up and a failed load."""
+) -> Iterator[str]:
+    """Stdout of a load, a prediction, a rejection, a warm-up and a failed load."""
     for name in ("_state", "_env", "_cold"):
         monkeypatch.setattr(handler_module, name, getattr(handler_module, name))
     capsys.readouterr()
@@ -65,7 +81,22 @@ def handler_lines(
     handler_module.handler({"_warmup": True}, FakeLambdaContext())
     handler_module.configure(local_env("v1", MODEL_SHA256="0" * 64))
     handler_module.handler(load_event("direct_single.json"), FakeLambdaContext())
-    yield log_lines(capsys.readouterr().out)
+    yield capsys.readouterr().out
+
+
+@pytest.fixture
+def handler_lines(handler_output: str) -> list[dict[str, Any]]:
+    return log_lines(handler_output)
+
+
+def test_the_metric_table_names_every_metric_the_handler_emits(handler_output: str) -> None:
+    emitted = {
+        metric["Name"]
+        for line in emf_lines(handler_output)
+        for directive in line["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    }
+    assert emitted == documented_metrics()
 
 
 def test_the_log_table_names_every_field_of_every_line(
