@@ -8,20 +8,23 @@ field a documented query uses must be one of them (or one the query defines itse
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from stacks.config import REPO_ROOT
-from tests.handler.conftest import (
+from tests.handler.conftest import (  # fresh_environment: the handler tests' own fixture
     FakeLambdaContext,
     emf_lines,
+    fresh_environment,
     handler_module,
     load_event,
     local_env,
     log_lines,
 )
+
+__all__ = ["fresh_environment"]
 
 DOC = REPO_ROOT / "docs" / "operating.md"
 COMMON = {"timestamp", "level", "message"}
@@ -69,19 +72,17 @@ def documented_metrics() -> set[str]:
 
 @pytest.fixture
 def handler_output(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[str]:
+    fresh_environment: Callable[[dict[str, str]], Any], capsys: pytest.CaptureFixture[str]
+) -> str:
     """Stdout of a load, a prediction, a rejection, a warm-up and a failed load."""
-    for name in ("_state", "_env", "_cold"):
-        monkeypatch.setattr(handler_module, name, getattr(handler_module, name))
     capsys.readouterr()
-    handler_module.configure(local_env("v1"))
+    fresh_environment(local_env("v1"))
     handler_module.handler(load_event("direct_single.json"), FakeLambdaContext())
     handler_module.handler({"tenure_months": 3.5}, FakeLambdaContext())
     handler_module.handler({"_warmup": True}, FakeLambdaContext())
-    handler_module.configure(local_env("v1", MODEL_SHA256="0" * 64))
+    fresh_environment(local_env("v1", MODEL_SHA256="0" * 64))
     handler_module.handler(load_event("direct_single.json"), FakeLambdaContext())
-    yield capsys.readouterr().out
+    return capsys.readouterr().out
 
 
 @pytest.fixture
