@@ -8,7 +8,8 @@ import sys
 from aws_cdk import App
 
 from stacks.application import build_app
-from stacks.config import ConfigError, load_config
+from stacks.config import load_config
+from stacks.settings import ConfigError
 
 
 def main() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 from aws_cdk import App, Environment, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.config import REPO_ROOT, EnvironmentConfig
 from stacks.constructs.model_bucket import model_bucket_name
 from stacks.inference_stack import InferenceStack
 from stacks.model_store_stack import ModelStoreStack
+from stacks.settings import REPO_ROOT, EnvironmentConfig
 
 DEFAULT_IMAGE_DIRECTORY = REPO_ROOT / "lambda_src"
 STACK_PREFIX = "sklearn-serving"
@@ -28,9 +28,8 @@ def build_app(
     config: EnvironmentConfig,
     *,
     image_directory: Path = DEFAULT_IMAGE_DIRECTORY,
-    nag: bool = True,
 ) -> AppStacks:
-    """Add the stacks for ``config`` to ``app``; with ``nag``, synth fails on any finding."""
+    """Add the stacks for ``config`` to ``app``; synth fails on any cdk-nag finding."""
     # Without an account/region the stacks are environment-agnostic: deterministic, no
     # lookups, and deployable to whatever account the credentials select.
     env = Environment(account=config.account, region=config.region)
@@ -42,7 +41,7 @@ def build_app(
         bucket_name=model_bucket_name(prefix),
         env=env,
         description=f"Model artifacts for {config.model.model_name} ({config.name}); retained.",
-        termination_protection=config.name == "prod",
+        termination_protection=config.termination_protection,
     )
     inference = InferenceStack(
         app,
@@ -53,6 +52,7 @@ def build_app(
         env=env,
         description=f"Inference for {config.model.model_name} ({config.name}): function, "
         "production alias, endpoint, monitoring.",
+        termination_protection=config.termination_protection,
     )
     # No cross-stack reference carries this order (the bucket is addressed by name).
     inference.add_stack_dependency(
@@ -61,6 +61,5 @@ def build_app(
     for stack in (model_store, inference):
         Tags.of(stack).add("project", STACK_PREFIX)
         Tags.of(stack).add("environment", config.name)
-    if nag:
-        Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return AppStacks(model_store=model_store, inference=inference)

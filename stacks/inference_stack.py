@@ -9,14 +9,14 @@ from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import ALIAS_NAME, EnvironmentConfig, RolloutMode
 from stacks.constructs.automated_rollout import AutomatedRollout
-from stacks.constructs.canary_release import CanaryRelease
 from stacks.constructs.endpoint import Endpoint
 from stacks.constructs.inference_function import InferenceFunction
 from stacks.constructs.model_bucket import grant_read_model, model_bucket_name
 from stacks.constructs.monitoring import Monitoring
+from stacks.constructs.production_alias import ProductionAlias
 from stacks.constructs.warmer import Warmer
+from stacks.settings import ALIAS_NAME, EnvironmentConfig, RolloutMode
 
 
 class InferenceStack(Stack):
@@ -76,12 +76,13 @@ class InferenceStack(Stack):
             )
         )
 
-        self.release = CanaryRelease(
+        # "Release": the construct ID of the first release, which the alias's logical ID keeps.
+        self.release = ProductionAlias(
             self,
             "Release",
             function=function,
             alias_name=ALIAS_NAME,
-            stable_version=rollout.stable_version,
+            stable_lambda_version=rollout.stable_lambda_version,
             canary_weight=rollout.canary_weight,
             provisioned_concurrency=config.pc_share,
             autoscaling=config.provisioned_concurrency.autoscaling,
@@ -106,15 +107,17 @@ class InferenceStack(Stack):
             function_name=function.function_name,
             alias_name=ALIAS_NAME,
             candidate_version=self.release.candidate.version,
-            stable_version=(
-                str(rollout.stable_version) if rollout.stable_version is not None else None
+            stable_lambda_version=(
+                None
+                if rollout.stable_lambda_version is None
+                else str(rollout.stable_lambda_version)
             ),
             model_version=model.model_version,
             stable_model_version=rollout.stable_model_version,
-            versions_by_search=rollout.mode is RolloutMode.AUTOMATED,
+            automated=rollout.mode is RolloutMode.AUTOMATED,
             metrics_namespace=settings.metrics_namespace,
             dashboard_name=dashboard_name,
-            alarm_email=config.alarms.email,
+            alarms=config.alarms,
         )
         self.automated_rollout = None
         if rollout.traffic_shift is not None:
@@ -123,7 +126,7 @@ class InferenceStack(Stack):
                 "AutomatedRollout",
                 alias=self.release.alias,
                 traffic_shift=rollout.traffic_shift,
-                alarms=self.monitoring.alarms,
+                alarms=self.monitoring.alarms.rollback,
             )
 
         CfnOutput(

@@ -7,9 +7,9 @@ from typing import Any
 from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
 from constructs import Construct
 
-from stacks.config import ModelArtifact
 from stacks.constructs.model_bucket import ModelBucket
 from stacks.constructs.model_upload import ModelUpload
+from stacks.settings import ModelArtifact
 
 
 class ModelStoreStack(Stack):

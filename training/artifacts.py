@@ -21,6 +21,7 @@ MANIFEST = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 VERSION_PATTERN = re.compile(r"^v[0-9]+$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ArtifactExistsError(FileExistsError):

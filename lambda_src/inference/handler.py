@@ -297,6 +297,8 @@ def _server_error(state: State, request_id: str, status: int) -> None:
         model_version,
         [metrics.Metric("ServerErrors", metrics.COUNT, 1)],
         properties={"request_id": request_id, "lambda_version": lambda_version, "status": status},
+        # Also per function: the errors alarm counts every version behind the alias.
+        function_name=_env.get("AWS_LAMBDA_FUNCTION_NAME") or None,
     )
 
 

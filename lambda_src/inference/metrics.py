@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from inference.logs import write_line
 
 DIMENSION = "ModelVersion"
+# A second dimension set for metrics that alarms must count across every version behind
+# the alias, whatever model each runs (the stacks' errors alarm does, for ServerErrors).
+FUNCTION_DIMENSION = "FunctionName"
 # The specification allows at most 100 values in one metric's array.
 MAX_VALUES_PER_DOCUMENT = 100
 
@@ -35,8 +38,12 @@ def documents(
     *,
     properties: dict[str, object] | None = None,
     timestamp_ms: int | None = None,
+    function_name: str | None = None,
 ) -> list[dict[str, object]]:
-    """EMF documents for ``metrics``; value arrays over the limit continue in extra documents."""
+    """EMF documents for ``metrics``; value arrays over the limit continue in extra documents.
+
+    With ``function_name``, the metrics are also published per function (all versions).
+    """
     timestamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
     chunked: list[tuple[Metric, list[list[float]]]] = []
     for metric in metrics:
@@ -53,6 +60,8 @@ def documents(
                     ],
                 )
             )
+    dimensions = [[DIMENSION], [FUNCTION_DIMENSION]] if function_name else [[DIMENSION]]
+    extra: dict[str, object] = {FUNCTION_DIMENSION: function_name} if function_name else {}
     count = max((len(chunks) for _, chunks in chunked), default=0)
     out: list[dict[str, object]] = []
     for index in range(count):
@@ -63,12 +72,13 @@ def documents(
                 "CloudWatchMetrics": [
                     {
                         "Namespace": namespace,
-                        "Dimensions": [[DIMENSION]],
+                        "Dimensions": dimensions,
                         "Metrics": [{"Name": m.name, "Unit": m.unit} for m, _ in present],
                     }
                 ],
             },
             DIMENSION: model_version,
+            **extra,
             **(properties or {}),
         }
         for metric, values in present:
@@ -83,6 +93,9 @@ def emit(
     metrics: Sequence[Metric],
     *,
     properties: dict[str, object] | None = None,
+    function_name: str | None = None,
 ) -> None:
-    for doc in documents(namespace, model_version, metrics, properties=properties):
+    for doc in documents(
+        namespace, model_version, metrics, properties=properties, function_name=function_name
+    ):
         write_line(doc)

@@ -10,7 +10,7 @@ from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.config import TrafficShift
+from stacks.settings import TrafficShift
 
 DEPLOYMENT_CONFIGS: dict[TrafficShift, codedeploy.ILambdaDeploymentConfig] = {
     TrafficShift.CANARY_10_5MIN: codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.config import EndpointAuth
+from stacks.settings import EndpointAuth
 
 
 class Endpoint(Construct):

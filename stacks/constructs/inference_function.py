@@ -12,7 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.config import Architecture
+from stacks.settings import Architecture
 
 # Not part of the image: caches and tests only change the asset hash, never the code.
 IMAGE_EXCLUDE = (

@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.config import REPO_ROOT
+from stacks.settings import REPO_ROOT
 
 HANDLER_DIRECTORY = REPO_ROOT / "stacks" / "handlers" / "provisioned_concurrency"
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from stacks.config import REPO_ROOT, ConfigError, load_config
+from stacks.config import load_config
+from stacks.settings import REPO_ROOT, ConfigError
 
 DOC = REPO_ROOT / "docs" / "configuration.md"
 CONTEXT: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 
-from stacks.config import REPO_ROOT
+from stacks.settings import REPO_ROOT
 
 KEPT = {
     # The CDK CLI's cache of context lookups for a real account; no target creates it.

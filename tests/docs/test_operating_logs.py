@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from stacks.config import REPO_ROOT
+from stacks.settings import REPO_ROOT
 from tests.handler.conftest import (  # fresh_environment: the handler tests' own fixture
     FakeLambdaContext,
     emf_lines,

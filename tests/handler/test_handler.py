@@ -377,6 +377,21 @@ def assert_one_server_error(
     assert (doc["ModelVersion"], doc["ServerErrors"], doc["status"]) == (model_version, 1, status)
 
 
+def test_server_errors_are_also_counted_per_function_for_the_errors_alarm(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The alarm counts every version behind the alias by FunctionName, whichever model
+    # each runs (a canary started with -c does not record the stable side's model).
+    from inference import metrics
+
+    metrics.emit(
+        "ns", "v1", [metrics.Metric("ServerErrors", metrics.COUNT, 1)], function_name="fn-1"
+    )
+    [doc] = server_errors(capsys.readouterr().out)
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["ModelVersion"], ["FunctionName"]]
+    assert (doc["ModelVersion"], doc["FunctionName"]) == ("v1", "fn-1")
+
+
 def test_a_bug_emits_one_server_error(
     ready_v1: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,7 +18,8 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from stacks.application import DEFAULT_IMAGE_DIRECTORY, build_app
-from stacks.config import DEFAULT_ARTIFACTS_ROOT, REPO_ROOT, load_config
+from stacks.config import load_config
+from stacks.settings import DEFAULT_ARTIFACTS_ROOT, REPO_ROOT
 
 CDK_JSON = REPO_ROOT / "cdk.json"
 
@@ -63,7 +64,7 @@ def run_synth(
 ) -> Synth:
     app = App(context=dict(context), outdir=str(outdir))
     config = load_config(app.node.get_all_context(), artifacts_root=artifacts_root)
-    build_app(app, config, image_directory=image_directory, nag=True)
+    build_app(app, config, image_directory=image_directory)
     assembly = app.synth()
     templates = {s.stack_name: dict(s.template) for s in assembly.stacks}
     assets = {name: json.loads((outdir / f"{name}.assets.json").read_text()) for name in templates}

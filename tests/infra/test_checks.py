@@ -115,7 +115,7 @@ def test_cdk_nag_has_no_unacknowledged_finding(
 def test_cdk_nag_fails_synth_on_a_new_finding(tmp_path: Path) -> None:
     """The check above can fail: an unacknowledged finding stops synth."""
     app = App(context=cdk_context(), outdir=str(tmp_path))
-    stacks = build_app(app, load_config(app.node.get_all_context()), nag=True)
+    stacks = build_app(app, load_config(app.node.get_all_context()))
     s3.Bucket(stacks.model_store, "Careless")  # no TLS policy, no access logs
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from stacks.config import (
+from stacks.capacity import split_provisioned_concurrency
+from stacks.config import load_config
+from stacks.settings import (
     Architecture,
     ConfigError,
     EndpointAuth,
@@ -22,8 +24,6 @@ from stacks.config import (
     ProvisionedConcurrencySettings,
     Rollout,
     RolloutMode,
-    load_config,
-    split_provisioned_concurrency,
 )
 from tests.infra.conftest import cdk_context
 
@@ -71,7 +71,7 @@ def test_prod_has_provisioned_concurrency_and_no_warmer() -> None:
 def test_command_line_overrides_the_committed_rollout() -> None:
     config = load(model_version="v2", stable_version="7", canary_weight="0.25")
     assert config.rollout.model_version == "v2"
-    assert config.rollout.stable_version == 7
+    assert config.rollout.stable_lambda_version == 7
     assert config.rollout.canary_weight == 0.25
     assert re.fullmatch(r"models/churn/v2/[0-9a-f]{16}/model\.compiled\.npz", config.model.key)
 
@@ -80,7 +80,7 @@ def test_committed_rollout_values_are_json_typed() -> None:
     context = with_env_setting("dev", "rollout.stable_version", 3)
     context["environments"]["dev"]["rollout"]["canary_weight"] = 0.5
     config = load_config(context)
-    assert (config.rollout.stable_version, config.rollout.canary_weight) == (3, 0.5)
+    assert (config.rollout.stable_lambda_version, config.rollout.canary_weight) == (3, 0.5)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import pytest
+
 from stacks.config import load_config
 from tests.infra.conftest import Synth, cdk_context
 
@@ -364,16 +366,19 @@ def graph(widgets: list[dict[str, Any]], title: str) -> list[list[Any]]:
 def test_dashboard_shows_stable_and_candidate_side_by_side(prod_canary: Synth) -> None:
     widgets = dashboard_widgets(prod_canary)
     candidate = f"<{next(iter(prod_canary.version_ids()))}.Version>"
-    for title, metric, stat in (
+    function = "<InferenceFunction05D34FA4>"
+    per_executed_version = (
         ("Invocations", "Invocations", "Sum"),
         ("Errors", "Errors", "Sum"),
         ("Duration p50 (ms)", "Duration", "p50"),
         ("Duration p99 (ms)", "Duration", "p99"),
-        ("Throttles", "Throttles", "Sum"),
+    )
+    per_version_resource = (
         ("Concurrent executions", "ConcurrentExecutions", "Maximum"),
         ("Provisioned concurrency utilization", "ProvisionedConcurrencyUtilization", "Maximum"),
         ("Provisioned concurrency spillover", "ProvisionedConcurrencySpilloverInvocations", "Sum"),
-    ):
+    )
+    for title, metric, stat in per_executed_version + per_version_resource:
         stable_line, candidate_line = graph(widgets, title)[:2]
         for line, version, label in (
             (stable_line, "7", "stable (version 7)"),
@@ -381,9 +386,20 @@ def test_dashboard_shows_stable_and_candidate_side_by_side(prod_canary: Synth) -
         ):
             assert line[:2] == ["AWS/Lambda", metric], title
             dims = dict(zip(line[2:-1:2], line[3:-1:2], strict=True))
-            assert dims["ExecutedVersion"] == version, title
-            assert dims["Resource"].endswith(":production"), "per version behind the alias"
+            if (title, metric, stat) in per_executed_version:
+                # Invocation metrics: per version that ran a request through the alias.
+                assert dims["ExecutedVersion"] == version, title
+                assert dims["Resource"] == f"{function}:production", title
+            else:
+                # Concurrency metrics have no ExecutedVersion; they are per version Resource.
+                assert "ExecutedVersion" not in dims, title
+                assert dims["Resource"] == f"{function}:{version}", title
             assert line[-1]["stat"] == stat and line[-1]["label"] == label
+    alias_line, function_line = graph(widgets, "Throttles")
+    assert alias_line[:6] == ["AWS/Lambda", "Throttles", "FunctionName", function, "Resource",
+                              f"{function}:production"]  # fmt: skip
+    assert function_line[:4] == ["AWS/Lambda", "Throttles", "FunctionName", function]
+    assert len(function_line) == 5, "the whole function: no other dimension"
 
 
 def test_dashboard_shows_handler_metrics_per_model_version(dev: Synth) -> None:
@@ -409,22 +425,27 @@ def test_alarms_and_their_thresholds(dev: Synth) -> None:
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
+            "AlarmName": "sklearn-serving-dev-churn-latency-p99",
             "Namespace": "SklearnLambdaServing/dev",
             "MetricName": "InferenceLatency",
             "Dimensions": [{"Name": "ModelVersion", "Value": "v1"}],
             "ExtendedStatistic": "p99",
             "Threshold": 500,
+            "EvaluationPeriods": 5,
+            "DatapointsToAlarm": 3,
             "ComparisonOperator": "GreaterThanThreshold",
             "AlarmActions": [topic],
         },
     )
     errors = errors_alarm(dev)
+    assert errors["AlarmName"] == "sklearn-serving-dev-churn-errors"
     assert errors["Threshold"] == 5 and errors["EvaluationPeriods"] == 1
     assert errors["ComparisonOperator"] == "GreaterThanThreshold"
     assert errors["AlarmActions"] == [topic]
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
+            "AlarmName": "sklearn-serving-dev-churn-throttles",
             "MetricName": "Throttles",
             "Statistic": "Sum",
             "Threshold": 0,
@@ -434,11 +455,33 @@ def test_alarms_and_their_thresholds(dev: Synth) -> None:
     )
 
 
-def errors_alarm(synth: Synth) -> dict[str, Any]:
+def test_alarm_thresholds_follow_the_environment_settings(synth_context: SynthContext) -> None:
+    context = cdk_context()
+    context["environments"]["dev"]["alarms"].update(
+        latency_p99_ms=250, latency_evaluation_minutes=10, latency_breaching_minutes=4,
+        errors_threshold=0, errors_period_minutes=1, throttles_threshold=20,
+    )  # fmt: skip
+    result = synth_context(context)
+    alarms = {
+        a["Properties"]["AlarmName"].rsplit("-churn-", 1)[1]: a["Properties"]
+        for a in result.resources("inference", "AWS::CloudWatch::Alarm").values()
+    }
+    latency = alarms["latency-p99"]
+    assert (latency["Threshold"], latency["EvaluationPeriods"], latency["DatapointsToAlarm"]) == (
+        250, 10, 4,
+    )  # fmt: skip
+    assert alarms["errors"]["Threshold"] == 0
+    assert {
+        q["MetricStat"]["Period"] for q in alarms["errors"]["Metrics"] if "MetricStat" in q
+    } == {60}
+    assert alarms["throttles"]["Threshold"] == 20
+
+
+def errors_alarm(synth: Synth, name: str = "errors") -> dict[str, Any]:
     (alarm,) = [
         a["Properties"]
         for a in synth.resources("inference", "AWS::CloudWatch::Alarm").values()
-        if "Errors" in a["Properties"].get("AlarmDescription", "")
+        if a["Properties"]["AlarmName"].endswith(f"-{name}")
     ]
     return alarm
 
@@ -457,22 +500,45 @@ def error_series(alarm: dict[str, Any]) -> tuple[str, dict[str, tuple[str, str, 
     return expression, series
 
 
-def test_errors_alarm_counts_the_handlers_5xx_answers(dev: Synth) -> None:
+FUNCTION_REF = {"Ref": "InferenceFunction05D34FA4"}
+
+
+def test_errors_alarm_counts_the_handlers_5xx_answers_of_every_version(dev: Synth) -> None:
     # The handler answers 503/500 itself, so Lambda's Errors alone stays 0 for a broken model.
     expression, series = error_series(errors_alarm(dev))
-    assert expression == "FILL(errors, 0) + FILL(candidate, 0)"
+    assert expression == "FILL(errors, 0) + FILL(answers5xx, 0)"
     namespace, name, dimensions = series["errors"]
     assert (namespace, name) == ("AWS/Lambda", "Errors")
     assert json.dumps(dimensions["Resource"]).endswith(':production"]]}')
     assert "ExecutedVersion" not in dimensions, "through the alias: both versions"
-    assert series["candidate"] == (
+    assert series["answers5xx"] == (
         "SklearnLambdaServing/dev",
         "ServerErrors",
-        {"ModelVersion": "v1"},
+        {"FunctionName": FUNCTION_REF},
     )
 
 
-def test_errors_alarm_and_graph_name_both_models_when_the_stable_model_is_recorded(
+@pytest.mark.parametrize(
+    "recorded", [True, False], ids=["stable model recorded", "started with -c"]
+)
+def test_a_manual_canary_alarms_on_the_errors_of_both_sides(
+    synth: Callable[..., Synth], synth_context: SynthContext, recorded: bool
+) -> None:
+    # A canary started with -c does not record the stable side's model: the alarm must
+    # still count the 5xx answers of the stable version, which takes 90 % of the traffic.
+    if recorded:
+        context = cdk_context()
+        context["environments"]["prod"]["rollout"].update(
+            model_version="v2", stable_version=7, canary_weight=0.1, stable_model_version="v1"
+        )
+        result = synth_context({**context, "env": "prod"})
+    else:
+        result = synth(env="prod", model_version="v2", stable_version="7", canary_weight="0.1")
+    _, series = error_series(errors_alarm(result))
+    assert series["answers5xx"][2] == {"FunctionName": FUNCTION_REF}, "every model version"
+
+
+def test_errors_graph_names_both_models_when_the_stable_model_is_recorded(
     synth_context: SynthContext,
 ) -> None:
     context = cdk_context()
@@ -481,14 +547,10 @@ def test_errors_alarm_and_graph_name_both_models_when_the_stable_model_is_record
         model_version="v2", stable_version=7, canary_weight=0.1, stable_model_version="v1"
     )
     result = synth_context(context)
-    expression, series = error_series(errors_alarm(result))
-    assert expression == "FILL(errors, 0) + FILL(candidate, 0) + FILL(stable, 0)"
-    assert series["candidate"] == ("Churn/Serving", "ServerErrors", {"ModelVersion": "v2"})
-    assert series["stable"] == ("Churn/Serving", "ServerErrors", {"ModelVersion": "v1"})
     *_, stable_5xx, candidate_5xx = graph(dashboard_widgets(result), "Errors")
     for line, model, label in (
-        (stable_5xx, "v1", "5xx answers, stable (model v1)"),
-        (candidate_5xx, "v2", "5xx answers, candidate (model v2)"),
+        (stable_5xx, "v1", "5xx, stable (model v1)"),
+        (candidate_5xx, "v2", "5xx, candidate (model v2)"),
     ):
         assert line[:4] == ["Churn/Serving", "ServerErrors", "ModelVersion", model]
         assert line[-1]["stat"] == "Sum" and line[-1]["label"] == label
@@ -501,7 +563,7 @@ def test_errors_graph_shows_5xx_answers_of_every_model_without_a_recorded_stable
     assert server_errors[0]["expression"] == (
         "SEARCH('{SklearnLambdaServing/prod,ModelVersion} MetricName=\"ServerErrors\"', 'Sum', 60)"
     )
-    assert server_errors[0]["label"] == "5xx answers, model ${PROP('Dim.ModelVersion')}"
+    assert server_errors[0]["label"] == "5xx, model ${PROP('Dim.ModelVersion')}"
 
 
 def test_alarm_email_is_optional(dev: Synth, synth_context: SynthContext) -> None:

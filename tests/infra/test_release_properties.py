@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from stacks.application import DEFAULT_IMAGE_DIRECTORY
-from stacks.config import DEFAULT_ARTIFACTS_ROOT
+from stacks.settings import DEFAULT_ARTIFACTS_ROOT
 from tests.infra.conftest import Synth, cdk_context, run_synth
 
 BASE = {"env": "prod", "model_version": "v2", "stable_version": "7", "canary_weight": "0.1"}

@@ -64,7 +64,7 @@ def test_start_prints_the_plan_and_the_cdk_commands(config: Path, rollout: Run) 
     assert "90.0% -> stable = Lambda version 7 running churn v1" in out
     assert "10.0% -> candidate = churn v2" in out
     assert "provisioned concurrency (total 4): stable version 7: 3, candidate: 1" in out
-    assert f"cd {config.parent} && npx cdk diff --all -c env=prod" in out
+    assert f"cd {config.parent} && npx cdk diff -c env=prod" in out
     assert f"cd {config.parent} && npx cdk deploy --all -c env=prod" in out
 
 

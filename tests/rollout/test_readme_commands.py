@@ -34,7 +34,8 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from stacks.config import REPO_ROOT, ConfigError, load_config
+from stacks.config import load_config
+from stacks.settings import REPO_ROOT, ConfigError
 from tools.rollout.__main__ import parser as rollout_parser
 from tools.rollout.plan import cdk_commands
 
@@ -488,11 +489,6 @@ def test_documented_python_compiles_and_imports(where: str, source: str) -> None
             assert importlib.util.find_spec(name) is not None, f"{where}: no module {name}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 item 7: the rollout command prints `npx cdk diff --all`, which the "
-    "pinned CLI does not accept; drop this mark with the fix in tools/rollout/plan.py",
-)
 @pytest.mark.parametrize("environment", ["dev", "prod"])
 def test_the_rollout_command_prints_commands_the_cli_accepts(
     environment: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stacks.config import DEFAULT_ARTIFACTS_ROOT, ModelRuntime
+from stacks.settings import DEFAULT_ARTIFACTS_ROOT, ModelRuntime
 from tests.rollout.conftest import Run, edit
 from tools.rollout import steps
 from tools.rollout.config_file import RefusedError

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stacks.config import DEFAULT_ARTIFACTS_ROOT, EnvironmentConfig, RolloutMode
+from stacks.settings import DEFAULT_ARTIFACTS_ROOT, EnvironmentConfig, RolloutMode
 from tools.rollout import steps
 from tools.rollout.config_file import DeploymentConfig, RefusedError, read, write_atomic
 from tools.rollout.live import (
@@ -120,12 +120,12 @@ def change(
     )
     if rollout.mode is RolloutMode.AUTOMATED:
         return steps.start_automated(
-            block, rollout, model=model, weight=args.weight, stable_version=args.stable
+            block, rollout, model=model, weight=args.weight, stable_lambda_version=args.stable
         )
     stable, stable_model = args.stable, rollout.stable_model_version
     state = state_of(rollout)
     if state is State.ROLLED_BACK:
-        stable = rollout.stable_version if stable is None else stable
+        stable = rollout.stable_lambda_version if stable is None else stable
     elif state is State.STEADY:
         stable_model = rollout.model_version
         if stable is None and args.weight is not None:
@@ -141,7 +141,7 @@ def change(
         rollout,
         model=model,
         weight=args.weight,
-        stable_version=stable,
+        stable_lambda_version=stable,
         stable_model_version=stable_model,
     )
 
@@ -260,9 +260,9 @@ def compare(
         outputs = live.outputs(env)
         function = live.function_name(outputs)
         deployed_model = outputs.get("ModelVersion", rollout.model_version)
-        if rollout.stable_version is not None:
+        if rollout.stable_lambda_version is not None:
             sides = [
-                Side("stable", str(rollout.stable_version), rollout.stable_model_version),
+                Side("stable", str(rollout.stable_lambda_version), rollout.stable_model_version),
                 Side("candidate", outputs.get("PublishedVersion", "?"), deployed_model),
             ]
         else:

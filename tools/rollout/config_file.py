@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stacks.config import DEFAULT_ARTIFACTS_ROOT, ConfigError, EnvironmentConfig, load_config
+from stacks.config import load_config
+from stacks.settings import DEFAULT_ARTIFACTS_ROOT, ConfigError, EnvironmentConfig
 
 
 class RefusedError(Exception):

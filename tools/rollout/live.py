@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stacks.application import STACK_PREFIX
-from stacks.config import ALIAS_NAME
+from stacks.settings import ALIAS_NAME
 
 NO_CREDENTIALS = (
     "needs AWS credentials (none found: no AWS_ACCESS_KEY_ID/AWS_PROFILE in the environment, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from stacks.config import ALIAS_NAME, EnvironmentConfig, TrafficShift
+from stacks.settings import ALIAS_NAME, EnvironmentConfig, TrafficShift
 from tools.rollout.steps import State, state_of
 
 SHIFTS = {
@@ -46,7 +46,7 @@ def routing(config: EnvironmentConfig) -> list[str]:
             else "provisioned concurrency: none",
         ]
         return lines
-    stable_label = f"Lambda version {rollout.stable_version}" + (
+    stable_label = f"Lambda version {rollout.stable_lambda_version}" + (
         f" running {stable_model}" if stable_model else " (model not recorded)"
     )
     if state is State.STEADY:
@@ -68,7 +68,7 @@ def routing(config: EnvironmentConfig) -> list[str]:
     else:
         parts = []
         if pc.stable:
-            parts.append(f"stable version {rollout.stable_version}: {pc.stable}")
+            parts.append(f"stable version {rollout.stable_lambda_version}: {pc.stable}")
         if pc.candidate:
             parts.append(f"candidate: {pc.candidate}")
         ceiling = ""
@@ -110,6 +110,7 @@ def cdk_commands(config_path: Path, env: str) -> list[str]:
     where = config_path.resolve().parent
     prefix = "" if where == Path.cwd().resolve() else f"cd {shlex.quote(str(where))} && "
     return [
-        f"{prefix}npx cdk diff --all -c env={env}",
+        # The pinned CLI's diff has no --all: it diffs every stack unless one is named.
+        f"{prefix}npx cdk diff -c env={env}",
         f"{prefix}npx cdk deploy --all -c env={env}",
     ]

@@ -18,7 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from stacks.config import ConfigError, ModelRuntime, Rollout, RolloutMode, load_model_artifact
+from stacks.model_artifact import load_model_artifact
+from stacks.settings import ConfigError, ModelRuntime, Rollout, RolloutMode
 from tools.rollout.config_file import RefusedError
 from training.artifacts import VERSION_PATTERN
 
@@ -33,7 +34,7 @@ class State(StrEnum):
 def state_of(rollout: Rollout) -> State:
     if rollout.mode is RolloutMode.AUTOMATED:
         return State.AUTOMATED
-    if rollout.stable_version is None:
+    if rollout.stable_lambda_version is None:
         return State.STEADY
     return State.CANARY if rollout.canary_weight > 0 else State.ROLLED_BACK
 
@@ -70,15 +71,15 @@ def start_manual(
     *,
     model: str,
     weight: float | None,
-    stable_version: int | None,
+    stable_lambda_version: int | None,
     stable_model_version: str | None,
 ) -> dict[str, Any]:
-    """A canary of ``model`` next to ``stable_version`` (resolved by the caller)."""
+    """A canary of ``model`` next to ``stable_lambda_version`` (resolved by the caller)."""
     state = state_of(rollout)
     if state is State.CANARY:
         raise RefusedError(
             f"a canary is already running: candidate {rollout.model_version} takes "
-            f"{rollout.canary_weight:.0%} next to stable version {rollout.stable_version}; "
+            f"{rollout.canary_weight:.0%} next to stable version {rollout.stable_lambda_version}; "
             "finish it first with `set-weight`, `promote` or `rollback`"
         )
     if weight is None:
@@ -94,7 +95,8 @@ def start_manual(
         where = (
             "already the configured model (rollout.model_version)"
             if model == rollout.model_version
-            else f"the model the stable version {stable_version} runs (stack output ModelVersion)"
+            else f"the model the stable version {stable_lambda_version} runs "
+            "(stack output ModelVersion)"
         )
         raise RefusedError(
             f"--model {model} is {where}: a canary needs another version name. Unchanged, "
@@ -102,18 +104,18 @@ def start_manual(
             "itself); retrained under the same name (--force), the rollout could not tell "
             "the two models apart. Train it as a new version and canary that"
         )
-    if stable_version is None:
+    if stable_lambda_version is None:
         raise RefusedError("start needs the stable version (--stable N)")
-    if state is State.ROLLED_BACK and stable_version != rollout.stable_version:
+    if state is State.ROLLED_BACK and stable_lambda_version != rollout.stable_lambda_version:
         raise RefusedError(
-            f"--stable {stable_version} is not allowed after a rollback: the alias serves "
-            f"stable version {rollout.stable_version}, which stays the stable side; leave "
-            f"--stable out (or pass {rollout.stable_version})"
+            f"--stable {stable_lambda_version} is not allowed after a rollback: the alias serves "
+            f"stable version {rollout.stable_lambda_version}, which stays the stable side; leave "
+            f"--stable out (or pass {rollout.stable_lambda_version})"
         )
     return _updated(
         block,
         model_version=model,
-        stable_version=stable_version,
+        stable_version=stable_lambda_version,
         canary_weight=weight,
         stable_model_version=stable_model_version,
     )
@@ -125,10 +127,10 @@ def start_automated(
     *,
     model: str,
     weight: float | None,
-    stable_version: int | None,
+    stable_lambda_version: int | None,
 ) -> dict[str, Any]:
     shift = rollout.traffic_shift
-    for flag, value in (("--weight", weight), ("--stable", stable_version)):
+    for flag, value in (("--weight", weight), ("--stable", stable_lambda_version)):
         if value is not None:
             raise RefusedError(
                 f"{flag} {value:g} is not allowed in automated mode (rollout.mode='automated'): "
@@ -198,7 +200,7 @@ def rollback(block: Mapping[str, Any], rollout: Rollout) -> dict[str, Any]:
         )
     if state is State.ROLLED_BACK:
         raise RefusedError(
-            f"already rolled back: stable version {rollout.stable_version} takes all traffic "
-            "(rollout.canary_weight=0)"
+            f"already rolled back: stable version {rollout.stable_lambda_version} takes all "
+            "traffic (rollout.canary_weight=0)"
         )
     return _updated(block, canary_weight=0)

@@ -234,9 +234,7 @@ def _classify(
     # Resource attributes: CloudFormation records them with the stack update (a new update
     # policy decides how this very update of an alias runs), though no property changes.
     attributes = tuple(
-        name
-        for name in RESOURCE_ATTRIBUTES
-        if _attribute(old, name) != _attribute(new, name)
+        name for name in RESOURCE_ATTRIBUTES if _attribute(old, name) != _attribute(new, name)
     )
     if changed or attributes:
         return ResourceChange(logical_id, new["Type"], Action.UPDATE, changed + attributes)

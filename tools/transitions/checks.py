@@ -85,6 +85,12 @@ def _identities_of(
             )
             for a in properties.get("Allocations", [])
         )
+    # One policy per topic or bucket: a second policy resource replaces the first, and the
+    # first one's deletion resets the topic or bucket to no policy.
+    if resource_type == "AWS::SNS::TopicPolicy":
+        found.extend(Identity("topic policy", (str(t),)) for t in properties.get("Topics", []))
+    if resource_type == "AWS::S3::BucketPolicy":
+        found.append(Identity("bucket policy", (str(properties.get("Bucket")),)))
     if resource_type == VERSION_TYPE and "ProvisionedConcurrencyConfig" in properties:
         number = state.versions.get(logical_id)
         found.append(Identity("provisioned concurrency", (properties["FunctionName"], number)))
@@ -116,24 +122,34 @@ def _identity_problems(deploy: Deploy) -> list[str]:
             found.append(f"{identity} is claimed by {', '.join(holders)} in one template")
         for holder in holders:
             change = deploy.changes.get(holder)
-            # The reconciler's claims move with its allocations, never by create or replace.
-            if change is None or change.action not in (Action.CREATE, Action.REPLACE):
-                continue
-            for previous_holder in before.get(identity, []):
-                if previous_holder != holder:
+            created = change is not None and change.action in (Action.CREATE, Action.REPLACE)
+            for previous in before.get(identity, []):
+                if previous == holder:
+                    if created:
+                        assert change is not None
+                        found.append(
+                            f"{identity} stays with {holder}, which is replaced "
+                            f"({', '.join(change.properties)} changed): the replacement is "
+                            "created while the old copy still holds it"
+                        )
+                elif created:
                     found.append(
-                        f"{identity} passes from {previous_holder} to {holder}: CloudFormation "
-                        f"creates {holder} while {previous_holder} still holds it (already "
-                        f"exists), and deleting {previous_holder} in the cleanup would remove "
-                        f"what {holder} now owns"
+                        f"{identity} passes from {previous} to {holder}: CloudFormation "
+                        f"creates {holder} while {previous} still holds it (already exists), "
+                        f"and deleting {previous} in the cleanup would remove what {holder} "
+                        "now owns"
                     )
-                else:
+                elif _removed(deploy, previous):
                     found.append(
-                        f"{identity} stays with {holder}, which is replaced "
-                        f"({', '.join(deploy.changes[holder].properties)} changed): the "
-                        "replacement is created while the old copy still holds it"
+                        f"{identity} passes from {previous} to {holder}: deleting {previous} "
+                        f"in the cleanup phase removes what {holder} took over"
                     )
     return found
+
+
+def _removed(deploy: Deploy, logical_id: str) -> bool:
+    change = deploy.changes.get(logical_id)
+    return change is not None and change.action in (Action.DELETE, Action.REPLACE)
 
 
 def _retention_problems(deploy: Deploy) -> list[str]:

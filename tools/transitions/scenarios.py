@@ -20,7 +20,8 @@ from typing import Any
 from aws_cdk import App
 
 from stacks.application import build_app
-from stacks.config import REPO_ROOT, load_config
+from stacks.config import load_config
+from stacks.settings import REPO_ROOT
 from tools.rollout import steps
 from tools.transitions.changes import Deploy, State, apply, plan, resolve
 
@@ -131,17 +132,21 @@ def start(model: str, weight: float | None) -> Edit:
     def change(block: Mapping[str, Any], rollout: Any, published: int | None) -> dict[str, Any]:
         if block.get("mode") == "automated":
             return steps.start_automated(
-                block, rollout, model=model, weight=None, stable_version=None
+                block, rollout, model=model, weight=None, stable_lambda_version=None
             )
         # A canary next to the version serving now: after a rollback that is the stable
         # version, otherwise the one the last deploy published.
-        stable = rollout.stable_version if rollout.stable_version is not None else published
+        stable = (
+            rollout.stable_lambda_version
+            if rollout.stable_lambda_version is not None
+            else published
+        )
         return steps.start_manual(
             block,
             rollout,
             model=model,
             weight=weight,
-            stable_version=stable,
+            stable_lambda_version=stable,
             stable_model_version=rollout.stable_model_version or rollout.model_version,
         )
 
@@ -204,6 +209,7 @@ MANUAL_LIFECYCLE = (
     Step("model change without a canary (v2)", model_version("v2"), publishes=True),
 )
 
+AUTOSCALING = {"max_total": 20, "target_utilization": 0.7}
 SETTINGS_CHANGES = (
     Step("first deploy (v1)", keep(), publishes=True),
     Step("provisioned concurrency total 4 -> 6", settings("provisioned_concurrency.total", 6)),
@@ -211,7 +217,7 @@ SETTINGS_CHANGES = (
     Step("autoscaling off", settings("provisioned_concurrency.autoscaling", None)),
     Step(
         "autoscaling on",
-        settings("provisioned_concurrency.autoscaling", {"max_total": 20, "target_utilization": 0.7}),
+        settings("provisioned_concurrency.autoscaling", AUTOSCALING),
     ),
     Step("warmer on", settings("warmer.enabled", True)),
     Step("warmer off", settings("warmer.enabled", False)),

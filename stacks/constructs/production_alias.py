@@ -5,12 +5,12 @@ from __future__ import annotations
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.config import AutoscalingSettings, ProvisionedConcurrencyShare
 from stacks.constructs.provisioned_concurrency import Allocation, ProvisionedConcurrency
+from stacks.settings import AutoscalingSettings, ProvisionedConcurrencyShare
 
 
-class CanaryRelease(Construct):
-    """Routes the alias and keeps every version that takes traffic warm.
+class ProductionAlias(Construct):
+    """The ``production`` alias in every rollout state, and warm capacity for what it routes.
 
     The candidate is the version this deploy publishes (``function.current_version``);
     the stable version was published by an earlier deploy and is referenced by number.
@@ -26,7 +26,7 @@ class CanaryRelease(Construct):
         *,
         function: lambda_.Function,
         alias_name: str,
-        stable_version: int | None,
+        stable_lambda_version: int | None,
         canary_weight: float,
         provisioned_concurrency: ProvisionedConcurrencyShare,
         autoscaling: AutoscalingSettings | None,
@@ -34,9 +34,9 @@ class CanaryRelease(Construct):
         super().__init__(scope, id_)
         self.candidate: lambda_.IVersion = function.current_version
         self.stable: lambda_.IVersion | None = None
-        if stable_version is not None:
+        if stable_lambda_version is not None:
             self.stable = lambda_.Version.from_version_attributes(
-                self, "Stable", lambda_=function, version=str(stable_version)
+                self, "Stable", lambda_=function, version=str(stable_lambda_version)
             )
         pc = provisioned_concurrency
         # Each side's share of traffic after this deploy.

@@ -1,0 +1,146 @@
+"""The dashboard: stable and candidate side by side, on dimension sets Lambda publishes.
+
+* Invocation metrics (Invocations, Errors, Duration) per ExecutedVersion behind the alias.
+* Concurrency and provisioned-concurrency metrics per version Resource (``function:7``):
+  they have no ExecutedVersion, and provisioned concurrency sits on versions only.
+* Throttles through the alias and for the whole function (a throttled call runs no version).
+* Handler metrics per ModelVersion: by name when the rollout records both models, else a
+  SEARCH over every model version that reports.
+
+In automated mode the version CodeDeploy shifts from is not in the template, so the
+per-version graphs SEARCH the function's series instead of naming versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import aws_cloudwatch as cloudwatch
+from constructs import Construct
+
+from stacks.constructs.lambda_metrics import EXECUTED_VERSION, RESOURCE, LambdaMetrics
+
+
+class ServiceDashboard(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        metrics: LambdaMetrics,
+        dashboard_name: str,
+        alias_name: str,
+        sides: Sequence[tuple[str, str]],
+        models: Sequence[tuple[str, str]] | None,
+        versions_by_search: bool,
+    ) -> None:
+        """``sides``: (label, Lambda version) per side of the alias, stable first.
+
+        ``models``: (label, model version) to graph by name, or None to SEARCH them all.
+        """
+        super().__init__(scope, id_)
+        self._metrics = metrics
+        self._sides = sides
+        self._models = models
+        self._by_search = versions_by_search
+        # "Default" keeps the dashboard's logical ID where the first release put it: a new
+        # logical ID would create the same dashboard name and then delete it in cleanup.
+        self.dashboard = cloudwatch.Dashboard(self, "Default", dashboard_name=dashboard_name)
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=f"## {dashboard_name}\n"
+                + " | ".join(f"**{label}**" for label, _ in sides)
+                + f"\n\nAlias `{alias_name}`. Invocations, errors and duration per version that "
+                "ran the request (ExecutedVersion); concurrency per version; model metrics "
+                "per ModelVersion.",
+                width=24,
+                height=2,
+            )
+        )
+        self.dashboard.add_widgets(
+            self._executed("Invocations", "Invocations", "Sum"),
+            self._executed(
+                "Errors", "Errors", "Sum", also=self._model_series("ServerErrors", "Sum", "5xx")
+            ),
+        )
+        self.dashboard.add_widgets(
+            self._executed("Duration p50 (ms)", "Duration", "p50"),
+            self._executed("Duration p99 (ms)", "Duration", "p99"),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Throttles",
+                left=[
+                    metrics.through_alias("Throttles", "Sum").with_(label=f"alias {alias_name}"),
+                    metrics.function("Throttles", "Sum").with_(label="function, any qualifier"),
+                ],
+                width=12,
+                height=6,
+            ),
+            self._per_version("Concurrent executions", "ConcurrentExecutions", "Maximum"),
+        )
+        self.dashboard.add_widgets(
+            self._per_version(
+                "Provisioned concurrency utilization",
+                "ProvisionedConcurrencyUtilization",
+                "Maximum",
+            ),
+            self._per_version(
+                "Provisioned concurrency spillover",
+                "ProvisionedConcurrencySpilloverInvocations",
+                "Sum",
+            ),
+        )
+        self.dashboard.add_widgets(
+            self._per_model("Inference latency p99 (ms)", "InferenceLatency", "p99"),
+            self._per_model("Mean predicted probability", "PredictionProbability", "Average"),
+        )
+        self.dashboard.add_widgets(
+            self._per_model("Cold starts", "ColdStart", "Sum", 8),
+            self._per_model("Model load time p99 (ms)", "ModelLoadTime", "p99", 8),
+            self._per_model("Predictions", "Predictions", "Sum", 8),
+        )
+
+    def _executed(
+        self, title: str, name: str, statistic: str, also: Sequence[cloudwatch.IMetric] = ()
+    ) -> cloudwatch.GraphWidget:
+        metrics: list[cloudwatch.IMetric]
+        if self._by_search:
+            metrics = [self._metrics.search(name, statistic, EXECUTED_VERSION)]
+        else:
+            metrics = [
+                self._metrics.executed_version(name, statistic, version).with_(label=label)
+                for label, version in self._sides
+            ]
+        return cloudwatch.GraphWidget(title=title, left=[*metrics, *also], width=12, height=6)
+
+    def _per_version(self, title: str, name: str, statistic: str) -> cloudwatch.GraphWidget:
+        metrics: list[cloudwatch.IMetric]
+        if self._by_search:
+            metrics = [self._metrics.search(name, statistic, RESOURCE)]
+        else:
+            metrics = [
+                self._metrics.version_resource(name, statistic, version).with_(label=label)
+                for label, version in self._sides
+            ]
+        return cloudwatch.GraphWidget(title=title, left=metrics, width=12, height=6)
+
+    def _per_model(
+        self, title: str, name: str, statistic: str, width: int = 12
+    ) -> cloudwatch.GraphWidget:
+        return cloudwatch.GraphWidget(
+            title=title, left=self._model_series(name, statistic), width=width, height=6
+        )
+
+    def _model_series(
+        self, name: str, statistic: str, prefix: str = ""
+    ) -> list[cloudwatch.IMetric]:
+        lead = f"{prefix}, " if prefix else ""
+        if self._models is not None:
+            return [
+                self._metrics.model(name, statistic, version).with_(label=f"{lead}{label}")
+                for label, version in self._models
+            ]
+        # Each series is one model version; the legend names it.
+        label = f"{lead}model ${{PROP('Dim.ModelVersion')}}" if prefix else ""
+        return [self._metrics.model_search(name, statistic, label)]

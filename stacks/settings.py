@@ -1,0 +1,188 @@
+"""The deployment configuration's types: what ``stacks.config`` parses the context into.
+
+Frozen, typed values; constructs take them (or their fields) as keyword arguments and
+never read context themselves. cdk.json keys keep their public names (``stable_version``);
+code names say what a value is (``stable_lambda_version``: a Lambda version number, next
+to ``stable_model_version``: a model version such as v1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ARTIFACTS_ROOT = REPO_ROOT / "model_artifacts"
+DEFAULT_ENVIRONMENT = "dev"
+ALIAS_NAME = "production"
+
+
+class ConfigError(ValueError):
+    """A context value the app cannot deploy; the message names key, value and what is allowed."""
+
+
+class Architecture(StrEnum):
+    ARM64 = "arm64"
+    X86_64 = "x86_64"
+
+
+class ModelRuntime(StrEnum):
+    SKLEARN = "sklearn"
+    COMPILED = "compiled"
+
+
+class EndpointAuth(StrEnum):
+    AWS_IAM = "AWS_IAM"
+    NONE = "NONE"
+
+
+class RolloutMode(StrEnum):
+    # manual: the committed stable_version/canary_weight route the alias.
+    # automated: each deploy that publishes a version hands the alias to CodeDeploy, which
+    # shifts traffic by the configured TrafficShift and rolls back when an alarm fires.
+    MANUAL = "manual"
+    AUTOMATED = "automated"
+
+
+class TrafficShift(StrEnum):
+    """How CodeDeploy moves traffic in automated mode (LambdaDeploymentConfig)."""
+
+    CANARY_10_5MIN = "canary10-5min"
+    CANARY_10_15MIN = "canary10-15min"
+    LINEAR_10_EVERY_1MIN = "linear10-every-1min"
+    LINEAR_10_EVERY_3MIN = "linear10-every-3min"
+    ALL_AT_ONCE = "all-at-once"
+
+
+DEFAULT_TRAFFIC_SHIFT = TrafficShift.CANARY_10_5MIN
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    architecture: Architecture
+    memory_mb: int
+    timeout_seconds: int
+    reserved_concurrency: int | None
+    log_retention_days: int
+    tracing: bool
+    max_batch_size: int
+    metrics_namespace: str
+
+
+@dataclass(frozen=True)
+class AutoscalingSettings:
+    max_total: int
+    target_utilization: float
+
+
+@dataclass(frozen=True)
+class ProvisionedConcurrencySettings:
+    total: int
+    autoscaling: AutoscalingSettings | None
+
+
+@dataclass(frozen=True)
+class WarmerSettings:
+    enabled: bool
+    rate_minutes: int
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    """Where alarms notify and when they fire; per environment in cdk.json."""
+
+    email: str | None
+    latency_p99_ms: int
+    # The latency alarm fires when `latency_breaching_minutes` of the last
+    # `latency_evaluation_minutes` one-minute periods are above the threshold.
+    latency_evaluation_minutes: int
+    latency_breaching_minutes: int
+    # More than `errors_threshold` errors in `errors_period_minutes`.
+    errors_threshold: int
+    errors_period_minutes: int
+    # More than `throttles_threshold` throttled invocations in a minute.
+    throttles_threshold: int
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """One model version as the function will load it, pinned by checksum."""
+
+    model_name: str
+    model_version: str
+    runtime: ModelRuntime
+    file: str
+    sha256: str
+    directory: Path
+    # Every file the bucket needs for this version: all runtimes' artifacts + the manifest.
+    upload_files: tuple[str, ...]
+    # Names these exact bytes: see content_id(). A retrained version gets a new one.
+    content_id: str
+
+    @property
+    def prefix(self) -> str:
+        """Where this version's files go: content-addressed, so nothing is ever overwritten.
+
+        A published Lambda version pins its artifact's key and SHA-256. Retraining a version
+        (``--force``) changes the manifest, hence the content id and the key: the new bytes
+        land next to the old ones, which older Lambda versions keep finding.
+        """
+        return f"models/{self.model_name}/{self.model_version}/{self.content_id}/"
+
+    @property
+    def key(self) -> str:
+        return f"{self.prefix}{self.file}"
+
+    @property
+    def model_prefix(self) -> str:
+        """Every version of this model: what the inference role may read."""
+        return f"models/{self.model_name}/"
+
+
+@dataclass(frozen=True)
+class Rollout:
+    mode: RolloutMode
+    model_version: str
+    # cdk.json "stable_version": the Lambda version number the alias keeps as stable.
+    stable_lambda_version: int | None
+    canary_weight: float
+    # The model the stable (manual) or previously published (automated) version runs: a
+    # Lambda version number does not say, so the rollout command records it for labels,
+    # graphs and alarms. None when unknown (e.g. a stable_version given with -c).
+    stable_model_version: str | None = None
+    # Automated mode only; None in manual mode.
+    traffic_shift: TrafficShift | None = None
+
+    @property
+    def is_canary(self) -> bool:
+        """Traffic is split between two published versions."""
+        return self.stable_lambda_version is not None and self.canary_weight > 0
+
+
+@dataclass(frozen=True)
+class ProvisionedConcurrencyShare:
+    """Provisioned concurrency per side of the alias; 0 means none on that version."""
+
+    candidate: int
+    stable: int
+    candidate_max: int
+    stable_max: int
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    name: str
+    account: str | None
+    region: str | None
+    model: ModelArtifact
+    function: FunctionSettings
+    provisioned_concurrency: ProvisionedConcurrencySettings
+    # Provisioned concurrency per side of the alias after this deploy (stacks.capacity).
+    pc_share: ProvisionedConcurrencyShare
+    warmer: WarmerSettings
+    endpoint_auth: EndpointAuth
+    alarms: AlarmSettings
+    rollout: Rollout
+    # CloudFormation refuses to delete a protected stack (both of the environment's stacks).
+    termination_protection: bool
