@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
@@ -79,7 +79,6 @@ class InferenceFunction(Construct):
         tracing: bool,
         environment: Mapping[str, str],
         version_description: str,
-        image_exclude: Sequence[str] = IMAGE_EXCLUDE,
     ) -> None:
         super().__init__(scope, id_)
         arm = architecture is Architecture.ARM64
@@ -108,7 +107,7 @@ class InferenceFunction(Construct):
                 platform=(
                     ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64
                 ),
-                exclude=list(image_exclude),
+                exclude=list(IMAGE_EXCLUDE),
             ),
             architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
             memory_size=memory_mb,

@@ -7,6 +7,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+# Overwritten or deleted artifacts stay restorable this long; access logs are kept a year.
+NONCURRENT_DAYS = 90
+ACCESS_LOG_DAYS = 365
+
 
 class ModelBucket(Construct):
     """Versioned, encrypted, TLS-only storage for model artifacts, kept when the stack goes.
@@ -15,7 +19,7 @@ class ModelBucket(Construct):
     (``models/<model>/<version>/<content id>/``, see ``ModelArtifact.prefix``), so a
     retrained version goes next to the bytes a published Lambda version pins instead of
     over them. S3 versioning is the second line: anything overwritten or deleted by hand
-    stays restorable for ``noncurrent_days``.
+    stays restorable for NONCURRENT_DAYS.
     """
 
     def __init__(
@@ -24,8 +28,6 @@ class ModelBucket(Construct):
         id_: str,
         *,
         bucket_name: str,
-        noncurrent_days: int = 90,
-        access_log_days: int = 365,
     ) -> None:
         super().__init__(scope, id_)
         self.access_logs = s3.Bucket(
@@ -37,7 +39,7 @@ class ModelBucket(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(access_log_days))],
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(ACCESS_LOG_DAYS))],
         )
         Validations.of(self.access_logs).acknowledge(
             Acknowledgment(
@@ -63,7 +65,7 @@ class ModelBucket(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-replaced-artifacts",
-                    noncurrent_version_expiration=Duration.days(noncurrent_days),
+                    noncurrent_version_expiration=Duration.days(NONCURRENT_DAYS),
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 )
             ],
