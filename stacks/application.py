@@ -8,6 +8,7 @@ from pathlib import Path
 from aws_cdk import App, Environment, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 
+from stacks.constructs.capture_bucket import capture_bucket_name
 from stacks.constructs.model_bucket import model_bucket_name
 from stacks.inference_stack import InferenceStack
 from stacks.model_store_stack import ModelStoreStack
@@ -39,6 +40,8 @@ def build_app(
         f"{prefix}-model-store",
         model=config.model,
         bucket_name=model_bucket_name(prefix),
+        capture_bucket_name=capture_bucket_name(prefix),
+        capture_retention_days=config.capture.retention_days,
         env=env,
         description=f"Model artifacts for {config.model.model_name} ({config.name}); retained.",
         termination_protection=config.termination_protection,

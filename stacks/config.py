@@ -46,6 +46,7 @@ from stacks.settings import (
     AlarmSettings,
     Architecture,
     AutoscalingSettings,
+    CaptureSettings,
     ConfigError,
     EndpointAuth,
     EnvironmentConfig,
@@ -113,7 +114,7 @@ def _is_cdk_owned(key: str) -> bool:
 
 _ENVIRONMENT_KEYS = (
     "account", "region", "model_name", "runtime", "termination_protection", "function",
-    "provisioned_concurrency", "warmer", "endpoint", "alarms", "rollout",
+    "provisioned_concurrency", "warmer", "endpoint", "alarms", "capture", "rollout",
 )  # fmt: skip
 _FUNCTION_KEYS = (
     "architecture", "memory_mb", "timeout_seconds", "reserved_concurrency",
@@ -151,6 +152,7 @@ def _environment(
     auth = choice(f"{at}.endpoint.auth", endpoint.get("auth", "AWS_IAM"), EndpointAuth)
     alarms = _alarms(f"{at}.alarms", mapping(f"{at}.alarms", raw.get("alarms", {})))
     protection = boolean(f"{at}.termination_protection", raw.get("termination_protection", False))
+    capture = _capture(f"{at}.capture", mapping(f"{at}.capture", raw.get("capture", {})))
     check_concurrency(at, function, pc, rollout)
     model = load_model_artifact(artifacts_root, model_name, rollout.model_version, runtime)
     return EnvironmentConfig(
@@ -164,6 +166,7 @@ def _environment(
         warmer=warmer,
         endpoint_auth=auth,
         alarms=alarms,
+        capture=capture,
         rollout=rollout,
         termination_protection=protection,
     )
@@ -295,6 +298,33 @@ def _alarms(at: str, raw: Mapping[str, Any]) -> AlarmSettings:
         throttles_threshold=integer(
             f"{at}.throttles_threshold", raw.get("throttles_threshold", 0), 0, None
         ),
+    )
+
+
+CAPTURE_KEYS = ("enabled", "sample_rate", "max_rows_per_request", "retention_days")
+# The handler's own bound (inference/capture.py): one line per captured row.
+MAX_CAPTURED_ROWS = 1000
+
+
+def _capture(at: str, raw: Mapping[str, Any]) -> CaptureSettings:
+    only(at, raw, CAPTURE_KEYS)
+    rate = number(f"{at}.sample_rate", raw.get("sample_rate", 1.0))
+    if not 0 <= rate <= 1:
+        raise ConfigError(
+            f"{at}.sample_rate={rate:g} is not allowed: the share of requests to capture, "
+            "from 0 (none) to 1 (every request)"
+        )
+    return CaptureSettings(
+        enabled=boolean(f"{at}.enabled", raw.get("enabled", False)),
+        sample_rate=rate,
+        max_rows_per_request=integer(
+            f"{at}.max_rows_per_request",
+            raw.get("max_rows_per_request", 100),
+            1,
+            MAX_CAPTURED_ROWS,
+        ),
+        # S3 lifecycle expiration takes whole days.
+        retention_days=integer(f"{at}.retention_days", raw.get("retention_days", 90), 1, 3650),
     )
 
 

@@ -10,6 +10,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.constructs.automated_rollout import AutomatedRollout
+from stacks.constructs.capture_bucket import capture_bucket_name
+from stacks.constructs.capture_delivery import CaptureDelivery
 from stacks.constructs.endpoint import Endpoint
 from stacks.constructs.inference_function import InferenceFunction
 from stacks.constructs.model_bucket import grant_read_model, model_bucket_name
@@ -59,6 +61,10 @@ class InferenceStack(Stack):
                 "MODEL_SHA256": model.sha256,
                 "MAX_BATCH_SIZE": str(settings.max_batch_size),
                 "METRICS_NAMESPACE": settings.metrics_namespace,
+                # Capture settings are function configuration: changing them publishes a
+                # version, like any other setting of the function.
+                "CAPTURE_SAMPLE_RATE": f"{config.capture.effective_rate:g}",
+                "CAPTURE_MAX_ROWS": str(config.capture.max_rows_per_request),
             },
             version_description=f"{model.model_name} {model.model_version} ({model.runtime.value})",
         )
@@ -97,6 +103,16 @@ class InferenceStack(Stack):
             if config.warmer.enabled
             else None
         )
+        self.capture = None
+        if config.capture.enabled:
+            self.capture = CaptureDelivery(
+                self,
+                "Capture",
+                log_group=self.inference.log_group,
+                bucket=s3.Bucket.from_bucket_name(
+                    self, "CaptureBucket", capture_bucket_name(environment_prefix)
+                ),
+            )
         self.endpoint = Endpoint(
             self, "Endpoint", alias=self.release.alias, auth=config.endpoint_auth
         )

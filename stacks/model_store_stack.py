@@ -1,4 +1,4 @@
-"""Stateful stack: the model bucket and the upload of the configured model version."""
+"""Stateful stack: the model bucket, the model version's upload, and the capture bucket."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
 from constructs import Construct
 
+from stacks.constructs.capture_bucket import CaptureBucket
 from stacks.constructs.model_bucket import ModelBucket
 from stacks.constructs.model_upload import ModelUpload
 from stacks.settings import ModelArtifact
@@ -22,10 +23,21 @@ class ModelStoreStack(Stack):
         *,
         model: ModelArtifact,
         bucket_name: str,
+        capture_bucket_name: str,
+        capture_retention_days: int,
         **stack_props: Any,
     ) -> None:
         super().__init__(scope, id_, **stack_props)
         self.store = ModelBucket(self, "ModelStore", bucket_name=bucket_name)
+        # Always there, capture on or off: switching capture off keeps what was captured
+        # under the bucket's lifecycle instead of orphaning it.
+        self.captures = CaptureBucket(
+            self,
+            "Captures",
+            bucket_name=capture_bucket_name,
+            access_logs=self.store.access_logs,
+            retention_days=capture_retention_days,
+        )
         self.upload = ModelUpload(
             self,
             "ModelUpload",

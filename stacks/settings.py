@@ -106,6 +106,26 @@ class AlarmSettings:
 
 
 @dataclass(frozen=True)
+class CaptureSettings:
+    """Data capture: sampled prediction records delivered to the capture bucket.
+
+    The records hold customer data (the features of each captured request).
+    """
+
+    enabled: bool
+    # Share of requests captured, in [0, 1]; 0 writes nothing.
+    sample_rate: float
+    # Rows captured from one batch at most (spread evenly over the batch).
+    max_rows_per_request: int
+    # Captured objects expire after this many days.
+    retention_days: int
+
+    @property
+    def effective_rate(self) -> float:
+        return self.sample_rate if self.enabled else 0.0
+
+
+@dataclass(frozen=True)
 class ModelArtifact:
     """One model version as the function will load it, pinned by checksum."""
 
@@ -183,6 +203,7 @@ class EnvironmentConfig:
     warmer: WarmerSettings
     endpoint_auth: EndpointAuth
     alarms: AlarmSettings
+    capture: CaptureSettings
     rollout: Rollout
     # CloudFormation refuses to delete a protected stack (both of the environment's stacks).
     termination_protection: bool

@@ -221,6 +221,9 @@ SETTINGS_CHANGES = (
     ),
     Step("warmer on", settings("warmer.enabled", True)),
     Step("warmer off", settings("warmer.enabled", False)),
+    # Capture settings are function configuration: switching it publishes a version.
+    Step("capture off", settings("capture.enabled", False), publishes=True),
+    Step("capture on", settings("capture.enabled", True), publishes=True),
     Step("promote v2", promote()),
     Step("provisioned concurrency off", settings("provisioned_concurrency", {"total": 0})),
     Step("provisioned concurrency back on (4)", settings("provisioned_concurrency",

@@ -1,0 +1,57 @@
+"""The capture bucket: what each model version saw and answered, kept for a set time."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+# Where the delivery stream writes records, and where it puts what it could not process.
+CAPTURE_PREFIX = "captures/"
+ERROR_PREFIX = "capture-errors/"
+
+
+class CaptureBucket(Construct):
+    """Encrypted, TLS-only, private, access-logged, expiring, retained with the stack.
+
+    The objects hold customer data (the features of captured requests): they expire after
+    ``retention_days``, and the bucket outlives the stacks like the model bucket (it is
+    evidence of what each version answered), emptied by its lifecycle.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        bucket_name: str,
+        access_logs: s3.IBucket,
+        retention_days: int,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            bucket_name=bucket_name,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="capture-bucket/",
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-captured-data",
+                    expiration=Duration.days(retention_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )
+
+
+def capture_bucket_name(
+    stack_prefix: str, *, account: str = Aws.ACCOUNT_ID, region: str = Aws.REGION
+) -> str:
+    """Known to both stacks without a lookup, like the model bucket's name."""
+    return f"{stack_prefix}-captures-{account}-{region}"
