@@ -55,6 +55,10 @@ _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Equal to the handler's inference.limits.MAX_BATCH_SIZE_LIMIT (derived there from Lambda's
+# 6 MB response limit); repeated because the CDK app cannot import lambda_src. A test in
+# tests/infra keeps the two equal.
+MAX_BATCH_SIZE_LIMIT = 100_000
 
 
 _Choice = TypeVar("_Choice", bound=StrEnum)
@@ -144,6 +148,8 @@ class ModelArtifact:
     runtime: ModelRuntime
     file: str
     sha256: str
+    # The artifact's bytes: the function stops a download that exceeds them.
+    size_bytes: int
     directory: Path
     # Every file the bucket needs for this version: all runtimes' artifacts + the manifest.
     upload_files: tuple[str, ...]
@@ -380,7 +386,9 @@ def _function(at: str, raw: Mapping[str, Any], *, default_namespace: str) -> Fun
         ),
         log_retention_days=retention,
         tracing=_bool(f"{at}.tracing", raw.get("tracing", True)),
-        max_batch_size=_int(f"{at}.max_batch_size", raw.get("max_batch_size", 1000), 1, None),
+        max_batch_size=_int(
+            f"{at}.max_batch_size", raw.get("max_batch_size", 1000), 1, MAX_BATCH_SIZE_LIMIT
+        ),
         metrics_namespace=namespace,
     )
 
@@ -610,6 +618,10 @@ def load_model_artifact(
         runtime=runtime,
         file=str(artifact["file"]),
         sha256=sha256,
+        # Older manifests carry no size: the file's own, which _check_checksums just read.
+        size_bytes=int(
+            artifact.get("size_bytes") or (directory / str(artifact["file"])).stat().st_size
+        ),
         directory=directory,
         upload_files=(*files, "manifest.json"),
         content_id=content_id(manifest),

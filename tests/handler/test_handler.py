@@ -127,6 +127,25 @@ def test_warmup_body_over_http_is_an_ordinary_bad_request(
     assert log_lines(capsys.readouterr().out, "warm-up") == []
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        {**valid_record(), "_warmup": True},
+        {"instances": [valid_record()], "_warmup": True},
+        {"_warmup": True, "note": "x"},
+    ],
+)
+def test_warmup_mixed_with_anything_else_is_a_400_not_a_dropped_prediction(
+    serving: Invoke, event: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = serving(event)
+    assert response["statusCode"] == 400
+    assert response["error"]["code"] == "invalid_request"
+    assert response["error"]["message"].startswith("'_warmup' is allowed only alone")
+    out = capsys.readouterr().out
+    assert log_lines(out, "warm-up") == [] and log_lines(out, "prediction") == []
+
+
 def test_warmup_retries_a_failed_load(
     fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
