@@ -55,7 +55,8 @@ def local_env(version: str = "v1", **overrides: str) -> dict[str, str]:
         "MODEL_NAME": "churn",
         "MODEL_VERSION": version,
         "MODEL_PATH": str(ARTIFACTS / version / "model.joblib"),
-        "MODEL_SHA256": manifest(version)["artifacts"]["sklearn"]["sha256"],
+        # The joblib file: most handler tests read the pipeline with joblib themselves.
+        "MODEL_SHA256": manifest(version)["artifacts"]["sklearn-joblib"]["sha256"],
         "AWS_LAMBDA_FUNCTION_VERSION": "7",
     }
     env.update(overrides)

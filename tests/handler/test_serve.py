@@ -53,7 +53,7 @@ def request(
 def test_model_env_comes_from_the_manifest() -> None:
     env = serve.model_env("churn", "v1", "sklearn")
     assert env["MODEL_SHA256"] == manifest("v1")["artifacts"]["sklearn"]["sha256"]
-    assert env["MODEL_PATH"].endswith("model_artifacts/churn/v1/model.joblib")
+    assert env["MODEL_PATH"].endswith("model_artifacts/churn/v1/model.skops")
     assert (env["MODEL_VERSION"], env["MODEL_RUNTIME"]) == ("v1", "sklearn")
 
 

@@ -54,7 +54,8 @@ settings.register_profile(
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 
-RUNTIME_FILES = {"sklearn": "model.joblib", "compiled": "model.compiled.npz"}
+# What each runtime deploys: the sklearn runtime's pickle-free skops file.
+RUNTIME_FILES = {"sklearn": "model.skops", "compiled": "model.compiled.npz"}
 # Small limits make oversized batches and bodies cheap to generate; the checks are the
 # same code whatever the limit (a default-limit case is tested by example).
 MAX_BATCH_SIZE = 16
