@@ -27,7 +27,16 @@ from inference.responses import error_answer, render
 from inference.state import Ready, State, Unavailable, init_state
 from inference.validation import parse_instances
 
-__all__ = ["Ready", "State", "Unavailable", "configure", "current_state", "handler", "init_state"]
+__all__ = [
+    "Ready",
+    "State",
+    "Unavailable",
+    "configure",
+    "current_state",
+    "handler",
+    "identity",
+    "init_state",
+]
 
 THRESHOLD = 0.5
 # Set by Lambda in every execution environment.
@@ -67,6 +76,11 @@ def configure(env: Mapping[str, str] | None = None) -> State:
 
 def current_state() -> State:
     return _state
+
+
+def identity() -> dict[str, Any]:
+    """The model and Lambda version every answer names (for the local server's errors)."""
+    return _identity(_state)
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
