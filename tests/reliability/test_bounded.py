@@ -149,3 +149,17 @@ def test_a_large_batchs_prediction_log_line_stays_bounded() -> None:
     assert len(line["probabilities"]) == limits.PREDICTION_LOG_MAX_ROWS
     assert line["rows_not_logged"] == 5000 - limits.PREDICTION_LOG_MAX_ROWS
     assert line["rows"] == 5000
+
+
+def test_a_log_line_that_still_came_out_too_long_is_cut_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from inference import logs
+
+    logs.info("oversized", field="é" * 200_000, other=list(range(50_000)))
+    [line] = capsys.readouterr().out.splitlines()
+    assert len(line.encode()) < LIMIT
+    record = json.loads(line)
+    assert record["message"] == "oversized"
+    assert record["log_truncated_from_bytes"] > LIMIT
+    assert record["field"].endswith("more characters)")
