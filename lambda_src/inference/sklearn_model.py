@@ -95,11 +95,13 @@ def _load_joblib(data: bytes) -> Any:
 
 def _load_skops(data: bytes) -> Any:
     import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
 
-    untrusted = sorted(set(skops.io.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
-    if untrusted:
+    # skops audits every type before it builds any object, in the same pass as the load.
+    try:
+        return skops.io.loads(data, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException as exc:
+        found = str(exc).splitlines()[0].removeprefix("Untrusted types found in the file: ")
         raise SklearnModelError(
-            f"skops artifact holds types that are not trusted: {', '.join(untrusted[:10])}"
-            + (f" and {len(untrusted) - 10} more" if len(untrusted) > 10 else "")
-        )
-    return skops.io.loads(data, trusted=list(TRUSTED_TYPES))
+            f"skops artifact holds types that are not trusted: {found[:1000]}"
+        ) from None
