@@ -182,7 +182,10 @@ def test_a_malformed_batch_is_a_400_naming_instances(
     status, body = answer(served, event_for(shape, {"instances": instances, **extra}))
     assert status == 400
     message = body["error"]["message"]
-    if extra:
+    if shape == "direct" and "_warmup" in extra:
+        # Found by `make fuzz`: the warm-up rule speaks first for a direct event.
+        assert message.startswith("'_warmup' is allowed only alone")
+    elif extra:
         assert message.startswith(f"unknown field {min(extra)!r} next to 'instances'")
     else:
         assert message.startswith("'instances' must be an array of records")
