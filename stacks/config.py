@@ -77,6 +77,10 @@ _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Equal to the handler's inference.limits.MAX_BATCH_SIZE_LIMIT (derived there from Lambda's
+# 6 MB response limit); repeated because the CDK app cannot import lambda_src. A test in
+# tests/infra keeps the two equal.
+MAX_BATCH_SIZE_LIMIT = 100_000
 
 
 def load_config(
@@ -220,7 +224,9 @@ def _function(at: str, raw: Mapping[str, Any], *, default_namespace: str) -> Fun
         ),
         log_retention_days=retention,
         tracing=boolean(f"{at}.tracing", raw.get("tracing", True)),
-        max_batch_size=integer(f"{at}.max_batch_size", raw.get("max_batch_size", 1000), 1, None),
+        max_batch_size=integer(
+            f"{at}.max_batch_size", raw.get("max_batch_size", 1000), 1, MAX_BATCH_SIZE_LIMIT
+        ),
         metrics_namespace=namespace,
     )
 

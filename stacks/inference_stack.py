@@ -59,6 +59,7 @@ class InferenceStack(Stack):
                 "MODEL_BUCKET": model_bucket.bucket_name,
                 "MODEL_KEY": model.key,
                 "MODEL_SHA256": model.sha256,
+                "MODEL_SIZE_BYTES": str(model.size_bytes),
                 "MAX_BATCH_SIZE": str(settings.max_batch_size),
                 "METRICS_NAMESPACE": settings.metrics_namespace,
                 # Capture settings are function configuration: changing them publishes a

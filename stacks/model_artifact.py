@@ -61,6 +61,10 @@ def load_model_artifact(
         runtime=runtime,
         file=str(artifact["file"]),
         sha256=sha256,
+        # Older manifests carry no size: the file's own, which _check_checksums just read.
+        size_bytes=int(
+            artifact.get("size_bytes") or (directory / str(artifact["file"])).stat().st_size
+        ),
         directory=directory,
         upload_files=(*files, MANIFEST),
         content_id=content_id(manifest),

@@ -134,6 +134,8 @@ class ModelArtifact:
     runtime: ModelRuntime
     file: str
     sha256: str
+    # The artifact's bytes: the function stops a download that exceeds them.
+    size_bytes: int
     directory: Path
     # Every file the bucket needs for this version: all runtimes' artifacts + the manifest.
     upload_files: tuple[str, ...]

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import json
 import os
 import re
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,8 +31,19 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "model_artifacts"
 LAMBDA_SRC = ROOT / "lambda_src"
+# The image puts the handler package at the top of sys.path; so does the local server.
+if str(LAMBDA_SRC) not in sys.path:
+    sys.path.insert(0, str(LAMBDA_SRC))
+
+from inference.errors import ErrorCode  # noqa: E402
+from inference.events import Shape  # noqa: E402
+from inference.limits import echo  # noqa: E402
+from inference.responses import error_answer  # noqa: E402
+
 # A Function URL refuses larger request bodies before invoking the function.
 FUNCTION_URL_MAX_BODY = 6 * 1024 * 1024
+# A client gets this long for each read of its request before its connection is closed.
+READ_TIMEOUT_S = 10.0
 TEXT_TYPES = re.compile(r"^(text/|application/(json|[a-z0-9.+-]*\+json|xml|x-www-form-urlencoded))")
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -139,23 +152,64 @@ def to_event(
     return event
 
 
-def make_server(host: str, port: int, handler: Handler) -> HTTPServer:
-    """One request at a time, like one Lambda execution environment."""
+def make_server(
+    host: str,
+    port: int,
+    handler: Handler,
+    identity: Callable[[], Mapping[str, Any]] | None = None,
+    *,
+    read_timeout_s: float = READ_TIMEOUT_S,
+) -> ThreadingHTTPServer:
+    """Connections in parallel, invocations one at a time, like one Lambda environment.
+
+    Each connection has its own thread and read timeout, so a client that stalls (or
+    sends a body shorter than its Content-Length) holds only its own connection. What the
+    server refuses itself gets the handler's error envelope, as Function URLs answer
+    before the function runs.
+    """
+    invoke_lock = threading.Lock()
 
     class FunctionUrlHandler(BaseHTTPRequestHandler):
         server_version = "sklearn-lambda-serving"
+        protocol_version = "HTTP/1.1"
+        # The socket timeout of every read (headers and body) on this connection.
+        timeout = read_timeout_s
 
         def _invoke(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
+            raw_length = self.headers.get("content-length")
+            length = 0
+            if raw_length is not None:
+                if not raw_length.strip().isdigit():
+                    self._refuse(
+                        ErrorCode.INVALID_REQUEST,
+                        f"Content-Length {echo(raw_length)} is not a byte count",
+                    )
+                    return
+                length = int(raw_length)
             if length > FUNCTION_URL_MAX_BODY:
-                self._reply(413, {"content-type": "application/json"}, b'{"message":"too large"}')
+                self._refuse(
+                    ErrorCode.PAYLOAD_TOO_LARGE,
+                    f"request body of {length} bytes exceeds the Function URL limit of "
+                    f"{FUNCTION_URL_MAX_BODY} bytes",
+                )
                 return
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                self._refuse(
+                    ErrorCode.REQUEST_TIMEOUT,
+                    f"the request body did not arrive within {read_timeout_s:g} s",
+                )
+                return
+            if len(body) < length:
+                self.close_connection = True
+                return  # the client hung up mid-body: nobody is left to answer
             event = to_event(
                 self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
             )
             context = LocalContext(aws_request_id=event["requestContext"]["requestId"])
-            response = handler(event, context)
+            with invoke_lock:
+                response = handler(event, context)
             payload = response.get("body", "")
             data = (
                 base64.b64decode(payload)
@@ -164,22 +218,42 @@ def make_server(host: str, port: int, handler: Handler) -> HTTPServer:
             )
             self._reply(int(response["statusCode"]), response.get("headers") or {}, data)
 
+        def _refuse(self, code: ErrorCode, message: str) -> None:
+            answer = error_answer(
+                Shape.HTTP_V2,
+                code,
+                request_id=str(uuid.uuid4()),
+                identity=identity() if identity else {},
+                message=message,
+            )
+            # The body may not have been read: this connection cannot carry another request.
+            self.close_connection = True
+            self._reply(answer["statusCode"], answer["headers"], answer["body"].encode())
+
         def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(data)))
+                if self.close_connection:
+                    self.send_header("connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+            except OSError:
+                self.close_connection = True  # the client went away: nothing to tell it
 
         # Every method reaches the handler, which answers 405 to all but POST, like Lambda.
-        do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _invoke  # noqa: N815
+        do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _invoke  # noqa: N815
 
         def log_message(self, format: str, *args: Any) -> None:
             # The handler already logs every request as JSON; keep stderr for problems.
             pass
 
-    return HTTPServer((host, port), FunctionUrlHandler)
+    server = ThreadingHTTPServer((host, port), FunctionUrlHandler)
+    server.daemon_threads = True
+    return server
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,7 +270,15 @@ def main(argv: list[str] | None = None) -> None:
     state = module.current_state()
     if isinstance(state, module.Unavailable):
         raise SystemExit(f"cannot serve {args.model} {version}: {state.reason}")
-    server = make_server(args.host, args.port, module.handler)
+    try:
+        server = make_server(args.host, args.port, module.handler, module.identity)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"error: port {args.port} on {args.host} is already in use: stop what listens "
+                "there, or pick another port with --port (0 picks a free one)"
+            ) from None
+        raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc}") from None
     host, port = server.server_address[:2]
     print(
         f"serving {args.model} {version} ({args.runtime}) at http://{host!s}:{port}/ "

@@ -17,6 +17,7 @@ from typing import Any
 import joblib
 import numpy as np
 import sklearn
+import skops
 from numpy.typing import NDArray
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
@@ -24,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training import artifacts, model_card
+from training import artifacts, model_card, skops_artifact
 from training.compile import (
     COMPILED_FILE,
     ParityError,
@@ -117,8 +118,20 @@ def train(
     metrics = evaluate(y_test, proba)
     feature_schema = feature_schema_with_observed(data.X)
     full_params = {**GBM_PARAMS, **(params or {})}
+    payload = {
+        "format": ARTIFACT_FORMAT,
+        "model_name": model_name,
+        "model_version": version,
+        "features": feature_schema,
+        "pipeline": pipeline,
+    }
+    # What the sklearn runtime deploys: no pickle. The joblib file stays for local use.
+    skops_bytes = skops_artifact.checked_dumps(
+        {**payload, "format": skops_artifact.SKOPS_FORMAT}, X_test
+    )
     artifact_entries: dict[str, dict[str, Any]] = {
-        "sklearn": {"file": ARTIFACT_FILE, "format": ARTIFACT_FORMAT},
+        "sklearn": skops_artifact.manifest_entry(),
+        skops_artifact.JOBLIB_KEY: {"file": ARTIFACT_FILE, "format": ARTIFACT_FORMAT},
     }
     compiled_bytes = b""
     if compiled:
@@ -139,14 +152,8 @@ def train(
         }
 
     def write_files(tmp: Path) -> dict[str, Any]:
-        payload = {
-            "format": ARTIFACT_FORMAT,
-            "model_name": model_name,
-            "model_version": version,
-            "features": feature_schema,
-            "pipeline": pipeline,
-        }
         joblib.dump(payload, tmp / ARTIFACT_FILE, compress=3)
+        (tmp / skops_artifact.SKOPS_FILE).write_bytes(skops_bytes)
         if compiled_bytes:
             (tmp / COMPILED_FILE).write_bytes(compiled_bytes)
         manifest: dict[str, Any] = {
@@ -160,6 +167,7 @@ def train(
                 "scikit-learn": sklearn.__version__,
                 "numpy": np.__version__,
                 "joblib": joblib.__version__,
+                "skops": skops.__version__,
             },
             "training": {
                 "estimator": "StandardScaler + GradientBoostingClassifier",
@@ -236,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         DatasetError,
         artifacts.ArtifactExistsError,
         ParityError,
+        skops_artifact.SkopsParityError,
         UnsupportedModelError,
         ValueError,
     ) as exc:

@@ -10,13 +10,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# Lambda refuses synchronous request payloads above 6 MB before the handler runs, so a
+# larger MAX_BODY_BYTES would only pretend to allow something.
+from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
+
 RUNTIMES = ("sklearn", "compiled")
 DEFAULT_RUNTIME = "sklearn"
 DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-# Lambda refuses synchronous request payloads above 6 MB before the handler runs, so a
-# larger limit would only pretend to allow something.
-LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+# Loading an artifact nobody pinned runs whatever it holds (a joblib file is a pickle).
+# Only this exact opt-in allows it, for local experiments; the name says what it costs.
+UNVERIFIED_OPT_IN = "UNSAFE_ALLOW_UNVERIFIED_MODEL"
+# Without MODEL_SIZE_BYTES a download still stops here (Lambda's largest /tmp and memory
+# are 10 GB, but a model this size would not load within the init phase anyway).
+DEFAULT_MAX_MODEL_BYTES = 1024 * 1024 * 1024
 DEFAULT_METRICS_NAMESPACE = "SklearnLambdaServing"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -49,6 +56,10 @@ class Settings:
     runtime: str
     source: S3Source | LocalSource
     sha256: str | None
+    # The artifact's size from the manifest: a download stops as soon as it is exceeded.
+    size_bytes: int | None
+    # UNSAFE_ALLOW_UNVERIFIED_MODEL=1 and no MODEL_SHA256: a local file loaded unverified.
+    unverified: bool
     max_batch_size: int
     max_body_bytes: int
     metrics_namespace: str
@@ -69,13 +80,26 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         )
     if sha256 is not None and not _SHA256.match(sha256):
         raise ConfigError(f"MODEL_SHA256={sha256!r} is not a SHA-256 (64 hexadecimal digits)")
+    opt_in = (env.get(UNVERIFIED_OPT_IN) or "").strip()
+    if opt_in not in ("", "1"):
+        raise ConfigError(f"{UNVERIFIED_OPT_IN}={opt_in!r} is not allowed: set it to 1 or unset it")
+    if sha256 is None and not opt_in:
+        raise ConfigError(
+            f"MODEL_SHA256 is not set: refusing to load {source} unverified (loading a model "
+            f"can run code it carries); set MODEL_SHA256, or {UNVERIFIED_OPT_IN}=1 for a "
+            "local experiment"
+        )
     return Settings(
         model_name=env.get("MODEL_NAME") or None,
         model_version=env.get("MODEL_VERSION") or None,
         runtime=runtime,
         source=source,
         sha256=sha256,
-        max_batch_size=_positive_int(env, "MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, None),
+        size_bytes=_positive_int(env, "MODEL_SIZE_BYTES", 0, None) or None,
+        unverified=sha256 is None,
+        max_batch_size=_positive_int(
+            env, "MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, MAX_BATCH_SIZE_LIMIT
+        ),
         max_body_bytes=_positive_int(
             env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, LAMBDA_PAYLOAD_LIMIT_BYTES
         ),

@@ -14,7 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from inference.errors import RequestError, bad_request, too_large
+from inference.errors import ErrorCode, RequestError, bad_request, too_large
+from inference.limits import ECHO_MAX_CHARS, echo
 
 WARMUP_KEY = "_warmup"
 
@@ -38,8 +39,14 @@ def detect_shape(event: object) -> Shape:
 
 def is_warmup(shape: Shape, event: object) -> bool:
     # Only a direct invocation can be a warm-up: an HTTP caller must not be able to skip
-    # prediction (and its metrics) by posting this body.
-    return shape is Shape.DIRECT and isinstance(event, Mapping) and event.get(WARMUP_KEY) is True
+    # prediction (and its metrics) by posting this body. Only the exact ping is one: a
+    # record that also carries the flag is refused (read_payload), not silently dropped.
+    return (
+        shape is Shape.DIRECT
+        and isinstance(event, Mapping)
+        and len(event) == 1
+        and event.get(WARMUP_KEY) is True
+    )
 
 
 def http_request_id(shape: Shape, event: object) -> str | None:
@@ -52,11 +59,18 @@ def http_request_id(shape: Shape, event: object) -> str | None:
 def read_payload(shape: Shape, event: object, *, max_body_bytes: int) -> object:
     """The request's JSON value; raises ``RequestError`` for anything a caller got wrong."""
     if shape is Shape.DIRECT:
+        if isinstance(event, Mapping) and WARMUP_KEY in event and len(event) > 1:
+            raise bad_request(
+                f"{WARMUP_KEY!r} is allowed only alone: a warm-up ping is exactly "
+                f'{{"{WARMUP_KEY}": true}}; remove it from a prediction request'
+            )
         return event
     assert isinstance(event, Mapping)
     method = _method(shape, event)
     if method != "POST":
-        raise RequestError(405, "method_not_allowed", f"method {method} is not allowed: use POST")
+        raise RequestError(
+            ErrorCode.METHOD_NOT_ALLOWED, f"method {_plain(method)} is not allowed: use POST"
+        )
     _check_content_type(_headers(event))
     return parse_json(_body_bytes(event, max_body_bytes))
 
@@ -89,9 +103,16 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            raise bad_request(f"duplicate field {key!r} in a JSON object")
+            raise bad_request(f"duplicate field {echo(key)} in a JSON object")
         obj[key] = value
     return obj
+
+
+def _plain(text: str) -> str:
+    # Caller text shown unquoted (an HTTP method), cut like every echo.
+    if len(text) <= ECHO_MAX_CHARS:
+        return text
+    return f"{text[:ECHO_MAX_CHARS]}... ({len(text) - ECHO_MAX_CHARS} more characters)"
 
 
 def _method(shape: Shape, event: Mapping[str, Any]) -> str:
@@ -120,7 +141,7 @@ def _check_content_type(headers: Mapping[str, str]) -> None:
         media_type.startswith("application/") and media_type.endswith("+json")
     ):
         return
-    raise bad_request(f"content-type {content_type!r} is not supported: send application/json")
+    raise bad_request(f"content-type {echo(content_type)} is not supported: send application/json")
 
 
 def _body_bytes(event: Mapping[str, Any], max_body_bytes: int) -> bytes:

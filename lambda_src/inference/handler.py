@@ -1,8 +1,8 @@
 """Lambda entry point: ``inference.handler.handler``.
 
 Module scope loads the model once per execution environment, so provisioned concurrency
-and warm-up pings pre-load it. A failed load is kept only as a reason for 503 answers:
-the next invocation tries again, so a transient S3 fault heals without a redeploy.
+and warm-up pings pre-load it. What happens after a failed load (deadlines, backoff,
+when not to retry) is ``inference.state``'s; this module parses, predicts and answers.
 """
 
 from __future__ import annotations
@@ -11,96 +11,50 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import logs, metrics, model_store
-from inference.config import DEFAULT_METRICS_NAMESPACE, ConfigError, Settings, settings_from_env
-from inference.errors import RequestError
+from inference import logs, metrics
+from inference import state as state_module
+from inference.config import DEFAULT_METRICS_NAMESPACE
+from inference.errors import ErrorCode, RequestError
 from inference.events import Shape, detect_shape, http_request_id, is_warmup, read_payload
-from inference.model_store import LoadedModel, ModelLoadError, load_model
-from inference.responses import error_body, render
+from inference.limits import PREDICTION_LOG_MAX_ROWS, clip
+from inference.model_loader import LoadedModel
+from inference.responses import error_answer, render
+from inference.state import Ready, State, Unavailable, init_state
 from inference.validation import parse_instances
 
+__all__ = [
+    "Ready",
+    "State",
+    "Unavailable",
+    "configure",
+    "current_state",
+    "handler",
+    "identity",
+    "init_state",
+]
+
 THRESHOLD = 0.5
+# Set by Lambda in every execution environment.
+_LAMBDA_MARKER = "AWS_LAMBDA_FUNCTION_NAME"
+_SOURCE_VARIABLES = ("MODEL_PATH", "MODEL_BUCKET", "MODEL_KEY")
 
 
-@dataclass(frozen=True)
-class Ready:
-    settings: Settings
-    loaded: LoadedModel
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    reason: str
-    settings: Settings | None
-
-
-State = Ready | Unavailable
-
-
-def init_state(env: Mapping[str, str], *, s3_max_attempts: int | None = None) -> State:
-    """Read settings and load the model; never raises (a failure becomes ``Unavailable``).
-
-    ``s3_max_attempts`` bounds the S3 requests (default: ``model_store.S3_MAX_ATTEMPTS``,
-    for init); a reload on the request path passes ``model_store.S3_RELOAD_ATTEMPTS``.
-    """
-    try:
-        settings = settings_from_env(env)
-    except ConfigError as exc:
-        reason = f"invalid configuration: {exc}"
-        logs.error("model unavailable", reason=reason)
-        return Unavailable(reason, None)
-    try:
-        loaded = load_model(settings, env=env, max_attempts=s3_max_attempts)
-    except ModelLoadError as exc:
-        return _load_failed(settings, str(exc))
-    except Exception as exc:
-        logs.exception("model load failed unexpectedly", source=str(settings.source))
-        return _load_failed(settings, f"model load failed: {type(exc).__name__}")
-    if not loaded.verified:
-        logs.warning(
-            "MODEL_SHA256 is not set: serving a local file without checksum verification",
-            source=loaded.source,
-            sha256=loaded.sha256,
-        )
-    logs.info(
-        "model loaded",
-        model_name=loaded.model_name,
-        model_version=loaded.model_version,
-        runtime=settings.runtime,
-        source=loaded.source,
-        sha256=loaded.sha256,
-        size_bytes=loaded.size_bytes,
-        load_ms=round(loaded.load_ms, 3),
-        lambda_version=settings.lambda_version,
-    )
-    metrics.emit(
-        settings.metrics_namespace,
-        loaded.model_version,
-        [metrics.Metric("ModelLoadTime", metrics.MILLISECONDS, loaded.load_ms)],
-        properties={"lambda_version": settings.lambda_version, "runtime": settings.runtime},
-    )
-    return Ready(settings, loaded)
-
-
-def _load_failed(settings: Settings, reason: str) -> Unavailable:
-    logs.error("model unavailable", reason=reason, source=str(settings.source))
-    metrics.emit(
-        settings.metrics_namespace,
-        settings.model_version or "unknown",
-        [metrics.Metric("ModelLoadErrors", metrics.COUNT, 1)],
-        properties={"lambda_version": settings.lambda_version},
-    )
-    return Unavailable(reason, settings)
+def _initial_state(env: Mapping[str, str]) -> State:
+    # Importing the module outside Lambda with no model configured (tests, tools that
+    # call configure() next) is not an outage: no ERROR line, and the first invocation
+    # still tries the load. On Lambda a missing setting is reported at once.
+    if _LAMBDA_MARKER not in env and not any(env.get(name) for name in _SOURCE_VARIABLES):
+        return state_module.unconfigured("no model configured: set MODEL_PATH or MODEL_BUCKET")
+    return init_state(env)
 
 
 _env: Mapping[str, str] = os.environ
-_state: State = init_state(_env)
+_state: State = _initial_state(_env)
 _cold = True
 
 
@@ -124,15 +78,18 @@ def current_state() -> State:
     return _state
 
 
+def identity() -> dict[str, Any]:
+    """The model and Lambda version every answer names (for the local server's errors)."""
+    return _identity(_state)
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     global _state, _cold
     started = time.perf_counter()
     cold, _cold = _cold, False
     shape = detect_shape(event)
     if isinstance(_state, Unavailable):
-        # On the request path: one S3 attempt, so a 503 comes back well within the
-        # function timeout; the next invocation tries again.
-        _state = init_state(_env, s3_max_attempts=model_store.S3_RELOAD_ATTEMPTS)
+        _state = state_module.reload_if_due(_state, _env, remaining_ms=_remaining_ms(context))
     state = _state
     request_id = _request_id(shape, event, context)
     if is_warmup(shape, event):
@@ -153,8 +110,17 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             **_identity(state),
         )
         _server_error(state, request_id, 500)
-        body = error_body("internal_error", f"internal error; request id {request_id}")
-        return render(shape, 500, {**body, **_identity(state), "request_id": request_id})
+        return error_answer(
+            shape, ErrorCode.INTERNAL_ERROR, request_id=request_id, identity=_identity(state)
+        )
+
+
+def _remaining_ms(context: Any) -> int | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    value = remaining()
+    return value if isinstance(value, int) else None
 
 
 def _predict(
@@ -184,6 +150,8 @@ def _predict(
         body = {"prediction": labels[0], "probability": probabilities[0]}
     response = render(shape, 200, {**body, **identity, "request_id": request_id})
     latency_ms = (time.perf_counter() - started) * 1000
+    # A large batch's line stays bounded: the first rows, and how many were left out.
+    shown = PREDICTION_LOG_MAX_ROWS
     logs.info(
         "prediction",
         request_id=request_id,
@@ -193,8 +161,9 @@ def _predict(
         latency_ms=round(latency_ms, 3),
         predict_ms=round(predict_ms, 3),
         rows=len(labels),
-        probabilities=probabilities,
-        predictions=labels,
+        probabilities=probabilities[:shown],
+        predictions=labels[:shown],
+        **({"rows_not_logged": len(labels) - shown} if len(labels) > shown else {}),
         cold_start=cold and not settings.provisioned,
     )
     emitted = [
@@ -228,6 +197,7 @@ def _rejected(
     shape: Shape, state: Ready, request_id: str, started: float, exc: RequestError
 ) -> dict[str, Any]:
     identity = _identity(state)
+    # Never the request's values: the error's log form names fields (truncated) and kinds.
     logs.info(
         "request rejected",
         request_id=request_id,
@@ -235,12 +205,19 @@ def _rejected(
         status=exc.status,
         **identity,
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        error=exc.message,
+        error_code=exc.code.value,
+        error=clip(exc.log_message),
+        **({"problems": exc.log_details} if exc.log_details else {}),
+        **({"problems_not_logged": exc.omitted} if exc.omitted else {}),
     )
-    headers = {"allow": "POST"} if exc.status == 405 else None
-    body = error_body(exc.code, exc.message, details=exc.details)
-    return render(
-        shape, exc.status, {**body, **identity, "request_id": request_id}, headers=headers
+    return error_answer(
+        shape,
+        exc.code,
+        request_id=request_id,
+        identity=identity,
+        message=exc.message,
+        details=exc.details,
+        omitted=exc.omitted,
     )
 
 
@@ -248,6 +225,7 @@ def _unavailable(
     shape: Shape, state: Unavailable, request_id: str, started: float
 ) -> dict[str, Any]:
     identity = _identity(state)
+    # The reason (bucket, key, checksums, S3's error) is for the operator, never the caller.
     logs.error(
         "model unavailable",
         request_id=request_id,
@@ -255,24 +233,35 @@ def _unavailable(
         status=503,
         **identity,
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        reason=state.reason,
+        reason=clip(state.reason, state_module.REASON_MAX_CHARS),
     )
     _server_error(state, request_id, 503)
-    body = error_body("model_unavailable", f"model unavailable: {state.reason}")
-    return render(shape, 503, {**body, **identity, "request_id": request_id})
+    return error_answer(
+        shape,
+        ErrorCode.MODEL_UNAVAILABLE,
+        request_id=request_id,
+        identity=identity,
+        retry_after_s=state.retry_after_s(state_module.clock()),
+    )
 
 
 def _warmup(state: State, request_id: str) -> dict[str, Any]:
     # No prediction metrics: warm-up traffic must not skew the canary's numbers.
     loaded = isinstance(state, Ready)
     logs.info("warm-up", request_id=request_id, model_loaded=loaded, **_identity(state))
-    body: dict[str, Any] = {"warmup": True, "model_loaded": loaded, **_identity(state)}
     if isinstance(state, Unavailable):
         # Still a 5xx answer: a version that cannot load must trip the error alarm even
         # when only warm-up pings reach it.
         _server_error(state, request_id, 503)
-        body.update(error_body("model_unavailable", f"model unavailable: {state.reason}"))
-    return {"statusCode": 200 if loaded else 503, **body}
+        answer = error_answer(
+            Shape.DIRECT,
+            ErrorCode.MODEL_UNAVAILABLE,
+            request_id=request_id,
+            identity=_identity(state),
+            retry_after_s=state.retry_after_s(state_module.clock()),
+        )
+        return {**answer, "warmup": True, "model_loaded": False}
+    return {"statusCode": 200, "warmup": True, "model_loaded": True, **_identity(state)}
 
 
 def _server_error(state: State, request_id: str, status: int) -> None:

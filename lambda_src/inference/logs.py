@@ -10,12 +10,36 @@ import sys
 import traceback
 from datetime import UTC, datetime
 
+from inference.limits import LOG_LINE_MAX_BYTES, clip
+
+# A field of an oversized line is cut to this many characters (see ``bounded``).
+FIELD_MAX_CHARS = 2048
+# A stack trace keeps its end (where it was raised) within this many characters.
+TRACEBACK_MAX_CHARS = 16 * 1024
+
 
 def write_line(record: dict[str, object]) -> None:
+    line = json.dumps(record, default=str, separators=(",", ":"))
+    if len(line) >= LOG_LINE_MAX_BYTES:
+        line = json.dumps(bounded(record, len(line)), default=str, separators=(",", ":"))
     # sys.stdout is looked up per call so that test capture and local servers see it.
-    sys.stdout.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
+    sys.stdout.write(line + "\n")
     # Lambda may freeze the environment right after the handler returns.
     sys.stdout.flush()
+
+
+def bounded(record: dict[str, object], size: int) -> dict[str, object]:
+    """A last guard: CloudWatch Logs refuses events over 256 KB, and a huge line is useless.
+
+    Every line is bounded by construction (callers truncate what they echo); this cuts
+    each field of a line that still came out too long, and says so.
+    """
+    out: dict[str, object] = {}
+    for name, value in record.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        out[name] = value if len(text) <= FIELD_MAX_CHARS else clip(text, FIELD_MAX_CHARS)
+    out["log_truncated_from_bytes"] = size
+    return out
 
 
 def log(level: str, message: str, **fields: object) -> None:
@@ -43,4 +67,10 @@ def error(message: str, **fields: object) -> None:
 
 def exception(message: str, **fields: object) -> None:
     """An ERROR line carrying the active exception's stack (one log event, not many)."""
-    log("ERROR", message, exception=traceback.format_exc(), **fields)
+    trace = traceback.format_exc()
+    if len(trace) > TRACEBACK_MAX_CHARS:
+        trace = (
+            f"... ({len(trace) - TRACEBACK_MAX_CHARS} characters cut)\n"
+            + trace[-TRACEBACK_MAX_CHARS:]
+        )
+    log("ERROR", message, exception=trace, **fields)

@@ -6,6 +6,11 @@ with Signature Version 4 (the same bytes botocore would sign: a test compares th
 reads credentials from the environment as Lambda provides them, bounds connect and
 read time, and retries throttling, 5xx and connection errors with capped exponential
 backoff and full jitter, like botocore's "standard" retry mode (3 attempts).
+
+Two bounds hold whatever the server does: ``deadline`` (a ``time.monotonic()`` instant)
+ends the whole call, attempts and backoff included, even against a server that trickles
+a byte a second (each socket read waits at most until the deadline); ``max_bytes`` stops
+the read as soon as the object is larger than expected, before it fills memory.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import math
 import random
 import re
 import time
@@ -127,6 +133,20 @@ def sign_get(
     return headers
 
 
+def is_retryable(code: str, status: int | None) -> bool:
+    """Throttling, 5xx and connection trouble: what botocore's standard mode retries."""
+    return (
+        status in RETRYABLE_STATUS
+        or code in RETRYABLE_CODES
+        or code in {"ConnectionError", "Timeout"}
+    )
+
+
+def retry_delay(attempt: int) -> float:
+    """Full jitter over a capped exponential: botocore's standard mode, after ``attempt``."""
+    return random.uniform(0, min(20.0, 2.0 ** (attempt - 1)))  # noqa: S311
+
+
 def get_object(
     bucket: str,
     key: str,
@@ -135,27 +155,34 @@ def get_object(
     connect_timeout: float = 2.0,
     read_timeout: float = 10.0,
     max_attempts: int = 3,
+    deadline: float | None = None,
+    max_bytes: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bytes:
-    """Read ``s3://bucket/key`` whole. Raises ``S3FetchError`` naming the cause."""
+    """Read ``s3://bucket/key`` whole. Raises ``S3FetchError`` naming the cause.
+
+    ``deadline`` (``time.monotonic()`` value) bounds the whole call; ``max_bytes`` is the
+    most the object may hold.
+    """
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     location = S3Location.for_object(bucket, key, region=region, endpoint=endpoint)
     credentials = Credentials.from_env(env)
+    end = math.inf if deadline is None else deadline
     last: S3FetchError | None = None
     for attempt in range(1, max_attempts + 1):
         try:
-            return _get_once(location, credentials, region, connect_timeout, read_timeout)
+            return _get_once(
+                location, credentials, region, connect_timeout, read_timeout, end, max_bytes
+            )
         except S3FetchError as exc:
             last = exc
-            retryable = (
-                exc.status in RETRYABLE_STATUS
-                or exc.code in RETRYABLE_CODES
-                or (exc.code in {"ConnectionError", "Timeout"})
-            )
-            if not retryable or attempt == max_attempts:
+            if not is_retryable(exc.code, exc.status) or attempt == max_attempts:
                 break
-            sleep(random.uniform(0, min(20.0, 2.0 ** (attempt - 1))))  # noqa: S311
+            delay = retry_delay(attempt)
+            if exc.code == "Deadline" or time.monotonic() + delay >= end:
+                break
+            sleep(delay)
     assert last is not None
     raise S3FetchError(
         f"{last} (after {attempt} attempt{'s' if attempt > 1 else ''})",
@@ -164,34 +191,78 @@ def get_object(
     )
 
 
+# One socket read asks for at most this much; the deadline is checked between reads.
+READ_CHUNK_BYTES = 256 * 1024
+# S3 error bodies are small XML; more than this is not an S3 error body.
+ERROR_BODY_MAX_BYTES = 64 * 1024
+
+
 def _get_once(
     location: S3Location,
     credentials: Credentials,
     region: str,
     connect_timeout: float,
     read_timeout: float,
+    deadline: float = math.inf,
+    max_bytes: int | None = None,
 ) -> bytes:
     headers = sign_get(location, credentials, region, datetime.now(UTC))
     connection_class = (
         http.client.HTTPSConnection if location.scheme == "https" else http.client.HTTPConnection
     )
-    connection = connection_class(location.host, timeout=connect_timeout)
+
+    def wait(limit: float) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise S3FetchError("deadline reached", code="Deadline")
+        return min(limit, left)
+
+    connection = connection_class(location.host, timeout=wait(connect_timeout))
     try:
         connection.connect()
-        if connection.sock is not None:
-            connection.sock.settimeout(read_timeout)
+        sock = connection.sock
+        if sock is not None:
+            sock.settimeout(wait(read_timeout))
         connection.request("GET", location.path, headers=headers)
         response = connection.getresponse()
-        body = response.read()
+        expected = response.getheader("Content-Length")
+        limit = max_bytes if response.status == 200 else ERROR_BODY_MAX_BYTES
+        if (
+            response.status == 200
+            and limit is not None
+            and expected is not None
+            and expected.isdigit()
+            and int(expected) > limit
+        ):
+            raise S3FetchError(
+                f"object is {expected} bytes, more than the expected {limit}", code="TooLarge"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if sock is not None:
+                # Each read waits at most until the deadline: a trickle cannot outlast it.
+                sock.settimeout(wait(read_timeout))
+            chunk = response.read1(READ_CHUNK_BYTES)
+            if not chunk:
+                break
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise S3FetchError(
+                    f"object is more than the expected {limit} bytes", code="TooLarge"
+                )
+            chunks.append(chunk)
+        body = b"".join(chunks)
     except TimeoutError as exc:
+        if time.monotonic() >= deadline:
+            raise S3FetchError("deadline reached (timed out)", code="Deadline") from None
         raise S3FetchError(f"timed out ({exc})", code="Timeout") from None
     except (OSError, http.client.HTTPException) as exc:
         raise S3FetchError(f"connection failed ({exc})", code="ConnectionError") from None
     finally:
         connection.close()
     if response.status == 200:
-        expected = response.getheader("Content-Length")
-        if expected is not None and int(expected) != len(body):
+        if expected is not None and expected.isdigit() and int(expected) != len(body):
             raise S3FetchError(
                 f"short read: {len(body)} of {expected} bytes", code="ConnectionError"
             )
@@ -207,4 +278,13 @@ def _xml_field(body: bytes, name: str) -> str | None:
     return match.group(1).decode("utf-8", "replace") if match else None
 
 
-__all__ = ["Credentials", "S3FetchError", "S3Location", "dns_suffix", "get_object", "sign_get"]
+__all__ = [
+    "Credentials",
+    "S3FetchError",
+    "S3Location",
+    "dns_suffix",
+    "get_object",
+    "is_retryable",
+    "retry_delay",
+    "sign_get",
+]

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference.errors import RequestError, bad_request, too_large
+from inference.errors import ErrorCode, RequestError, bad_request, too_large
+from inference.limits import ECHO_MAX_CHARS, MAX_REPORTED_PROBLEMS, echo
 
 BATCH_KEY = "instances"
-# Enough to fix a request in one round trip without echoing a megabyte of complaints.
-MAX_REPORTED_PROBLEMS = 20
+__all__ = ["BATCH_KEY", "MAX_REPORTED_PROBLEMS", "Feature", "Instances", "parse_instances"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def parse_instances(
     extra = sorted(set(payload) - {BATCH_KEY})
     if extra:
         raise bad_request(
-            f"unknown field {extra[0]!r} next to {BATCH_KEY!r}: a batch body holds only "
+            f"unknown field {echo(extra[0])} next to {BATCH_KEY!r}: a batch body holds only "
             f"{BATCH_KEY!r}"
         )
     records = payload[BATCH_KEY]
@@ -99,12 +99,15 @@ def parse_instances(
     if matrix is not None:
         return Instances(matrix, batch=True)
     rows: list[list[float]] = []
-    batch_problems: list[dict[str, Any]] = []
+    batch_problems: list[Problem] = []
+    found = 0
     for index, record in enumerate(records):
         row, row_problems = validate_record(record, schema, row=index)
         rows.append(row)
-        batch_problems.extend(row_problems)
-    _raise_for(batch_problems)
+        found += len(row_problems)
+        # Only what can be reported is kept: a batch of bad rows could hold millions.
+        batch_problems.extend(row_problems[: MAX_REPORTED_PROBLEMS - len(batch_problems)])
+    _raise_for(batch_problems, found)
     return Instances(np.array(rows, dtype=np.float64), batch=True)
 
 
@@ -141,33 +144,65 @@ def valid_batch_matrix(records: list[Any], schema: Sequence[Feature]) -> NDArray
     return matrix
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a record: what the caller reads, and what the log may keep.
+
+    ``message`` may show the value (truncated); the log gets ``kind`` instead, because a
+    rejected value can be personal data (an e-mail address in the wrong field).
+    """
+
+    row: int | None
+    field: str | None
+    kind: str
+    message: str
+
+    def answer(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": _field(self.field), "message": self.message}
+        if self.row is not None:
+            out["row"] = self.row
+        return out
+
+    def logged(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": _field(self.field), "kind": self.kind}
+        if self.row is not None:
+            out["row"] = self.row
+        return out
+
+    @property
+    def where(self) -> str:
+        prefix = "" if self.row is None else f"{BATCH_KEY}[{self.row}]"
+        if self.field is None:
+            return prefix or "record"
+        return f"{prefix}.{_field(self.field)}" if prefix else str(_field(self.field))
+
+
 def validate_record(
     record: object, schema: Sequence[Feature], *, row: int | None
-) -> tuple[list[float], list[dict[str, Any]]]:
+) -> tuple[list[float], list[Problem]]:
     """The record's values in schema order, and every problem found (empty when valid)."""
-    prefix = "" if row is None else f"{BATCH_KEY}[{row}]"
     if not isinstance(record, Mapping):
-        kind = _json_type(record)
-        return [], [_problem(row, None, f"{prefix or 'record'} must be a JSON object, got {kind}")]
-    problems: list[dict[str, Any]] = []
+        where = Problem(row, None, "not_an_object", "").where
+        text = f"{where} must be a JSON object, got {_json_type(record)}"
+        return [], [Problem(row, None, "not_an_object", text)]
+    problems: list[Problem] = []
 
-    def report(name: str, text: str) -> None:
-        problems.append(
-            _problem(row, name, f"{prefix}.{name}: {text}" if prefix else f"{name}: {text}")
-        )
+    def report(name: str, kind: str, text: str) -> None:
+        where = Problem(row, name, kind, "").where
+        problems.append(Problem(row, name, kind, f"{where}: {text}"))
 
     known = [feature.name for feature in schema]
     for name in sorted(set(record) - set(known)):
-        report(name, f"unknown field (expected: {', '.join(known)})")
+        report(name, "unknown_field", f"unknown field (expected: {', '.join(known)})")
     values = []
     for feature in schema:
         if feature.name not in record:
-            report(feature.name, "required field is missing")
+            report(feature.name, "missing", "required field is missing")
             continue
         value = record[feature.name]
-        problem = check_value(feature, value)
+        problem = judge_value(feature, value)
         if problem:
-            report(feature.name, problem)
+            report(feature.name, *problem)
         else:
             values.append(float(value))
     return values, problems
@@ -175,35 +210,51 @@ def validate_record(
 
 def check_value(feature: Feature, value: object) -> str | None:
     """Why ``value`` is not acceptable for ``feature``, or None when it is."""
+    problem = judge_value(feature, value)
+    return None if problem is None else problem[1]
+
+
+def judge_value(feature: Feature, value: object) -> tuple[str, str] | None:
+    """The kind of problem with ``value`` and the caller's message, or None when valid."""
     if not _is_number(value):
         shown = "" if value is None else f" {_show(value)}"
-        return f"must be a number, got {_json_type(value)}{shown}"
+        return "not_a_number", f"must be a number, got {_json_type(value)}{shown}"
     assert isinstance(value, int | float)
     if isinstance(value, float) and not math.isfinite(value):
-        return f"must be a finite number, got {_show(value)}"
+        return "not_finite", f"must be a finite number, got {_show(value)}"
     if feature.integer and isinstance(value, float) and not value.is_integer():
-        return f"must be a whole number, got {_show(value)}"
+        return "not_whole", f"must be a whole number, got {_show(value)}"
     # Compared before float(): a 400-digit integer is valid JSON but overflows a float.
     if not feature.minimum <= value <= feature.maximum:
         low, high = _bound(feature, feature.minimum), _bound(feature, feature.maximum)
-        return f"must be between {low} and {high}, got {_show(value)}"
+        return "out_of_range", f"must be between {low} and {high}, got {_show(value)}"
     return None
 
 
-def _raise_for(problems: list[dict[str, Any]]) -> None:
+def _raise_for(problems: list[Problem], found: int | None = None) -> None:
     if not problems:
         return
-    message = problems[0]["message"]
-    if len(problems) > 1:
-        message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
-    raise RequestError(400, "invalid_input", message, details=problems[:MAX_REPORTED_PROBLEMS])
+    total = len(problems) if found is None else found
+    more = ""
+    if total > 1:
+        more = f" (and {total - 1} more problem{'s' if total > 2 else ''})"
+    first = problems[0]
+    reported = problems[:MAX_REPORTED_PROBLEMS]
+    raise RequestError(
+        ErrorCode.INVALID_INPUT,
+        first.message + more,
+        details=[problem.answer() for problem in reported],
+        log_message=f"{first.where}: {first.kind}{more}",
+        log_details=[problem.logged() for problem in reported],
+        omitted=total - len(reported),
+    )
 
 
-def _problem(row: int | None, field: str | None, message: str) -> dict[str, Any]:
-    problem: dict[str, Any] = {"field": field, "message": message}
-    if row is not None:
-        problem["row"] = row
-    return problem
+def _field(name: str | None) -> str | None:
+    # A field name is caller text: an unknown one can be arbitrarily long.
+    if name is None or len(name) <= ECHO_MAX_CHARS:
+        return name
+    return f"{name[:ECHO_MAX_CHARS]}... ({len(name) - ECHO_MAX_CHARS} more characters)"
 
 
 def _is_number(value: object) -> bool:

@@ -23,6 +23,7 @@ if str(LAMBDA_SRC) not in sys.path:
     sys.path.insert(0, str(LAMBDA_SRC))
 
 from inference import handler as handler_module  # noqa: E402
+from inference import state as state_module  # noqa: E402
 
 
 @dataclass
@@ -54,7 +55,8 @@ def local_env(version: str = "v1", **overrides: str) -> dict[str, str]:
         "MODEL_NAME": "churn",
         "MODEL_VERSION": version,
         "MODEL_PATH": str(ARTIFACTS / version / "model.joblib"),
-        "MODEL_SHA256": manifest(version)["artifacts"]["sklearn"]["sha256"],
+        # The joblib file: most handler tests read the pipeline with joblib themselves.
+        "MODEL_SHA256": manifest(version)["artifacts"]["sklearn-joblib"]["sha256"],
         "AWS_LAMBDA_FUNCTION_VERSION": "7",
     }
     env.update(overrides)
@@ -68,6 +70,15 @@ def load_event(name: str) -> Any:
 def valid_record() -> dict[str, Any]:
     record: dict[str, Any] = load_event("direct_single.json")
     return record
+
+
+@pytest.fixture(autouse=True)
+def retry_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No backoff between failed loads: most tests check that the *next* call retries.
+
+    tests/handler/test_backoff.py checks the backoff itself, with its own clock.
+    """
+    monkeypatch.setattr(state_module, "BACKOFF_BASE_S", 0.0)
 
 
 @pytest.fixture(scope="session")
@@ -118,3 +129,23 @@ def http_body(response: dict[str, Any]) -> dict[str, Any]:
     assert response["headers"]["content-type"] == "application/json"
     body: dict[str, Any] = json.loads(response["body"])
     return body
+
+
+GENERIC_503 = "the model is not available; retry later"
+
+
+def unavailable_reason(response: dict[str, Any], out: str) -> str:
+    """Check that a 503 tells the caller nothing internal; return the reason it logged."""
+    assert response["statusCode"] == 503, response
+    body = http_body(response) if "headers" in response else response
+    assert body["error"] == {"code": "model_unavailable", "message": GENERIC_503}, body
+    assert body["retry_after_seconds"] >= 1
+    if "headers" in response:
+        assert response["headers"]["retry-after"] == str(body["retry_after_seconds"])
+    reasons = [line["reason"] for line in log_lines(out, "model unavailable") if "reason" in line]
+    assert reasons, "a 503 without a logged reason"
+    reason: str = reasons[-1]
+    text = json.dumps(response)
+    # The reason names buckets, keys, paths and checksums: none of it reaches the caller.
+    assert reason not in text
+    return reason

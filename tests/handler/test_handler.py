@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from inference import handler as handler_module
-from inference import model_store
+from inference import model_loader
 from tests.handler.conftest import (
     ARTIFACTS,
     FakeLambdaContext,
@@ -23,6 +23,7 @@ from tests.handler.conftest import (
     load_event,
     local_env,
     log_lines,
+    unavailable_reason,
     valid_record,
 )
 
@@ -126,14 +127,33 @@ def test_warmup_body_over_http_is_an_ordinary_bad_request(
     assert log_lines(capsys.readouterr().out, "warm-up") == []
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        {**valid_record(), "_warmup": True},
+        {"instances": [valid_record()], "_warmup": True},
+        {"_warmup": True, "note": "x"},
+    ],
+)
+def test_warmup_mixed_with_anything_else_is_a_400_not_a_dropped_prediction(
+    serving: Invoke, event: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = serving(event)
+    assert response["statusCode"] == 400
+    assert response["error"]["code"] == "invalid_request"
+    assert response["error"]["message"].startswith("'_warmup' is allowed only alone")
+    out = capsys.readouterr().out
+    assert log_lines(out, "warm-up") == [] and log_lines(out, "prediction") == []
+
+
 def test_warmup_retries_a_failed_load(
     fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "model.joblib"
     fresh_environment(local_env("v1", MODEL_PATH=str(path)))
     first = handler_module.handler({"_warmup": True}, FakeLambdaContext())
-    assert first["statusCode"] == 503
-    assert "cannot read MODEL_PATH" in first["error"]["message"]
+    assert "cannot read MODEL_PATH" in unavailable_reason(first, capsys.readouterr().out)
+    assert (first["warmup"], first["model_loaded"]) == (True, False)
     path.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
     second = handler_module.handler({"_warmup": True}, FakeLambdaContext())
     assert (second["statusCode"], second["model_loaded"]) == (200, True)
@@ -218,7 +238,7 @@ def _broken_state(ready: Any, predict: Callable[[Any], Any]) -> Any:
     model = types.SimpleNamespace(
         model_name="churn", model_version="v1", features=[], predict_proba=predict
     )
-    loaded = model_store.LoadedModel(**{**ready.loaded.__dict__, "model": model})
+    loaded = model_loader.LoadedModel(**{**ready.loaded.__dict__, "model": model})
     return handler_module.Ready(ready.settings, loaded)
 
 
@@ -233,10 +253,8 @@ def test_a_bug_is_500_with_a_generic_message_and_a_logged_stack(
     response = handler_module.handler(load_event("function_url_v2.json"), context)
     assert response["statusCode"] == 500
     body = http_body(response)
-    assert body["error"] == {
-        "code": "internal_error",
-        "message": f"internal error; request id {context.aws_request_id}",
-    }
+    assert body["error"] == {"code": "internal_error", "message": "internal error"}
+    assert body["request_id"] == context.aws_request_id
     assert "secret" not in response["body"]
     [line] = log_lines(capsys.readouterr().out, "request failed")
     assert line["level"] == "ERROR"
@@ -479,20 +497,24 @@ def test_answers_below_500_emit_no_server_errors(
         ({"MODEL_SHA256": "0" * 64}, "checksum mismatch"),
     ],
 )
-def test_unusable_configuration_or_model_is_503_with_the_reason(
-    fresh_environment: Configure, overrides: dict[str, str], fragment: str
+def test_unusable_configuration_or_model_is_503_with_the_reason_in_the_logs_only(
+    fresh_environment: Configure,
+    overrides: dict[str, str],
+    fragment: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     state = fresh_environment(local_env("v1", **overrides))
     assert isinstance(state, handler_module.Unavailable)
     response = handler_module.handler(load_event("function_url_v2.json"), FakeLambdaContext())
-    assert response["statusCode"] == 503
-    error = http_body(response)["error"]
-    assert error["code"] == "model_unavailable"
-    assert fragment in error["message"]
+    assert fragment in unavailable_reason(response, capsys.readouterr().out)
+    assert fragment not in response["body"]
 
 
 def test_checksum_mismatch_never_deserializes(
-    fresh_environment: Configure, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    fresh_environment: Configure,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     calls: list[bytes] = []
     monkeypatch.setattr("inference.sklearn_model.load", calls.append)
@@ -500,10 +522,8 @@ def test_checksum_mismatch_never_deserializes(
     tampered.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes() + b"\0")
     fresh_environment(local_env("v1", MODEL_PATH=str(tampered)))
     response = handler_module.handler(valid_record(), FakeLambdaContext())
-    assert response["statusCode"] == 503
-    assert response["error"]["message"].startswith(
-        f"model unavailable: checksum mismatch for {tampered}"
-    )
+    reason = unavailable_reason(response, capsys.readouterr().out)
+    assert reason.startswith(f"checksum mismatch for {tampered}")
     assert calls == []
 
 
@@ -523,17 +543,22 @@ def test_failed_load_is_retried_and_recovers(
     assert [d["ModelLoadErrors"] for d in emf_lines(out) if "ModelLoadErrors" in d] == [1, 1, 1]
 
 
-def test_wrong_artifact_format_is_503(fresh_environment: Configure, tmp_path: Path) -> None:
+def test_wrong_artifact_format_is_503(
+    fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "model.joblib"
     joblib.dump({"format": "something-else/9"}, path)
     fresh_environment(local_env("v1", MODEL_PATH=str(path), MODEL_SHA256=_sha(path)))
     response = handler_module.handler(valid_record(), FakeLambdaContext())
-    assert response["statusCode"] == 503
-    assert "artifact format is 'something-else/9'" in response["error"]["message"]
+    reason = unavailable_reason(response, capsys.readouterr().out)
+    assert "artifact format is 'something-else/9'" in reason
 
 
 def test_artifact_from_another_sklearn_version_is_refused(
-    fresh_environment: Configure, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    fresh_environment: Configure,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import sklearn.base
 
@@ -544,15 +569,31 @@ def test_artifact_from_another_sklearn_version_is_refused(
         joblib.dump(payload, path)
     fresh_environment(local_env("v1", MODEL_PATH=str(path), MODEL_SHA256=_sha(path)))
     response = handler_module.handler(valid_record(), FakeLambdaContext())
-    assert response["statusCode"] == 503
-    assert "made with scikit-learn 0.24.2 but this image has" in response["error"]["message"]
+    reason = unavailable_reason(response, capsys.readouterr().out)
+    assert "made with scikit-learn 0.24.2 but this image has" in reason
 
 
-def test_local_file_without_pin_is_served_with_a_warning(
-    fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
+def test_local_file_without_pin_is_refused_unless_the_unsafe_opt_in_is_set(
+    fresh_environment: Configure,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    state = fresh_environment(local_env("v1", MODEL_SHA256=""))
+    loads: list[int] = []
+    real_load = model_loader.runtime_loader("sklearn")
+    monkeypatch.setattr(
+        model_loader,
+        "runtime_loader",
+        lambda runtime: lambda data: loads.append(1) or real_load(data),
+    )
+    refused = fresh_environment(local_env("v1", MODEL_SHA256=""))
+    assert isinstance(refused, handler_module.Unavailable)
+    assert "MODEL_SHA256 is not set: refusing to load" in refused.reason
+    assert "UNSAFE_ALLOW_UNVERIFIED_MODEL=1" in refused.reason
+    assert loads == [], "an unverified artifact must not be deserialized"
+    capsys.readouterr()
+    state = fresh_environment(local_env("v1", MODEL_SHA256="", UNSAFE_ALLOW_UNVERIFIED_MODEL="1"))
     assert isinstance(state, handler_module.Ready)
+    assert loads == [1]
     assert state.loaded.verified is False
     [warning] = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
     assert "without checksum verification" in warning["message"]
@@ -562,15 +603,15 @@ def test_local_file_without_pin_is_served_with_a_warning(
 
 
 def test_compiled_runtime_missing_from_the_image_is_a_clear_503(
-    fresh_environment: Configure, monkeypatch: pytest.MonkeyPatch
+    fresh_environment: Configure,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, "inference.compiled_model", None)
     fresh_environment(local_env("v1", MODEL_RUNTIME="compiled"))
     response = handler_module.handler(valid_record(), FakeLambdaContext())
-    assert response["statusCode"] == 503
-    assert response["error"]["message"] == (
-        "model unavailable: runtime 'compiled' is not available in this image"
-    )
+    reason = unavailable_reason(response, capsys.readouterr().out)
+    assert reason == "runtime 'compiled' is not available in this image"
 
 
 def test_compiled_runtime_is_plugged_in_by_its_load_function(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -53,7 +56,7 @@ def request(
 def test_model_env_comes_from_the_manifest() -> None:
     env = serve.model_env("churn", "v1", "sklearn")
     assert env["MODEL_SHA256"] == manifest("v1")["artifacts"]["sklearn"]["sha256"]
-    assert env["MODEL_PATH"].endswith("model_artifacts/churn/v1/model.joblib")
+    assert env["MODEL_PATH"].endswith("model_artifacts/churn/v1/model.skops")
     assert (env["MODEL_VERSION"], env["MODEL_RUNTIME"]) == ("v1", "sklearn")
 
 
@@ -118,3 +121,99 @@ def test_demo_prints_a_single_and_a_batch_answer(
     assert out.count("POST http://127.0.0.1:") == 2
     assert "-> 200" in out
     assert '"_aws"' not in out, "handler log lines stay out of the demo's output"
+
+
+# --- the local server under hostile clients: threaded, bounded reads, one envelope ------
+
+
+@pytest.fixture
+def server(isolated_env: None) -> Iterator[tuple[str, int]]:
+    module = serve.load_handler(serve.model_env("churn", "v1", "sklearn"))
+    server = serve.make_server("127.0.0.1", 0, module.handler, module.identity, read_timeout_s=1.0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "127.0.0.1", int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def raw_request(address: tuple[str, int], head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """Send ``head`` (request line and headers) and ``body`` as given; status and body."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        response = http.client.HTTPResponse(sock, method=head.split(" ", 1)[0])
+        response.begin()
+        return response.status, response.read()
+
+
+def assert_envelope(data: bytes, code: str, fragment: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(data)
+    assert body["error"]["code"] == code
+    assert fragment in body["error"]["message"]
+    assert (body["model_name"], body["model_version"]) == ("churn", "v1")
+    assert body["request_id"]
+    return body
+
+
+def test_a_stalled_client_does_not_block_other_requests(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=10) as stalled:
+        stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        started = time.monotonic()
+        status, _, body = request(f"http://{server[0]}:{server[1]}/", b'{"a": 1}')
+        assert time.monotonic() - started < 0.9, "served while the stalled client waits"
+        assert status == 400 and body["error"]["code"] == "invalid_input"
+        # Past the read timeout the stalled client gets the envelope too.
+        stalled.settimeout(10)
+        response = http.client.HTTPResponse(stalled, method="POST")
+        response.begin()
+        assert response.status == 408
+        assert_envelope(response.read(), "request_timeout", "did not arrive within 1 s")
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3", ""])
+def test_a_content_length_that_is_not_a_byte_count_is_a_400_envelope(
+    server: tuple[str, int], length: str
+) -> None:
+    head = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+    status, data = raw_request(server, head)
+    assert status == 400
+    assert_envelope(data, "invalid_request", "is not a byte count")
+
+
+def test_a_body_over_the_limit_is_a_413_envelope_without_reading_it(
+    server: tuple[str, int],
+) -> None:
+    head = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {serve.FUNCTION_URL_MAX_BODY + 1}\r\n"
+    status, data = raw_request(server, head)
+    assert status == 413
+    assert_envelope(data, "payload_too_large", "exceeds the Function URL limit")
+
+
+def test_options_and_head_get_a_405_with_allow(server: tuple[str, int]) -> None:
+    status, data = raw_request(server, "OPTIONS / HTTP/1.1\r\nHost: x\r\n")
+    assert status == 405
+    assert_envelope(data, "method_not_allowed", "method OPTIONS is not allowed")
+    with socket.create_connection(server, timeout=10) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = http.client.HTTPResponse(sock, method="HEAD")
+        response.begin()
+        assert (response.status, response.getheader("allow")) == (405, "POST")
+        assert response.read() == b""
+
+
+def test_a_busy_port_is_a_one_line_error(
+    isolated_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_info:
+            serve.main(["--port", str(port), "--version", "v1"])
+    message = str(exit_info.value)
+    assert message == (
+        f"error: port {port} on 127.0.0.1 is already in use: stop what listens there, or "
+        "pick another port with --port (0 picks a free one)"
+    )
+    assert "Traceback" not in capsys.readouterr().err

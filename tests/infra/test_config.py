@@ -226,7 +226,7 @@ def test_compiled_runtime_pins_its_own_artifact(tmp_path: Path) -> None:
     config = load_config(with_env_setting("dev", "runtime", "compiled"), artifacts_root=tmp_path)
     assert config.model.key == f"models/churn/v1/{config.model.content_id}/model.json"
     assert config.model.sha256 == sha256
-    assert config.model.upload_files == ("model.joblib", "model.json", "manifest.json")
+    assert config.model.upload_files == ("model.json", "model.skops", "manifest.json")
 
 
 # ------------------------------------------------- content-addressed artifact keys

@@ -16,7 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def model_bucket(synth: Synth) -> tuple[str, dict]:
     buckets = synth.resources("model-store", "AWS::S3::Bucket")
-    (item,) = [(k, v) for k, v in buckets.items() if "LoggingConfiguration" in v["Properties"]]
+    (item,) = [
+        (k, v)
+        for k, v in buckets.items()
+        if "-models-" in json.dumps(v["Properties"].get("BucketName"))
+    ]
     return item
 
 

@@ -28,8 +28,11 @@ from tests.handler.conftest import (
     ARTIFACTS,
     FakeLambdaContext,
     manifest,
+    retry_at_once,
     valid_record,
 )
+
+__all__ = ["retry_at_once"]  # autouse here too: no backoff unless a test sets one
 
 _SLOW_INPUTS_ARE_THE_POINT = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile(
@@ -51,7 +54,8 @@ settings.register_profile(
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 
-RUNTIME_FILES = {"sklearn": "model.joblib", "compiled": "model.compiled.npz"}
+# What each runtime deploys: the sklearn runtime's pickle-free skops file.
+RUNTIME_FILES = {"sklearn": "model.skops", "compiled": "model.compiled.npz"}
 # Small limits make oversized batches and bodies cheap to generate; the checks are the
 # same code whatever the limit (a default-limit case is tested by example).
 MAX_BATCH_SIZE = 16
@@ -124,11 +128,10 @@ def valid_http_event(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module", params=sorted(RUNTIME_FILES))
-def served(request: pytest.FixtureRequest) -> Iterator[Served]:
-    env = runtime_env(
-        request.param, MAX_BATCH_SIZE=str(MAX_BATCH_SIZE), MAX_BODY_BYTES=str(MAX_BODY_BYTES)
-    )
+@contextlib.contextmanager
+def serving(runtime: str, **limits: str) -> Iterator[Served]:
+    """The handler warm with ``runtime``'s v1 and ``limits`` (MAX_BATCH_SIZE, ...)."""
+    env = runtime_env(runtime, **limits)
     with contextlib.redirect_stdout(io.StringIO()):
         state = handler_module.init_state(env)
     assert isinstance(state, handler_module.Ready), state
@@ -136,9 +139,17 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
         patch.setattr(handler_module, "_state", state)
         patch.setattr(handler_module, "_env", env)
         patch.setattr(handler_module, "_cold", False)
-        probe = Served(request.param, state, valid_probability=float("nan"))
+        probe = Served(runtime, state, valid_probability=float("nan"))
         expected = probe.probability(valid_record())
         response, _ = probe.invoke(valid_http_event(valid_record()))
         assert response["statusCode"] == 200, response
         assert json.loads(response["body"])["probability"] == expected
-        yield Served(request.param, state, valid_probability=expected)
+        yield Served(runtime, state, valid_probability=expected)
+
+
+@pytest.fixture(scope="module", params=sorted(RUNTIME_FILES))
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    with serving(
+        request.param, MAX_BATCH_SIZE=str(MAX_BATCH_SIZE), MAX_BODY_BYTES=str(MAX_BODY_BYTES)
+    ) as warm:
+        yield warm

@@ -23,7 +23,7 @@ import pytest
 from numpy.typing import NDArray
 
 from inference import handler as handler_module
-from inference import model_store
+from inference import model_loader
 from inference.validation import schema_from_artifact
 from tests.handler.conftest import ARTIFACTS, FakeLambdaContext, valid_record
 from tests.reliability.conftest import RUNTIME_FILES, runtime_env
@@ -158,7 +158,7 @@ def _bad_schema(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     def refuse(features: object) -> Any:
         raise ValueError("artifact feature schema entry 0 has no name")
 
-    monkeypatch.setattr(model_store, "schema_from_artifact", refuse)
+    monkeypatch.setattr(model_loader, "schema_from_artifact", refuse)
 
 
 def _wrong_label(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,7 +169,7 @@ def _unexpected_error(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     def explode(*args: object, **kwargs: object) -> Any:
         raise MemoryError
 
-    monkeypatch.setattr(model_store, "verify_sha256", explode)
+    monkeypatch.setattr(model_loader, "verify_sha256", explode)
 
 
 @pytest.mark.parametrize(
@@ -225,7 +225,7 @@ def test_an_init_that_escapes_leaves_env_and_state_paired_as_they_were(
     def escape(data: bytes) -> Any:
         raise Escape
 
-    monkeypatch.setattr(model_store, "runtime_loader", lambda runtime: escape)
+    monkeypatch.setattr(model_loader, "runtime_loader", lambda runtime: escape)
     with pytest.raises(Escape):
         quietly(handler_module.configure, runtime_env(runtime, "v2"))
     assert handler_module.current_state() is old_state

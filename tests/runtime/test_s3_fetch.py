@@ -3,6 +3,7 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -160,3 +161,47 @@ def test_throttling_is_retried_until_it_clears() -> None:
 def test_missing_credentials_are_named() -> None:
     with pytest.raises(S3FetchError, match="AWS_SECRET_ACCESS_KEY is not set"):
         get_object("b", "k", env={"AWS_ACCESS_KEY_ID": "a"})
+
+
+def test_the_deadline_ends_retries_against_a_silent_server(silent_server: int) -> None:
+    # The read timeout alone would allow 3 x 10 s here; the deadline ends the call.
+    env = {**ENV, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{silent_server}"}
+    started = time.monotonic()
+    with pytest.raises(S3FetchError, match="deadline reached") as info:
+        get_object("b", "k", env=env, read_timeout=10, max_attempts=3, deadline=started + 0.5)
+    assert time.monotonic() - started < 1.5
+    assert info.value.code == "Deadline"
+
+
+def test_no_backoff_sleep_runs_past_the_deadline() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    env = {**ENV, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{dead}"}
+    deadline = time.monotonic() + 0.5
+    ends: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+        ends.append(time.monotonic())
+
+    with pytest.raises(S3FetchError, match="connection failed"):
+        get_object("b", "k", env=env, max_attempts=10, deadline=deadline, sleep=sleep)
+    assert all(end < deadline for end in ends)
+    assert time.monotonic() < deadline + 0.5
+
+
+def test_an_object_over_max_bytes_is_refused_from_its_content_length(
+    moto_endpoint: str, bucket: str
+) -> None:
+    boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    ).put_object(Bucket=bucket, Key="big", Body=b"x" * 1000)
+    env = {**ENV, "AWS_ENDPOINT_URL_S3": moto_endpoint}
+    with pytest.raises(S3FetchError, match="object is 1000 bytes, more than the expected 999"):
+        get_object(bucket, "big", env=env, max_bytes=999)
+    assert get_object(bucket, "big", env=env, max_bytes=1000) == b"x" * 1000

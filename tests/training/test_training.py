@@ -33,12 +33,21 @@ def fit(tmp_path: Path, data: train_module.TrainingData, version: str = "v1") ->
 def test_manifest_records_checksum_schema_versions_and_metrics(tmp_path: Path) -> None:
     out = fit(tmp_path, synthetic_data(1000, 1))
     manifest = json.loads((out / "manifest.json").read_text())
-    artifact = manifest["artifacts"]["sklearn"]
-    assert artifact["sha256"] == sha256_file(out / "model.joblib")
-    assert artifact["size_bytes"] == (out / "model.joblib").stat().st_size
+    for key, file in (("sklearn", "model.skops"), ("sklearn-joblib", "model.joblib")):
+        artifact = manifest["artifacts"][key]
+        assert artifact["file"] == file
+        assert artifact["sha256"] == sha256_file(out / file)
+        assert artifact["size_bytes"] == (out / file).stat().st_size
+    assert manifest["artifacts"]["sklearn"]["trusted_types"] == ["sklearn.tree._tree.Tree"]
     assert [f["name"] for f in manifest["features"]] == list(FEATURE_NAMES)
     assert all({"dtype", "allowed", "observed"} <= f.keys() for f in manifest["features"])
-    assert set(manifest["library_versions"]) == {"python", "scikit-learn", "numpy", "joblib"}
+    assert set(manifest["library_versions"]) == {
+        "python",
+        "scikit-learn",
+        "numpy",
+        "joblib",
+        "skops",
+    }
     assert manifest["training"]["params"]["n_estimators"] == FAST_PARAMS["n_estimators"]
     assert manifest["training"]["params"]["max_depth"] == 4
     assert manifest["data_fingerprint"]["rows"] == 1000
@@ -64,7 +73,8 @@ def test_artifact_holds_pipeline_and_schema_and_predicts(tmp_path: Path) -> None
 def test_training_is_deterministic(tmp_path: Path) -> None:
     first = fit(tmp_path / "a", synthetic_data(800, 2))
     second = fit(tmp_path / "b", synthetic_data(800, 2))
-    assert sha256_file(first / "model.joblib") == sha256_file(second / "model.joblib")
+    for file in ("model.joblib", "model.skops"):
+        assert sha256_file(first / file) == sha256_file(second / file)
 
 
 def test_trains_on_a_users_csv(tmp_path: Path, write_csv: WriteCsv) -> None:

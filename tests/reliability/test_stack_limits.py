@@ -1,0 +1,74 @@
+"""The limits the stack enforces at synth agree with the handler's, and the stack passes
+the artifact's size so that a download can stop at it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference import limits
+from inference.config import ConfigError, settings_from_env
+from stacks import config as stack_config
+from stacks.config import load_config
+from stacks.model_artifact import load_model_artifact
+from stacks.settings import ModelRuntime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def context(**function: Any) -> dict[str, Any]:
+    cdk = json.loads((ROOT / "cdk.json").read_text())["context"]
+    cdk["environments"]["dev"].setdefault("function", {}).update(function)
+    return dict(cdk)
+
+
+def test_the_batch_size_bound_is_one_number_in_stack_and_handler() -> None:
+    assert stack_config.MAX_BATCH_SIZE_LIMIT == limits.MAX_BATCH_SIZE_LIMIT
+
+
+def test_the_bound_fits_a_full_batchs_answer_in_lambdas_6_mb() -> None:
+    # The widest prediction a 200 answer holds, as Lambda serializes an HTTP body.
+    entry = json.dumps({"prediction": 0, "probability": 1.2345678901234567e-05}) + ","
+    worst = json.dumps(entry.replace(" ", ""))[1:-1]
+    assert len(worst) <= limits.PREDICTION_ANSWER_BYTES
+    envelope = 4096
+    answer = limits.MAX_BATCH_SIZE_LIMIT * limits.PREDICTION_ANSWER_BYTES + envelope
+    assert answer <= limits.LAMBDA_PAYLOAD_LIMIT_BYTES
+
+
+def test_synth_refuses_a_batch_size_above_the_bound() -> None:
+    assert load_config(context(max_batch_size=limits.MAX_BATCH_SIZE_LIMIT)).function
+    with pytest.raises(stack_config.ConfigError, match=r"max_batch_size=100001 is not allowed"):
+        load_config(context(max_batch_size=limits.MAX_BATCH_SIZE_LIMIT + 1))
+
+
+def test_the_handler_refuses_one_above_the_bound_too() -> None:
+    env = {"MODEL_PATH": "/m", "MODEL_SHA256": "0" * 64}
+    ok = settings_from_env({**env, "MAX_BATCH_SIZE": str(limits.MAX_BATCH_SIZE_LIMIT)})
+    assert ok.max_batch_size == limits.MAX_BATCH_SIZE_LIMIT
+    with pytest.raises(ConfigError, match="MAX_BATCH_SIZE=100001 is out of range"):
+        settings_from_env({**env, "MAX_BATCH_SIZE": str(limits.MAX_BATCH_SIZE_LIMIT + 1)})
+
+
+@pytest.mark.parametrize("runtime", list(ModelRuntime))
+def test_the_artifact_size_comes_from_the_manifest(runtime: ModelRuntime) -> None:
+    artifact = load_model_artifact(ROOT / "model_artifacts", "churn", "v1", runtime)
+    manifest = json.loads((artifact.directory / "manifest.json").read_text())
+    expected = manifest["artifacts"][runtime.value]["size_bytes"]
+    assert artifact.size_bytes == expected == (artifact.directory / artifact.file).stat().st_size
+
+
+def test_a_manifest_without_sizes_gets_them_from_the_files(tmp_path: Path) -> None:
+    source = ROOT / "model_artifacts" / "churn" / "v1"
+    target = tmp_path / "churn" / "v1"
+    target.mkdir(parents=True)
+    manifest = json.loads((source / "manifest.json").read_text())
+    for entry in manifest["artifacts"].values():
+        (target / entry["file"]).write_bytes((source / entry["file"]).read_bytes())
+        del entry["size_bytes"]
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    artifact = load_model_artifact(tmp_path, "churn", "v1", ModelRuntime.COMPILED)
+    assert artifact.size_bytes == (source / "model.compiled.npz").stat().st_size

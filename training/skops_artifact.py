@@ -1,0 +1,146 @@
+"""The sklearn runtime's pickle-free artifact: the joblib payload, persisted with skops.
+
+skops writes a zip of JSON and arrays and rebuilds the objects without unpickling; loading
+refuses every type that is neither on skops' own safe list nor on the runtime's explicit
+``TRUSTED_TYPES`` (``inference/sklearn_model.py``). Before a file is written, the runtime's
+own loader reads the bytes back and must predict exactly what the fitted pipeline does.
+
+    python -m training.skops_artifact model_artifacts/churn/v1   # add it to a version
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
+from inference import sklearn_model
+from training import artifacts
+
+SKOPS_FILE = "model.skops"
+SKOPS_FORMAT = sklearn_model.SKOPS_FORMAT
+JOBLIB_KEY = "sklearn-joblib"
+# Zip entries carry a timestamp; a fixed one makes the same model give the same bytes.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_SCHEMA = "schema.json"
+# An id() as skops writes it: far longer than any other number in its schema.
+_OBJECT_ID = re.compile(r"(?<![0-9.])[0-9]{12,}(?![0-9])")
+
+
+class SkopsParityError(ValueError):
+    """The skops artifact does not load, or predicts differently from the pipeline."""
+
+
+def dumps(payload: dict[str, Any]) -> bytes:
+    import skops.io
+
+    raw = skops.io.dumps(payload, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    source = zipfile.ZipFile(io.BytesIO(raw))
+    # skops names objects and array files by id(), which differs between runs: renumber
+    # them in order of appearance so that the same model always gives the same bytes.
+    schema = source.read(_SCHEMA).decode()
+    ids: dict[str, str] = {}
+    for match in _OBJECT_ID.finditer(schema):
+        ids.setdefault(match.group(0), str(len(ids) + 1))
+    files = {_SCHEMA: _OBJECT_ID.sub(lambda m: ids[m.group(0)], schema).encode()}
+    for info in source.infolist():
+        if info.filename != _SCHEMA:
+            stem, dot, suffix = info.filename.partition(".")
+            files[f"{ids.get(stem, stem)}{dot}{suffix}"] = source.read(info.filename)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for name in sorted(files):
+            fixed = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = 0o644 << 16
+            target.writestr(fixed, files[name], compresslevel=9)
+    return out.getvalue()
+
+
+def checked_dumps(payload: dict[str, Any], X: NDArray[np.float64]) -> bytes:
+    """``payload`` as skops bytes, after the runtime's loader read them back and agreed."""
+    data = dumps(payload)
+    try:
+        model = sklearn_model.load(data)
+    except sklearn_model.SklearnModelError as exc:
+        raise SkopsParityError(f"the skops artifact does not load: {exc}") from exc
+    expected = payload["pipeline"].predict_proba(X)[:, 1]
+    if not np.array_equal(model.predict_proba(X), expected):
+        raise SkopsParityError("the skops artifact predicts differently from the pipeline")
+    return data
+
+
+def manifest_entry() -> dict[str, Any]:
+    return {
+        "file": SKOPS_FILE,
+        "format": SKOPS_FORMAT,
+        "trusted_types": list(sklearn_model.TRUSTED_TYPES),
+    }
+
+
+def add_to_version(version_dir: Path, X: NDArray[np.float64]) -> dict[str, Any]:
+    """Write ``model.skops`` next to a version's ``model.joblib`` and repoint its manifest.
+
+    The joblib file is checked against the manifest before it is unpickled, and stays as
+    it is (under ``artifacts.sklearn-joblib``); ``artifacts.sklearn`` becomes the skops
+    file, which is what a deployment of the sklearn runtime then loads.
+    """
+    import joblib
+    import skops
+
+    manifest = artifacts.load_manifest(version_dir)
+    entries: dict[str, Any] = manifest["artifacts"]
+    joblib_entry = entries.get(JOBLIB_KEY) or entries["sklearn"]
+    problems = [p for p in artifacts.verify_version(version_dir) if SKOPS_FILE not in p]
+    if problems:
+        raise SkopsParityError("; ".join(problems))
+    payload = joblib.load(version_dir / joblib_entry["file"])
+    data = checked_dumps(
+        {**payload, "format": SKOPS_FORMAT},
+        X,
+    )
+    path = version_dir / SKOPS_FILE
+    path.write_bytes(data)
+    skops_entry = {
+        **manifest_entry(),
+        "sha256": artifacts.sha256_file(path),
+        "size_bytes": path.stat().st_size,
+    }
+    others = {k: v for k, v in entries.items() if k not in ("sklearn", JOBLIB_KEY)}
+    manifest["artifacts"] = {"sklearn": skops_entry, JOBLIB_KEY: joblib_entry, **others}
+    manifest["library_versions"]["skops"] = skops.__version__
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=version_dir, delete=False) as handle:
+        handle.write(text)
+    # NamedTemporaryFile makes the file private; a manifest is read by the whole team.
+    os.chmod(handle.name, 0o644)
+    os.replace(handle.name, version_dir / artifacts.MANIFEST)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.skops_artifact", description=__doc__)
+    parser.add_argument("version_dirs", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    from training.synthetic import generate
+
+    X, _ = generate(2000, 123)
+    for version_dir in args.version_dirs:
+        add_to_version(version_dir, X)
+        print(f"{version_dir}: wrote {SKOPS_FILE}, manifest artifacts.sklearn points to it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
