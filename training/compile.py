@@ -38,9 +38,10 @@ COMPILED_FILE = "model.compiled.npz"
 PARITY_BOUND = 1e-12
 PARITY_RANDOM_ROWS = 10000
 PARITY_SEED = 20261125
-# The runtime switches method at 16 and 64 rows (inference/tree_forest.py): the gate
-# evaluates the compiled model in chunks of these sizes in turn, so each path is checked.
-PARITY_CHUNK_SIZES = (1, 15, 16, 63, 64, 1000)
+# The runtime switches method at 16 and 64 rows and works in blocks of 256 (see
+# inference/tree_forest.py): the gate evaluates the compiled model in chunks of these sizes
+# in turn, so that each path is checked.
+PARITY_CHUNK_SIZES = (1, 15, 16, 63, 64, 256, 1000)
 
 
 class UnsupportedModelError(ValueError):

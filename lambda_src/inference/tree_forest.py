@@ -31,6 +31,11 @@ _REDUCE_FROM_ROWS = 16
 # Below this many rows one searchsorted over every feature's thresholds at once beats one
 # call per feature (fewer numpy calls); above it the per-feature calls are cheaper.
 _ONE_SEARCH_BELOW_ROWS = 64
+# Larger batches go through in blocks of this many rows: the temporaries of a block (the
+# per-feature bitvectors, ~0.7 MB) stay in cache and in the allocator's reused memory. One
+# 1,000-row pass allocates ~6 MB that the allocator may return to the kernel and fault in
+# again on every call: 1.1 to 4.3 ms for the same rows, against 1.2 ms in blocks.
+_BLOCK_ROWS = 256
 # scikit-learn goes left on x <= threshold, so the splits that send x right are those with
 # threshold < x: searchsorted's side="left" count. A value on a threshold goes left.
 _SEARCH_SIDE: Literal["left", "right"] = "left"
@@ -197,6 +202,15 @@ class Forest:
         return "bitvector" if isinstance(self.evaluator, _Bitvectors) else "level-walk"
 
     def raw(self, scaled: NDArray[np.float64]) -> NDArray[np.float64]:
+        rows = scaled.shape[0]
+        if rows <= _BLOCK_ROWS:
+            return self._raw_block(scaled)
+        out = np.empty(rows, dtype=np.float64)
+        for start in range(0, rows, _BLOCK_ROWS):
+            out[start : start + _BLOCK_ROWS] = self._raw_block(scaled[start : start + _BLOCK_ROWS])
+        return out
+
+    def _raw_block(self, scaled: NDArray[np.float64]) -> NDArray[np.float64]:
         contributions = self.evaluator.contributions(scaled)
         total: NDArray[np.float64]
         if scaled.shape[0] < _REDUCE_FROM_ROWS:

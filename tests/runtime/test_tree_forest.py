@@ -34,12 +34,12 @@ def rows() -> np.ndarray:
 def test_every_batch_size_gives_the_same_bits(
     reference: compiled_model.CompiledModel, rows: np.ndarray
 ) -> None:
-    """One row, small batches (one search, cumsum) and large ones (per-feature search,
-    reduce over the tree axis) take different numpy paths; each row's sum must not move."""
+    """One row, small batches (one search, cumsum), large ones (per-feature search, reduce
+    over the tree axis) and blocks of 256 take different numpy paths; no row's sum may move."""
     whole = reference.predict_proba(rows)
-    for size in (1, 2, 15, 16, 17, 63, 64, 65, 999):
+    for size in (1, 2, 15, 16, 17, 63, 64, 65, 256, 257, 999):
         chunked = np.concatenate(
-            [reference.predict_proba(rows[i : i + size]) for i in range(0, 200, size)]
+            [reference.predict_proba(rows[i : i + size]) for i in range(0, max(size, 200), size)]
         )
         assert np.array_equal(chunked, whole[: len(chunked)]), size
 
