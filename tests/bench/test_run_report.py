@@ -136,3 +136,18 @@ def test_record_without_a_run_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match="run `make bench` first"):
         record(tmp_path, tmp_path / "results", tmp_path / "performance.md")
     assert record_module.main(["--run", str(tmp_path)]) == 2
+
+
+def test_record_prices_the_environments_from_the_recorded_run(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    doc = tmp_path / "performance.md"
+    doc.write_text(
+        f"# Performance\n{BEGIN}\n{END}\n## Cost\n{record_module.COST_BEGIN}\nstale cost table\n"
+        f"{record_module.COST_END}\n"
+    )
+    record(run_dir, tmp_path / "results", doc)
+    text = doc.read_text()
+    assert "stale cost table" not in text
+    assert "| prod, PC 4 (configured total) | 1M / month |" in text
+    assert "From `make bench` of 2026-11-25 (benchmarks/results/latest.json)." in text
