@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import record as record_module
 from benchmarks.record import BEGIN, END, RecordError, record
-from benchmarks.run import LEAN, OURS, SEED, build_report, main
+from benchmarks.run import LEAN, OURS, SEED, TARGETS, build_report, main, metric
 
 
 def result(scale: float, *, log_bytes: float = 0.0) -> dict[str, Any]:
@@ -32,6 +32,13 @@ def result(scale: float, *, log_bytes: float = 0.0) -> dict[str, Any]:
     }
 
 
+def with_rounds(result: dict[str, Any], *, ours: bool) -> dict[str, Any]:
+    """Two rounds: the second slower for everybody, and twice as much again for ours."""
+    first = {key: metric(result, key) for _, key, _ in TARGETS}
+    second = {key: value * (4 if ours else 2) for key, value in first.items()}
+    return {**result, "rounds": [first, second]}
+
+
 MACHINE = {
     "machine": "x86_64",
     "cores": 2,
@@ -47,9 +54,9 @@ MACHINE = {
 def report(compiled_scale: float, *, quick: bool = False) -> dict[str, Any]:
     results = {
         SEED: result(2.0),
-        LEAN: result(1.0),
+        LEAN: with_rounds(result(1.0), ours=False),
         OURS[0]: result(1.0, log_bytes=700),
-        OURS[1]: result(compiled_scale, log_bytes=700),
+        OURS[1]: with_rounds(result(compiled_scale, log_bytes=700), ours=True),
     }
     return build_report(
         results,
@@ -82,7 +89,12 @@ def test_targets_are_met_or_missed_against_the_lean_baseline() -> None:
     assert report(0.1)["targets_met"] is True
     missed = report(0.4)
     assert missed["targets_met"] is False
-    assert missed["targets"]["warm p50 1 record <= 0.3x lean"] == {"ratio": 0.4, "met": False}
+    assert missed["targets"]["warm p50 1 record <= 0.3x lean"] == {
+        "ratio": 0.4,
+        "met": False,
+        "rounds": [0.4, 0.8],
+    }
+    assert "| warm p50 1 record <= 0.3x lean | 0.400x | 0.40 0.80 | NO |" in missed["markdown"]
     assert missed["targets"]["warm p50 batch of 100 <= 0.5x lean"]["met"] is True
 
 
