@@ -1,7 +1,7 @@
 """Sum of a forest's leaf values for a batch of rows, with numpy alone and no loop over trees.
 
 The compiled artifact holds every tree as flat node arrays (a leaf points at itself). At
-load, ``Forest.build`` checks that the arrays form one proper binary tree per root and
+load, ``build`` checks that the arrays form one proper binary tree per root and
 precomputes QuickScorer-style tables (Lucchese et al., SIGIR 2015): each tree's leaves are
 numbered left to right, and a row's state in a tree is the bitvector of the leaves it can
 still reach. A split that sends the row right (``x > threshold``; scikit-learn goes left on
@@ -88,9 +88,8 @@ class _Bitvectors:
         splits = np.flatnonzero(~leaf)
         splits = splits[np.lexsort((threshold[splits], feature[splits]))]
         left_leaves = leaves_below[left[splits]].astype(np.uint64)
-        ruled_out = (np.left_shift(np.uint64(1), left_leaves) - np.uint64(1)) << position[
-            splits
-        ].astype(np.uint64)
+        first_leaf = position[splits].astype(np.uint64)
+        ruled_out = (np.left_shift(np.uint64(1), left_leaves) - np.uint64(1)) << first_leaf
         masks = (~ruled_out).astype(dtype)  # drops bits above the width, which no leaf uses
 
         split_features, counts = np.unique(feature[splits], return_counts=True)
