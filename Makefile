@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: setup models demo test lint typecheck unit clean bench soak serve fuzz snapshots
+.PHONY: setup models demo test lint typecheck unit clean bench bench-record pricing soak serve fuzz snapshots
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -57,8 +57,17 @@ unit: setup models
 test: lint typecheck unit
 
 # Benchmarks print figures; they are not part of `make test` (timings are not assertions).
+# `make bench` writes build/bench/ only; `make bench-record` keeps that run in
+# benchmarks/results/ and docs/performance.md. Options: BENCH_ARGS="--cpu 0 --rounds 7".
 bench: setup models
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+bench-record: $(STAMP)
+	$(PY) -m benchmarks.record
+
+# Monthly cost of each environment as cdk.json configures it (prices: benchmarks/pricing.py).
+pricing: $(STAMP)
+	$(PY) -m benchmarks.pricing
 
 soak: setup models
 	$(PY) -m benchmarks.soak

@@ -3,16 +3,20 @@
     python -m benchmarks.worker <handler module> <request file> <output file>
 
 Times everything a new environment does (imports, model load, first request), then
-warm latency through the whole handler, then the predictions for the parity check.
+warm latency through the whole handler, the model's own ``predict_proba`` alone, the bytes
+the handler writes to its log per request, and the predictions for the parity check. Every
+latency sample is returned, so that run.py can pool rounds run at different times.
 """
 
 import time
 
 STARTED = time.perf_counter()  # before any other import: imports are part of a cold start
 
+import functools  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 
@@ -62,9 +66,37 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+class CountingStream:
+    """Stands in for stdout: counts what the handler would send to CloudWatch Logs."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def timed(call: Callable[[], Any], iterations: int) -> list[float]:
+    for _ in range(min(20, iterations)):
+        call()
+    latencies = []
+    for _ in range(iterations):
+        began = time.perf_counter()
+        call()
+        latencies.append((time.perf_counter() - began) * 1000)
+    return latencies
+
+
+def model_predict(module: Any) -> Callable[[Any], Any]:
+    """The loaded model's predict_proba: ours keep it in the handler's state, baselines in
+    a module global."""
+    if hasattr(module, "current_state"):
+        return module.current_state().loaded.model.predict_proba  # type: ignore[no-any-return]
+    return module.model.predict_proba  # type: ignore[no-any-return]
 
 
 def main() -> None:
@@ -84,21 +116,34 @@ def main() -> None:
         "first_status": response["statusCode"],
         "warm": {},
     }
-    if plan.get("warm"):
-        for size, iterations in plan["warm"].items():
-            event = url_event({"instances": plan["rows"][: int(size)]}) if size != "1" else single
-            for _ in range(20):
-                module.handler(event, context)
-            latencies = []
-            for _ in range(iterations):
-                began = time.perf_counter()
-                module.handler(event, context)
-                latencies.append((time.perf_counter() - began) * 1000)
-            result["warm"][size] = {
-                "p50_ms": percentile(latencies, 0.5),
-                "p99_ms": percentile(latencies, 0.99),
-                "iterations": iterations,
-            }
+    events = {
+        size: url_event({"instances": plan["rows"][: int(size)]}) if size != "1" else single
+        for size in plan.get("warm", {})
+    }
+    for size, iterations in plan.get("warm", {}).items():
+        event = events[size]
+        result["warm"][size] = timed(functools.partial(module.handler, event, context), iterations)
+    if plan.get("model_only"):
+        import numpy as np
+
+        predict = model_predict(module)
+        X = np.asarray(plan["model_rows"], dtype=np.float64)
+        result["model_only"] = {
+            size: timed(functools.partial(predict, X[: int(size)]), iterations)
+            for size, iterations in plan["model_only"].items()
+        }
+    if plan.get("log_bytes"):
+        result["log_bytes"] = {}
+        real_stdout = sys.stdout
+        for size, event in events.items():
+            counter = CountingStream()
+            sys.stdout = counter
+            try:
+                for _ in range(5):
+                    module.handler(event, context)
+            finally:
+                sys.stdout = real_stdout
+            result["log_bytes"][size] = counter.bytes / 5
     if plan.get("parity_rows"):
         probabilities: list[float] = []
         rows = plan["parity_rows"]

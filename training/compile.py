@@ -2,14 +2,19 @@
 
 The compiled artifact is evaluated by ``lambda_src/inference/compiled_model.py`` with
 numpy alone: no scikit-learn import and no pickle at cold start. Before it is written,
-its probabilities are compared with the pipeline's on the holdout set plus random rows
-spanning the observed feature ranges; a model that misses the bound is refused with
-the figures, and the figures that passed go into the manifest.
+its probabilities are compared with the pipeline's on the holdout set, random rows
+spanning the observed feature ranges, and tie rows: for every split of every tree, a row
+that reaches that split with the split's feature on each float32 neighbour of the threshold
+(on the threshold itself when it is a float32), where a ``<`` against ``<=`` slip would show.
+The compiled model is evaluated in batches of every size class the runtime treats
+differently. A model that misses the bound is refused with the figures, and the figures
+that passed go into the manifest.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -33,6 +38,10 @@ COMPILED_FILE = "model.compiled.npz"
 PARITY_BOUND = 1e-12
 PARITY_RANDOM_ROWS = 10000
 PARITY_SEED = 20261125
+# The runtime switches method at 16 and 64 rows and works in blocks of 256 (see
+# inference/tree_forest.py): the gate evaluates the compiled model in chunks of these sizes
+# in turn, so that each path is checked.
+PARITY_CHUNK_SIZES = (1, 15, 16, 63, 64, 256, 1000)
 
 
 class UnsupportedModelError(ValueError):
@@ -48,6 +57,7 @@ class ParityReport:
     rows: int
     holdout_rows: int
     random_rows: int
+    tie_rows: int
     max_abs_diff: float
     label_mismatches: int
     bound: float
@@ -130,6 +140,120 @@ def parity_rows(
     return np.vstack([X_holdout, np.column_stack(columns).astype(np.float64)])
 
 
+def tie_rows(pipeline: Pipeline) -> NDArray[np.float64]:
+    """Two rows per split node: each reaches the node, its feature on either side of the split.
+
+    Built in the trees' input space (scaled, float32) along the node's path, then mapped
+    back through the scaler; a row whose scaled float32 value is not exactly the one aimed
+    at is dropped (the report counts the rows kept).
+    """
+    scaler: StandardScaler = pipeline.steps[0][1]
+    gbm: GradientBoostingClassifier = pipeline.steps[1][1]
+    n_features = scaler.mean_.shape[0]
+    targets: list[NDArray[np.float32]] = []
+    for estimator in gbm.estimators_[:, 0]:
+        tree = estimator.tree_
+        low = np.full(n_features, -np.inf)
+        high = np.full(n_features, np.inf)
+        _tie_rows_below(tree, 0, low, high, targets)
+    if not targets:
+        return np.empty((0, n_features))
+    scaled = np.vstack(targets)
+    X = _unscale(scaled, scaler.mean_, scaler.scale_)
+    exact = np.all(scaler.transform(X).astype(np.float32) == scaled, axis=1)
+    return X[exact]
+
+
+def _tie_rows_below(
+    tree: Any,
+    node: int,
+    low: NDArray[np.float64],
+    high: NDArray[np.float64],
+    out: list[NDArray[np.float32]],
+) -> None:
+    # The path so far confines each feature to (low, high]: scikit-learn goes left on <=.
+    left, right = tree.children_left[node], tree.children_right[node]
+    if left == -1:
+        return
+    feature, threshold = int(tree.feature[node]), float(tree.threshold[node])
+    base = np.empty(low.shape[0], dtype=np.float32)
+    for f, (lo, hi) in enumerate(zip(low, high, strict=True)):
+        value = _float32_at_or_below(hi) if np.isfinite(hi) else None
+        if value is None or float(value) <= lo:
+            value = _float32_above(lo) if np.isfinite(lo) else np.float32(0)
+        if not lo < float(value) <= hi:
+            return  # no float32 reaches this node: nothing below it to test either
+        base[f] = value
+    below = _float32_at_or_below(threshold)
+    for value in (below, np.nextafter(below, np.float32(np.inf))):
+        if low[feature] < float(value) <= high[feature]:
+            row = base.copy()
+            row[feature] = value
+            out.append(row[None, :])
+    saved_high, saved_low = high[feature], low[feature]
+    high[feature] = min(saved_high, threshold)
+    _tie_rows_below(tree, left, low, high, out)
+    high[feature] = saved_high
+    low[feature] = max(saved_low, threshold)
+    _tie_rows_below(tree, right, low, high, out)
+    low[feature] = saved_low
+
+
+# Compared as Python floats: numpy compares a float32 with a Python float in float32 (NEP 50),
+# which would call a rounded-up threshold "equal".
+def _float32_at_or_below(x: float) -> np.float32:
+    value = np.float32(x)
+    return np.nextafter(value, np.float32(-np.inf)) if float(value) > x else value
+
+
+def _float32_above(x: float) -> np.float32:
+    value = np.float32(x)
+    return np.nextafter(value, np.float32(np.inf)) if float(value) <= x else value
+
+
+def _unscale(
+    scaled: NDArray[np.float32], mean: NDArray[np.float64], scale: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Raw rows whose ``float32((x - mean) / scale)`` is ``scaled``, found by bisection."""
+    target = scaled.astype(np.float64)
+
+    def forward(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return ((x - mean) / scale).astype(np.float32).astype(np.float64)
+
+    guess = target * scale + mean
+    # One float32 step of the target, in raw units, brackets the answer; widen until it does.
+    step = np.abs(np.spacing(scaled).astype(np.float64) * scale) + np.abs(np.spacing(guess))
+    low, high = guess - step, guess + step
+    for _ in range(60):
+        widen_low, widen_high = forward(low) >= target, forward(high) <= target
+        if not (widen_low.any() or widen_high.any()):
+            break
+        low = np.where(widen_low, low - step, low)
+        high = np.where(widen_high, high + step, high)
+        step *= 2
+    found = np.where(forward(guess) == target, guess, np.nan)
+    for _ in range(200):
+        todo = np.isnan(found)
+        if not todo.any():
+            break
+        middle = low + (high - low) / 2
+        value = forward(middle)
+        found = np.where(todo & (value == target), middle, found)
+        low = np.where(value < target, middle, low)
+        high = np.where(value > target, middle, high)
+    return np.where(np.isnan(found), guess, found)
+
+
+def _predict_in_chunks(model: compiled_model.CompiledModel, X: NDArray[np.float64]) -> Any:
+    sizes = itertools.cycle(PARITY_CHUNK_SIZES)
+    parts, start = [], 0
+    while start < len(X):
+        size = next(sizes)
+        parts.append(model.predict_proba(X[start : start + size]))
+        start += size
+    return np.concatenate(parts)
+
+
 def check_parity(
     pipeline: Pipeline,
     compiled: bytes,
@@ -139,13 +263,16 @@ def check_parity(
     bound: float = PARITY_BOUND,
 ) -> ParityReport:
     """Compare the compiled model with the pipeline; raise ``ParityError`` if it misses."""
-    X = parity_rows(X_holdout, features)
+    sampled = parity_rows(X_holdout, features)
+    ties = tie_rows(pipeline)
+    X = np.vstack([sampled, ties])
     expected = pipeline.predict_proba(X)[:, 1]
-    actual = compiled_model.load(compiled).predict_proba(X)
+    actual = _predict_in_chunks(compiled_model.load(compiled), X)
     report = ParityReport(
         rows=len(X),
         holdout_rows=len(X_holdout),
-        random_rows=len(X) - len(X_holdout),
+        random_rows=len(sampled) - len(X_holdout),
+        tie_rows=len(ties),
         max_abs_diff=float(np.max(np.abs(actual - expected))),
         label_mismatches=int(np.sum((actual >= 0.5) != (expected >= 0.5))),
         bound=bound,

@@ -3,10 +3,10 @@
 The artifact is an ``.npz`` file (read with ``allow_pickle=False``: loading it runs no
 code) holding the scaler's mean and scale, the boosting's initial log-odds and every
 tree as flat node arrays. Evaluation follows scikit-learn's arithmetic step by step:
-scale in float64, cast to float32 (as the trees' ``predict`` does), walk each tree,
-then add the leaf contributions in stage order with ``cumsum`` (sequential, like
-scikit-learn's loop), so results match bit for bit on typical inputs; the packaging
-parity gate enforces the bound whatever happens.
+scale in float64, cast to float32 (as the trees' ``predict`` does), find each tree's leaf
+(``tree_forest``: bitvector tables precomputed at load), then add the leaf contributions
+to the initial log-odds in stage order, like scikit-learn's loop, so results match bit for
+bit on typical inputs; the packaging parity gate enforces the bound whatever happens.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from inference import tree_forest
 
 FORMAT = "gbm-trees-npz/1"
 _ARRAYS = ("mean", "scale", "init_raw", "roots", "feature", "threshold", "left", "right", "value")
@@ -35,41 +37,20 @@ class CompiledModel:
     features: list[dict[str, Any]]
     mean: NDArray[np.float64]
     scale: NDArray[np.float64]
-    init_raw: float
-    roots: NDArray[np.intp]
-    feature: NDArray[np.intp]
-    threshold: NDArray[np.float64]
-    children: NDArray[np.intp]  # left and right child of node i at 2i and 2i + 1
-    value: NDArray[np.float64]
-    depth: int
+    forest: tree_forest.Forest
 
     def predict_proba(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(positive class) for each row of ``X`` (shape ``(n, n_features)``)."""
-        rows = X.shape[0]
-        n_features = self.mean.shape[0]
         scaled = ((X - self.mean) / self.scale).astype(np.float32).astype(np.float64)
-        flat = scaled.ravel()
-        row_offset = (np.arange(rows, dtype=np.intp) * n_features)[:, None]
-        node = np.broadcast_to(self.roots, (rows, self.roots.shape[0]))
-        for _ in range(self.depth):
-            # scikit-learn goes left when x <= threshold; NaN never reaches here (validation).
-            go_right = flat[row_offset + self.feature[node]] > self.threshold[node]
-            node = self.children[node * 2 + go_right]
-        contributions = np.empty((rows, self.roots.shape[0] + 1), dtype=np.float64)
-        contributions[:, 0] = self.init_raw
-        contributions[:, 1:] = self.value[node]
-        raw = np.cumsum(contributions, axis=1)[:, -1]
-        return _expit(raw)
+        # NaN never reaches here (validation); scikit-learn goes left when x <= threshold.
+        return _expit(self.forest.raw(scaled))
 
 
 def _expit(raw: NDArray[np.float64]) -> NDArray[np.float64]:
-    # The branch keeps exp() from overflowing and matches scipy.special.expit's accuracy.
-    out = np.empty_like(raw)
-    positive = raw >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-raw[positive]))
-    e = np.exp(raw[~positive])
-    out[~positive] = e / (1.0 + e)
-    return out
+    # exp() of minus the magnitude never overflows; each branch is scipy.special.expit's
+    # formula for its sign, so the result matches it to the ulp.
+    e = np.exp(-np.abs(raw))
+    return np.where(raw >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def load(data: bytes) -> CompiledModel:
@@ -97,17 +78,24 @@ def load(data: bytes) -> CompiledModel:
         or not math.isfinite(float(arrays["init_raw"]))
     ):
         raise CompiledModelError("compiled model arrays are inconsistent")
+    try:
+        forest = tree_forest.build(
+            init_raw=float(arrays["init_raw"]),
+            roots=arrays["roots"].astype(np.intp),
+            feature=arrays["feature"].astype(np.intp),
+            threshold=arrays["threshold"].astype(np.float64),
+            left=arrays["left"].astype(np.intp),
+            right=arrays["right"].astype(np.intp),
+            value=arrays["value"].astype(np.float64),
+            depth=int(meta["depth"]),
+        )
+    except tree_forest.ForestStructureError as exc:
+        raise CompiledModelError(f"compiled model arrays are inconsistent: {exc}") from None
     return CompiledModel(
         model_name=str(meta["model_name"]),
         model_version=str(meta["model_version"]),
         features=list(meta["features"]),
         mean=arrays["mean"].astype(np.float64),
         scale=arrays["scale"].astype(np.float64),
-        init_raw=float(arrays["init_raw"]),
-        roots=arrays["roots"].astype(np.intp),
-        feature=arrays["feature"].astype(np.intp),
-        threshold=arrays["threshold"].astype(np.float64),
-        children=np.stack([arrays["left"], arrays["right"]], axis=1).ravel().astype(np.intp),
-        value=arrays["value"].astype(np.float64),
-        depth=int(meta["depth"]),
+        forest=forest,
     )

@@ -22,6 +22,7 @@ from training.compile import (
     check_parity,
     compile_pipeline,
     parity_rows,
+    tie_rows,
 )
 from training.synthetic import generate
 from training.train import synthetic_data, train
@@ -71,7 +72,7 @@ def test_parity_gate_refuses_a_model_that_drifts_and_names_the_figures(reference
     with pytest.raises(
         ParityError,
         match=r"max \|P\(compiled\) - P\(sklearn\)\| = [0-9.e-]+ "
-        r"\(bound 1e-12\), \d+ of 10500 labels differ",
+        r"\(bound 1e-12\), \d+ of 16266 labels differ",  # 500 + 10,000 random + 5,766 ties
     ):
         check_parity(reference["pipeline"], drifted, X_holdout, reference["features"])
 
@@ -102,6 +103,43 @@ def test_training_writes_nothing_when_the_gate_refuses(
     assert list(tmp_path.rglob("*")) == []
 
 
+def test_tie_rows_put_every_float32_threshold_in_the_trees_input(reference: dict) -> None:  # type: ignore[type-arg]
+    pipeline = reference["pipeline"]
+    ties = tie_rows(pipeline)
+    trees = [e.tree_ for e in pipeline.steps[1][1].estimators_[:, 0]]
+    splits = sum(int(np.sum(t.children_left != -1)) for t in trees)
+    assert len(ties) == 2 * splits  # one row on each side of every split, none dropped
+    scaled = pipeline.steps[0][1].transform(ties).astype(np.float32).astype(np.float64)
+    on_or_below = 0
+    for tree in trees:
+        inner = tree.children_left != -1
+        for feature, threshold in zip(tree.feature[inner], tree.threshold[inner], strict=True):
+            column = scaled[:, feature]
+            below = np.float32(threshold)
+            if below > threshold:
+                below = np.nextafter(below, np.float32(-np.inf))
+            above = np.nextafter(below, np.float32(np.inf))
+            assert np.any(column == below) and np.any(column == above)
+            on_or_below += below == threshold
+    assert on_or_below > 0  # some thresholds are float32 values: rows sit exactly on them
+
+
+def test_gate_refuses_a_runtime_that_sends_ties_right_on_tie_rows_alone(
+    reference: dict,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from inference import tree_forest
+
+    good = compiled_bytes(reference)
+    no_sampled_rows = np.empty((0, 7))
+    monkeypatch.setattr(compile_module, "parity_rows", lambda X, features: no_sampled_rows)
+    passed = check_parity(reference["pipeline"], good, no_sampled_rows, reference["features"])
+    assert passed.rows == passed.tie_rows == 5766
+    monkeypatch.setattr(tree_forest, "_SEARCH_SIDE", "right")
+    with pytest.raises(ParityError, match=r"\d+ of 5766 labels differ"):
+        check_parity(reference["pipeline"], good, no_sampled_rows, reference["features"])
+
+
 def test_manifest_records_the_parity_check(tmp_path: Path) -> None:
     out = train(
         synthetic_data(800, 1),
@@ -117,6 +155,7 @@ def test_manifest_records_the_parity_check(tmp_path: Path) -> None:
     assert parity["passed"] is True and parity["label_mismatches"] == 0
     assert parity["max_abs_diff"] <= parity["bound"] == compile_module.PARITY_BOUND
     assert parity["holdout_rows"] == 160 and parity["random_rows"] == 10000
+    assert parity["tie_rows"] > 0
 
 
 def test_reference_manifests_carry_a_passed_parity_check() -> None:
