@@ -115,9 +115,13 @@ def write_drift_example(directory: Path, *, rows: int = 3000) -> dict[str, Path]
     return paths
 
 
-def write_outcomes_example(directory: Path, *, rows: int = 4000) -> dict[str, Path]:
+def write_outcomes_example(
+    directory: Path, *, rows: int = 4000, noise: float = 1.0
+) -> dict[str, Path]:
     """A canary where v2 is the real model and v1 a noisier one; labels as a CSV.
 
+    v1 answers with v2's logit plus normal noise of standard deviation ``noise`` (with
+    ``noise=0`` both versions are the same model).
     Requests go to v1 or v2 at random (as weighted routing does), some as 4-row batches.
     Labels are the synthetic customers' actual churn, written as spreadsheets export them:
     UTF-8 with a byte-order mark, CRLF line ends, quoted request ids.
@@ -126,7 +130,7 @@ def write_outcomes_example(directory: Path, *, rows: int = 4000) -> dict[str, Pa
     X, y = generate(rows, seed=202)
     good = predict(X)
     rng = np.random.default_rng(203)
-    logit = np.log(good / (1 - good)) + rng.normal(0, 1.0, rows)
+    logit = np.log(good / (1 - good)) + rng.normal(0, noise, rows)
     noisy = 1 / (1 + np.exp(-logit))
     lines: list[str] = []
     labels: list[tuple[str, int, int]] = []
