@@ -1,7 +1,8 @@
 """The worked examples of docs/capture-and-drift.md, made by running the tools on
 synthetic data; a test keeps the doc equal to them.
 
-    python -m tests.analysis.examples     # prints each example, to paste after a change
+    python -m tests.analysis.examples           # prints each example
+    python -m tests.analysis.examples --write   # puts them into the doc after a change
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from functools import cache
@@ -23,6 +26,7 @@ from tools.drift.__main__ import main as drift_main
 from tools.outcomes.__main__ import main as outcomes_main
 from training.synthetic import generate
 
+DOC = Path(__file__).resolve().parents[2] / "docs" / "capture-and-drift.md"
 DRIFT = "python -m tools.drift --capture capture-drifted.jsonl --manifest manifest.json"
 OUTCOMES = "python -m tools.outcomes --capture capture.jsonl --labels outcomes.csv"
 CANARY = "tools.canary_analysis.analyse(stable, candidate)"
@@ -68,6 +72,21 @@ def examples() -> dict[str, str]:
         }
 
 
-if __name__ == "__main__":
+def write_doc() -> None:
+    text = DOC.read_text()
     for command, output in examples().items():
-        print(f"<!-- output of: {command} -->\n```text\n{output}\n```\n")
+        block = re.compile(
+            r"(<!-- output of: " + re.escape(command) + r" -->\n```text\n)(.*?)(\n```)", re.S
+        )
+        text, found = block.subn(lambda m, new=output: m.group(1) + new + m.group(3), text)
+        if found != 1:
+            raise SystemExit(f"{DOC}: no single block for {command!r}")
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        write_doc()
+    else:
+        for command, output in examples().items():
+            print(f"<!-- output of: {command} -->\n```text\n{output}\n```\n")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from inference import capture
 from tests.analysis import examples
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "capture-and-drift.md"
+DOC = examples.DOC
 BLOCK = re.compile(r"<!-- output of: (.+?) -->\n```text\n(.*?)\n```", re.S)
 
 
@@ -26,7 +25,7 @@ def test_the_doc_shows_every_example() -> None:
 @pytest.mark.parametrize("command", [examples.DRIFT, examples.OUTCOMES, examples.CANARY])
 def test_each_example_is_the_tools_output(command: str) -> None:
     assert blocks()[command] == examples.examples()[command], (
-        "regenerate with: python -m tests.analysis.examples"
+        "after a deliberate change: python -m tests.analysis.examples --write"
     )
 
 

@@ -180,3 +180,15 @@ def test_bad_files_exit_2_with_the_message(
     missing = tmp_path / "nope.csv"
     assert run("--capture", better["capture"], "--labels", missing)[0] == EXIT_BAD_INPUT
     assert "nope.csv: cannot read" in capsys.readouterr().err
+
+
+def test_a_single_version_gets_its_figures_and_no_comparison(
+    better: dict[str, Path], tmp_path: Path
+) -> None:
+    lines = better["capture"].read_text().splitlines()
+    only_v2 = tmp_path / "v2.jsonl"
+    only_v2.write_text("\n".join(line for line in lines if '"model_version":"v2"' in line))
+    result = report({"capture": only_v2, "labels": better["labels"]})
+    assert list(result["versions"]) == ["v2"] and result["differences"] == {}
+    assert result["unmatched_labels"] == 3000 - result["matched"]
+    assert result["versions"]["v2"]["ROC AUC"]["rounds"] == int(ROUNDS)

@@ -112,8 +112,8 @@ def test_a_record_too_large_for_a_log_line_drops_only_its_features() -> None:
     assert "features_omitted_bytes" not in normal
 
 
-@PROPERTY
-@given(st.integers(1, 3000), st.integers(1, 50))
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(st.integers(1, 3000), st.integers(1, 5))
 def test_every_line_stays_under_the_log_line_bound(features: int, rows: int) -> None:
     names = [f"f{i}" for i in range(features)]
     out = build(rows, feature_names=names, rows=[[1.5e300] * features] * rows)

@@ -183,28 +183,37 @@ def compare(
             f"{', '.join(versions)})"
         )
     functions = {name: function for name, function, _ in METRICS}
-    results = []
-    for version, (labels, probabilities) in joined.by_version.items():
-        y, p = np.asarray(labels, dtype=np.float64), np.asarray(probabilities)
-        intervals = {
-            name: stats.bootstrap_interval(
-                function, y, p, rounds=rounds, seed=seed, confidence=confidence
-            )
-            for name, function in functions.items()
-        }
-        results.append(VersionResult(version, len(labels), int(y.sum()), intervals))
+    data = {
+        version: (np.asarray(labels, dtype=np.float64), np.asarray(probabilities))
+        for version, (labels, probabilities) in joined.by_version.items()
+    }
+    # One bootstrap pass per compared pair gives both versions' intervals and the
+    # difference's; the baseline's own come from its first comparison.
+    intervals: dict[str, dict[str, stats.Interval]] = {}
     differences = {}
-    base = joined.by_version[chosen]
-    for version, data in joined.by_version.items():
+    for version in data:
         if version == chosen:
             continue
         compared = stats.bootstrap_compare(
-            functions, base, data, rounds=rounds, seed=seed, confidence=confidence
+            functions, data[chosen], data[version], rounds=rounds, seed=seed, confidence=confidence
         )
+        intervals.setdefault(chosen, {n: c.first for n, c in compared.items()})
+        intervals[version] = {n: c.second for n, c in compared.items()}
         differences[version] = tuple(
             Difference(name, compared[name].difference, higher) for name, _, higher in METRICS
         )
-    return OutcomesReport(joined, chosen, tuple(results), differences, rounds, seed, confidence)
+    if chosen not in intervals:  # a single version: nothing to compare it with
+        intervals[chosen] = {
+            name: stats.bootstrap_interval(
+                function, *data[chosen], rounds=rounds, seed=seed, confidence=confidence
+            )
+            for name, function in functions.items()
+        }
+    results = tuple(
+        VersionResult(version, int(y.size), int(y.sum()), intervals[version])
+        for version, (y, _) in data.items()
+    )
+    return OutcomesReport(joined, chosen, results, differences, rounds, seed, confidence)
 
 
 def _cell(interval: stats.Interval) -> str:
