@@ -196,6 +196,9 @@ def test_every_capture_line_matches_the_filter_pattern(
         '{"message":"capture = 1"}',
         "capture 1",
         "[1]",
+        # Lambda's own lines in the same stream: plain text.
+        "START RequestId: 8f0c2a1e-0000-4000-8000-000000000000 Version: 7",
+        "REPORT RequestId: 8f0c2a1e-0000-4000-8000-000000000000\tDuration: 3.21 ms",
         "",
     ],
 )
