@@ -43,6 +43,17 @@ def check_rate(rate: float) -> float:
     return float(rate)
 
 
+def parse_rate(text: str, name: str = "CAPTURE_SAMPLING_RATE") -> float:
+    """A rate from configuration text ("0", "0.05", "1"); ``ValueError`` names the setting."""
+    try:
+        rate = float(text.strip())
+    except ValueError:
+        rate = math.nan
+    if not 0 <= rate <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1] (0 turns capture off), got {text!r}")
+    return rate
+
+
 def sampling_point(request_id: str) -> float:
     """A number in [0, 1) fixed by the request id (SHA-256): the same id, the same point."""
     digest = hashlib.sha256(request_id.encode("utf-8")).digest()

@@ -179,3 +179,25 @@ def test_versions_sort_by_number() -> None:
         "v2",
         "v10",
     ]
+
+
+def test_rows_without_features_still_count_for_the_prediction(
+    example: dict[str, Path], tmp_path: Path
+) -> None:
+    lines = [json.loads(line) for line in example["same"].read_text().splitlines()]
+    omitted = tmp_path / "omitted.jsonl"
+    omitted.write_text(
+        "\n".join(
+            json.dumps(r | {"features": None, "features_omitted_bytes": 70000}) for r in lines
+        )
+    )
+    status, text = run("--capture", omitted, "--manifest", example["manifest"], "--json")
+    table = {line["name"]: line for line in json.loads(text)["lines"]}
+    assert status == EXIT_TOO_FEW
+    assert table["tenure_months"] == {
+        "name": "tenure_months",
+        "rows": 0,
+        "psi": None,
+        "verdict": None,
+    }
+    assert table["prediction"]["rows"] == 3000 and table["prediction"]["verdict"] == "stable"

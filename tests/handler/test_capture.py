@@ -170,6 +170,19 @@ def test_a_bad_rate_is_refused_naming_it(rate: Any) -> None:
         capture.is_sampled("req", rate)
 
 
+@pytest.mark.parametrize(
+    ("text", "rate"), [("0", 0.0), (" 0.05 ", 0.05), ("1", 1.0), ("1e-3", 0.001)]
+)
+def test_a_rate_from_configuration_text(text: str, rate: float) -> None:
+    assert capture.parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["", "5%", "-0.01", "1.01", "nan", "inf", "0,5"])
+def test_a_bad_rate_setting_is_refused_naming_the_setting(text: str) -> None:
+    with pytest.raises(ValueError, match=f"CAPTURE_SAMPLING_RATE must be .*got {text!r}"):
+        capture.parse_rate(text)
+
+
 # ---------------------------------------------------------------- the subscription filter
 
 

@@ -84,7 +84,13 @@ class DriftReport:
     def to_json(self) -> dict[str, object]:
         return {
             "lines": [
-                {"name": x.name, "rows": x.rows, "psi": x.psi, "verdict": x.verdict}
+                {
+                    "name": x.name,
+                    "rows": x.rows,
+                    # No rows, no PSI: null rather than NaN, which JSON does not have.
+                    "psi": None if math.isnan(x.psi) else x.psi,
+                    "verdict": x.verdict,
+                }
                 for x in self.lines
             ],
             "drifted": self.drifted,
