@@ -18,6 +18,7 @@ from typing import IO, Any
 
 CAPTURE_FIELD = "capture"
 CAPTURE_MARKER = 1
+RECORD_FORMAT = "capture/1"
 
 
 class CaptureFileError(ValueError):
@@ -98,6 +99,11 @@ def _parse(path: Path, number: int, text: str) -> CapturedRow | None:
         return None
     if marker != CAPTURE_MARKER or isinstance(marker, bool):
         raise CaptureFileError(f"{where}: field 'capture' is {marker!r}, expected 1")
+    if record.get("format") != RECORD_FORMAT:
+        raise CaptureFileError(
+            f"{where}: field 'format' is {record.get('format')!r}: this reader knows "
+            f"{RECORD_FORMAT!r} only"
+        )
 
     def text_field(name: str) -> str:
         value = record.get(name)

@@ -111,6 +111,7 @@ def a_line(example: dict[str, Path], **changes: Any) -> str:
         ("{not json", "line 2: not valid JSON"),
         ("[1, 2]", "line 2: expected a JSON object, got list"),
         ({"capture": "yes"}, "line 2: field 'capture' is 'yes', expected 1"),
+        ({"format": "capture/2"}, "line 2: field 'format' is 'capture/2': this reader knows"),
         (
             {"probability": 1.5},
             r"line 2: field 'probability' must be a number in \[0, 1\], got 1.5",
@@ -170,6 +171,7 @@ def test_a_non_utf8_export_is_refused_naming_the_file(tmp_path: Path) -> None:
 def test_the_reader_and_the_writer_agree_on_the_marker() -> None:
     assert capture_export.CAPTURE_FIELD == capture.CAPTURE_FIELD
     assert capture_export.CAPTURE_MARKER == capture.CAPTURE_MARKER
+    assert capture_export.RECORD_FORMAT == capture.RECORD_FORMAT
 
 
 def test_versions_sort_by_number() -> None:
