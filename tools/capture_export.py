@@ -1,0 +1,162 @@
+"""Reading a capture export: JSON lines of capture records (``inference.capture``), as the
+delivery stream writes them to the capture bucket, plain or gzip-compressed (``.gz``).
+
+Lines that are JSON objects without the capture marker (an export of the whole log group
+holds ordinary log lines and metric documents too) are skipped and counted; anything else
+that is wrong stops the read with an error naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+CAPTURE_FIELD = "capture"
+CAPTURE_MARKER = 1
+RECORD_FORMAT = "capture/1"
+
+
+class CaptureFileError(ValueError):
+    """The capture export cannot be read; the message names file, line and field."""
+
+
+# slots: an export of a million rows is a million of these.
+@dataclass(frozen=True, slots=True)
+class CapturedRow:
+    line: int
+    request_id: str
+    row: int
+    model_name: str
+    model_version: str
+    lambda_version: str
+    timestamp: str
+    probability: float
+    prediction: int
+    features: dict[str, float] | None
+
+
+@dataclass
+class CaptureExport:
+    path: Path
+    rows: list[CapturedRow] = field(default_factory=list)
+    skipped_lines: int = 0  # JSON objects that are not capture records
+
+    def versions(self) -> list[str]:
+        return sorted({row.model_version for row in self.rows}, key=version_key)
+
+
+def version_key(version: str) -> tuple[int, str]:
+    """v2 before v10: the number, when there is one, then the text."""
+    digits = version.lstrip("v")
+    return (int(digits), version) if digits.isdigit() else (-1, version)
+
+
+def read(path: Path) -> CaptureExport:
+    export = CaptureExport(path)
+    try:
+        with _open(path) as handle:
+            for number, text in enumerate(_lines(path, handle), start=1):
+                if not text.strip():
+                    continue
+                record = _parse(path, number, text)
+                if record is None:
+                    export.skipped_lines += 1
+                else:
+                    export.rows.append(record)
+    except OSError as exc:
+        raise CaptureFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return export
+
+
+def _open(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
+
+
+def _lines(path: Path, handle: IO[str]) -> Iterator[str]:
+    try:
+        yield from handle
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
+        raise CaptureFileError(f"{path}: not UTF-8 JSON lines ({exc})") from None
+
+
+def _parse(path: Path, number: int, text: str) -> CapturedRow | None:
+    where = f"{path}: line {number}"
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise CaptureFileError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise CaptureFileError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    marker = record.get(CAPTURE_FIELD)
+    if marker is None:
+        return None
+    if marker != CAPTURE_MARKER or isinstance(marker, bool):
+        raise CaptureFileError(f"{where}: field 'capture' is {marker!r}, expected 1")
+    if record.get("format") != RECORD_FORMAT:
+        raise CaptureFileError(
+            f"{where}: field 'format' is {record.get('format')!r}: this reader knows "
+            f"{RECORD_FORMAT!r} only"
+        )
+
+    def text_field(name: str) -> str:
+        value = record.get(name)
+        if not isinstance(value, str) or not value:
+            raise CaptureFileError(f"{where}: field {name!r} must be a non-empty string")
+        return value
+
+    def whole(name: str, minimum: int) -> int:
+        value = record.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise CaptureFileError(
+                f"{where}: field {name!r} must be an integer >= {minimum}, got {value!r}"
+            )
+        return value
+
+    probability = record.get("probability")
+    if (
+        isinstance(probability, bool)
+        or not isinstance(probability, int | float)
+        or not 0 <= probability <= 1
+    ):
+        raise CaptureFileError(
+            f"{where}: field 'probability' must be a number in [0, 1], got {probability!r}"
+        )
+    features = record.get("features")
+    if features is not None:
+        features = _features(where, features)
+    return CapturedRow(
+        line=number,
+        request_id=text_field("request_id"),
+        row=whole("row", 0),
+        model_name=text_field("model_name"),
+        model_version=text_field("model_version"),
+        lambda_version=text_field("lambda_version"),
+        timestamp=text_field("timestamp"),
+        probability=float(probability),
+        prediction=whole("prediction", 0),
+        features=features,
+    )
+
+
+def _features(where: str, features: Any) -> dict[str, float]:
+    if not isinstance(features, dict):
+        raise CaptureFileError(f"{where}: field 'features' must be an object or null")
+    out = {}
+    for name, value in features.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise CaptureFileError(
+                f"{where}: field 'features.{name}' must be a finite number, got {value!r}"
+            )
+        out[name] = float(value)
+    return out

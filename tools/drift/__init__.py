@@ -1,0 +1,1 @@
+"""``python -m tools.drift``: PSI of captured traffic against a version's training reference."""

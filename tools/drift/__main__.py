@@ -1,0 +1,126 @@
+"""python -m tools.drift --capture capture.jsonl --manifest model_artifacts/churn/v1/manifest.json
+
+Prints the population stability index of each feature and of the predicted probability
+in a capture export (JSON lines, plain or .gz) against the reference distributions that
+training recorded in the model version's manifest, with a verdict per line.
+
+Exit status: 0 no drift, 1 drift in at least one line, 3 too few rows to judge,
+2 bad input (the message names the file, line and field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from tools import stats
+from tools.capture_export import CaptureFileError, read
+from tools.drift.report import DEFAULT_MIN_ROWS, DriftThresholds, drift_report
+from training.distributions import read_reference
+
+EXIT_DRIFT = 1
+EXIT_BAD_INPUT = 2
+EXIT_TOO_FEW = 3
+
+
+class InputError(ValueError):
+    pass
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m tools.drift",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--capture", type=Path, required=True, help="capture export (JSON lines)")
+    top.add_argument("--manifest", type=Path, required=True, help="the model version's manifest")
+    top.add_argument(
+        "--watch", type=float, default=stats.PSI_WATCH, help="PSI from which to watch (0.1)"
+    )
+    top.add_argument(
+        "--alarm", type=float, default=stats.PSI_ALARM, help="PSI above which it is drift (0.25)"
+    )
+    top.add_argument(
+        "--min-rows",
+        type=int,
+        default=DEFAULT_MIN_ROWS,
+        help=f"rows needed for a verdict ({DEFAULT_MIN_ROWS})",
+    )
+    top.add_argument("--json", action="store_true", help="print the table as JSON")
+    return top
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = parser().parse_args(argv)
+    try:
+        thresholds = DriftThresholds(args.watch, args.alarm, args.min_rows)
+        manifest = _manifest(args.manifest)
+        reference = read_reference(manifest, where=str(args.manifest))
+        model_name, model_version = manifest.get("model_name"), manifest.get("model_version")
+        export = read(args.capture)
+        rows = [
+            row
+            for row in export.rows
+            if row.model_name == model_name and row.model_version == model_version
+        ]
+        if not rows:
+            found = ", ".join(export.versions()) or "none"
+            raise InputError(
+                f"{args.capture}: no capture records of {model_name} {model_version} "
+                f"(versions found: {found})"
+            )
+        with_features = [row for row in rows if row.features is not None]
+        for row in with_features:
+            assert row.features is not None
+            missing = [name for name in reference.features if name not in row.features]
+            if missing:
+                raise InputError(
+                    f"{args.capture}: line {row.line}: field 'features.{missing[0]}' is missing "
+                    f"(the manifest's reference has it)"
+                )
+        report = drift_report(
+            reference,
+            [row.features for row in with_features if row.features is not None],
+            [row.probability for row in rows],
+            thresholds,
+        )
+    except (InputError, CaptureFileError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    if args.json:
+        out.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        other = len(export.rows) - len(rows)
+        omitted = len(rows) - len(with_features)
+        out.write(f"drift of {model_name} {model_version} against its training reference\n")
+        out.write(
+            f"capture: {len(rows)} rows of {model_version} in {args.capture.name}"
+            f" ({other} rows of other versions and {export.skipped_lines} other lines skipped"
+            f"{f'; {omitted} rows without features' if omitted else ''})\n\n"
+        )
+        out.write(report.render() + "\n")
+    if not report.judged:
+        return EXIT_TOO_FEW
+    return EXIT_DRIFT if report.drifted else 0
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a manifest is a JSON object")
+    return data
+
+
+if __name__ == "__main__":
+    sys.exit(main())

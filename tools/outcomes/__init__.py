@@ -1,0 +1,1 @@
+"""``python -m tools.outcomes``: which model version predicted better, from ground truth."""

@@ -1,0 +1,222 @@
+"""Which model version predicted better: captured predictions joined with outcomes (pure).
+
+Per version: labelled count, ROC AUC, log loss, Brier score and expected calibration
+error, each with a percentile bootstrap interval; then each version against the baseline
+(the lowest version unless named): the difference with its interval and a verdict. A
+difference counts only when its interval excludes 0; otherwise the verdict is "no
+significant difference". The versions are compared on different requests (weighted
+routing sends each request to one side at random), so the groups are resampled
+independently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tools import stats
+from tools.capture_export import CapturedRow, version_key
+from tools.outcomes.labels import Outcome
+
+# name, function, whether higher is better
+METRICS: tuple[tuple[str, stats.Metric, bool], ...] = (
+    ("ROC AUC", stats.roc_auc, True),
+    ("log loss", stats.log_loss, False),
+    ("Brier", stats.brier, False),
+    ("calibration error", stats.expected_calibration_error, False),
+)
+
+
+@dataclass(frozen=True)
+class Joined:
+    by_version: dict[str, tuple[list[int], list[float]]]  # labels, probabilities
+    matched: int
+    unmatched_labels: int  # outcomes with no captured prediction
+    unlabelled_predictions: int
+    duplicate_captures: int  # the same request id and row captured twice (kept once)
+
+
+@dataclass(frozen=True)
+class VersionResult:
+    version: str
+    count: int
+    positives: int
+    metrics: dict[str, stats.Interval]
+
+
+@dataclass(frozen=True)
+class Difference:
+    metric: str
+    interval: stats.Interval  # version minus baseline
+    higher_is_better: bool
+
+    def verdict(self, version: str, baseline: str) -> str:
+        d = self.interval
+        if math.isnan(d.low) or not d.excludes_zero():
+            return (
+                f"no significant difference on {self.metric} ({version} - {baseline}: "
+                f"{d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}])"
+            )
+        improves = (d.estimate > 0) == self.higher_is_better
+        winner, loser = (version, baseline) if improves else (baseline, version)
+        # The gain of the winner, as a positive amount, with its interval.
+        sign = 1 if (winner == version) == self.higher_is_better else -1
+        low, high = sorted((sign * d.low, sign * d.high))
+        return (
+            f"{winner} better than {loser} on {self.metric} by {abs(d.estimate):.4f} "
+            f"[{low:.4f}, {high:.4f}]"
+        )
+
+
+@dataclass(frozen=True)
+class OutcomesReport:
+    joined: Joined
+    baseline: str
+    versions: tuple[VersionResult, ...]
+    differences: dict[str, tuple[Difference, ...]]  # per non-baseline version
+    rounds: int
+    seed: int
+    confidence: float
+
+    def render(self) -> str:
+        j = self.joined
+        pct = f"{self.confidence * 100:g} %"
+        out = [
+            f"joined {j.matched} outcomes with captured predictions "
+            f"({j.unmatched_labels} outcomes without a captured prediction, "
+            f"{j.unlabelled_predictions} predictions without an outcome)",
+            f"intervals: {pct} percentile bootstrap, {self.rounds} rounds, seed {self.seed}",
+            "",
+        ]
+        header = f"{'version':<8} {'count':>6} {'positives':>9}"
+        for name, _, _ in METRICS:
+            header += f"  {name + ' [interval]':<26}"
+        out.append(header.rstrip())
+        for result in self.versions:
+            line = f"{result.version:<8} {result.count:>6} {result.positives:>9}"
+            for name, _, _ in METRICS:
+                i = result.metrics[name]
+                line += f"  {_cell(i):<26}"
+            out.append(line.rstrip())
+        for version, differences in self.differences.items():
+            out.append("")
+            out.append(f"{version} against {self.baseline}:")
+            out.extend(f"  {d.verdict(version, self.baseline)}" for d in differences)
+        return "\n".join(out)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "baseline": self.baseline,
+            "matched": self.joined.matched,
+            "unmatched_labels": self.joined.unmatched_labels,
+            "unlabelled_predictions": self.joined.unlabelled_predictions,
+            "versions": {
+                r.version: {
+                    "count": r.count,
+                    "positives": r.positives,
+                    **{name: i.to_json() for name, i in r.metrics.items()},
+                }
+                for r in self.versions
+            },
+            "differences": {
+                version: {
+                    d.metric: {
+                        **d.interval.to_json(),
+                        "verdict": d.verdict(version, self.baseline),
+                    }
+                    for d in differences
+                }
+                for version, differences in self.differences.items()
+            },
+        }
+
+
+def join(captured: Sequence[CapturedRow], outcomes: Sequence[Outcome]) -> Joined:
+    predictions: dict[tuple[str, int], CapturedRow] = {}
+    duplicates = 0
+    for row in captured:
+        key = (row.request_id, row.row)
+        if key in predictions:
+            duplicates += 1
+            continue
+        predictions[key] = row
+    by_version: dict[str, tuple[list[int], list[float]]] = {}
+    matched = 0
+    labelled = set()
+    for outcome in outcomes:
+        key = (outcome.request_id, outcome.row)
+        prediction = predictions.get(key)
+        if prediction is None:
+            continue
+        matched += 1
+        labelled.add(key)
+        labels, probabilities = by_version.setdefault(prediction.model_version, ([], []))
+        labels.append(outcome.label)
+        probabilities.append(prediction.probability)
+    return Joined(
+        dict(sorted(by_version.items(), key=lambda item: version_key(item[0]))),
+        matched,
+        len(outcomes) - matched,
+        len(predictions) - len(labelled),
+        duplicates,
+    )
+
+
+def compare(
+    joined: Joined,
+    *,
+    baseline: str | None = None,
+    rounds: int = stats.DEFAULT_ROUNDS,
+    seed: int = 0,
+    confidence: float = stats.DEFAULT_CONFIDENCE,
+) -> OutcomesReport:
+    if not joined.by_version:
+        raise ValueError("no outcome matched a captured prediction: nothing to compare")
+    versions = list(joined.by_version)
+    chosen = baseline or versions[0]
+    if chosen not in joined.by_version:
+        raise ValueError(
+            f"baseline version {chosen!r} has no labelled predictions (versions: "
+            f"{', '.join(versions)})"
+        )
+    functions = {name: function for name, function, _ in METRICS}
+    data = {
+        version: (np.asarray(labels, dtype=np.float64), np.asarray(probabilities))
+        for version, (labels, probabilities) in joined.by_version.items()
+    }
+    # One bootstrap pass per compared pair gives both versions' intervals and the
+    # difference's; the baseline's own come from its first comparison.
+    intervals: dict[str, dict[str, stats.Interval]] = {}
+    differences = {}
+    for version in data:
+        if version == chosen:
+            continue
+        compared = stats.bootstrap_compare(
+            functions, data[chosen], data[version], rounds=rounds, seed=seed, confidence=confidence
+        )
+        intervals.setdefault(chosen, {n: c.first for n, c in compared.items()})
+        intervals[version] = {n: c.second for n, c in compared.items()}
+        differences[version] = tuple(
+            Difference(name, compared[name].difference, higher) for name, _, higher in METRICS
+        )
+    if chosen not in intervals:  # a single version: nothing to compare it with
+        intervals[chosen] = {
+            name: stats.bootstrap_interval(
+                function, *data[chosen], rounds=rounds, seed=seed, confidence=confidence
+            )
+            for name, function in functions.items()
+        }
+    results = tuple(
+        VersionResult(version, int(y.size), int(y.sum()), intervals[version])
+        for version, (y, _) in data.items()
+    )
+    return OutcomesReport(joined, chosen, results, differences, rounds, seed, confidence)
+
+
+def _cell(interval: stats.Interval) -> str:
+    if math.isnan(interval.estimate):
+        return "n/a (one class)"
+    return f"{interval.estimate:.4f} [{interval.low:.4f}, {interval.high:.4f}]"
