@@ -72,7 +72,7 @@ def request_mix(rng: random.Random) -> list[tuple[str, dict[str, Any], int]]:
     ]
 
 
-FULL_RUN = 100_000  # what the README's figures come from; shorter runs are smoke tests
+FULL_RUN = 100_000  # what docs/performance.md's figures come from; shorter runs are smoke tests
 WEIGHTS = [50, 10, 10, 6, 6, 5, 5, 4, 4]
 
 

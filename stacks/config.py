@@ -1,18 +1,21 @@
-"""Deployment configuration: CDK context in, frozen typed dataclasses out.
+"""Deployment configuration: CDK context in, the frozen types of stacks.settings out.
 
 Context arrives from three places: ``cdk.json`` (JSON values), ``-c key=value`` on the
 command line (always strings) and ``cdk.context.json``. Everything is parsed here, once;
 constructs receive typed values and never read context. Every error names the key, the
 value and what is allowed, because a synth error is the whole user interface.
 
-Shape of the context (see the README's configuration reference)::
+Shape of the context (docs/configuration.md is the reference, tested against this parser)::
 
     env, model_version, stable_version, canary_weight     # command-line overrides
-    environments: {<env>: {model_name, runtime, account, region,
+    environments: {<env>: {model_name, runtime, account, region, termination_protection,
                            function: {...}, provisioned_concurrency: {...},
-                           warmer: {...}, endpoint: {...}, alarms: {...},
+                           warmer: {...}, endpoint: {...}, alarms: {...}, capture: {...},
                            rollout: {mode, model_version, stable_version, canary_weight,
                                      stable_model_version, deployment}}}
+
+Scalars are read by stacks.context_values, provisioned-concurrency rules live in
+stacks.capacity, and a model version's manifest is read by stacks.model_artifact.
 
 The ``rollout`` block is the committed state of a release; the rollout command
 (``python -m tools.rollout``) rewrites it in ``cdk.json``, and the four command-line keys
@@ -48,6 +51,7 @@ from stacks.settings import (
     AutoscalingSettings,
     CaptureSettings,
     ConfigError,
+    DriftSettings,
     EndpointAuth,
     EnvironmentConfig,
     FunctionSettings,
@@ -118,7 +122,7 @@ def _is_cdk_owned(key: str) -> bool:
 
 _ENVIRONMENT_KEYS = (
     "account", "region", "model_name", "runtime", "termination_protection", "function",
-    "provisioned_concurrency", "warmer", "endpoint", "alarms", "capture", "rollout",
+    "provisioned_concurrency", "warmer", "endpoint", "alarms", "capture", "drift", "rollout",
 )  # fmt: skip
 _FUNCTION_KEYS = (
     "architecture", "memory_mb", "timeout_seconds", "reserved_concurrency",
@@ -157,6 +161,7 @@ def _environment(
     alarms = _alarms(f"{at}.alarms", mapping(f"{at}.alarms", raw.get("alarms", {})))
     protection = boolean(f"{at}.termination_protection", raw.get("termination_protection", False))
     capture = _capture(f"{at}.capture", mapping(f"{at}.capture", raw.get("capture", {})))
+    drift = _drift(f"{at}.drift", mapping(f"{at}.drift", raw.get("drift", {})), capture)
     check_concurrency(at, function, pc, rollout)
     model = load_model_artifact(artifacts_root, model_name, rollout.model_version, runtime)
     return EnvironmentConfig(
@@ -171,6 +176,7 @@ def _environment(
         endpoint_auth=auth,
         alarms=alarms,
         capture=capture,
+        drift=drift,
         rollout=rollout,
         termination_protection=protection,
     )
@@ -332,6 +338,43 @@ def _capture(at: str, raw: Mapping[str, Any]) -> CaptureSettings:
         # S3 lifecycle expiration takes whole days.
         retention_days=integer(f"{at}.retention_days", raw.get("retention_days", 90), 1, 3650),
     )
+
+
+DRIFT_KEYS = ("enabled", "schedule_minutes", "window_minutes", "psi_watch", "psi_alarm",
+              "min_rows")  # fmt: skip
+
+
+def _drift(at: str, raw: Mapping[str, Any], capture: CaptureSettings) -> DriftSettings | None:
+    only(at, raw, DRIFT_KEYS)
+    enabled_raw = raw.get("enabled", "auto")
+    # "auto": on exactly when there is captured traffic to judge.
+    enabled = (
+        capture.effective_rate > 0
+        if enabled_raw == "auto"
+        else boolean(f"{at}.enabled", enabled_raw, "auto")
+    )
+    if enabled and capture.effective_rate == 0:
+        raise ConfigError(
+            f"{at}.enabled=true needs captured traffic: set capture.enabled=true with a "
+            "sample_rate above 0, or drift.enabled to false or 'auto'"
+        )
+    watch = number(f"{at}.psi_watch", raw.get("psi_watch", 0.1))
+    alarm = number(f"{at}.psi_alarm", raw.get("psi_alarm", 0.25))
+    if not 0 < watch <= alarm:
+        raise ConfigError(
+            f"{at}.psi_watch={watch:g} and {at}.psi_alarm={alarm:g} are not allowed: "
+            "0 < psi_watch <= psi_alarm (the usual 0.1 and 0.25)"
+        )
+    settings = DriftSettings(
+        schedule_minutes=integer(
+            f"{at}.schedule_minutes", raw.get("schedule_minutes", 60), 5, 1440
+        ),
+        window_minutes=integer(f"{at}.window_minutes", raw.get("window_minutes", 60), 5, 1440),
+        psi_watch=watch,
+        psi_alarm=alarm,
+        min_rows=integer(f"{at}.min_rows", raw.get("min_rows", 200), 10, 10_000),
+    )
+    return settings if enabled else None
 
 
 ROLLOUT_KEYS = (

@@ -12,13 +12,15 @@ from constructs import Construct
 from stacks.constructs.automated_rollout import AutomatedRollout
 from stacks.constructs.capture_bucket import capture_bucket_name
 from stacks.constructs.capture_delivery import CaptureDelivery
+from stacks.constructs.drift_monitor import DriftMonitor
 from stacks.constructs.endpoint import Endpoint
 from stacks.constructs.inference_function import InferenceFunction
 from stacks.constructs.model_bucket import grant_read_model, model_bucket_name
 from stacks.constructs.monitoring import Monitoring
 from stacks.constructs.production_alias import ProductionAlias
 from stacks.constructs.warmer import Warmer
-from stacks.settings import ALIAS_NAME, EnvironmentConfig, RolloutMode
+from stacks.settings import ALIAS_NAME, EnvironmentConfig, ModelArtifact, RolloutMode
+from training.artifacts import MANIFEST
 
 
 class InferenceStack(Stack):
@@ -73,11 +75,7 @@ class InferenceStack(Stack):
         grant_read_model(function, model_bucket, model.model_prefix)
         Validations.of(self.inference.role).acknowledge(
             Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::"
-                + model_bucket_name(
-                    environment_prefix, account="<AWS::AccountId>", region="<AWS::Region>"
-                )
-                + f"/{model.model_prefix}*]",
+                id=self._model_read_finding(environment_prefix, model),
                 reason="GetObject on this model's prefix only: the stable version of a canary "
                 "(same role) reads an older version's key under it.",
             )
@@ -114,6 +112,25 @@ class InferenceStack(Stack):
                     self, "CaptureBucket", capture_bucket_name(environment_prefix)
                 ),
             )
+        self.drift_monitor = None
+        if config.drift is not None:
+            self.drift_monitor = DriftMonitor(
+                self,
+                "DriftMonitor",
+                settings=config.drift,
+                architecture=settings.architecture,
+                log_group=self.inference.log_group,
+                model_bucket=model_bucket,
+                model_prefix=model.model_prefix,
+                manifest_key=f"{model.prefix}{MANIFEST}",
+                model_version=model.model_version,
+                metrics_namespace=settings.metrics_namespace,
+            )
+            Validations.of(self.drift_monitor.function.role).acknowledge(  # type: ignore[arg-type]
+                Acknowledgment(id=self._model_read_finding(environment_prefix, model),
+                               reason="GetObject on this model's prefix only: the monitor "
+                               "reads the deployed version's manifest under it.")
+            )  # fmt: skip
         self.endpoint = Endpoint(
             self, "Endpoint", alias=self.release.alias, auth=config.endpoint_auth
         )
@@ -135,6 +152,7 @@ class InferenceStack(Stack):
             metrics_namespace=settings.metrics_namespace,
             dashboard_name=dashboard_name,
             alarms=config.alarms,
+            drift=config.drift,
         )
         self.automated_rollout = None
         if rollout.traffic_shift is not None:
@@ -158,3 +176,13 @@ class InferenceStack(Stack):
         )
         CfnOutput(self, "ModelVersion", value=model.model_version)
         CfnOutput(self, "DashboardName", value=dashboard_name)
+
+    @staticmethod
+    def _model_read_finding(environment_prefix: str, model: ModelArtifact) -> str:
+        """The cdk-nag finding of a GetObject grant on one model's prefix."""
+        bucket = model_bucket_name(
+            environment_prefix, account="<AWS::AccountId>", region="<AWS::Region>"
+        )
+        return (
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{model.model_prefix}*]"
+        )

@@ -126,6 +126,17 @@ class CaptureSettings:
 
 
 @dataclass(frozen=True)
+class DriftSettings:
+    """The scheduled drift monitor: PSI of captured traffic against the training reference."""
+
+    schedule_minutes: int
+    window_minutes: int
+    psi_watch: float
+    psi_alarm: float
+    min_rows: int
+
+
+@dataclass(frozen=True)
 class ModelArtifact:
     """One model version as the function will load it, pinned by checksum."""
 
@@ -206,6 +217,8 @@ class EnvironmentConfig:
     endpoint_auth: EndpointAuth
     alarms: AlarmSettings
     capture: CaptureSettings
+    # None: no monitor (it needs capture, and can be switched off on its own).
+    drift: DriftSettings | None
     rollout: Rollout
     # CloudFormation refuses to delete a protected stack (both of the environment's stacks).
     termination_protection: bool

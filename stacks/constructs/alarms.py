@@ -23,17 +23,21 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.constructs.lambda_metrics import MINUTE, LambdaMetrics
-from stacks.settings import AlarmSettings
+from stacks.settings import AlarmSettings, DriftSettings
 
 LATENCY = "latency-p99"
 ERRORS = "errors"
 ERRORS_ALL_VERSIONS = "errors-all-versions"
 THROTTLES = "throttles"
+FEATURE_DRIFT = "feature-drift"
+PREDICTION_DRIFT = "prediction-drift"
 
 
-def alarm_names(prefix: str, *, automated: bool) -> dict[str, str]:
+def alarm_names(prefix: str, *, automated: bool, drift: bool) -> dict[str, str]:
     """Purpose -> alarm name, known before the alarms exist (the topic policy needs them)."""
-    purposes = [LATENCY, ERRORS, THROTTLES] + ([ERRORS_ALL_VERSIONS] if automated else [])
+    purposes = [LATENCY, ERRORS, THROTTLES]
+    purposes += [ERRORS_ALL_VERSIONS] if automated else []
+    purposes += [FEATURE_DRIFT, PREDICTION_DRIFT] if drift else []
     return {purpose: f"{prefix}-{purpose}" for purpose in purposes}
 
 
@@ -49,6 +53,7 @@ class Alarms(Construct):
         model_version: str,
         stable_model_version: str | None,
         automated: bool,
+        drift: DriftSettings | None,
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, id_)
@@ -120,11 +125,39 @@ class Alarms(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        # Drift against training pages; it does not roll a deployment back (the training
+        # reference, not the previous version, is what the live data moved away from).
+        self.drift: list[cloudwatch.Alarm] = []
+        if drift is not None:
+            for id_, purpose, metric, what in (
+                ("FeatureDrift", FEATURE_DRIFT, "MaxFeaturePSI", "a feature's"),
+                ("PredictionDrift", PREDICTION_DRIFT, "PredictionPSI", "the predictions'"),
+            ):
+                self.drift.append(
+                    cloudwatch.Alarm(
+                        self,
+                        id_,
+                        alarm_name=names[purpose],
+                        alarm_description=f"PSI of {what} live distribution against the "
+                        f"training reference of model {model_version} above "
+                        f"{drift.psi_alarm:g} (drift monitor, every "
+                        f"{drift.schedule_minutes} minutes).",
+                        metric=metrics.model(
+                            metric, "Maximum", model_version,
+                            Duration.minutes(drift.schedule_minutes),
+                        ),
+                        threshold=drift.psi_alarm,
+                        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                        evaluation_periods=1,
+                        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    )
+                )  # fmt: skip
         # What CodeDeploy rolls back on in automated mode.
         self.rollback: Sequence[cloudwatch.Alarm] = (self.latency, self.errors, self.throttles)
         self.all: Sequence[cloudwatch.Alarm] = (
             *self.rollback,
             *([self.errors_all_versions] if self.errors_all_versions else []),
+            *self.drift,
         )
         for alarm in self.all:
             alarm.add_alarm_action(cw_actions.SnsAction(topic))

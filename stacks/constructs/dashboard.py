@@ -33,6 +33,7 @@ class ServiceDashboard(Construct):
         sides: Sequence[tuple[str, str]],
         models: Sequence[tuple[str, str]] | None,
         versions_by_search: bool,
+        drift: bool,
     ) -> None:
         """``sides``: (label, Lambda version) per side of the alias, stable first.
 
@@ -95,6 +96,13 @@ class ServiceDashboard(Construct):
             self._per_model("Inference latency p99 (ms)", "InferenceLatency", "p99"),
             self._per_model("Mean predicted probability", "PredictionProbability", "Average"),
         )
+        if drift:
+            # Drift against the training reference, from the scheduled monitor.
+            self.dashboard.add_widgets(
+                self._per_model("Max feature PSI vs training", "MaxFeaturePSI", "Maximum", 8),
+                self._per_model("Prediction PSI vs training", "PredictionPSI", "Maximum", 8),
+                self._per_model("Rows judged for drift", "DriftRows", "Sum", 8),
+            )
         self.dashboard.add_widgets(
             self._per_model("Cold starts", "ColdStart", "Sum", 8),
             self._per_model("Model load time p99 (ms)", "ModelLoadTime", "p99", 8),

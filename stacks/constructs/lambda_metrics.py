@@ -57,6 +57,16 @@ HANDLER_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "ServerErrors": frozenset({MODEL_VERSION, FUNCTION}),
 }
 
+# The drift monitor's metrics (stacks/handlers/drift_monitor), in the same namespace.
+FEATURE = frozenset({"ModelVersion", "Feature"})
+MONITOR_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
+    "DriftRows": frozenset({MODEL_VERSION}),
+    "FeaturePSI": frozenset({FEATURE}),
+    "MaxFeaturePSI": frozenset({MODEL_VERSION}),
+    "PredictionPSI": frozenset({MODEL_VERSION}),
+}
+NAMESPACE_DIMENSIONS = {**HANDLER_DIMENSIONS, **MONITOR_DIMENSIONS}
+
 MINUTE = Duration.minutes(1)
 
 
@@ -135,8 +145,8 @@ class LambdaMetrics:
     def model(
         self, name: str, statistic: str, model_version: str, period: Duration = MINUTE
     ) -> cloudwatch.Metric:
-        """A handler metric of one model version (EMF, dimension ModelVersion)."""
-        assert MODEL_VERSION in HANDLER_DIMENSIONS[name], name
+        """A handler or monitor metric of one model version (dimension ModelVersion)."""
+        assert MODEL_VERSION in NAMESPACE_DIMENSIONS[name], name
         return cloudwatch.Metric(
             namespace=self.namespace,
             metric_name=name,
@@ -160,7 +170,7 @@ class LambdaMetrics:
 
     def model_search(self, name: str, statistic: str, label: str) -> cloudwatch.IMetric:
         """One line per model version that reports ``name``."""
-        assert MODEL_VERSION in HANDLER_DIMENSIONS[name], name
+        assert MODEL_VERSION in NAMESPACE_DIMENSIONS[name], name
         return cloudwatch.MathExpression(
             expression=f"SEARCH('{{{self.namespace},ModelVersion}} MetricName=\"{name}\"', "
             f"'{statistic}', 60)",

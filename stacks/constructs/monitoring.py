@@ -16,7 +16,7 @@ from stacks.constructs.alarm_topic import AlarmTopic
 from stacks.constructs.alarms import Alarms, alarm_names
 from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.lambda_metrics import LambdaMetrics
-from stacks.settings import AlarmSettings
+from stacks.settings import AlarmSettings, DriftSettings
 
 
 class Monitoring(Construct):
@@ -35,12 +35,13 @@ class Monitoring(Construct):
         metrics_namespace: str,
         dashboard_name: str,
         alarms: AlarmSettings,
+        drift: DriftSettings | None,
     ) -> None:
         super().__init__(scope, id_)
         metrics = LambdaMetrics(
             function_name=function_name, alias_name=alias_name, namespace=metrics_namespace
         )
-        names = alarm_names(dashboard_name, automated=automated)
+        names = alarm_names(dashboard_name, automated=automated, drift=drift is not None)
         self.topic = AlarmTopic(self, "Default", alarm_names=list(names.values()),
                                 email=alarms.email).topic  # fmt: skip
         self.alarms = Alarms(
@@ -55,6 +56,7 @@ class Monitoring(Construct):
             if stable_lambda_version is not None and not automated
             else None,
             automated=automated,
+            drift=drift,
             topic=self.topic,
         )
         stable_model = f", model {stable_model_version}" if stable_model_version else ""
@@ -80,4 +82,5 @@ class Monitoring(Construct):
             sides=sides,
             models=models,
             versions_by_search=automated,
+            drift=drift is not None,
         ).dashboard

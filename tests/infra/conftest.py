@@ -47,6 +47,14 @@ class Synth:
         return {k: v for k, v in self.template(kind)["Resources"].items() if v["Type"] == type_}
 
     def image_assets(self) -> dict[str, dict[str, Any]]:
+        """The inference image (built with MODEL_RUNTIME); the drift monitor's is apart."""
+        return {
+            h: image
+            for h, image in self.all_image_assets().items()
+            if "MODEL_RUNTIME" in image["source"].get("dockerBuildArgs", {})
+        }
+
+    def all_image_assets(self) -> dict[str, dict[str, Any]]:
         (name,) = [n for n in self.assets if n.endswith("-inference")]
         images: dict[str, dict[str, Any]] = self.assets[name].get("dockerImages", {})
         return images

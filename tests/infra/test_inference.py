@@ -24,7 +24,11 @@ def only(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def inference_function(synth: Synth) -> dict[str, Any]:
     functions = synth.resources("inference", "AWS::Lambda::Function")
-    (fn,) = [f for f in functions.values() if f["Properties"].get("PackageType") == "Image"]
+    (fn,) = [
+        f
+        for f in functions.values()
+        if "MODEL_KEY" in json.dumps(f["Properties"].get("Environment", {}))
+    ]
     return fn
 
 
@@ -212,7 +216,9 @@ def test_dev_without_pc_still_reconciles_to_nothing(dev: Synth) -> None:
 
 def test_reconciler_may_touch_only_this_functions_qualifiers(prod: Synth) -> None:
     functions = prod.resources("inference", "AWS::Lambda::Function")
-    (inference_id,) = [k for k, f in functions.items() if f["Properties"].get("PackageType")]
+    (inference_id,) = [
+        k for k, f in functions.items() if "MODEL_KEY" in json.dumps(f["Properties"])
+    ]
     policies = prod.resources("inference", "AWS::IAM::Policy")
     statements = [
         s
@@ -282,39 +288,53 @@ def test_reconciler_may_register_only_lambda_scalable_targets(prod: Synth) -> No
 # -------------------------------------------------------------------------- warmer
 
 
+def warmer_rules(synth: Synth) -> dict[str, dict[str, Any]]:
+    """The warm-up schedule (the drift monitor has a schedule of its own)."""
+    return {
+        k: r
+        for k, r in synth.resources("inference", "AWS::Events::Rule").items()
+        if "Warm-up" in r["Properties"].get("Description", "")
+    }
+
+
+def warmer_permissions(synth: Synth) -> list[dict[str, Any]]:
+    rules = warmer_rules(synth)
+    return [
+        p["Properties"]
+        for p in synth.resources("inference", "AWS::Lambda::Permission").values()
+        if p["Properties"].get("SourceArn", {}).get("Fn::GetAtt", [None])[0] in rules
+    ]
+
+
 def test_dev_warms_the_candidate_version_directly(dev: Synth) -> None:
-    rule = only(dev.resources("inference", "AWS::Events::Rule"))["Properties"]
+    rule = only(warmer_rules(dev))["Properties"]
     assert rule["ScheduleExpression"] == "rate(5 minutes)"
     (target,) = rule["Targets"]
     assert json.loads(target["Input"]) == {"_warmup": True}
     assert target["Arn"] == {"Ref": next(iter(dev.version_ids()))}
-    permission = only(dev.resources("inference", "AWS::Lambda::Permission"))["Properties"]
+    (permission,) = warmer_permissions(dev)
     assert permission["Principal"] == "events.amazonaws.com"
     assert permission["FunctionName"] == {"Ref": next(iter(dev.version_ids()))}
 
 
 def test_canary_warms_each_version_not_the_alias(dev_canary: Synth) -> None:
-    rule = only(dev_canary.resources("inference", "AWS::Events::Rule"))["Properties"]
+    rule = only(warmer_rules(dev_canary))["Properties"]
     arns = [json.dumps(t["Arn"]) for t in rule["Targets"]]
     assert len(arns) == 2
     assert json.dumps({"Ref": next(iter(dev_canary.version_ids()))}) in arns
     assert any(arn.endswith('":7"]]}') for arn in arns), "the stable version by number"
-    permissions = dev_canary.resources("inference", "AWS::Lambda::Permission")
-    events = [
-        p for p in permissions.values() if p["Properties"]["Principal"] == "events.amazonaws.com"
-    ]
-    assert len(events) == 2
+    assert len(warmer_permissions(dev_canary)) == 2
 
 
 def test_prod_warmer_is_off_where_pc_covers_traffic(prod: Synth) -> None:
-    prod.assertions("inference").resource_count_is("AWS::Events::Rule", 0)
+    assert warmer_rules(prod) == {}
 
 
 def test_warmer_can_be_forced_on_with_its_own_rate(synth_context: SynthContext) -> None:
     context = cdk_context()
     context["environments"]["prod"]["warmer"] = {"enabled": True, "rate_minutes": 1}
     result = synth_context({**context, "env": "prod"})
-    rule = only(result.resources("inference", "AWS::Events::Rule"))["Properties"]
+    rule = only(warmer_rules(result))["Properties"]
     assert rule["ScheduleExpression"] == "rate(1 minute)"
 
 
@@ -420,7 +440,8 @@ def test_dashboard_shows_handler_metrics_per_model_version(dev: Synth) -> None:
 
 def test_alarms_and_their_thresholds(dev: Synth) -> None:
     template = dev.assertions("inference")
-    template.resource_count_is("AWS::CloudWatch::Alarm", 3)
+    # latency, errors, throttles; feature and prediction drift (capture is on in dev)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 5)
     topic = {"Ref": next(iter(dev.resources("inference", "AWS::SNS::Topic")))}
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",

@@ -18,6 +18,7 @@ import pytest
 from stacks.constructs.lambda_metrics import (
     HANDLER_DIMENSIONS,
     LAMBDA_NAMESPACE,
+    NAMESPACE_DIMENSIONS,
     PER_PROVISIONED_RESOURCE,
     PUBLISHED_DIMENSIONS,
 )
@@ -89,7 +90,7 @@ def problems(template: dict[str, Any], namespace: str) -> list[str]:
             if metric_namespace == LAMBDA_NAMESPACE:
                 published = PUBLISHED_DIMENSIONS.get(name, frozenset())
             elif metric_namespace == namespace:
-                published = HANDLER_DIMENSIONS.get(name, frozenset())
+                published = NAMESPACE_DIMENSIONS.get(name, frozenset())
             else:
                 found.append(f"{where}: {name} in unknown namespace {metric_namespace}")
                 continue

@@ -91,7 +91,7 @@ def model_key(synth: Synth) -> str:
     (function,) = [
         f
         for f in synth.resources("inference", "AWS::Lambda::Function").values()
-        if f["Properties"].get("PackageType") == "Image"
+        if "MODEL_KEY" in json.dumps(f["Properties"].get("Environment", {}))
     ]
     key: str = function["Properties"]["Environment"]["Variables"]["MODEL_KEY"]
     return key

@@ -33,6 +33,9 @@ WILDCARD_RESOURCE_ACTIONS = {
     "xray:PutTraceSegments": "X-Ray has no resource-level permissions (tracing on)",
     "xray:PutTelemetryRecords": "X-Ray has no resource-level permissions (tracing on)",
     "application-autoscaling:DescribeScalableTargets": "no resource-level permissions; read only",
+    "logs:GetQueryResults": "query ids are not resources (drift monitor)",
+    "logs:StopQuery": "query ids are not resources (drift monitor)",
+    "cloudwatch:PutMetricData": "no resource-level permissions; limited by namespace condition",
 }
 
 

@@ -1,4 +1,4 @@
-"""``python -m tools.rollout <command> --env <env> [--config cdk.json]``; see the README."""
+"""``python -m tools.rollout <command> --env <env> [--config cdk.json]``; see docs/deploying.md."""
 
 from __future__ import annotations
 

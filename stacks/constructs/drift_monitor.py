@@ -1,0 +1,132 @@
+"""The scheduled drift monitor: a function on a schedule, reading captures, writing PSI metrics.
+
+Its code is stacks/handlers/drift_monitor (see its docstring), built as a container image
+from the repository root but narrowed to the files its Dockerfile copies, so that the
+statistics are the ones ``python -m tools.drift`` runs, not a copy.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, IgnoreMode, RemovalPolicy, Validations
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.constructs.model_bucket import grant_read_model
+from stacks.settings import REPO_ROOT, Architecture, DriftSettings
+
+# The image's build context is the repository root; only these files are in it.
+IMAGE_FILES = (
+    "stacks/handlers/drift_monitor/Dockerfile",
+    "stacks/handlers/drift_monitor/requirements.txt",
+    "stacks/handlers/drift_monitor/index.py",
+    "tools/__init__.py",
+    "tools/stats.py",
+    "tools/drift/__init__.py",
+    "tools/drift/report.py",
+    "tools/drift/live.py",
+    "training/__init__.py",
+    "training/distributions.py",
+)
+
+
+class DriftMonitor(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: DriftSettings,
+        architecture: Architecture,
+        log_group: logs.ILogGroup,
+        model_bucket: s3.IBucket,
+        model_prefix: str,
+        manifest_key: str,
+        model_version: str,
+        metrics_namespace: str,
+    ) -> None:
+        super().__init__(scope, id_)
+        arm = architecture is Architecture.ARM64
+        own_logs = logs.LogGroup(
+            self,
+            "Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Drift monitor: queries capture records, reads manifests, puts PSI.",
+        )
+        self.function = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            code=lambda_.DockerImageCode.from_image_asset(
+                directory=str(REPO_ROOT),
+                file="stacks/handlers/drift_monitor/Dockerfile",
+                platform=(
+                    ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64
+                ),
+                # Everything but the files the Dockerfile copies stays out of the context
+                # (and out of the asset hash).
+                ignore_mode=IgnoreMode.DOCKER,
+                exclude=["*", "**/__pycache__", *(f"!{path}" for path in IMAGE_FILES)],
+            ),
+            architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
+            memory_size=1024,
+            timeout=Duration.minutes(5),
+            role=role,
+            log_group=own_logs,
+            environment={
+                "LOG_GROUP": log_group.log_group_name,
+                "MODEL_BUCKET": model_bucket.bucket_name,
+                "MANIFEST_KEY": manifest_key,
+                "MODEL_VERSION": model_version,
+                "METRICS_NAMESPACE": metrics_namespace,
+                "WINDOW_MINUTES": str(settings.window_minutes),
+                "PSI_WATCH": f"{settings.psi_watch:g}",
+                "PSI_ALARM": f"{settings.psi_alarm:g}",
+                "MIN_ROWS": str(settings.min_rows),
+            },
+            description="Drift monitor: PSI of captured traffic against the training reference.",
+        )
+        own_logs.grant_write(role)
+        grant_read_model(self.function, model_bucket, model_prefix)
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["logs:StartQuery"], resources=[log_group.log_group_arn])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                # Query ids are not resources: the service authorization reference lists no
+                # resource type for these two.
+                actions=["logs:GetQueryResults", "logs:StopQuery"],
+                resources=["*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": metrics_namespace}},
+            )
+        )
+        self.rule = events.Rule(
+            self,
+            "Schedule",
+            schedule=events.Schedule.rate(Duration.minutes(settings.schedule_minutes)),
+            description="Drift monitor run.",
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="logs:GetQueryResults/StopQuery have no resource-level permissions and "
+                "PutMetricData none either (it is limited to this namespace by condition).",
+            )
+        )

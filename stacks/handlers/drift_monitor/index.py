@@ -1,0 +1,126 @@
+"""Scheduled drift monitor: PSI of the last window's captured traffic against training.
+
+Every ``schedule`` (an EventBridge rule) it reads the deployed model version's manifest
+from the model bucket (its ``reference_distributions``), queries the function's log group
+for that version's capture records of the last window (tools.drift.live, Logs Insights),
+computes PSI per feature and for the predicted probability (tools.drift.report, the same
+code as ``python -m tools.drift``), and publishes them:
+
+* ``DriftRows`` {ModelVersion}: captured rows judged (0 is published too);
+* ``FeaturePSI`` {ModelVersion, Feature}, ``MaxFeaturePSI`` and ``PredictionPSI``
+  {ModelVersion}: only when there were at least ``MIN_ROWS`` rows.
+
+The stack alarms on MaxFeaturePSI and PredictionPSI. Runs off the request path; its one
+PutMetricData call per run is not on any caller's way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tools.drift.live import Window, fetch
+from tools.drift.report import PREDICTION, DriftThresholds, drift_report
+from training.distributions import read_reference
+
+# Leave this much of the invocation for publishing after the query.
+MARGIN_MS = 20_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    log_group: str
+    bucket: str
+    manifest_key: str
+    model_version: str
+    namespace: str
+    window_minutes: int
+    thresholds: DriftThresholds
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def need(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise ValueError(f"{name} is not set: the stack sets it")
+            return value
+
+        return cls(
+            log_group=need("LOG_GROUP"),
+            bucket=need("MODEL_BUCKET"),
+            manifest_key=need("MANIFEST_KEY"),
+            model_version=need("MODEL_VERSION"),
+            namespace=need("METRICS_NAMESPACE"),
+            window_minutes=int(need("WINDOW_MINUTES")),
+            thresholds=DriftThresholds(
+                watch=float(need("PSI_WATCH")),
+                alarm=float(need("PSI_ALARM")),
+                min_rows=int(need("MIN_ROWS")),
+            ),
+        )
+
+
+def run(
+    settings: Settings,
+    *,
+    s3: Any,
+    logs: Any,
+    cloudwatch: Any,
+    now: int,
+    expired: Callable[[], bool],
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    manifest = json.loads(
+        s3.get_object(Bucket=settings.bucket, Key=settings.manifest_key)["Body"].read()
+    )
+    reference = read_reference(manifest, where=settings.manifest_key)
+    window = Window(start=now - settings.window_minutes * 60, end=now)
+    rows = fetch(
+        logs, settings.log_group, settings.model_version, window, expired=expired, sleep=sleep
+    )
+    report = drift_report(reference, rows.features, rows.probabilities, settings.thresholds)
+    version = {"Name": "ModelVersion", "Value": settings.model_version}
+    data: list[dict[str, Any]] = [
+        {"MetricName": "DriftRows", "Dimensions": [version], "Value": len(rows.features),
+         "Unit": "Count"},
+    ]  # fmt: skip
+    if report.judged:
+        feature_lines = [line for line in report.lines if line.name != PREDICTION]
+        data += [
+            {"MetricName": "FeaturePSI", "Unit": "None", "Value": line.psi,
+             "Dimensions": [version, {"Name": "Feature", "Value": line.name}]}
+            for line in feature_lines
+        ]  # fmt: skip
+        data.append(
+            {"MetricName": "MaxFeaturePSI", "Dimensions": [version], "Unit": "None",
+             "Value": max(line.psi for line in feature_lines)}
+        )  # fmt: skip
+        data += [
+            {"MetricName": "PredictionPSI", "Dimensions": [version], "Unit": "None",
+             "Value": line.psi}
+            for line in report.lines
+            if line.name == PREDICTION
+        ]  # fmt: skip
+    cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
+    summary = {"model_version": settings.model_version, "rows": len(rows.features),
+               "skipped": rows.skipped, "report": report.to_json()}  # fmt: skip
+    print(json.dumps(summary, default=str))
+    return summary
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    import boto3  # the runtime's boto3
+
+    del event  # the schedule's event carries nothing the monitor needs
+    return run(
+        Settings.from_env(os.environ),
+        s3=boto3.client("s3"),
+        logs=boto3.client("logs"),
+        cloudwatch=boto3.client("cloudwatch"),
+        now=int(time.time()),
+        expired=lambda: context.get_remaining_time_in_millis() < MARGIN_MS,
+    )

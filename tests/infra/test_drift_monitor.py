@@ -1,0 +1,217 @@
+"""The drift monitor: its calls against the real S3, CloudWatch Logs and CloudWatch models
+(botocore's Stubber), and its place in the templates."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from stacks.settings import ConfigError
+from tests.infra.conftest import Synth, cdk_context
+from tools.drift.live import query
+from tools.drift.report import DriftThresholds
+from training.distributions import reference_distributions
+
+HANDLER = Path(__file__).resolve().parents[2] / "stacks/handlers/drift_monitor/index.py"
+SCHEMA = [{"name": "tenure_months", "type": "integer"}, {"name": "monthly_charges",
+                                                       "type": "number"}]  # fmt: skip
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("drift_monitor", HANDLER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+monitor = _load()
+
+
+def manifest() -> dict[str, Any]:
+    rng = np.random.default_rng(7)
+    X = np.column_stack([rng.integers(0, 72, 2000), rng.normal(70, 20, 2000)])
+    proba = rng.uniform(0, 1, 2000)
+    return {"reference_distributions": reference_distributions(X, SCHEMA, proba)}
+
+
+def captured(rows: int, shift: float) -> list[list[dict[str, str]]]:
+    rng = np.random.default_rng(11)
+    results = []
+    for _ in range(rows):
+        record = {"capture": 1, "model_version": "v1",
+                  "features": {"tenure_months": int(rng.integers(0, 72)),
+                               "monthly_charges": float(rng.normal(70 + shift, 20))},
+                  "probability": float(rng.uniform(0, 1))}  # fmt: skip
+        results.append([{"field": "@message", "value": json.dumps(record)}])
+    results.append([{"field": "@message", "value": "not json"}])
+    return results
+
+
+SETTINGS = monitor.Settings(
+    log_group="/aws/lambda/fn", bucket="models-bucket",
+    manifest_key="models/churn/v1/x/manifest.json", model_version="v1",
+    namespace="SklearnLambdaServing/dev", window_minutes=60,
+    thresholds=DriftThresholds(watch=0.1, alarm=0.25, min_rows=200),
+)  # fmt: skip
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[dict[str, Any], dict[str, Stubber]]]:
+    session = boto3.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name="eu-west-1"
+    )
+    clients = {name: session.client(name) for name in ("s3", "logs", "cloudwatch")}
+    stubbers = {name: Stubber(client) for name, client in clients.items()}
+    for stub in stubbers.values():
+        stub.activate()
+    yield clients, stubbers
+    for stub in stubbers.values():
+        stub.assert_no_pending_responses()
+        stub.deactivate()
+
+
+def queue(stubbers: dict[str, Stubber], results: list[list[dict[str, str]]]) -> None:
+    body = json.dumps(manifest()).encode()
+    stubbers["s3"].add_response(
+        "get_object", {"Body": StreamingBody(io.BytesIO(body), len(body))},
+        {"Bucket": SETTINGS.bucket, "Key": SETTINGS.manifest_key},
+    )  # fmt: skip
+    stubbers["logs"].add_response(
+        "start_query", {"queryId": "q-1"},
+        {"logGroupName": SETTINGS.log_group, "startTime": 1_000_000 - 3600, "endTime": 1_000_000,
+         "queryString": query("v1"), "limit": 10_000},
+    )  # fmt: skip
+    stubbers["logs"].add_response("get_query_results", {"status": "Running"}, {"queryId": "q-1"})
+    stubbers["logs"].add_response(
+        "get_query_results", {"status": "Complete", "results": results}, {"queryId": "q-1"}
+    )
+
+
+def run(clients: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = monitor.run(
+        SETTINGS, s3=clients["s3"], logs=clients["logs"], cloudwatch=clients["cloudwatch"],
+        now=1_000_000, expired=lambda: False, sleep=lambda _: None,
+    )  # fmt: skip
+    return summary
+
+
+def put_metrics(
+    stubbers: dict[str, Stubber], expected: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    class Check:
+        def __eq__(self, other: object) -> bool:
+            assert isinstance(other, list)
+            expected(other)
+            return True
+
+    stubbers["cloudwatch"].add_response(
+        "put_metric_data", {}, {"Namespace": SETTINGS.namespace, "MetricData": Check()}
+    )
+
+
+def test_drifted_traffic_publishes_psi_above_the_alarm(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    queue(stubbers, captured(1000, shift=25.0))
+
+    def check(data: list[dict[str, Any]]) -> None:
+        by_name = {(d["MetricName"], json.dumps(d["Dimensions"])): d["Value"] for d in data}
+        assert by_name[("DriftRows", '[{"Name": "ModelVersion", "Value": "v1"}]')] == 1000
+        assert by_name[("MaxFeaturePSI", '[{"Name": "ModelVersion", "Value": "v1"}]')] > 0.25
+        charges = [d for d in data if {"Name": "Feature", "Value": "monthly_charges"}
+                   in d.get("Dimensions", [])]  # fmt: skip
+        assert charges and charges[0]["Value"] > 0.25
+
+    put_metrics(stubbers, check)
+    summary = run(clients)
+    assert (summary["rows"], summary["skipped"]) == (1000, 1)
+
+
+def test_traffic_like_training_publishes_low_psi(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    queue(stubbers, captured(1000, shift=0.0))
+
+    def check(data: list[dict[str, Any]]) -> None:
+        values = {d["MetricName"]: d["Value"] for d in data if len(d["Dimensions"]) == 1}
+        assert values["MaxFeaturePSI"] < 0.1 and values["PredictionPSI"] < 0.1
+
+    put_metrics(stubbers, check)
+    run(clients)
+
+
+def test_too_few_rows_publish_only_the_count(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    queue(stubbers, captured(50, shift=0.0))
+
+    def check(data: list[dict[str, Any]]) -> None:
+        assert [d["MetricName"] for d in data] == ["DriftRows"]
+
+    put_metrics(stubbers, check)
+    run(clients)
+
+
+def test_settings_name_what_is_missing() -> None:
+    with pytest.raises(ValueError, match="LOG_GROUP is not set"):
+        monitor.Settings.from_env({})
+
+
+def test_the_monitor_runs_on_schedule_with_least_privilege(dev: Synth) -> None:
+    functions = dev.resources("inference", "AWS::Lambda::Function")
+    (monitor_id,) = [k for k, f in functions.items() if "LOG_GROUP" in json.dumps(f)]
+    variables = functions[monitor_id]["Properties"]["Environment"]["Variables"]
+    assert variables["MANIFEST_KEY"].startswith("models/churn/v1/")
+    assert variables["MANIFEST_KEY"].endswith("/manifest.json")
+    assert (variables["PSI_ALARM"], variables["MIN_ROWS"]) == ("0.25", "200")
+    rules = [r["Properties"] for r in dev.resources("inference", "AWS::Events::Rule").values()
+             if monitor_id in json.dumps(r)]  # fmt: skip
+    assert [r["ScheduleExpression"] for r in rules] == ["rate(1 hour)"]
+    statements = [
+        s for p in dev.resources("inference", "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "PutMetricData" in json.dumps(s)
+    ]  # fmt: skip
+    assert [s["Condition"] for s in statements] == [
+        {"StringEquals": {"cloudwatch:namespace": "SklearnLambdaServing/dev"}}
+    ]
+
+
+def test_drift_alarms_page_on_either_psi(dev: Synth) -> None:
+    alarms = {a["Properties"]["AlarmName"]: a["Properties"]
+              for a in dev.resources("inference", "AWS::CloudWatch::Alarm").values()}  # fmt: skip
+    for name, metric in (("feature-drift", "MaxFeaturePSI"), ("prediction-drift", "PredictionPSI")):
+        alarm = alarms[f"sklearn-serving-dev-churn-{name}"]
+        assert (alarm["MetricName"], alarm["Threshold"], alarm["Period"]) == (metric, 0.25, 3600)
+        assert alarm["Dimensions"] == [{"Name": "ModelVersion", "Value": "v1"}]
+
+
+@pytest.mark.parametrize(
+    ("drift", "capture", "message"),
+    [
+        ({"enabled": True}, {"enabled": False}, r"drift.enabled=true needs captured traffic"),
+        ({"psi_watch": 0.3, "psi_alarm": 0.2}, {}, r"psi_watch=0.3 and .*psi_alarm=0.2"),
+        ({"schedule_minutes": 1}, {}, r"schedule_minutes=1 is not allowed: an integer from 5"),
+    ],
+)
+def test_bad_drift_settings_are_refused_by_name(
+    drift: dict[str, Any], capture: dict[str, Any], message: str
+) -> None:
+    from stacks.config import load_config
+
+    context = cdk_context()
+    context["environments"]["dev"]["drift"].update(drift)
+    context["environments"]["dev"]["capture"].update(capture)
+    with pytest.raises(ConfigError, match=message):
+        load_config({**context, "env": "dev"})

@@ -1,0 +1,99 @@
+"""Captured rows of one model version from the function's log group, by Logs Insights.
+
+Why Logs Insights and not Athena over the capture bucket: the capture records are already
+in the function's log group (the subscription copies them to the bucket), a query over an
+hour of them scans only that hour's log events ($0.005 per GB scanned), and it needs no
+Glue table, no Athena workgroup and no result bucket. Its limit is 10,000 rows per query:
+the monitor judges drift on at most that many captured rows per window (PSI over ten
+deciles is stable long before that), and says how many it used.
+
+Used by the scheduled drift monitor (stacks/handlers/drift_monitor) and by
+``python -m tools.drift --env E``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Logs Insights returns at most this many rows per query.
+MAX_ROWS = 10_000
+POLL_SECONDS = 1.0
+DONE = frozenset({"Complete", "Failed", "Cancelled", "Timeout", "Unknown"})
+
+
+@dataclass(frozen=True)
+class Window:
+    start: int  # epoch seconds
+    end: int
+
+
+@dataclass
+class CapturedRows:
+    features: list[dict[str, float]] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+    # Records that could not be read (bad JSON, missing fields): counted, not used.
+    skipped: int = 0
+
+
+def query(model_version: str, limit: int = MAX_ROWS) -> str:
+    """The Logs Insights query: one model version's capture records, newest first."""
+    if not model_version.replace("-", "").replace(".", "").isalnum():
+        raise ValueError(f"model version {model_version!r} is not a version name (e.g. v2)")
+    return (
+        "fields @message | filter capture = 1 and model_version = "
+        f'"{model_version}" | sort @timestamp desc | limit {limit}'
+    )
+
+
+def parse(results: list[list[Mapping[str, str]]]) -> CapturedRows:
+    rows = CapturedRows()
+    for result in results:
+        message = next((f["value"] for f in result if f.get("field") == "@message"), None)
+        try:
+            record = json.loads(message or "")
+            if not isinstance(record, dict) or not isinstance(record.get("features"), dict):
+                raise TypeError("not a capture record with features")
+            probability = float(record["probability"])
+            values = {str(k): float(v) for k, v in record["features"].items()}
+        except (ValueError, TypeError, KeyError):
+            rows.skipped += 1
+            continue
+        rows.features.append(values)
+        rows.probabilities.append(probability)
+    return rows
+
+
+def fetch(
+    logs: Any,
+    log_group: str,
+    model_version: str,
+    window: Window,
+    *,
+    expired: Callable[[], bool],
+    sleep: Callable[[float], None] = time.sleep,
+    limit: int = MAX_ROWS,
+) -> CapturedRows:
+    """Run the query and wait for it; ``TimeoutError`` (after stopping it) when out of time."""
+    started = logs.start_query(
+        logGroupName=log_group,
+        startTime=window.start,
+        endTime=window.end,
+        queryString=query(model_version, limit),
+        limit=limit,
+    )
+    query_id = started["queryId"]
+    while True:
+        answer = logs.get_query_results(queryId=query_id)
+        status = answer["status"]
+        if status == "Complete":
+            return parse(answer.get("results", []))
+        if status in DONE:
+            raise RuntimeError(f"Logs Insights query {query_id} ended {status}")
+        if expired():
+            logs.stop_query(queryId=query_id)
+            raise TimeoutError(f"Logs Insights query {query_id} still {status}; stopped it")
+        sleep(POLL_SECONDS)
