@@ -71,6 +71,9 @@ PRICES: dict[str, Price] = {
     ),
     "s3_gb_month": Price(0.023, "per GB-month, S3 Standard", "https://aws.amazon.com/s3/pricing/"),
     "s3_get_request": Price(0.0004 / 1000, "per GET request", "https://aws.amazon.com/s3/pricing/"),
+    "logs_insights_gb_scanned": Price(
+        0.005, "per GB scanned by Logs Insights queries", CLOUDWATCH_PRICING
+    ),
 }
 
 SECONDS_PER_MONTH = 730 * 3600  # AWS bills a month as 730 hours
@@ -102,6 +105,41 @@ ALARM_METRICS = 4
 TARGET_TRACKING_ALARMS = 2
 # One GET per environment start; an upper bound for a month of restarts and scale-outs.
 S3_GETS_PER_MONTH = 10_000
+
+
+# The drift monitor: one run per schedule period, about 10 s at 1,024 MB (container start,
+# a Logs Insights query, PSI), one PutMetricData; its metrics are DriftRows, MaxFeaturePSI,
+# PredictionPSI and FeaturePSI per feature of the manifest, its alarms two.
+DRIFT_RUN_SECONDS = 10
+DRIFT_MEMORY_GB = 1.0
+DRIFT_METRICS_FIXED = 3
+DRIFT_ALARMS = 2
+# Capture adds this fraction of a capture line's bytes to the capture bucket after gzip
+# (JSON lines of repeated field names compress about tenfold); an upper bound for storage.
+CAPTURE_GZIP_RATIO = 0.2
+
+
+def capture_line_bytes() -> int:
+    """Bytes of one capture record line for a churn row, as the handler's builder writes it."""
+    sys.path.insert(0, str(ROOT / "lambda_src"))
+    from datetime import UTC, datetime
+
+    from inference import capture
+
+    features = ["tenure_months", "monthly_charges", "total_charges", "num_products",
+                "has_tech_support", "contract_type_encoded", "payment_method_encoded"]  # fmt: skip
+    (record,) = capture.records(
+        request_id="8f0c2a1e-3b4d-4c5e-9f60-718293a4b5c6",
+        timestamp=datetime(2026, 11, 25, tzinfo=UTC),
+        model_name="churn",
+        model_version="v1",
+        lambda_version="17",
+        feature_names=features,
+        rows=[[24, 70.35, 1688.4, 2, 1, 1, 2]],
+        probabilities=[0.2731546],
+        predictions=[0],
+    )
+    return len(capture.encode(record)) + 1
 
 
 class PricingError(ValueError):
@@ -200,7 +238,51 @@ def monthly_cost(
         "KMS key (alarm topic)": PRICES["kms_key_month"].usd,
         "S3 (artifacts, GETs)": artifact_bytes / 1e9 * PRICES["s3_gb_month"].usd
         + S3_GETS_PER_MONTH * PRICES["s3_get_request"].usd,
+        **capture_cost(env, requests),
     }
+
+
+def capture_volume_gb(env: EnvironmentConfig, requests: float) -> float:
+    """GB of capture lines a month (one record per single-record request captured)."""
+    return requests * env.capture.effective_rate * capture_line_bytes() / 1e9
+
+
+def capture_cost(env: EnvironmentConfig, requests: float) -> dict[str, float]:
+    """Capture and drift monitoring, at the configured rate.
+
+    Firehose's own charges (ingestion, decompression, dynamic partitioning) are not priced:
+    their list prices could not be read from the pricing page here. The report prints the
+    volume Firehose carries so they can be added from
+    https://aws.amazon.com/firehose/pricing/.
+    """
+    gb = capture_volume_gb(env, requests)
+    retained_months = env.capture.retention_days / (SECONDS_PER_MONTH / 86400)
+    costs = {
+        "capture: log ingestion": gb * PRICES["logs_ingestion_gb"].usd,
+        "capture: S3 storage (upper bound)": gb
+        * CAPTURE_GZIP_RATIO
+        * retained_months
+        * PRICES["s3_gb_month"].usd,
+    }
+    drift = env.drift
+    if drift is not None:
+        runs = SECONDS_PER_MONTH / 60 / drift.schedule_minutes
+        # Each run scans the window's log events; all lines, not only capture lines, are
+        # scanned, so the window's share of the month's capture volume is a lower bound.
+        scanned = gb * drift.window_minutes / (SECONDS_PER_MONTH / 60)
+        arch = "arm64" if env.function.architecture is Architecture.ARM64 else "x86_64"
+        costs["drift monitor: runs"] = runs * (
+            PRICES["lambda_request"].usd
+            + DRIFT_RUN_SECONDS * DRIFT_MEMORY_GB * PRICES[f"lambda_gb_s_{arch}"].usd
+            + PRICES["put_metric_data_request"].usd
+            + scanned * PRICES["logs_insights_gb_scanned"].usd
+        )
+        manifest = json.loads((env.model.directory / "manifest.json").read_text())
+        features = len(manifest["features"])
+        costs["drift monitor: metrics and alarms"] = (DRIFT_METRICS_FIXED + features) * PRICES[
+            "custom_metric_month"
+        ].usd + DRIFT_ALARMS * PRICES["alarm_metric_month"].usd
+    return costs
 
 
 def environment(name: str) -> EnvironmentConfig:
@@ -264,6 +346,16 @@ def report(env_names: Sequence[str], measured_for: dict[str, Measured]) -> str:
                 + " |"
             )
             lines.append("")
+        if env.capture.effective_rate:
+            volumes = ", ".join(
+                f"{capture_volume_gb(env, v):.3f} GB at {v // 1_000_000}M" for v in VOLUMES
+            )
+            lines += [
+                f"Capture at rate {env.capture.effective_rate:g}: {capture_line_bytes()} bytes "
+                f"a record; Firehose carries {volumes} a month (its charges are not in the "
+                "table: see https://aws.amazon.com/firehose/pricing/).",
+                "",
+            ]
     lines += [
         f"Prices: {REGION}, list prices read on {PRICES_READ_ON}, no free tier.",
         "",

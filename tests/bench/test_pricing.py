@@ -117,3 +117,29 @@ def test_report_prices_every_environment_at_each_volume(
     assert "| prod, PC 4 (configured total) |" in out and "| prod, PC 20 (autoscaling max) |" in out
     assert out.count("| cost per 1M predictions |") == 3
     assert "| lambda_gb_s_arm64 | $0.0000133334 | per GB-second, Arm, on demand |" in out
+
+
+def test_capture_and_drift_are_priced_at_the_configured_rate() -> None:
+    dev, prod = environment("dev"), environment("prod")
+    million = 1_000_000
+    line = pricing.capture_line_bytes()
+    assert 300 < line < 1_000, "one churn record as the handler writes it"
+    dev_costs = monthly_cost(dev, MEASURED, predictions=million)
+    assert dev_costs["capture: log ingestion"] == pytest.approx(million * 1.0 * line / 1e9 * 0.50)
+    prod_costs = monthly_cost(prod, MEASURED, predictions=million)
+    assert prod_costs["capture: log ingestion"] == pytest.approx(million * 0.1 * line / 1e9 * 0.50)
+    assert prod_costs["drift monitor: metrics and alarms"] == pytest.approx(
+        (3 + 7) * 0.30 + 2 * 0.10
+    )
+
+
+def test_capture_off_costs_nothing_and_runs_no_monitor() -> None:
+    import dataclasses
+
+    dev = environment("dev")
+    off = dataclasses.replace(
+        dev, capture=dataclasses.replace(dev.capture, enabled=False), drift=None
+    )
+    costs = monthly_cost(off, MEASURED, predictions=1_000_000)
+    assert costs["capture: log ingestion"] == 0
+    assert not [item for item in costs if item.startswith("drift monitor")]
