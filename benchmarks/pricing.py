@@ -125,17 +125,16 @@ def capture_line_bytes() -> int:
     from datetime import UTC, datetime
 
     from inference import capture
+    from training.schema import EXAMPLE_RECORDS, FEATURE_NAMES
 
-    features = ["tenure_months", "monthly_charges", "total_charges", "num_products",
-                "has_tech_support", "contract_type_encoded", "payment_method_encoded"]  # fmt: skip
     (record,) = capture.records(
         request_id="8f0c2a1e-3b4d-4c5e-9f60-718293a4b5c6",
         timestamp=datetime(2026, 11, 25, tzinfo=UTC),
         model_name="churn",
         model_version="v1",
         lambda_version="17",
-        feature_names=features,
-        rows=[[24, 70.35, 1688.4, 2, 1, 1, 2]],
+        feature_names=list(FEATURE_NAMES),
+        rows=[[EXAMPLE_RECORDS[0][name] for name in FEATURE_NAMES]],
         probabilities=[0.2731546],
         predictions=[0],
     )

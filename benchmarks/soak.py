@@ -20,7 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from training.schema import EXAMPLE_RECORDS
+
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a module, not under pytest: the image's package path is added here.
 sys.path.insert(0, str(ROOT / "lambda_src"))
 
 
@@ -41,15 +44,7 @@ def url_event(body: str, *, base64: bool = False) -> dict[str, Any]:
     }
 
 
-GOOD = {
-    "tenure_months": 12,
-    "monthly_charges": 70.5,
-    "total_charges": 846.0,
-    "num_products": 2,
-    "has_tech_support": 0,
-    "contract_type_encoded": 0,
-    "payment_method_encoded": 1,
-}
+GOOD = dict(EXAMPLE_RECORDS[0])
 
 
 def request_mix(rng: random.Random) -> list[tuple[str, dict[str, Any], int]]:

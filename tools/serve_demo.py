@@ -11,30 +11,10 @@ import urllib.request
 from typing import Any
 
 from tools import serve
+from training.schema import EXAMPLE_RECORDS
 
-SINGLE = {
-    "tenure_months": 3,
-    "monthly_charges": 80.5,
-    "total_charges": 241.5,
-    "num_products": 1,
-    "has_tech_support": 0,
-    "contract_type_encoded": 0,
-    "payment_method_encoded": 0,
-}
-BATCH = {
-    "instances": [
-        SINGLE,
-        {
-            "tenure_months": 60,
-            "monthly_charges": 45.0,
-            "total_charges": 2700.0,
-            "num_products": 3,
-            "has_tech_support": 1,
-            "contract_type_encoded": 2,
-            "payment_method_encoded": 3,
-        },
-    ]
-}
+SINGLE = EXAMPLE_RECORDS[0]
+BATCH = {"instances": list(EXAMPLE_RECORDS)}
 
 
 def post(url: str, payload: object) -> tuple[int, dict[str, Any]]:

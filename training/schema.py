@@ -55,3 +55,11 @@ FEATURES: tuple[FeatureSpec, ...] = (
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 LABEL = "churn"
+
+# Two customers, in schema order: a new month-to-month one likely to churn, and a
+# long-standing two-year one. The demo, the soak and the cost model use these (a test keeps
+# them inside the allowed ranges), so that no module retypes the feature names.
+_EXAMPLE_VALUES = ((3, 80.5, 241.5, 1, 0, 0, 0), (60, 45.0, 2700.0, 3, 1, 2, 3))
+EXAMPLE_RECORDS: tuple[dict[str, float], ...] = tuple(
+    dict(zip(FEATURE_NAMES, values, strict=True)) for values in _EXAMPLE_VALUES
+)

@@ -28,6 +28,7 @@ from training.train import HOLDOUT_FRACTION, SPLIT_SEED
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_SRC = ROOT / "lambda_src"
+# Also run as `python -m tests.analysis.examples --write`, outside pytest's pythonpath.
 if str(LAMBDA_SRC) not in sys.path:
     sys.path.insert(0, str(LAMBDA_SRC))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,9 +17,6 @@ LAMBDA_SRC = ROOT / "lambda_src"
 EVENTS = ROOT / "tests" / "events"
 ARTIFACTS = ROOT / "model_artifacts" / "churn"
 
-# The image puts the package at the top of sys.path; so do the tests.
-if str(LAMBDA_SRC) not in sys.path:
-    sys.path.insert(0, str(LAMBDA_SRC))
 
 from inference import handler as handler_module  # noqa: E402
 from inference import state as state_module  # noqa: E402

@@ -12,16 +12,12 @@ import contextlib
 import io
 import json
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda_src"))
 
 from inference import handler as handler_module
 from tests.handler.conftest import (

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from inference import compiled_model
 from tests.training.conftest import FAST_PARAMS
 from training import compile as compile_module
 from training.artifacts import sha256_file
@@ -28,8 +29,6 @@ from training.synthetic import generate
 from training.train import synthetic_data, train
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lambda_src"))
-from inference import compiled_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
