@@ -175,6 +175,12 @@ class InferenceStack(Stack):
             description="The version this deploy published: the next canary's stable_version.",
         )
         CfnOutput(self, "ModelVersion", value=model.model_version)
+        CfnOutput(
+            self,
+            "LogGroupName",
+            value=self.inference.log_group.log_group_name,
+            description="The function's log group: prediction logs and capture records.",
+        )
         CfnOutput(self, "DashboardName", value=dashboard_name)
 
     @staticmethod

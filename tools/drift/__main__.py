@@ -1,8 +1,11 @@
 """python -m tools.drift --capture capture.jsonl --manifest model_artifacts/churn/v1/manifest.json
+python -m tools.drift --env prod [--minutes 60]
 
 Prints the population stability index of each feature and of the predicted probability
-in a capture export (JSON lines, plain or .gz) against the reference distributions that
-training recorded in the model version's manifest, with a verdict per line.
+against the reference distributions that training recorded in the model version's
+manifest, with a verdict per line: of a capture export (JSON lines, plain or .gz), or,
+with --env, of the deployed model version's capture records of the last minutes, read
+from the function's log group with Logs Insights (as the scheduled monitor does).
 
 Exit status: 0 no drift, 1 drift in at least one line, 3 too few rows to judge,
 2 bad input (the message names the file, line and field).
@@ -13,17 +16,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from tools import stats
 from tools.capture_export import CaptureFileError, read
+from tools.drift.live import Window, fetch
 from tools.drift.report import DEFAULT_MIN_ROWS, DriftThresholds, drift_report
 from training.distributions import read_reference
 
 EXIT_DRIFT = 1
 EXIT_BAD_INPUT = 2
 EXIT_TOO_FEW = 3
+# How long --env waits for the Logs Insights query.
+QUERY_SECONDS = 120
 
 
 class InputError(ValueError):
@@ -36,8 +44,18 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    top.add_argument("--capture", type=Path, required=True, help="capture export (JSON lines)")
-    top.add_argument("--manifest", type=Path, required=True, help="the model version's manifest")
+    source = top.add_mutually_exclusive_group(required=True)
+    source.add_argument("--capture", type=Path, help="capture export (JSON lines)")
+    source.add_argument("--env", help="an environment in cdk.json: read its live capture records")
+    top.add_argument(
+        "--manifest",
+        type=Path,
+        help="the model version's manifest (with --env: the deployed version's, by default)",
+    )
+    top.add_argument(
+        "--minutes", type=int, default=60, help="with --env: the window ending now (60)"
+    )
+    top.add_argument("--region", help="with --env: the AWS region (default: the credentials')")
     top.add_argument(
         "--watch", type=float, default=stats.PSI_WATCH, help="PSI from which to watch (0.1)"
     )
@@ -54,9 +72,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    out: TextIO | None = None,
+    clients: Callable[[str | None], tuple[Any, Any]] | None = None,
+) -> int:
+    """``clients(region)`` gives (cloudformation, logs) for --env; boto3's by default."""
     out = out or sys.stdout
     args = parser().parse_args(argv)
+    if args.env is not None:
+        return _live(args, out, clients or _boto3_clients)
+    if args.manifest is None:
+        print("error: --capture needs --manifest (the model version's manifest)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         thresholds = DriftThresholds(args.watch, args.alarm, args.min_rows)
         manifest = _manifest(args.manifest)
@@ -103,6 +131,69 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             f"capture: {len(rows)} rows of {model_version} in {args.capture.name}"
             f" ({other} rows of other versions and {export.skipped_lines} other lines skipped"
             f"{f'; {omitted} rows without features' if omitted else ''})\n\n"
+        )
+        out.write(report.render() + "\n")
+    if not report.judged:
+        return EXIT_TOO_FEW
+    return EXIT_DRIFT if report.drifted else 0
+
+
+def _boto3_clients(region: str | None) -> tuple[Any, Any]:
+    import boto3
+
+    session = boto3.Session(region_name=region) if region else boto3.Session()
+    return session.client("cloudformation"), session.client("logs")
+
+
+def _live(
+    args: argparse.Namespace, out: TextIO, clients: Callable[[str | None], tuple[Any, Any]]
+) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from stacks.config import load_config
+    from stacks.settings import REPO_ROOT, ConfigError
+    from tools.rollout.live import inference_stack_name
+
+    try:
+        context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+        config = load_config({**context, "env": args.env})
+        version = config.model.model_version
+        manifest = _manifest(args.manifest or config.model.directory / "manifest.json")
+        reference = read_reference(manifest, where=str(args.manifest or config.model.directory))
+        thresholds = DriftThresholds(args.watch, args.alarm, args.min_rows)
+        if args.minutes < 1:
+            raise InputError(f"--minutes {args.minutes} is not allowed: at least 1")
+    except (ConfigError, InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    stack = inference_stack_name(args.env)
+    try:
+        cloudformation, logs = clients(args.region)
+        (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        if "LogGroupName" not in outputs:
+            raise InputError(f"stack {stack} has no LogGroupName output: deploy this version")
+        now = int(time.time())
+        deadline = time.monotonic() + QUERY_SECONDS
+        rows = fetch(
+            logs,
+            outputs["LogGroupName"],
+            version,
+            Window(start=now - args.minutes * 60, end=now),
+            expired=lambda: time.monotonic() > deadline,
+        )
+    except (BotoCoreError, ClientError, InputError, RuntimeError, TimeoutError) as exc:
+        print(f"error: reading the capture records of {stack} failed: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    report = drift_report(reference, rows.features, rows.probabilities, thresholds)
+    if args.json:
+        out.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        out.write(f"drift of {config.model.model_name} {version} ({args.env}) against its "
+                  "training reference\n")  # fmt: skip
+        out.write(
+            f"capture: {len(rows.features)} rows of the last {args.minutes} minutes"
+            f" ({rows.skipped} unreadable records skipped)\n\n"
         )
         out.write(report.render() + "\n")
     if not report.judged:

@@ -1,0 +1,108 @@
+"""``python -m tools.drift --env E``: the deployed version's live capture records, read with
+Logs Insights, under botocore's Stubber (CloudFormation and CloudWatch Logs models)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from botocore.stub import ANY, Stubber
+
+from tools.drift import __main__ as drift
+from tools.drift.live import query
+from training.distributions import reference_distributions
+from training.schema import FEATURES
+
+STACK = "sklearn-serving-prod-inference"
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(3)
+    X = np.column_stack(
+        [rng.uniform(f.minimum, min(f.maximum, 100), 3000).round() for f in FEATURES]
+    )
+    data = {"reference_distributions": reference_distributions(
+        X, [f.to_json() for f in FEATURES], rng.uniform(0, 1, 3000))}  # fmt: skip
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def clients() -> Iterator[tuple[Any, Any, Stubber, Stubber]]:
+    session = boto3.Session(
+        aws_access_key_id="t", aws_secret_access_key="t", region_name="eu-west-1"
+    )
+    cloudformation, logs = session.client("cloudformation"), session.client("logs")
+    with Stubber(cloudformation) as cfn, Stubber(logs) as lg:
+        yield cloudformation, logs, cfn, lg
+        cfn.assert_no_pending_responses()
+        lg.assert_no_pending_responses()
+
+
+def records(rows: int, shift: float) -> list[list[dict[str, str]]]:
+    rng = np.random.default_rng(5)
+    out = []
+    for _ in range(rows):
+        features = {f.name: float(round(rng.uniform(f.minimum, min(f.maximum, 100)))) for f in
+                    FEATURES}  # fmt: skip
+        features["tenure_months"] += shift
+        record = {"capture": 1, "features": features, "probability": float(rng.uniform(0, 1))}
+        out.append([{"field": "@message", "value": json.dumps(record)}])
+    return out
+
+
+def stub(cfn: Stubber, logs: Stubber, results: list[list[dict[str, str]]]) -> None:
+    cfn.add_response(
+        "describe_stacks",
+        {"Stacks": [{"StackName": STACK, "CreationTime": "2026-11-25T00:00:00Z",
+                     "StackStatus": "UPDATE_COMPLETE",
+                     "Outputs": [{"OutputKey": "LogGroupName", "OutputValue": "/aws/fn"}]}]},
+        {"StackName": STACK},
+    )  # fmt: skip
+    logs.add_response(
+        "start_query", {"queryId": "q"},
+        {"logGroupName": "/aws/fn", "startTime": ANY, "endTime": ANY,
+         "queryString": query("v1"), "limit": 10_000},
+    )  # fmt: skip
+    logs.add_response("get_query_results", {"status": "Complete", "results": results},
+                      {"queryId": "q"})  # fmt: skip
+
+
+@pytest.mark.parametrize(("shift", "status"), [(0.0, 0), (40.0, drift.EXIT_DRIFT)])
+def test_live_drift_of_the_deployed_version(
+    manifest: Path, clients: Any, shift: float, status: int
+) -> None:
+    cloudformation, logs, cfn, lg = clients
+    stub(cfn, lg, records(800, shift))
+    out = io.StringIO()
+    code = drift.main(["--env", "prod", "--manifest", str(manifest)], out,
+                      lambda region: (cloudformation, logs))  # fmt: skip
+    assert code == status, out.getvalue()
+    assert "capture: 800 rows of the last 60 minutes" in out.getvalue()
+
+
+def test_a_stack_without_the_output_is_named(manifest: Path, clients: Any, capsys: Any) -> None:
+    cloudformation, logs, cfn, _ = clients
+    cfn.add_response(
+        "describe_stacks",
+        {"Stacks": [{"StackName": STACK, "CreationTime": "2026-11-25T00:00:00Z",
+                     "StackStatus": "UPDATE_COMPLETE", "Outputs": []}]},
+        {"StackName": STACK},
+    )  # fmt: skip
+    code = drift.main(["--env", "prod", "--manifest", str(manifest)], io.StringIO(),
+                      lambda region: (cloudformation, logs))  # fmt: skip
+    assert code == drift.EXIT_BAD_INPUT
+    assert "has no LogGroupName output" in capsys.readouterr().err
+
+
+def test_capture_mode_still_needs_a_manifest(capsys: Any) -> None:
+    assert drift.main(["--capture", "x.jsonl"], io.StringIO()) == drift.EXIT_BAD_INPUT
+    assert "--capture needs --manifest" in capsys.readouterr().err
