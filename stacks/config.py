@@ -12,7 +12,9 @@ Shape of the context (see the README's configuration reference)::
                            function: {...}, provisioned_concurrency: {...},
                            warmer: {...}, endpoint: {...}, alarms: {...},
                            rollout: {mode, model_version, stable_version, canary_weight,
-                                     stable_model_version, deployment}}}
+                                     stable_model_version, deployment},
+                           quality_gate: {max_log_loss_increase, max_auc_decrease,
+                                          max_brier_increase}}}
 
 The ``rollout`` block is the committed state of a release; the rollout command
 (``python -m tools.rollout``) rewrites it in ``cdk.json``, and the four command-line keys
@@ -53,6 +55,7 @@ from stacks.settings import (
     FunctionSettings,
     ModelRuntime,
     ProvisionedConcurrencySettings,
+    QualityGateSettings,
     Rollout,
     RolloutMode,
     TrafficShift,
@@ -119,6 +122,7 @@ def _is_cdk_owned(key: str) -> bool:
 _ENVIRONMENT_KEYS = (
     "account", "region", "model_name", "runtime", "termination_protection", "function",
     "provisioned_concurrency", "warmer", "endpoint", "alarms", "capture", "rollout",
+    "quality_gate",
 )  # fmt: skip
 _FUNCTION_KEYS = (
     "architecture", "memory_mb", "timeout_seconds", "reserved_concurrency",
@@ -157,6 +161,9 @@ def _environment(
     alarms = _alarms(f"{at}.alarms", mapping(f"{at}.alarms", raw.get("alarms", {})))
     protection = boolean(f"{at}.termination_protection", raw.get("termination_protection", False))
     capture = _capture(f"{at}.capture", mapping(f"{at}.capture", raw.get("capture", {})))
+    gate = _quality_gate(
+        f"{at}.quality_gate", mapping(f"{at}.quality_gate", raw.get("quality_gate", {}))
+    )
     check_concurrency(at, function, pc, rollout)
     model = load_model_artifact(artifacts_root, model_name, rollout.model_version, runtime)
     return EnvironmentConfig(
@@ -173,6 +180,7 @@ def _environment(
         capture=capture,
         rollout=rollout,
         termination_protection=protection,
+        quality_gate=gate,
     )
 
 
@@ -332,6 +340,28 @@ def _capture(at: str, raw: Mapping[str, Any]) -> CaptureSettings:
         # S3 lifecycle expiration takes whole days.
         retention_days=integer(f"{at}.retention_days", raw.get("retention_days", 90), 1, 3650),
     )
+
+
+QUALITY_GATE_KEYS = ("max_log_loss_increase", "max_auc_decrease", "max_brier_increase")
+# Larger bounds would let through a model that is no better than a coin (ROC AUC and Brier
+# live in [0, 1]; a coin's log loss is 0.69).
+_QUALITY_GATE_MAXIMA = {"max_log_loss_increase": 1.0, "max_auc_decrease": 0.5,
+                        "max_brier_increase": 0.25}  # fmt: skip
+
+
+def _quality_gate(at: str, raw: Mapping[str, Any]) -> QualityGateSettings:
+    only(at, raw, QUALITY_GATE_KEYS)
+    defaults = QualityGateSettings()
+    values = {}
+    for key in QUALITY_GATE_KEYS:
+        value = number(f"{at}.{key}", raw.get(key, getattr(defaults, key)))
+        if not 0 <= value <= _QUALITY_GATE_MAXIMA[key]:
+            raise ConfigError(
+                f"{at}.{key}={value:g} is not allowed: 0 (no worse than the stable model) to "
+                f"{_QUALITY_GATE_MAXIMA[key]:g}"
+            )
+        values[key] = value
+    return QualityGateSettings(**values)
 
 
 ROLLOUT_KEYS = (

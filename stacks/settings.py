@@ -193,6 +193,21 @@ class ProvisionedConcurrencyShare:
 
 
 @dataclass(frozen=True)
+class QualityGateSettings:
+    """How much worse than the stable model a candidate may score on its golden set.
+
+    Compared on the same rows (each model's golden set); each bound is the largest change
+    allowed in the worse direction. The defaults sit above the noise of 1,000 rows (the
+    standard error of a ROC AUC near 0.8 is about 0.015 there): two honest retrains of
+    the same model pass both ways, a model that learned nothing fails by far.
+    """
+
+    max_log_loss_increase: float = 0.03
+    max_auc_decrease: float = 0.02
+    max_brier_increase: float = 0.01
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     account: str | None
@@ -209,3 +224,4 @@ class EnvironmentConfig:
     rollout: Rollout
     # CloudFormation refuses to delete a protected stack (both of the environment's stacks).
     termination_protection: bool
+    quality_gate: QualityGateSettings = QualityGateSettings()

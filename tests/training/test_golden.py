@@ -45,7 +45,8 @@ def test_golden_set_is_a_pinned_artifact_with_every_runtimes_answers(version: Pa
     for key in read.predictions:
         data = (version / manifest["artifacts"][key]["file"]).read_bytes()
         # Exact: the recorded answers are the loader's own, read back bit for bit.
-        assert np.array_equal(golden.predict(key, data, read.X), read.predictions[key].probabilities)
+        recorded = read.predictions[key].probabilities
+        assert np.array_equal(golden.predict(key, data, read.X), recorded)
         assert np.array_equal(
             read.predictions[key].labels, (read.predictions[key].probabilities >= 0.5)
         )

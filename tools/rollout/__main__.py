@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stacks.settings import DEFAULT_ARTIFACTS_ROOT, EnvironmentConfig, RolloutMode
-from tools.rollout import steps
+from tools.rollout import gate, steps
 from tools.rollout.config_file import DeploymentConfig, RefusedError, read, write_atomic
 from tools.rollout.live import (
     Comparison,
@@ -84,18 +84,19 @@ def main(
     *,
     live_factory: LiveFactory = from_environment,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT,
 ) -> int:
     args = parser().parse_args(argv)
     try:
         config_file = read(args.config)
-        current = config_file.parse(args.env)
+        current = config_file.parse(args.env, artifacts_root)
         if args.command == "status":
             return status(config_file, current, args.env, live_factory)
         if args.command == "compare":
             return compare(current, args.env, args.minutes, live_factory, now())
         block = config_file.rollout_block(args.env)
-        new_block = change(args, block, current, live_factory)
-        return apply(config_file, args.env, block, new_block, args.command)
+        new_block = change(args, block, current, live_factory, artifacts_root)
+        return apply(config_file, args.env, block, new_block, args.command, artifacts_root)
     except RefusedError as refusal:
         print(f"refused: {refusal}", file=sys.stderr)
         return EXIT_REFUSED
@@ -106,6 +107,7 @@ def change(
     block: Mapping[str, Any],
     current: EnvironmentConfig,
     live_factory: LiveFactory,
+    artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT,
 ) -> dict[str, Any]:
     rollout = current.rollout
     if args.command == "set-weight":
@@ -116,8 +118,45 @@ def change(
         return steps.rollback(block, rollout)
     assert args.command == "start"
     model = steps.check_model(
-        DEFAULT_ARTIFACTS_ROOT, current.model.model_name, args.model, current.model.runtime
+        artifacts_root, current.model.model_name, args.model, current.model.runtime
     )
+    new_block = _start(args, block, current, live_factory, model)
+    _gate(current, artifacts_root, model, new_block.get("stable_model_version"))
+    return new_block
+
+
+def _gate(
+    current: EnvironmentConfig, artifacts_root: Path, model: str, stable_model: str | None
+) -> None:
+    """The deployed gate's checks on the local artifacts, before anything is written."""
+    if stable_model is not None:
+        # The stable model's bytes are held to its manifest like the candidate's.
+        steps.check_model(
+            artifacts_root, current.model.model_name, stable_model, current.model.runtime
+        )
+    try:
+        lines = gate.check(
+            artifacts_root,
+            current.model.model_name,
+            model,
+            stable_model,
+            current.model.runtime,
+            current.quality_gate,
+        )
+    except gate.GateRefusedError as refusal:
+        raise RefusedError(f"the traffic gate refuses --model {model}:\n{refusal}") from None
+    print("\n".join(lines))
+    print()
+
+
+def _start(
+    args: argparse.Namespace,
+    block: Mapping[str, Any],
+    current: EnvironmentConfig,
+    live_factory: LiveFactory,
+    model: str,
+) -> dict[str, Any]:
+    rollout = current.rollout
     if rollout.mode is RolloutMode.AUTOMATED:
         return steps.start_automated(
             block, rollout, model=model, weight=args.weight, stable_lambda_version=args.stable
@@ -175,11 +214,12 @@ def apply(
     block: Mapping[str, Any],
     new_block: Mapping[str, Any],
     command: str,
+    artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT,
 ) -> int:
     updated = config_file.with_rollout(env, new_block)
     try:
         # The app's own parser decides: a config it would refuse is never written.
-        config = updated.parse(env)
+        config = updated.parse(env, artifacts_root)
     except RefusedError as error:
         raise RefusedError(
             f"{command} would write a configuration the app refuses: {error}"
