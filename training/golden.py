@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from tools import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
-from inference.model_loader import runtime_loader  # noqa: E402
+from inference.model_loader import runtime_loader
 
 GOLDEN_FILE = "golden.json"
 FORMAT = "golden-set/1"

@@ -35,9 +35,9 @@ from training.compile import (
     compile_pipeline,
     parity_record,
 )
+from training.dataset import DatasetError, check_class_balance, fingerprint, load_csv
 from training.distributions import MANIFEST_KEY as REFERENCE_KEY
 from training.distributions import reference_distributions
-from training.dataset import DatasetError, check_class_balance, fingerprint, load_csv
 from training.schema import FEATURE_NAMES, FEATURES, LABEL
 from training.synthetic import generate
 
