@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stacks.settings import DEFAULT_ARTIFACTS_ROOT, EnvironmentConfig, RolloutMode
+from tools import canary_analysis
 from tools.rollout import gate, steps
 from tools.rollout.config_file import DeploymentConfig, RefusedError, read, write_atomic
 from tools.rollout.live import (
@@ -335,7 +336,44 @@ def compare(
         )
     if any(s.model_version is None for s in sides):
         print("  note: the stable side's model is not recorded (rollout.stable_model_version)")
+    if [s.label for s in sides] == ["stable", "candidate"]:
+        print()
+        prediction_analysis(live, function, results, start, end)
     return 0
+
+
+def prediction_analysis(
+    live: Live,
+    function: str,
+    results: Sequence[Comparison],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> None:
+    """Do the two sides predict alike? Probabilities from the prediction logs."""
+    stable, candidate = results
+    try:
+        group = live.log_group(function)
+        samples = [
+            live.predictions(group, r.side.lambda_version, start, end) for r in (stable, candidate)
+        ]
+    except LiveUnavailableError as error:
+        print(f"prediction analysis {_phrase(error)}")
+        return
+    print(f"predictions (Logs Insights on {group}, the prediction lines of each version):")
+    report = canary_analysis.analyse(
+        samples[0].probabilities,
+        samples[1].probabilities,
+        stable_requests=samples[0].requests,
+        candidate_requests=samples[1].requests,
+    )
+    for line in report.render().splitlines():
+        print(f"  {line}")
+    for result, sample in zip((stable, candidate), samples, strict=True):
+        if sample.truncated:
+            print(
+                f"  note: the {result.side.label} side has more than {sample.requests} requests "
+                "in the window; the analysis uses the first ones Logs Insights returned"
+            )
 
 
 def comparison_table(results: Sequence[Comparison]) -> list[str]:
