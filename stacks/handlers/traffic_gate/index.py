@@ -237,10 +237,10 @@ def _compare(scored: Scored, tolerances: Tolerances, refusals: list[str]) -> Com
         value, reference = candidate[metric], stable[metric]
         change = (value - reference) * worse
         if math.isnan(change) or change > tolerance:
-            direction = "increase" if worse > 0 else "decrease"
+            direction = "up" if worse > 0 else "down"
             refusals.append(
                 f"quality: {title} {value:.6f} against the stable model's {reference:.6f} "
-                f"on {scored.name} ({rows} rows), a {direction} of {change:.6f} (tolerance "
+                f"on {scored.name} ({rows} rows), {direction} by {change:.6f} (tolerance "
                 f"{key}={tolerance:g})"
             )
     return Comparison(scored.name, rows, flips / rows, candidate, stable)
