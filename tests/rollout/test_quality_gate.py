@@ -147,3 +147,37 @@ def test_a_version_without_a_golden_set_is_refused(root: Path, tmp_path: Path) -
     (tmp_path / "churn" / "v3" / "golden.json").unlink()
     with pytest.raises(gate.GateRefusedError, match="packaged before golden sets"):
         gate.check(tmp_path, "churn", "v3", None, ModelRuntime.COMPILED, DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("max_auc_decrease", 0.7, r"max_auc_decrease=0\.7 is not allowed: 0 .* to 0\.5"),
+        ("max_log_loss_increase", -0.1, r"max_log_loss_increase=-0\.1 is not allowed"),
+        ("max_brier_increase", "lots", r"max_brier_increase='lots' is not allowed: expected"),
+        ("max_auc", 0.1, r"unknown key\(s\) environments\.dev\.quality_gate\.max_auc"),
+    ],
+)
+def test_a_bad_tolerance_is_refused_naming_key_and_value(
+    key: str, value: object, message: str
+) -> None:
+    from stacks.config import load_config
+    from stacks.settings import ConfigError
+    from tests.infra.conftest import CDK_JSON
+
+    context = json.loads(CDK_JSON.read_text())["context"]
+    context["environments"]["dev"]["quality_gate"] = {key: value}
+    with pytest.raises(ConfigError, match=rf"environments\.dev\.quality_gate\.{message}"
+                       if not message.startswith("unknown") else message):  # fmt: skip
+        load_config({**context, "env": "dev"})
+
+
+def test_tolerances_parse_from_cdk_json() -> None:
+    from stacks.config import load_config
+    from tests.infra.conftest import CDK_JSON
+
+    context = json.loads(CDK_JSON.read_text())["context"]
+    assert load_config({**context, "env": "prod"}).quality_gate == QualityGateSettings(
+        max_log_loss_increase=0.025, max_auc_decrease=0.015, max_brier_increase=0.008
+    )
+    assert load_config({**context, "env": "dev"}).quality_gate == DEFAULTS
