@@ -102,11 +102,11 @@ def requests(generator: np.random.Generator, a: float, b: float, count: int) -> 
     ]
 
 
-def compare(config: Path, clients: Clients, capsys: pytest.CaptureFixture[str]) -> str:
+def compare(config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], *flags: str) -> str:
     edit(config, "prod", **CANARY)
     live = clients.live()
     code = main(
-        ["compare", "--env", "prod", "--minutes", "30", "--config", str(config)],
+        ["compare", "--env", "prod", "--minutes", "30", "--config", str(config), *flags],
         live_factory=lambda region: live,
         now=lambda: NOW,
     )
@@ -193,3 +193,29 @@ def test_lines_that_are_not_predictions_are_skipped(clients: Clients) -> None:
     end = dt.datetime.fromtimestamp(END, dt.UTC)
     found = clients.live().predictions(LOG_GROUP, "7", start, end)
     assert found.probabilities == [0.25, 0.5] and found.requests == 2 and not found.truncated
+
+
+def test_thresholds_are_flags(
+    config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
+) -> None:
+    generator = np.random.default_rng(9)
+    clients.log_group()
+    clients.side("7", requests(generator, 2, 5, 300))
+    clients.side("8", requests(generator, 2, 5, 20))
+    out = compare(config, clients, capsys, "--min-samples", "10", "--psi-watch", "0.5",
+                  "--psi-block", "0.9")  # fmt: skip
+    assert "too few requests" not in out
+    assert "(fine below 0.5, watch to 0.9, block above)" in out
+
+
+def test_impossible_thresholds_are_refused(
+    config: Path, capsys: pytest.CaptureFixture[str], no_aws: None
+) -> None:
+    code = main(
+        ["compare", "--env", "prod", "--psi-watch", "0.3", "--psi-block", "0.2",
+         "--config", str(config)],
+    )  # fmt: skip
+    assert code == 2
+    assert "--psi-watch 0.3 --psi-block 0.2 --min-samples 200 is not allowed: PSI thresholds" in (
+        capsys.readouterr().err
+    )

@@ -77,6 +77,26 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_COMPARE_MINUTES,
         help=f"window ending now (default {DEFAULT_COMPARE_MINUTES})",
     )
+    defaults = canary_analysis.Thresholds()
+    compare.add_argument(
+        "--psi-watch",
+        type=float,
+        default=defaults.psi_watch,
+        help=f"PSI from which the verdict is at least hold (default {defaults.psi_watch:g})",
+    )
+    compare.add_argument(
+        "--psi-block",
+        type=float,
+        default=defaults.psi_block,
+        help=f"PSI above which the verdict is roll back (default {defaults.psi_block:g})",
+    )
+    compare.add_argument(
+        "--min-samples",
+        type=int,
+        default=defaults.min_samples,
+        help="predictions each side needs before a verdict other than 'too few requests "
+        f"to judge' (default {defaults.min_samples})",
+    )
     return top
 
 
@@ -94,7 +114,7 @@ def main(
         if args.command == "status":
             return status(config_file, current, args.env, live_factory)
         if args.command == "compare":
-            return compare(current, args.env, args.minutes, live_factory, now())
+            return compare(current, args.env, args.minutes, live_factory, now(), _thresholds(args))
         block = config_file.rollout_block(args.env)
         new_block = change(args, block, current, live_factory, artifacts_root)
         return apply(config_file, args.env, block, new_block, args.command, artifacts_root)
@@ -284,12 +304,25 @@ def status(
     return 0
 
 
+def _thresholds(args: argparse.Namespace) -> canary_analysis.Thresholds:
+    try:
+        return canary_analysis.Thresholds(
+            min_samples=args.min_samples, psi_watch=args.psi_watch, psi_block=args.psi_block
+        )
+    except ValueError as error:
+        raise RefusedError(
+            f"--psi-watch {args.psi_watch:g} --psi-block {args.psi_block:g} --min-samples "
+            f"{args.min_samples} is not allowed: {error}"
+        ) from None
+
+
 def compare(
     config: EnvironmentConfig,
     env: str,
     minutes: int,
     live_factory: LiveFactory,
     now: dt.datetime,
+    thresholds: canary_analysis.Thresholds | None = None,
 ) -> int:
     if not 1 <= minutes <= MAX_COMPARE_MINUTES:
         raise RefusedError(f"--minutes {minutes} is not allowed: 1 to {MAX_COMPARE_MINUTES}")
@@ -338,7 +371,7 @@ def compare(
         print("  note: the stable side's model is not recorded (rollout.stable_model_version)")
     if [s.label for s in sides] == ["stable", "candidate"]:
         print()
-        prediction_analysis(live, function, results, start, end)
+        prediction_analysis(live, function, results, start, end, thresholds)
     return 0
 
 
@@ -348,6 +381,7 @@ def prediction_analysis(
     results: Sequence[Comparison],
     start: dt.datetime,
     end: dt.datetime,
+    thresholds: canary_analysis.Thresholds | None = None,
 ) -> None:
     """Do the two sides predict alike? Probabilities from the prediction logs."""
     stable, candidate = results
@@ -365,6 +399,7 @@ def prediction_analysis(
         samples[1].probabilities,
         stable_requests=samples[0].requests,
         candidate_requests=samples[1].requests,
+        thresholds=thresholds,
     )
     for line in report.render().splitlines():
         print(f"  {line}")
