@@ -146,3 +146,15 @@ def test_committed_versions_carry_a_golden_set_matching_their_artifacts() -> Non
             data = (directory / manifest["artifacts"][key]["file"]).read_bytes()
             assert np.array_equal(golden.predict(key, data, read.X), recorded.probabilities)
         read_reference(manifest)
+
+
+def test_a_golden_set_of_no_rows_is_refused_before_fitting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.train import main
+
+    code = main(["--version", "v3", "--rows", "400", "--output", str(tmp_path),
+                 "--golden-rows", "0"])  # fmt: skip
+    assert code == 2
+    assert "error: golden set size 0 is not allowed: at least 1 row" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
