@@ -12,7 +12,9 @@ Shape of the context (docs/configuration.md is the reference, tested against thi
                            function: {...}, provisioned_concurrency: {...},
                            warmer: {...}, endpoint: {...}, alarms: {...}, capture: {...},
                            rollout: {mode, model_version, stable_version, canary_weight,
-                                     stable_model_version, deployment}}}
+                                     stable_model_version, deployment},
+                           quality_gate: {max_log_loss_increase, max_auc_decrease,
+                                          max_brier_increase}}}
 
 Scalars are read by stacks.context_values, provisioned-concurrency rules live in
 stacks.capacity, and a model version's manifest is read by stacks.model_artifact.
@@ -55,8 +57,10 @@ from stacks.settings import (
     EndpointAuth,
     EnvironmentConfig,
     FunctionSettings,
+    ModelArtifact,
     ModelRuntime,
     ProvisionedConcurrencySettings,
+    QualityGateSettings,
     Rollout,
     RolloutMode,
     TrafficShift,
@@ -123,6 +127,7 @@ def _is_cdk_owned(key: str) -> bool:
 _ENVIRONMENT_KEYS = (
     "account", "region", "model_name", "runtime", "termination_protection", "function",
     "provisioned_concurrency", "warmer", "endpoint", "alarms", "capture", "drift", "rollout",
+    "quality_gate",
 )  # fmt: skip
 _FUNCTION_KEYS = (
     "architecture", "memory_mb", "timeout_seconds", "reserved_concurrency",
@@ -162,6 +167,9 @@ def _environment(
     protection = boolean(f"{at}.termination_protection", raw.get("termination_protection", False))
     capture = _capture(f"{at}.capture", mapping(f"{at}.capture", raw.get("capture", {})))
     drift = _drift(f"{at}.drift", mapping(f"{at}.drift", raw.get("drift", {})), capture)
+    gate = _quality_gate(
+        f"{at}.quality_gate", mapping(f"{at}.quality_gate", raw.get("quality_gate", {}))
+    )
     check_concurrency(at, function, pc, rollout)
     model = load_model_artifact(artifacts_root, model_name, rollout.model_version, runtime)
     return EnvironmentConfig(
@@ -179,7 +187,23 @@ def _environment(
         drift=drift,
         rollout=rollout,
         termination_protection=protection,
+        quality_gate=gate,
+        stable_model=_stable_model(artifacts_root, model_name, rollout, runtime),
     )
+
+
+def _stable_model(
+    artifacts_root: Path, model_name: str, rollout: Rollout, runtime: ModelRuntime
+) -> ModelArtifact | None:
+    """The stable side's artifact for the traffic gate, when recorded and present here."""
+    version = rollout.stable_model_version
+    if version is None or version == rollout.model_version:
+        return None
+    try:
+        return load_model_artifact(artifacts_root, model_name, version, runtime)
+    except ConfigError:
+        # Trained elsewhere and not checked in: the gate scores the candidate's rows only.
+        return None
 
 
 def default_metrics_namespace(environment: str) -> str:
@@ -375,6 +399,28 @@ def _drift(at: str, raw: Mapping[str, Any], capture: CaptureSettings) -> DriftSe
         min_rows=integer(f"{at}.min_rows", raw.get("min_rows", 200), 10, 10_000),
     )
     return settings if enabled else None
+
+
+QUALITY_GATE_KEYS = ("max_log_loss_increase", "max_auc_decrease", "max_brier_increase")
+# Larger bounds would let through a model that is no better than a coin (ROC AUC and Brier
+# live in [0, 1]; a coin's log loss is 0.69).
+_QUALITY_GATE_MAXIMA = {"max_log_loss_increase": 1.0, "max_auc_decrease": 0.5,
+                        "max_brier_increase": 0.25}  # fmt: skip
+
+
+def _quality_gate(at: str, raw: Mapping[str, Any]) -> QualityGateSettings:
+    only(at, raw, QUALITY_GATE_KEYS)
+    defaults = QualityGateSettings()
+    values = {}
+    for key in QUALITY_GATE_KEYS:
+        value = number(f"{at}.{key}", raw.get(key, getattr(defaults, key)))
+        if not 0 <= value <= _QUALITY_GATE_MAXIMA[key]:
+            raise ConfigError(
+                f"{at}.{key}={value:g} is not allowed: 0 (no worse than the stable model) to "
+                f"{_QUALITY_GATE_MAXIMA[key]:g}"
+            )
+        values[key] = value
+    return QualityGateSettings(**values)
 
 
 ROLLOUT_KEYS = (

@@ -18,6 +18,7 @@ from stacks.constructs.inference_function import InferenceFunction
 from stacks.constructs.model_bucket import grant_read_model, model_bucket_name
 from stacks.constructs.monitoring import Monitoring
 from stacks.constructs.production_alias import ProductionAlias
+from stacks.constructs.traffic_gate import TrafficGate
 from stacks.constructs.warmer import Warmer
 from stacks.settings import ALIAS_NAME, EnvironmentConfig, ModelArtifact, RolloutMode
 from training.artifacts import MANIFEST
@@ -92,6 +93,30 @@ class InferenceStack(Stack):
             provisioned_concurrency=config.pc_share,
             autoscaling=config.provisioned_concurrency.autoscaling,
         )
+        automated = rollout.mode is RolloutMode.AUTOMATED
+        self.traffic_gate = TrafficGate(
+            self,
+            "TrafficGate",
+            function=function,
+            candidate=self.release.candidate,
+            stable=self.release.stable if rollout.canary_weight > 0 else None,
+            model=model,
+            stable_model=config.stable_model,
+            model_bucket=model_bucket,
+            tolerances=config.quality_gate,
+            automated=automated,
+        )
+        Validations.of(self.traffic_gate.function.role).acknowledge(  # type: ignore[arg-type]
+            Acknowledgment(id=self._model_read_finding(environment_prefix, model),
+                           reason="GetObject on this model's prefix only: the gate reads the "
+                           "golden sets of the candidate's and the stable side's versions.")
+        )  # fmt: skip
+        if self.traffic_gate.resource is not None:
+            # Published, warm (scale_up), then checked, then routed.
+            self.traffic_gate.resource.node.add_dependency(
+                self.release.provisioned_concurrency.scale_up
+            )
+            self.release.alias.node.add_dependency(self.traffic_gate.resource)
         self.warmer = (
             Warmer(
                 self,
@@ -162,6 +187,7 @@ class InferenceStack(Stack):
                 alias=self.release.alias,
                 traffic_shift=rollout.traffic_shift,
                 alarms=self.monitoring.alarms.rollback,
+                pre_traffic_hook=self.traffic_gate.function,
             )
 
         CfnOutput(

@@ -68,6 +68,8 @@ def load_model_artifact(
         directory=directory,
         upload_files=(*files, MANIFEST),
         content_id=content_id(manifest),
+        golden_file=str(artifacts["golden"]["file"]) if "golden" in artifacts else None,
+        golden_sha256=str(artifacts["golden"]["sha256"]) if "golden" in artifacts else None,
     )
 
 

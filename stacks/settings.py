@@ -152,6 +152,9 @@ class ModelArtifact:
     upload_files: tuple[str, ...]
     # Names these exact bytes: see content_id(). A retrained version gets a new one.
     content_id: str
+    # The golden set (golden.json) the traffic gate replays, when the version has one.
+    golden_file: str | None = None
+    golden_sha256: str | None = None
 
     @property
     def prefix(self) -> str:
@@ -204,6 +207,21 @@ class ProvisionedConcurrencyShare:
 
 
 @dataclass(frozen=True)
+class QualityGateSettings:
+    """How much worse than the stable model a candidate may score on its golden set.
+
+    Compared on the same rows (each model's golden set); each bound is the largest change
+    allowed in the worse direction. The defaults sit above the noise of 1,000 rows (the
+    standard error of a ROC AUC near 0.8 is about 0.015 there): two honest retrains of
+    the same model pass both ways, a model that learned nothing fails by far.
+    """
+
+    max_log_loss_increase: float = 0.03
+    max_auc_decrease: float = 0.02
+    max_brier_increase: float = 0.01
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     account: str | None
@@ -222,3 +240,7 @@ class EnvironmentConfig:
     rollout: Rollout
     # CloudFormation refuses to delete a protected stack (both of the environment's stacks).
     termination_protection: bool
+    quality_gate: QualityGateSettings = QualityGateSettings()
+    # The stable side's model version (rollout.stable_model_version), when its artifact is
+    # here: the traffic gate also scores both versions on its golden set.
+    stable_model: ModelArtifact | None = None

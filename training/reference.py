@@ -4,14 +4,17 @@ v1 and v2 share the hyperparameters and differ in the synthetic data seed: two h
 retrains of the same model, as a scheduled retraining would produce them.
 
     python -m training.reference          # builds whichever is missing, verifies the rest
+
+A version present but older than golden sets gets its ``golden.json`` and reference
+distributions added from the same data, its model files untouched.
 """
 
 from __future__ import annotations
 
 import sys
 
-from training import artifacts
-from training.train import DEFAULT_OUTPUT, synthetic_data, train
+from training import artifacts, golden
+from training.train import DEFAULT_OUTPUT, add_quality_records, synthetic_data, train
 
 MODEL = "churn"
 REFERENCE_VERSIONS: dict[str, dict[str, int]] = {
@@ -31,6 +34,11 @@ def main() -> int:
             for problem in problems:
                 print(f"error: {problem}", file=sys.stderr)
             status |= bool(problems)
+            manifest = artifacts.load_manifest(directory)
+            if not problems and golden.ARTIFACT_KEY not in manifest["artifacts"]:
+                data = synthetic_data(spec["rows"], spec["seed"])
+                add_quality_records(data, directory)
+                print(f"{directory}: added {golden.GOLDEN_FILE} and reference distributions")
             print(
                 f"{directory.relative_to(DEFAULT_OUTPUT.parent)}: present, checksums "
                 f"{'DO NOT match' if problems else 'match'}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training import artifacts, model_card, skops_artifact
+from training import artifacts, golden, model_card, skops_artifact
 from training.compile import (
     COMPILED_FILE,
     ParityError,
@@ -35,6 +36,8 @@ from training.compile import (
     parity_record,
 )
 from training.dataset import DatasetError, check_class_balance, fingerprint, load_csv
+from training.distributions import MANIFEST_KEY as REFERENCE_KEY
+from training.distributions import reference_distributions
 from training.schema import FEATURE_NAMES, FEATURES, LABEL
 from training.synthetic import generate
 
@@ -97,6 +100,7 @@ def train(
     force: bool = False,
     params: dict[str, Any] | None = None,
     compiled: bool = True,
+    golden_rows: int = golden.DEFAULT_ROWS,
     log: Any = print,
 ) -> Path:
     """Fit, evaluate and write ``output/model_name/version``; returns that directory."""
@@ -109,6 +113,7 @@ def train(
     X_train, X_test, y_train, y_test = train_test_split(
         data.X, data.y, test_size=HOLDOUT_FRACTION, random_state=SPLIT_SEED, stratify=data.y
     )
+    golden_index = golden.stratified_sample(y_test, golden_rows)
     pipeline = build_pipeline(params)
     started = time.perf_counter()
     log(f"fitting on {len(y_train)} rows, {len(FEATURE_NAMES)} features ...")
@@ -156,6 +161,14 @@ def train(
         (tmp / skops_artifact.SKOPS_FILE).write_bytes(skops_bytes)
         if compiled_bytes:
             (tmp / COMPILED_FILE).write_bytes(compiled_bytes)
+        artifact_entries[golden.ARTIFACT_KEY] = {
+            "file": golden.GOLDEN_FILE,
+            "format": golden.FORMAT,
+            "rows": len(golden_index),
+        }
+        (tmp / golden.GOLDEN_FILE).write_bytes(
+            golden_set(tmp, artifact_entries, X_test[golden_index], y_test[golden_index])
+        )
         manifest: dict[str, Any] = {
             "model_name": model_name,
             "model_version": version,
@@ -178,6 +191,7 @@ def train(
             },
             "data_fingerprint": fingerprint(data.X, data.y),
             "metrics": {**metrics, "holdout_rows": len(y_test)},
+            REFERENCE_KEY: reference_distributions(data.X, feature_schema, proba),
             "model_card": {"markdown": "model_card.md", "plot": "model_card.png"},
         }
         model_card.write_plot(
@@ -192,6 +206,92 @@ def train(
         f"log loss {metrics['log_loss']:.4f}, Brier {metrics['brier_score']:.4f}"
     )
     return final
+
+
+def golden_set(
+    directory: Path,
+    entries: dict[str, dict[str, Any]],
+    X: NDArray[np.float64],
+    y: NDArray[np.int64],
+) -> bytes:
+    """``golden.json``: each runtime's answers, from the bytes written, by the app's loader."""
+    predictions = {
+        key: golden.predict(key, (directory / entry["file"]).read_bytes(), X)
+        for key, entry in entries.items()
+        if key in golden.LOADER_OF_ARTIFACT
+    }
+    source = {"sample": "stratified from the holdout", "seed": golden.SAMPLE_SEED}
+    return golden.dumps(golden.document(FEATURE_NAMES, X, y, predictions, source=source))
+
+
+def add_quality_records(
+    data: TrainingData, version_dir: Path, *, golden_rows: int = golden.DEFAULT_ROWS
+) -> Path:
+    """Give a version trained before golden sets its ``golden.json`` and reference
+    distributions, without touching its model files (their SHA-256 may be deployed).
+
+    ``data`` must be what the version was trained on: its fingerprint is checked, and the
+    holdout is split again exactly as training split it.
+    """
+    manifest = artifacts.load_manifest(version_dir)
+    problems = artifacts.verify_version(version_dir)
+    if problems:
+        raise ValueError("; ".join(problems))
+    if fingerprint(data.X, data.y) != manifest["data_fingerprint"]:
+        raise ValueError(
+            f"{version_dir} was not trained on this data: its data_fingerprint differs"
+        )
+    _, X_test, _, y_test = train_test_split(
+        data.X,
+        data.y,
+        test_size=manifest["training"]["holdout_fraction"],
+        random_state=manifest["training"]["split_seed"],
+        stratify=data.y,
+    )
+    golden_index = golden.stratified_sample(y_test, golden_rows)
+    entries = {k: v for k, v in manifest["artifacts"].items() if k != golden.ARTIFACT_KEY}
+    joblib_file = version_dir / entries[skops_artifact.JOBLIB_KEY]["file"]
+    proba = golden.predict(skops_artifact.JOBLIB_KEY, joblib_file.read_bytes(), X_test)
+    # The recomputed holdout answers must be training's own: its recorded metrics say so.
+    if evaluate(y_test, proba) != {k: manifest["metrics"][k] for k in evaluate(y_test, proba)}:
+        raise ValueError(f"{version_dir}: the holdout answers differ from the manifest's metrics")
+
+    def write_files(tmp: Path) -> dict[str, Any]:
+        for path in version_dir.iterdir():
+            if path.name not in (artifacts.MANIFEST, golden.GOLDEN_FILE):
+                shutil.copy2(path, tmp / path.name)
+        kept = {k: {"file": v["file"], **_without_checksum(v)} for k, v in entries.items()}
+        kept[golden.ARTIFACT_KEY] = {
+            "file": golden.GOLDEN_FILE,
+            "format": golden.FORMAT,
+            "rows": len(golden_index),
+        }
+        (tmp / golden.GOLDEN_FILE).write_bytes(
+            golden_set(tmp, kept, X_test[golden_index], y_test[golden_index])
+        )
+        # Same keys in the same order as a version trained today.
+        updated: dict[str, Any] = {}
+        for key, value in manifest.items():
+            if key not in ("schema_version", REFERENCE_KEY):
+                updated[key] = kept if key == "artifacts" else value
+            if key == "metrics":
+                updated[REFERENCE_KEY] = reference_distributions(
+                    data.X, manifest["features"], proba
+                )
+        return updated
+
+    return artifacts.write_version(
+        version_dir.parent.parent,
+        manifest["model_name"],
+        manifest["model_version"],
+        write_files,
+        force=True,
+    )
+
+
+def _without_checksum(entry: dict[str, Any]) -> dict[str, Any]:
+    # write_version adds them again from the bytes on disk.
+    return {k: v for k, v in entry.items() if k not in ("sha256", "size_bytes")}
 
 
 def feature_schema_with_observed(X: NDArray[np.float64]) -> list[dict[str, Any]]:
@@ -223,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         help="replace an existing version (only one never deployed: Lambda pins its SHA-256)",
     )
     parser.add_argument(
+        "--golden-rows",
+        type=int,
+        default=golden.DEFAULT_ROWS,
+        help=f"golden set size, a stratified sample of the holdout (default "
+        f"{golden.DEFAULT_ROWS}; all of it when the holdout is smaller)",
+    )
+    parser.add_argument(
         "--no-compiled",
         action="store_true",
         help="skip the compiled-runtime artifact (only runtime 'sklearn' can serve it)",
@@ -238,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             output=args.output,
             force=args.force,
             compiled=not args.no_compiled,
+            golden_rows=args.golden_rows,
             log=lambda m: print(m, file=sys.stderr),
         )
     except (

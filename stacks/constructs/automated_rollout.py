@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
@@ -51,6 +51,7 @@ class AutomatedRollout(Construct):
         alias: lambda_.Alias,
         traffic_shift: TrafficShift,
         alarms: Sequence[cloudwatch.IAlarm],
+        pre_traffic_hook: lambda_.IFunction | None = None,
     ) -> None:
         super().__init__(scope, id_)
         application = codedeploy.LambdaApplication(self, "Application")
@@ -61,6 +62,8 @@ class AutomatedRollout(Construct):
             alias=alias,
             deployment_config=DEPLOYMENT_CONFIGS[traffic_shift],
             alarms=list(alarms),
+            # The traffic gate: the new version answers its golden set before any traffic.
+            pre_hook=pre_traffic_hook,
             auto_rollback=codedeploy.AutoRollbackConfig(
                 failed_deployment=True, deployment_in_alarm=True, stopped_deployment=True
             ),
@@ -68,6 +71,17 @@ class AutomatedRollout(Construct):
         # The update policy names the group; when a deploy switches to automated mode and
         # publishes a version at once, the group must exist before the alias update.
         alias.node.add_dependency(self.deployment_group)
+        if pre_traffic_hook is not None:
+            child = pre_traffic_hook.node.default_child
+            assert isinstance(child, CfnElement)
+            hook_id = Stack.of(self).get_logical_id(child)
+            Validations.of(self.deployment_group.role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::<{hook_id}.Arn>:*]",
+                    reason="CDK grants the deployment group invoke on the traffic gate hook "
+                    "and its qualifiers; the hook is this one function.",
+                )
+            )
         Validations.of(self.deployment_group.role).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"

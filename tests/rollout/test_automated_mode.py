@@ -85,9 +85,13 @@ def test_alias_is_updated_through_codedeploy_without_pc_or_weights(automated: Sy
     group_id, _ = only(automated, "AWS::CodeDeploy::DeploymentGroup")
     app_id, _ = only(automated, "AWS::CodeDeploy::Application")
     _, alias = only(automated, "AWS::Lambda::Alias")
+    functions = automated.resources("inference", "AWS::Lambda::Function")
+    (gate_id,) = [k for k in functions if k.startswith("TrafficGateFunction")]
     assert alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"] == {
         "ApplicationName": {"Ref": app_id},
         "DeploymentGroupName": {"Ref": group_id},
+        # The traffic gate checks the new version before CodeDeploy moves any traffic.
+        "BeforeAllowTrafficHook": {"Ref": gate_id},
     }
     props = alias["Properties"]
     assert "RoutingConfig" not in props and "ProvisionedConcurrencyConfig" not in props

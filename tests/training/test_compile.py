@@ -219,5 +219,5 @@ def test_no_compiled_flag_writes_only_the_sklearn_artifact(tmp_path: Path) -> No
     code = main(["--version", "v3", "--rows", "400", "--output", str(tmp_path), "--no-compiled"])
     assert code == 0
     manifest = json.loads((tmp_path / "churn/v3/manifest.json").read_text())
-    assert list(manifest["artifacts"]) == ["sklearn", "sklearn-joblib"]
+    assert list(manifest["artifacts"]) == ["sklearn", "sklearn-joblib", "golden"]
     assert not (tmp_path / "churn/v3/model.compiled.npz").exists()

@@ -145,3 +145,20 @@ def test_a_change_to_a_replaced_resource_propagates_to_what_refers_to_it() -> No
     assert deploy.changes["Topic"].action is Action.REPLACE
     # TopicArn is create-only on a subscription: the new topic replaces it too.
     assert deploy.changes["Subscription"].action is Action.REPLACE
+
+
+def test_an_alias_that_does_not_wait_for_the_traffic_gate_is_reported() -> None:
+    gate = {"Type": "Custom::TrafficGate",
+            "Properties": {"ServiceToken": {"Fn::GetAtt": ["Gate", "Arn"]},
+                           "FunctionArn": {"Ref": "V1"}}}  # fmt: skip
+    unordered = template(V1=version("v1"), Alias=alias({"Fn::GetAtt": ["V1", "Version"]}),
+                         Check=gate)  # fmt: skip
+    assert checks.problems(plan({"Resources": {}}, unordered, State())) == [
+        "Alias can move traffic before Check has checked the new version"
+    ]
+    ordered = template(
+        V1=version("v1"),
+        Alias={**alias({"Fn::GetAtt": ["V1", "Version"]}), "DependsOn": ["Check"]},
+        Check=gate,
+    )
+    assert checks.problems(plan({"Resources": {}}, ordered, State())) == []

@@ -39,13 +39,23 @@ class CapturedRows:
     skipped: int = 0
 
 
-def query(model_version: str, limit: int = MAX_ROWS) -> str:
-    """The Logs Insights query: one model version's capture records, newest first."""
-    if not model_version.replace("-", "").replace(".", "").isalnum():
-        raise ValueError(f"model version {model_version!r} is not a version name (e.g. v2)")
+# The capture record fields a query may select on.
+SELECTABLE = ("model_version", "lambda_version")
+
+
+def query(value: str, limit: int = MAX_ROWS, field: str = "model_version") -> str:
+    """The Logs Insights query: the capture records whose ``field`` is ``value``, newest first.
+
+    ``field`` is ``model_version`` (drift: one model version) or ``lambda_version`` (the
+    canary evaluator: one side of the alias).
+    """
+    if field not in SELECTABLE:
+        raise ValueError(f"field {field!r} is not one of {', '.join(SELECTABLE)}")
+    if not value.replace("-", "").replace(".", "").isalnum():
+        raise ValueError(f"{field} {value!r} is not a version name (e.g. v2 or 7)")
     return (
-        "fields @message | filter capture = 1 and model_version = "
-        f'"{model_version}" | sort @timestamp desc | limit {limit}'
+        f"fields @message | filter capture = 1 and {field} = "
+        f'"{value}" | sort @timestamp desc | limit {limit}'
     )
 
 
@@ -76,13 +86,14 @@ def fetch(
     expired: Callable[[], bool],
     sleep: Callable[[float], None] = time.sleep,
     limit: int = MAX_ROWS,
+    field: str = "model_version",
 ) -> CapturedRows:
     """Run the query and wait for it; ``TimeoutError`` (after stopping it) when out of time."""
     started = logs.start_query(
         logGroupName=log_group,
         startTime=window.start,
         endTime=window.end,
-        queryString=query(model_version, limit),
+        queryString=query(model_version, limit, field),
         limit=limit,
     )
     query_id = started["queryId"]

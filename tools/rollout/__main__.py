@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from stacks.settings import DEFAULT_ARTIFACTS_ROOT, EnvironmentConfig, RolloutMode
-from tools.rollout import steps
+from tools import canary_analysis
+from tools.rollout import gate, steps
 from tools.rollout.config_file import DeploymentConfig, RefusedError, read, write_atomic
 from tools.rollout.live import (
     Comparison,
@@ -76,6 +77,26 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_COMPARE_MINUTES,
         help=f"window ending now (default {DEFAULT_COMPARE_MINUTES})",
     )
+    defaults = canary_analysis.Thresholds()
+    compare.add_argument(
+        "--psi-watch",
+        type=float,
+        default=defaults.psi_watch,
+        help=f"PSI from which the verdict is at least hold (default {defaults.psi_watch:g})",
+    )
+    compare.add_argument(
+        "--psi-block",
+        type=float,
+        default=defaults.psi_block,
+        help=f"PSI above which the verdict is roll back (default {defaults.psi_block:g})",
+    )
+    compare.add_argument(
+        "--min-samples",
+        type=int,
+        default=defaults.min_samples,
+        help="predictions each side needs before a verdict other than 'too few requests "
+        f"to judge' (default {defaults.min_samples})",
+    )
     return top
 
 
@@ -84,18 +105,19 @@ def main(
     *,
     live_factory: LiveFactory = from_environment,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT,
 ) -> int:
     args = parser().parse_args(argv)
     try:
         config_file = read(args.config)
-        current = config_file.parse(args.env)
+        current = config_file.parse(args.env, artifacts_root)
         if args.command == "status":
             return status(config_file, current, args.env, live_factory)
         if args.command == "compare":
-            return compare(current, args.env, args.minutes, live_factory, now())
+            return compare(current, args.env, args.minutes, live_factory, now(), _thresholds(args))
         block = config_file.rollout_block(args.env)
-        new_block = change(args, block, current, live_factory)
-        return apply(config_file, args.env, block, new_block, args.command)
+        new_block = change(args, block, current, live_factory, artifacts_root)
+        return apply(config_file, args.env, block, new_block, args.command, artifacts_root)
     except RefusedError as refusal:
         print(f"refused: {refusal}", file=sys.stderr)
         return EXIT_REFUSED
@@ -106,6 +128,7 @@ def change(
     block: Mapping[str, Any],
     current: EnvironmentConfig,
     live_factory: LiveFactory,
+    artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT,
 ) -> dict[str, Any]:
     rollout = current.rollout
     if args.command == "set-weight":
@@ -116,8 +139,45 @@ def change(
         return steps.rollback(block, rollout)
     assert args.command == "start"
     model = steps.check_model(
-        DEFAULT_ARTIFACTS_ROOT, current.model.model_name, args.model, current.model.runtime
+        artifacts_root, current.model.model_name, args.model, current.model.runtime
     )
+    new_block = _start(args, block, current, live_factory, model)
+    _gate(current, artifacts_root, model, new_block.get("stable_model_version"))
+    return new_block
+
+
+def _gate(
+    current: EnvironmentConfig, artifacts_root: Path, model: str, stable_model: str | None
+) -> None:
+    """The deployed gate's checks on the local artifacts, before anything is written."""
+    if stable_model is not None:
+        # The stable model's bytes are held to its manifest like the candidate's.
+        steps.check_model(
+            artifacts_root, current.model.model_name, stable_model, current.model.runtime
+        )
+    try:
+        lines = gate.check(
+            artifacts_root,
+            current.model.model_name,
+            model,
+            stable_model,
+            current.model.runtime,
+            current.quality_gate,
+        )
+    except gate.GateRefusedError as refusal:
+        raise RefusedError(f"the traffic gate refuses --model {model}:\n{refusal}") from None
+    print("\n".join(lines))
+    print()
+
+
+def _start(
+    args: argparse.Namespace,
+    block: Mapping[str, Any],
+    current: EnvironmentConfig,
+    live_factory: LiveFactory,
+    model: str,
+) -> dict[str, Any]:
+    rollout = current.rollout
     if rollout.mode is RolloutMode.AUTOMATED:
         return steps.start_automated(
             block, rollout, model=model, weight=args.weight, stable_lambda_version=args.stable
@@ -175,11 +235,12 @@ def apply(
     block: Mapping[str, Any],
     new_block: Mapping[str, Any],
     command: str,
+    artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT,
 ) -> int:
     updated = config_file.with_rollout(env, new_block)
     try:
         # The app's own parser decides: a config it would refuse is never written.
-        config = updated.parse(env)
+        config = updated.parse(env, artifacts_root)
     except RefusedError as error:
         raise RefusedError(
             f"{command} would write a configuration the app refuses: {error}"
@@ -243,12 +304,25 @@ def status(
     return 0
 
 
+def _thresholds(args: argparse.Namespace) -> canary_analysis.Thresholds:
+    try:
+        return canary_analysis.Thresholds(
+            min_samples=args.min_samples, psi_watch=args.psi_watch, psi_block=args.psi_block
+        )
+    except ValueError as error:
+        raise RefusedError(
+            f"--psi-watch {args.psi_watch:g} --psi-block {args.psi_block:g} --min-samples "
+            f"{args.min_samples} is not allowed: {error}"
+        ) from None
+
+
 def compare(
     config: EnvironmentConfig,
     env: str,
     minutes: int,
     live_factory: LiveFactory,
     now: dt.datetime,
+    thresholds: canary_analysis.Thresholds | None = None,
 ) -> int:
     if not 1 <= minutes <= MAX_COMPARE_MINUTES:
         raise RefusedError(f"--minutes {minutes} is not allowed: 1 to {MAX_COMPARE_MINUTES}")
@@ -295,7 +369,46 @@ def compare(
         )
     if any(s.model_version is None for s in sides):
         print("  note: the stable side's model is not recorded (rollout.stable_model_version)")
+    if [s.label for s in sides] == ["stable", "candidate"]:
+        print()
+        prediction_analysis(live, function, results, start, end, thresholds)
     return 0
+
+
+def prediction_analysis(
+    live: Live,
+    function: str,
+    results: Sequence[Comparison],
+    start: dt.datetime,
+    end: dt.datetime,
+    thresholds: canary_analysis.Thresholds | None = None,
+) -> None:
+    """Do the two sides predict alike? Probabilities from the prediction logs."""
+    stable, candidate = results
+    try:
+        group = live.log_group(function)
+        samples = [
+            live.predictions(group, r.side.lambda_version, start, end) for r in (stable, candidate)
+        ]
+    except LiveUnavailableError as error:
+        print(f"prediction analysis {_phrase(error)}")
+        return
+    print(f"predictions (Logs Insights on {group}, the prediction lines of each version):")
+    report = canary_analysis.analyse(
+        samples[0].probabilities,
+        samples[1].probabilities,
+        stable_requests=samples[0].requests,
+        candidate_requests=samples[1].requests,
+        thresholds=thresholds,
+    )
+    for line in report.render().splitlines():
+        print(f"  {line}")
+    for result, sample in zip((stable, candidate), samples, strict=True):
+        if sample.truncated:
+            print(
+                f"  note: the {result.side.label} side has more than {sample.requests} requests "
+                "in the window; the analysis uses the first ones Logs Insights returned"
+            )
 
 
 def comparison_table(results: Sequence[Comparison]) -> list[str]:

@@ -7,6 +7,8 @@ for the operator (no credentials, no region, no stack, no network), never a trac
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,13 +90,97 @@ class Comparison:
         return self.failed / self.invocations
 
 
+# Logs Insights returns at most this many rows per query; each row is one request.
+INSIGHTS_MAX_ROWS = 10_000
+INSIGHTS_WAIT_SECONDS = 120
+INSIGHTS_POLL_SECONDS = 1.0
+# The handler's prediction line (inference/handler.py): one per answered request, with the
+# first 500 probabilities of its batch and the Lambda version that answered.
+PREDICTION_QUERY = (
+    "fields @message\n"
+    '| filter message = "prediction" and lambda_version = "{version}"\n'
+    "| limit {limit}"
+)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One side's predicted probabilities, from its prediction log lines."""
+
+    probabilities: list[float]
+    requests: int  # log lines read: one per request
+    truncated: bool  # Logs Insights stopped at INSIGHTS_MAX_ROWS lines
+
+
 class Live:
     """AWS reads through the given boto3 clients (tests pass fakes)."""
 
-    def __init__(self, *, cloudformation: Any, lambda_client: Any, cloudwatch: Any) -> None:
+    def __init__(
+        self,
+        *,
+        cloudformation: Any,
+        lambda_client: Any,
+        cloudwatch: Any,
+        logs: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._cloudformation = cloudformation
         self._lambda = lambda_client
         self._cloudwatch = cloudwatch
+        self._logs = logs
+        self._sleep = sleep
+
+    def log_group(self, function_name: str) -> str:
+        if self._logs is None:
+            raise LiveUnavailableError("needs a CloudWatch Logs client")
+        with _aws_errors(f"reading the log group of {function_name}"):
+            answer = self._lambda.get_function_configuration(FunctionName=function_name)
+        group = answer.get("LoggingConfig", {}).get("LogGroup")
+        return str(group) if group else f"/aws/lambda/{function_name}"
+
+    def predictions(
+        self, log_group: str, lambda_version: str, start: dt.datetime, end: dt.datetime
+    ) -> Predictions:
+        """The probabilities ``lambda_version`` logged in [start, end), via Logs Insights."""
+        if self._logs is None:
+            raise LiveUnavailableError("needs a CloudWatch Logs client")
+        if not lambda_version.isdigit():
+            raise LiveUnavailableError(f"Lambda version {lambda_version!r} is not a number")
+        what = f"querying the prediction logs of version {lambda_version} in {log_group}"
+        with _aws_errors(what):
+            query_id = self._logs.start_query(
+                logGroupName=log_group,
+                startTime=int(start.timestamp()),
+                endTime=int(end.timestamp()),
+                queryString=PREDICTION_QUERY.format(
+                    version=lambda_version, limit=INSIGHTS_MAX_ROWS
+                ),
+                limit=INSIGHTS_MAX_ROWS,
+            )["queryId"]
+            waited = 0.0
+            while True:
+                answer = self._logs.get_query_results(queryId=query_id)
+                status = answer["status"]
+                if status == "Complete":
+                    break
+                if status not in ("Scheduled", "Running") or waited >= INSIGHTS_WAIT_SECONDS:
+                    raise LiveUnavailableError(
+                        f"{what} failed: the query ended {status} after {waited:.0f} s"
+                    )
+                self._sleep(INSIGHTS_POLL_SECONDS)
+                waited += INSIGHTS_POLL_SECONDS
+        probabilities: list[float] = []
+        rows = answer.get("results", [])
+        for row in rows:
+            message = next((f["value"] for f in row if f.get("field") == "@message"), None)
+            try:
+                record = json.loads(message) if message else {}
+            except json.JSONDecodeError:
+                continue  # a line that is not the handler's JSON is not a prediction
+            values = record.get("probabilities") if isinstance(record, dict) else None
+            if isinstance(values, list):
+                probabilities.extend(float(v) for v in values if isinstance(v, int | float))
+        return Predictions(probabilities, len(rows), len(rows) >= INSIGHTS_MAX_ROWS)
 
     def outputs(self, env: str) -> dict[str, str]:
         stack = inference_stack_name(env)
@@ -243,4 +329,5 @@ def from_environment(region: str | None) -> Live:
             cloudformation=session.client("cloudformation"),
             lambda_client=session.client("lambda"),
             cloudwatch=session.client("cloudwatch"),
+            logs=session.client("logs"),
         )

@@ -28,6 +28,7 @@ from tools.transitions.changes import (
 from tools.transitions.schemas import rules
 
 PC_TYPE = "Custom::ProvisionedConcurrency"
+GATE_TYPE = "Custom::TrafficGate"
 SCALABLE_TARGET_TYPE = "AWS::ApplicationAutoScaling::ScalableTarget"
 # ScalableTarget's primary identifier after ResourceId: ScalableDimension, ServiceNamespace.
 TARGET_DIMENSION = ("lambda:function:ProvisionedConcurrency", "lambda")
@@ -212,9 +213,15 @@ def provisioned_concurrency_phases(template: Mapping[str, Any]) -> dict[str, str
 def _ordering_problems(template: Mapping[str, Any]) -> list[str]:
     phases = provisioned_concurrency_phases(template)
     aliases = [k for k, r in resources(template).items() if r["Type"] == ALIAS_TYPE]
+    gates = [k for k, r in resources(template).items() if r["Type"] == GATE_TYPE]
+    found = [
+        f"{alias} can move traffic before {gate} has checked the new version"
+        for alias in aliases
+        for gate in gates
+        if not waits_for(template, alias, gate)
+    ]
     if not phases:
-        return []
-    found = []
+        return found
     for alias in aliases:
         if "scale_up" not in phases or not waits_for(template, alias, phases["scale_up"]):
             found.append(f"{alias} can move traffic before provisioned concurrency is ready")

@@ -1,0 +1,178 @@
+"""The traffic gate: a new version answers its golden set before it takes any traffic.
+
+One function (stacks/handlers/traffic_gate, see its docstring), two ways in:
+
+* manual mode: a custom resource that the alias waits for, run after the version is
+  published and its provisioned concurrency is ready; FAILED fails the deploy before the
+  alias moves, and CloudFormation rolls back;
+* automated mode: CodeDeploy's BeforeAllowTraffic hook of the deployment group; Failed
+  stops the shift before any traffic moves.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import (
+    Acknowledgment,
+    ArnFormat,
+    CustomResource,
+    Duration,
+    RemovalPolicy,
+    Stack,
+    Validations,
+)
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.constructs.model_bucket import grant_read_model
+from stacks.settings import REPO_ROOT, ModelArtifact, QualityGateSettings
+
+HANDLER_DIRECTORY = REPO_ROOT / "stacks" / "handlers" / "traffic_gate"
+
+
+class TrafficGate(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        function: lambda_.IFunction,
+        candidate: lambda_.IVersion,
+        stable: lambda_.IVersion | None,
+        model: ModelArtifact,
+        stable_model: ModelArtifact | None,
+        model_bucket: s3.IBucket,
+        tolerances: QualityGateSettings,
+        automated: bool,
+    ) -> None:
+        super().__init__(scope, id_)
+        if model.golden_file is None or model.golden_sha256 is None:
+            raise ValueError(
+                f"{model.model_name} {model.model_version} has no golden set: retrain it, or "
+                "add one with python -m training.reference"
+            )
+        log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Traffic gate: invokes new versions with their golden set.",
+        )
+        log_group.grant_write(role)
+        tolerance_values = {
+            "MaxLogLossIncrease": f"{tolerances.max_log_loss_increase:g}",
+            "MaxAucDecrease": f"{tolerances.max_auc_decrease:g}",
+            "MaxBrierIncrease": f"{tolerances.max_brier_increase:g}",
+        }
+        golden_key = f"{model.prefix}{model.golden_file}"
+        stable_key = (
+            f"{stable_model.prefix}{stable_model.golden_file}"
+            if stable_model is not None and stable_model.golden_file is not None
+            else None
+        )
+        environment = {
+            "GOLDEN_BUCKET": model_bucket.bucket_name,
+            "GOLDEN_KEY": golden_key,
+            "GOLDEN_SHA256": model.golden_sha256,
+            "MODEL_RUNTIME": model.runtime.value,
+            "MAX_LOG_LOSS_INCREASE": tolerance_values["MaxLogLossIncrease"],
+            "MAX_AUC_DECREASE": tolerance_values["MaxAucDecrease"],
+            "MAX_BRIER_INCREASE": tolerance_values["MaxBrierIncrease"],
+        }
+        if stable_key is not None and stable_model is not None:
+            environment["STABLE_GOLDEN_KEY"] = stable_key
+            environment["STABLE_GOLDEN_SHA256"] = str(stable_model.golden_sha256)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="index.handler",
+            code=lambda_.Code.from_asset(str(HANDLER_DIRECTORY), exclude=["__pycache__"]),
+            # Both versions answer both golden sets in batches, cold starts included.
+            timeout=Duration.minutes(10),
+            memory_size=512,
+            role=role,
+            log_group=log_group,
+            environment=environment if automated else {},
+            description="Traffic gate: golden-set identity and quality of a new version.",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                # Versions are qualifiers of this one function; their numbers come at deploy.
+                resources=[f"{function.function_arn}:*"],
+            )
+        )
+        grant_read_model(self.function, model_bucket, model.model_prefix)
+        stack = Stack.of(self)
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{_logical_id(function)}.Arn>:*]",
+                reason="The gate invokes the published versions of this one function by "
+                "qualifier; the version numbers are not known at synth.",
+            )
+        )
+        self.resource: CustomResource | None = None
+        if automated:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=[
+                        "codedeploy:GetDeployment",
+                        "codedeploy:PutLifecycleEventHookExecutionStatus",
+                    ],
+                    # The deployment group names this function as its hook: naming the group
+                    # here would be a reference cycle. Scoped to this account and region.
+                    resources=[
+                        stack.format_arn(
+                            service="codedeploy",
+                            resource="deploymentgroup",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    ],
+                )
+            )
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codedeploy:"
+                    "<AWS::Region>:<AWS::AccountId>:deploymentgroup:*]",
+                    reason="The deployment group names the hook; naming the group in the "
+                    "hook's policy would be a reference cycle.",
+                )
+            )
+            return
+        properties: dict[str, str] = {
+            "FunctionArn": candidate.function_arn,
+            "GoldenBucket": model_bucket.bucket_name,
+            "GoldenKey": golden_key,
+            "GoldenSha256": model.golden_sha256,
+            "Runtime": model.runtime.value,
+            **tolerance_values,
+        }
+        if stable is not None:
+            properties["StableFunctionArn"] = stable.function_arn
+            if stable_key is not None and stable_model is not None:
+                properties["StableGoldenKey"] = stable_key
+                properties["StableGoldenSha256"] = str(stable_model.golden_sha256)
+        self.resource = CustomResource(
+            self,
+            "Check",
+            service_token=self.function.function_arn,
+            resource_type="Custom::TrafficGate",
+            properties=properties,
+            service_timeout=Duration.minutes(10),
+        )
+
+
+def _logical_id(construct: lambda_.IFunction) -> str:
+    child = construct.node.default_child
+    assert child is not None
+    return Stack.of(construct).get_logical_id(child)  # type: ignore[arg-type]

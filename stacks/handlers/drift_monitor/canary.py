@@ -1,0 +1,124 @@
+"""Scheduled canary evaluator: do the candidate's predictions shift from the stable side's?
+
+While the alias splits traffic between two versions (a manual canary, or a CodeDeploy
+shift), every run reads both versions' capture records of the last window (Logs Insights,
+by ``lambda_version``), and compares the candidate's predicted probabilities with the
+stable side's (tools.canary_analysis, bins from the stable side: PSI, positive-rate test).
+Because weighted routing is random per request, both sides see the same input
+distribution: a shift is the model's. It publishes, per candidate model version:
+
+* ``CanarySamples`` {ModelVersion}: the fewer of the two sides' captured rows;
+* ``PredictionShiftPSI`` {ModelVersion}: only with at least ``MIN_ROWS`` rows per side.
+
+The stack's prediction-shift alarm pages in manual mode and rolls the shift back in
+automated mode. With one version behind the alias it publishes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tools.canary_analysis import Thresholds, analyse
+from tools.drift.live import Window, fetch
+
+MARGIN_MS = 20_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    function_name: str
+    alias_name: str
+    log_group: str
+    model_version: str
+    namespace: str
+    window_minutes: int
+    min_rows: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def need(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise ValueError(f"{name} is not set: the stack sets it")
+            return value
+
+        return cls(
+            function_name=need("FUNCTION_NAME"),
+            alias_name=need("ALIAS_NAME"),
+            log_group=need("LOG_GROUP"),
+            model_version=need("MODEL_VERSION"),
+            namespace=need("METRICS_NAMESPACE"),
+            window_minutes=int(need("WINDOW_MINUTES")),
+            min_rows=int(need("MIN_ROWS")),
+        )
+
+
+def sides(lambda_client: Any, settings: Settings) -> tuple[str, str] | None:
+    """(stable, candidate) Lambda versions the alias splits between, or None."""
+    alias = lambda_client.get_alias(FunctionName=settings.function_name, Name=settings.alias_name)
+    weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+    if len(weights) != 1:
+        return None
+    (candidate,) = weights
+    return str(alias["FunctionVersion"]), str(candidate)
+
+
+def run(
+    settings: Settings,
+    *,
+    lambda_client: Any,
+    logs: Any,
+    cloudwatch: Any,
+    now: int,
+    expired: Callable[[], bool],
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    split = sides(lambda_client, settings)
+    if split is None:
+        print(json.dumps({"canary": None, "reason": "one version behind the alias"}))
+        return {"canary": None}
+    window = Window(start=now - settings.window_minutes * 60, end=now)
+    stable, candidate = (
+        fetch(logs, settings.log_group, version, window, expired=expired, sleep=sleep,
+              field="lambda_version")
+        for version in split
+    )  # fmt: skip
+    samples = min(len(stable.probabilities), len(candidate.probabilities))
+    version = [{"Name": "ModelVersion", "Value": settings.model_version}]
+    data: list[dict[str, Any]] = [
+        {"MetricName": "CanarySamples", "Dimensions": version, "Value": samples, "Unit": "Count"}
+    ]
+    report = analyse(
+        stable.probabilities,
+        candidate.probabilities,
+        thresholds=Thresholds(min_samples=settings.min_rows),
+    )
+    if samples >= settings.min_rows and report.psi is not None:
+        data.append(
+            {"MetricName": "PredictionShiftPSI", "Dimensions": version, "Value": report.psi,
+             "Unit": "None"}
+        )  # fmt: skip
+    cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
+    summary = {"stable": split[0], "candidate": split[1], "samples": samples,
+               "report": report.to_json()}  # fmt: skip
+    print(json.dumps(summary, default=str))
+    return summary
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    import boto3  # the runtime's boto3
+
+    del event
+    return run(
+        Settings.from_env(os.environ),
+        lambda_client=boto3.client("lambda"),
+        logs=boto3.client("logs"),
+        cloudwatch=boto3.client("cloudwatch"),
+        now=int(time.time()),
+        expired=lambda: context.get_remaining_time_in_millis() < MARGIN_MS,
+    )

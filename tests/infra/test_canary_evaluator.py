@@ -1,0 +1,131 @@
+"""The canary evaluator: the candidate's prediction shift against the stable side, from the
+two versions' capture records, under botocore's Stubber (Lambda, CloudWatch Logs, CloudWatch)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from botocore.stub import Stubber
+
+from tools.drift.live import query
+
+HANDLER = Path(__file__).resolve().parents[2] / "stacks/handlers/drift_monitor/canary.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("canary_evaluator", HANDLER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+canary = _load()
+SETTINGS = canary.Settings(
+    function_name="fn", alias_name="production", log_group="/aws/fn", model_version="v2",
+    namespace="SklearnLambdaServing/prod", window_minutes=30, min_rows=200,
+)  # fmt: skip
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[dict[str, Any], dict[str, Stubber]]]:
+    session = boto3.Session(aws_access_key_id="t", aws_secret_access_key="t",
+                            region_name="eu-west-1")  # fmt: skip
+    clients = {name: session.client(name) for name in ("lambda", "logs", "cloudwatch")}
+    stubbers = {name: Stubber(client) for name, client in clients.items()}
+    for stub in stubbers.values():
+        stub.activate()
+    yield clients, stubbers
+    for stub in stubbers.values():
+        stub.assert_no_pending_responses()
+        stub.deactivate()
+
+
+def alias(stubbers: dict[str, Stubber], weights: dict[str, float]) -> None:
+    answer: dict[str, Any] = {"FunctionVersion": "7", "Name": "production"}
+    if weights:
+        answer["RoutingConfig"] = {"AdditionalVersionWeights": weights}
+    stubbers["lambda"].add_response(
+        "get_alias", answer, {"FunctionName": "fn", "Name": "production"}
+    )
+
+
+def side(stubbers: dict[str, Stubber], version: str, probabilities: np.ndarray) -> None:
+    results = [
+        [{"field": "@message", "value": json.dumps(
+            {"capture": 1, "features": {"x": 1.0}, "probability": float(p)})}]
+        for p in probabilities
+    ]  # fmt: skip
+    stubbers["logs"].add_response(
+        "start_query", {"queryId": f"q{version}"},
+        {"logGroupName": "/aws/fn", "startTime": 1_000_000 - 1800, "endTime": 1_000_000,
+         "queryString": query(version, field="lambda_version"), "limit": 10_000},
+    )  # fmt: skip
+    stubbers["logs"].add_response(
+        "get_query_results", {"status": "Complete", "results": results}, {"queryId": f"q{version}"}
+    )
+
+
+def published(stubbers: dict[str, Stubber], seen: dict[str, float]) -> None:
+    class Capture:
+        def __eq__(self, other: object) -> bool:
+            assert isinstance(other, list)
+            seen.update({d["MetricName"]: d["Value"] for d in other})
+            return True
+
+    stubbers["cloudwatch"].add_response(
+        "put_metric_data", {}, {"Namespace": SETTINGS.namespace, "MetricData": Capture()}
+    )
+
+
+def run(clients: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = canary.run(
+        SETTINGS, lambda_client=clients["lambda"], logs=clients["logs"],
+        cloudwatch=clients["cloudwatch"], now=1_000_000, expired=lambda: False,
+        sleep=lambda _: None,
+    )  # fmt: skip
+    return summary
+
+
+@pytest.mark.parametrize(("shift", "high"), [(0.0, False), (0.3, True)])
+def test_a_candidate_that_predicts_differently_gets_a_high_psi(
+    stubbed: Any, shift: float, high: bool
+) -> None:
+    clients, stubbers = stubbed
+    rng = np.random.default_rng(1)
+    alias(stubbers, {"8": 0.1})
+    side(stubbers, "7", rng.beta(2, 5, 1500))
+    side(stubbers, "8", np.clip(rng.beta(2, 5, 400) + shift, 0, 1))
+    seen: dict[str, float] = {}
+    published(stubbers, seen)
+    summary = run(clients)
+    assert (summary["stable"], summary["candidate"], seen["CanarySamples"]) == ("7", "8", 400)
+    assert (seen["PredictionShiftPSI"] > 0.25) is high
+
+
+def test_too_few_candidate_rows_publish_only_the_sample_count(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    rng = np.random.default_rng(2)
+    alias(stubbers, {"8": 0.05})
+    side(stubbers, "7", rng.uniform(0, 1, 1000))
+    side(stubbers, "8", rng.uniform(0, 1, 50))
+    seen: dict[str, float] = {}
+    published(stubbers, seen)
+    run(clients)
+    assert seen == {"CanarySamples": 50}
+
+
+def test_one_version_behind_the_alias_publishes_nothing(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    alias(stubbers, {})
+    assert run(clients) == {"canary": None}

@@ -1,0 +1,118 @@
+"""The traffic gate, offline: ``rollout start`` runs it on the local artifacts before it
+writes cdk.json, so most refusals come before any deploy.
+
+The checks are the deployed gate's own (``stacks/handlers/traffic_gate/index.py``
+``evaluate``); only where the answers come from differs: here the candidate artifact and
+the stable model's artifact are loaded with the app's loader for the configured runtime
+and asked both models' golden rows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stacks.settings import REPO_ROOT, ModelRuntime, QualityGateSettings
+from training import artifacts, golden
+
+HANDLER = REPO_ROOT / "stacks" / "handlers" / "traffic_gate" / "index.py"
+
+
+def _load_handler() -> ModuleType:
+    # The handler is deployed as a lone file (no package): load it by path, once.
+    name = "traffic_gate_index"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HANDLER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+traffic_gate = _load_handler()
+
+
+class GateRefusedError(Exception):
+    """The candidate failed the gate; the message names the metric, value and tolerance."""
+
+
+def answers(version_dir: Path, runtime: ModelRuntime, X: NDArray[np.float64]) -> Any:
+    manifest = artifacts.load_manifest(version_dir)
+    entry = manifest["artifacts"][runtime.value]
+    probabilities = golden.predict(runtime.value, (version_dir / entry["file"]).read_bytes(), X)
+    return traffic_gate.Answers(
+        [float(p) for p in probabilities], [int(v) for v in golden.labels_of(probabilities)]
+    )
+
+
+def check(
+    artifacts_root: Path,
+    model_name: str,
+    candidate: str,
+    stable: str | None,
+    runtime: ModelRuntime,
+    tolerances: QualityGateSettings,
+) -> list[str]:
+    """The gate's report lines; ``GateRefusedError`` when the candidate fails.
+
+    The artifacts' checksums are the caller's to check first (``steps.check_model``): the
+    bytes loaded here must be the ones the manifest pins.
+    """
+    candidate_dir = artifacts_root / model_name / candidate
+    golden_set, document = _golden(candidate_dir, candidate)
+    candidate_answers = answers(candidate_dir, runtime, golden_set.X)
+    scored = []
+    if stable is not None and stable != candidate:
+        stable_dir = artifacts_root / model_name / stable
+        stable_set, _ = _golden(stable_dir, stable)
+        for name, rows in (
+            (traffic_gate.CANDIDATE_ROWS, golden_set),
+            (traffic_gate.STABLE_ROWS, stable_set),
+        ):
+            labels = None if rows.y is None else [int(v) for v in rows.y]
+            scored.append(
+                traffic_gate.Scored(
+                    f"{name} ({candidate if rows is golden_set else stable})",
+                    labels,
+                    answers(candidate_dir, runtime, rows.X),
+                    answers(stable_dir, runtime, rows.X),
+                )
+            )
+    try:
+        verdict = traffic_gate.evaluate(
+            document,
+            runtime.value,
+            candidate_answers,
+            scored,
+            traffic_gate.Tolerances(
+                tolerances.max_log_loss_increase,
+                tolerances.max_auc_decrease,
+                tolerances.max_brier_increase,
+            ),
+        )
+    except traffic_gate.GateError as error:
+        raise GateRefusedError(f"--model {candidate!r}: {error}") from None
+    against = f"against stable {stable}" if scored else "no stable model"
+    title = f"gate: {model_name} {candidate} ({runtime.value}), {against}"
+    lines = [title, *(f"  {line}" for line in verdict.lines())]
+    if not verdict.passed:
+        raise GateRefusedError("\n".join(lines))
+    return lines
+
+
+def _golden(version_dir: Path, version: str) -> tuple[golden.GoldenSet, dict[str, Any]]:
+    try:
+        parsed = golden.read(version_dir)
+    except ValueError as error:
+        raise GateRefusedError(f"model {version!r}: {error}") from None
+    document: dict[str, Any] = json.loads((version_dir / golden.GOLDEN_FILE).read_bytes())
+    return parsed, document
