@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import capture, logs, metrics, summaries
+from inference import allocator, capture, logs, metrics, summaries
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
 from inference.errors import ErrorCode, RequestError
@@ -54,6 +54,8 @@ def _initial_state(env: Mapping[str, str]) -> State:
     return init_state(env)
 
 
+# Before the model loads, so its memory and every request's temporaries follow the setting.
+allocator.keep_freed_memory()
 _env: Mapping[str, str] = os.environ
 _state: State = _initial_state(_env)
 _cold = True
