@@ -29,16 +29,24 @@ def log_fields(probabilities: NDArray[np.float64], labels: NDArray[np.bool_]) ->
         # One record: the numbers are the answer itself; no numpy reductions for it.
         only = float(probabilities[0])
         return {"positives": int(labels[0]), "probability_mean": round(only, DECIMALS)}
+    ordered = np.sort(probabilities).tolist()
     fields: dict[str, object] = {
         "positives": int(np.count_nonzero(labels)),
         "probability_mean": round(float(probabilities.mean()), DECIMALS),
-        "probability_min": round(float(probabilities.min()), DECIMALS),
-        "probability_max": round(float(probabilities.max()), DECIMALS),
+        "probability_min": round(ordered[0], DECIMALS),
+        "probability_max": round(ordered[-1], DECIMALS),
     }
-    values = np.quantile(probabilities, list(QUANTILES.values()))
-    for name, value in zip(QUANTILES, values, strict=True):
-        fields[name] = round(float(value), DECIMALS)
+    for name, q in QUANTILES.items():
+        fields[name] = round(_quantile(ordered, q), DECIMALS)
     return fields
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """numpy's default ("linear") quantile of sorted values, without np.quantile's ~25 us."""
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def metric_values(
