@@ -158,7 +158,8 @@ def _predict(
     response = render(shape, 200, {**body, **identity, "request_id": request_id})
     latency_ms = (time.perf_counter() - started) * 1000
     shown = PREDICTION_LOG_MAX_ROWS
-    logs.info(
+    line = logs.entry(
+        "INFO",
         "prediction",
         request_id=request_id,
         event_shape=shape.value,
@@ -180,12 +181,13 @@ def _predict(
     ]
     if cold and not settings.provisioned:
         emitted.append(metrics.Metric("ColdStart", metrics.COUNT, 1))
-    metrics.emit(
+    documents = metrics.documents(
         settings.metrics_namespace,
         loaded.model_version,
         emitted,
         properties={"request_id": request_id, "lambda_version": settings.lambda_version},
     )
+    logs.write_lines([line, *documents])
     # After the latency figures were taken: capture is not the model's time.
     if settings.capture_sample_rate and capture.is_sampled(
         request_id, settings.capture_sample_rate
@@ -202,7 +204,7 @@ def _capture(
     labels: list[int],
 ) -> None:
     loaded, settings = state.loaded, state.settings
-    for record in capture.records(
+    records = capture.records(
         request_id=request_id,
         timestamp=datetime.now(UTC),
         model_name=loaded.model_name,
@@ -213,8 +215,8 @@ def _capture(
         probabilities=probabilities,
         predictions=labels,
         max_rows=settings.capture_max_rows,
-    ):
-        logs.write_line(record)
+    )
+    logs.write_lines(records)
 
 
 def _probabilities(loaded: LoadedModel, X: NDArray[np.float64]) -> NDArray[np.float64]:
