@@ -10,9 +10,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from inference import capture
+
 # Lambda refuses synchronous request payloads above 6 MB before the handler runs, so a
 # larger MAX_BODY_BYTES would only pretend to allow something.
-from inference import capture
 from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
 
 RUNTIMES = ("sklearn", "compiled")

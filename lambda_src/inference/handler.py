@@ -192,7 +192,11 @@ def _predict(
     if settings.capture_sample_rate and capture.is_sampled(
         request_id, settings.capture_sample_rate
     ):
-        _capture(state, request_id, instances.X, probabilities, labels)
+        try:
+            _capture(state, request_id, instances.X, probabilities, labels)
+        except Exception:
+            # The caller's answer is ready and right: a capture bug costs the record only.
+            logs.exception("capture failed", request_id=request_id, **identity)
     return response
 
 

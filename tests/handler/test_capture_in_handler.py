@@ -175,3 +175,24 @@ def test_a_bad_capture_setting_is_a_configuration_error_naming_it(
     state = fresh_environment(local_env("v1", **overrides))
     assert isinstance(state, handler_module.Unavailable)
     assert fragment in state.reason
+
+
+def test_a_capture_bug_keeps_the_answer_and_logs_the_failure(
+    fresh_environment: Configure,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fresh_environment(local_env("v1", CAPTURE_SAMPLE_RATE="1"))
+
+    def broken(**arguments: Any) -> list[dict[str, Any]]:
+        raise ValueError("capture bug")
+
+    monkeypatch.setattr(capture, "records", broken)
+    context = FakeLambdaContext()
+    [response] = [handler_module.handler(load_event("direct_single.json"), context)]
+    assert response["statusCode"] == 200 and "probability" in response
+    out = capsys.readouterr().out
+    [failed] = log_lines(out, "capture failed")
+    assert failed["level"] == "ERROR" and failed["request_id"] == context.aws_request_id
+    assert "ValueError: capture bug" in failed["exception"]
+    assert len(log_lines(out, "prediction")) == 1 and capture_lines(out) == []
