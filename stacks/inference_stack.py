@@ -138,6 +138,9 @@ class InferenceStack(Stack):
                 ),
             )
         self.drift_monitor = None
+        canary_analysis = config.drift is not None and (
+            rollout.is_canary or rollout.mode is RolloutMode.AUTOMATED
+        )
         if config.drift is not None:
             self.drift_monitor = DriftMonitor(
                 self,
@@ -150,6 +153,8 @@ class InferenceStack(Stack):
                 manifest_key=f"{model.prefix}{MANIFEST}",
                 model_version=model.model_version,
                 metrics_namespace=settings.metrics_namespace,
+                # Canary analysis of predictions while two versions take traffic.
+                canary_alias=(function, ALIAS_NAME) if canary_analysis else None,
             )
             Validations.of(self.drift_monitor.function.role).acknowledge(  # type: ignore[arg-type]
                 Acknowledgment(id=self._model_read_finding(environment_prefix, model),
@@ -178,6 +183,7 @@ class InferenceStack(Stack):
             dashboard_name=dashboard_name,
             alarms=config.alarms,
             drift=config.drift,
+            canary_analysis=canary_analysis,
         )
         self.automated_rollout = None
         if rollout.traffic_shift is not None:

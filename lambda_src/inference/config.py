@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from inference import capture
+
 # Lambda refuses synchronous request payloads above 6 MB before the handler runs, so a
 # larger MAX_BODY_BYTES would only pretend to allow something.
 from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
@@ -25,6 +27,8 @@ UNVERIFIED_OPT_IN = "UNSAFE_ALLOW_UNVERIFIED_MODEL"
 # are 10 GB, but a model this size would not load within the init phase anyway).
 DEFAULT_MAX_MODEL_BYTES = 1024 * 1024 * 1024
 DEFAULT_METRICS_NAMESPACE = "SklearnLambdaServing"
+# One log line per captured row: stacks/config.py allows the same at most (a test checks).
+MAX_CAPTURE_ROWS = 1000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -65,6 +69,10 @@ class Settings:
     metrics_namespace: str
     lambda_version: str
     provisioned: bool
+    # Share of requests whose rows are written as capture records (0: none), and the most
+    # rows of one request that are.
+    capture_sample_rate: float
+    capture_max_rows: int
 
 
 def settings_from_env(env: Mapping[str, str]) -> Settings:
@@ -106,7 +114,21 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         metrics_namespace=env.get("METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
         lambda_version=env.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST",
         provisioned=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency",
+        capture_sample_rate=_capture_rate(env),
+        capture_max_rows=_positive_int(
+            env, "CAPTURE_MAX_ROWS", capture.DEFAULT_MAX_ROWS, MAX_CAPTURE_ROWS
+        ),
     )
+
+
+def _capture_rate(env: Mapping[str, str]) -> float:
+    raw = env.get("CAPTURE_SAMPLE_RATE", "")
+    if not raw.strip():
+        return 0.0
+    try:
+        return capture.parse_rate(raw, "CAPTURE_SAMPLE_RATE")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _source(env: Mapping[str, str]) -> S3Source | LocalSource:

@@ -85,7 +85,11 @@ def parse_json(raw: bytes) -> object:
     if not text.strip():
         raise bad_request("request body is empty: send a JSON object")
     try:
-        return json.loads(text, object_pairs_hook=_object_without_duplicates)
+        value = json.loads(text)
+        if _may_hold_duplicates(text, value):
+            # Rare (a duplicate, or a ':' or '{' inside a string): the exact, slower parse.
+            value = json.loads(text, object_pairs_hook=_object_without_duplicates)
+        return value
     except json.JSONDecodeError as exc:
         raise bad_request(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -95,6 +99,32 @@ def parse_json(raw: bytes) -> object:
     except ValueError as exc:
         # e.g. an integer literal with more digits than Python converts (int_max_str_digits).
         raise bad_request(f"request body is not valid JSON: {exc}") from None
+
+
+def _may_hold_duplicates(text: str, value: object) -> bool:
+    """False only when ``text`` provably repeats no key in any object (cheap, no hook).
+
+    json.loads keeps the last of two equal keys, so a parsed object holds fewer keys than
+    the text wrote. Every object of the text has its own ``{`` and every key its own
+    ``:``, so objects(text) <= count("{") and keys(text) <= count(":"). The objects found
+    on the first two levels of ``value`` (a record, or ``{"instances": [records]}``) are
+    some of the text's objects: when their number equals count("{"), they are all of
+    them, and when their keys then equal count(":"), no key of the text was dropped.
+    Anything else (deeper nesting, a brace or colon in a string, a duplicate) says True
+    and the caller parses again with the per-object check that names the key.
+    """
+    if type(value) is not dict:
+        return "{" in text
+    objects, keys = 1, len(value)
+    for member in value.values():
+        if type(member) is dict:
+            objects += 1
+            keys += len(member)
+        elif type(member) is list:
+            inner = [item for item in member if type(item) is dict]
+            objects += len(inner)
+            keys += sum(map(len, inner))
+    return objects != text.count("{") or keys != text.count(":")
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

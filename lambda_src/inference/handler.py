@@ -11,12 +11,13 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import logs, metrics
+from inference import allocator, capture, logs, metrics, summaries
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
 from inference.errors import ErrorCode, RequestError
@@ -53,6 +54,8 @@ def _initial_state(env: Mapping[str, str]) -> State:
     return init_state(env)
 
 
+# Before the model loads, so its memory and every request's temporaries follow the setting.
+allocator.keep_freed_memory()
 _env: Mapping[str, str] = os.environ
 _state: State = _initial_state(_env)
 _cold = True
@@ -135,9 +138,12 @@ def _predict(
     payload = read_payload(shape, event, max_body_bytes=settings.max_body_bytes)
     instances = parse_instances(payload, loaded.schema, max_batch_size=settings.max_batch_size)
     predict_started = time.perf_counter()
-    probabilities = _probabilities(loaded, instances.X)
+    proba = _probabilities(loaded, instances.X)
     predict_ms = (time.perf_counter() - predict_started) * 1000
-    labels = [int(p >= THRESHOLD) for p in probabilities]
+    positive = proba >= THRESHOLD
+    # tolist() converts in C: float and int objects for the answer and the log sample.
+    probabilities: list[float] = proba.tolist()
+    labels: list[int] = positive.astype(np.int8).tolist()
     identity = _identity(state)
     if instances.batch:
         body: dict[str, Any] = {
@@ -148,11 +154,12 @@ def _predict(
         }
     else:
         body = {"prediction": labels[0], "probability": probabilities[0]}
+    # The only encode of every probability: the log line and EMF carry bounded summaries.
     response = render(shape, 200, {**body, **identity, "request_id": request_id})
     latency_ms = (time.perf_counter() - started) * 1000
-    # A large batch's line stays bounded: the first rows, and how many were left out.
     shown = PREDICTION_LOG_MAX_ROWS
-    logs.info(
+    line = logs.entry(
+        "INFO",
         "prediction",
         request_id=request_id,
         event_shape=shape.value,
@@ -161,6 +168,7 @@ def _predict(
         latency_ms=round(latency_ms, 3),
         predict_ms=round(predict_ms, 3),
         rows=len(labels),
+        **summaries.log_fields(proba, positive),
         probabilities=probabilities[:shown],
         predictions=labels[:shown],
         **({"rows_not_logged": len(labels) - shown} if len(labels) > shown else {}),
@@ -169,20 +177,53 @@ def _predict(
     emitted = [
         metrics.Metric("InferenceLatency", metrics.MILLISECONDS, latency_ms),
         metrics.Metric("Predictions", metrics.COUNT, len(labels)),
-        metrics.Metric("PredictionProbability", metrics.NONE, probabilities),
+        metrics.Metric("PredictionProbability", metrics.NONE, summaries.metric_values(proba)),
     ]
     if cold and not settings.provisioned:
         emitted.append(metrics.Metric("ColdStart", metrics.COUNT, 1))
-    metrics.emit(
+    documents = metrics.documents(
         settings.metrics_namespace,
         loaded.model_version,
         emitted,
         properties={"request_id": request_id, "lambda_version": settings.lambda_version},
     )
+    logs.write_lines([line, *documents])
+    # After the latency figures were taken: capture is not the model's time.
+    if settings.capture_sample_rate and capture.is_sampled(
+        request_id, settings.capture_sample_rate
+    ):
+        try:
+            _capture(state, request_id, instances.X, probabilities, labels)
+        except Exception:
+            # The caller's answer is ready and right: a capture bug costs the record only.
+            logs.exception("capture failed", request_id=request_id, **identity)
     return response
 
 
-def _probabilities(loaded: LoadedModel, X: NDArray[np.float64]) -> list[float]:
+def _capture(
+    state: Ready,
+    request_id: str,
+    X: NDArray[np.float64],
+    probabilities: list[float],
+    labels: list[int],
+) -> None:
+    loaded, settings = state.loaded, state.settings
+    records = capture.records(
+        request_id=request_id,
+        timestamp=datetime.now(UTC),
+        model_name=loaded.model_name,
+        model_version=loaded.model_version,
+        lambda_version=settings.lambda_version,
+        feature_names=[feature.name for feature in loaded.schema],
+        rows=X.tolist(),
+        probabilities=probabilities,
+        predictions=labels,
+        max_rows=settings.capture_max_rows,
+    )
+    logs.write_lines(records)
+
+
+def _probabilities(loaded: LoadedModel, X: NDArray[np.float64]) -> NDArray[np.float64]:
     proba = np.asarray(loaded.model.predict_proba(X), dtype=np.float64)
     # A runtime that answers with the wrong shape or a non-probability is a bug, not data.
     if proba.shape != (X.shape[0],) or not np.all((proba >= 0.0) & (proba <= 1.0)):
@@ -190,7 +231,7 @@ def _probabilities(loaded: LoadedModel, X: NDArray[np.float64]) -> list[float]:
             f"runtime returned probabilities of shape {proba.shape} for {X.shape[0]} rows, "
             f"min {np.nanmin(proba) if proba.size else None}"
         )
-    return [float(p) for p in proba]
+    return proba
 
 
 def _rejected(

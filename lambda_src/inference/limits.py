@@ -26,9 +26,10 @@ MESSAGE_MAX_CHARS = 1024
 # At most this many problems, and this many bytes of them, go into error.details.
 MAX_REPORTED_PROBLEMS = 20
 DETAILS_MAX_BYTES = 24 * 1024
-# A prediction log line lists at most this many rows' probabilities (and says how many
-# it left out); 500 floats are about 12 KB.
-PREDICTION_LOG_MAX_ROWS = 500
+# A prediction log line lists the first this many rows' probabilities and labels (and
+# says how many it left out); aggregates over every row stand for the rest
+# (inference/summaries.py), so a batch's line stays near 1 KB.
+PREDICTION_LOG_MAX_ROWS = 10
 
 # The largest MAX_BATCH_SIZE that can work at all: a 200 answer grows by one prediction
 # per row, at most PREDICTION_ANSWER_BYTES each once Lambda has serialized the HTTP body

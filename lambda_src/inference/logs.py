@@ -19,13 +19,27 @@ TRACEBACK_MAX_CHARS = 16 * 1024
 
 
 def write_line(record: dict[str, object]) -> None:
+    write_lines([record])
+
+
+def write_lines(records: list[dict[str, object]]) -> None:
+    """Each record on its own line, written and flushed at once (one flush per request).
+
+    Lambda makes each line of stdout its own log event, so lines written together are
+    still separate events.
+    """
+    text = "".join(_encode(record) + "\n" for record in records)
+    # sys.stdout is looked up per call so that test capture and local servers see it.
+    sys.stdout.write(text)
+    # Lambda may freeze the environment right after the handler returns.
+    sys.stdout.flush()
+
+
+def _encode(record: dict[str, object]) -> str:
     line = json.dumps(record, default=str, separators=(",", ":"))
     if len(line) >= LOG_LINE_MAX_BYTES:
         line = json.dumps(bounded(record, len(line)), default=str, separators=(",", ":"))
-    # sys.stdout is looked up per call so that test capture and local servers see it.
-    sys.stdout.write(line + "\n")
-    # Lambda may freeze the environment right after the handler returns.
-    sys.stdout.flush()
+    return line
 
 
 def bounded(record: dict[str, object], size: int) -> dict[str, object]:
@@ -42,15 +56,18 @@ def bounded(record: dict[str, object], size: int) -> dict[str, object]:
     return out
 
 
+def entry(level: str, message: str, **fields: object) -> dict[str, object]:
+    """An ordinary log line's record, for ``write_lines`` with others."""
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "message": message,
+        **fields,
+    }
+
+
 def log(level: str, message: str, **fields: object) -> None:
-    write_line(
-        {
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": level,
-            "message": message,
-            **fields,
-        }
-    )
+    write_line(entry(level, message, **fields))
 
 
 def info(message: str, **fields: object) -> None:

@@ -6,8 +6,10 @@ new model version with other ranges is validated by its own rules.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from inference.errors import ErrorCode, RequestError, bad_request, too_large
 from inference.limits import ECHO_MAX_CHARS, MAX_REPORTED_PROBLEMS, echo
 
 BATCH_KEY = "instances"
+_NUMBER_TYPES = {int, float}
 __all__ = ["BATCH_KEY", "MAX_REPORTED_PROBLEMS", "Feature", "Instances", "parse_instances"]
 
 
@@ -120,18 +123,25 @@ def valid_batch_matrix(records: list[Any], schema: Sequence[Feature]) -> NDArray
     problem. The two agree on which batches are valid (a property test checks it).
     """
     names = [feature.name for feature in schema]
+    pick = operator.itemgetter(*names)
     try:
-        # A record that is not a mapping or lacks a field raises here.
-        flat = [record[name] for record in records for name in names]
+        # A record that is not a mapping or lacks a field raises here. itemgetter and map
+        # run in C: a Python loop over every value was most of a clean batch's cost.
+        rows = list(map(pick, records))
     except (KeyError, TypeError, IndexError):
         return None
-    if any(len(record) != len(names) for record in records):
+    if len(names) == 1:
+        rows = [(value,) for value in rows]  # itemgetter of one name returns the value
+    if set(map(len, records)) != {len(names)}:
         return None  # unknown fields
     # type() rather than isinstance(): bool is an int subclass, and true/false is refused.
-    if not all(type(value) is float or type(value) is int for value in flat):
+    if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
         return None
     try:
-        matrix = np.array(flat, dtype=np.float64).reshape(len(records), len(names))
+        # fromiter over the flat values: half the time of np.array on a list of tuples.
+        flat = itertools.chain.from_iterable(rows)
+        count = len(rows) * len(names)
+        matrix = np.fromiter(flat, np.float64, count=count).reshape(len(rows), len(names))
     except OverflowError:
         return None  # an integer too large for a float is out of range anyway
     minimum = np.array([feature.minimum for feature in schema])

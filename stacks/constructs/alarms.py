@@ -31,13 +31,17 @@ ERRORS_ALL_VERSIONS = "errors-all-versions"
 THROTTLES = "throttles"
 FEATURE_DRIFT = "feature-drift"
 PREDICTION_DRIFT = "prediction-drift"
+PREDICTION_SHIFT = "prediction-shift"
 
 
-def alarm_names(prefix: str, *, automated: bool, drift: bool) -> dict[str, str]:
+def alarm_names(
+    prefix: str, *, automated: bool, drift: bool, canary_analysis: bool = False
+) -> dict[str, str]:
     """Purpose -> alarm name, known before the alarms exist (the topic policy needs them)."""
     purposes = [LATENCY, ERRORS, THROTTLES]
     purposes += [ERRORS_ALL_VERSIONS] if automated else []
     purposes += [FEATURE_DRIFT, PREDICTION_DRIFT] if drift else []
+    purposes += [PREDICTION_SHIFT] if canary_analysis else []
     return {purpose: f"{prefix}-{purpose}" for purpose in purposes}
 
 
@@ -55,6 +59,7 @@ class Alarms(Construct):
         automated: bool,
         drift: DriftSettings | None,
         topic: sns.ITopic,
+        canary_analysis: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         watched = [model_version]
@@ -152,8 +157,33 @@ class Alarms(Construct):
                         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                     )
                 )  # fmt: skip
+        # A candidate that predicts very differently from the stable side, on the same
+        # traffic (the canary evaluator, every 5 minutes): pages in manual mode, rolls the
+        # shift back in automated mode.
+        self.prediction_shift: cloudwatch.Alarm | None = None
+        if canary_analysis and drift is not None:
+            self.prediction_shift = cloudwatch.Alarm(
+                self,
+                "PredictionShift",
+                alarm_name=names[PREDICTION_SHIFT],
+                alarm_description=f"PSI of the candidate's (model {model_version}) predicted "
+                "probabilities against the stable side's on the same traffic above "
+                f"{drift.psi_alarm:g} (canary evaluator, last 30 minutes).",
+                metric=metrics.model(
+                    "PredictionShiftPSI", "Maximum", model_version, Duration.minutes(5)
+                ),
+                threshold=drift.psi_alarm,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
         # What CodeDeploy rolls back on in automated mode.
-        self.rollback: Sequence[cloudwatch.Alarm] = (self.latency, self.errors, self.throttles)
+        self.rollback: Sequence[cloudwatch.Alarm] = (
+            self.latency,
+            self.errors,
+            self.throttles,
+            *([self.prediction_shift] if self.prediction_shift else []),
+        )
         self.all: Sequence[cloudwatch.Alarm] = (
             *self.rollback,
             *([self.errors_all_versions] if self.errors_all_versions else []),

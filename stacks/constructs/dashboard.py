@@ -34,6 +34,7 @@ class ServiceDashboard(Construct):
         models: Sequence[tuple[str, str]] | None,
         versions_by_search: bool,
         drift: bool,
+        canary_analysis: bool = False,
     ) -> None:
         """``sides``: (label, Lambda version) per side of the alias, stable first.
 
@@ -102,6 +103,13 @@ class ServiceDashboard(Construct):
                 self._per_model("Max feature PSI vs training", "MaxFeaturePSI", "Maximum", 8),
                 self._per_model("Prediction PSI vs training", "PredictionPSI", "Maximum", 8),
                 self._per_model("Rows judged for drift", "DriftRows", "Sum", 8),
+            )
+        if canary_analysis:
+            self.dashboard.add_widgets(
+                self._per_model(
+                    "Candidate vs stable predictions: PSI", "PredictionShiftPSI", "Maximum"
+                ),
+                self._per_model("Canary rows compared (fewer side)", "CanarySamples", "Maximum"),
             )
         self.dashboard.add_widgets(
             self._per_model("Cold starts", "ColdStart", "Sum", 8),

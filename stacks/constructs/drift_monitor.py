@@ -25,14 +25,22 @@ IMAGE_FILES = (
     "stacks/handlers/drift_monitor/Dockerfile",
     "stacks/handlers/drift_monitor/requirements.txt",
     "stacks/handlers/drift_monitor/index.py",
+    "stacks/handlers/drift_monitor/canary.py",
     "tools/__init__.py",
     "tools/stats.py",
+    "tools/canary_analysis.py",
     "tools/drift/__init__.py",
     "tools/drift/report.py",
     "tools/drift/live.py",
     "training/__init__.py",
     "training/distributions.py",
 )
+
+
+# The canary evaluator runs often enough to catch a CodeDeploy shift (canary10-5min) and
+# reads a window long enough for the candidate's small share to reach MIN_ROWS.
+CANARY_SCHEDULE_MINUTES = 5
+CANARY_WINDOW_MINUTES = 30
 
 
 class DriftMonitor(Construct):
@@ -49,7 +57,9 @@ class DriftMonitor(Construct):
         manifest_key: str,
         model_version: str,
         metrics_namespace: str,
+        canary_alias: tuple[lambda_.IFunction, str] | None = None,
     ) -> None:
+        """``canary_alias``: (function, alias name) to evaluate canaries of, or None."""
         super().__init__(scope, id_)
         arm = architecture is Architecture.ARM64
         own_logs = logs.LogGroup(
@@ -64,10 +74,9 @@ class DriftMonitor(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="Drift monitor: queries capture records, reads manifests, puts PSI.",
         )
-        self.function = lambda_.DockerImageFunction(
-            self,
-            "Function",
-            code=lambda_.DockerImageCode.from_image_asset(
+
+        def image(cmd: list[str] | None = None) -> lambda_.DockerImageCode:
+            return lambda_.DockerImageCode.from_image_asset(
                 directory=str(REPO_ROOT),
                 file="stacks/handlers/drift_monitor/Dockerfile",
                 platform=(
@@ -77,7 +86,13 @@ class DriftMonitor(Construct):
                 # (and out of the asset hash).
                 ignore_mode=IgnoreMode.DOCKER,
                 exclude=["*", "**/__pycache__", *(f"!{path}" for path in IMAGE_FILES)],
-            ),
+                cmd=cmd,
+            )
+
+        self.function = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            code=image(),
             architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
             memory_size=1024,
             timeout=Duration.minutes(5),
@@ -123,6 +138,43 @@ class DriftMonitor(Construct):
             description="Drift monitor run.",
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
+        self.canary_function: lambda_.DockerImageFunction | None = None
+        if canary_alias is not None:
+            inference, alias_name = canary_alias
+            self.canary_function = lambda_.DockerImageFunction(
+                self,
+                "CanaryEvaluator",
+                # The same image (one build, one asset), another entry point.
+                code=image(["canary.handler"]),
+                architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
+                memory_size=1024,
+                timeout=Duration.minutes(4),
+                role=role,
+                log_group=own_logs,
+                environment={
+                    "FUNCTION_NAME": inference.function_name,
+                    "ALIAS_NAME": alias_name,
+                    "LOG_GROUP": log_group.log_group_name,
+                    "MODEL_VERSION": model_version,
+                    "METRICS_NAMESPACE": metrics_namespace,
+                    "WINDOW_MINUTES": str(CANARY_WINDOW_MINUTES),
+                    "MIN_ROWS": str(settings.min_rows),
+                },
+                description="Canary evaluator: candidate vs stable predicted probabilities.",
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["lambda:GetAlias"],
+                    resources=[f"{inference.function_arn}:{alias_name}"],
+                )
+            )
+            self.canary_rule = events.Rule(
+                self,
+                "CanarySchedule",
+                schedule=events.Schedule.rate(Duration.minutes(CANARY_SCHEDULE_MINUTES)),
+                description="Canary evaluator run.",
+                targets=[targets.LambdaFunction(self.canary_function, retry_attempts=0)],
+            )
         Validations.of(role).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",

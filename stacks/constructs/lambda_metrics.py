@@ -64,6 +64,9 @@ MONITOR_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "FeaturePSI": frozenset({FEATURE}),
     "MaxFeaturePSI": frozenset({MODEL_VERSION}),
     "PredictionPSI": frozenset({MODEL_VERSION}),
+    # The canary evaluator (stacks/handlers/drift_monitor/canary.py).
+    "CanarySamples": frozenset({MODEL_VERSION}),
+    "PredictionShiftPSI": frozenset({MODEL_VERSION}),
 }
 NAMESPACE_DIMENSIONS = {**HANDLER_DIMENSIONS, **MONITOR_DIMENSIONS}
 

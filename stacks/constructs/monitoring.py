@@ -36,12 +36,18 @@ class Monitoring(Construct):
         dashboard_name: str,
         alarms: AlarmSettings,
         drift: DriftSettings | None,
+        canary_analysis: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         metrics = LambdaMetrics(
             function_name=function_name, alias_name=alias_name, namespace=metrics_namespace
         )
-        names = alarm_names(dashboard_name, automated=automated, drift=drift is not None)
+        names = alarm_names(
+            dashboard_name,
+            automated=automated,
+            drift=drift is not None,
+            canary_analysis=canary_analysis,
+        )
         self.topic = AlarmTopic(self, "Default", alarm_names=list(names.values()),
                                 email=alarms.email).topic  # fmt: skip
         self.alarms = Alarms(
@@ -57,6 +63,7 @@ class Monitoring(Construct):
             else None,
             automated=automated,
             drift=drift,
+            canary_analysis=canary_analysis,
             topic=self.topic,
         )
         stable_model = f", model {stable_model_version}" if stable_model_version else ""
@@ -83,4 +90,5 @@ class Monitoring(Construct):
             models=models,
             versions_by_search=automated,
             drift=drift is not None,
+            canary_analysis=canary_analysis,
         ).dashboard

@@ -16,6 +16,7 @@ import pytest
 from stacks.settings import REPO_ROOT
 from tests.handler.conftest import (  # fresh_environment: the handler tests' own fixture
     FakeLambdaContext,
+    capture_lines,
     emf_lines,
     fresh_environment,
     handler_module,
@@ -74,10 +75,13 @@ def documented_metrics() -> set[str]:
 def handler_output(
     fresh_environment: Callable[[dict[str, str]], Any], capsys: pytest.CaptureFixture[str]
 ) -> str:
-    """Stdout of a load, a prediction, a rejection, a warm-up and a failed load."""
+    """Stdout of a load, predictions (one record, a batch; captured), a rejection, a warm-up
+    and a failed load."""
     capsys.readouterr()
-    fresh_environment(local_env("v1"))
+    fresh_environment(local_env("v1", CAPTURE_SAMPLE_RATE="1"))
     handler_module.handler(load_event("direct_single.json"), FakeLambdaContext())
+    batch = {"instances": [load_event("direct_single.json")] * 12}
+    handler_module.handler(batch, FakeLambdaContext())
     handler_module.handler({"tenure_months": 3.5}, FakeLambdaContext())
     handler_module.handler({"_warmup": True}, FakeLambdaContext())
     fresh_environment(local_env("v1", MODEL_SHA256="0" * 64))
@@ -133,3 +137,26 @@ def test_a_query_uses_only_fields_the_handler_writes(query: str) -> None:
     }
     unknown = used - known - defined
     assert not unknown, f"the query uses fields no log line has: {sorted(unknown)}"
+
+
+def filter_fields(query: str) -> set[str]:
+    """Fields named by the query's first clause, a ``filter`` joined only by ``and``."""
+    first = query.split("|", 1)[0].strip()
+    assert first.startswith("filter "), f"the query does not start with a filter: {first!r}"
+    text = re.sub(r'"[^"]*"', '""', first[len("filter ") :])
+    assert not re.search(r"\bor\b|\bnot\b", text), f"only conjunctions are checked: {first!r}"
+    return {
+        word for word in re.findall(r"(?<![\w@.])([A-Za-z_]\w*)", text) if word not in QUERY_WORDS
+    }
+
+
+@pytest.mark.parametrize("query", queries(), ids=lambda q: q.splitlines()[0][:40])
+def test_a_query_reads_no_capture_record(query: str, handler_output: str) -> None:
+    captured = capture_lines(handler_output)
+    assert len(captured) == 1 + 12, "the fixture's two predictions are captured"
+    capture_fields = set().union(*captured)
+    # A conjunction that requires a field no capture record has leaves every one out.
+    required = filter_fields(query) - {"ispresent"}
+    assert required - capture_fields, (
+        f"the filter names only fields capture records also have: {sorted(required)}"
+    )

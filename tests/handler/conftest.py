@@ -113,8 +113,13 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def log_lines(text: str, message: str | None = None) -> list[dict[str, Any]]:
-    lines = [line for line in json_lines(text) if "_aws" not in line]
+    """The ordinary log lines: neither EMF documents nor capture records."""
+    lines = [line for line in json_lines(text) if "_aws" not in line and "capture" not in line]
     return [line for line in lines if message is None or line.get("message") == message]
+
+
+def capture_lines(text: str) -> list[dict[str, Any]]:
+    return [line for line in json_lines(text) if "capture" in line]
 
 
 def emf_lines(text: str) -> list[dict[str, Any]]:

@@ -314,22 +314,46 @@ def test_emf_document_follows_the_specification(
     assert isinstance(doc["_aws"]["Timestamp"], int)
 
 
-def test_large_batch_splits_probabilities_into_documents_of_100(
+def test_a_large_batch_writes_one_emf_document_of_its_order_statistics(
     serving: Invoke, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    response = serving({"instances": [valid_record()] * 250})
-    docs = emf_lines(capsys.readouterr().out)
-    assert [len(d["PredictionProbability"]) for d in docs] == [100, 100, 50]
-    assert sum(d.get("Predictions", 0) for d in docs) == 250
-    assert sum(1 for d in docs if "InferenceLatency" in d) == 1
-    every = [p for d in docs for p in d["PredictionProbability"]]
-    assert every == [p["probability"] for p in response["predictions"]]
-    for doc in docs:
-        names = {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-        assert names == {k for k in doc if k not in {"_aws", "ModelVersion"}} - {
-            "request_id",
-            "lambda_version",
-        }
+    records = [{**valid_record(), "tenure_months": month % 72} for month in range(250)]
+    response = serving({"instances": records})
+    [doc] = emf_lines(capsys.readouterr().out)
+    assert doc["Predictions"] == 250
+    answered = sorted(p["probability"] for p in response["predictions"])
+    # 100 values: rank (2i + 1) * 250 // 200 of the sorted batch stands for its i-th 1 %.
+    assert doc["PredictionProbability"] == [answered[(2 * i + 1) * 250 // 200] for i in range(100)]
+    names = {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {"InferenceLatency", "Predictions", "PredictionProbability"}
+
+
+def test_a_batch_of_100_keeps_every_probability_in_order_in_emf(
+    serving: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = [{**valid_record(), "tenure_months": month % 72} for month in range(100)]
+    response = serving({"instances": records})
+    [doc] = emf_lines(capsys.readouterr().out)
+    assert doc["PredictionProbability"] == [p["probability"] for p in response["predictions"]]
+
+
+def test_a_batch_log_line_summarises_every_row_and_shows_the_first(
+    serving: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = [{**valid_record(), "tenure_months": month % 72} for month in range(250)]
+    response = serving({"instances": records})
+    [line] = log_lines(capsys.readouterr().out, "prediction")
+    answered = [p["probability"] for p in response["predictions"]]
+    labels = [p["prediction"] for p in response["predictions"]]
+    assert line["rows"] == 250
+    assert line["positives"] == sum(labels)
+    assert line["probability_mean"] == pytest.approx(sum(answered) / 250, abs=1e-6)
+    assert line["probability_min"] == pytest.approx(min(answered), abs=1e-6)
+    assert line["probability_max"] == pytest.approx(max(answered), abs=1e-6)
+    assert line["probability_p50"] == pytest.approx(float(np.median(answered)), abs=1e-6)
+    assert line["probabilities"] == answered[:10]
+    assert line["predictions"] == labels[:10]
+    assert line["rows_not_logged"] == 240
 
 
 def test_metrics_namespace_is_configurable(

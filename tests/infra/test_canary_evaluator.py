@@ -129,3 +129,57 @@ def test_one_version_behind_the_alias_publishes_nothing(stubbed: Any) -> None:
     clients, stubbers = stubbed
     alias(stubbers, {})
     assert run(clients) == {"canary": None}
+
+
+# ---------------------------------------------------------------------------- templates
+
+from collections.abc import Callable  # noqa: E402
+
+from tests.infra.conftest import CANARY, Synth, cdk_context  # noqa: E402
+
+
+def evaluators(synth: Synth) -> dict[str, dict[str, Any]]:
+    return {
+        k: f["Properties"]
+        for k, f in synth.resources("inference", "AWS::Lambda::Function").items()
+        if "ALIAS_NAME" in json.dumps(f["Properties"].get("Environment", {}))
+    }
+
+
+def test_a_manual_canary_is_evaluated_every_five_minutes_and_pages(
+    synth: Callable[..., Synth],
+) -> None:
+    result = synth(env="prod", **CANARY)
+    ((evaluator_id, evaluator),) = evaluators(result).items()
+    variables = evaluator["Environment"]["Variables"]
+    assert (variables["MODEL_VERSION"], variables["ALIAS_NAME"], variables["WINDOW_MINUTES"]) == (
+        "v2", "production", "30",
+    )  # fmt: skip
+    rules = [r["Properties"] for r in result.resources("inference", "AWS::Events::Rule").values()
+             if evaluator_id in json.dumps(r)]  # fmt: skip
+    assert [r["ScheduleExpression"] for r in rules] == ["rate(5 minutes)"]
+    alarms = {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in result.resources("inference", "AWS::CloudWatch::Alarm").values()
+    }
+    shift = alarms["sklearn-serving-prod-churn-prediction-shift"]
+    assert (shift["MetricName"], shift["Threshold"], shift["Period"]) == (
+        "PredictionShiftPSI", 0.25, 300,
+    )  # fmt: skip
+
+
+def test_a_steady_deploy_has_no_canary_to_evaluate(prod: Synth) -> None:
+    assert evaluators(prod) == {}
+
+
+def test_automated_mode_rolls_back_on_the_prediction_shift(
+    synth_context: Callable[[dict[str, Any]], Synth],
+) -> None:
+    context = cdk_context()
+    context["environments"]["prod"]["rollout"]["mode"] = "automated"
+    result = synth_context({**context, "env": "prod"})
+    (group,) = result.resources("inference", "AWS::CodeDeploy::DeploymentGroup").values()
+    alarms = result.resources("inference", "AWS::CloudWatch::Alarm")
+    watched = {alarms[a["Name"]["Ref"]]["Properties"]["AlarmName"]
+               for a in group["Properties"]["AlarmConfiguration"]["Alarms"]}  # fmt: skip
+    assert "sklearn-serving-prod-churn-prediction-shift" in watched

@@ -58,7 +58,12 @@ def test_deployment_group_shifts_the_alias_and_rolls_back_on_alarm(automated: Sy
     assert props["AlarmConfiguration"]["Enabled"] is True
     alarms = automated.resources("inference", "AWS::CloudWatch::Alarm")
     names = {i: a["Properties"]["AlarmName"].rsplit("-churn-", 1)[1] for i, a in alarms.items()}
-    assert {names[i] for i in alarm_ids} == {"latency-p99", "errors", "throttles"}
+    assert {names[i] for i in alarm_ids} == {
+        "latency-p99",
+        "errors",
+        "throttles",
+        "prediction-shift",
+    }
     # The errors alarm that rolls back counts the handler's 5xx answers of the new model,
     # not only Lambda's Errors; not the previous model's, although start recorded it:
     # rolling back cannot fix the model it rolls back to.
