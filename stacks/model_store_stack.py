@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
+from aws_cdk import Acknowledgment, CfnElement, CfnOutput, Stack, Validations
 from constructs import Construct
 
 from stacks.constructs.capture_bucket import CaptureBucket
@@ -37,6 +37,12 @@ class ModelStoreStack(Stack):
             bucket_name=capture_bucket_name,
             access_logs=self.store.access_logs,
             retention_days=capture_retention_days,
+        )
+        CfnOutput(
+            self,
+            "CaptureBucketName",
+            value=self.captures.bucket.bucket_name,
+            description="Captured predictions (customer data): captures/model=/version=/date=/",
         )
         self.upload = ModelUpload(
             self,

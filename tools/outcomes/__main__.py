@@ -1,9 +1,12 @@
 """python -m tools.outcomes --capture capture.jsonl --labels outcomes.csv
+python -m tools.outcomes --env prod --labels outcomes.csv [--days 30]
 
 Joins ground-truth outcomes (CSV: request_id, optional row, label) with the predictions in
 a capture export (JSON lines, plain or .gz) and reports, per model version, the labelled
 count, ROC AUC, log loss, Brier score and calibration error with bootstrap intervals, then
 each version against the baseline: the difference with its interval and a verdict.
+With --env, the captures of the last --days come from the environment's capture bucket
+(AWS credentials needed; the bucket is the model-store stack's CaptureBucketName output).
 
 Exit status: 0 report printed, 2 bad input (the message names the file, line and column).
 """
@@ -11,10 +14,13 @@ Exit status: 0 report printed, 2 bad input (the message names the file, line and
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tools import stats
 from tools.capture_export import CaptureFileError
@@ -32,7 +38,11 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    top.add_argument("--capture", type=Path, required=True, help="capture export (JSON lines)")
+    source = top.add_mutually_exclusive_group(required=True)
+    source.add_argument("--capture", type=Path, help="capture export (JSON lines)")
+    source.add_argument("--env", help="an environment in cdk.json: read its capture bucket")
+    top.add_argument("--days", type=int, default=30, help="with --env: dates to read (30)")
+    top.add_argument("--region", help="with --env: the AWS region (default: the credentials')")
     top.add_argument("--labels", type=Path, required=True, help="outcomes CSV")
     top.add_argument("--baseline", help="version the others are compared with (the lowest)")
     top.add_argument(
@@ -52,9 +62,66 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    out: TextIO | None = None,
+    clients: Callable[[str | None], tuple[Any, Any]] | None = None,
+) -> int:
+    """``clients(region)`` gives (cloudformation, s3) for --env; boto3's by default."""
     out = out or sys.stdout
     args = parser().parse_args(argv)
+    if args.env is not None:
+        with tempfile.TemporaryDirectory(prefix="captures-") as scratch:
+            args.capture = Path(scratch) / f"{args.env}-captures.jsonl"
+            try:
+                _download(args, clients or _boto3_clients)
+            except (DownloadError, ValueError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            return _report(args, out)
+    return _report(args, out)
+
+
+class DownloadError(Exception):
+    pass
+
+
+def _boto3_clients(region: str | None) -> tuple[Any, Any]:
+    import boto3
+
+    session = boto3.Session(region_name=region) if region else boto3.Session()
+    return session.client("cloudformation"), session.client("s3")
+
+
+def _download(args: argparse.Namespace, clients: Callable[[str | None], tuple[Any, Any]]) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from stacks.application import STACK_PREFIX
+    from stacks.config import load_config
+    from stacks.settings import REPO_ROOT
+    from tools.capture_download import download
+
+    if args.days < 1:
+        raise ValueError(f"--days {args.days} is not allowed: at least 1")
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    model_name = load_config({**context, "env": args.env}).model.model_name
+    stack = f"{STACK_PREFIX}-{args.env}-model-store"
+    try:
+        cloudformation, s3 = clients(args.region)
+        (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        if "CaptureBucketName" not in outputs:
+            raise DownloadError(f"stack {stack} has no CaptureBucketName output: deploy it")
+        since = dt.date.today() - dt.timedelta(days=args.days - 1)
+        objects, size = download(s3, outputs["CaptureBucketName"], model_name, since,
+                                 args.capture)  # fmt: skip
+    except (BotoCoreError, ClientError) as exc:
+        raise DownloadError(f"reading the captures of {stack} failed: {exc}") from None
+    print(f"read {objects} capture objects ({size:,} bytes) of {model_name} since {since}",
+          file=sys.stderr)  # fmt: skip
+
+
+def _report(args: argparse.Namespace, out: TextIO) -> int:
     try:
         outcomes = read_labels(args.labels)
         export = read_capture(args.capture)
