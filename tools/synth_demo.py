@@ -80,7 +80,7 @@ def show_cdk_synth() -> None:
                     r["Properties"]
                     for r in template["Resources"].values()
                     if r["Type"] == "AWS::Lambda::Function"
-                    and r["Properties"].get("PackageType") == "Image"
+                    and "MODEL_KEY" in r["Properties"].get("Environment", {}).get("Variables", {})
                 )
                 variables = function["Environment"]["Variables"]
                 print(
@@ -91,5 +91,19 @@ def show_cdk_synth() -> None:
                 print(f"    key {variables['MODEL_KEY']}")
                 print(f"    {routing(template)}")
                 print(f"    {provisioned(template)}")
-                warmer = "on" if counts["AWS::Events::Rule"] else "off"
-                print(f"    warmer: {warmer}, alarms: {counts['AWS::CloudWatch::Alarm']}")
+                rules = [
+                    r["Properties"].get("Description", "")
+                    for r in template["Resources"].values()
+                    if r["Type"] == "AWS::Events::Rule"
+                ]
+                warmer = "on" if any("Warm-up" in d for d in rules) else "off"
+                monitors = [
+                    name
+                    for name, marker in (("drift", "Drift monitor"), ("canary", "Canary evaluator"))
+                    if any(marker in d for d in rules)
+                ]
+                gate = "custom resource" if counts["Custom::TrafficGate"] else "CodeDeploy hook"
+                print(
+                    f"    warmer: {warmer}, alarms: {counts['AWS::CloudWatch::Alarm']}, "
+                    f"monitors: {', '.join(monitors) or 'none'}, traffic gate: {gate}"
+                )
