@@ -6,8 +6,10 @@ value, the line number (line 1 is the header), so that the user can fix the file
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import math
 from pathlib import Path
 
@@ -25,27 +27,27 @@ class DatasetError(ValueError):
 
 
 def load_csv(path: Path) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Read ``path`` into ``(X, y)`` with columns in ``FEATURE_NAMES`` order."""
+    """Read ``path`` into ``(X, y)`` with columns in ``FEATURE_NAMES`` order.
+
+    Accepts CSV as spreadsheets and scripts write it: UTF-8 with or without a byte-order
+    mark, LF, CRLF or CR line ends, quoted fields (a quoted field may span lines; an error
+    in such a row names the line it starts on).
+    """
+    text = _read_utf8(path)
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
     try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot open ({exc.strerror})") from exc
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DatasetError(f"{path}: the file is empty (expected a header row)") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DatasetError(f"{path}: line 1 is not valid CSV ({exc})") from None
-        column_index = _check_header(path, [h.strip() for h in header])
-        features: list[list[float]] = []
-        labels: list[int] = []
-        try:
-            for row in reader:
-                line = reader.line_num
-                if not row or all(not cell.strip() for cell in row):
-                    continue
+        header = next(reader)
+    except StopIteration:
+        raise DatasetError(f"{path}: the file is empty (expected a header row)") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: line 1 is not valid CSV ({exc})") from None
+    column_index = _check_header(path, [h.strip() for h in header])
+    features: list[list[float]] = []
+    labels: list[int] = []
+    line = reader.line_num + 1
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
                 if len(row) != len(header):
                     raise DatasetError(
                         f"{path}: line {line} has {len(row)} fields, the header has {len(header)}"
@@ -65,13 +67,50 @@ def load_csv(path: Path) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
                     ]
                 )
                 labels.append(_label_value(path, line, row[column_index[LABEL]]))
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DatasetError(f"{path}: line {reader.line_num} is not valid CSV ({exc})") from None
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: line {line} is not valid CSV ({exc})") from None
 
     X = np.asarray(features, dtype=np.float64).reshape(-1, len(FEATURES))
     y = np.asarray(labels, dtype=np.int64)
     check_class_balance(y, source=str(path))
     return X, y
+
+
+def _read_utf8(path: Path) -> str:
+    """The file's text, without a byte-order mark; a byte that is not UTF-8 is named by
+    line and column, since a text reader decoding in blocks cannot tell where it was."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot open ({exc.strerror})") from exc
+    for bom, encoding in ((codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+        if data.startswith(bom):
+            raise DatasetError(
+                f"{path}: the file is {encoding} encoded (it starts with a {encoding} "
+                "byte-order mark); save it as CSV UTF-8"
+            )
+    # Decoded without the mark so that the error's offsets index ``data``.
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        prefix = data[line_start : exc.start].decode("utf-8", errors="replace")
+        column = _column_at(data, prefix)
+        raise DatasetError(
+            f"{path}: line {line}{column}: byte 0x{data[exc.start]:02x} is not valid UTF-8 "
+            "(save the file as CSV UTF-8)"
+        ) from None
+
+
+def _column_at(data: bytes, prefix: str) -> str:
+    """``, column 'name'`` for the field that ``prefix`` (a line up to a point) ends in."""
+    index = len(next(csv.reader([prefix]), [""])) - 1
+    first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    header = [h.strip() for h in next(csv.reader([first_line.rstrip("\r")]), [])]
+    return f", column '{header[index]}'" if 0 <= index < len(header) else ""
 
 
 def check_class_balance(y: NDArray[np.int64], *, source: str) -> None:
