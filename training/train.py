@@ -2,6 +2,9 @@
 
 python -m training.train --version v3                 # synthetic data
 python -m training.train --version v3 --data my.csv   # your data
+
+A model that does not beat the base rate, chance, or (beyond a tolerance) the model's
+previous version on the same holdout is refused; see training/gate.py.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training import artifacts, golden, model_card, skops_artifact
+from training import artifacts, gate, golden, model_card, skops_artifact
 from training.compile import (
     COMPILED_FILE,
     ParityError,
@@ -101,9 +104,15 @@ def train(
     params: dict[str, Any] | None = None,
     compiled: bool = True,
     golden_rows: int = golden.DEFAULT_ROWS,
+    accept_regression: str | None = None,
+    enforce_gate: bool = True,
     log: Any = print,
 ) -> Path:
-    """Fit, evaluate and write ``output/model_name/version``; returns that directory."""
+    """Fit, evaluate, gate and write ``output/model_name/version``; returns that directory.
+
+    Raises ``gate.QualityGateError`` (nothing written) for a model the quality gate refuses;
+    ``enforce_gate=False`` writes it with the refusal recorded (tests that need a bad model).
+    """
     artifacts.check_identity(model_name, version)
     if (output / model_name / version).exists() and not force:
         raise artifacts.ArtifactExistsError(
@@ -121,6 +130,17 @@ def train(
     log(f"fitted in {time.perf_counter() - started:.1f}s; evaluating on {len(y_test)} holdout rows")
     proba = pipeline.predict_proba(X_test)[:, 1]
     metrics = evaluate(y_test, proba)
+    # Before the costlier checks and anything written: a refused model leaves no version.
+    gate_record = gate.check(
+        model=model_name,
+        version=version,
+        metrics=metrics,
+        base_rate=gate.base_rate_log_loss(y_train, y_test),
+        previous=previous_on_holdout(output / model_name, version, X_test, y_test, log),
+        accept_regression=accept_regression,
+        enforce=enforce_gate,
+    )
+    log(gate.describe({gate.MANIFEST_KEY: gate_record}))
     feature_schema = feature_schema_with_observed(data.X)
     full_params = {**GBM_PARAMS, **(params or {})}
     payload = {
@@ -191,6 +211,7 @@ def train(
             },
             "data_fingerprint": fingerprint(data.X, data.y),
             "metrics": {**metrics, "holdout_rows": len(y_test)},
+            gate.MANIFEST_KEY: gate_record,
             REFERENCE_KEY: reference_distributions(data.X, feature_schema, proba),
             "model_card": {"markdown": "model_card.md", "plot": "model_card.png"},
         }
@@ -206,6 +227,35 @@ def train(
         f"log loss {metrics['log_loss']:.4f}, Brier {metrics['brier_score']:.4f}"
     )
     return final
+
+
+def previous_on_holdout(
+    model_dir: Path,
+    version: str,
+    X_test: NDArray[np.float64],
+    y_test: NDArray[np.int64],
+    log: Any,
+) -> gate.Previous | None:
+    """The model's newest other version, scored on this holdout (None when there is none
+    or its features differ, so that the two cannot answer the same rows)."""
+    others = [v for v in artifacts.versions(model_dir) if v != version]
+    if not others:
+        return None
+    directory = model_dir / others[-1]
+    problems = artifacts.verify_version(directory)
+    if problems:
+        raise ValueError(
+            f"cannot compare with the previous version {others[-1]}: {'; '.join(problems)}"
+        )
+    manifest = artifacts.load_manifest(directory)
+    names = [feature["name"] for feature in manifest["features"]]
+    if names != list(FEATURE_NAMES):
+        log(f"not compared with {others[-1]}: its features differ ({', '.join(names)})")
+        return None
+    # The skops file when there is one: loading it runs no pickled code.
+    key = "sklearn" if "sklearn" in manifest["artifacts"] else skops_artifact.JOBLIB_KEY
+    data = (directory / manifest["artifacts"][key]["file"]).read_bytes()
+    return gate.Previous(others[-1], evaluate(y_test, golden.predict(key, data, X_test)))
 
 
 def golden_set(
@@ -334,7 +384,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the compiled-runtime artifact (only runtime 'sklearn' can serve it)",
     )
+    parser.add_argument(
+        "--accept-regression",
+        metavar="REASON",
+        help="write a model the quality gate finds worse than the previous version, and "
+        "record REASON with the figures in the manifest",
+    )
     args = parser.parse_args(argv)
+    if args.accept_regression is not None and not args.accept_regression.strip():
+        parser.error('--accept-regression needs a reason, e.g. --accept-regression "new data"')
     try:
         artifacts.check_identity(args.model, args.version)
         data = csv_data(args.data) if args.data else synthetic_data(args.rows, args.data_seed)
@@ -346,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             force=args.force,
             compiled=not args.no_compiled,
             golden_rows=args.golden_rows,
+            accept_regression=args.accept_regression,
             log=lambda m: print(m, file=sys.stderr),
         )
     except (
