@@ -199,3 +199,12 @@ def test_unreadable_schema_files_are_refused(tmp_path: Path) -> None:
     broken.write_text('{"task": "binary",')
     with pytest.raises(SchemaError, match=r"broken\.json: not valid JSON"):
         load_schema(broken)
+
+
+def test_the_documented_schema_example_loads(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "training.md").read_text()
+    block = text.split("## Your own features: a schema file", 1)[1].split("```json\n", 1)[1]
+    path = tmp_path / "bank.json"
+    path.write_text(block.split("```", 1)[0])
+    schema = load_schema(path)
+    assert (schema.label, schema.feature_names) == ("left", ("months", "bill"))
