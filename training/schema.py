@@ -106,7 +106,10 @@ def _feature(path: Path, index: int, raw: Any) -> FeatureSpec:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SchemaError(f"{path}: {where}.description must be text, got {description!r}")
-    return FeatureSpec(name, cast(FeatureType, dtype), bounds[0], bounds[1], description)
+    # The type as the one shared constant, not a string per feature: pickle writes a repeated
+    # object once, so the artifact's bytes stay what they were when the types were literals.
+    canonical = FEATURE_TYPES[FEATURE_TYPES.index(dtype)]
+    return FeatureSpec(name, canonical, bounds[0], bounds[1], description)
 
 
 def _bound(path: Path, where: str, value: Any, dtype: str) -> float:
