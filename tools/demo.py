@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tools.serve_demo import show_local_serving
 from tools.synth_demo import show_cdk_synth
+from training import gate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +22,7 @@ def show_models() -> None:
             f"ROC AUC {metrics['roc_auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
             f"log loss {metrics['log_loss']:.4f}, Brier {metrics['brier_score']:.4f}"
         )
+        print(f"  {gate.describe(manifest)}")
         for runtime, artifact in manifest["artifacts"].items():
             parity = artifact.get("parity")
             checked = (

@@ -3,7 +3,7 @@
 Each HTTP request becomes a Function URL (payload 2.0) event, the handler answers, and the
 answer becomes the HTTP response, so what works here works behind a Function URL.
 
-python -m tools.serve                           # churn, newest version, port 8080
+python -m tools.serve                           # churn, newest passed version, port 8080
 python -m tools.serve --version v1 --port 9000
 """
 
@@ -39,6 +39,7 @@ from inference.errors import ErrorCode  # noqa: E402
 from inference.events import Shape  # noqa: E402
 from inference.limits import echo  # noqa: E402
 from inference.responses import error_answer  # noqa: E402
+from training import artifacts, gate  # noqa: E402
 
 # A Function URL refuses larger request bodies before invoking the function.
 FUNCTION_URL_MAX_BODY = 6 * 1024 * 1024
@@ -63,10 +64,18 @@ class LocalContext:
 
 
 def latest_version(model: str) -> str:
-    versions = [p.name for p in (ARTIFACTS / model).glob("v*") if p.name[1:].isdigit()]
+    """The newest version that passed the quality gate at training (see training/gate.py):
+    one written with an accepted regression, or a refusal, is served only when named."""
+    versions = artifacts.versions(ARTIFACTS / model)
     if not versions:
         raise SystemExit(f"no versions of {model!r} under {ARTIFACTS}: run `make models`")
-    return max(versions, key=lambda name: int(name[1:]))
+    for version in reversed(versions):
+        if gate.passed(artifacts.load_manifest(ARTIFACTS / model / version)):
+            return version
+    raise SystemExit(
+        f"no version of {model!r} passed the quality gate ({', '.join(versions)}): "
+        "name one with --version"
+    )
 
 
 def model_env(model: str, version: str, runtime: str) -> dict[str, str]:
@@ -261,7 +270,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--model", default="churn")
-    parser.add_argument("--version", help="model version, e.g. v1 (default: the newest)")
+    parser.add_argument(
+        "--version",
+        help="model version, e.g. v1 (default: the newest that passed the quality gate)",
+    )
     parser.add_argument("--runtime", default="compiled", choices=["sklearn", "compiled"])
     args = parser.parse_args(argv)
     version = args.version or latest_version(args.model)

@@ -118,6 +118,16 @@ def load_manifest(version_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def versions(model_dir: Path) -> list[str]:
+    """The model's versions, oldest first by number (``v10`` after ``v9``)."""
+    found = [
+        p.name
+        for p in model_dir.glob("v*")
+        if VERSION_PATTERN.match(p.name) and (p / MANIFEST).is_file()
+    ]
+    return sorted(found, key=lambda name: int(name[1:]))
+
+
 def verify_version(version_dir: Path) -> list[str]:
     """Return the problems found (empty when every artifact matches its manifest)."""
     manifest = load_manifest(version_dir)

@@ -1,15 +1,35 @@
-"""The churn model's feature schema: the contract between training and the handler.
+"""A model's feature schema, read from a JSON file: the contract between training and the
+handler.
 
 The handler validates every request against the ``allowed`` range recorded here (it
 reads it from the artifact, never from this module: the image ships no training code).
+The churn model's schema is ``training/schemas/churn.json``; a file of the same shape
+describes another model's features:
+
+    {"task": "binary", "label": "<column>", "features": [
+        {"name": "...", "type": "integer" | "number", "min": 0, "max": 10,
+         "description": "..."}, ...]}
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, cast
 
 FeatureType = Literal["integer", "number"]
+FEATURE_TYPES: tuple[FeatureType, ...] = ("integer", "number")
+TASKS = ("binary",)
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+CHURN_SCHEMA_FILE = SCHEMAS / "churn.json"
+
+
+class SchemaError(ValueError):
+    """The schema file cannot be used; the message names the file, the key and the value."""
 
 
 @dataclass(frozen=True)
@@ -29,32 +49,103 @@ class FeatureSpec:
         }
 
 
-FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("tenure_months", "integer", 0, 240, "Whole months the customer has been with us."),
-    FeatureSpec("monthly_charges", "number", 0.0, 1000.0, "Current monthly bill, in dollars."),
-    FeatureSpec(
-        "total_charges", "number", 0.0, 240000.0, "Billed over the whole tenure, in dollars."
-    ),
-    FeatureSpec("num_products", "integer", 1, 20, "Number of subscribed products."),
-    FeatureSpec("has_tech_support", "integer", 0, 1, "1 if the tech-support add-on is active."),
-    FeatureSpec(
-        "contract_type_encoded",
-        "integer",
-        0,
-        2,
-        "0 = month-to-month, 1 = one year, 2 = two years.",
-    ),
-    FeatureSpec(
-        "payment_method_encoded",
-        "integer",
-        0,
-        3,
-        "0 = electronic check, 1 = mailed check, 2 = bank transfer (auto), 3 = credit card (auto).",
-    ),
-)
+@dataclass(frozen=True)
+class Schema:
+    task: str
+    label: str
+    features: tuple[FeatureSpec, ...]
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+
+def load_schema(path: Path) -> Schema:
+    """Read and check a schema file; every refusal is a ``SchemaError`` naming what is wrong."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot open ({exc.strerror})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise SchemaError(f"{path}: expected a JSON object with task, label and features")
+    _only_keys(path, "the schema", document, {"task", "label", "features"})
+    task = document.get("task")
+    if task not in TASKS:
+        raise SchemaError(f"{path}: task {task!r} is not supported; allowed: {', '.join(TASKS)}")
+    label = _name(path, "label", document.get("label"))
+    raw_features = document.get("features")
+    if not isinstance(raw_features, list) or not raw_features:
+        raise SchemaError(f"{path}: 'features' must be a non-empty list, got {raw_features!r}")
+    features = tuple(_feature(path, index, raw) for index, raw in enumerate(raw_features))
+    names = [f.name for f in features] + [label]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SchemaError(
+            f"{path}: name(s) {', '.join(duplicates)} used twice (features and label must differ)"
+        )
+    return Schema(task=cast(str, task), label=label, features=features)
+
+
+def _feature(path: Path, index: int, raw: Any) -> FeatureSpec:
+    where = f"features[{index}]"
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{path}: {where} must be an object, got {raw!r}")
+    _only_keys(path, where, raw, {"name", "type", "min", "max", "description"})
+    name = _name(path, f"{where}.name", raw.get("name"))
+    where = f"{where} ({name})"
+    dtype = raw.get("type")
+    if dtype not in FEATURE_TYPES:
+        raise SchemaError(
+            f"{path}: {where}.type {dtype!r} is not allowed; allowed: {', '.join(FEATURE_TYPES)}"
+        )
+    bounds = [_bound(path, f"{where}.{key}", raw.get(key), dtype) for key in ("min", "max")]
+    if not bounds[0] <= bounds[1]:
+        raise SchemaError(f"{path}: {where}: min {bounds[0]} is above max {bounds[1]}")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise SchemaError(f"{path}: {where}.description must be text, got {description!r}")
+    # The type as the one shared constant, not a string per feature: pickle writes a repeated
+    # object once, so the artifact's bytes stay what they were when the types were literals.
+    canonical = FEATURE_TYPES[FEATURE_TYPES.index(dtype)]
+    return FeatureSpec(name, canonical, bounds[0], bounds[1], description)
+
+
+def _bound(path: Path, where: str, value: Any, dtype: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SchemaError(f"{path}: {where} must be a finite number, got {value!r}")
+    if dtype == "integer":
+        if not float(value).is_integer():
+            raise SchemaError(f"{path}: {where} {value!r} is not a whole number")
+        # Recorded as written for an integer feature (0, not 0.0): the manifests say so.
+        return int(value)
+    return float(value)
+
+
+def _name(path: Path, where: str, value: Any) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise SchemaError(
+            f"{path}: {where} {value!r} is not allowed: letters, digits and '_', not starting "
+            "with a digit (at most 64 characters)"
+        )
+    return value
+
+
+def _only_keys(path: Path, where: str, mapping: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise SchemaError(
+            f"{path}: {where} has unknown key(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(allowed))}"
+        )
+
+
+CHURN = load_schema(CHURN_SCHEMA_FILE)
+FEATURES: tuple[FeatureSpec, ...] = CHURN.features
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
-LABEL = "churn"
+LABEL = CHURN.label
 
 # Two customers, in schema order: a new month-to-month one likely to churn, and a
 # long-standing two-year one. The demo, the soak and the cost model use these (a test keeps

@@ -2,6 +2,10 @@
 
 python -m training.train --version v3                 # synthetic data
 python -m training.train --version v3 --data my.csv   # your data
+python -m training.train --model fraud --version v1 --schema fraud.json --data fraud.csv
+
+A model that does not beat the base rate, chance, or (beyond a tolerance) the model's
+previous version on the same holdout is refused; see training/gate.py.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training import artifacts, golden, model_card, skops_artifact
+from training import artifacts, gate, golden, model_card, skops_artifact
 from training.compile import (
     COMPILED_FILE,
     ParityError,
@@ -38,7 +42,7 @@ from training.compile import (
 from training.dataset import DatasetError, check_class_balance, fingerprint, load_csv
 from training.distributions import MANIFEST_KEY as REFERENCE_KEY
 from training.distributions import reference_distributions
-from training.schema import FEATURE_NAMES, FEATURES, LABEL
+from training.schema import CHURN, CHURN_SCHEMA_FILE, Schema, SchemaError, load_schema
 from training.synthetic import generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +64,7 @@ class TrainingData:
     X: NDArray[np.float64]
     y: NDArray[np.int64]
     source: dict[str, Any]
+    schema: Schema = CHURN
 
 
 def synthetic_data(rows: int, seed: int) -> TrainingData:
@@ -68,9 +73,9 @@ def synthetic_data(rows: int, seed: int) -> TrainingData:
     return TrainingData(X, y, {"kind": "synthetic", "rows": rows, "seed": seed})
 
 
-def csv_data(path: Path) -> TrainingData:
-    X, y = load_csv(path)
-    return TrainingData(X, y, {"kind": "csv", "file": path.name})
+def csv_data(path: Path, schema: Schema = CHURN) -> TrainingData:
+    X, y = load_csv(path, schema)
+    return TrainingData(X, y, {"kind": "csv", "file": path.name}, schema)
 
 
 def build_pipeline(params: dict[str, Any] | None = None) -> Pipeline:
@@ -101,9 +106,15 @@ def train(
     params: dict[str, Any] | None = None,
     compiled: bool = True,
     golden_rows: int = golden.DEFAULT_ROWS,
+    accept_regression: str | None = None,
+    enforce_gate: bool = True,
     log: Any = print,
 ) -> Path:
-    """Fit, evaluate and write ``output/model_name/version``; returns that directory."""
+    """Fit, evaluate, gate and write ``output/model_name/version``; returns that directory.
+
+    Raises ``gate.QualityGateError`` (nothing written) for a model the quality gate refuses;
+    ``enforce_gate=False`` writes it with the refusal recorded (tests that need a bad model).
+    """
     artifacts.check_identity(model_name, version)
     if (output / model_name / version).exists() and not force:
         raise artifacts.ArtifactExistsError(
@@ -116,12 +127,25 @@ def train(
     golden_index = golden.stratified_sample(y_test, golden_rows)
     pipeline = build_pipeline(params)
     started = time.perf_counter()
-    log(f"fitting on {len(y_train)} rows, {len(FEATURE_NAMES)} features ...")
+    log(f"fitting on {len(y_train)} rows, {len(data.schema.features)} features ...")
     pipeline.fit(X_train, y_train)
     log(f"fitted in {time.perf_counter() - started:.1f}s; evaluating on {len(y_test)} holdout rows")
     proba = pipeline.predict_proba(X_test)[:, 1]
     metrics = evaluate(y_test, proba)
-    feature_schema = feature_schema_with_observed(data.X)
+    # Before the costlier checks and anything written: a refused model leaves no version.
+    gate_record = gate.check(
+        model=model_name,
+        version=version,
+        metrics=metrics,
+        base_rate=gate.base_rate_log_loss(y_train, y_test),
+        previous=previous_on_holdout(
+            output / model_name, version, data.schema, X_test, y_test, log
+        ),
+        accept_regression=accept_regression,
+        enforce=enforce_gate,
+    )
+    log(gate.describe({gate.MANIFEST_KEY: gate_record}))
+    feature_schema = feature_schema_with_observed(data.X, data.schema)
     full_params = {**GBM_PARAMS, **(params or {})}
     payload = {
         "format": ARTIFACT_FORMAT,
@@ -167,14 +191,20 @@ def train(
             "rows": len(golden_index),
         }
         (tmp / golden.GOLDEN_FILE).write_bytes(
-            golden_set(tmp, artifact_entries, X_test[golden_index], y_test[golden_index])
+            golden_set(
+                tmp,
+                artifact_entries,
+                data.schema.feature_names,
+                X_test[golden_index],
+                y_test[golden_index],
+            )
         )
         manifest: dict[str, Any] = {
             "model_name": model_name,
             "model_version": version,
             "artifacts": artifact_entries,
             "features": feature_schema,
-            "target": {"name": LABEL, "classes": [0, 1], "positive_class": 1},
+            "target": {"name": data.schema.label, "classes": [0, 1], "positive_class": 1},
             "library_versions": {
                 "python": platform.python_version(),
                 "scikit-learn": sklearn.__version__,
@@ -189,8 +219,9 @@ def train(
                 "holdout_fraction": HOLDOUT_FRACTION,
                 "split_seed": SPLIT_SEED,
             },
-            "data_fingerprint": fingerprint(data.X, data.y),
+            "data_fingerprint": fingerprint(data.X, data.y, data.schema),
             "metrics": {**metrics, "holdout_rows": len(y_test)},
+            gate.MANIFEST_KEY: gate_record,
             REFERENCE_KEY: reference_distributions(data.X, feature_schema, proba),
             "model_card": {"markdown": "model_card.md", "plot": "model_card.png"},
         }
@@ -208,9 +239,40 @@ def train(
     return final
 
 
+def previous_on_holdout(
+    model_dir: Path,
+    version: str,
+    schema: Schema,
+    X_test: NDArray[np.float64],
+    y_test: NDArray[np.int64],
+    log: Any,
+) -> gate.Previous | None:
+    """The model's newest other version, scored on this holdout (None when there is none
+    or its features differ, so that the two cannot answer the same rows)."""
+    others = [v for v in artifacts.versions(model_dir) if v != version]
+    if not others:
+        return None
+    directory = model_dir / others[-1]
+    problems = artifacts.verify_version(directory)
+    if problems:
+        raise ValueError(
+            f"cannot compare with the previous version {others[-1]}: {'; '.join(problems)}"
+        )
+    manifest = artifacts.load_manifest(directory)
+    names = [feature["name"] for feature in manifest["features"]]
+    if names != list(schema.feature_names):
+        log(f"not compared with {others[-1]}: its features differ ({', '.join(names)})")
+        return None
+    # The skops file when there is one: loading it runs no pickled code.
+    key = "sklearn" if "sklearn" in manifest["artifacts"] else skops_artifact.JOBLIB_KEY
+    data = (directory / manifest["artifacts"][key]["file"]).read_bytes()
+    return gate.Previous(others[-1], evaluate(y_test, golden.predict(key, data, X_test)))
+
+
 def golden_set(
     directory: Path,
     entries: dict[str, dict[str, Any]],
+    feature_names: tuple[str, ...],
     X: NDArray[np.float64],
     y: NDArray[np.int64],
 ) -> bytes:
@@ -221,7 +283,7 @@ def golden_set(
         if key in golden.LOADER_OF_ARTIFACT
     }
     source = {"sample": "stratified from the holdout", "seed": golden.SAMPLE_SEED}
-    return golden.dumps(golden.document(FEATURE_NAMES, X, y, predictions, source=source))
+    return golden.dumps(golden.document(feature_names, X, y, predictions, source=source))
 
 
 def add_quality_records(
@@ -237,7 +299,7 @@ def add_quality_records(
     problems = artifacts.verify_version(version_dir)
     if problems:
         raise ValueError("; ".join(problems))
-    if fingerprint(data.X, data.y) != manifest["data_fingerprint"]:
+    if fingerprint(data.X, data.y, data.schema) != manifest["data_fingerprint"]:
         raise ValueError(
             f"{version_dir} was not trained on this data: its data_fingerprint differs"
         )
@@ -267,7 +329,13 @@ def add_quality_records(
             "rows": len(golden_index),
         }
         (tmp / golden.GOLDEN_FILE).write_bytes(
-            golden_set(tmp, kept, X_test[golden_index], y_test[golden_index])
+            golden_set(
+                tmp,
+                kept,
+                tuple(f["name"] for f in manifest["features"]),
+                X_test[golden_index],
+                y_test[golden_index],
+            )
         )
         # Same keys in the same order as a version trained today.
         updated: dict[str, Any] = {}
@@ -294,9 +362,11 @@ def _without_checksum(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k not in ("sha256", "size_bytes")}
 
 
-def feature_schema_with_observed(X: NDArray[np.float64]) -> list[dict[str, Any]]:
+def feature_schema_with_observed(
+    X: NDArray[np.float64], features: Schema = CHURN
+) -> list[dict[str, Any]]:
     schema = []
-    for index, spec in enumerate(FEATURES):
+    for index, spec in enumerate(features.features):
         entry = spec.to_json()
         column = X[:, index]
         cast = int if spec.dtype == "integer" else float
@@ -313,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", default="churn", help="model name (default: churn)")
     parser.add_argument("--version", required=True, help="version to write, e.g. v3")
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        metavar="FILE",
+        help="feature schema, JSON (default: the churn features, "
+        f"{CHURN_SCHEMA_FILE.relative_to(ROOT)})",
+    )
     parser.add_argument("--data", type=Path, help="training CSV (default: synthetic data)")
     parser.add_argument("--rows", type=int, default=20000, help="synthetic rows (default 20000)")
     parser.add_argument("--data-seed", type=int, default=7, help="synthetic data seed (default 7)")
@@ -334,10 +411,27 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the compiled-runtime artifact (only runtime 'sklearn' can serve it)",
     )
+    parser.add_argument(
+        "--accept-regression",
+        metavar="REASON",
+        help="write a model the quality gate finds worse than the previous version, and "
+        "record REASON with the figures in the manifest",
+    )
     args = parser.parse_args(argv)
+    if args.accept_regression is not None and not args.accept_regression.strip():
+        parser.error('--accept-regression needs a reason, e.g. --accept-regression "new data"')
     try:
         artifacts.check_identity(args.model, args.version)
-        data = csv_data(args.data) if args.data else synthetic_data(args.rows, args.data_seed)
+        schema = load_schema(args.schema) if args.schema else CHURN
+        if args.data:
+            data = csv_data(args.data, schema)
+        elif schema == CHURN:
+            data = synthetic_data(args.rows, args.data_seed)
+        else:
+            raise SchemaError(
+                f"{args.schema}: synthetic data has the churn features only; give the "
+                "training CSV with --data"
+            )
         train(
             data,
             model_name=args.model,
@@ -346,10 +440,12 @@ def main(argv: list[str] | None = None) -> int:
             force=args.force,
             compiled=not args.no_compiled,
             golden_rows=args.golden_rows,
+            accept_regression=args.accept_regression,
             log=lambda m: print(m, file=sys.stderr),
         )
     except (
         DatasetError,
+        SchemaError,
         artifacts.ArtifactExistsError,
         ParityError,
         skops_artifact.SkopsParityError,

@@ -216,7 +216,7 @@ def test_compiled_runtime_imports_neither_sklearn_nor_joblib() -> None:
 def test_no_compiled_flag_writes_only_the_sklearn_artifact(tmp_path: Path) -> None:
     from training.train import main
 
-    code = main(["--version", "v3", "--rows", "400", "--output", str(tmp_path), "--no-compiled"])
+    code = main(["--version", "v3", "--rows", "2000", "--output", str(tmp_path), "--no-compiled"])
     assert code == 0
     manifest = json.loads((tmp_path / "churn/v3/manifest.json").read_text())
     assert list(manifest["artifacts"]) == ["sklearn", "sklearn-joblib", "golden"]
