@@ -20,6 +20,7 @@ X-Ray's sampling); provisioned environments serve every request (no spill-over).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -119,6 +120,7 @@ DRIFT_ALARMS = 2
 CAPTURE_GZIP_RATIO = 0.2
 
 
+@functools.cache
 def capture_line_bytes() -> int:
     """Bytes of one capture record line for a churn row, as the handler's builder writes it."""
     sys.path.insert(0, str(ROOT / "lambda_src"))

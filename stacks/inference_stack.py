@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -20,7 +20,7 @@ from stacks.constructs.monitoring import Monitoring
 from stacks.constructs.production_alias import ProductionAlias
 from stacks.constructs.traffic_gate import TrafficGate
 from stacks.constructs.warmer import Warmer
-from stacks.settings import ALIAS_NAME, EnvironmentConfig, ModelArtifact, RolloutMode
+from stacks.settings import ALIAS_NAME, EnvironmentConfig, RolloutMode
 from training.artifacts import MANIFEST
 
 
@@ -73,13 +73,11 @@ class InferenceStack(Stack):
             version_description=f"{model.model_name} {model.model_version} ({model.runtime.value})",
         )
         function = self.inference.function
-        grant_read_model(function, model_bucket, model.model_prefix)
-        Validations.of(self.inference.role).acknowledge(
-            Acknowledgment(
-                id=self._model_read_finding(environment_prefix, model),
-                reason="GetObject on this model's prefix only: the stable version of a canary "
-                "(same role) reads an older version's key under it.",
-            )
+        grant_read_model(
+            self.inference.role,
+            model_bucket,
+            model.model_prefix,
+            why="the stable version of a canary (same role) reads an older version's key.",
         )
 
         # "Release": the construct ID of the first release, which the alias's logical ID keeps.
@@ -106,11 +104,6 @@ class InferenceStack(Stack):
             tolerances=config.quality_gate,
             automated=automated,
         )
-        Validations.of(self.traffic_gate.function.role).acknowledge(  # type: ignore[arg-type]
-            Acknowledgment(id=self._model_read_finding(environment_prefix, model),
-                           reason="GetObject on this model's prefix only: the gate reads the "
-                           "golden sets of the candidate's and the stable side's versions.")
-        )  # fmt: skip
         if self.traffic_gate.resource is not None:
             # Published, warm (scale_up), then checked, then routed.
             self.traffic_gate.resource.node.add_dependency(
@@ -156,11 +149,6 @@ class InferenceStack(Stack):
                 # Canary analysis of predictions while two versions take traffic.
                 canary_alias=(function, ALIAS_NAME) if canary_analysis else None,
             )
-            Validations.of(self.drift_monitor.function.role).acknowledge(  # type: ignore[arg-type]
-                Acknowledgment(id=self._model_read_finding(environment_prefix, model),
-                               reason="GetObject on this model's prefix only: the monitor "
-                               "reads the deployed version's manifest under it.")
-            )  # fmt: skip
         self.endpoint = Endpoint(
             self, "Endpoint", alias=self.release.alias, auth=config.endpoint_auth
         )
@@ -214,13 +202,3 @@ class InferenceStack(Stack):
             description="The function's log group: prediction logs and capture records.",
         )
         CfnOutput(self, "DashboardName", value=dashboard_name)
-
-    @staticmethod
-    def _model_read_finding(environment_prefix: str, model: ModelArtifact) -> str:
-        """The cdk-nag finding of a GetObject grant on one model's prefix."""
-        bucket = model_bucket_name(
-            environment_prefix, account="<AWS::AccountId>", region="<AWS::Region>"
-        )
-        return (
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{model.model_prefix}*]"
-        )

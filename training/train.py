@@ -185,19 +185,12 @@ def train(
         (tmp / skops_artifact.SKOPS_FILE).write_bytes(skops_bytes)
         if compiled_bytes:
             (tmp / COMPILED_FILE).write_bytes(compiled_bytes)
-        artifact_entries[golden.ARTIFACT_KEY] = {
-            "file": golden.GOLDEN_FILE,
-            "format": golden.FORMAT,
-            "rows": len(golden_index),
-        }
-        (tmp / golden.GOLDEN_FILE).write_bytes(
-            golden_set(
-                tmp,
-                artifact_entries,
-                data.schema.feature_names,
-                X_test[golden_index],
-                y_test[golden_index],
-            )
+        write_golden_set(
+            tmp,
+            artifact_entries,
+            data.schema.feature_names,
+            X_test[golden_index],
+            y_test[golden_index],
         )
         manifest: dict[str, Any] = {
             "model_name": model_name,
@@ -269,21 +262,29 @@ def previous_on_holdout(
     return gate.Previous(others[-1], evaluate(y_test, golden.predict(key, data, X_test)))
 
 
-def golden_set(
+def write_golden_set(
     directory: Path,
     entries: dict[str, dict[str, Any]],
     feature_names: tuple[str, ...],
     X: NDArray[np.float64],
     y: NDArray[np.int64],
-) -> bytes:
-    """``golden.json``: each runtime's answers, from the bytes written, by the app's loader."""
+) -> None:
+    """Write ``golden.json`` (each runtime's answers, from the bytes written, by the app's
+    loader) into ``directory`` and list it in ``entries`` (its checksum comes later)."""
     predictions = {
         key: golden.predict(key, (directory / entry["file"]).read_bytes(), X)
         for key, entry in entries.items()
         if key in golden.LOADER_OF_ARTIFACT
     }
     source = {"sample": "stratified from the holdout", "seed": golden.SAMPLE_SEED}
-    return golden.dumps(golden.document(feature_names, X, y, predictions, source=source))
+    entries[golden.ARTIFACT_KEY] = {
+        "file": golden.GOLDEN_FILE,
+        "format": golden.FORMAT,
+        "rows": len(y),
+    }
+    (directory / golden.GOLDEN_FILE).write_bytes(
+        golden.dumps(golden.document(feature_names, X, y, predictions, source=source))
+    )
 
 
 def add_quality_records(
@@ -323,19 +324,12 @@ def add_quality_records(
             if path.name not in (artifacts.MANIFEST, golden.GOLDEN_FILE):
                 shutil.copy2(path, tmp / path.name)
         kept = {k: {"file": v["file"], **_without_checksum(v)} for k, v in entries.items()}
-        kept[golden.ARTIFACT_KEY] = {
-            "file": golden.GOLDEN_FILE,
-            "format": golden.FORMAT,
-            "rows": len(golden_index),
-        }
-        (tmp / golden.GOLDEN_FILE).write_bytes(
-            golden_set(
-                tmp,
-                kept,
-                tuple(f["name"] for f in manifest["features"]),
-                X_test[golden_index],
-                y_test[golden_index],
-            )
+        write_golden_set(
+            tmp,
+            kept,
+            tuple(f["name"] for f in manifest["features"]),
+            X_test[golden_index],
+            y_test[golden_index],
         )
         # Same keys in the same order as a version trained today.
         updated: dict[str, Any] = {}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
+from aws_cdk import Acknowledgment, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from stacks.constructs.nag_ids import logical_id
 from stacks.settings import TrafficShift
 
 DEPLOYMENT_CONFIGS: dict[TrafficShift, codedeploy.ILambdaDeploymentConfig] = {
@@ -72,9 +73,7 @@ class AutomatedRollout(Construct):
         # publishes a version at once, the group must exist before the alias update.
         alias.node.add_dependency(self.deployment_group)
         if pre_traffic_hook is not None:
-            child = pre_traffic_hook.node.default_child
-            assert isinstance(child, CfnElement)
-            hook_id = Stack.of(self).get_logical_id(child)
+            hook_id = logical_id(pre_traffic_hook)
             Validations.of(self.deployment_group.role).acknowledge(
                 Acknowledgment(
                     id=f"AwsSolutions-IAM5[Resource::<{hook_id}.Arn>:*]",

@@ -50,8 +50,6 @@ class CaptureBucket(Construct):
         )
 
 
-def capture_bucket_name(
-    stack_prefix: str, *, account: str = Aws.ACCOUNT_ID, region: str = Aws.REGION
-) -> str:
+def capture_bucket_name(stack_prefix: str) -> str:
     """Known to both stacks without a lookup, like the model bucket's name."""
-    return f"{stack_prefix}-captures-{account}-{region}"
+    return f"{stack_prefix}-captures-{Aws.ACCOUNT_ID}-{Aws.REGION}"

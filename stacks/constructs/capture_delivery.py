@@ -17,6 +17,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.constructs.capture_bucket import CAPTURE_PREFIX, ERROR_PREFIX
+from stacks.constructs.nag_ids import rendered
 
 # inference/capture.py writes records that match this, and no other log line does.
 CAPTURE_FILTER_PATTERN = "{ $.capture = 1 }"
@@ -67,7 +68,7 @@ class CaptureDelivery(Construct):
         role_policy = self.stream.node.find_child("S3 Destination Role").node.find_child(
             "DefaultPolicy"
         )
-        bucket_objects = f"arn:<AWS::Partition>:s3:::{_nag_name(bucket)}/*"
+        bucket_objects = f"arn:<AWS::Partition>:s3:::{rendered(self, bucket.bucket_name)}/*"
         grant_reason = (
             "CDK's S3 destination grants the delivery stream's role read/write on the capture "
             "bucket only; Firehose needs AbortMultipartUpload, GetBucketLocation, GetObject, "
@@ -88,12 +89,3 @@ class CaptureDelivery(Construct):
             destination=destinations.FirehoseDestination(self.stream),
             filter_pattern=logs.FilterPattern.literal(CAPTURE_FILTER_PATTERN),
         )
-
-
-def _nag_name(bucket: s3.IBucket) -> str:
-    """The bucket name as cdk-nag prints it in finding IDs (pseudo parameters in <>)."""
-    name = Stack.of(bucket).resolve(bucket.bucket_name)
-    if isinstance(name, str):
-        return name
-    parts = name["Fn::Join"][1]
-    return "".join(p if isinstance(p, str) else f"<{p['Ref']}>" for p in parts)

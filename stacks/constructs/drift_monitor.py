@@ -112,7 +112,12 @@ class DriftMonitor(Construct):
             description="Drift monitor: PSI of captured traffic against the training reference.",
         )
         own_logs.grant_write(role)
-        grant_read_model(self.function, model_bucket, model_prefix)
+        grant_read_model(
+            role,
+            model_bucket,
+            model_prefix,
+            why="the monitor reads the deployed version's manifest under it.",
+        )
         role.add_to_policy(
             iam.PolicyStatement(actions=["logs:StartQuery"], resources=[log_group.log_group_arn])
         )

@@ -7,6 +7,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.constructs.nag_ids import rendered
+
 # Overwritten or deleted artifacts stay restorable this long; access logs are kept a year.
 NONCURRENT_DAYS = 90
 ACCESS_LOG_DAYS = 365
@@ -72,25 +74,26 @@ class ModelBucket(Construct):
         )
 
 
-def model_bucket_name(
-    stack_prefix: str, *, account: str = Aws.ACCOUNT_ID, region: str = Aws.REGION
-) -> str:
-    """Globally unique per account and region, and known to both stacks without a lookup.
-
-    ``account``/``region`` default to the deploy-time pseudo parameters; cdk-nag finding
-    IDs print them as ``<AWS::AccountId>``/``<AWS::Region>``.
-    """
-    return f"{stack_prefix}-models-{account}-{region}"
+def model_bucket_name(stack_prefix: str) -> str:
+    """Globally unique per account and region, and known to both stacks without a lookup."""
+    return f"{stack_prefix}-models-{Aws.ACCOUNT_ID}-{Aws.REGION}"
 
 
-def grant_read_model(grantee: iam.IGrantable, bucket: s3.IBucket, model_prefix: str) -> iam.Grant:
+def grant_read_model(
+    role: iam.IRole, bucket: s3.IBucket, model_prefix: str, *, why: str
+) -> iam.Grant:
     """GetObject on one model's prefix only: no ListBucket, nothing bucket-wide.
 
     The prefix is the model's, not one version's: the stable version of a canary runs
-    with the same role and still reads its own (older) version's artifact.
+    with the same role and still reads its own (older) version's artifact. The wildcard
+    is acknowledged here, where it is made; ``why`` says what the role reads under it.
     """
-    return iam.Grant.add_to_principal(
-        grantee=grantee,
-        actions=["s3:GetObject"],
-        resource_arns=[bucket.arn_for_objects(f"{model_prefix}*")],
+    arn = bucket.arn_for_objects(f"{model_prefix}*")
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::"
+            f"{rendered(role, bucket.bucket_name)}/{model_prefix}*]",
+            reason=f"GetObject on this model's prefix only: {why}",
+        )
     )
+    return iam.Grant.add_to_principal(grantee=role, actions=["s3:GetObject"], resource_arns=[arn])

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from aws_cdk import (
     Acknowledgment,
     ArnFormat,
-    CfnElement,
     CustomResource,
     Duration,
     RemovalPolicy,
@@ -20,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.constructs.nag_ids import logical_id
 from stacks.settings import REPO_ROOT
 
 HANDLER_DIRECTORY = REPO_ROOT / "stacks" / "handlers" / "provisioned_concurrency"
@@ -114,7 +114,7 @@ class ProvisionedConcurrency(Construct):
         )
         Validations.of(role).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical_ref(function)}.Arn>:*]",
+                id=f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
                 reason="Provisioned concurrency is set per version qualifier of this one "
                 "function; the qualifiers (published version numbers) are not known at synth.",
             )
@@ -233,7 +233,7 @@ def _grant_autoscaling(role: iam.Role, function: lambda_.Function) -> None:
     Validations.of(role).acknowledge(
         Acknowledgment(
             id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:"
-            f"<AWS::AccountId>:alarm:TargetTracking-function:<{_logical_ref(function)}>:*]",
+            f"<AWS::AccountId>:alarm:TargetTracking-function:<{logical_id(function)}>:*]",
             reason="Target tracking names its alarms TargetTracking-function:<name>:<version>-"
             "AlarmHigh/Low-<id>; the version and id are not known at synth.",
         )
@@ -253,10 +253,3 @@ def _grant_autoscaling(role: iam.Role, function: lambda_.Function) -> None:
             "authorization reference for Application Auto Scaling); it only reads.",
         )
     )
-
-
-def _logical_ref(construct: Construct) -> str:
-    """The logical ID cdk-nag prints for a resource's attributes in finding IDs."""
-    child = construct.node.default_child
-    assert isinstance(child, CfnElement)
-    return Stack.of(construct).get_logical_id(child)

@@ -27,6 +27,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.constructs.model_bucket import grant_read_model
+from stacks.constructs.nag_ids import logical_id
 from stacks.settings import REPO_ROOT, ModelArtifact, QualityGateSettings
 
 HANDLER_DIRECTORY = REPO_ROOT / "stacks" / "handlers" / "traffic_gate"
@@ -111,11 +112,16 @@ class TrafficGate(Construct):
                 resources=[f"{function.function_arn}:*"],
             )
         )
-        grant_read_model(self.function, model_bucket, model.model_prefix)
+        grant_read_model(
+            role,
+            model_bucket,
+            model.model_prefix,
+            why="the gate reads the golden sets of the candidate's and the stable side's versions.",
+        )
         stack = Stack.of(self)
         Validations.of(role).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical_id(function)}.Arn>:*]",
+                id=f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
                 reason="The gate invokes the published versions of this one function by "
                 "qualifier; the version numbers are not known at synth.",
             )
@@ -170,9 +176,3 @@ class TrafficGate(Construct):
             properties=properties,
             service_timeout=Duration.minutes(10),
         )
-
-
-def _logical_id(construct: lambda_.IFunction) -> str:
-    child = construct.node.default_child
-    assert child is not None
-    return Stack.of(construct).get_logical_id(child)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from tools import stats
 from tools.capture_export import CaptureFileError, read
 from tools.drift.live import Window, fetch
 from tools.drift.report import DEFAULT_MIN_ROWS, DriftThresholds, drift_report
+from tools.stack_outputs import clients, stack_outputs
 from training.distributions import read_reference
 
 EXIT_DRIFT = 1
@@ -139,10 +140,8 @@ def main(
 
 
 def _boto3_clients(region: str | None) -> tuple[Any, Any]:
-    import boto3
-
-    session = boto3.Session(region_name=region) if region else boto3.Session()
-    return session.client("cloudformation"), session.client("logs")
+    cloudformation, logs = clients(region, "cloudformation", "logs")
+    return cloudformation, logs
 
 
 def _live(
@@ -169,8 +168,7 @@ def _live(
     stack = inference_stack_name(args.env)
     try:
         cloudformation, logs = clients(args.region)
-        (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        outputs = stack_outputs(cloudformation, stack)
         if "LogGroupName" not in outputs:
             raise InputError(f"stack {stack} has no LogGroupName output: deploy this version")
         now = int(time.time())

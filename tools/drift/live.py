@@ -43,6 +43,14 @@ class CapturedRows:
 SELECTABLE = ("model_version", "lambda_version")
 
 
+def setting(env: Mapping[str, str], name: str) -> str:
+    """A required setting of the monitor functions' environment (the stack sets them all)."""
+    value = env.get(name, "").strip()
+    if not value:
+        raise ValueError(f"{name} is not set: the stack sets it")
+    return value
+
+
 def query(value: str, limit: int = MAX_ROWS, field: str = "model_version") -> str:
     """The Logs Insights query: the capture records whose ``field`` is ``value``, newest first.
 

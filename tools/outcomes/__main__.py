@@ -28,6 +28,7 @@ from tools.capture_export import read as read_capture
 from tools.outcomes.labels import LabelsError
 from tools.outcomes.labels import read as read_labels
 from tools.outcomes.report import compare, join
+from tools.stack_outputs import clients, stack_outputs
 
 EXIT_BAD_INPUT = 2
 
@@ -87,10 +88,8 @@ class DownloadError(Exception):
 
 
 def _boto3_clients(region: str | None) -> tuple[Any, Any]:
-    import boto3
-
-    session = boto3.Session(region_name=region) if region else boto3.Session()
-    return session.client("cloudformation"), session.client("s3")
+    cloudformation, s3 = clients(region, "cloudformation", "s3")
+    return cloudformation, s3
 
 
 def _download(args: argparse.Namespace, clients: Callable[[str | None], tuple[Any, Any]]) -> None:
@@ -108,8 +107,7 @@ def _download(args: argparse.Namespace, clients: Callable[[str | None], tuple[An
     stack = f"{STACK_PREFIX}-{args.env}-model-store"
     try:
         cloudformation, s3 = clients(args.region)
-        (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        outputs = stack_outputs(cloudformation, stack)
         if "CaptureBucketName" not in outputs:
             raise DownloadError(f"stack {stack} has no CaptureBucketName output: deploy it")
         since = dt.date.today() - dt.timedelta(days=args.days - 1)

@@ -16,6 +16,7 @@ from typing import Any
 
 from stacks.application import STACK_PREFIX
 from stacks.settings import ALIAS_NAME
+from tools.stack_outputs import stack_outputs
 
 NO_CREDENTIALS = (
     "needs AWS credentials (none found: no AWS_ACCESS_KEY_ID/AWS_PROFILE in the environment, "
@@ -185,8 +186,7 @@ class Live:
     def outputs(self, env: str) -> dict[str, str]:
         stack = inference_stack_name(env)
         with _aws_errors(f"reading the outputs of stack {stack}"):
-            (described,) = self._cloudformation.describe_stacks(StackName=stack)["Stacks"]
-        return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+            return stack_outputs(self._cloudformation, stack)
 
     @staticmethod
     def function_name(outputs: Mapping[str, str]) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tools.canary_analysis import Thresholds, analyse
-from tools.drift.live import Window, fetch
+from tools.drift.live import Window, fetch, setting
 
 MARGIN_MS = 20_000
 
@@ -42,10 +42,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         def need(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise ValueError(f"{name} is not set: the stack sets it")
-            return value
+            return setting(env, name)
 
         return cls(
             function_name=need("FUNCTION_NAME"),

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tools.drift.live import Window, fetch
+from tools.drift.live import Window, fetch, setting
 from tools.drift.report import PREDICTION, DriftThresholds, drift_report
 from training.distributions import read_reference
 
@@ -44,10 +44,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         def need(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise ValueError(f"{name} is not set: the stack sets it")
-            return value
+            return setting(env, name)
 
         return cls(
             log_group=need("LOG_GROUP"),
