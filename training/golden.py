@@ -100,7 +100,7 @@ def predict(artifact_key: str, data: bytes, X: NDArray[np.float64]) -> NDArray[n
             f"{', '.join(sorted(LOADER_OF_ARTIFACT))}"
         )
     model = runtime_loader(LOADER_OF_ARTIFACT[artifact_key])(data)
-    return np.asarray(model.predict_proba(X), dtype=np.float64)
+    return np.asarray(model.outputs(X), dtype=np.float64)
 
 
 def labels_of(probabilities: NDArray[np.float64]) -> NDArray[np.int64]:

@@ -38,6 +38,11 @@ class CompiledModel:
     mean: NDArray[np.float64]
     scale: NDArray[np.float64]
     forest: tree_forest.Forest
+    task: str = "binary"
+    classes: tuple[Any, ...] | None = (0, 1)
+
+    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self.predict_proba(X)
 
     def predict_proba(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(positive class) for each row of ``X`` (shape ``(n, n_features)``)."""

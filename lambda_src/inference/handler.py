@@ -224,7 +224,7 @@ def _capture(
 
 
 def _probabilities(loaded: LoadedModel, X: NDArray[np.float64]) -> NDArray[np.float64]:
-    proba = np.asarray(loaded.model.predict_proba(X), dtype=np.float64)
+    proba = np.asarray(loaded.model.outputs(X), dtype=np.float64)
     # A runtime that answers with the wrong shape or a non-probability is a bug, not data.
     if proba.shape != (X.shape[0],) or not np.all((proba >= 0.0) & (proba <= 1.0)):
         raise RuntimeError(

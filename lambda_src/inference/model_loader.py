@@ -62,7 +62,21 @@ class Model(Protocol):
     @property
     def features(self) -> Sequence[Mapping[str, Any]]: ...
 
-    def predict_proba(self, X: NDArray[np.float64]) -> NDArray[np.float64]: ...
+    @property
+    def task(self) -> str:
+        """``binary``, ``multiclass`` or ``regression``."""
+        ...
+
+    @property
+    def classes(self) -> tuple[Any, ...] | None:
+        """Class labels in output column order (binary: the second is positive); None for
+        regression."""
+        ...
+
+    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        """binary: P(classes[1]), shape (n,); multiclass: shape (n, len(classes)), rows
+        summing to 1; regression: the value, shape (n,)."""
+        ...
 
 
 @dataclass(frozen=True)

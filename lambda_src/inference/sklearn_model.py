@@ -26,6 +26,7 @@ SKOPS_FORMAT = "sklearn-pipeline-skops/1"
 TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
 ZIP_MAGIC = b"PK\x03\x04"
 POSITIVE_CLASS = 1
+TASKS = ("binary", "multiclass", "regression")
 
 
 class SklearnModelError(ValueError):
@@ -38,11 +39,22 @@ class SklearnModel:
     model_version: str
     features: list[dict[str, Any]]
     pipeline: Any
-    positive_column: int
+    task: str
+    # Classification: the class labels in the pipeline's column order (binary: the second
+    # is the positive class). Regression: None.
+    classes: tuple[Any, ...] | None
+
+    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        """binary: P(classes[1]) per row, shape (n,); multiclass: (n, len(classes));
+        regression: the predicted value per row, shape (n,)."""
+        if self.task == "regression":
+            return np.asarray(self.pipeline.predict(X), dtype=np.float64).reshape(-1)
+        proba = np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
+        return proba[:, 1] if self.task == "binary" else proba
 
     def predict_proba(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        proba = self.pipeline.predict_proba(X)
-        return np.asarray(proba[:, self.positive_column], dtype=np.float64)
+        # The binary name the first artifacts' callers use: P(positive class).
+        return self.outputs(X)
 
 
 def load(data: bytes) -> SklearnModel:
@@ -69,9 +81,11 @@ def load(data: bytes) -> SklearnModel:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise SklearnModelError(f"artifact format is {found!r}, expected {expected!r}")
     pipeline = payload["pipeline"]
-    classes = [int(c) for c in getattr(pipeline, "classes_", [])]
-    if POSITIVE_CLASS not in classes:
-        raise SklearnModelError(f"pipeline classes are {classes}: no positive class 1")
+    # Artifacts written before tasks existed are binary over the classes 0 and 1.
+    task = payload.get("task", "binary")
+    if task not in TASKS:
+        raise SklearnModelError(f"artifact task {task!r} is not one of {', '.join(TASKS)}")
+    classes = _classes(pipeline, task, payload.get("classes"))
     features = payload["features"]
     n_inputs = getattr(pipeline, "n_features_in_", len(features))
     if n_inputs != len(features):
@@ -83,8 +97,33 @@ def load(data: bytes) -> SklearnModel:
         model_version=str(payload["model_version"]),
         features=list(features),
         pipeline=pipeline,
-        positive_column=classes.index(POSITIVE_CLASS),
+        task=task,
+        classes=classes,
     )
+
+
+def _classes(pipeline: Any, task: str, recorded: Any) -> tuple[Any, ...] | None:
+    """The class labels, checked against the pipeline's ``classes_`` (same order)."""
+    if task == "regression":
+        if hasattr(pipeline, "classes_"):
+            raise SklearnModelError("artifact task is regression but the pipeline is a classifier")
+        return None
+    if not hasattr(pipeline, "predict_proba") or not hasattr(pipeline, "classes_"):
+        raise SklearnModelError(f"artifact task is {task} but the pipeline has no predict_proba")
+    fitted = tuple(c.item() if isinstance(c, np.generic) else c for c in pipeline.classes_)
+    if recorded is None:
+        # Before tasks: binary over 0/1, positive class 1 in the second column.
+        if list(fitted) != [0, POSITIVE_CLASS]:
+            raise SklearnModelError(f"pipeline classes are {list(fitted)}: expected [0, 1]")
+        return fitted
+    if list(recorded) != list(fitted):
+        raise SklearnModelError(
+            f"artifact classes {list(recorded)} differ from the pipeline's {list(fitted)}"
+        )
+    expected = 2 if task == "binary" else None
+    if (expected and len(fitted) != expected) or (not expected and len(fitted) < 3):
+        raise SklearnModelError(f"a {task} artifact with {len(fitted)} classes")
+    return fitted
 
 
 def _load_joblib(data: bytes) -> Any:

@@ -107,7 +107,11 @@ def test_warm_ups_rejections_and_failures_capture_nothing(
     assert isinstance(state, handler_module.Ready)
     # A runtime answering a non-probability is a bug: a 500, after predict_proba ran.
     model = types.SimpleNamespace(
-        model_name="churn", model_version="v1", predict_proba=lambda X: np.full(len(X), 1.5)
+        model_name="churn",
+        model_version="v1",
+        outputs=lambda X: np.full(len(X), 1.5),
+        task="binary",
+        classes=(0, 1),
     )
     loaded = model_loader.LoadedModel(**{**state.loaded.__dict__, "model": model})
     monkeypatch.setattr(handler_module, "_state", handler_module.Ready(state.settings, loaded))

@@ -236,7 +236,12 @@ def test_client_errors_emit_no_metrics_but_one_log_line(
 
 def _broken_state(ready: Any, predict: Callable[[Any], Any]) -> Any:
     model = types.SimpleNamespace(
-        model_name="churn", model_version="v1", features=[], predict_proba=predict
+        model_name="churn",
+        model_version="v1",
+        features=[],
+        outputs=predict,
+        task="binary",
+        classes=(0, 1),
     )
     loaded = model_loader.LoadedModel(**{**ready.loaded.__dict__, "model": model})
     return handler_module.Ready(ready.settings, loaded)
@@ -650,7 +655,9 @@ def test_compiled_runtime_is_plugged_in_by_its_load_function(
             model_name="churn",
             model_version="v1",
             features=features,
-            predict_proba=lambda X: np.full(len(X), 0.25),
+            outputs=lambda X: np.full(len(X), 0.25),
+            task="binary",
+            classes=(0, 1),
         )
 
     fake = types.ModuleType("inference.compiled_model")

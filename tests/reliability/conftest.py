@@ -111,7 +111,7 @@ class Served:
         import numpy as np
 
         row = [[float(record[f.name]) for f in self.state.loaded.schema]]
-        return float(self.state.loaded.model.predict_proba(np.array(row, dtype=np.float64))[0])
+        return float(self.state.loaded.model.outputs(np.array(row, dtype=np.float64))[0])
 
 
 def valid_http_event(body: dict[str, Any]) -> dict[str, Any]:

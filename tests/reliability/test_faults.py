@@ -262,7 +262,7 @@ def v1_probability() -> Callable[[str], float]:
             import numpy as np
 
             row = [[float(valid_record()[f.name]) for f in state.loaded.schema]]
-            proba = state.loaded.model.predict_proba(np.array(row, dtype=np.float64))
+            proba = state.loaded.model.outputs(np.array(row, dtype=np.float64))
             answers[runtime] = float(proba[0])
         return answers[runtime]
 

@@ -52,7 +52,7 @@ def probability(runtime: str, version: str) -> float:
     state = quietly(handler_module.init_state, runtime_env(runtime, version))
     assert isinstance(state, handler_module.Ready)
     row = [[float(valid_record()[f.name]) for f in state.loaded.schema]]
-    return float(state.loaded.model.predict_proba(np.array(row, dtype=np.float64))[0])
+    return float(state.loaded.model.outputs(np.array(row, dtype=np.float64))[0])
 
 
 def assert_whole(state: handler_module.State, runtime: str, version: str) -> None:
@@ -68,7 +68,7 @@ def assert_whole(state: handler_module.State, runtime: str, version: str) -> Non
 
 @dataclasses.dataclass(frozen=True)
 class Paused:
-    """A model whose predict_proba waits until released: a request caught mid-flight."""
+    """A model whose outputs() waits until released: a request caught mid-flight."""
 
     inner: Any
     entered: threading.Event
@@ -77,10 +77,10 @@ class Paused:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def predict_proba(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         self.entered.set()
         assert self.release.wait(30), "test never released the paused request"
-        result: NDArray[np.float64] = self.inner.predict_proba(X)
+        result: NDArray[np.float64] = self.inner.outputs(X)
         return result
 
 
