@@ -1,4 +1,9 @@
-"""Compose the app: one model store and one inference stack per environment."""
+"""Compose the app: per environment, one model store and one inference stack per model.
+
+The environment's first model (``model_name``) keeps the stack name of a one-model app,
+``<prefix>-<env>-inference``; each further model (``models``) gets
+``<prefix>-<env>-inference-<model>``, so adding a model changes no existing stack.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,21 @@ STACK_PREFIX = "sklearn-serving"
 class AppStacks:
     model_store: ModelStoreStack
     inference: InferenceStack
+    # Every model's inference stack by model name, the first model's included.
+    inference_by_model: dict[str, InferenceStack]
+
+
+def inference_stack_name(environment: str, model_name: str | None = None) -> str:
+    """``model_name`` None: the environment's first model's stack."""
+    base = f"{STACK_PREFIX}-{environment}-inference"
+    return base if model_name is None else f"{base}-{model_name}"
+
+
+def stack_name_of(config: EnvironmentConfig) -> str:
+    """The inference stack of one model's configuration."""
+    return inference_stack_name(
+        config.name, None if config.first_model else config.model.model_name
+    )
 
 
 def build_app(
@@ -38,31 +58,40 @@ def build_app(
     model_store = ModelStoreStack(
         app,
         f"{prefix}-model-store",
-        model=config.model,
+        models=[model.model for model in config.models],
         bucket_name=model_bucket_name(prefix),
         capture_bucket_name=capture_bucket_name(prefix),
         capture_retention_days=config.capture.retention_days,
         env=env,
-        description=f"Model artifacts for {config.model.model_name} ({config.name}); retained.",
+        description=f"Model artifacts for {', '.join(m.model.model_name for m in config.models)} "
+        f"({config.name}); retained.",
         termination_protection=config.termination_protection,
     )
-    inference = InferenceStack(
-        app,
-        f"{prefix}-inference",
-        config=config,
-        environment_prefix=prefix,
-        image_directory=image_directory,
-        env=env,
-        description=f"Inference for {config.model.model_name} ({config.name}): function, "
-        "production alias, endpoint, monitoring.",
-        termination_protection=config.termination_protection,
-    )
-    # No cross-stack reference carries this order (the bucket is addressed by name).
-    inference.add_stack_dependency(
-        model_store, "the model version is uploaded before a Lambda version that loads it"
-    )
-    for stack in (model_store, inference):
+    by_model: dict[str, InferenceStack] = {}
+    for model in config.models:
+        name = model.model.model_name
+        inference = InferenceStack(
+            app,
+            stack_name_of(model),
+            config=model,
+            environment_prefix=prefix,
+            image_directory=image_directory,
+            env=env,
+            description=f"Inference for {name} ({config.name}): function, "
+            "production alias, endpoint, monitoring.",
+            termination_protection=config.termination_protection,
+        )
+        # No cross-stack reference carries this order (the bucket is addressed by name).
+        inference.add_stack_dependency(
+            model_store, "the model version is uploaded before a Lambda version that loads it"
+        )
+        by_model[name] = inference
+    for stack in (model_store, *by_model.values()):
         Tags.of(stack).add("project", STACK_PREFIX)
         Tags.of(stack).add("environment", config.name)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return AppStacks(model_store=model_store, inference=inference)
+    return AppStacks(
+        model_store=model_store,
+        inference=by_model[config.model.model_name],
+        inference_by_model=by_model,
+    )

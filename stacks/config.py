@@ -26,6 +26,7 @@ override it for one synth.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,7 +70,7 @@ from stacks.settings import (
 from training.artifacts import NAME_PATTERN, VERSION_PATTERN
 
 # The public command-line interface; anything else at the top level is a typo.
-OVERRIDE_KEYS = ("env", "model_version", "stable_version", "canary_weight")
+OVERRIDE_KEYS = ("env", "model", "model_version", "stable_version", "canary_weight")
 TOP_LEVEL_KEYS = (*OVERRIDE_KEYS, "environments")
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -115,7 +116,108 @@ def load_config(
         )
     raw = mapping(f"environments.{env_name}", environments[env_name])
     _check_distinct_namespaces(environments)
-    return _environment(env_name, raw, context, artifacts_root)
+    at = f"environments.{env_name}"
+    models = mapping(f"{at}.models", raw.get("models", {}))
+    primary_name = text(f"{at}.model_name", raw.get("model_name", "churn"))
+    selected = text("model", context.get("model", primary_name))
+    if selected != primary_name and selected not in models:
+        raise ConfigError(
+            f"model={selected!r} is not a model of environment {env_name!r}: use one of "
+            f"{', '.join([primary_name, *models])}"
+        )
+    # The command-line rollout keys move one model: the one -c model= names.
+    overrides = {k: v for k, v in context.items() if k != "model"}
+    without = {k: v for k, v in overrides.items() if k not in OVERRIDE_KEYS or k == "env"}
+    primary = _environment(
+        env_name, at, raw, overrides if selected == primary_name else without, artifacts_root
+    )
+    additional = tuple(
+        _environment(
+            env_name,
+            f"{at}.models.{model_name}",
+            _model_settings(at, raw, model_name, models[model_name], primary),
+            overrides if selected == model_name else without,
+            artifacts_root,
+        )
+        for model_name in models
+    )
+    additional = tuple(dataclasses.replace(m, first_model=False) for m in additional)
+    _check_distinct_models(at, (primary, *additional))
+    return dataclasses.replace(primary, additional_models=additional)
+
+
+# What a model of ``environments.<env>.models`` may set; every other setting is the
+# environment's (account, region, protection, the capture bucket's retention).
+_MODEL_KEYS = (
+    "runtime", "function", "provisioned_concurrency", "warmer", "endpoint", "alarms",
+    "capture", "drift", "quality_gate", "rollout",
+)  # fmt: skip
+_MERGED_BLOCKS = frozenset(_MODEL_KEYS) - {"runtime", "rollout"}
+
+
+def _model_settings(
+    at: str,
+    environment: Mapping[str, Any],
+    model_name: str,
+    raw_model: Any,
+    primary: EnvironmentConfig,
+) -> dict[str, Any]:
+    """A further model's settings: the environment's, with the model's own blocks merged
+    key by key over them; its rollout block is its own (required)."""
+    where = f"{at}.models.{model_name}"
+    if not isinstance(model_name, str) or not _MODEL_NAME.match(model_name):
+        raise ConfigError(
+            f"{at}.models key {model_name!r} is not allowed: a model name is lower-case "
+            "letters, digits and '-', starting with a letter, at most 40 characters"
+        )
+    if model_name == primary.model.model_name:
+        raise ConfigError(
+            f"{where}: {model_name!r} is already the environment's model_name; list only the "
+            "further models under 'models'"
+        )
+    own = mapping(where, raw_model)
+    only(where, own, _MODEL_KEYS)
+    if "rollout" not in own:
+        raise ConfigError(
+            f"{where}.rollout is missing: each model has its own rollout block (at least "
+            '{"model_version": "v1"})'
+        )
+    capture = mapping(f"{where}.capture", own.get("capture", {}))
+    if "retention_days" in capture:
+        raise ConfigError(
+            f"{where}.capture.retention_days is not allowed: the capture bucket and its "
+            f"retention are the environment's ({at}.capture.retention_days)"
+        )
+    merged: dict[str, Any] = {
+        k: v for k, v in environment.items() if k not in ("models", "rollout", "model_name")
+    }
+    merged["model_name"] = model_name
+    for key, value in own.items():
+        if key in _MERGED_BLOCKS:
+            merged[key] = {**mapping(f"{at}.{key}", environment.get(key, {})),
+                           **mapping(f"{where}.{key}", value)}  # fmt: skip
+        else:
+            merged[key] = value
+    function = dict(merged.get("function", {}))
+    if "metrics_namespace" not in mapping(f"{where}.function", own.get("function", {})):
+        # Model metrics carry the ModelVersion dimension only: each model its own namespace.
+        function["metrics_namespace"] = f"{primary.function.metrics_namespace}/{model_name}"
+    merged["function"] = function
+    return merged
+
+
+def _check_distinct_models(at: str, models: tuple[EnvironmentConfig, ...]) -> None:
+    seen: dict[str, str] = {}
+    for config in models:
+        namespace, name = config.function.metrics_namespace, config.model.model_name
+        if namespace in seen:
+            raise ConfigError(
+                f"{at}: models {seen[namespace]!r} and {name!r} both use "
+                f"function.metrics_namespace={namespace!r}: each model needs its own (model "
+                "metrics carry only the ModelVersion dimension, so their alarms would count "
+                "each other's answers)"
+            )
+        seen[namespace] = name
 
 
 def _is_cdk_owned(key: str) -> bool:
@@ -127,7 +229,7 @@ def _is_cdk_owned(key: str) -> bool:
 _ENVIRONMENT_KEYS = (
     "account", "region", "model_name", "runtime", "termination_protection", "function",
     "provisioned_concurrency", "warmer", "endpoint", "alarms", "capture", "drift", "rollout",
-    "quality_gate",
+    "quality_gate", "models",
 )  # fmt: skip
 _FUNCTION_KEYS = (
     "architecture", "memory_mb", "timeout_seconds", "reserved_concurrency",
@@ -136,9 +238,12 @@ _FUNCTION_KEYS = (
 
 
 def _environment(
-    name: str, raw: Mapping[str, Any], context: Mapping[str, Any], artifacts_root: Path
+    name: str,
+    at: str,
+    raw: Mapping[str, Any],
+    context: Mapping[str, Any],
+    artifacts_root: Path,
 ) -> EnvironmentConfig:
-    at = f"environments.{name}"
     only(at, raw, _ENVIRONMENT_KEYS)
     account = optional_pattern(f"{at}.account", raw.get("account"), _ACCOUNT, "12 digits")
     region = optional_pattern(f"{at}.region", raw.get("region"), _REGION, "e.g. eu-west-1")

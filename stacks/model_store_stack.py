@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Acknowledgment, CfnElement, CfnOutput, Stack, Validations
@@ -21,7 +22,7 @@ class ModelStoreStack(Stack):
         scope: Construct,
         id_: str,
         *,
-        model: ModelArtifact,
+        models: Sequence[ModelArtifact],
         bucket_name: str,
         capture_bucket_name: str,
         capture_retention_days: int,
@@ -44,14 +45,19 @@ class ModelStoreStack(Stack):
             value=self.captures.bucket.bucket_name,
             description="Captured predictions (customer data): captures/model=/version=/date=/",
         )
-        self.upload = ModelUpload(
-            self,
-            "ModelUpload",
-            bucket=self.store.bucket,
-            directory=model.directory,
-            files=model.upload_files,
-            prefix=model.prefix,
-        )
+        # The first model's upload keeps the construct ID of a one-model app.
+        self.uploads = [
+            ModelUpload(
+                self,
+                "ModelUpload" if index == 0 else f"ModelUpload-{model.model_name}",
+                bucket=self.store.bucket,
+                directory=model.directory,
+                files=model.upload_files,
+                prefix=model.prefix,
+            )
+            for index, model in enumerate(models)
+        ]
+        self.upload = self.uploads[0]
         self._acknowledge_bucket_deployment_handler()
 
     def _acknowledge_bucket_deployment_handler(self) -> None:

@@ -244,3 +244,13 @@ class EnvironmentConfig:
     # The stable side's model version (rollout.stable_model_version), when its artifact is
     # here: the traffic gate also scores both versions on its golden set.
     stable_model: ModelArtifact | None = None
+    # The environment's further models (cdk.json "models"), each a whole configuration of
+    # its own: function, alias, capacity, warmer, alarms, dashboard, rollout.
+    additional_models: tuple[EnvironmentConfig, ...] = ()
+    # False for a model of "models": its stack and rollout block are named after it.
+    first_model: bool = True
+
+    @property
+    def models(self) -> tuple[EnvironmentConfig, ...]:
+        """Every model this environment deploys, its first (``model_name``) first."""
+        return (self, *self.additional_models)

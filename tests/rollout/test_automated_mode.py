@@ -23,7 +23,7 @@ CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")
 @pytest.fixture
 def automated(config: Path, rollout: Run, synth_config: Callable[..., Synth]) -> Synth:
     edit(config, "prod", mode="automated", deployment="linear10-every-1min")
-    result = rollout(config, "start", "--env", "prod", "--model", "v2")
+    result = rollout(config, "start", "--env", "prod", "--version", "v2")
     assert result.code == 0, result.err
     assert "10 % more every minute" in result.out
     return synth_config(config, "prod")
@@ -36,7 +36,7 @@ def only(synth: Synth, type_: str) -> tuple[str, dict[str, Any]]:
 
 def test_start_in_automated_mode_names_only_the_model(config: Path, rollout: Run) -> None:
     edit(config, "prod", mode="automated")
-    assert rollout(config, "start", "--env", "prod", "--model", "v2").code == 0
+    assert rollout(config, "start", "--env", "prod", "--version", "v2").code == 0
     assert block(config, "prod") == {
         "mode": "automated",
         "model_version": "v2",

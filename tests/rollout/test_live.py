@@ -120,7 +120,7 @@ def test_start_reads_the_stable_version_from_the_stack(
 ) -> None:
     monkeypatch.setitem(OUTPUTS, "ModelVersion", "v1")  # the stack runs what cdk.json says
     result = rollout(
-        config, "start", "--env", "prod", "--model", "v2", "--weight", "0.1", live=fake_live()
+        config, "start", "--env", "prod", "--version", "v2", "--weight", "0.1", live=fake_live()
     )
     assert result.code == 0, result.err
     assert block(config, "prod")["stable_version"] == 8
@@ -133,11 +133,11 @@ def test_start_of_the_model_the_stack_runs_is_refused(config: Path, rollout: Run
     # the stack already has, so the candidate would be the stable version 8 itself.
     before = config.read_bytes()
     result = rollout(
-        config, "start", "--env", "prod", "--model", "v2", "--weight", "0.1", live=fake_live()
+        config, "start", "--env", "prod", "--version", "v2", "--weight", "0.1", live=fake_live()
     )
     assert result.code == 2
     assert "note: the stack runs v2, cdk.json says v1" in result.out
-    assert "--model v2 is the model the stable version 8 runs" in result.err
+    assert "--version v2 is the model the stable version 8 runs" in result.err
     assert config.read_bytes() == before
 
 

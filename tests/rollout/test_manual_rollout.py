@@ -13,7 +13,7 @@ from tests.infra.conftest import CDK_JSON, Synth
 from tests.rollout.conftest import Run, block
 from tools.rollout.config_file import render
 
-START = ("start", "--env", "prod", "--model", "v2", "--weight", "0.1", "--stable", "7")
+START = ("start", "--env", "prod", "--version", "v2", "--weight", "0.1", "--stable", "7")
 
 
 def alias(synth: Synth) -> dict[str, Any]:
@@ -172,7 +172,7 @@ def test_start_after_a_rollback_keeps_the_stable_version(config: Path, rollout: 
     rollout(config, *START)
     rollout(config, "rollback", "--env", "prod")
     # No --stable and no credentials: the rolled-back config already names the stable side.
-    result = rollout(config, "start", "--env", "prod", "--model", "v2", "--weight", "0.2")
+    result = rollout(config, "start", "--env", "prod", "--version", "v2", "--weight", "0.2")
     assert result.code == 0, result.err
     assert block(config, "prod") == {
         "mode": "manual",

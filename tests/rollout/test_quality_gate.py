@@ -99,14 +99,14 @@ def test_start_refuses_a_bad_candidate_and_leaves_cdk_json_alone(
 
     before = config.read_bytes()
     code = main(
-        ["start", "--env", "dev", "--model", "v4", "--weight", "0.1", "--stable", "3",
+        ["start", "--env", "dev", "--version", "v4", "--weight", "0.1", "--stable", "3",
          "--config", str(config)],
         artifacts_root=root,
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2
     assert config.read_bytes() == before
-    assert "refused: the traffic gate refuses --model v4:" in err
+    assert "refused: the traffic gate refuses --version v4:" in err
     assert "quality: ROC AUC" in err and "max_auc_decrease=0.02" in err
 
 
@@ -116,7 +116,7 @@ def test_start_writes_a_good_candidate_after_the_gate(
     from tools.rollout.__main__ import main
 
     code = main(
-        ["start", "--env", "dev", "--model", "v3", "--weight", "0.1", "--stable", "3",
+        ["start", "--env", "dev", "--version", "v3", "--weight", "0.1", "--stable", "3",
          "--config", str(config)],
         artifacts_root=root,
     )  # fmt: skip
@@ -136,7 +136,7 @@ def test_start_takes_the_tolerances_from_cdk_json(
         "max_log_loss_increase": 1, "max_brier_increase": 0.25}  # fmt: skip
     config.write_text(json.dumps(document, indent=2) + "\n")
     code = main(
-        ["start", "--env", "dev", "--model", "v4", "--weight", "0.1", "--stable", "3",
+        ["start", "--env", "dev", "--version", "v4", "--weight", "0.1", "--stable", "3",
          "--config", str(config)],
         artifacts_root=root,
     )  # fmt: skip

@@ -29,36 +29,36 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...], str]] = {
     "weight nan": (CANARY, ("set-weight", "nan"), r"weight nan is not allowed"),
     "negative weight": (CANARY, ("set-weight", "-0.1"), r"weight -0.1 is not allowed"),
     "start weight 1.5": (
-        {}, ("start", "--model", "v2", "--weight", "1.5", "--stable", "7"),
+        {}, ("start", "--version", "v2", "--weight", "1.5", "--stable", "7"),
         r"weight 1.5 is not allowed",
     ),
     "unknown model": (
-        {}, ("start", "--model", "v9", "--weight", "0.1", "--stable", "7"),
-        r"--model 'v9' cannot be deployed: model_version='v9' has no artifact: "
+        {}, ("start", "--version", "v9", "--weight", "0.1", "--stable", "7"),
+        r"--version 'v9' cannot be deployed: model_version='v9' has no artifact: "
         r".*model_artifacts/churn/v9/manifest.json does not exist.*churn': v1, v2",
     ),
     "malformed model": (
-        {}, ("start", "--model", "2", "--weight", "0.1", "--stable", "7"),
-        r"--model '2' is not allowed: 'v' and a number",
+        {}, ("start", "--version", "2", "--weight", "0.1", "--stable", "7"),
+        r"--version '2' is not allowed: 'v' and a number",
     ),
     "start while a canary runs": (
-        CANARY, ("start", "--model", "v1", "--weight", "0.1", "--stable", "8"),
+        CANARY, ("start", "--version", "v1", "--weight", "0.1", "--stable", "8"),
         r"a canary is already running: candidate v2 takes 10% next to stable version 7",
     ),
     "start of the configured model": (
-        {}, ("start", "--model", "v1", "--weight", "0.1", "--stable", "7"),
-        r"--model v1 is already the configured model.*candidate would be the stable version",
+        {}, ("start", "--version", "v1", "--weight", "0.1", "--stable", "7"),
+        r"--version v1 is already the configured model.*candidate would be the stable version",
     ),
     "start without weight": (
-        {}, ("start", "--model", "v2", "--stable", "7"), r"start needs --weight W in manual mode",
+        {}, ("start", "--version", "v2", "--stable", "7"), r"start needs --weight W in manual mode",
     ),
     "start without stable or credentials": (
-        {}, ("start", "--model", "v2", "--weight", "0.1"),
+        {}, ("start", "--version", "v2", "--weight", "0.1"),
         r"PublishedVersion output of stack sklearn-serving-prod-inference, and reading it "
         r"needs AWS credentials \(none found:.*pass --stable N",
     ),
     "other stable after rollback": (
-        ROLLED_BACK, ("start", "--model", "v2", "--weight", "0.1", "--stable", "9"),
+        ROLLED_BACK, ("start", "--version", "v2", "--weight", "0.1", "--stable", "9"),
         r"--stable 9 is not allowed after a rollback: the alias serves stable version 7",
     ),
     "promote after rollback": (
@@ -70,15 +70,15 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...], str]] = {
         r"set-weight 0.5 is not allowed in automated mode.*deployment=canary10-5min",
     ),
     "automated start with weight": (
-        AUTOMATED, ("start", "--model", "v2", "--weight", "0.1"),
+        AUTOMATED, ("start", "--version", "v2", "--weight", "0.1"),
         r"--weight 0.1 is not allowed in automated mode",
     ),
     "automated start with stable": (
-        AUTOMATED, ("start", "--model", "v2", "--stable", "7"),
+        AUTOMATED, ("start", "--version", "v2", "--stable", "7"),
         r"--stable 7 is not allowed in automated mode",
     ),
     "automated start of the same model": (
-        AUTOMATED, ("start", "--model", "v1"), r"--model v1 is already the configured model",
+        AUTOMATED, ("start", "--version", "v1"), r"--version v1 is already the configured model",
     ),
     "automated promote": (AUTOMATED, ("promote",), r"CodeDeploy promotes the new version"),
     "automated rollback": (AUTOMATED, ("rollback",), r"CodeDeploy rolls back by itself"),
@@ -116,7 +116,7 @@ def test_a_config_the_app_would_refuse_is_never_written(config: Path, rollout: R
     document_edit = document_edit.replace('"max_total": 20', '"max_total": 1', 1)
     config.write_text(document_edit)
     before = config.read_bytes()
-    result = rollout(config, "start", "--env", "prod", "--model", "v2", "--weight", "0.1",
+    result = rollout(config, "start", "--env", "prod", "--version", "v2", "--weight", "0.1",
                      "--stable", "7")  # fmt: skip
     assert result.code == 2
     assert "start would write a configuration the app refuses" in result.err
@@ -136,7 +136,7 @@ def test_a_crash_while_writing_leaves_the_old_file(
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="No space left"):
-        rollout(config, "start", "--env", "prod", "--model", "v2", "--weight", "0.1",
+        rollout(config, "start", "--env", "prod", "--version", "v2", "--weight", "0.1",
                 "--stable", "7")  # fmt: skip
     assert config.read_bytes() == before
     assert list(config.parent.glob(".cdk.json.*")) == []
@@ -153,7 +153,7 @@ def test_start_checks_the_model_as_the_app_does(tmp_path: Path) -> None:
     assert steps.check_model(tmp_path, "churn", "v3", ModelRuntime.SKLEARN) == "v3"
     with pytest.raises(
         RefusedError,
-        match=r"--model 'v3' cannot be deployed: runtime='compiled' is not available for "
+        match=r"--version 'v3' cannot be deployed: runtime='compiled' is not available for "
         r"churn v3: its manifest has artifacts for sklearn",
     ):
         steps.check_model(tmp_path, "churn", "v3", ModelRuntime.COMPILED)

@@ -13,7 +13,15 @@ from typing import Any
 from stacks.settings import DEFAULT_ARTIFACTS_ROOT, EnvironmentConfig, RolloutMode
 from tools import canary_analysis
 from tools.rollout import gate, steps
-from tools.rollout.config_file import DeploymentConfig, RefusedError, read, write_atomic
+from tools.rollout.config_file import (
+    DeploymentConfig,
+    RefusedError,
+    model_key,
+    read,
+    rollout_path,
+    select_model,
+    write_atomic,
+)
 from tools.rollout.live import (
     Comparison,
     Live,
@@ -48,6 +56,12 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config", type=Path, default=DEFAULT_CONFIG, help="the cdk.json to edit (./cdk.json)"
     )
+    common.add_argument(
+        "--model",
+        metavar="NAME",
+        help="the model to move (default: the environment's model_name; others are listed "
+        "under environments.<env>.models)",
+    )
     top = argparse.ArgumentParser(
         prog="python -m tools.rollout",
         description="Canary, ramp, promote and roll back a model version; each step edits "
@@ -56,7 +70,9 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("status", parents=[common], help="configured and (with AWS) live routing")
     start = commands.add_parser("start", parents=[common], help="canary a new model version")
-    start.add_argument("--model", required=True, help="model version under model_artifacts/")
+    start.add_argument(
+        "--version", required=True, help="model version under model_artifacts/<model>/"
+    )
     start.add_argument("--weight", type=_weight, help="candidate's share, 0 < W < 1 (manual)")
     start.add_argument(
         "--stable",
@@ -110,14 +126,14 @@ def main(
     args = parser().parse_args(argv)
     try:
         config_file = read(args.config)
-        current = config_file.parse(args.env, artifacts_root)
+        current = select_model(config_file.parse(args.env, artifacts_root), args.model)
         if args.command == "status":
             return status(config_file, current, args.env, live_factory)
         if args.command == "compare":
             return compare(current, args.env, args.minutes, live_factory, now(), _thresholds(args))
-        block = config_file.rollout_block(args.env)
+        block = config_file.rollout_block(args.env, model_key(current))
         new_block = change(args, block, current, live_factory, artifacts_root)
-        return apply(config_file, args.env, block, new_block, args.command, artifacts_root)
+        return apply(config_file, args.env, block, new_block, args.command, artifacts_root, current)
     except RefusedError as refusal:
         print(f"refused: {refusal}", file=sys.stderr)
         return EXIT_REFUSED
@@ -139,7 +155,7 @@ def change(
         return steps.rollback(block, rollout)
     assert args.command == "start"
     model = steps.check_model(
-        artifacts_root, current.model.model_name, args.model, current.model.runtime
+        artifacts_root, current.model.model_name, args.version, current.model.runtime
     )
     new_block = _start(args, block, current, live_factory, model)
     _gate(current, artifacts_root, model, new_block.get("stable_model_version"))
@@ -165,7 +181,7 @@ def _gate(
             current.quality_gate,
         )
     except gate.GateRefusedError as refusal:
-        raise RefusedError(f"the traffic gate refuses --model {model}:\n{refusal}") from None
+        raise RefusedError(f"the traffic gate refuses --version {model}:\n{refusal}") from None
     print("\n".join(lines))
     print()
 
@@ -207,9 +223,9 @@ def _start(
 
 
 def _published_version(config: EnvironmentConfig, live_factory: LiveFactory) -> tuple[int, str]:
-    stack = inference_stack_name(config.name)
+    stack = inference_stack_name(config.name, model_key(config))
     try:
-        outputs = live_factory(config.region).outputs(config.name)
+        outputs = live_factory(config.region).outputs(config.name, model_key(config))
     except LiveUnavailableError as error:
         raise RefusedError(
             f"start needs the stable version: the currently published version is the "
@@ -235,18 +251,20 @@ def apply(
     block: Mapping[str, Any],
     new_block: Mapping[str, Any],
     command: str,
-    artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT,
+    artifacts_root: Path,
+    current: EnvironmentConfig,
 ) -> int:
-    updated = config_file.with_rollout(env, new_block)
+    model = model_key(current)
+    updated = config_file.with_rollout(env, new_block, model)
     try:
         # The app's own parser decides: a config it would refuse is never written.
-        config = updated.parse(env, artifacts_root)
+        config = select_model(updated.parse(env, artifacts_root), model)
     except RefusedError as error:
         raise RefusedError(
             f"{command} would write a configuration the app refuses: {error}"
         ) from None
     write_atomic(config_file.path, updated.text)
-    at = f"environments.{env}.rollout"
+    at = rollout_path(env, model)
     print(f"{command}: wrote {at} in {config_file.path}")
     for key in new_block:
         if block.get(key) != new_block[key] or key not in block:
@@ -282,19 +300,23 @@ def status(
     print(f"configured in {config_file.path}:")
     _print_plan(config)
     print("next steps:")
+    model = model_key(config)
+    which = "" if model is None else f" --model {model}"
     for command, meaning in next_steps(config):
-        print(f"  python -m tools.rollout {command} --env {env}".ljust(64) + f"  # {meaning}")
+        print(
+            f"  python -m tools.rollout {command} --env {env}{which}".ljust(64) + f"  # {meaning}"
+        )
     print()
     try:
         live = live_factory(config.region)
-        outputs = live.outputs(env)
+        outputs = live.outputs(env, model)
         function = live.function_name(outputs)
         alias = live.alias(function)
         provisioned = live.provisioned_concurrency(function)
     except LiveUnavailableError as error:
         print(f"live status {_phrase(error)}")
         return 0
-    print(f"live (stack {inference_stack_name(env)}):")
+    print(f"live (stack {inference_stack_name(env, model)}):")
     for key in sorted(outputs):
         print(f"  {key}: {outputs[key]}")
     shares = ", ".join(f"version {v}: {share:.1%}" for v, share in alias.shares().items())
@@ -331,7 +353,7 @@ def compare(
     start = end - dt.timedelta(minutes=minutes)
     try:
         live = live_factory(config.region)
-        outputs = live.outputs(env)
+        outputs = live.outputs(env, model_key(config))
         function = live.function_name(outputs)
         deployed_model = outputs.get("ModelVersion", rollout.model_version)
         if rollout.stable_lambda_version is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from stacks.config import load_config
 from stacks.settings import DEFAULT_ARTIFACTS_ROOT, ConfigError, EnvironmentConfig
+from training.artifacts import VERSION_PATTERN
 
 
 class RefusedError(Exception):
@@ -31,17 +32,19 @@ class DeploymentConfig:
             raise RefusedError(f"{self.path}: context.environments is missing or not an object")
         return environments
 
-    def rollout_block(self, env: str) -> dict[str, Any]:
+    def rollout_block(self, env: str, model: str | None = None) -> dict[str, Any]:
+        """``model`` None: the environment's first model; else one of its ``models``."""
         environments = self.environments()
         if env not in environments:
             raise RefusedError(
                 f"--env {env!r} is not an environment in {self.path}: use one of "
                 f"{', '.join(sorted(environments))}"
             )
-        block = environments[env].get("rollout")
+        owner = environments[env] if model is None else environments[env]["models"][model]
+        block = owner.get("rollout")
         if not isinstance(block, dict):
             raise RefusedError(
-                f"{self.path}: environments.{env}.rollout is missing or not an object"
+                f"{self.path}: {rollout_path(env, model)} is missing or not an object"
             )
         return block
 
@@ -55,10 +58,43 @@ class DeploymentConfig:
         except ConfigError as error:
             raise RefusedError(f"{self.path} does not parse for {env}: {error}") from None
 
-    def with_rollout(self, env: str, block: Mapping[str, Any]) -> DeploymentConfig:
+    def with_rollout(
+        self, env: str, block: Mapping[str, Any], model: str | None = None
+    ) -> DeploymentConfig:
         document = copy.deepcopy(self.document)
-        document["context"]["environments"][env]["rollout"] = dict(block)
+        owner = document["context"]["environments"][env]
+        if model is not None:
+            owner = owner["models"][model]
+        owner["rollout"] = dict(block)
         return DeploymentConfig(self.path, render(document), document)
+
+
+def rollout_path(env: str, model: str | None = None) -> str:
+    """Where a model's rollout block sits in cdk.json's context."""
+    return f"environments.{env}" + ("" if model is None else f".models.{model}") + ".rollout"
+
+
+def model_key(config: EnvironmentConfig) -> str | None:
+    """None for the environment's first model, else the model's name (see rollout_path)."""
+    return None if config.first_model else config.model.model_name
+
+
+def select_model(environment: EnvironmentConfig, name: str | None) -> EnvironmentConfig:
+    """The configuration of model ``name`` (None: the environment's first model)."""
+    if name is None:
+        return environment
+    for config in environment.models:
+        if config.model.model_name == name:
+            return config
+    names = ", ".join(m.model.model_name for m in environment.models)
+    hint = (
+        f"; to canary model version {name}, use --version {name}"
+        if VERSION_PATTERN.match(name)
+        else ""
+    )
+    raise RefusedError(
+        f"--model {name!r} is not a model of environment {environment.name} (it has: {names}){hint}"
+    )
 
 
 def render(document: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from stacks.application import STACK_PREFIX
+from stacks.application import inference_stack_name as stacks_inference_stack_name
 from stacks.settings import ALIAS_NAME
 from tools.stack_outputs import stack_outputs
 
@@ -29,8 +29,9 @@ class LiveUnavailableError(Exception):
     """AWS could not be asked; the message says why and what to do."""
 
 
-def inference_stack_name(env: str) -> str:
-    return f"{STACK_PREFIX}-{env}-inference"
+def inference_stack_name(env: str, model: str | None = None) -> str:
+    """``model`` None: the environment's first model (see stacks.application)."""
+    return stacks_inference_stack_name(env, model)
 
 
 @contextmanager
@@ -183,8 +184,8 @@ class Live:
                 probabilities.extend(float(v) for v in values if isinstance(v, int | float))
         return Predictions(probabilities, len(rows), len(rows) >= INSIGHTS_MAX_ROWS)
 
-    def outputs(self, env: str) -> dict[str, str]:
-        stack = inference_stack_name(env)
+    def outputs(self, env: str, model: str | None = None) -> dict[str, str]:
+        stack = inference_stack_name(env, model)
         with _aws_errors(f"reading the outputs of stack {stack}"):
             return stack_outputs(self._cloudformation, stack)
 

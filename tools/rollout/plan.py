@@ -90,7 +90,7 @@ def _pc(total: int, autoscaling: bool) -> str:
 def next_steps(config: EnvironmentConfig) -> list[tuple[str, str]]:
     """(rollout command, what it does) for the steps that make sense from here."""
     return {
-        State.STEADY: [("start --model vN --weight W", "canary a new model")],
+        State.STEADY: [("start --version vN --weight W", "canary a new model")],
         State.CANARY: [
             ("set-weight W", "ramp"),
             ("compare", "numbers for the decision"),
@@ -99,9 +99,9 @@ def next_steps(config: EnvironmentConfig) -> list[tuple[str, str]]:
         ],
         State.ROLLED_BACK: [
             ("set-weight W", "canary the same candidate again"),
-            ("start --model vN --weight W", "a new candidate; the stable version stays"),
+            ("start --version vN --weight W", "a new candidate; the stable version stays"),
         ],
-        State.AUTOMATED: [("start --model vN", "the next deploy shifts traffic to it")],
+        State.AUTOMATED: [("start --version vN", "the next deploy shifts traffic to it")],
     }[state_of(config.rollout)]
 
 

@@ -52,11 +52,11 @@ def check_weight(weight: float) -> float:
 def check_model(artifacts_root: Path, model_name: str, model: str, runtime: ModelRuntime) -> str:
     """The app's own artifact check (manifest, runtime's artifact, checksum, files)."""
     if not VERSION_PATTERN.match(model):
-        raise RefusedError(f"--model {model!r} is not allowed: 'v' and a number, e.g. v2")
+        raise RefusedError(f"--version {model!r} is not allowed: 'v' and a number, e.g. v2")
     try:
         load_model_artifact(artifacts_root, model_name, model, runtime)
     except ConfigError as error:
-        raise RefusedError(f"--model {model!r} cannot be deployed: {error}") from None
+        raise RefusedError(f"--version {model!r} cannot be deployed: {error}") from None
     return model
 
 
@@ -99,7 +99,7 @@ def start_manual(
             "(stack output ModelVersion)"
         )
         raise RefusedError(
-            f"--model {model} is {where}: a canary needs another version name. Unchanged, "
+            f"--version {model} is {where}: a canary needs another version name. Unchanged, "
             "a deploy publishes no new version (the candidate would be the stable version "
             "itself); retrained under the same name (--force), the rollout could not tell "
             "the two models apart. Train it as a new version and canary that"
@@ -135,11 +135,11 @@ def start_automated(
             raise RefusedError(
                 f"{flag} {value:g} is not allowed in automated mode (rollout.mode='automated'): "
                 f"CodeDeploy shifts traffic by rollout.deployment={shift} from the version the "
-                "alias serves; start only takes --model"
+                "alias serves; start only takes --version"
             )
     if model == rollout.model_version:
         raise RefusedError(
-            f"--model {model} is already the configured model (rollout.model_version); "
+            f"--version {model} is already the configured model (rollout.model_version); "
             "name the model version to deploy next"
         )
     return _updated(block, model_version=model, stable_model_version=rollout.model_version)
@@ -155,7 +155,7 @@ def set_weight(block: Mapping[str, Any], rollout: Rollout, weight: float) -> dic
     if state is State.STEADY:
         raise RefusedError(
             f"set-weight {weight:g} needs a canary, and none is configured "
-            "(rollout.stable_version is null): run `start --model vN --weight W` first"
+            "(rollout.stable_version is null): run `start --version vN --weight W` first"
         )
     check_weight(weight)
     return _updated(block, canary_weight=weight)
@@ -190,13 +190,13 @@ def rollback(block: Mapping[str, Any], rollout: Rollout) -> dict[str, Any]:
         raise RefusedError(
             "rollback is not allowed in automated mode (rollout.mode='automated'): CodeDeploy "
             "rolls back by itself when an alarm fires during the shift; to leave a finished "
-            "deployment, run `start --model <previous model>`"
+            "deployment, run `start --version <previous model version>`"
         )
     if state is State.STEADY:
         raise RefusedError(
             "rollback needs a canary, and none is configured (rollout.stable_version is "
             f"null): {rollout.model_version} takes all traffic; to go back to an earlier "
-            "model, canary it like any other: `start --model vN --weight W`"
+            "model, canary it like any other: `start --version vN --weight W`"
         )
     if state is State.ROLLED_BACK:
         raise RefusedError(
