@@ -17,10 +17,14 @@ from stacks.constructs.capture_bucket import capture_bucket_name
 from stacks.constructs.model_bucket import model_bucket_name
 from stacks.inference_stack import InferenceStack
 from stacks.model_store_stack import ModelStoreStack
-from stacks.settings import REPO_ROOT, EnvironmentConfig
+from stacks.settings import (
+    REPO_ROOT,
+    STACK_PREFIX,
+    EnvironmentConfig,
+    stack_name_of,
+)
 
 DEFAULT_IMAGE_DIRECTORY = REPO_ROOT / "lambda_src"
-STACK_PREFIX = "sklearn-serving"
 
 
 @dataclass(frozen=True)
@@ -29,19 +33,6 @@ class AppStacks:
     inference: InferenceStack
     # Every model's inference stack by model name, the first model's included.
     inference_by_model: dict[str, InferenceStack]
-
-
-def inference_stack_name(environment: str, model_name: str | None = None) -> str:
-    """``model_name`` None: the environment's first model's stack."""
-    base = f"{STACK_PREFIX}-{environment}-inference"
-    return base if model_name is None else f"{base}-{model_name}"
-
-
-def stack_name_of(config: EnvironmentConfig) -> str:
-    """The inference stack of one model's configuration."""
-    return inference_stack_name(
-        config.name, None if config.first_model else config.model.model_name
-    )
 
 
 def build_app(

@@ -293,7 +293,9 @@ def _environment(
         rollout=rollout,
         termination_protection=protection,
         quality_gate=gate,
-        stable_model=_stable_model(artifacts_root, model_name, rollout, runtime),
+        stable_model=_same_task(
+            at, model, _stable_model(artifacts_root, model_name, rollout, runtime)
+        ),
     )
 
 
@@ -309,6 +311,18 @@ def _stable_model(
     except ConfigError:
         # Trained elsewhere and not checked in: the gate scores the candidate's rows only.
         return None
+
+
+def _same_task(at: str, model: ModelArtifact, stable: ModelArtifact | None) -> ModelArtifact | None:
+    # The alias answers callers from both versions: one answer shape, one set of metrics.
+    if stable is not None and stable.task != model.task:
+        raise ConfigError(
+            f"{at}.rollout: model_version {model.model_version} is a {model.task} model but "
+            f"stable_model_version {stable.model_version} is {stable.task}: a canary splits "
+            "one endpoint's callers between them, so both must answer alike; deploy a model "
+            "of another task under another model name"
+        )
+    return stable
 
 
 def default_metrics_namespace(environment: str) -> str:

@@ -172,6 +172,7 @@ class InferenceStack(Stack):
             alarms=config.alarms,
             drift=config.drift,
             canary_analysis=canary_analysis,
+            task=model.task,
         )
         self.automated_rollout = None
         if rollout.traffic_shift is not None:

@@ -70,7 +70,19 @@ def load_model_artifact(
         content_id=content_id(manifest),
         golden_file=str(artifacts["golden"]["file"]) if "golden" in artifacts else None,
         golden_sha256=str(artifacts["golden"]["sha256"]) if "golden" in artifacts else None,
+        task=_task(manifest_path, manifest),
     )
+
+
+TASKS = ("binary", "multiclass", "regression")
+
+
+def _task(manifest_path: Path, manifest: Mapping[str, Any]) -> str:
+    # Manifests written before tasks existed are binary classifiers.
+    task = manifest.get("task", "binary")
+    if task not in TASKS:
+        raise ConfigError(f"{manifest_path}: task={task!r} is not one of {', '.join(TASKS)}")
+    return str(task)
 
 
 CONTENT_ID_LENGTH = 16

@@ -155,6 +155,8 @@ class ModelArtifact:
     # The golden set (golden.json) the traffic gate replays, when the version has one.
     golden_file: str | None = None
     golden_sha256: str | None = None
+    # The manifest's task (binary, multiclass, regression): what the answers carry.
+    task: str = "binary"
 
     @property
     def prefix(self) -> str:
@@ -254,3 +256,19 @@ class EnvironmentConfig:
     def models(self) -> tuple[EnvironmentConfig, ...]:
         """Every model this environment deploys, its first (``model_name``) first."""
         return (self, *self.additional_models)
+
+
+STACK_PREFIX = "sklearn-serving"
+
+
+def inference_stack_name(environment: str, model_name: str | None = None) -> str:
+    """``model_name`` None: the environment's first model's stack."""
+    base = f"{STACK_PREFIX}-{environment}-inference"
+    return base if model_name is None else f"{base}-{model_name}"
+
+
+def stack_name_of(config: EnvironmentConfig) -> str:
+    """The inference stack of one model's configuration."""
+    return inference_stack_name(
+        config.name, None if config.first_model else config.model.model_name
+    )

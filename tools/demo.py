@@ -5,23 +5,40 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stacks.config import load_config
+from stacks.settings import stack_name_of
 from tools.serve_demo import show_local_serving
 from tools.synth_demo import show_cdk_synth
 from training import gate
 
 ROOT = Path(__file__).resolve().parent.parent
+# How each task's holdout figures read (the manifest's "metrics", in its order).
+METRIC_LABELS = {
+    "roc_auc": "ROC AUC",
+    "roc_auc_ovr": "ROC AUC (one-vs-rest)",
+    "accuracy": "accuracy",
+    "log_loss": "log loss",
+    "brier_score": "Brier",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R2",
+}
+
+
+def describe_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(
+        f"{label} {metrics[key]:.4f}" for key, label in METRIC_LABELS.items() if key in metrics
+    )
 
 
 def show_models() -> None:
     print("== model artifacts (model_artifacts/) ==")
     for manifest_path in sorted(ROOT.glob("model_artifacts/*/*/manifest.json")):
         manifest = json.loads(manifest_path.read_text())
-        metrics = manifest["metrics"]
-        print(
-            f"{manifest['model_name']} {manifest['model_version']}: "
-            f"ROC AUC {metrics['roc_auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
-            f"log loss {metrics['log_loss']:.4f}, Brier {metrics['brier_score']:.4f}"
-        )
+        task = manifest.get("task", "binary")
+        metrics = manifest.get("metrics")
+        figures = describe_metrics(metrics) if metrics else "no labelled holdout"
+        print(f"{manifest['model_name']} {manifest['model_version']} ({task}): {figures}")
         print(f"  {gate.describe(manifest)}")
         for runtime, artifact in manifest["artifacts"].items():
             parity = artifact.get("parity")
@@ -37,8 +54,23 @@ def show_models() -> None:
             )
 
 
+def show_configured_models() -> None:
+    """Every model each environment of cdk.json deploys, and the stack it lives in."""
+    print("== configured models (cdk.json) ==")
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    for env in context["environments"]:
+        config = load_config({**context, "env": env})
+        for model in config.models:
+            rollout = model.rollout
+            print(
+                f"{env}: {model.model.model_name} {rollout.model_version} "
+                f"({model.model.runtime.value}), stack {stack_name_of(model)}"
+            )
+
+
 def main() -> None:
     show_models()
+    show_configured_models()
     show_local_serving()
     show_cdk_synth()
 

@@ -75,7 +75,7 @@ def show_cdk_synth() -> None:
         for name, template in templates.items():
             counts = Counter(r["Type"] for r in template["Resources"].values())
             print(f"  {name}: {sum(counts.values())} resources")
-            if name.endswith("-inference"):
+            if "-inference" in name:
                 function = next(
                     r["Properties"]
                     for r in template["Resources"].values()

@@ -18,7 +18,12 @@ from collections.abc import Sequence
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
-from stacks.constructs.lambda_metrics import EXECUTED_VERSION, RESOURCE, LambdaMetrics
+from stacks.constructs.lambda_metrics import (
+    ANSWER_METRIC,
+    EXECUTED_VERSION,
+    RESOURCE,
+    LambdaMetrics,
+)
 
 
 class ServiceDashboard(Construct):
@@ -35,6 +40,7 @@ class ServiceDashboard(Construct):
         versions_by_search: bool,
         drift: bool,
         canary_analysis: bool = False,
+        task: str = "binary",
     ) -> None:
         """``sides``: (label, Lambda version) per side of the alias, stable first.
 
@@ -95,7 +101,7 @@ class ServiceDashboard(Construct):
         )
         self.dashboard.add_widgets(
             self._per_model("Inference latency p99 (ms)", "InferenceLatency", "p99"),
-            self._per_model("Mean predicted probability", "PredictionProbability", "Average"),
+            self._per_model(ANSWER_METRIC[task][1], ANSWER_METRIC[task][0], "Average"),
         )
         if drift:
             # Drift against the training reference, from the scheduled monitor.

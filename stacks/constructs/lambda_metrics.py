@@ -50,7 +50,9 @@ MODEL_VERSION = frozenset({"ModelVersion"})
 HANDLER_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "InferenceLatency": frozenset({MODEL_VERSION}),
     "Predictions": frozenset({MODEL_VERSION}),
-    "PredictionProbability": frozenset({MODEL_VERSION}),
+    "PredictionProbability": frozenset({MODEL_VERSION}),  # binary models
+    "PredictionConfidence": frozenset({MODEL_VERSION}),  # multiclass: top-class probability
+    "PredictionValue": frozenset({MODEL_VERSION}),  # regression
     "ColdStart": frozenset({MODEL_VERSION}),
     "ModelLoadTime": frozenset({MODEL_VERSION}),
     "ModelLoadErrors": frozenset({MODEL_VERSION}),
@@ -69,6 +71,12 @@ MONITOR_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "PredictionShiftPSI": frozenset({MODEL_VERSION}),
 }
 NAMESPACE_DIMENSIONS = {**HANDLER_DIMENSIONS, **MONITOR_DIMENSIONS}
+# The handler's per-answer summary metric of each task, and how the dashboard titles it.
+ANSWER_METRIC = {
+    "binary": ("PredictionProbability", "Mean predicted probability"),
+    "multiclass": ("PredictionConfidence", "Mean top-class probability"),
+    "regression": ("PredictionValue", "Mean predicted value"),
+}
 
 MINUTE = Duration.minutes(1)
 

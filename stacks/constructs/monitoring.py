@@ -37,6 +37,7 @@ class Monitoring(Construct):
         alarms: AlarmSettings,
         drift: DriftSettings | None,
         canary_analysis: bool = False,
+        task: str = "binary",
     ) -> None:
         super().__init__(scope, id_)
         metrics = LambdaMetrics(
@@ -91,4 +92,5 @@ class Monitoring(Construct):
             versions_by_search=automated,
             drift=drift is not None,
             canary_analysis=canary_analysis,
+            task=task,
         ).dashboard

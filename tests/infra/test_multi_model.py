@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from stacks.application import inference_stack_name
 from stacks.config import load_config
-from stacks.settings import ConfigError
+from stacks.settings import ConfigError, inference_stack_name
 from tests.infra.conftest import Synth, cdk_context, run_synth
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,3 +228,25 @@ def test_a_bad_model_entry_is_refused_naming_it(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(with_models("dev", models, **overrides), artifacts_root=artifacts_root)
+
+
+def test_a_canary_between_models_of_different_tasks_is_refused(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "model_artifacts" / "churn", tmp_path / "churn")
+    manifest_path = tmp_path / "churn" / "v2" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    (manifest["task"], manifest["target"]["classes"]) = ("multiclass", [0, 1, 2])
+    manifest_path.write_text(json.dumps(manifest))
+    context = {
+        **cdk_context(),
+        "env": "dev",
+        "model_version": "v2",
+        "stable_version": "3",
+        "canary_weight": "0.1",
+    }
+    context["environments"] = copy.deepcopy(context["environments"])
+    context["environments"]["dev"]["rollout"]["stable_model_version"] = "v1"
+    with pytest.raises(ConfigError, match=r"v2 is a multiclass model but .* v1 is binary"):
+        load_config(context, artifacts_root=tmp_path)
+    # The same canary between two binary versions is fine.
+    manifest_path.write_text(json.dumps({**manifest, "task": "binary"}))
+    assert load_config(context, artifacts_root=tmp_path).stable_model is not None

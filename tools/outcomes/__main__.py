@@ -95,9 +95,8 @@ def _boto3_clients(region: str | None) -> tuple[Any, Any]:
 def _download(args: argparse.Namespace, clients: Callable[[str | None], tuple[Any, Any]]) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from stacks.application import STACK_PREFIX
     from stacks.config import load_config
-    from stacks.settings import REPO_ROOT
+    from stacks.settings import REPO_ROOT, STACK_PREFIX
     from tools.capture_download import download
 
     if args.days < 1:

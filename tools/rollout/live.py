@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from stacks.application import inference_stack_name as stacks_inference_stack_name
 from stacks.settings import ALIAS_NAME
+from stacks.settings import inference_stack_name as stacks_inference_stack_name
 from tools.stack_outputs import stack_outputs
 
 NO_CREDENTIALS = (
