@@ -5,7 +5,7 @@ answer becomes the HTTP response, so what works here works behind a Function URL
 
 python -m tools.serve                           # churn, newest passed version, port 8080
 python -m tools.serve --version v1 --port 9000
-python -m tools.serve --model iris              # any model under model_artifacts/, any task
+python -m tools.serve --model wine              # any model under model_artifacts/, any task
 """
 
 from __future__ import annotations

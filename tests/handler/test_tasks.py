@@ -4,6 +4,7 @@ built with scikit-learn in the artifact format and served by the real handler.""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,31 @@ def test_artifact_layout_is_what_serve_reads(
     manifest = json.loads((path.parent / "manifest.json").read_text())
     assert manifest["task"] == "multiclass"
     assert Path(path).name == manifest["artifacts"]["sklearn"]["file"]
+
+
+OPERATING = Path(__file__).resolve().parents[2] / "docs" / "operating.md"
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_operating_md_names_each_task_s_log_fields_and_metric(
+    serve_task: Callable[..., Invoke], capsys: pytest.CaptureFixture[str], task: str
+) -> None:
+    invoke = serve_task(task)
+    capsys.readouterr()
+    invoke({"instances": RECORDS * 4})
+    out = capsys.readouterr().out
+    (line,) = log_lines(out, "prediction")
+    (row,) = [
+        cells
+        for cells in (r.strip("|").split("|") for r in OPERATING.read_text().splitlines())
+        if len(cells) == 3 and cells[0].strip() == task
+    ]
+    documented = set(re.findall(r"`(\w+)`", row[1]))
+    common = {"request_id", "event_shape", "status", "model_name", "model_version"}
+    common |= {"lambda_version", "latency_ms", "predict_ms", "rows", "cold_start"}
+    common |= {"timestamp", "level", "message", "rows_not_logged"}
+    # classes_not_logged appears only when more than 20 classes were predicted.
+    assert set(line) - common == documented - {"classes_not_logged"}
+    (emf,) = emf_lines(out)
+    names = {m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names - {"InferenceLatency", "Predictions"} == {row[2].split("`")[1]}
