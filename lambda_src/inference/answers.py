@@ -13,6 +13,8 @@ the runtime (a 500), never an answer.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import metrics, summaries
-from inference.limits import PREDICTION_LOG_MAX_ROWS
+from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, PREDICTION_LOG_MAX_ROWS
 
 THRESHOLD = 0.5
 # A multiclass row's probabilities sum to 1 within this (the runtime protocol's promise).
@@ -29,6 +31,32 @@ ROW_SUM_TOLERANCE = 1e-6
 # The multiclass log line counts at most this many predicted classes (the most frequent).
 LOG_MAX_CLASSES = 20
 TASKS = ("binary", "multiclass", "regression")
+# A 200 answer must fit Lambda's response limit, less room for the identity envelope.
+ANSWER_LIMIT_BYTES = LAMBDA_PAYLOAD_LIMIT_BYTES - 4096
+# The widest number an answer holds, as limits.PREDICTION_ANSWER_BYTES counts it for churn
+# (a regression value may be wider: a bound for the usual cases, not a guarantee).
+_WIDE_PROBABILITY = 1.2345678901234567e-05
+_WIDE_VALUE = -1.2345678901234567e-05
+
+
+@functools.lru_cache(maxsize=16)
+def max_answer_rows(task: str, classes: tuple[Any, ...] | None) -> int:
+    """The most rows whose answer fits ``ANSWER_LIMIT_BYTES`` as Lambda serializes an HTTP
+    body (a JSON string: every quote escaped). The stack bounds MAX_BATCH_SIZE for churn's
+    answer; a model with many or long class labels answers more bytes a row, and a batch
+    over this bound would be Lambda's 502, not a 413 the caller can act on."""
+    labels = list(classes) if classes else [0]
+    widest = max(labels, key=lambda label: len(json.dumps(label)))
+    row: dict[str, Any]
+    if task == "multiclass":
+        row = {"prediction": widest, "probabilities": {str(c): _WIDE_PROBABILITY for c in labels}}
+    elif task == "regression":
+        row = {"prediction": _WIDE_VALUE}
+    else:
+        row = {"prediction": widest, "probability": _WIDE_PROBABILITY}
+    entry = json.dumps(row, separators=(",", ":")) + ","
+    row_bytes = len(json.dumps(entry)) - 2
+    return max(1, ANSWER_LIMIT_BYTES // row_bytes)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from inference import allocator, answers, capture, logs, metrics
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
-from inference.errors import ErrorCode, RequestError
+from inference.errors import ErrorCode, RequestError, too_large
 from inference.events import Shape, detect_shape, http_request_id, is_warmup, read_payload
 from inference.limits import clip
 from inference.responses import error_answer, render
@@ -135,13 +135,20 @@ def _predict(
     settings, loaded = state.settings, state.loaded
     payload = read_payload(shape, event, max_body_bytes=settings.max_body_bytes)
     instances = parse_instances(payload, loaded.schema, max_batch_size=settings.max_batch_size)
-    predict_started = time.perf_counter()
-    outputs = loaded.model.outputs(instances.X)
-    predict_ms = (time.perf_counter() - predict_started) * 1000
     model = loaded.model
-    answered = answers.answers(
-        model.task, model.classes, outputs, rows=instances.X.shape[0], batch=instances.batch
-    )
+    rows = instances.X.shape[0]
+    classes = tuple(model.classes) if model.classes is not None else None
+    most = answers.max_answer_rows(model.task, classes)
+    if rows > most:
+        raise too_large(
+            f"batch of {rows} instances would get an answer over Lambda's 6 MB response "
+            f"limit from this model ({len(classes or ())} classes): send at most {most} "
+            "instances per request"
+        )
+    predict_started = time.perf_counter()
+    outputs = model.outputs(instances.X)
+    predict_ms = (time.perf_counter() - predict_started) * 1000
+    answered = answers.answers(model.task, classes, outputs, rows=rows, batch=instances.batch)
     identity = _identity(state)
     # The only encode of every output: the log line and EMF carry bounded summaries.
     response = render(shape, 200, {**answered.body, **identity, "request_id": request_id})

@@ -308,3 +308,47 @@ def test_operating_md_names_each_task_s_log_fields_and_metric(
     (emf,) = emf_lines(out)
     names = {m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert names - {"InferenceLatency", "Predictions"} == {row[2].split("`")[1]}
+
+
+@pytest.fixture
+def small_answer_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A small limit stands for Lambda's 6 MB; the cached bounds are forgotten both ways."""
+    monkeypatch.setattr(answers, "ANSWER_LIMIT_BYTES", 20_000)
+    answers.max_answer_rows.cache_clear()
+    yield
+    answers.max_answer_rows.cache_clear()
+
+
+@pytest.mark.usefixtures("small_answer_limit")
+def test_a_batch_whose_answer_would_pass_lambda_s_limit_is_a_413_before_predicting(
+    serve_task: Callable[..., Invoke],
+) -> None:
+    invoke = serve_task("multiclass", MAX_BATCH_SIZE="1000")
+    most = answers.max_answer_rows("multiclass", tuple(task_artifacts.MULTICLASS_CLASSES))
+    assert 50 < most < 1000
+
+    def http(rows: int) -> dict[str, Any]:
+        body = json.dumps({"instances": [RECORDS[i % 3] for i in range(rows)]})
+        event = {
+            "version": "2.0",
+            "requestContext": {"http": {"method": "POST"}, "requestId": "r-1"},
+            "headers": {"content-type": "application/json"},
+            "body": body,
+            "isBase64Encoded": False,
+        }
+        return invoke(event)
+
+    fits = http(most)
+    assert fits["statusCode"] == 200
+    # How Lambda returns it: the whole response object as JSON, the body a string in it.
+    assert len(json.dumps(fits)) <= 20_000 + 4096
+    refused = http(most + 1)
+    assert refused["statusCode"] == 413
+    assert f"send at most {most} instances" in http_body(refused)["error"]["message"]
+
+
+def test_churn_s_batch_bound_is_the_stack_s() -> None:
+    from inference.limits import MAX_BATCH_SIZE_LIMIT
+
+    # The stack already bounds a binary 0/1 model's batches: the guard never refuses them.
+    assert answers.max_answer_rows("binary", (0, 1)) >= MAX_BATCH_SIZE_LIMIT
