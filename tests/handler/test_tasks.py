@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference import answers
 from inference import handler as handler_module
@@ -352,3 +354,36 @@ def test_churn_s_batch_bound_is_the_stack_s() -> None:
 
     # The stack already bounds a binary 0/1 model's batches: the guard never refuses them.
     assert answers.max_answer_rows("binary", (0, 1)) >= MAX_BATCH_SIZE_LIMIT
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=6)
+    | st.sampled_from([*task_artifacts.COLOURS, "Red", " red", "red\u0000"]),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=4,
+)
+
+
+def test_any_categorical_value_through_the_handler_is_a_200_or_a_400_naming_it(
+    serve_task: Callable[..., Invoke],
+) -> None:
+    invoke = serve_task("multiclass")
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None)
+    @given(JSON_VALUES, st.integers(0, 2))
+    def check(value: object, row: int) -> None:
+        records = [dict(record) for record in RECORDS]
+        records[row]["colour"] = value
+        answer = invoke({"instances": records})
+        if value in task_artifacts.COLOURS and isinstance(value, str):
+            assert answer["statusCode"] == 200
+        else:
+            assert answer["statusCode"] == 400, answer
+            assert answer["error"]["message"].startswith(f"instances[{row}].colour: ")
+            assert len(answer["error"]["message"]) < 1024
+
+    check()
