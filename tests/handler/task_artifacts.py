@@ -45,6 +45,7 @@ FEATURES: list[dict[str, Any]] = [
 MULTICLASS_CLASSES = ["ant", "bee", "cat"]
 BINARY_CLASSES = ["benign", "malignant"]
 JOBLIB_FORMAT = "sklearn-pipeline-joblib/1"
+SKOPS_FORMAT = "sklearn-pipeline-skops/1"
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,12 @@ def fit(task: str) -> Any:
     return _pipeline(LogisticRegression(max_iter=1000)).fit(X, y)
 
 
-def write(directory: Path, task: str, *, model_name: str = "", version: str = "v1") -> Artifact:
-    """Fit a model of ``task`` and write ``model.joblib`` and a manifest under
-    ``directory/<model_name>/<version>/`` (the layout of model_artifacts/)."""
+def write(
+    directory: Path, task: str, *, model_name: str = "", version: str = "v1", skops: bool = False
+) -> Artifact:
+    """Fit a model of ``task`` and write ``model.joblib`` (or ``model.skops``, what the stack
+    deploys) and a manifest under ``directory/<model_name>/<version>/`` (the layout of
+    model_artifacts/)."""
     name = model_name or f"{task}-example"
     pipeline = fit(task)
     classes = (
@@ -122,9 +126,16 @@ def write(directory: Path, task: str, *, model_name: str = "", version: str = "v
     }
     version_dir = directory / name / version
     version_dir.mkdir(parents=True)
-    path = version_dir / "model.joblib"
-    joblib.dump(payload, path)
+    if skops:
+        import skops.io
+
+        path = version_dir / "model.skops"
+        path.write_bytes(skops.io.dumps({**payload, "format": SKOPS_FORMAT}))
+    else:
+        path = version_dir / "model.joblib"
+        joblib.dump(payload, path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    file_format = SKOPS_FORMAT if skops else JOBLIB_FORMAT
     target: dict[str, Any] = {"name": "label"}
     if classes is not None:
         target["classes"] = classes
@@ -136,10 +147,7 @@ def write(directory: Path, task: str, *, model_name: str = "", version: str = "v
         "task": task,
         "target": target,
         "features": FEATURES,
-        "artifacts": {
-            "sklearn": {"file": path.name, "format": JOBLIB_FORMAT, "sha256": digest},
-            "sklearn-joblib": {"file": path.name, "format": JOBLIB_FORMAT, "sha256": digest},
-        },
+        "artifacts": {"sklearn": {"file": path.name, "format": file_format, "sha256": digest}},
     }
     (version_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return Artifact(task, name, version, path, digest, pipeline)

@@ -387,3 +387,26 @@ def test_any_categorical_value_through_the_handler_is_a_200_or_a_400_naming_it(
             assert len(answer["error"]["message"]) < 1024
 
     check()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_the_skops_artifact_the_stack_deploys_answers_as_the_joblib_one(
+    task: str,
+    tmp_path: Path,
+    artifacts: dict[str, task_artifacts.Artifact],
+    fresh_environment: Callable[[dict[str, str]], Any],
+) -> None:
+    deployed = task_artifacts.write(tmp_path, task, skops=True)
+    state = fresh_environment(deployed.env())
+    assert isinstance(state, handler_module.Ready), state
+    answer = handler_module.handler({"instances": RECORDS}, FakeLambdaContext())
+    expected = artifacts[task].pipeline
+    outputs = expected.predict(ENCODED) if task == "regression" else expected.predict_proba(ENCODED)
+    rows = answer["predictions"]
+    if task == "multiclass":
+        got = [list(row["probabilities"].values()) for row in rows]
+    elif task == "binary":
+        got, outputs = [row["probability"] for row in rows], outputs[:, 1]
+    else:
+        got = [row["prediction"] for row in rows]
+    assert np.allclose(np.array(got, dtype=np.float64), outputs, rtol=0, atol=1e-12)
