@@ -5,6 +5,7 @@ answer becomes the HTTP response, so what works here works behind a Function URL
 
 python -m tools.serve                           # churn, newest passed version, port 8080
 python -m tools.serve --version v1 --port 9000
+python -m tools.serve --model wine              # any model under model_artifacts/, any task
 """
 
 from __future__ import annotations
@@ -75,6 +76,20 @@ def latest_version(model: str) -> str:
     raise SystemExit(
         f"no version of {model!r} passed the quality gate ({', '.join(versions)}): "
         "name one with --version"
+    )
+
+
+def default_runtime(model: str, version: str) -> tuple[str, str | None]:
+    """``compiled`` when the version has that artifact, else ``sklearn``, with the reason the
+    manifest gives for the missing compiled form (a multiclass model, an estimator the
+    compiler does not cover, ...)."""
+    manifest = artifacts.load_manifest(ARTIFACTS / model / version)
+    if "compiled" in manifest.get("artifacts", {}):
+        return "compiled", None
+    compiled = manifest.get("compiled_runtime")
+    reason = compiled.get("reason") if isinstance(compiled, dict) else None
+    return "sklearn", f"{model} {version} has no compiled artifact" + (
+        f" ({reason})" if reason else ""
     )
 
 
@@ -274,9 +289,19 @@ def main(argv: list[str] | None = None) -> None:
         "--version",
         help="model version, e.g. v1 (default: the newest that passed the quality gate)",
     )
-    parser.add_argument("--runtime", default="compiled", choices=["sklearn", "compiled"])
+    parser.add_argument(
+        "--runtime",
+        choices=["sklearn", "compiled"],
+        help="default: compiled when the version has it, else sklearn",
+    )
     args = parser.parse_args(argv)
     version = args.version or latest_version(args.model)
+    if args.runtime is None:
+        if not (ARTIFACTS / args.model / version / "manifest.json").is_file():
+            raise SystemExit(f"no {args.model} {version} under {ARTIFACTS}: is it trained?")
+        args.runtime, why = default_runtime(args.model, version)
+        if why:
+            print(f"{why}: serving the sklearn runtime", file=sys.stderr, flush=True)
     started = time.perf_counter()
     module = load_handler(model_env(args.model, version, args.runtime))
     state = module.current_state()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,26 +92,50 @@ def records(
     lambda_version: str,
     feature_names: Sequence[str],
     rows: Sequence[Sequence[float]],
-    probabilities: Sequence[float],
-    predictions: Sequence[int],
+    probabilities: Sequence[float] | None = None,
+    predictions: Sequence[Any] | None = None,
+    row_fields: Callable[[int], Mapping[str, Any]] | None = None,
+    categories: Sequence[Sequence[Any] | None] | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> list[dict[str, Any]]:
     """One capture record per captured row of a request (``rows``: validated features).
+
+    A row's answer comes from ``row_fields(index)`` (the task's fields: ``prediction``,
+    and ``probability`` or ``probabilities``), or for a binary model from
+    ``probabilities`` and ``predictions``. ``categories`` lists, per feature, a categorical
+    feature's values (None for a numeric one): the record holds the request's value, not
+    the code the model read.
 
     Each record says how many rows the request had and how many were captured, so a
     consumer can tell a sampled-down batch from a small one. A record that would reach
     ``MAX_RECORD_BYTES`` (a model with thousands of features) keeps everything but its
     features, which become null with ``features_omitted_bytes`` saying how large they were.
     """
-    if not len(rows) == len(probabilities) == len(predictions):
+    if row_fields is None:
+        if probabilities is None or predictions is None:
+            raise ValueError("records() needs row_fields, or probabilities and predictions")
+        if not len(rows) == len(probabilities) == len(predictions):
+            raise ValueError(
+                f"rows ({len(rows)}), probabilities ({len(probabilities)}) and predictions "
+                f"({len(predictions)}) must have one entry per row"
+            )
+        binary_probabilities, binary_predictions = probabilities, predictions
+
+        def row_fields(index: int) -> Mapping[str, Any]:
+            return {
+                "probability": float(binary_probabilities[index]),
+                "prediction": int(binary_predictions[index]),
+            }
+
+    if categories is not None and len(categories) != len(feature_names):
         raise ValueError(
-            f"rows ({len(rows)}), probabilities ({len(probabilities)}) and predictions "
-            f"({len(predictions)}) must have one entry per row"
+            f"categories has {len(categories)} entries for {len(feature_names)} features"
         )
     if timestamp.tzinfo is None:
         raise ValueError(f"timestamp must be timezone-aware, got {timestamp.isoformat()}")
     when = timestamp.astimezone(UTC)
     indices = captured_rows(len(rows), max_rows)
+    kinds = categories if categories is not None else [None] * len(feature_names)
     out = []
     for index in indices:
         values = rows[index]
@@ -133,10 +157,10 @@ def records(
             "model_version": model_version,
             "lambda_version": lambda_version,
             "features": {
-                name: _json_number(value) for name, value in zip(feature_names, values, strict=True)
+                name: _json_number(value) if allowed is None else allowed[int(value)]
+                for name, value, allowed in zip(feature_names, values, kinds, strict=True)
             },
-            "probability": float(probabilities[index]),
-            "prediction": int(predictions[index]),
+            **row_fields(index),
         }
         out.append(_bounded(record))
     return out

@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import allocator, capture, logs, metrics, summaries
+from inference import allocator, answers, capture, logs, metrics
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
-from inference.errors import ErrorCode, RequestError
+from inference.errors import ErrorCode, RequestError, too_large
 from inference.events import Shape, detect_shape, http_request_id, is_warmup, read_payload
-from inference.limits import PREDICTION_LOG_MAX_ROWS, clip
-from inference.model_loader import LoadedModel
+from inference.limits import clip
 from inference.responses import error_answer, render
 from inference.state import Ready, State, Unavailable, init_state
 from inference.validation import parse_instances
@@ -39,7 +38,6 @@ __all__ = [
     "init_state",
 ]
 
-THRESHOLD = 0.5
 # Set by Lambda in every execution environment.
 _LAMBDA_MARKER = "AWS_LAMBDA_FUNCTION_NAME"
 _SOURCE_VARIABLES = ("MODEL_PATH", "MODEL_BUCKET", "MODEL_KEY")
@@ -137,27 +135,24 @@ def _predict(
     settings, loaded = state.settings, state.loaded
     payload = read_payload(shape, event, max_body_bytes=settings.max_body_bytes)
     instances = parse_instances(payload, loaded.schema, max_batch_size=settings.max_batch_size)
+    model = loaded.model
+    rows = instances.X.shape[0]
+    classes = tuple(model.classes) if model.classes is not None else None
+    most = answers.max_answer_rows(model.task, classes)
+    if rows > most:
+        raise too_large(
+            f"batch of {rows} instances would get an answer over Lambda's 6 MB response "
+            f"limit from this model ({len(classes or ())} classes): send at most {most} "
+            "instances per request"
+        )
     predict_started = time.perf_counter()
-    proba = _probabilities(loaded, instances.X)
+    outputs = model.outputs(instances.X)
     predict_ms = (time.perf_counter() - predict_started) * 1000
-    positive = proba >= THRESHOLD
-    # tolist() converts in C: float and int objects for the answer and the log sample.
-    probabilities: list[float] = proba.tolist()
-    labels: list[int] = positive.astype(np.int8).tolist()
+    answered = answers.answers(model.task, classes, outputs, rows=rows, batch=instances.batch)
     identity = _identity(state)
-    if instances.batch:
-        body: dict[str, Any] = {
-            "predictions": [
-                {"prediction": label, "probability": p}
-                for label, p in zip(labels, probabilities, strict=True)
-            ],
-        }
-    else:
-        body = {"prediction": labels[0], "probability": probabilities[0]}
-    # The only encode of every probability: the log line and EMF carry bounded summaries.
-    response = render(shape, 200, {**body, **identity, "request_id": request_id})
+    # The only encode of every output: the log line and EMF carry bounded summaries.
+    response = render(shape, 200, {**answered.body, **identity, "request_id": request_id})
     latency_ms = (time.perf_counter() - started) * 1000
-    shown = PREDICTION_LOG_MAX_ROWS
     line = logs.entry(
         "INFO",
         "prediction",
@@ -167,17 +162,14 @@ def _predict(
         **identity,
         latency_ms=round(latency_ms, 3),
         predict_ms=round(predict_ms, 3),
-        rows=len(labels),
-        **summaries.log_fields(proba, positive),
-        probabilities=probabilities[:shown],
-        predictions=labels[:shown],
-        **({"rows_not_logged": len(labels) - shown} if len(labels) > shown else {}),
+        rows=answered.rows,
+        **answered.log_fields,
         cold_start=cold and not settings.provisioned,
     )
     emitted = [
         metrics.Metric("InferenceLatency", metrics.MILLISECONDS, latency_ms),
-        metrics.Metric("Predictions", metrics.COUNT, len(labels)),
-        metrics.Metric("PredictionProbability", metrics.NONE, summaries.metric_values(proba)),
+        metrics.Metric("Predictions", metrics.COUNT, answered.rows),
+        answered.metric,
     ]
     if cold and not settings.provisioned:
         emitted.append(metrics.Metric("ColdStart", metrics.COUNT, 1))
@@ -193,7 +185,7 @@ def _predict(
         request_id, settings.capture_sample_rate
     ):
         try:
-            _capture(state, request_id, instances.X, probabilities, labels)
+            _capture(state, request_id, instances.X, answered)
         except Exception:
             # The caller's answer is ready and right: a capture bug costs the record only.
             logs.exception("capture failed", request_id=request_id, **identity)
@@ -201,11 +193,7 @@ def _predict(
 
 
 def _capture(
-    state: Ready,
-    request_id: str,
-    X: NDArray[np.float64],
-    probabilities: list[float],
-    labels: list[int],
+    state: Ready, request_id: str, X: NDArray[np.float64], answered: answers.Answers
 ) -> None:
     loaded, settings = state.loaded, state.settings
     records = capture.records(
@@ -216,22 +204,11 @@ def _capture(
         lambda_version=settings.lambda_version,
         feature_names=[feature.name for feature in loaded.schema],
         rows=X.tolist(),
-        probabilities=probabilities,
-        predictions=labels,
+        row_fields=answered.row_fields,
+        categories=[feature.values for feature in loaded.schema],
         max_rows=settings.capture_max_rows,
     )
     logs.write_lines(records)
-
-
-def _probabilities(loaded: LoadedModel, X: NDArray[np.float64]) -> NDArray[np.float64]:
-    proba = np.asarray(loaded.model.outputs(X), dtype=np.float64)
-    # A runtime that answers with the wrong shape or a non-probability is a bug, not data.
-    if proba.shape != (X.shape[0],) or not np.all((proba >= 0.0) & (proba <= 1.0)):
-        raise RuntimeError(
-            f"runtime returned probabilities of shape {proba.shape} for {X.shape[0]} rows, "
-            f"min {np.nanmin(proba) if proba.size else None}"
-        )
-    return proba
 
 
 def _rejected(

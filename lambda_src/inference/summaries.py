@@ -8,6 +8,8 @@ document's worth of values, the batch's evenly spaced order statistics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -24,21 +26,40 @@ def log_fields(probabilities: NDArray[np.float64], labels: NDArray[np.bool_]) ->
     ``sum(positives) / sum(rows)`` and ``sum(probability_mean * rows) / sum(rows)`` over
     many lines are the exact positive rate and mean probability of a version.
     """
-    rows = probabilities.shape[0]
-    if rows == 1:
+    positives = int(labels[0]) if labels.shape[0] == 1 else int(np.count_nonzero(labels))
+    return {"positives": positives, **spread(probabilities, "probability")}
+
+
+def spread(
+    values: NDArray[np.float64],
+    prefix: str,
+    *,
+    quantiles: dict[str, float] | None = None,
+    digits: int | None = DECIMALS,
+) -> dict[str, object]:
+    """``<prefix>_mean`` always; min, max and ``quantiles`` (default p10/p50/p90) for 2 or
+    more values. Rounded to ``digits`` decimals, or (None) to 7 significant digits for
+    values of any scale (a regression's)."""
+    chosen = QUANTILES if quantiles is None else quantiles
+    rounded = _rounder(digits)
+    if values.shape[0] == 1:
         # One record: the numbers are the answer itself; no numpy reductions for it.
-        only = float(probabilities[0])
-        return {"positives": int(labels[0]), "probability_mean": round(only, DECIMALS)}
-    ordered = np.sort(probabilities).tolist()
+        return {f"{prefix}_mean": rounded(float(values[0]))}
+    ordered = np.sort(values).tolist()
     fields: dict[str, object] = {
-        "positives": int(np.count_nonzero(labels)),
-        "probability_mean": round(float(probabilities.mean()), DECIMALS),
-        "probability_min": round(ordered[0], DECIMALS),
-        "probability_max": round(ordered[-1], DECIMALS),
+        f"{prefix}_mean": rounded(float(values.mean())),
+        f"{prefix}_min": rounded(ordered[0]),
+        f"{prefix}_max": rounded(ordered[-1]),
     }
-    for name, q in QUANTILES.items():
-        fields[name] = round(_quantile(ordered, q), DECIMALS)
+    for name, q in chosen.items():
+        fields[f"{prefix}_{name.rpartition('_')[2]}"] = rounded(_quantile(ordered, q))
     return fields
+
+
+def _rounder(digits: int | None) -> Callable[[float], float]:
+    if digits is not None:
+        return lambda value: round(value, digits)
+    return lambda value: float(f"{value:.7g}")
 
 
 def _quantile(ordered: list[float], q: float) -> float:

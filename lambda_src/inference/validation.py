@@ -11,7 +11,7 @@ import json
 import math
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,12 +25,38 @@ _NUMBER_TYPES = {int, float}
 __all__ = ["BATCH_KEY", "MAX_REPORTED_PROBLEMS", "Feature", "Instances", "parse_instances"]
 
 
+# A categorical feature lists 1 to this many values (the artifact contract's bound).
+MAX_CATEGORIES = 1000
+# An error message lists at most this many of a categorical feature's values.
+SHOWN_CATEGORIES = 10
+CategoryValue = str | int
+
+
 @dataclass(frozen=True)
 class Feature:
+    """One model input. A categorical feature is an integer one over the codes 0..k-1 (the
+    matrix holds the position of the request's value in ``values``)."""
+
     name: str
     integer: bool
     minimum: float
     maximum: float
+    values: tuple[CategoryValue, ...] | None = None
+    # (type, value) -> code: the type keeps 1 apart from "1", and true (a bool) from 1.
+    codes: Mapping[tuple[type, CategoryValue], int] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        if self.values is not None:
+            codes = {(type(value), value): code for code, value in enumerate(self.values)}
+            object.__setattr__(self, "codes", codes)
+
+    def code_of(self, value: object) -> int | None:
+        """The position of ``value`` in ``values`` (same JSON type), or None."""
+        if type(value) not in (str, int):
+            return None
+        return self.codes.get((type(value), value))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -51,8 +77,13 @@ def schema_from_artifact(features: object) -> tuple[Feature, ...]:
         name, dtype, allowed = entry.get("name"), entry.get("dtype"), entry.get("allowed")
         if not isinstance(name, str) or not name:
             raise ValueError(f"{where} has no name")
+        if dtype == "categorical":
+            parsed.append(_categorical(f"{where} ({name})", name, allowed))
+            continue
         if dtype not in ("integer", "number"):
-            raise ValueError(f"{where} ({name}) has dtype {dtype!r}: expected integer or number")
+            raise ValueError(
+                f"{where} ({name}) has dtype {dtype!r}: expected integer, number or categorical"
+            )
         if not isinstance(allowed, Mapping) or not all(
             _is_number(allowed.get(bound)) for bound in ("min", "max")
         ):
@@ -67,6 +98,27 @@ def schema_from_artifact(features: object) -> tuple[Feature, ...]:
     if BATCH_KEY in names:
         raise ValueError(f"artifact feature schema uses the reserved name {BATCH_KEY!r}")
     return tuple(parsed)
+
+
+def _categorical(where: str, name: str, allowed: object) -> Feature:
+    values = allowed.get("values") if isinstance(allowed, Mapping) else None
+    if not isinstance(values, list) or not 1 <= len(values) <= MAX_CATEGORIES:
+        raise ValueError(
+            f"{where} needs allowed.values: a list of 1 to {MAX_CATEGORIES} strings or integers"
+        )
+    for value in values:
+        # type(), not isinstance(): a bool is an int, and true is not a category value here.
+        if type(value) not in (str, int):
+            raise ValueError(
+                f"{where} has allowed value {_show(value)} ({_json_type(value)}): "
+                "values are strings or integers"
+            )
+    seen: set[tuple[type, object]] = set()
+    for value in values:
+        if (type(value), value) in seen:
+            raise ValueError(f"{where} repeats the allowed value {_show(value)}")
+        seen.add((type(value), value))
+    return Feature(name, True, 0.0, float(len(values) - 1), tuple(values))
 
 
 def parse_instances(
@@ -134,16 +186,22 @@ def valid_batch_matrix(records: list[Any], schema: Sequence[Feature]) -> NDArray
         rows = [(value,) for value in rows]  # itemgetter of one name returns the value
     if set(map(len, records)) != {len(names)}:
         return None  # unknown fields
-    # type() rather than isinstance(): bool is an int subclass, and true/false is refused.
-    if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
-        return None
-    try:
-        # fromiter over the flat values: half the time of np.array on a list of tuples.
-        flat = itertools.chain.from_iterable(rows)
-        count = len(rows) * len(names)
-        matrix = np.fromiter(flat, np.float64, count=count).reshape(len(rows), len(names))
-    except OverflowError:
-        return None  # an integer too large for a float is out of range anyway
+    categorical = [index for index, feature in enumerate(schema) if feature.values is not None]
+    if categorical:
+        matrix = _coded_matrix(rows, schema, categorical)
+        if matrix is None:
+            return None
+    else:
+        # type() rather than isinstance(): bool is an int subclass, and true/false is refused.
+        if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
+            return None
+        try:
+            # fromiter over the flat values: half the time of np.array on a list of tuples.
+            flat = itertools.chain.from_iterable(rows)
+            count = len(rows) * len(names)
+            matrix = np.fromiter(flat, np.float64, count=count).reshape(len(rows), len(names))
+        except OverflowError:
+            return None  # an integer too large for a float is out of range anyway
     minimum = np.array([feature.minimum for feature in schema])
     maximum = np.array([feature.maximum for feature in schema])
     integer = np.array([feature.integer for feature in schema])
@@ -152,6 +210,35 @@ def valid_batch_matrix(records: list[Any], schema: Sequence[Feature]) -> NDArray
     if (matrix[:, integer] != np.floor(matrix[:, integer])).any():
         return None
     return matrix
+
+
+def _coded_matrix(
+    rows: list[Any], schema: Sequence[Feature], categorical: list[int]
+) -> NDArray[np.float64] | None:
+    """The batch's matrix with each categorical value replaced by its code, column by column
+    (the all-numeric path above never pays for this); None at the first value that is not
+    exactly valid."""
+    columns: list[Any] = list(zip(*rows, strict=True))
+    for index in categorical:
+        codes = schema[index].codes
+        try:
+            # The key's type keeps 1 apart from "1" and true; a list or object is unhashable.
+            coded = [codes.get((type(value), value)) for value in columns[index]]
+        except TypeError:
+            return None
+        if None in coded:
+            return None
+        columns[index] = coded
+    numeric = (column for index, column in enumerate(columns) if index not in categorical)
+    if not set(map(type, itertools.chain.from_iterable(numeric))) <= _NUMBER_TYPES:
+        return None
+    try:
+        flat = itertools.chain.from_iterable(columns)
+        count = len(rows) * len(schema)
+        by_column = np.fromiter(flat, np.float64, count=count).reshape(len(schema), len(rows))
+    except OverflowError:
+        return None
+    return np.ascontiguousarray(by_column.T)
 
 
 @dataclass(frozen=True)
@@ -210,6 +297,13 @@ def validate_record(
             report(feature.name, "missing", "required field is missing")
             continue
         value = record[feature.name]
+        if feature.values is not None:
+            code = feature.code_of(value)
+            if code is None:
+                report(feature.name, "not_allowed", _not_one_of(feature.values, value))
+            else:
+                values.append(float(code))
+            continue
         problem = judge_value(feature, value)
         if problem:
             report(feature.name, *problem)
@@ -218,8 +312,20 @@ def validate_record(
     return values, problems
 
 
+def _not_one_of(allowed: Sequence[CategoryValue], value: object) -> str:
+    shown = ", ".join(_show(v) for v in allowed[:SHOWN_CATEGORIES])
+    if len(allowed) > SHOWN_CATEGORIES:
+        shown += f" (or one of {len(allowed) - SHOWN_CATEGORIES} more values)"
+    if type(value) in {type(v) for v in allowed}:
+        return f"{_show(value)} is not one of {shown}"
+    got = _json_type(value) + ("" if value is None else f" {_show(value)}")
+    return f"must be one of {shown}, got {got}"
+
+
 def check_value(feature: Feature, value: object) -> str | None:
     """Why ``value`` is not acceptable for ``feature``, or None when it is."""
+    if feature.values is not None:
+        return None if feature.code_of(value) is not None else _not_one_of(feature.values, value)
     problem = judge_value(feature, value)
     return None if problem is None else problem[1]
 

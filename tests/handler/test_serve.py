@@ -217,3 +217,53 @@ def test_a_busy_port_is_a_one_line_error(
         "pick another port with --port (0 picks a free one)"
     )
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_any_task_serves_over_http_from_the_newest_passed_version(
+    task: str,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_env: None,
+) -> None:
+    from tests.handler import task_artifacts
+
+    monkeypatch.setattr(serve, "ARTIFACTS", tmp_path)
+    task_artifacts.write(tmp_path, task, model_name="example", version="v1")
+    refused = task_artifacts.write(tmp_path, task, model_name="example", version="v2")
+    manifest_path = refused.path.parent / "manifest.json"
+    refused_manifest = json.loads(manifest_path.read_text())
+    refused_manifest["quality_gate"] = {"status": "refused"}
+    refused_manifest["compiled_runtime"] = {"supported": False, "reason": "no compiler for it"}
+    manifest_path.write_text(json.dumps(refused_manifest))
+
+    assert serve.latest_version("example") == "v1"
+    runtime, why = serve.default_runtime("example", "v2")
+    assert runtime == "sklearn"
+    assert why == "example v2 has no compiled artifact (no compiler for it)"
+    module = serve.load_handler(serve.model_env("example", "v1", runtime))
+    server = serve.make_server("127.0.0.1", 0, module.handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        record = {"size": 2.0, "colour": "green", "count": 7}
+        status, _, body = request(url, json.dumps({"instances": [record, record]}).encode())
+        assert status == 200, body
+        assert (body["model_name"], body["model_version"]) == ("example", "v1")
+        first = body["predictions"][0]
+        if task == "multiclass":
+            assert list(first["probabilities"]) == task_artifacts.MULTICLASS_CLASSES
+            assert first["prediction"] in task_artifacts.MULTICLASS_CLASSES
+        else:
+            assert set(first) == {"prediction"} and isinstance(first["prediction"], float)
+        status, _, body = request(url, json.dumps({**record, "colour": 1}).encode())
+        assert status == 400
+        assert (
+            body["error"]["message"]
+            == 'colour: must be one of "red", "green", "blue", got number 1'
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
