@@ -26,11 +26,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training import artifacts, estimators, gate, golden
-from training.dataset import DatasetError, Labels, fingerprint, load_csv
+from training import artifacts, cli, estimators, golden
+from training.dataset import Labels, fingerprint, load_csv
 from training.publish import Labelled, publish
-from training.schema import Schema, SchemaError, load_schema
-from training.skops_artifact import SkopsParityError
+from training.schema import Schema, load_schema
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
 from inference import sklearn_model
@@ -277,28 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         help="labelled rows to judge the model on (metrics, quality gate, model card, golden "
         "set with labels); without it the gate does not check and demo/serve do not pick it",
     )
-    parser.add_argument(
-        "--accept-regression",
-        metavar="REASON",
-        help="write a model the quality gate finds worse than the previous version, and "
-        "record REASON with the figures in the manifest",
-    )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="artifact root")
-    parser.add_argument(
-        "--no-compiled", action="store_true", help="skip the compiled-runtime artifact"
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an existing version (only one never deployed: Lambda pins its SHA-256)",
-    )
-    args = parser.parse_args(argv)
-    if args.accept_regression is not None and not args.accept_regression.strip():
-        parser.error('--accept-regression needs a reason, e.g. --accept-regression "new data"')
+    cli.add_version_options(parser, DEFAULT_OUTPUT)
+    args = cli.parse(parser, argv)
     if args.sha256 is not None and not SHA256.match(args.sha256):
         parser.error(f"--sha256 {args.sha256!r} is not 64 hex digits")
-    try:
-        package(
+    return cli.run(
+        lambda: package(
             args.estimator,
             schema=load_schema(args.schema),
             model_name=args.model,
@@ -309,20 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             accept_regression=args.accept_regression,
             compiled=not args.no_compiled,
             force=args.force,
-            log=lambda m: print(m, file=sys.stderr),
+            log=cli.log,
         )
-    except (
-        PackagingError,
-        DatasetError,
-        SchemaError,
-        gate.QualityGateError,
-        artifacts.ArtifactExistsError,
-        SkopsParityError,
-        ValueError,
-    ) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    )
 
 
 if __name__ == "__main__":

@@ -25,12 +25,11 @@ from numpy.typing import NDArray
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from training import artifacts, estimators, golden, skops_artifact
-from training.compile import ParityError, UnsupportedModelError
-from training.dataset import DatasetError, Labels, check_class_balance, fingerprint, load_csv
+from training import artifacts, cli, estimators, golden, skops_artifact
+from training.dataset import Labels, check_class_balance, fingerprint, load_csv
 from training.distributions import MANIFEST_KEY as REFERENCE_KEY
 from training.distributions import reference_distributions
-from training.estimators import DEFAULT_KIND, GBM_PARAMS, KINDS, EstimatorError
+from training.estimators import DEFAULT_KIND, GBM_PARAMS, KINDS
 from training.publish import (
     ARTIFACT_FILE,
     ARTIFACT_FORMAT,
@@ -259,12 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="training CSV (default: synthetic data)")
     parser.add_argument("--rows", type=int, default=20000, help="synthetic rows (default 20000)")
     parser.add_argument("--data-seed", type=int, default=7, help="synthetic data seed (default 7)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="artifact root")
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an existing version (only one never deployed: Lambda pins its SHA-256)",
-    )
     parser.add_argument(
         "--golden-rows",
         type=int,
@@ -272,61 +265,39 @@ def main(argv: list[str] | None = None) -> int:
         help=f"golden set size, a stratified sample of the holdout (default "
         f"{golden.DEFAULT_ROWS}; all of it when the holdout is smaller)",
     )
-    parser.add_argument(
-        "--no-compiled",
-        action="store_true",
-        help="skip the compiled-runtime artifact (only runtime 'sklearn' can serve it)",
-    )
-    parser.add_argument(
-        "--accept-regression",
-        metavar="REASON",
-        help="write a model the quality gate finds worse than the previous version, and "
-        "record REASON with the figures in the manifest",
-    )
-    args = parser.parse_args(argv)
-    if args.accept_regression is not None and not args.accept_regression.strip():
-        parser.error('--accept-regression needs a reason, e.g. --accept-regression "new data"')
-    try:
-        artifacts.check_identity(args.model, args.version)
-        schema = load_schema(args.schema) if args.schema else CHURN
-        params = estimators.parse_param_args(args.params, args.param)
-        # Refused before the data is read: a typo in a name costs nothing.
-        estimators.resolve_params(args.estimator, schema.task, params)
-        if args.data:
-            data = csv_data(args.data, schema)
-        elif schema == CHURN:
-            data = synthetic_data(args.rows, args.data_seed)
-        else:
-            raise SchemaError(
-                f"{args.schema}: synthetic data has the churn features only; give the "
-                "training CSV with --data"
-            )
-        train(
-            data,
-            model_name=args.model,
-            version=args.version,
-            output=args.output,
-            force=args.force,
-            estimator=args.estimator,
-            params=params or None,
-            compiled=not args.no_compiled,
-            golden_rows=args.golden_rows,
-            accept_regression=args.accept_regression,
-            log=lambda m: print(m, file=sys.stderr),
+    cli.add_version_options(parser, DEFAULT_OUTPUT)
+    args = cli.parse(parser, argv)
+    return cli.run(lambda: _train_from_args(args))
+
+
+def _train_from_args(args: argparse.Namespace) -> Path:
+    artifacts.check_identity(args.model, args.version)
+    schema = load_schema(args.schema) if args.schema else CHURN
+    params = estimators.parse_param_args(args.params, args.param)
+    # Refused before the data is read: a typo in a name costs nothing.
+    estimators.resolve_params(args.estimator, schema.task, params)
+    if args.data:
+        data = csv_data(args.data, schema)
+    elif schema == CHURN:
+        data = synthetic_data(args.rows, args.data_seed)
+    else:
+        raise SchemaError(
+            f"{args.schema}: synthetic data has the churn features only; give the "
+            "training CSV with --data"
         )
-    except (
-        DatasetError,
-        SchemaError,
-        EstimatorError,
-        artifacts.ArtifactExistsError,
-        ParityError,
-        skops_artifact.SkopsParityError,
-        UnsupportedModelError,
-        ValueError,
-    ) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return train(
+        data,
+        model_name=args.model,
+        version=args.version,
+        output=args.output,
+        force=args.force,
+        estimator=args.estimator,
+        params=params or None,
+        compiled=not args.no_compiled,
+        golden_rows=args.golden_rows,
+        accept_regression=args.accept_regression,
+        log=cli.log,
+    )
 
 
 if __name__ == "__main__":
