@@ -116,7 +116,7 @@ def write_markdown(path: Path, manifest: dict[str, Any], plot_name: str | None) 
         "",
         f"Task: {task}. Estimator: `{training['estimator']}` with {training['params']}.",
     ]
-    if task == "binary" and "task" not in manifest:
+    if task == "binary" and manifest["target"].get("classes") == [0, 1]:
         # The churn cards' first lines, as they have always read.
         lines[-1] = f"Estimator: `{training['estimator']}` with {training['params']}."
     metrics = manifest.get("metrics")

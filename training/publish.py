@@ -341,10 +341,12 @@ def publish(
                 {"sample": "the inputs given, no labels"},
                 **task_kw,
             )
-        manifest: dict[str, Any] = {"model_name": model_name, "model_version": version}
-        if task_kw:
-            manifest["task"] = task
-        manifest["artifacts"] = artifact_entries
+        manifest: dict[str, Any] = {
+            "model_name": model_name,
+            "model_version": version,
+            "task": task,
+            "artifacts": artifact_entries,
+        }
         if compiled_runtime is not None:
             manifest["compiled_runtime"] = compiled_runtime
         manifest["features"] = feature_schema

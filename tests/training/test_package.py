@@ -252,3 +252,20 @@ def test_the_gate_refuses_a_packaged_model_worse_than_the_base_rate(
     assert "refused by the quality gate" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_a_bare_estimator_is_packaged_and_the_compiled_runtime_says_whether_it_took_it(
+    tmp_path: Path, write_csv: WriteCsv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Not a Pipeline: the compiler once failed on it with an AttributeError (exit 1).
+    path = _dump_joblib(_logistic().fit(X7, Y7))(tmp_path)
+    assert _run(tmp_path, path, "--data", str(write_csv(300))) == 0
+    manifest = json.loads((tmp_path / "out/churn/v7/manifest.json").read_text())
+    assert manifest["training"]["estimator"] == "LogisticRegression"
+    assert manifest["training"]["params"]["max_iter"] == 5000
+    if "compiled" not in manifest["artifacts"]:
+        reason = manifest["compiled_runtime"]["reason"]
+        assert "LogisticRegression" in reason
+        assert f"compiled runtime: not supported, written without it: {reason}" in (
+            capsys.readouterr().err
+        )
