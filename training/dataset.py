@@ -109,7 +109,7 @@ def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
     if schema.task == "binary" and len(counts) > 2:
         # The rarest class is most likely the typo: named at the line it first shows up.
         odd = min(counts, key=lambda c: (counts[c], first_line[c]))
-        found = ", ".join(f"{c!r} ({n} rows)" for c, n in counts.items())
+        found = ", ".join(f"{c!r} ({n} row{'s' if n != 1 else ''})" for c, n in counts.items())
         raise DatasetError(
             f"{path}: line {first_line[odd]}, {where}: {odd!r} makes {len(counts)} classes: a "
             f"binary label has exactly 2 (found {found})"
