@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,39 +70,77 @@ def names(raw: Any) -> list[str]:
     return [str(n).replace(" ", "_").replace("/", "_") for n in raw]
 
 
-def package_and_load(
-    tmp_path: Path, model: str, schema: Path, estimator: Path, data: Path
-) -> tuple[dict[str, Any], sklearn_model.SklearnModel]:
+@dataclass(frozen=True)
+class Packaged:
+    manifest: dict[str, Any]
+    loaded: sklearn_model.SklearnModel
+    estimator: Any
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+def fit_and_package(
+    tmp_path: Path,
+    name: str,
+    estimator: Any,
+    *,
+    task: str,
+    label: str,
+    feature_names: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    test_size: float,
+    suffix: str,
+    categorical: dict[int, list[Any]] | None = None,
+) -> Packaged:
+    """Fit outside training, write the held-out rows as the labelled CSV, package the
+    estimator with the command, and load the sklearn artifact as the app does."""
+    stratify = None if task == "regression" else y
+    X_fit, X_test, y_fit, y_test = train_test_split(
+        X, y, test_size=test_size, random_state=0, stratify=stratify
+    )
+    estimator.fit(X_fit, y_fit)
+    schema, data = write_dataset(
+        tmp_path,
+        name,
+        task=task,
+        label=label,
+        features=names(feature_names),
+        X=X_test,
+        y=[v.item() if isinstance(v, np.generic) else v for v in y_test],
+        categorical=categorical,
+    )
+    path = tmp_path / f"{name}{suffix}"
+    if suffix == ".skops":
+        path.write_bytes(skops.io.dumps(estimator))
+    else:
+        joblib.dump(estimator, path)
     out = tmp_path / "out"
-    argv = ["--model", model, "--version", "v1", "--schema", str(schema)]
-    argv += ["--estimator", str(estimator), "--data", str(data), "--output", str(out)]
+    argv = ["--model", name, "--version", "v1", "--schema", str(schema)]
+    argv += ["--estimator", str(path), "--data", str(data), "--output", str(out)]
     assert package.main(argv) == 0
-    version = out / model / "v1"
+    version = out / name / "v1"
     assert artifacts.verify_version(version) == []
     manifest = json.loads((version / "manifest.json").read_text())
     loaded = sklearn_model.load((version / manifest["artifacts"]["sklearn"]["file"]).read_bytes())
-    return manifest, loaded
+    return Packaged(manifest, loaded, estimator, X_test, y_test)
 
 
 def test_breast_cancer_logistic_regression_with_string_classes(tmp_path: Path) -> None:
     bunch = load_breast_cancer()
-    y = np.asarray(bunch.target_names)[bunch.target].astype(object)  # malignant / benign
-    X_fit, X_test, y_fit, y_test = train_test_split(bunch.data, y, test_size=0.3, random_state=0)
-    estimator = Pipeline(
-        [("scale", StandardScaler()), ("model", LogisticRegression(max_iter=1000))]
-    ).fit(X_fit, y_fit)
-    schema, data = write_dataset(
+    result = fit_and_package(
         tmp_path,
         "cancer",
+        Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(max_iter=1000))]),
         task="binary",
         label="diagnosis",
-        features=names(bunch.feature_names),
-        X=X_test,
-        y=list(y_test),
+        feature_names=bunch.feature_names,
+        X=bunch.data,
+        y=np.asarray(bunch.target_names)[bunch.target].astype(object),  # malignant / benign
+        test_size=0.3,
+        suffix=".skops",
     )
-    path = tmp_path / "cancer.skops"
-    path.write_bytes(skops.io.dumps(estimator))
-    manifest, loaded = package_and_load(tmp_path, "cancer", schema, path, data)
+    manifest, loaded, X_test = result.manifest, result.loaded, result.X_test
 
     assert manifest["task"] == "binary"
     assert manifest["target"] == {
@@ -112,30 +151,26 @@ def test_breast_cancer_logistic_regression_with_string_classes(tmp_path: Path) -
     assert manifest["quality_gate"]["status"] == "passed"
     assert manifest["metrics"]["roc_auc"] > 0.95
     assert manifest["metrics"]["log_loss"] < manifest["quality_gate"]["base_rate"]["log_loss"]
-    assert manifest["metrics"]["holdout_rows"] == len(y_test)
+    assert manifest["metrics"]["holdout_rows"] == len(result.y_test)
     assert loaded.task == "binary" and loaded.classes == ("benign", "malignant")
-    assert np.array_equal(loaded.outputs(X_test), estimator.predict_proba(X_test)[:, 1])
+    assert np.array_equal(loaded.outputs(X_test), result.estimator.predict_proba(X_test)[:, 1])
 
 
 def test_wine_random_forest_multiclass(tmp_path: Path) -> None:
     bunch = load_wine()
-    y = np.asarray(bunch.target_names)[bunch.target].astype(object)  # class_0 .. class_2
-    X_fit, X_test, y_fit, y_test = train_test_split(
-        bunch.data, y, test_size=0.6, random_state=0, stratify=y
-    )
-    estimator = RandomForestClassifier(n_estimators=25, random_state=0).fit(X_fit, y_fit)
-    schema, data = write_dataset(
+    result = fit_and_package(
         tmp_path,
         "wine",
+        RandomForestClassifier(n_estimators=25, random_state=0),
         task="multiclass",
         label="cultivar",
-        features=names(bunch.feature_names),
-        X=X_test,
-        y=list(y_test),
+        feature_names=bunch.feature_names,
+        X=bunch.data,
+        y=np.asarray(bunch.target_names)[bunch.target].astype(object),  # class_0 .. class_2
+        test_size=0.6,
+        suffix=".joblib",
     )
-    path = tmp_path / "wine.joblib"
-    joblib.dump(estimator, path)
-    manifest, loaded = package_and_load(tmp_path, "wine", schema, path, data)
+    manifest, loaded, X_test = result.manifest, result.loaded, result.X_test
 
     assert manifest["task"] == "multiclass"
     assert manifest["target"] == {"name": "cultivar", "classes": ["class_0", "class_1", "class_2"]}
@@ -145,8 +180,8 @@ def test_wine_random_forest_multiclass(tmp_path: Path) -> None:
     assert manifest["metrics"]["log_loss"] < gate["base_rate"]["log_loss"]
     assert manifest["metrics"]["roc_auc_ovr"] > 0.9
     outputs = loaded.outputs(X_test)
-    assert outputs.shape == (len(y_test), 3)
-    assert np.array_equal(outputs, estimator.predict_proba(X_test))
+    assert outputs.shape == (len(result.y_test), 3)
+    assert np.array_equal(outputs, result.estimator.predict_proba(X_test))
     # Not a pipeline the compiled runtime takes today, or one it does: either way it says.
     assert "compiled" in manifest["artifacts"] or manifest["compiled_runtime"]["reason"]
 
@@ -157,21 +192,20 @@ def test_diabetes_hist_gradient_boosting_regression_with_a_categorical(tmp_path:
     # The "sex" column holds two values: served as the categories the schema names, and
     # encoded as their positions in that list, as the encoding contract says.
     X[:, 1] = (X[:, 1] > 0).astype(np.float64)
-    X_fit, X_test, y_fit, y_test = train_test_split(X, bunch.target, test_size=0.3, random_state=0)
-    estimator = HistGradientBoostingRegressor(max_iter=40, random_state=0).fit(X_fit, y_fit)
-    schema, data = write_dataset(
+    result = fit_and_package(
         tmp_path,
         "diabetes",
+        HistGradientBoostingRegressor(max_iter=40, random_state=0),
         task="regression",
         label="progression",
-        features=names(bunch.feature_names),
-        X=X_test,
-        y=[float(v) for v in y_test],
+        feature_names=bunch.feature_names,
+        X=X,
+        y=bunch.target,
+        test_size=0.3,
+        suffix=".joblib",
         categorical={1: ["female", "male"]},
     )
-    path = tmp_path / "diabetes.joblib"
-    joblib.dump(estimator, path)
-    manifest, loaded = package_and_load(tmp_path, "diabetes", schema, path, data)
+    manifest, loaded, X_test = result.manifest, result.loaded, result.X_test
 
     assert manifest["task"] == "regression"
     assert manifest["target"] == {"name": "progression"}
@@ -180,7 +214,7 @@ def test_diabetes_hist_gradient_boosting_regression_with_a_categorical(tmp_path:
     assert gate["status"] == "passed"
     assert manifest["metrics"]["rmse"] < gate["baseline"]["rmse"]
     assert loaded.task == "regression" and loaded.classes is None
-    assert np.array_equal(loaded.outputs(X_test), estimator.predict(X_test))
+    assert np.array_equal(loaded.outputs(X_test), result.estimator.predict(X_test))
 
 
 def test_wine_trained_with_a_built_in_estimator(tmp_path: Path) -> None:
