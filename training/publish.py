@@ -298,7 +298,9 @@ def publish(
                 features=feature_schema,
                 **task_kw,
             )
-            report = check_parity(pipeline, compiled_bytes, check_X, feature_schema, **task_kw)
+            # The compiled file knows its classes; the task is checked against it.
+            parity_kw = {"task": task} if task_kw else {}
+            report = check_parity(pipeline, compiled_bytes, check_X, feature_schema, **parity_kw)
         except (UnsupportedModelError, ParityError) as exc:
             compiled_bytes = b""
             compiled_runtime = {"supported": False, "reason": str(exc)}
