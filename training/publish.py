@@ -299,7 +299,7 @@ def publish(
                 **task_kw,
             )
             # The compiled file knows its classes; the task is checked against it.
-            parity_kw = {"task": task} if task_kw else {}
+            parity_kw: dict[str, Any] = {"task": task} if task_kw else {}
             report = check_parity(pipeline, compiled_bytes, check_X, feature_schema, **parity_kw)
         except (UnsupportedModelError, ParityError) as exc:
             compiled_bytes = b""
