@@ -20,6 +20,7 @@ from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 
 from tests.training.conftest import WriteCsv
 from training import artifacts, package
@@ -136,7 +137,7 @@ class Doubler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
 
 def _untrusted_skops(tmp_path: Path) -> Path:
-    pipeline = Pipeline([("f", Doubler()), ("m", _logistic())]).fit(X7, Y7)
+    pipeline = Pipeline([("f", Doubler()), ("m", DecisionTreeClassifier(max_depth=2))]).fit(X7, Y7)
     path = tmp_path / "model.skops"
     path.write_bytes(skops.io.dumps(pipeline))
     return path
