@@ -98,3 +98,27 @@ def test_a_version_packaged_without_labels_is_not_picked_as_passed() -> None:
     manifest = {gate.MANIFEST_KEY: gate.not_checked("packaged without labelled data")}
     assert not gate.passed(manifest)
     assert gate.describe(manifest) == "gate: not checked (packaged without labelled data)"
+
+
+def test_metrics_per_task_follow_the_contract() -> None:
+    from training.publish import evaluate
+
+    binary = evaluate(
+        "binary",
+        np.array(["no", "yes", "yes", "no"], dtype=object),
+        np.array([0.2, 0.9, 0.6, 0.4]),
+        ["no", "yes"],
+    )
+    assert list(binary) == ["roc_auc", "accuracy", "log_loss", "brier_score"]
+    assert binary["roc_auc"] == 1.0 and binary["accuracy"] == 1.0
+    proba = np.array([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1]])
+    multi = evaluate(
+        "multiclass", np.array(["a", "b", "c", "b"], dtype=object), proba, ["a", "b", "c"]
+    )
+    assert list(multi) == ["log_loss", "roc_auc_ovr", "accuracy"]
+    # The last row's first column wins (a), its label is b: 3 of 4 right.
+    assert multi["accuracy"] == 0.75
+    expected = -(math.log(0.8) + math.log(0.7) + math.log(0.6) + math.log(0.4)) / 4
+    assert multi["log_loss"] == round(expected, 6)
+    regression = evaluate("regression", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]), None)
+    assert regression == {"rmse": round(math.sqrt(4 / 3), 6), "mae": round(2 / 3, 6), "r2": -1.0}
