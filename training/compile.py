@@ -71,7 +71,8 @@ def compile_pipeline(
     pipeline: Pipeline, *, model_name: str, model_version: str, features: list[dict[str, Any]]
 ) -> bytes:
     """Return the ``.npz`` bytes of the compiled model."""
-    steps = [type(step).__name__ for _, step in pipeline.steps]
+    # A packaged model may be a bare estimator, not a Pipeline: refused by name as well.
+    steps = [type(step).__name__ for _, step in getattr(pipeline, "steps", [("", pipeline)])]
     if steps != ["StandardScaler", "GradientBoostingClassifier"]:
         raise UnsupportedModelError(
             f"the compiled runtime supports StandardScaler + GradientBoostingClassifier, "

@@ -10,24 +10,34 @@ import codecs
 import csv
 import hashlib
 import io
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from training.schema import CHURN, Schema
+from training.schema import CHURN, FeatureSpec, Schema
 
 MIN_ROWS = 100
 MIN_ROWS_PER_CLASS = 10
+
+
+# Class labels (int64, or object holding str) or regression targets (float64).
+Labels = NDArray[Any]
 
 
 class DatasetError(ValueError):
     """The training data cannot be used; the message says where and why."""
 
 
-def load_csv(path: Path, schema: Schema = CHURN) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+def load_csv(path: Path, schema: Schema = CHURN) -> tuple[NDArray[np.float64], Labels]:
     """Read ``path`` into ``(X, y)`` with columns in the order of ``schema.features``.
+
+    A categorical cell becomes its value's position in the schema's list (the encoding
+    the handler applies to requests). Labels: for a classifier, integers when every label
+    is an integer, else strings; for a regressor, finite numbers.
 
     Accepts CSV as spreadsheets and scripts write it: UTF-8 with or without a byte-order
     mark, LF, CRLF or CR line ends, quoted fields (a quoted field may span lines; an error
@@ -42,8 +52,9 @@ def load_csv(path: Path, schema: Schema = CHURN) -> tuple[NDArray[np.float64], N
     except csv.Error as exc:
         raise DatasetError(f"{path}: line 1 is not valid CSV ({exc})") from None
     column_index = _check_header(path, [h.strip() for h in header], schema)
+    codes = [_category_codes(spec) for spec in schema.features]
     features: list[list[float]] = []
-    labels: list[int] = []
+    raw_labels: list[tuple[int, str]] = []
     line = reader.line_num + 1
     try:
         for row in reader:
@@ -54,29 +65,71 @@ def load_csv(path: Path, schema: Schema = CHURN) -> tuple[NDArray[np.float64], N
                     )
                 features.append(
                     [
-                        _feature_value(
-                            path,
-                            line,
-                            spec.name,
-                            row[column_index[spec.name]],
-                            spec.dtype,
-                            spec.minimum,
-                            spec.maximum,
-                        )
-                        for spec in schema.features
+                        _feature_value(path, line, spec, row[column_index[spec.name]], code)
+                        for spec, code in zip(schema.features, codes, strict=True)
                     ]
                 )
-                labels.append(
-                    _label_value(path, line, schema.label, row[column_index[schema.label]])
-                )
+                raw_labels.append((line, row[column_index[schema.label]].strip()))
             line = reader.line_num + 1
     except csv.Error as exc:
         raise DatasetError(f"{path}: line {line} is not valid CSV ({exc})") from None
 
     X = np.asarray(features, dtype=np.float64).reshape(-1, len(schema.features))
-    y = np.asarray(labels, dtype=np.int64)
-    check_class_balance(y, source=str(path), label=schema.label)
+    y = _labels(path, schema, raw_labels)
+    check_class_balance(y, source=str(path), label=schema.label, task=schema.task)
     return X, y
+
+
+def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
+    where = f"column '{schema.label}'"
+    if schema.task == "regression":
+        values = []
+        for line, text in raw:
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise DatasetError(
+                    f"{path}: line {line}, {where}: {text!r} is not a finite number (the "
+                    "label of a regression)"
+                )
+            values.append(value)
+        return np.asarray(values, dtype=np.float64)
+    for line, text in raw:
+        if not text:
+            raise DatasetError(f"{path}: line {line}, {where}: the label is empty")
+    integers = [_as_integer(text) for _, text in raw]
+    labels: list[Any] = integers if all(v is not None for v in integers) else [t for _, t in raw]
+    first_line: dict[Any, int] = {}
+    counts: dict[Any, int] = {}
+    for (line, _), value in zip(raw, labels, strict=True):
+        first_line.setdefault(value, line)
+        counts[value] = counts.get(value, 0) + 1
+    if schema.task == "binary" and len(counts) > 2:
+        # The rarest class is most likely the typo: named at the line it first shows up.
+        odd = min(counts, key=lambda c: (counts[c], first_line[c]))
+        found = ", ".join(f"{c!r} ({n} row{'s' if n != 1 else ''})" for c, n in counts.items())
+        raise DatasetError(
+            f"{path}: line {first_line[odd]}, {where}: {odd!r} makes {len(counts)} classes: a "
+            f"binary label has exactly 2 (found {found})"
+        )
+    if labels and isinstance(labels[0], int):
+        return np.asarray(labels, dtype=np.int64)
+    return np.asarray(labels, dtype=object)
+
+
+def _as_integer(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    # "1.0" is how some tools write the integer label 1.
+    return int(value) if math.isfinite(value) and value.is_integer() else None
 
 
 def _read_utf8(path: Path) -> str:
@@ -115,32 +168,63 @@ def _column_at(data: bytes, prefix: str) -> str:
     return f", column '{header[index]}'" if 0 <= index < len(header) else ""
 
 
-def check_class_balance(y: NDArray[np.int64], *, source: str, label: str = CHURN.label) -> None:
+def check_class_balance(
+    y: Labels, *, source: str, label: str = CHURN.label, task: str = "binary"
+) -> None:
     rows = len(y)
     if rows < MIN_ROWS:
         raise DatasetError(f"{source}: {rows} data rows, at least {MIN_ROWS} are needed")
-    positives = int(y.sum())
-    for cls, count in ((0, rows - positives), (1, positives)):
+    if task == "regression":
+        return
+    classes, counts = np.unique(y, return_counts=True)
+    found = ", ".join(repr(_plain(c)) for c in classes)
+    if task == "binary" and len(classes) != 2:
+        raise DatasetError(
+            f"{source}: column '{label}' has {len(classes)} class(es) ({found}); a binary "
+            "label needs exactly 2"
+        )
+    if task == "multiclass" and len(classes) < 3:
+        raise DatasetError(
+            f"{source}: column '{label}' has {len(classes)} class(es) ({found}); a multiclass "
+            "label needs at least 3 (use task binary for 2)"
+        )
+    for cls, count in zip(classes, counts, strict=True):
         if count < MIN_ROWS_PER_CLASS:
             raise DatasetError(
-                f"{source}: column '{label}' has {count} rows of class {cls}; "
-                f"both classes need at least {MIN_ROWS_PER_CLASS} rows"
+                f"{source}: column '{label}' has {count} rows of class {_plain(cls)!r}; "
+                f"every class needs at least {MIN_ROWS_PER_CLASS} rows"
             )
 
 
-def fingerprint(
-    X: NDArray[np.float64], y: NDArray[np.int64], schema: Schema = CHURN
-) -> dict[str, object]:
+def classes_of(y: Labels) -> list[Any]:
+    """The sorted class labels as plain JSON scalars (scikit-learn's ``classes_`` order)."""
+    return [_plain(c) for c in np.unique(y)]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def fingerprint(X: NDArray[np.float64], y: Labels, schema: Schema = CHURN) -> dict[str, object]:
     """A content hash of the training data, independent of file formatting."""
     digest = hashlib.sha256()
     digest.update(",".join((*schema.feature_names, schema.label)).encode())
     digest.update(np.ascontiguousarray(X, dtype="<f8").tobytes())
-    digest.update(np.ascontiguousarray(y, dtype="<i8").tobytes())
-    return {
-        "sha256": digest.hexdigest(),
-        "rows": len(y),
-        "positive_rate": round(float(y.mean()), 6),
-    }
+    if y.dtype == object:
+        digest.update(json.dumps([_plain(v) for v in y]).encode())
+    elif schema.task == "regression":
+        digest.update(np.ascontiguousarray(y, dtype="<f8").tobytes())
+    else:
+        digest.update(np.ascontiguousarray(y, dtype="<i8").tobytes())
+    summary: dict[str, object] = {"sha256": digest.hexdigest(), "rows": len(y)}
+    if schema.task == "regression":
+        summary["label_mean"] = round(float(np.mean(y)), 6)
+    elif schema.task == "binary":
+        # The rate of the positive class, scikit-learn's second (the handler's classes[1]).
+        summary["positive_rate"] = round(float(np.mean(y == np.unique(y)[-1])), 6)
+    else:
+        summary["class_rates"] = {str(c): round(float(np.mean(y == c)), 6) for c in classes_of(y)}
+    return summary
 
 
 def _check_header(path: Path, header: list[str], schema: Schema) -> dict[str, int]:
@@ -162,10 +246,31 @@ def _check_header(path: Path, header: list[str], schema: Schema) -> dict[str, in
     return {name: header.index(name) for name in expected}
 
 
+def _category_codes(spec: FeatureSpec) -> dict[str, int] | None:
+    """Cell text -> code for a categorical feature. A CSV cell has no JSON type: "1" matches
+    the listed integer 1 unless the string "1" is listed too (the string wins)."""
+    if spec.values is None:
+        return None
+    codes = {str(v): k for k, v in enumerate(spec.values) if isinstance(v, int)}
+    codes.update({v: k for k, v in enumerate(spec.values) if isinstance(v, str)})
+    return codes
+
+
 def _feature_value(
-    path: Path, line: int, name: str, raw: str, dtype: str, minimum: float, maximum: float
+    path: Path, line: int, spec: FeatureSpec, raw: str, codes: dict[str, int] | None
 ) -> float:
+    name = spec.name
     text = raw.strip()
+    if codes is not None:
+        code = codes.get(text)
+        if code is None:
+            allowed = ", ".join(repr(v) for v in (spec.values or ())[:20])
+            more = "" if len(spec.values or ()) <= 20 else f", ... ({len(codes)} in all)"
+            raise DatasetError(
+                f"{path}: line {line}, column '{name}': {raw!r} is not one of the allowed "
+                f"values ({allowed}{more})"
+            )
+        return float(code)
     try:
         value = float(text)
     except ValueError:
@@ -174,18 +279,11 @@ def _feature_value(
         ) from None
     if not math.isfinite(value):
         raise DatasetError(f"{path}: line {line}, column '{name}': {raw!r} is not a finite number")
-    if dtype == "integer" and not value.is_integer():
+    if spec.dtype == "integer" and not value.is_integer():
         raise DatasetError(f"{path}: line {line}, column '{name}': {raw!r} is not a whole number")
-    if not minimum <= value <= maximum:
+    if not spec.minimum <= value <= spec.maximum:
         raise DatasetError(
             f"{path}: line {line}, column '{name}': {value:g} is outside the allowed range "
-            f"[{minimum:g}, {maximum:g}]"
+            f"[{spec.minimum:g}, {spec.maximum:g}]"
         )
     return value
-
-
-def _label_value(path: Path, line: int, label: str, raw: str) -> int:
-    text = raw.strip()
-    if text in ("0", "1", "0.0", "1.0"):
-        return int(float(text))
-    raise DatasetError(f"{path}: line {line}, column '{label}': {raw!r} is not a label (0 or 1)")

@@ -1,14 +1,15 @@
-"""The quality gate at training: a model that predicts worse than knowing nothing, or worse
-than the version before it, is refused before anything is written.
+"""The quality gate at training and packaging: a model that predicts worse than knowing
+nothing, or worse than the version before it, is refused before anything is written.
 
-A binary classifier passes when, on the holdout:
-- its log loss is below the base-rate predictor's (the training rows' positive rate given
-  as the probability of every row), and
-- its ROC AUC is above 0.5 (chance);
-and, when the model already has a version, that version's log loss on the same holdout
-is not better by more than ``LOG_LOSS_TOLERANCE`` and its ROC AUC not higher by more than
-``ROC_AUC_TOLERANCE``. A regression beyond those is written only with a reason
-(``--accept-regression``), which goes into the manifest with the figures.
+On the holdout (the labelled data, when packaging):
+- a classifier's log loss must be below the prior's (the training rows' class frequencies
+  given as the probabilities of every row: the base rate, for a binary model), and its ROC
+  AUC (macro one-vs-rest for multiclass) above 0.5 (chance);
+- a regressor's RMSE must be below that of predicting the training mean for every row;
+and, when the model already has a version, that version's figures on the same holdout
+must not be better by more than the tolerances below. A regression beyond those is
+written only with a reason (``--accept-regression``), which goes into the manifest with
+the figures.
 
 ``passed(manifest)`` is what "the newest version" means for ``make demo`` and ``make
 serve``. This module needs only numpy, so that the local tools can read manifests with it.
@@ -17,7 +18,7 @@ serve``. This module needs only numpy, so that the local tools can read manifest
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +28,14 @@ from numpy.typing import NDArray
 MANIFEST_KEY = "quality_gate"
 LOG_LOSS_TOLERANCE = 0.02
 ROC_AUC_TOLERANCE = 0.01
+# RMSE has the label's unit: its tolerance is a fraction of the previous version's RMSE.
+RMSE_RELATIVE_TOLERANCE = 0.02
 PASSED = "passed"
 ACCEPTED_REGRESSION = "accepted-regression"
 REFUSED = "refused"
+# Packaged without labelled data: nothing to judge by, so never picked as "newest".
+NOT_CHECKED = "not-checked"
+AUC_KEY = {"binary": "roc_auc", "multiclass": "roc_auc_ovr"}
 
 
 class QualityGateError(ValueError):
@@ -54,37 +60,64 @@ def base_rate_log_loss(
     return rate, loss
 
 
+def baseline(
+    task: str, y_train: NDArray[Any], y_test: NDArray[Any], classes: Sequence[Any] | None
+) -> dict[str, Any]:
+    """The know-nothing predictor's figures on the holdout, as the manifest records them."""
+    if task == "regression":
+        mean = float(np.mean(y_train))
+        rmse = float(np.sqrt(np.mean((np.asarray(y_test, dtype=np.float64) - mean) ** 2)))
+        return {"mean": round(mean, 6), "rmse": round(rmse, 6)}
+    if task == "binary":
+        positive = np.asarray(y_train) == (classes or [0, 1])[1]
+        rate, loss = base_rate_log_loss(
+            positive.astype(np.int64), (np.asarray(y_test) == (classes or [0, 1])[1]).astype(int)
+        )
+        return {"rate": round(rate, 6), "log_loss": round(loss, 6)}
+    rates = {str(c): float(np.mean(np.asarray(y_train) == c)) for c in classes or ()}
+    loss = -sum(
+        float(np.mean(np.asarray(y_test) == c)) * math.log(rates[str(c)]) for c in classes or ()
+    )
+    return {"class_rates": {k: round(v, 6) for k, v in rates.items()}, "log_loss": round(loss, 6)}
+
+
 def check(
     *,
     model: str,
     version: str,
     metrics: Mapping[str, float],
-    base_rate: tuple[float, float],
+    base_rate: Mapping[str, Any],
     previous: Previous | None,
+    task: str = "binary",
     accept_regression: str | None = None,
     enforce: bool = True,
 ) -> dict[str, Any]:
     """The manifest's gate record; raises ``QualityGateError`` when the model is refused.
 
-    ``enforce=False`` records a refusal instead of raising it: for a model meant to be bad
-    (a test of what comes after training), never for a model meant to serve.
+    ``base_rate`` is ``baseline(...)``. ``enforce=False`` records a refusal instead of
+    raising it: for a model meant to be bad (a test of what comes after training), never
+    for a model meant to serve.
     """
-    rate, base_loss = base_rate
     record: dict[str, Any] = {
         "status": PASSED,
-        "base_rate": {"rate": round(rate, 6), "log_loss": round(base_loss, 6)},
+        "base_rate" if task != "regression" else "baseline": dict(base_rate),
         "previous": None,
     }
     if previous is not None:
+        keys = ("rmse",) if task == "regression" else ("log_loss", AUC_KEY[task])
+        tolerance: dict[str, float] = (
+            {"rmse_relative": RMSE_RELATIVE_TOLERANCE}
+            if task == "regression"
+            else {"log_loss": LOG_LOSS_TOLERANCE, AUC_KEY[task]: ROC_AUC_TOLERANCE}
+        )
         record["previous"] = {
             "version": previous.version,
-            "log_loss": previous.metrics["log_loss"],
-            "roc_auc": previous.metrics["roc_auc"],
-            "tolerance": {"log_loss": LOG_LOSS_TOLERANCE, "roc_auc": ROC_AUC_TOLERANCE},
+            **{key: previous.metrics[key] for key in keys},
+            "tolerance": tolerance,
         }
     # Not overridable by a reason: such a model carries no information about the label.
-    refusals = _below_chance(metrics, rate, base_loss)
-    regressions = _regressions(metrics, previous) if previous is not None else []
+    refusals = _below_chance(task, metrics, base_rate)
+    regressions = _regressions(task, metrics, previous) if previous is not None else []
     if regressions and not accept_regression:
         regressions[-1] += (
             '. Pass --accept-regression "reason" to write it anyway (the reason and these '
@@ -104,24 +137,51 @@ def check(
     return record
 
 
-def _below_chance(metrics: Mapping[str, float], rate: float, base_loss: float) -> list[str]:
+def not_checked(reason: str) -> dict[str, Any]:
+    return {"status": NOT_CHECKED, "reason": reason}
+
+
+def _below_chance(task: str, metrics: Mapping[str, float], base: Mapping[str, Any]) -> list[str]:
     found = []
-    if not metrics["log_loss"] < base_loss:
-        found.append(
-            f"holdout log loss {metrics['log_loss']:.4f} is not better than the base-rate "
-            f"predictor's {base_loss:.4f} (predicting the training positive rate {rate:.4f} "
-            "for every row); it must be lower"
+    if task == "regression":
+        if not metrics["rmse"] < base["rmse"]:
+            found.append(
+                f"holdout RMSE {metrics['rmse']:.4g} is not better than predicting the "
+                f"training mean {base['mean']:.4g} for every row (RMSE {base['rmse']:.4g}); "
+                "it must be lower"
+            )
+        return found
+    if not metrics["log_loss"] < base["log_loss"]:
+        knowing = (
+            f"the training positive rate {base['rate']:.4f}"
+            if task == "binary"
+            else "the training class frequencies"
         )
-    if not metrics["roc_auc"] > 0.5:
         found.append(
-            f"holdout ROC AUC {metrics['roc_auc']:.4f} is no better than chance; it must be "
-            "above 0.5"
+            f"holdout log loss {metrics['log_loss']:.4f} is not better than the "
+            f"{'base-rate' if task == 'binary' else 'prior'} predictor's "
+            f"{base['log_loss']:.4f} (predicting {knowing} for every row); it must be lower"
+        )
+    auc = AUC_KEY[task]
+    if not metrics[auc] > 0.5:
+        name = "ROC AUC" if task == "binary" else "ROC AUC (one-vs-rest)"
+        found.append(
+            f"holdout {name} {metrics[auc]:.4f} is no better than chance; it must be above 0.5"
         )
     return found
 
 
-def _regressions(metrics: Mapping[str, float], previous: Previous) -> list[str]:
+def _regressions(task: str, metrics: Mapping[str, float], previous: Previous) -> list[str]:
     found = []
+    if task == "regression":
+        allowed = previous.metrics["rmse"] * (1 + RMSE_RELATIVE_TOLERANCE)
+        if metrics["rmse"] > allowed:
+            found.append(
+                f"holdout RMSE {metrics['rmse']:.4g} is worse than {previous.version}'s "
+                f"{previous.metrics['rmse']:.4g} on the same rows (tolerance "
+                f"{RMSE_RELATIVE_TOLERANCE:.0%})"
+            )
+        return found
     loss_increase = metrics["log_loss"] - previous.metrics["log_loss"]
     if loss_increase > LOG_LOSS_TOLERANCE:
         found.append(
@@ -129,11 +189,13 @@ def _regressions(metrics: Mapping[str, float], previous: Previous) -> list[str]:
             f"{previous.metrics['log_loss']:.4f} on the same rows by {loss_increase:.4f} "
             f"(tolerance {LOG_LOSS_TOLERANCE})"
         )
-    auc_drop = previous.metrics["roc_auc"] - metrics["roc_auc"]
+    auc = AUC_KEY[task]
+    name = "ROC AUC" if task == "binary" else "ROC AUC (one-vs-rest)"
+    auc_drop = previous.metrics[auc] - metrics[auc]
     if auc_drop > ROC_AUC_TOLERANCE:
         found.append(
-            f"holdout ROC AUC {metrics['roc_auc']:.4f} is lower than {previous.version}'s "
-            f"{previous.metrics['roc_auc']:.4f} on the same rows by {auc_drop:.4f} "
+            f"holdout {name} {metrics[auc]:.4f} is lower than {previous.version}'s "
+            f"{previous.metrics[auc]:.4f} on the same rows by {auc_drop:.4f} "
             f"(tolerance {ROC_AUC_TOLERANCE})"
         )
     return found
@@ -165,12 +227,19 @@ def describe(manifest: Mapping[str, Any]) -> str:
     if record is None:
         verdict = "passes" if passed(manifest) else "fails"
         return f"gate: trained before the gate, {verdict} its base-rate check"
-    base = record["base_rate"]["log_loss"]
+    if record["status"] == NOT_CHECKED:
+        return f"gate: not checked ({record['reason']})"
     previous = record.get("previous")
     against = f", compared with {previous['version']}" if previous else ""
+    if "baseline" in record:
+        base_text = f"mean-predictor RMSE {record['baseline']['rmse']:.4g}"
+    elif "rate" in record["base_rate"]:
+        base_text = f"base-rate log loss {record['base_rate']['log_loss']:.4f}"
+    else:
+        base_text = f"prior log loss {record['base_rate']['log_loss']:.4f}"
     if record["status"] == REFUSED:
         return f"gate: REFUSED, written without the gate ({'; '.join(record['refused'])})"
     if record["status"] == ACCEPTED_REGRESSION:
         reason = record["accepted_regression"]["reason"]
-        return f"gate: regression accepted ({reason!r}; base-rate log loss {base:.4f}{against})"
-    return f"gate: passed (base-rate log loss {base:.4f}{against})"
+        return f"gate: regression accepted ({reason!r}; {base_text}{against})"
+    return f"gate: passed ({base_text}{against})"

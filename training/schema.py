@@ -1,14 +1,19 @@
-"""A model's feature schema, read from a JSON file: the contract between training and the
-handler.
+"""A model's feature schema, read from a JSON or YAML file: the contract between training
+and the handler.
 
-The handler validates every request against the ``allowed`` range recorded here (it
-reads it from the artifact, never from this module: the image ships no training code).
-The churn model's schema is ``training/schemas/churn.json``; a file of the same shape
-describes another model's features:
+The handler validates every request against the ``allowed`` range or values recorded here
+(it reads them from the artifact, never from this module: the image ships no training
+code). The churn model's schema is ``training/schemas/churn.json``; a file of the same
+shape describes another model's features:
 
-    {"task": "binary", "label": "<column>", "features": [
+    {"task": "binary" | "multiclass" | "regression", "label": "<column>", "features": [
         {"name": "...", "type": "integer" | "number", "min": 0, "max": 10,
-         "description": "..."}, ...]}
+         "description": "..."},
+        {"name": "...", "type": "categorical", "values": ["a", "b", 3], "description": "..."},
+        ...]}
+
+A categorical feature reaches the model as the 0-based position of its value in
+``values`` (the encoding contract shared with the handler).
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-FeatureType = Literal["integer", "number"]
-FEATURE_TYPES: tuple[FeatureType, ...] = ("integer", "number")
-TASKS = ("binary",)
+FeatureType = Literal["integer", "number", "categorical"]
+FEATURE_TYPES: tuple[FeatureType, ...] = ("integer", "number", "categorical")
+CATEGORICAL: FeatureType = "categorical"
+TASKS = ("binary", "multiclass", "regression")
+MAX_CATEGORIES = 1000
+YAML_SUFFIXES = (".yaml", ".yml")
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 CHURN_SCHEMA_FILE = SCHEMAS / "churn.json"
@@ -39,12 +47,19 @@ class FeatureSpec:
     minimum: float
     maximum: float
     description: str
+    # Categorical only: the allowed values, in code order (minimum 0, maximum len - 1).
+    values: tuple[str | int, ...] | None = None
 
     def to_json(self) -> dict[str, object]:
+        allowed: dict[str, object] = (
+            {"values": list(self.values)}
+            if self.values is not None
+            else {"min": self.minimum, "max": self.maximum}
+        )
         return {
             "name": self.name,
             "dtype": self.dtype,
-            "allowed": {"min": self.minimum, "max": self.maximum},
+            "allowed": allowed,
             "description": self.description,
         }
 
@@ -59,17 +74,19 @@ class Schema:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
+    @property
+    def categorical_indices(self) -> tuple[int, ...]:
+        return tuple(i for i, f in enumerate(self.features) if f.values is not None)
+
 
 def load_schema(path: Path) -> Schema:
-    """Read and check a schema file; every refusal is a ``SchemaError`` naming what is wrong."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8-sig"))
-    except OSError as exc:
-        raise SchemaError(f"{path}: cannot open ({exc.strerror})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"{path}: not valid JSON ({exc})") from None
+    """Read and check a schema file (JSON, or YAML for a ``.yaml``/``.yml`` name); every
+    refusal is a ``SchemaError`` naming the file, the key and the value."""
+    document = _read_document(path)
     if not isinstance(document, dict):
-        raise SchemaError(f"{path}: expected a JSON object with task, label and features")
+        raise SchemaError(
+            f"{path}: expected an object (JSON or YAML) with task, label and features"
+        )
     _only_keys(path, "the schema", document, {"task", "label", "features"})
     task = document.get("task")
     if task not in TASKS:
@@ -88,28 +105,79 @@ def load_schema(path: Path) -> Schema:
     return Schema(task=cast(str, task), label=label, features=features)
 
 
+def _read_document(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot open ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{path}: not UTF-8 text ({exc})") from None
+    if path.suffix.lower() in YAML_SUFFIXES:
+        import yaml
+
+        try:
+            # safe_load builds plain lists, dicts and scalars only: a schema runs no code.
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SchemaError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{path}: not valid JSON ({exc})") from None
+
+
 def _feature(path: Path, index: int, raw: Any) -> FeatureSpec:
     where = f"features[{index}]"
     if not isinstance(raw, dict):
         raise SchemaError(f"{path}: {where} must be an object, got {raw!r}")
-    _only_keys(path, where, raw, {"name", "type", "min", "max", "description"})
+    dtype = raw.get("type")
+    extra = {"values"} if dtype == CATEGORICAL else {"min", "max"}
+    _only_keys(path, where, raw, {"name", "type", "description", *extra})
     name = _name(path, f"{where}.name", raw.get("name"))
     where = f"{where} ({name})"
-    dtype = raw.get("type")
     if dtype not in FEATURE_TYPES:
         raise SchemaError(
             f"{path}: {where}.type {dtype!r} is not allowed; allowed: {', '.join(FEATURE_TYPES)}"
         )
-    bounds = [_bound(path, f"{where}.{key}", raw.get(key), dtype) for key in ("min", "max")]
-    if not bounds[0] <= bounds[1]:
-        raise SchemaError(f"{path}: {where}: min {bounds[0]} is above max {bounds[1]}")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SchemaError(f"{path}: {where}.description must be text, got {description!r}")
+    if dtype == CATEGORICAL:
+        values = _values(path, f"{where}.values", raw.get("values"))
+        return FeatureSpec(name, CATEGORICAL, 0, len(values) - 1, description, values)
+    bounds = [_bound(path, f"{where}.{key}", raw.get(key), dtype) for key in ("min", "max")]
+    if not bounds[0] <= bounds[1]:
+        raise SchemaError(f"{path}: {where}: min {bounds[0]} is above max {bounds[1]}")
     # The type as the one shared constant, not a string per feature: pickle writes a repeated
     # object once, so the artifact's bytes stay what they were when the types were literals.
     canonical = FEATURE_TYPES[FEATURE_TYPES.index(dtype)]
     return FeatureSpec(name, canonical, bounds[0], bounds[1], description)
+
+
+def _values(path: Path, where: str, raw: Any) -> tuple[str | int, ...]:
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CATEGORIES:
+        raise SchemaError(
+            f"{path}: {where} must be a list of 1 to {MAX_CATEGORIES} values, got {_short(raw)}"
+        )
+    for value in raw:
+        # A bool is an int to Python but not a category a request can send distinctly.
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise SchemaError(
+                f"{path}: {where}: {value!r} is not allowed: values are strings or integers"
+            )
+    # 1 and "1" are different values (a request sends one JSON type): key on the type too.
+    seen: set[tuple[type, str | int]] = set()
+    for value in raw:
+        key = (type(value), value)
+        if key in seen:
+            raise SchemaError(f"{path}: {where}: {value!r} is listed twice")
+        seen.add(key)
+    return tuple(raw)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _bound(path: Path, where: str, value: Any, dtype: str) -> float:

@@ -75,17 +75,26 @@ def checked_dumps(payload: dict[str, Any], X: NDArray[np.float64]) -> bytes:
         model = sklearn_model.load(data)
     except sklearn_model.SklearnModelError as exc:
         raise SkopsParityError(f"the skops artifact does not load: {exc}") from exc
-    expected = payload["pipeline"].predict_proba(X)[:, 1]
-    if not np.array_equal(model.predict_proba(X), expected):
+    pipeline, task = payload["pipeline"], payload.get("task", "binary")
+    if task == "regression":
+        expected = np.asarray(pipeline.predict(X), dtype=np.float64).reshape(-1)
+    else:
+        proba = np.asarray(pipeline.predict_proba(X), dtype=np.float64)
+        expected = proba[:, 1] if task == "binary" else proba
+    if not np.array_equal(model.outputs(X), expected):
         raise SkopsParityError("the skops artifact predicts differently from the pipeline")
     return data
 
 
-def manifest_entry() -> dict[str, Any]:
+def manifest_entry(data: bytes) -> dict[str, Any]:
+    """The manifest's entry; ``trusted_types`` lists the types beyond skops' own safe list
+    that this file holds (all of them on the runtime's ``TRUSTED_TYPES``)."""
+    import skops.io
+
     return {
         "file": SKOPS_FILE,
         "format": SKOPS_FORMAT,
-        "trusted_types": list(sklearn_model.TRUSTED_TYPES),
+        "trusted_types": sorted(skops.io.get_untrusted_types(data=data)),
     }
 
 
@@ -113,7 +122,7 @@ def add_to_version(version_dir: Path, X: NDArray[np.float64]) -> dict[str, Any]:
     path = version_dir / SKOPS_FILE
     path.write_bytes(data)
     skops_entry = {
-        **manifest_entry(),
+        **manifest_entry(data),
         "sha256": artifacts.sha256_file(path),
         "size_bytes": path.stat().st_size,
     }

@@ -21,9 +21,14 @@ from numpy.typing import NDArray
 
 FORMAT = "sklearn-pipeline-joblib/1"
 SKOPS_FORMAT = "sklearn-pipeline-skops/1"
-# Types skops does not trust by itself that the churn pipeline needs. Anything else in an
-# artifact is refused by name: extending this list is a reviewed code change.
-TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
+# Types skops does not trust by itself that the built-in estimators need (the tree of the
+# tree ensembles; the predictor of the histogram gradient boosting ones: arrays of nodes
+# and bin thresholds, no code). Anything else in an artifact is refused by name: extending
+# this list is a reviewed code change.
+TRUSTED_TYPES = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
 ZIP_MAGIC = b"PK\x03\x04"
 POSITIVE_CLASS = 1
 TASKS = ("binary", "multiclass", "regression")

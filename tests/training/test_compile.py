@@ -76,7 +76,7 @@ def test_parity_gate_refuses_a_model_that_drifts_and_names_the_figures(reference
         check_parity(reference["pipeline"], drifted, X_holdout, reference["features"])
 
 
-def test_training_writes_nothing_when_the_gate_refuses(
+def test_training_writes_no_compiled_artifact_when_the_parity_gate_refuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = compile_module.compile_pipeline
@@ -89,17 +89,21 @@ def test_training_writes_nothing_when_the_gate_refuses(
             value = archive["value"].astype(np.float32).astype(np.float64)
         return rewrite(data, threshold=threshold, value=value)
 
-    monkeypatch.setattr("training.train.compile_pipeline", float32_thresholds)
-    with pytest.raises(ParityError, match="compiled model refused"):
-        train(
-            synthetic_data(800, 1),
-            model_name="churn",
-            version="v1",
-            output=tmp_path,
-            params=FAST_PARAMS,
-            log=lambda _: None,
-        )
-    assert list(tmp_path.rglob("*")) == []
+    monkeypatch.setattr("training.publish.compile_pipeline", float32_thresholds)
+    out = train(
+        synthetic_data(800, 1),
+        model_name="churn",
+        version="v1",
+        output=tmp_path,
+        params=FAST_PARAMS,
+        log=lambda _: None,
+    )
+    # Issue 13's contract: the version serves on the sklearn runtime and says why not compiled.
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "compiled" not in manifest["artifacts"]
+    assert not (out / "model.compiled.npz").exists()
+    assert manifest["compiled_runtime"]["supported"] is False
+    assert "compiled model refused" in manifest["compiled_runtime"]["reason"]
 
 
 def test_tie_rows_put_every_float32_threshold_in_the_trees_input(reference: dict) -> None:  # type: ignore[type-arg]

@@ -114,7 +114,7 @@ def test_error_after_a_multiline_cell_names_the_line_the_row_starts_on(
 
     path = _rewrite(write_csv(300), tmp_path / "m.csv", line_end="\r\n", edit=edit)
     # rows[0] is the header (line 1); rows[1] spans lines 2-3, so rows[3] is on line 5.
-    with pytest.raises(DatasetError, match=rf"line 5, column '{LABEL}': 'yes' is not a label"):
+    with pytest.raises(DatasetError, match=rf"line 5, column '{LABEL}': 'yes' makes 3 classes"):
         load_csv(path)
 
 

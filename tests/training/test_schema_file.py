@@ -128,15 +128,16 @@ def test_a_schema_other_than_churn_needs_a_csv(
 
 
 GOOD_FEATURE = {"name": "a", "type": "number", "min": 0, "max": 1}
+CATEGORY = {"name": "c", "type": "categorical", "values": ["x", "y"]}
 
 
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ([], r"expected a JSON object with task, label and features"),
+        ([], r"expected an object \(JSON or YAML\) with task, label and features"),
         (
-            {"task": "multiclass", "label": "y", "features": [GOOD_FEATURE]},
-            r"task 'multiclass' is not supported; allowed: binary",
+            {"task": "ordinal", "label": "y", "features": [GOOD_FEATURE]},
+            r"task 'ordinal' is not supported; allowed: binary, multiclass, regression",
         ),
         ({"task": "binary", "label": "y", "features": []}, r"'features' must be a non-empty list"),
         (
@@ -145,7 +146,8 @@ GOOD_FEATURE = {"name": "a", "type": "number", "min": 0, "max": 1}
         ),
         (
             {"task": "binary", "label": "y", "features": [{**GOOD_FEATURE, "type": "text"}]},
-            r"features\[0\] \(a\)\.type 'text' is not allowed; allowed: integer, number",
+            r"features\[0\] \(a\)\.type 'text' is not allowed; allowed: integer, number, "
+            "categorical",
         ),
         (
             {"task": "binary", "label": "y", "features": [{**GOOD_FEATURE, "min": 2}]},
@@ -171,6 +173,34 @@ GOOD_FEATURE = {"name": "a", "type": "number", "min": 0, "max": 1}
             {"task": "binary", "label": "y", "features": [{**GOOD_FEATURE, "range": [0, 1]}]},
             r"features\[0\] has unknown key\(s\) range; allowed: description, max, min, name, type",
         ),
+        (
+            {"task": "binary", "label": "y", "features": [{"name": "c", "type": "categorical"}]},
+            r"features\[0\] \(c\)\.values must be a list of 1 to 1000 values, got None",
+        ),
+        (
+            {"task": "binary", "label": "y", "features": [CATEGORY | {"values": []}]},
+            r"features\[0\] \(c\)\.values must be a list of 1 to 1000 values, got \[\]",
+        ),
+        (
+            {"task": "binary", "label": "y", "features": [CATEGORY | {"values": [*range(1001)]}]},
+            r"features\[0\] \(c\)\.values must be a list of 1 to 1000 values, got \[0, 1,",
+        ),
+        (
+            {"task": "binary", "label": "y", "features": [CATEGORY | {"values": ["a", 1.5]}]},
+            r"features\[0\] \(c\)\.values: 1\.5 is not allowed: values are strings or integers",
+        ),
+        (
+            {"task": "binary", "label": "y", "features": [CATEGORY | {"values": ["a", True]}]},
+            r"features\[0\] \(c\)\.values: True is not allowed: values are strings or integers",
+        ),
+        (
+            {"task": "binary", "label": "y", "features": [CATEGORY | {"values": ["a", 2, "a"]}]},
+            r"features\[0\] \(c\)\.values: 'a' is listed twice",
+        ),
+        (
+            {"task": "binary", "label": "y", "features": [CATEGORY | {"min": 0}]},
+            r"features\[0\] has unknown key\(s\) min; allowed: description, name, type, values",
+        ),
     ],
     ids=[
         "not-an-object",
@@ -183,6 +213,13 @@ GOOD_FEATURE = {"name": "a", "type": "number", "min": 0, "max": 1}
         "bound-as-text",
         "duplicate-name",
         "unknown-key",
+        "categorical-without-values",
+        "no-values",
+        "too-many-values",
+        "float-value",
+        "bool-value",
+        "duplicate-value",
+        "categorical-with-a-range",
     ],
 )
 def test_bad_schema_files_are_refused_with_the_key_and_value_named(
@@ -217,3 +254,45 @@ def test_the_file_pickles_to_the_bytes_the_literals_did() -> None:
     assert pickle.dumps([f.to_json() for f in CHURN.features]) == pickle.dumps(
         [f.to_json() for f in HARD_CODED]
     )
+
+
+def test_categorical_values_keep_their_json_types_and_order(tmp_path: Path) -> None:
+    values = ["north", "south", 1, "1", 0]
+    path = _schema(
+        tmp_path,
+        {
+            "task": "multiclass",
+            "label": "y",
+            "features": [GOOD_FEATURE, CATEGORY | {"values": values}],
+        },
+    )
+    schema = load_schema(path)
+    assert schema.task == "multiclass"
+    assert schema.categorical_indices == (1,)
+    entry = schema.features[1].to_json()
+    assert entry["allowed"] == {"values": values}
+    assert json.dumps(entry["allowed"]) == '{"values": ["north", "south", 1, "1", 0]}'
+    assert entry["dtype"] == "categorical"
+    assert schema.features[0].to_json()["allowed"] == {"min": 0.0, "max": 1.0}
+
+
+def test_a_yaml_schema_reads_like_the_json_one(tmp_path: Path) -> None:
+    document = {
+        "task": "regression",
+        "label": "price",
+        "features": [GOOD_FEATURE, CATEGORY | {"values": ["x", 2]}],
+    }
+    yaml_path = tmp_path / "schema.yaml"
+    yaml_path.write_text(
+        "task: regression\nlabel: price\nfeatures:\n"
+        "  - {name: a, type: number, min: 0, max: 1}\n"
+        "  - name: c\n    type: categorical\n    values: [x, 2]\n"
+    )
+    assert load_schema(yaml_path) == load_schema(_schema(tmp_path, document))
+
+
+def test_bad_yaml_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yml"
+    path.write_text("task: [binary\n")
+    with pytest.raises(SchemaError, match=rf"^{path}: not valid YAML"):
+        load_schema(path)

@@ -137,13 +137,16 @@ def _set(row: int, column: str, value: str):  # type: ignore[no-untyped-def]
             {"edit": _set(3, "has_tech_support", "2")},
             r"line 5, column 'has_tech_support': 2 is outside the allowed range \[0, 1\]",
         ),
-        ({"edit": _set(7, "churn", "2")}, r"line 9, column 'churn': '2' is not a label"),
-        ({"edit": _set(7, "churn", "yes")}, r"line 9, column 'churn': 'yes' is not a label"),
+        (
+            {"edit": _set(7, "churn", "2")},
+            r"line 9, column 'churn': 2 makes 3 classes: a binary label has exactly 2",
+        ),
+        ({"edit": _set(7, "churn", "yes")}, r"line 9, column 'churn': 'yes' makes 3 classes"),
         ({"edit": lambda r: r[5].pop()}, r"line 7 has 7 fields, the header has 8"),
         ({"rows": 50}, r"50 data rows, at least 100 are needed"),
         (
             {"edit": lambda r: [x.__setitem__(7, "0") for x in r]},
-            r"column 'churn' has 0 rows of class 1",
+            r"column 'churn' has 1 class\(es\) \(0\); a binary label needs exactly 2",
         ),
     ],
     ids=[

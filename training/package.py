@@ -1,0 +1,301 @@
+"""Package a scikit-learn estimator or Pipeline fitted elsewhere as a model version: the same
+artifact training writes (skops and joblib payloads, compiled form where supported, golden
+set, manifest with checksums and library versions), judged on a labelled CSV when given.
+
+python -m training.package --model cancer --version v1 --schema cancer.yaml \\
+    --estimator cancer.skops --data cancer.csv
+
+The model receives the schema's features in order, as float64, a categorical feature as
+the position of its value in the schema's list. A joblib file is a pickle: loading it runs
+whatever code it holds, so package only files you trust, pinned with --sha256. A skops
+file is loaded without unpickling and refused if it holds a type the runtime does not
+trust. Any refusal exits with status 2 and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from training import artifacts, cli, estimators, golden
+from training.dataset import Labels, fingerprint, load_csv
+from training.publish import Labelled, publish
+from training.schema import Schema, load_schema
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
+from inference import sklearn_model
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "model_artifacts"
+FORMATS = {".joblib": "joblib", ".skops": "skops"}
+SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+# Without labels the golden set is inputs drawn across the schema's allowed values.
+UNLABELLED_ROWS = 200
+UNLABELLED_SEED = 42
+
+
+class PackagingError(ValueError):
+    """The estimator file cannot become this model's artifact; the message says why."""
+
+
+def read_estimator(path: Path, sha256: str | None) -> tuple[Any, dict[str, Any]]:
+    """The fitted object in ``path`` and how it was read (for the manifest)."""
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise PackagingError(
+            f"{path}: expected a .joblib or .skops file, got {path.suffix or 'no suffix'!r}"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PackagingError(f"{path}: cannot open ({exc.strerror})") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256.lower():
+        raise PackagingError(
+            f"{path}: SHA-256 is {digest}, not the {sha256.lower()} given with --sha256"
+        )
+    if kind == "skops":
+        if not data.startswith(sklearn_model.ZIP_MAGIC):
+            raise PackagingError(f"{path}: not a skops file (a skops file is a zip archive)")
+        try:
+            # The runtime's own reader: the types it would refuse at serving time are
+            # refused now, by name.
+            estimator = sklearn_model._load_skops(data)
+        except sklearn_model.SklearnModelError as exc:
+            raise PackagingError(f"{path}: {exc}") from None
+        except Exception as exc:
+            raise PackagingError(f"{path}: not a readable skops file ({exc})") from None
+    else:
+        import joblib
+
+        try:
+            # Runs the pickle's code: the user vouched for the file (and may pin --sha256).
+            estimator = joblib.load(io.BytesIO(data))
+        except Exception as exc:
+            raise PackagingError(f"{path}: not a readable joblib file ({exc})") from None
+    return estimator, {"file": path.name, "format": kind, "sha256": digest}
+
+
+def check_estimator(estimator: Any, schema: Schema, where: str) -> None:
+    """Refuse what the schema's task cannot serve, or a model of other features."""
+    task = schema.task
+    if not callable(getattr(estimator, "predict", None)):
+        raise PackagingError(f"{where}: a {type(estimator).__name__} has no predict()")
+    if task != "regression" and not callable(getattr(estimator, "predict_proba", None)):
+        raise PackagingError(
+            f"{where}: task {task} needs predict_proba(), which a "
+            f"{type(estimator).__name__} does not have"
+        )
+    count = getattr(estimator, "n_features_in_", None)
+    if count is None:
+        raise PackagingError(
+            f"{where}: the {type(estimator).__name__} has no n_features_in_: is it fitted?"
+        )
+    if count != len(schema.features):
+        raise PackagingError(
+            f"{where}: the model takes {count} features, the schema lists "
+            f"{len(schema.features)} ({', '.join(schema.feature_names)})"
+        )
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and [str(n) for n in names] != list(schema.feature_names):
+        raise PackagingError(
+            f"{where}: the model was fitted on features {', '.join(str(n) for n in names)}; "
+            f"the schema lists {', '.join(schema.feature_names)} (same names, same order)"
+        )
+    classes = getattr(estimator, "classes_", None)
+    if task == "regression":
+        if classes is not None:
+            raise PackagingError(
+                f"{where}: the model is a classifier (classes {_plain(classes)}); task "
+                "regression needs a regressor"
+            )
+        return
+    if classes is None:
+        raise PackagingError(f"{where}: task {task} needs a classifier; the model has no classes_")
+    if task == "binary" and len(classes) != 2:
+        raise PackagingError(
+            f"{where}: task binary needs 2 classes; the model has {len(classes)} "
+            f"({_plain(classes)})"
+        )
+    if task == "multiclass" and len(classes) < 3:
+        raise PackagingError(
+            f"{where}: task multiclass needs at least 3 classes; the model has {len(classes)} "
+            f"({_plain(classes)}): use task binary"
+        )
+
+
+def check_labels(y: Labels, estimator: Any, schema: Schema, data: Path) -> None:
+    if schema.task == "regression":
+        return
+    known = {_key(c) for c in estimator.classes_}
+    unknown = sorted({repr(_key(v)) for v in y if _key(v) not in known})
+    if unknown:
+        raise PackagingError(
+            f"{data}: column '{schema.label}' holds {', '.join(unknown)}, which the model "
+            f"cannot answer: its classes are {_plain(estimator.classes_)}"
+        )
+
+
+def inputs_across_the_schema(schema: Schema, rows: int, seed: int) -> NDArray[np.float64]:
+    """Encoded rows spread over every feature's allowed range or values."""
+    generator = np.random.default_rng(seed)
+    columns = []
+    for spec in schema.features:
+        if spec.values is not None:
+            columns.append(generator.integers(0, len(spec.values), rows).astype(np.float64))
+        elif spec.dtype == "integer":
+            low, high = int(spec.minimum), int(spec.maximum)
+            columns.append(generator.integers(low, high + 1, rows).astype(np.float64))
+        else:
+            columns.append(generator.uniform(spec.minimum, spec.maximum, rows))
+    return np.column_stack(columns)
+
+
+def package(
+    estimator_file: Path,
+    *,
+    schema: Schema,
+    model_name: str,
+    version: str,
+    output: Path = DEFAULT_OUTPUT,
+    data: Path | None = None,
+    sha256: str | None = None,
+    accept_regression: str | None = None,
+    compiled: bool = True,
+    force: bool = False,
+    log: Any = print,
+) -> Path:
+    """Check ``estimator_file`` against ``schema`` and write the version; returns its
+    directory. Raises ``PackagingError``, ``DatasetError`` or ``gate.QualityGateError``
+    with nothing written."""
+    artifacts.check_identity(model_name, version)
+    if (output / model_name / version).exists() and not force:
+        raise artifacts.ArtifactExistsError(
+            f"{output / model_name / version} already exists; choose a new version or pass "
+            "--force to replace it"
+        )
+    estimator, source = read_estimator(estimator_file, sha256)
+    check_estimator(estimator, schema, str(estimator_file))
+    record: dict[str, Any] = {
+        "estimator": estimators.describe(estimator),
+        "params": _json_params(estimator),
+        "packaged_from": source,
+    }
+    labelled = None
+    observed = unlabelled = None
+    data_fingerprint = None
+    if data is not None:
+        X, y = load_csv(data, schema)
+        check_labels(y, estimator, schema, data)
+        record["data_source"] = {"kind": "csv", "file": data.name}
+        strata = y if schema.task != "regression" else np.zeros(len(y), dtype=np.int64)
+        labelled = Labelled(
+            X,
+            y,
+            y,
+            golden.stratified_sample(strata),
+            {"sample": "stratified from the labelled data", "seed": golden.SAMPLE_SEED},
+        )
+        observed, data_fingerprint = X, fingerprint(X, y, schema)
+    else:
+        unlabelled = inputs_across_the_schema(schema, UNLABELLED_ROWS, UNLABELLED_SEED)
+    return publish(
+        estimator,
+        schema=schema,
+        model_name=model_name,
+        version=version,
+        output=output,
+        training_record=record,
+        observed_X=observed,
+        labelled=labelled,
+        unlabelled_X=unlabelled,
+        data_fingerprint=data_fingerprint,
+        force=force,
+        compiled=compiled,
+        accept_regression=accept_regression,
+        log=log,
+    )
+
+
+def _json_params(estimator: Any) -> dict[str, Any]:
+    """The final estimator's own parameters as JSON (an object parameter by its repr)."""
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    params = {}
+    for key, value in sorted(final.get_params(deep=False).items()):
+        plain = value
+        if (isinstance(value, float) and not math.isfinite(value)) or not isinstance(
+            value, str | int | float | bool | type(None)
+        ):
+            plain = repr(value)
+        params[key] = plain
+    return params
+
+
+def _key(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _plain(classes: Any) -> list[Any]:
+    return [_key(c) for c in classes]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.package",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="model name, e.g. cancer")
+    parser.add_argument("--version", required=True, help="version to write, e.g. v1")
+    parser.add_argument(
+        "--schema", required=True, type=Path, metavar="FILE", help="feature schema, JSON or YAML"
+    )
+    parser.add_argument(
+        "--estimator",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the fitted estimator or Pipeline: FILE.skops, or FILE.joblib (a pickle: loading "
+        "it runs its code; package only files you trust)",
+    )
+    parser.add_argument(
+        "--sha256", metavar="HEX", help="refuse the estimator file unless its SHA-256 is HEX"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="LABELLED.csv",
+        help="labelled rows to judge the model on (metrics, quality gate, model card, golden "
+        "set with labels); without it the gate does not check and demo/serve do not pick it",
+    )
+    cli.add_version_options(parser, DEFAULT_OUTPUT)
+    args = cli.parse(parser, argv)
+    if args.sha256 is not None and not SHA256.match(args.sha256):
+        parser.error(f"--sha256 {args.sha256!r} is not 64 hex digits")
+    return cli.run(
+        lambda: package(
+            args.estimator,
+            schema=load_schema(args.schema),
+            model_name=args.model,
+            version=args.version,
+            output=args.output,
+            data=args.data,
+            sha256=args.sha256,
+            accept_regression=args.accept_regression,
+            compiled=not args.no_compiled,
+            force=args.force,
+            log=cli.log,
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
