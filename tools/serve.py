@@ -39,6 +39,7 @@ from inference.errors import ErrorCode  # noqa: E402
 from inference.events import Shape  # noqa: E402
 from inference.limits import echo  # noqa: E402
 from inference.responses import error_answer  # noqa: E402
+from inference.runtimes import NAMES as RUNTIMES  # noqa: E402
 from training import artifacts, gate  # noqa: E402
 
 # A Function URL refuses larger request bodies before invoking the function.
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         "--version",
         help="model version, e.g. v1 (default: the newest that passed the quality gate)",
     )
-    parser.add_argument("--runtime", default="compiled", choices=["sklearn", "compiled"])
+    parser.add_argument("--runtime", default="compiled", choices=RUNTIMES)
     args = parser.parse_args(argv)
     version = args.version or latest_version(args.model)
     started = time.perf_counter()
