@@ -33,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from training import artifacts, gate, golden, model_card, skops_artifact
 from training.compile import (
     COMPILED_FILE,
+    COMPILED_FORMAT,
     ParityError,
     UnsupportedModelError,
     check_parity,
@@ -176,7 +177,7 @@ def train(
         )
         artifact_entries["compiled"] = {
             "file": COMPILED_FILE,
-            "format": "gbm-trees-npz/1",
+            "format": COMPILED_FORMAT,
             "parity": parity_record(report),
         }
 
