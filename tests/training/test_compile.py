@@ -152,6 +152,7 @@ def test_manifest_records_the_parity_check(tmp_path: Path) -> None:
     )
     entry = json.loads((out / "manifest.json").read_text())["artifacts"]["compiled"]
     assert entry["sha256"] == sha256_file(out / "model.compiled.npz")
+    assert entry["format"] == compiled_model.FORMAT_V2 == "sklearn-compiled-npz/2"
     parity = entry["parity"]
     assert parity["passed"] is True and parity["label_mismatches"] == 0
     assert parity["max_abs_diff"] <= parity["bound"] == compile_module.PARITY_BOUND
