@@ -50,7 +50,7 @@ from sklearn.ensemble import (
 )
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 # The compiled runtime ships inside the image; training imports the same modules so that
@@ -217,7 +217,10 @@ def _column_transformer(ct: ColumnTransformer, n_features: int, pre: _Preprocess
         if any(not 0 <= c < n_features for c in columns):
             raise UnsupportedModelError(f"ColumnTransformer step {name!r} selects unknown columns")
         start = len(pre.input)
-        if isinstance(transformer, str) and transformer == "passthrough":
+        # remainder="passthrough" is fitted as FunctionTransformer(func=None): the identity.
+        if (isinstance(transformer, str) and transformer == "passthrough") or (
+            type(transformer) is FunctionTransformer and transformer.func is None
+        ):
             for column in columns:
                 pre.add(column, compiled_pipeline.PASSTHROUGH)
         else:

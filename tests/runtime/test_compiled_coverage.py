@@ -491,3 +491,35 @@ def test_compiled_model_repeats_the_second_format_array_names() -> None:
         "trees": compiled_pipeline.TREE_ARRAYS,
         "linear": compiled_pipeline.LINEAR_ARRAYS,
     }
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: StandardScaler(with_mean=False),
+        lambda: StandardScaler(with_std=False),
+        lambda: MinMaxScaler(feature_range=(-2, 5), clip=True),
+        lambda: ColumnTransformer(
+            [("numeric", StandardScaler(), [0, 2]), ("categorical", _one_hot_of(4), [4])],
+            remainder="passthrough",
+        ),
+    ],
+    ids=["no-mean", "no-std", "clip", "remainder-passthrough"],
+)
+def test_preprocessing_options_compile_within_the_bound(make: Callable[[], Any]) -> None:
+    pipeline = Pipeline([("pre", make()), ("model", LogisticRegression(max_iter=1000))]).fit(
+        X, TARGETS["multiclass"]
+    )
+    report = check_parity(pipeline, compiled(pipeline, "multiclass"), X[:100], FEATURES)
+    assert report.passed and report.tie_rows > 0
+    # Rows beyond the fitted range reach the clip (and every other step) too.
+    wide = X[:50].copy()
+    wide[:, :3] = wide[:, :3] * 3 - 100
+    model = compiled_model.load(compiled(pipeline, "multiclass"))
+    np.testing.assert_allclose(
+        model.outputs(wide), pipeline.predict_proba(wide), rtol=0, atol=1e-12
+    )
+
+
+def _one_hot_of(k: int) -> OneHotEncoder:
+    return OneHotEncoder(categories=[list(range(k))], sparse_output=False)
