@@ -523,3 +523,14 @@ def test_preprocessing_options_compile_within_the_bound(make: Callable[[], Any])
 
 def _one_hot_of(k: int) -> OneHotEncoder:
     return OneHotEncoder(categories=[list(range(k))], sparse_output=False)
+
+
+def test_deep_forests_take_the_level_walk_with_class_fractions() -> None:
+    """Trees of more than 64 leaves: the fallback evaluator, with a row of values per leaf."""
+    pipeline = fit("multiclass", RandomForestClassifier(n_estimators=3, random_state=0), "none")
+    data = compiled(pipeline, "multiclass")
+    model = compiled_model.load(data)
+    assert isinstance(model, compiled_pipeline.CompiledPipeline)
+    assert isinstance(model.estimator, compiled_pipeline._Trees)
+    assert model.estimator.forest.method == "level-walk"
+    assert check_parity(pipeline, data, X[:100], FEATURES).passed
