@@ -168,8 +168,9 @@ def _json_scalar(value: Any) -> Any:
 
 
 def _split_pipeline(pipeline: Any) -> tuple[Any | None, Any]:
+    # A step set to None or "passthrough" does nothing.
     steps = (
-        [s for _, s in pipeline.steps if s is not None and not (isinstance(s, str))]
+        [s for _, s in pipeline.steps if s is not None and not isinstance(s, str)]
         if isinstance(pipeline, Pipeline)
         else [pipeline]
     )
@@ -187,7 +188,9 @@ def _split_pipeline(pipeline: Any) -> tuple[Any | None, Any]:
 def describe(pipeline: Any) -> str:
     """``StandardScaler + GradientBoostingClassifier``: what the manifest and errors name."""
     if isinstance(pipeline, Pipeline):
-        return " + ".join(type(s).__name__ for _, s in pipeline.steps if not isinstance(s, str))
+        return " + ".join(
+            type(s).__name__ for _, s in pipeline.steps if s is not None and not isinstance(s, str)
+        )
     return type(pipeline).__name__
 
 
@@ -731,10 +734,6 @@ def _outputs_in_chunks(model: Any, X: NDArray[np.float64]) -> NDArray[np.float64
         parts.append(np.asarray(model.outputs(X[start : start + size]), dtype=np.float64))
         start += size
     return np.concatenate(parts)
-
-
-# The name the first tests and callers used.
-_predict_in_chunks = _outputs_in_chunks
 
 
 def expected_outputs(pipeline: Any, task: str, X: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,7 +83,13 @@ def test_choosing_the_compiled_runtime_imports_no_scikit_learn() -> None:
         "assert 'inference.sklearn_model' not in sys.modules, 'sklearn runtime';"
         "print(heavy)"
     )
+    # A clean environment: the handler configures itself from MODEL_* at import.
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "")},
     )
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
