@@ -74,7 +74,9 @@ WEIGHTS = [50, 10, 10, 6, 6, 5, 5, 4, 4]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak")
     parser.add_argument("--invocations", type=int, default=100_000)
-    parser.add_argument("--runtime", choices=("compiled", "sklearn"), default="compiled")
+    from inference.runtimes import NAMES
+
+    parser.add_argument("--runtime", choices=NAMES, default="compiled")
     args = parser.parse_args(argv)
     manifest = json.loads((ROOT / "model_artifacts/churn/v1/manifest.json").read_text())
     artifact = manifest["artifacts"][args.runtime]

@@ -40,6 +40,7 @@ from inference.errors import ErrorCode  # noqa: E402
 from inference.events import Shape  # noqa: E402
 from inference.limits import echo  # noqa: E402
 from inference.responses import error_answer  # noqa: E402
+from inference.runtimes import NAMES as RUNTIMES  # noqa: E402
 from training import artifacts, gate  # noqa: E402
 
 # A Function URL refuses larger request bodies before invoking the function.
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--runtime",
-        choices=["sklearn", "compiled"],
+        choices=RUNTIMES,
         help="default: compiled when the version has it, else sklearn",
     )
     args = parser.parse_args(argv)

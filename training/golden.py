@@ -28,6 +28,7 @@ from tools import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
 from inference.model_loader import runtime_loader
+from inference.runtimes import RUNTIME_OF_ARTIFACT
 
 GOLDEN_FILE = "golden.json"
 FORMAT = "golden-set/1"
@@ -36,9 +37,9 @@ DEFAULT_ROWS = 1000
 SAMPLE_SEED = 42
 # The handler's own decision threshold (inference/handler.py THRESHOLD).
 THRESHOLD = 0.5
-# Which of the app's loaders reads each artifact the manifest can list: the sklearn
-# runtime reads both the skops file and the joblib pickle.
-LOADER_OF_ARTIFACT = {"sklearn": "sklearn", "sklearn-joblib": "sklearn", "compiled": "compiled"}
+# Which of the app's loaders reads each artifact the manifest can list (the sklearn runtime
+# reads both the skops file and the joblib pickle): the runtime registry's own table.
+LOADER_OF_ARTIFACT = RUNTIME_OF_ARTIFACT
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from sklearn.metrics import (
 from training import artifacts, gate, golden, model_card, skops_artifact
 from training.compile import (
     COMPILED_FILE,
+    COMPILED_FORMAT,
     ParityError,
     UnsupportedModelError,
     check_parity,
@@ -313,7 +314,7 @@ def publish(
             )
             artifact_entries["compiled"] = {
                 "file": COMPILED_FILE,
-                "format": "gbm-trees-npz/1",
+                "format": COMPILED_FORMAT,
                 "parity": parity_record(report),
             }
 

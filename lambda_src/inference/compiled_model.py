@@ -1,4 +1,9 @@
-"""The "compiled" runtime: gradient-boosted trees evaluated with numpy alone.
+"""The "compiled" runtime: scikit-learn pipelines evaluated with numpy alone.
+
+Two artifact formats. ``sklearn-compiled-npz/2`` (everything ``training/compile.py``
+writes today: scalers, one-hot encoding, tree ensembles, linear models, every task) is
+evaluated by ``inference/compiled_pipeline.py``. ``gbm-trees-npz/1``, the first format,
+is kept as it was because the committed churn v1/v2 artifacts are deployed by checksum:
 
 The artifact is an ``.npz`` file (read with ``allow_pickle=False``: loading it runs no
 code) holding the scaler's mean and scale, the boosting's initial log-odds and every
@@ -15,15 +20,26 @@ import io
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from inference import tree_forest
 
+if TYPE_CHECKING:
+    from inference.compiled_pipeline import CompiledPipeline
+
 FORMAT = "gbm-trees-npz/1"
 _ARRAYS = ("mean", "scale", "init_raw", "roots", "feature", "threshold", "left", "right", "value")
+# The second format's arrays, repeated from inference/compiled_pipeline.py (imported only
+# when such an archive is loaded); a test keeps the two equal.
+FORMAT_V2 = "sklearn-compiled-npz/2"
+_V2_PRE_ARRAYS = ("pre_input", "pre_kind", "pre_a", "pre_b", "pre_low", "pre_high")
+_V2_ESTIMATOR_ARRAYS = {
+    "trees": ("roots", "feature", "threshold", "left", "right", "value", "init"),
+    "linear": ("coef", "intercept"),
+}
 
 
 class CompiledModelError(ValueError):
@@ -58,19 +74,63 @@ def _expit(raw: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.where(raw >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def load(data: bytes) -> CompiledModel:
-    """Parse verified artifact bytes. Raises ``CompiledModelError`` on any malformation."""
+def load(data: bytes) -> CompiledModel | CompiledPipeline:
+    """Parse verified artifact bytes. Raises ``CompiledModelError`` on any malformation.
+
+    ``gbm-trees-npz/1`` (the first churn artifacts, whose bytes are deployed) gives a
+    ``CompiledModel``; ``sklearn-compiled-npz/2`` a ``compiled_pipeline.CompiledPipeline``.
+    """
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in (*_ARRAYS, "meta")}
-    except (OSError, ValueError, KeyError) as exc:
+            meta = _meta(archive["meta"])
+            names = _array_names(meta)
+            missing = [name for name in names if name not in archive.files]
+            if missing:
+                raise CompiledModelError(
+                    f"compiled model archive lacks array(s) {', '.join(missing)}"
+                )
+            arrays = {name: archive[name] for name in names}
+    except CompiledModelError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError) as exc:
         raise CompiledModelError(f"not a compiled model archive: {exc}") from None
+    if meta["format"] != FORMAT:
+        # Imported only for the second format: the first one's cold start stays as it was.
+        from inference import compiled_pipeline
+
+        try:
+            return compiled_pipeline.build(meta, arrays)
+        except compiled_pipeline.FormatError as exc:
+            raise CompiledModelError(f"compiled model is inconsistent: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CompiledModelError(f"compiled model is inconsistent: {exc!r}") from None
+    return _load_v1(meta, arrays)
+
+
+def _meta(raw: NDArray[Any]) -> dict[str, Any]:
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CompiledModelError("compiled model metadata is not JSON bytes")
     try:
-        meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+        meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CompiledModelError(f"compiled model metadata is not JSON: {exc}") from None
-    if meta.get("format") != FORMAT:
-        raise CompiledModelError(f"unsupported compiled format {meta.get('format')!r}")
+    if not isinstance(meta, dict):
+        raise CompiledModelError("compiled model metadata is not a JSON object")
+    return meta
+
+
+def _array_names(meta: dict[str, Any]) -> tuple[str, ...]:
+    if meta.get("format") == FORMAT:
+        return _ARRAYS
+    if meta.get("format") == FORMAT_V2:
+        estimator = _V2_ESTIMATOR_ARRAYS.get(str(meta.get("estimator")))
+        if estimator is None:
+            raise CompiledModelError(f"unsupported compiled estimator {meta.get('estimator')!r}")
+        return (*_V2_PRE_ARRAYS, *estimator)
+    raise CompiledModelError(f"unsupported compiled format {meta.get('format')!r}")
+
+
+def _load_v1(meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> CompiledModel:
     nodes = arrays["feature"].shape[0]
     n_features = arrays["mean"].shape[0]
     index_arrays = [arrays[k] for k in ("roots", "left", "right")]

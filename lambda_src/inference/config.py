@@ -10,14 +10,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from inference import capture
+from inference import capture, runtimes
 
 # Lambda refuses synchronous request payloads above 6 MB before the handler runs, so a
 # larger MAX_BODY_BYTES would only pretend to allow something.
 from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
 
-RUNTIMES = ("sklearn", "compiled")
-DEFAULT_RUNTIME = "sklearn"
+RUNTIMES = runtimes.NAMES
+DEFAULT_RUNTIME = runtimes.DEFAULT
 DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # Loading an artifact nobody pinned runs whatever it holds (a joblib file is a pickle).

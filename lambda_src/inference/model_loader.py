@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import math
 import os
 import threading
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from inference import runtimes
 from inference.config import DEFAULT_MAX_MODEL_BYTES, LocalSource, S3Source, Settings
 from inference.validation import Feature, schema_from_artifact
 
@@ -178,7 +178,7 @@ def fetch_bytes(
     if attempts < 1:
         raise ValueError(f"max_attempts={attempts}: at least 1 request is needed")
     end = math.inf if deadline is None else deadline
-    if runtime == "compiled":
+    if runtimes.get(runtime).lean_fetch:
         return _fetch_s3_lean(source, attempts, os.environ if env is None else env, end, limit)
     return _fetch_s3(source, attempts, end, limit)
 
@@ -354,22 +354,14 @@ def verify_sha256(data: bytes, expected: str | None, *, source: str) -> str:
 
 
 def runtime_loader(runtime: str) -> Callable[[bytes], Model]:
-    # Each runtime is imported only when chosen: the sklearn image must not need the
-    # compiled module, and the compiled image has no scikit-learn or joblib to import.
-    if runtime == "sklearn":
-        from inference import sklearn_model
-
-        return sklearn_model.load
-    if runtime == "compiled":
-        try:
-            module = importlib.import_module("inference.compiled_model")
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("inference.compiled_model", None):
-                raise
-            raise ModelLoadError("runtime 'compiled' is not available in this image") from None
-        loader: Callable[[bytes], Model] = module.load
-        return loader
-    raise ModelLoadError(f"unknown runtime {runtime!r}")
+    # Each runtime is imported only when chosen (inference/runtimes.py): the sklearn image
+    # must not need the compiled module, and the compiled image has no scikit-learn.
+    try:
+        module = runtimes.load_module(runtime)
+    except (runtimes.UnknownRuntimeError, runtimes.RuntimeUnavailableError) as exc:
+        raise ModelLoadError(str(exc)) from None
+    loader: Callable[[bytes], Model] = module.load
+    return loader
 
 
 def _check_identity(settings: Settings, name: str, version: str) -> None:

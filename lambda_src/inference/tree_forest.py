@@ -13,6 +13,11 @@ lowest bit left set. Per batch that is a few whole-array operations, where walki
 trees level by level costs several gathers per level.
 
 Trees with more leaves than 64 bits hold fall back to the level-by-level walk.
+
+A leaf's value is a number (one output: log-odds, a regression value) or a row of ``K``
+numbers (a forest's class fractions, or one class's score with zeros elsewhere when each
+boosting stage has one tree per class: adding 0.0 changes no sum, so each output is still
+summed in scikit-learn's stage order).
 """
 
 from __future__ import annotations
@@ -118,7 +123,7 @@ class _Bitvectors:
         # bitvector -> position of its lowest set bit, when a table of 2**bits is small
         self.lowest_bit = _lowest_bit_table(bits) if bits <= 16 else None
         self.leaf_base = np.arange(trees, dtype=np.intp) * max_leaves
-        self.leaf_value = np.zeros(trees * max_leaves, dtype=np.float64)
+        self.leaf_value = np.zeros((trees * max_leaves, *value.shape[1:]), dtype=np.float64)
         leaves = np.flatnonzero(leaf)
         self.leaf_value[self.leaf_base[tree_of[leaves]] + position[leaves]] = value[leaves]
 
@@ -142,8 +147,10 @@ class _Bitvectors:
         else:
             lowest = reachable & (~reachable + reachable.dtype.type(1))
             leaf = np.frexp(lowest.astype(np.float64))[1] - 1 + self.leaf_base
-        # (trees, rows), C-ordered: the stage-order sum runs along axis 0.
-        return np.take(self.leaf_value, leaf.T)
+        # (trees, rows[, K]), C-ordered: the stage-order sum runs along axis 0.
+        if self.leaf_value.ndim == 1:
+            return np.take(self.leaf_value, leaf.T)
+        return np.take(self.leaf_value, leaf.T, axis=0)
 
 
 def _lowest_bit_table(bits: int) -> NDArray[np.uint8]:
@@ -185,16 +192,22 @@ class _LevelWalk:
         for _ in range(self.depth):
             go_right = flat[row_offset + self.feature[node]] > self.threshold[node]
             node = self.children[node * 2 + go_right]
-        return np.take(self.value, node)
+        if self.value.ndim == 1:
+            return np.take(self.value, node)
+        return np.take(self.value, node, axis=0)
 
 
 class Forest:
-    """``raw(scaled)``: init plus every tree's leaf value, added in stage order."""
+    """``raw(scaled)``: init plus every tree's leaf value, added in stage order.
 
-    __slots__ = ("evaluator",)
+    Shape ``(rows,)`` for scalar leaf values, ``(rows, K)`` for rows of ``K`` values.
+    """
 
-    def __init__(self, evaluator: _Bitvectors | _LevelWalk) -> None:
+    __slots__ = ("evaluator", "width")
+
+    def __init__(self, evaluator: _Bitvectors | _LevelWalk, width: int | None = None) -> None:
         self.evaluator = evaluator
+        self.width = width  # K, or None for scalar leaf values
 
     @property
     def method(self) -> str:
@@ -204,7 +217,7 @@ class Forest:
         rows = scaled.shape[0]
         if rows <= _BLOCK_ROWS:
             return self._raw_block(scaled)
-        out = np.empty(rows, dtype=np.float64)
+        out = np.empty((rows,) if self.width is None else (rows, self.width), dtype=np.float64)
         for start in range(0, rows, _BLOCK_ROWS):
             out[start : start + _BLOCK_ROWS] = self._raw_block(scaled[start : start + _BLOCK_ROWS])
         return out
@@ -212,6 +225,15 @@ class Forest:
     def _raw_block(self, scaled: NDArray[np.float64]) -> NDArray[np.float64]:
         contributions = self.evaluator.contributions(scaled)
         total: NDArray[np.float64]
+        if contributions.ndim == 3:
+            # Each (row, output) pair is one column of the sum: the same rule as below.
+            trees, rows, width = contributions.shape
+            flat = contributions.reshape(trees, rows * width)
+            if rows * width < _REDUCE_FROM_ROWS:
+                total = np.cumsum(flat, axis=0)[-1]
+            else:
+                total = np.add.reduce(flat, axis=0)
+            return total.reshape(rows, width)
         if scaled.shape[0] < _REDUCE_FROM_ROWS:
             total = np.cumsum(contributions, axis=0)[-1]
         else:
@@ -221,7 +243,7 @@ class Forest:
 
 def build(
     *,
-    init_raw: float,
+    init_raw: float | NDArray[np.float64],
     roots: NDArray[np.intp],
     feature: NDArray[np.intp],
     threshold: NDArray[np.float64],
@@ -231,8 +253,12 @@ def build(
     depth: int,
     max_bitvector_leaves: int = MAX_BITVECTOR_LEAVES,
 ) -> Forest:
-    """Check the node arrays and precompute what evaluation needs."""
+    """Check the node arrays and precompute what evaluation needs.
+
+    ``value``: shape ``(nodes,)``, or ``(nodes, K)`` with ``init_raw`` of shape ``(K,)``.
+    """
     nodes = feature.shape[0]
+    width = None if value.ndim == 1 else int(value.shape[1])
     levels = _levels(roots, left, right, depth, nodes)
     leaf = left == np.arange(nodes)
     if not np.all(np.isfinite(threshold[~leaf])):
@@ -259,7 +285,8 @@ def build(
                 right=right,
                 value=value,
                 depth=depth,
-            )
+            ),
+            width,
         )
     return Forest(
         _Bitvectors(
@@ -273,7 +300,8 @@ def build(
             leaf=leaf,
             tree_of=tree_of,
             leaves_below=leaves_below,
-        )
+        ),
+        width,
     )
 
 

@@ -12,7 +12,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from inference import compiled_model, tree_forest
+from inference import compiled_model, compiled_pipeline, tree_forest
 from training.compile import check_parity, compile_pipeline
 from training.synthetic import generate
 
@@ -96,9 +96,12 @@ def test_other_tree_depths_pass_the_parity_gate(
     features = joblib.load(REFERENCE / "model.joblib")["features"]
     data = compile_pipeline(pipeline, model_name="m", model_version="v1", features=features)
     model = compiled_model.load(data)
-    assert model.forest.method == method
+    assert isinstance(model, compiled_pipeline.CompiledPipeline)
+    assert isinstance(model.estimator, compiled_pipeline._Trees)
+    forest = model.estimator.forest
+    assert forest.method == method
     if bitvector_bits is not None:
-        evaluator = model.forest.evaluator
+        evaluator = forest.evaluator
         assert isinstance(evaluator, tree_forest._Bitvectors)
         assert evaluator.table.dtype == np.dtype(f"uint{bitvector_bits}")
     report = check_parity(pipeline, data, X[:500], features)

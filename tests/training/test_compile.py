@@ -9,9 +9,11 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 
 from inference import compiled_model
 from tests.training.conftest import FAST_PARAMS
@@ -154,6 +156,7 @@ def test_manifest_records_the_parity_check(tmp_path: Path) -> None:
     )
     entry = json.loads((out / "manifest.json").read_text())["artifacts"]["compiled"]
     assert entry["sha256"] == sha256_file(out / "model.compiled.npz")
+    assert entry["format"] == compiled_model.FORMAT_V2 == "sklearn-compiled-npz/2"
     parity = entry["parity"]
     assert parity["passed"] is True and parity["label_mismatches"] == 0
     assert parity["max_abs_diff"] <= parity["bound"] == compile_module.PARITY_BOUND
@@ -167,11 +170,30 @@ def test_reference_manifests_carry_a_passed_parity_check() -> None:
         assert manifest["artifacts"]["compiled"]["parity"]["passed"] is True
 
 
-def test_unsupported_pipeline_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([("svc", SVC())], r"does not support the estimator SVC \(supported: "),
+        (
+            [("pca", PCA(3)), ("lr", LogisticRegression())],
+            r"does not support the preprocessing step PCA \(supported: StandardScaler",
+        ),
+        (
+            [("scaler", StandardScaler()), ("pca", PCA(3)), ("lr", LogisticRegression())],
+            r"at most one preprocessing step, not StandardScaler \+ PCA",
+        ),
+    ],
+    ids=["svc", "pca", "two-steps"],
+)
+def test_unsupported_pipeline_is_refused_naming_what_does_not_compile(
+    steps: list[tuple[str, object]], message: str
+) -> None:
     X, y = generate(300, seed=1)
-    pipeline = Pipeline([("scaler", StandardScaler()), ("lr", LogisticRegression())]).fit(X, y)
-    with pytest.raises(UnsupportedModelError, match="not StandardScaler \\+ LogisticRegression"):
-        compile_pipeline(pipeline, model_name="m", model_version="v1", features=[])
+    pipeline = Pipeline(steps).fit(X, y)  # type: ignore[arg-type]
+    features = joblib.load(ROOT / "model_artifacts/churn/v1/model.joblib")["features"]
+    with pytest.raises(UnsupportedModelError, match=message) as refused:
+        compile_pipeline(pipeline, model_name="m", model_version="v1", features=features)
+    assert str(refused.value).endswith("runtime 'sklearn' serves this model")
 
 
 @pytest.mark.parametrize(
