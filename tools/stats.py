@@ -308,6 +308,85 @@ def expected_calibration_error(y: ArrayLike, p: ArrayLike, *, bins: int = ECE_BI
     return float(np.sum(np.abs(observed - predicted)) / total.sum())
 
 
+def multiclass_log_loss(y: ArrayLike, p: ArrayLike) -> float:
+    """Mean negative log-likelihood of each row's true class; ``y`` holds column indices
+    of ``p`` (n, k), probabilities clipped to [1e-15, 1 - 1e-15]."""
+    index, rows = _indices_and_rows(y, p)
+    chosen = rows[np.arange(index.size), index]
+    return float(-np.mean(np.log(np.clip(chosen, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS))))
+
+
+def roc_auc_ovr(y: ArrayLike, p: ArrayLike) -> float:
+    """Macro one-vs-rest ROC AUC (scikit-learn's ``multi_class="ovr", average="macro"``):
+    the unweighted mean over columns; NaN when a class is absent from ``y``."""
+    index, rows = _indices_and_rows(y, p)
+    return float(
+        np.mean(
+            [roc_auc((index == k).astype(np.float64), rows[:, k]) for k in range(rows.shape[1])]
+        )
+    )
+
+
+def multiclass_accuracy(y: ArrayLike, p: ArrayLike) -> float:
+    """Share of rows whose highest probability (first on ties) is the true class."""
+    index, rows = _indices_and_rows(y, p)
+    return float(np.mean(np.argmax(rows, axis=1) == index))
+
+
+def rmse(y: ArrayLike, predicted: ArrayLike) -> float:
+    truth, values = _values_pair(y, predicted)
+    return float(np.sqrt(np.mean((values - truth) ** 2)))
+
+
+def mae(y: ArrayLike, predicted: ArrayLike) -> float:
+    truth, values = _values_pair(y, predicted)
+    return float(np.mean(np.abs(values - truth)))
+
+
+def r2(y: ArrayLike, predicted: ArrayLike) -> float:
+    """Coefficient of determination; NaN when ``y`` is constant (no variance to explain)."""
+    truth, values = _values_pair(y, predicted)
+    total = float(np.sum((truth - truth.mean()) ** 2))
+    if total == 0:
+        return math.nan
+    return 1.0 - float(np.sum((truth - values) ** 2)) / total
+
+
+def _indices_and_rows(y: ArrayLike, p: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    rows = np.asarray(p, dtype=np.float64)
+    index = np.asarray(y)
+    if rows.ndim != 2 or index.shape != (rows.shape[0],) or rows.shape[1] < 2:
+        raise ValueError(
+            f"expected class indices (n,) and probability rows (n, k >= 2), got "
+            f"{index.shape} and {rows.shape}"
+        )
+    if index.size == 0:
+        raise ValueError("no labelled predictions")
+    if (
+        not np.issubdtype(index.dtype, np.integer)
+        or index.min() < 0
+        or index.max() >= rows.shape[1]
+    ):
+        raise ValueError(f"class indices must be integers 0 to {rows.shape[1] - 1}")
+    if not np.all(np.isfinite(rows)) or not np.all((rows >= 0) & (rows <= 1)):
+        raise ValueError("probabilities must lie in [0, 1]")
+    return index.astype(np.int64), rows
+
+
+def _values_pair(
+    y: ArrayLike, predicted: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    truth = np.asarray(y, dtype=np.float64)
+    values = np.asarray(predicted, dtype=np.float64)
+    if truth.shape != values.shape or truth.ndim != 1:
+        raise ValueError(f"targets and predictions differ in shape: {truth.shape}, {values.shape}")
+    if truth.size == 0:
+        raise ValueError("no labelled predictions")
+    if not (np.all(np.isfinite(truth)) and np.all(np.isfinite(values))):
+        raise ValueError("targets and predictions must be finite numbers")
+    return truth, values
+
+
 def _labels_and_scores(
     y: ArrayLike, p: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
