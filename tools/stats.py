@@ -45,6 +45,7 @@ DEFAULT_ROUNDS = 1000
 DEFAULT_CONFIDENCE = 0.95
 
 Kind = Literal["numeric", "categorical"]
+Category = str | float
 Verdict = Literal["stable", "watch", "drift"]
 Metric = Callable[[NDArray[np.float64], NDArray[np.float64]], float]
 
@@ -66,17 +67,24 @@ class Histogram:
     proportions: tuple[float, ...]
     count: int
     edges: tuple[float, ...] = ()
-    categories: tuple[float, ...] = ()
+    # Numbers (integer codes, as the first references hold) or the values a categorical
+    # feature or a class label takes in requests and answers (strings and integers).
+    categories: tuple[Category, ...] = ()
 
-    def bin_index(self, values: ArrayLike) -> NDArray[np.int64]:
-        x = _finite_array(values, "values")
+    def bin_index(self, values: ArrayLike | Sequence[Category]) -> NDArray[np.int64]:
         if self.kind == "numeric":
+            x = _finite_array(values, "values")
             # side="right": a value equal to an edge belongs to the bin above it, as the
             # reference's own values did when the proportions were counted.
             return np.searchsorted(np.asarray(self.edges[1:-1]), x, side="right").astype(np.int64)
-        lookup = {category: index for index, category in enumerate(self.categories)}
+        lookup = {category_key(category): index for index, category in enumerate(self.categories)}
         unseen = len(self.categories)
-        return np.array([lookup.get(float(v), unseen) for v in x], dtype=np.int64)
+        items: list[Any] = (
+            values.tolist() if isinstance(values, np.ndarray) else list(values)  # type: ignore[arg-type]
+        )
+        if not all(_is_category(v) for v in items):
+            raise ValueError("values must be finite numbers or strings")
+        return np.array([lookup.get(category_key(v), unseen) for v in items], dtype=np.int64)
 
     def proportions_of(self, values: ArrayLike) -> NDArray[np.float64]:
         """The share of ``values`` in each of this histogram's bins."""
@@ -122,8 +130,9 @@ class Histogram:
                     f"(one more than the proportions), got {edges}"
                 )
             return cls("numeric", tuple(proportions), count, edges=tuple(edges))
-        categories = _number_list(data.get("categories"), f"{where}.categories")
-        if len(categories) + 1 != len(proportions) or len(set(categories)) != len(categories):
+        categories = _category_list(data.get("categories"), f"{where}.categories")
+        keys = {category_key(c) for c in categories}
+        if len(categories) + 1 != len(proportions) or len(keys) != len(categories):
             raise ValueError(
                 f"{where}: {len(categories)} distinct categories need {len(categories) + 1} "
                 f"proportions (the last for unseen ones), got {len(proportions)}"
@@ -147,6 +156,21 @@ def numeric_histogram(values: ArrayLike, bins: int = DEFAULT_BINS) -> Histogram:
     counts = np.bincount(np.searchsorted(inner, x, side="right"), minlength=inner.size + 1)
     shares = tuple(float(c) / x.size for c in counts)
     return Histogram("numeric", shares, int(x.size), edges=edges)
+
+
+def value_histogram(values: Sequence[Category], allowed: Sequence[Category]) -> Histogram:
+    """One bin per allowed value, in the given order (a value never seen in ``values``
+    keeps its bin at share 0), plus a last bin for values not allowed. Strings and numbers
+    are different values: the string "1" is not the integer 1."""
+    if not allowed:
+        raise ValueError("a value histogram needs at least one allowed value")
+    probe = Histogram("categorical", (1.0, *([0.0] * len(allowed))), 1, categories=tuple(allowed))
+    index = probe.bin_index(values)
+    if index.size == 0:
+        raise ValueError("cannot build a reference histogram from no values")
+    counts = np.bincount(index, minlength=len(allowed) + 1)
+    shares = tuple(float(c) / index.size for c in counts)
+    return Histogram("categorical", shares, int(index.size), categories=tuple(allowed))
 
 
 def categorical_histogram(values: ArrayLike) -> Histogram:
@@ -540,6 +564,24 @@ def _finite_array(values: ArrayLike, what: str) -> NDArray[np.float64]:
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{what} must be finite numbers")
     return x
+
+
+def category_key(value: Category) -> tuple[str, str | float]:
+    """Strings and numbers never match each other; 1 and 1.0 are one number."""
+    return ("str", value) if isinstance(value, str) else ("num", float(value))
+
+
+def _is_category(value: object) -> bool:
+    if isinstance(value, str):
+        return True
+    numeric = isinstance(value, int | float | np.integer | np.floating)
+    return numeric and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _category_list(value: object, where: str) -> list[Category]:
+    if not isinstance(value, list) or not all(_is_category(v) for v in value):
+        raise ValueError(f"{where} must be a list of finite numbers or strings, got {value!r}")
+    return [v if isinstance(v, str) else float(v) for v in value]
 
 
 def _number_list(value: object, where: str) -> list[float]:

@@ -183,7 +183,7 @@ def _live(
     except (BotoCoreError, ClientError, InputError, RuntimeError, TimeoutError) as exc:
         print(f"error: reading the capture records of {stack} failed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    report = drift_report(reference, rows.features, rows.probabilities, thresholds)
+    report = drift_report(reference, rows.features, rows.predictions, thresholds)
     if args.json:
         out.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
