@@ -192,3 +192,15 @@ def test_a_single_version_gets_its_figures_and_no_comparison(
     assert list(result["versions"]) == ["v2"] and result["differences"] == {}
     assert result["unmatched_labels"] == 3000 - result["matched"]
     assert result["versions"]["v2"]["ROC AUC"]["rounds"] == int(ROUNDS)
+
+
+def test_outcomes_of_a_multiclass_model_are_refused_by_name() -> None:
+    from tools.capture_export import CapturedRow
+    from tools.outcomes.report import join
+
+    row = CapturedRow(line=4, request_id="r1", row=0, model_name="zoo", model_version="v2",
+                      lambda_version="3", timestamp="t", probability=None, prediction="bee",
+                      features=None, task="multiclass", probabilities=(0.2, 0.7, 0.1))  # fmt: skip
+    with pytest.raises(ValueError, match="line 4: zoo v2 is a multiclass model: outcomes are "
+                       "compared for binary models only"):  # fmt: skip
+        join([row], [labels.Outcome(1, "r1", 0, 1)])

@@ -151,6 +151,13 @@ def join(captured: Sequence[CapturedRow], outcomes: Sequence[Outcome]) -> Joined
         prediction = predictions.get(key)
         if prediction is None:
             continue
+        if prediction.probability is None:
+            # Outcomes of multiclass and regression models are not compared yet: their
+            # labels are classes and values, not 0/1 (docs/capture-and-drift.md).
+            raise ValueError(
+                f"line {prediction.line}: {prediction.model_name} {prediction.model_version} "
+                f"is a {prediction.task} model: outcomes are compared for binary models only"
+            )
         matched += 1
         labelled.add(key)
         labels, probabilities = by_version.setdefault(prediction.model_version, ([], []))
