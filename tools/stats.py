@@ -10,7 +10,9 @@ Population stability index (PSI)
     as observed values (repeated edges of discrete data collapse into one bin); a bin
     holds its lower edge, and values below the first or above the last inner edge fall
     into the outer bins. Categories: one bin per category
-    seen in the reference, plus one bin for categories it never saw (reference share 0).
+    seen in the reference (or, for a categorical feature or a class label, per allowed
+    value, strings and integers as requests send them), plus one bin for categories it
+    never saw (reference share 0).
     An empty bin would make the logarithm infinite, so both proportions are floored at
     ``PSI_FLOOR`` (1e-4) first. Each term is >= 0 (``a - e`` and ``ln(a / e)`` share their
     sign), so PSI >= 0, and it is 0 only when every bin's shares agree.
