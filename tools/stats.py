@@ -49,7 +49,10 @@ DEFAULT_CONFIDENCE = 0.95
 Kind = Literal["numeric", "categorical"]
 Category = str | float
 Verdict = Literal["stable", "watch", "drift"]
-Metric = Callable[[NDArray[np.float64], NDArray[np.float64]], float]
+# Binary: labels 0/1 and probabilities; regression: targets and predicted values;
+# multiclass (outcomes): true and answered class labels.
+Metric = Callable[[NDArray[Any], NDArray[Any]], float]
+Pairing = Literal["binary", "regression", "labels"]
 
 
 # ---------------------------------------------------------------- histograms and PSI
@@ -470,9 +473,12 @@ def bootstrap_interval(
     rounds: int = DEFAULT_ROUNDS,
     seed: int = 0,
     confidence: float = DEFAULT_CONFIDENCE,
+    pairing: Pairing = "binary",
 ) -> Interval:
-    """Percentile bootstrap interval of ``metric(y, p)``."""
-    labels, scores = _labels_and_scores(y, p)
+    """Percentile bootstrap interval of ``metric(y, p)``; ``pairing`` says what ``y`` and
+    ``p`` hold (checked as such): binary labels and probabilities, regression targets and
+    values, or true and answered class labels."""
+    labels, scores = _pair(pairing, y, p)
     _check_bootstrap(rounds, confidence)
     rng = np.random.default_rng(seed)
     values = np.array(
@@ -489,15 +495,17 @@ def bootstrap_compare(
     rounds: int = DEFAULT_ROUNDS,
     seed: int = 0,
     confidence: float = DEFAULT_CONFIDENCE,
+    pairing: Pairing = "binary",
 ) -> dict[str, Comparison]:
-    """Each metric for two groups of ``(labels, probabilities)`` and second minus first.
+    """Each metric for two groups of ``(labels, probabilities)`` (or another ``pairing``,
+    as ``bootstrap_interval``) and second minus first.
 
     The groups are resampled independently; every metric of a round uses that round's
     resamples, so one pass gives each group's interval and the difference's.
     """
     _check_bootstrap(rounds, confidence)
-    y1, p1 = _labels_and_scores(*first)
-    y2, p2 = _labels_and_scores(*second)
+    y1, p1 = _pair(pairing, *first)
+    y2, p2 = _pair(pairing, *second)
     rng = np.random.default_rng(seed)
     names = list(metrics)
     a = np.empty((rounds, len(names)))
@@ -535,9 +543,26 @@ def bootstrap_difference(
     return compared["metric"].difference
 
 
-def _resampled(
-    metric: Metric, y: NDArray[np.float64], p: NDArray[np.float64], rng: np.random.Generator
-) -> float:
+def label_accuracy(y: NDArray[Any], answered: NDArray[Any]) -> float:
+    """Share of rows whose answered class label is the true one."""
+    return float(np.mean(y == answered))
+
+
+def _pair(pairing: Pairing, y: ArrayLike, p: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
+    if pairing == "binary":
+        return _labels_and_scores(y, p)
+    if pairing == "regression":
+        return _values_pair(y, p)
+    truth = np.asarray(y, dtype=object)
+    answered = np.asarray(p, dtype=object)
+    if truth.shape != answered.shape or truth.ndim != 1:
+        raise ValueError(f"labels differ in shape: {truth.shape}, {answered.shape}")
+    if truth.size == 0:
+        raise ValueError("no labelled predictions")
+    return truth, answered
+
+
+def _resampled(metric: Metric, y: NDArray[Any], p: NDArray[Any], rng: np.random.Generator) -> float:
     index = rng.integers(0, y.size, y.size)
     return metric(y[index], p[index])
 
