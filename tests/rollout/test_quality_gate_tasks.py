@@ -91,7 +91,7 @@ def test_a_worse_regressor_is_refused_on_relative_rmse(root: Path) -> None:
 def test_models_of_different_tasks_are_refused_before_any_comparison(root: Path) -> None:
     with pytest.raises(
         gate.GateRefusedError,
-        match=r"--model 'v4': the candidate is a regression model but the stable model is a "
+        match=r"--version 'v4': the candidate is a regression model but the stable model is a "
         r'multiclass model over the classes \["ant", "bee", "cat"\]',
     ):
         gate.check(root, "zoo", "v4", "v1", SKLEARN, DEFAULTS)

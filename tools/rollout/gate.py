@@ -102,7 +102,7 @@ def check(
             ),
         )
     except (traffic_gate.GateError, ValueError) as error:
-        raise GateRefusedError(f"--model {candidate!r}: {error}") from None
+        raise GateRefusedError(f"--version {candidate!r}: {error}") from None
     against = f"against stable {stable}" if scored else "no stable model"
     title = f"gate: {model_name} {candidate} ({runtime.value}), {against}"
     lines = [title, *(f"  {line}" for line in verdict.lines())]
