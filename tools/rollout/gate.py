@@ -101,7 +101,7 @@ def check(
                 tolerances.max_rmse_increase_fraction,
             ),
         )
-    except (traffic_gate.GateError, ValueError) as error:
+    except traffic_gate.GateError as error:
         raise GateRefusedError(f"--version {candidate!r}: {error}") from None
     against = f"against stable {stable}" if scored else "no stable model"
     title = f"gate: {model_name} {candidate} ({runtime.value}), {against}"
