@@ -14,7 +14,7 @@ Shape of the context (docs/configuration.md is the reference, tested against thi
                            rollout: {mode, model_version, stable_version, canary_weight,
                                      stable_model_version, deployment},
                            quality_gate: {max_log_loss_increase, max_auc_decrease,
-                                          max_brier_increase}}}
+                                          max_brier_increase, max_rmse_increase_fraction}}}
 
 Scalars are read by stacks.context_values, provisioned-concurrency rules live in
 stacks.capacity, and a model version's manifest is read by stacks.model_artifact.
@@ -520,11 +520,12 @@ def _drift(at: str, raw: Mapping[str, Any], capture: CaptureSettings) -> DriftSe
     return settings if enabled else None
 
 
-QUALITY_GATE_KEYS = ("max_log_loss_increase", "max_auc_decrease", "max_brier_increase")
+QUALITY_GATE_KEYS = ("max_log_loss_increase", "max_auc_decrease", "max_brier_increase",
+                     "max_rmse_increase_fraction")  # fmt: skip
 # Larger bounds would let through a model that is no better than a coin (ROC AUC and Brier
-# live in [0, 1]; a coin's log loss is 0.69).
+# live in [0, 1]; a coin's log loss is 0.69), or a regressor twice as far off.
 _QUALITY_GATE_MAXIMA = {"max_log_loss_increase": 1.0, "max_auc_decrease": 0.5,
-                        "max_brier_increase": 0.25}  # fmt: skip
+                        "max_brier_increase": 0.25, "max_rmse_increase_fraction": 1.0}  # fmt: skip
 
 
 def _quality_gate(at: str, raw: Mapping[str, Any]) -> QualityGateSettings:

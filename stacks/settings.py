@@ -221,6 +221,9 @@ class QualityGateSettings:
     max_log_loss_increase: float = 0.03
     max_auc_decrease: float = 0.02
     max_brier_increase: float = 0.01
+    # Regression models: how much higher the candidate's RMSE may be, as a fraction of the
+    # stable model's (RMSE is in the target's unit, so the bound is relative).
+    max_rmse_increase_fraction: float = 0.02
 
 
 @dataclass(frozen=True)

@@ -246,3 +246,20 @@ def _f(value: float | None) -> str:
 
 def _p(value: float) -> str:
     return f"{value:.2g}" if value >= 1e-4 else "< 1e-4"
+
+
+def prediction_shift_psi(
+    stable: Sequence[Any], candidate: Sequence[Any], task: str, *, bins: int = stats.DEFAULT_BINS
+) -> float:
+    """PSI of the candidate's predictions in bins taken from the stable side's, per task:
+    binary probabilities and regression values in the stable side's quantile bins (as
+    ``analyse``); multiclass class labels, one bin per label the stable side answered plus
+    one for labels it never did."""
+    if not stable or not candidate:
+        raise ValueError("both sides need predictions to compare")
+    if task == "multiclass":
+        labels = sorted({stats.category_key(v): v for v in stable}.items())
+        return stats.value_histogram(stable, [v for _, v in labels]).psi(candidate)
+    if task not in ("binary", "regression"):
+        raise ValueError(f"task {task!r} is not one of binary, multiclass, regression")
+    return stats.numeric_histogram(stable, bins).psi(candidate)

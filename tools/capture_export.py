@@ -35,9 +35,15 @@ class CapturedRow:
     model_version: str
     lambda_version: str
     timestamp: str
-    probability: float
-    prediction: int
-    features: dict[str, float] | None
+    # binary: P(classes[1]); None for the other tasks.
+    probability: float | None
+    # binary and multiclass: the class label answered; regression: the value.
+    prediction: Any
+    # Numbers as floats; a categorical feature's value as the request sent it.
+    features: dict[str, float | str] | None
+    task: str = "binary"
+    # multiclass: the probability per class, in class order.
+    probabilities: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -119,15 +125,7 @@ def _parse(path: Path, number: int, text: str) -> CapturedRow | None:
             )
         return value
 
-    probability = record.get("probability")
-    if (
-        isinstance(probability, bool)
-        or not isinstance(probability, int | float)
-        or not 0 <= probability <= 1
-    ):
-        raise CaptureFileError(
-            f"{where}: field 'probability' must be a number in [0, 1], got {probability!r}"
-        )
+    task, prediction, probability, probabilities = _answer(where, record)
     features = record.get("features")
     if features is not None:
         features = _features(where, features)
@@ -139,24 +137,72 @@ def _parse(path: Path, number: int, text: str) -> CapturedRow | None:
         model_version=text_field("model_version"),
         lambda_version=text_field("lambda_version"),
         timestamp=text_field("timestamp"),
-        probability=float(probability),
-        prediction=whole("prediction", 0),
+        probability=probability,
+        prediction=prediction,
         features=features,
+        task=task,
+        probabilities=probabilities,
     )
 
 
-def _features(where: str, features: Any) -> dict[str, float]:
-    if not isinstance(features, dict):
-        raise CaptureFileError(f"{where}: field 'features' must be an object or null")
-    out = {}
-    for name, value in features.items():
+def _answer(
+    where: str, record: dict[str, Any]
+) -> tuple[str, Any, float | None, tuple[float, ...] | None]:
+    """(task, prediction, probability, probabilities): the record's fields say its task
+    (binary: ``probability``; multiclass: ``probabilities``; regression: neither)."""
+    prediction = record.get("prediction")
+
+    def label() -> str | int:
+        if isinstance(prediction, bool) or not isinstance(prediction, str | int):
+            raise CaptureFileError(
+                f"{where}: field 'prediction' must be a class label (a string or an integer), "
+                f"got {prediction!r}"
+            )
+        return prediction
+
+    if "probabilities" in record:
+        probabilities = record["probabilities"]
         if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
+            not isinstance(probabilities, list)
+            or len(probabilities) < 2
+            or not all(_probability(p) for p in probabilities)
         ):
             raise CaptureFileError(
-                f"{where}: field 'features.{name}' must be a finite number, got {value!r}"
+                f"{where}: field 'probabilities' must be a list of numbers in [0, 1], got "
+                f"{probabilities!r}"
+            )
+        return "multiclass", label(), None, tuple(float(p) for p in probabilities)
+    if "probability" in record or not _number(prediction):
+        probability = record.get("probability")
+        if not _probability(probability):
+            raise CaptureFileError(
+                f"{where}: field 'probability' must be a number in [0, 1], got {probability!r}"
+            )
+        return "binary", label(), float(probability), None  # type: ignore[arg-type]
+    assert isinstance(prediction, int | float)  # _number said so
+    return "regression", float(prediction), None, None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _probability(value: Any) -> bool:
+    return _number(value) and 0 <= value <= 1
+
+
+def _features(where: str, features: Any) -> dict[str, float | str]:
+    if not isinstance(features, dict):
+        raise CaptureFileError(f"{where}: field 'features' must be an object or null")
+    out: dict[str, float | str] = {}
+    for name, value in features.items():
+        if isinstance(value, str):
+            out[name] = value  # a categorical feature's value
+            continue
+        if not _number(value):
+            raise CaptureFileError(
+                f"{where}: field 'features.{name}' must be a finite number or a categorical "
+                f"value, got {value!r}"
             )
         out[name] = float(value)
     return out

@@ -10,7 +10,9 @@ Population stability index (PSI)
     as observed values (repeated edges of discrete data collapse into one bin); a bin
     holds its lower edge, and values below the first or above the last inner edge fall
     into the outer bins. Categories: one bin per category
-    seen in the reference, plus one bin for categories it never saw (reference share 0).
+    seen in the reference (or, for a categorical feature or a class label, per allowed
+    value, strings and integers as requests send them), plus one bin for categories it
+    never saw (reference share 0).
     An empty bin would make the logarithm infinite, so both proportions are floored at
     ``PSI_FLOOR`` (1e-4) first. Each term is >= 0 (``a - e`` and ``ln(a / e)`` share their
     sign), so PSI >= 0, and it is 0 only when every bin's shares agree.
@@ -45,8 +47,12 @@ DEFAULT_ROUNDS = 1000
 DEFAULT_CONFIDENCE = 0.95
 
 Kind = Literal["numeric", "categorical"]
+Category = str | float
 Verdict = Literal["stable", "watch", "drift"]
-Metric = Callable[[NDArray[np.float64], NDArray[np.float64]], float]
+# Binary: labels 0/1 and probabilities; regression: targets and predicted values;
+# multiclass (outcomes): true and answered class labels.
+Metric = Callable[[NDArray[Any], NDArray[Any]], float]
+Pairing = Literal["binary", "regression", "labels"]
 
 
 # ---------------------------------------------------------------- histograms and PSI
@@ -66,17 +72,24 @@ class Histogram:
     proportions: tuple[float, ...]
     count: int
     edges: tuple[float, ...] = ()
-    categories: tuple[float, ...] = ()
+    # Numbers (integer codes, as the first references hold) or the values a categorical
+    # feature or a class label takes in requests and answers (strings and integers).
+    categories: tuple[Category, ...] = ()
 
-    def bin_index(self, values: ArrayLike) -> NDArray[np.int64]:
-        x = _finite_array(values, "values")
+    def bin_index(self, values: ArrayLike | Sequence[Category]) -> NDArray[np.int64]:
         if self.kind == "numeric":
+            x = _finite_array(values, "values")
             # side="right": a value equal to an edge belongs to the bin above it, as the
             # reference's own values did when the proportions were counted.
             return np.searchsorted(np.asarray(self.edges[1:-1]), x, side="right").astype(np.int64)
-        lookup = {category: index for index, category in enumerate(self.categories)}
+        lookup = {category_key(category): index for index, category in enumerate(self.categories)}
         unseen = len(self.categories)
-        return np.array([lookup.get(float(v), unseen) for v in x], dtype=np.int64)
+        items: list[Any] = (
+            values.tolist() if isinstance(values, np.ndarray) else list(values)  # type: ignore[arg-type]
+        )
+        if not all(_is_category(v) for v in items):
+            raise ValueError("values must be finite numbers or strings")
+        return np.array([lookup.get(category_key(v), unseen) for v in items], dtype=np.int64)
 
     def proportions_of(self, values: ArrayLike) -> NDArray[np.float64]:
         """The share of ``values`` in each of this histogram's bins."""
@@ -122,8 +135,9 @@ class Histogram:
                     f"(one more than the proportions), got {edges}"
                 )
             return cls("numeric", tuple(proportions), count, edges=tuple(edges))
-        categories = _number_list(data.get("categories"), f"{where}.categories")
-        if len(categories) + 1 != len(proportions) or len(set(categories)) != len(categories):
+        categories = _category_list(data.get("categories"), f"{where}.categories")
+        keys = {category_key(c) for c in categories}
+        if len(categories) + 1 != len(proportions) or len(keys) != len(categories):
             raise ValueError(
                 f"{where}: {len(categories)} distinct categories need {len(categories) + 1} "
                 f"proportions (the last for unseen ones), got {len(proportions)}"
@@ -147,6 +161,21 @@ def numeric_histogram(values: ArrayLike, bins: int = DEFAULT_BINS) -> Histogram:
     counts = np.bincount(np.searchsorted(inner, x, side="right"), minlength=inner.size + 1)
     shares = tuple(float(c) / x.size for c in counts)
     return Histogram("numeric", shares, int(x.size), edges=edges)
+
+
+def value_histogram(values: Sequence[Category], allowed: Sequence[Category]) -> Histogram:
+    """One bin per allowed value, in the given order (a value never seen in ``values``
+    keeps its bin at share 0), plus a last bin for values not allowed. Strings and numbers
+    are different values: the string "1" is not the integer 1."""
+    if not allowed:
+        raise ValueError("a value histogram needs at least one allowed value")
+    probe = Histogram("categorical", (1.0, *([0.0] * len(allowed))), 1, categories=tuple(allowed))
+    index = probe.bin_index(values)
+    if index.size == 0:
+        raise ValueError("cannot build a reference histogram from no values")
+    counts = np.bincount(index, minlength=len(allowed) + 1)
+    shares = tuple(float(c) / index.size for c in counts)
+    return Histogram("categorical", shares, int(index.size), categories=tuple(allowed))
 
 
 def categorical_histogram(values: ArrayLike) -> Histogram:
@@ -308,6 +337,85 @@ def expected_calibration_error(y: ArrayLike, p: ArrayLike, *, bins: int = ECE_BI
     return float(np.sum(np.abs(observed - predicted)) / total.sum())
 
 
+def multiclass_log_loss(y: ArrayLike, p: ArrayLike) -> float:
+    """Mean negative log-likelihood of each row's true class; ``y`` holds column indices
+    of ``p`` (n, k), probabilities clipped to [1e-15, 1 - 1e-15]."""
+    index, rows = _indices_and_rows(y, p)
+    chosen = rows[np.arange(index.size), index]
+    return float(-np.mean(np.log(np.clip(chosen, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS))))
+
+
+def roc_auc_ovr(y: ArrayLike, p: ArrayLike) -> float:
+    """Macro one-vs-rest ROC AUC (scikit-learn's ``multi_class="ovr", average="macro"``):
+    the unweighted mean over columns; NaN when a class is absent from ``y``."""
+    index, rows = _indices_and_rows(y, p)
+    return float(
+        np.mean(
+            [roc_auc((index == k).astype(np.float64), rows[:, k]) for k in range(rows.shape[1])]
+        )
+    )
+
+
+def multiclass_accuracy(y: ArrayLike, p: ArrayLike) -> float:
+    """Share of rows whose highest probability (first on ties) is the true class."""
+    index, rows = _indices_and_rows(y, p)
+    return float(np.mean(np.argmax(rows, axis=1) == index))
+
+
+def rmse(y: ArrayLike, predicted: ArrayLike) -> float:
+    truth, values = _values_pair(y, predicted)
+    return float(np.sqrt(np.mean((values - truth) ** 2)))
+
+
+def mae(y: ArrayLike, predicted: ArrayLike) -> float:
+    truth, values = _values_pair(y, predicted)
+    return float(np.mean(np.abs(values - truth)))
+
+
+def r2(y: ArrayLike, predicted: ArrayLike) -> float:
+    """Coefficient of determination; NaN when ``y`` is constant (no variance to explain)."""
+    truth, values = _values_pair(y, predicted)
+    total = float(np.sum((truth - truth.mean()) ** 2))
+    if total == 0:
+        return math.nan
+    return 1.0 - float(np.sum((truth - values) ** 2)) / total
+
+
+def _indices_and_rows(y: ArrayLike, p: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    rows = np.asarray(p, dtype=np.float64)
+    index = np.asarray(y)
+    if rows.ndim != 2 or index.shape != (rows.shape[0],) or rows.shape[1] < 2:
+        raise ValueError(
+            f"expected class indices (n,) and probability rows (n, k >= 2), got "
+            f"{index.shape} and {rows.shape}"
+        )
+    if index.size == 0:
+        raise ValueError("no labelled predictions")
+    if (
+        not np.issubdtype(index.dtype, np.integer)
+        or index.min() < 0
+        or index.max() >= rows.shape[1]
+    ):
+        raise ValueError(f"class indices must be integers 0 to {rows.shape[1] - 1}")
+    if not np.all(np.isfinite(rows)) or not np.all((rows >= 0) & (rows <= 1)):
+        raise ValueError("probabilities must lie in [0, 1]")
+    return index.astype(np.int64), rows
+
+
+def _values_pair(
+    y: ArrayLike, predicted: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    truth = np.asarray(y, dtype=np.float64)
+    values = np.asarray(predicted, dtype=np.float64)
+    if truth.shape != values.shape or truth.ndim != 1:
+        raise ValueError(f"targets and predictions differ in shape: {truth.shape}, {values.shape}")
+    if truth.size == 0:
+        raise ValueError("no labelled predictions")
+    if not (np.all(np.isfinite(truth)) and np.all(np.isfinite(values))):
+        raise ValueError("targets and predictions must be finite numbers")
+    return truth, values
+
+
 def _labels_and_scores(
     y: ArrayLike, p: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -365,9 +473,12 @@ def bootstrap_interval(
     rounds: int = DEFAULT_ROUNDS,
     seed: int = 0,
     confidence: float = DEFAULT_CONFIDENCE,
+    pairing: Pairing = "binary",
 ) -> Interval:
-    """Percentile bootstrap interval of ``metric(y, p)``."""
-    labels, scores = _labels_and_scores(y, p)
+    """Percentile bootstrap interval of ``metric(y, p)``; ``pairing`` says what ``y`` and
+    ``p`` hold (checked as such): binary labels and probabilities, regression targets and
+    values, or true and answered class labels."""
+    labels, scores = _pair(pairing, y, p)
     _check_bootstrap(rounds, confidence)
     rng = np.random.default_rng(seed)
     values = np.array(
@@ -384,15 +495,17 @@ def bootstrap_compare(
     rounds: int = DEFAULT_ROUNDS,
     seed: int = 0,
     confidence: float = DEFAULT_CONFIDENCE,
+    pairing: Pairing = "binary",
 ) -> dict[str, Comparison]:
-    """Each metric for two groups of ``(labels, probabilities)`` and second minus first.
+    """Each metric for two groups of ``(labels, probabilities)`` (or another ``pairing``,
+    as ``bootstrap_interval``) and second minus first.
 
     The groups are resampled independently; every metric of a round uses that round's
     resamples, so one pass gives each group's interval and the difference's.
     """
     _check_bootstrap(rounds, confidence)
-    y1, p1 = _labels_and_scores(*first)
-    y2, p2 = _labels_and_scores(*second)
+    y1, p1 = _pair(pairing, *first)
+    y2, p2 = _pair(pairing, *second)
     rng = np.random.default_rng(seed)
     names = list(metrics)
     a = np.empty((rounds, len(names)))
@@ -430,9 +543,26 @@ def bootstrap_difference(
     return compared["metric"].difference
 
 
-def _resampled(
-    metric: Metric, y: NDArray[np.float64], p: NDArray[np.float64], rng: np.random.Generator
-) -> float:
+def label_accuracy(y: NDArray[Any], answered: NDArray[Any]) -> float:
+    """Share of rows whose answered class label is the true one."""
+    return float(np.mean(y == answered))
+
+
+def _pair(pairing: Pairing, y: ArrayLike, p: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
+    if pairing == "binary":
+        return _labels_and_scores(y, p)
+    if pairing == "regression":
+        return _values_pair(y, p)
+    truth = np.asarray(y, dtype=object)
+    answered = np.asarray(p, dtype=object)
+    if truth.shape != answered.shape or truth.ndim != 1:
+        raise ValueError(f"labels differ in shape: {truth.shape}, {answered.shape}")
+    if truth.size == 0:
+        raise ValueError("no labelled predictions")
+    return truth, answered
+
+
+def _resampled(metric: Metric, y: NDArray[Any], p: NDArray[Any], rng: np.random.Generator) -> float:
     index = rng.integers(0, y.size, y.size)
     return metric(y[index], p[index])
 
@@ -461,6 +591,24 @@ def _finite_array(values: ArrayLike, what: str) -> NDArray[np.float64]:
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{what} must be finite numbers")
     return x
+
+
+def category_key(value: Category) -> tuple[str, str | float]:
+    """Strings and numbers never match each other; 1 and 1.0 are one number."""
+    return ("str", value) if isinstance(value, str) else ("num", float(value))
+
+
+def _is_category(value: object) -> bool:
+    if isinstance(value, str):
+        return True
+    numeric = isinstance(value, int | float | np.integer | np.floating)
+    return numeric and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _category_list(value: object, where: str) -> list[Category]:
+    if not isinstance(value, list) or not all(_is_category(v) for v in value):
+        raise ValueError(f"{where} must be a list of finite numbers or strings, got {value!r}")
+    return [v if isinstance(v, str) else float(v) for v in value]
 
 
 def _number_list(value: object, where: str) -> list[float]:

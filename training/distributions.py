@@ -1,12 +1,16 @@
 """Reference distributions for a manifest: what the training data and the model's answers
 looked like, so that drift in live traffic can be measured against them.
 
-Training calls ``reference_distributions(X, manifest["features"], holdout_probabilities)``
+Training calls ``reference_distributions(X, manifest["features"], holdout_outputs, task=...,
+classes=...)``
 and stores the result under ``manifest["reference_distributions"]``; the drift tool and
 monitor read it back with ``read_reference``. Bins come from ``tools.stats`` so that both
 sides bin alike: quantile bins (deciles) for numbers, one bin per value for integer
 features with at most ``tools.stats.MAX_CATEGORIES`` distinct values (codes such as the
-contract type), plus a bin for categories the reference never saw.
+contract type), one bin per allowed value for categorical features (the values requests
+send, strings or integers), plus a bin for categories the reference never saw. The
+prediction is binned per task: binary the probability of the positive class and
+regression the value (deciles), multiclass the predicted class (one bin per class).
 """
 
 from __future__ import annotations
@@ -24,53 +28,99 @@ MANIFEST_KEY = "reference_distributions"
 FORMAT = "reference-distributions/1"
 
 
+TASKS = ("binary", "multiclass", "regression")
+
+
 @dataclass(frozen=True)
 class Reference:
     features: dict[str, stats.Histogram]
     prediction: stats.Histogram
+    # What ``prediction`` bins: binary the probability of classes[1]; multiclass the
+    # predicted class label; regression the predicted value.
+    task: str = "binary"
 
 
 def reference_distributions(
-    features: NDArray[np.float64] | Sequence[Mapping[str, float]],
+    features: NDArray[np.float64] | Sequence[Mapping[str, Any]],
     schema: Sequence[Mapping[str, Any]],
     predictions: ArrayLike,
     *,
     bins: int = stats.DEFAULT_BINS,
     kinds: Mapping[str, stats.Kind] | None = None,
+    task: str = "binary",
+    classes: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON-serializable reference for a manifest.
 
-    ``features``: a matrix with the schema's columns in order, or records keyed by feature
-    name. ``schema``: the manifest's ``features`` entries (``name``, ``dtype``).
-    ``predictions``: the positive-class probabilities on the holdout. ``kinds`` forces a
-    feature to be binned as ``numeric`` or ``categorical`` instead of by the rule above.
+    ``features``: a matrix with the schema's columns in order (a categorical column holds
+    each value's position in its ``allowed.values``), or records keyed by feature name
+    (categorical features as the request's values). ``schema``: the manifest's
+    ``features`` entries (``name``, ``dtype``, ``allowed``). ``predictions``: the model's
+    ``outputs`` on the holdout: binary the probabilities of classes[1]; multiclass the
+    probability rows (binned as the predicted class, over ``classes``); regression the
+    predicted values (quantile bins). ``kinds`` forces a numeric feature to be binned as
+    ``numeric`` or ``categorical`` instead of by the rule above.
     """
+    if task not in TASKS:
+        raise ValueError(f"task {task!r} is not one of {', '.join(TASKS)}")
     names = [_name(entry, index) for index, entry in enumerate(schema)]
     unknown = sorted(set(kinds or {}) - set(names))
     if unknown:
         raise ValueError(f"kinds names features not in the schema: {', '.join(unknown)}")
-    matrix = _matrix(features, names)
+    allowed = {name: _values(entry) for name, entry in zip(names, schema, strict=True)}
+    matrix = _matrix(features, names, allowed)
     histograms = {}
     for column, (name, entry) in enumerate(zip(names, schema, strict=True)):
+        values = allowed[name]
+        if values is not None:
+            # Requests send (and capture records keep) the value, not its code.
+            observed = [values[int(code)] for code in matrix[:, column].tolist()]
+            histograms[name] = stats.value_histogram(observed, values).to_json()
+            continue
         histograms[name] = stats.reference_histogram(
             matrix[:, column],
             integer=entry.get("dtype") == "integer",
             bins=bins,
             kind=(kinds or {}).get(name),
         ).to_json()
-    probabilities = np.asarray(predictions, dtype=np.float64)
-    if probabilities.ndim != 1 or probabilities.size == 0:
-        raise ValueError(f"predictions must be a non-empty vector, got shape {probabilities.shape}")
-    if not np.all((probabilities >= 0) & (probabilities <= 1)):
-        raise ValueError("predictions must be probabilities in [0, 1]")
-    return {
+    reference = {
         "format": FORMAT,
         "bins": bins,
         "psi_floor": stats.PSI_FLOOR,
         "rows": int(matrix.shape[0]),
-        "features": histograms,
-        "prediction": stats.numeric_histogram(probabilities, bins).to_json(),
     }
+    if task != "binary":
+        reference["task"] = task
+    reference["features"] = histograms
+    reference["prediction"] = _prediction(predictions, task, classes, bins).to_json()
+    return reference
+
+
+def _prediction(
+    predictions: ArrayLike, task: str, classes: Sequence[Any] | None, bins: int
+) -> stats.Histogram:
+    outputs = np.asarray(predictions, dtype=np.float64)
+    if task == "multiclass":
+        if classes is None or len(classes) < 3:
+            raise ValueError(
+                f"a multiclass reference needs its classes (3 or more), got {classes!r}"
+            )
+        if outputs.ndim != 2 or outputs.shape[1] != len(classes) or outputs.shape[0] == 0:
+            raise ValueError(
+                f"predictions must be probability rows of {len(classes)} classes, got shape "
+                f"{outputs.shape}"
+            )
+        # The answer's label: the most probable class, the first on ties (as the handler).
+        labels = [classes[int(i)] for i in np.argmax(outputs, axis=1)]
+        return stats.value_histogram(labels, list(classes))
+    if outputs.ndim != 1 or outputs.size == 0:
+        raise ValueError(f"predictions must be a non-empty vector, got shape {outputs.shape}")
+    if task == "regression":
+        if not np.all(np.isfinite(outputs)):
+            raise ValueError("predictions must be finite values")
+    elif not np.all((outputs >= 0) & (outputs <= 1)):
+        raise ValueError("predictions must be probabilities in [0, 1]")
+    return stats.numeric_histogram(outputs, bins)
 
 
 def read_reference(manifest: Mapping[str, Any], where: str = "manifest") -> Reference:
@@ -86,16 +136,36 @@ def read_reference(manifest: Mapping[str, Any], where: str = "manifest") -> Refe
         raise ValueError(f"{key} must be an object")
     if data.get("format") != FORMAT:
         raise ValueError(f"{key}.format is {data.get('format')!r}: expected {FORMAT!r}")
+    task = data.get("task", "binary")
+    if task not in TASKS:
+        raise ValueError(f"{key}.task is {task!r}: expected one of {', '.join(TASKS)}")
     features = data.get("features")
     if not isinstance(features, Mapping) or not features:
         raise ValueError(f"{key}.features must be a non-empty object")
+    prediction = stats.Histogram.from_json(data.get("prediction"), f"{key}.prediction")
+    expected = "categorical" if task == "multiclass" else "numeric"
+    if prediction.kind != expected:
+        raise ValueError(
+            f"{key}.prediction.kind is {prediction.kind!r}: a {task} model's is {expected!r}"
+        )
     return Reference(
         {
             str(name): stats.Histogram.from_json(value, f"{key}.features.{name}")
             for name, value in features.items()
         },
-        stats.Histogram.from_json(data.get("prediction"), f"{key}.prediction"),
+        prediction,
+        task,
     )
+
+
+def _values(entry: Mapping[str, Any]) -> list[Any] | None:
+    """A categorical feature's allowed values (None for numbers)."""
+    if entry.get("dtype") != "categorical":
+        return None
+    values = (entry.get("allowed") or {}).get("values")
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"categorical feature {entry.get('name')!r} lists no allowed values")
+    return values
 
 
 def _name(entry: Mapping[str, Any], index: int) -> str:
@@ -106,7 +176,9 @@ def _name(entry: Mapping[str, Any], index: int) -> str:
 
 
 def _matrix(
-    features: NDArray[np.float64] | Sequence[Mapping[str, float]], names: Sequence[str]
+    features: NDArray[np.float64] | Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    allowed: Mapping[str, list[Any] | None],
 ) -> NDArray[np.float64]:
     if isinstance(features, np.ndarray):
         matrix = np.asarray(features, dtype=np.float64)
@@ -115,13 +187,40 @@ def _matrix(
                 f"feature matrix has shape {matrix.shape}: expected one column per schema "
                 f"feature ({len(names)})"
             )
+        for column, name in enumerate(names):
+            values = allowed[name]
+            codes = matrix[:, column]
+            if values is not None and not np.all(
+                (codes == np.floor(codes)) & (codes >= 0) & (codes < len(values))
+            ):
+                raise ValueError(
+                    f"feature {name!r} is categorical: its column must hold positions "
+                    f"0..{len(values) - 1} in its values"
+                )
     else:
+        codes_of = {
+            name: {stats.category_key(v): i for i, v in enumerate(values)}
+            for name, values in allowed.items()
+            if values is not None
+        }
         rows = []
         for index, record in enumerate(features):
             missing = [name for name in names if name not in record]
             if missing:
                 raise ValueError(f"feature record {index} lacks {', '.join(missing)}")
-            rows.append([float(record[name]) for name in names])
+            row = []
+            for name in names:
+                if name in codes_of:
+                    code = codes_of[name].get(stats.category_key(record[name]))
+                    if code is None:
+                        raise ValueError(
+                            f"feature record {index}: {name}={record[name]!r} is not one of "
+                            f"its values {allowed[name]}"
+                        )
+                    row.append(float(code))
+                else:
+                    row.append(float(record[name]))
+            rows.append(row)
         matrix = np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
     if matrix.shape[0] == 0:
         raise ValueError("no feature rows to build reference distributions from")

@@ -17,7 +17,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,43 +42,105 @@ THRESHOLD = 0.5
 LOADER_OF_ARTIFACT = RUNTIME_OF_ARTIFACT
 
 
+TASKS = ("binary", "multiclass", "regression")
+# Artifacts written before tasks: binary over the classes 0 and 1.
+DEFAULT_CLASSES: tuple[Any, ...] = (0, 1)
+
+Label = str | int | float
+
+
 @dataclass(frozen=True)
 class Recorded:
-    probabilities: NDArray[np.float64]
-    labels: NDArray[np.int64]
+    """One runtime's answers: ``outputs`` as its ``outputs(X)`` gave them (binary: P(classes[1])
+    per row; multiclass: probability rows; regression: values) and, for classifiers, the
+    class label the handler answers for each row (None for regression)."""
+
+    outputs: NDArray[np.float64]
+    labels: NDArray[Any] | None
+
+    @property
+    def probabilities(self) -> NDArray[np.float64]:
+        # The binary name the first golden sets' callers use.
+        return self.outputs
 
 
 @dataclass(frozen=True)
 class GoldenSet:
     feature_names: tuple[str, ...]
     X: NDArray[np.float64]
-    y: NDArray[np.int64] | None  # None: packaged without labels (inputs and answers only)
+    # Class labels (classifiers) or target values (regression); None: packaged without
+    # labels (inputs and answers only).
+    y: NDArray[Any] | None
     predictions: dict[str, Recorded]
+    task: str = "binary"
+    classes: tuple[Any, ...] | None = DEFAULT_CLASSES
+    # Categorical features: name -> the allowed values; X holds each value's position.
+    categories: Mapping[str, Sequence[str | int]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
         return int(self.X.shape[0])
 
-    def instances(self) -> list[dict[str, float | int]]:
-        """The rows as the handler's request instances (integers stay integers)."""
-        return [
-            {
-                name: int(value) if float(value).is_integer() else float(value)
-                for name, value in zip(self.feature_names, row, strict=True)
-            }
-            for row in self.X.tolist()
-        ]
+    def y_index(self) -> NDArray[np.int64]:
+        """``y`` as column indices of ``classes`` (classifiers with labels only)."""
+        if self.y is None or self.classes is None:
+            raise ValueError(f"a {self.task} golden set without labels has no class indices")
+        return class_indices(self.y, self.classes)
+
+    def instances(self) -> list[dict[str, Any]]:
+        """The rows as the handler's request instances (integers stay integers, categorical
+        codes become the request's values)."""
+        return instances(self.feature_names, self.X.tolist(), self.categories)
+
+
+def instances(
+    feature_names: Sequence[str],
+    rows: Sequence[Sequence[float]],
+    categories: Mapping[str, Sequence[str | int]],
+) -> list[dict[str, Any]]:
+    def value(name: str, code: float) -> Any:
+        if name in categories:
+            return categories[name][int(code)]
+        return int(code) if float(code).is_integer() else float(code)
+
+    return [
+        {name: value(name, code) for name, code in zip(feature_names, row, strict=True)}
+        for row in rows
+    ]
+
+
+def class_indices(y: Sequence[Any] | NDArray[Any], classes: Sequence[Any]) -> NDArray[np.int64]:
+    lookup = {_key(c): index for index, c in enumerate(classes)}
+    try:
+        return np.array([lookup[_key(v)] for v in np.asarray(y).tolist()], dtype=np.int64)
+    except KeyError as error:
+        raise ValueError(
+            f"label {error.args[0][1]!r} is not one of the classes {list(classes)}"
+        ) from None
+
+
+def _key(value: Any) -> tuple[str, Any]:
+    # The string "1" and the integer 1 are different labels; 1 and 1.0 are the same.
+    if isinstance(value, str):
+        return ("str", value)
+    return ("num", float(value))
 
 
 def stratified_sample(
-    y: NDArray[np.int64], rows: int = DEFAULT_ROWS, seed: int = SAMPLE_SEED
+    y: NDArray[Any], rows: int = DEFAULT_ROWS, seed: int = SAMPLE_SEED, *, task: str = "binary"
 ) -> NDArray[np.int64]:
-    """Indices of a class-stratified sample of ``rows`` rows (all of them if fewer), sorted."""
+    """Indices of a class-stratified sample of ``rows`` rows (all of them if fewer), sorted.
+
+    Regression targets have no classes: the sample is stratified on the target's deciles,
+    so that the tails the gate should see are in it."""
     if rows < 1:
         raise ValueError(f"golden set size {rows} is not allowed: at least 1 row")
     total = len(y)
     if rows >= total:
         return np.arange(total, dtype=np.int64)
+    if task == "regression":
+        target = np.asarray(y, dtype=np.float64)
+        y = stats.numeric_histogram(target).bin_index(target)
     generator = np.random.default_rng(seed)
     classes, counts = np.unique(y, return_counts=True)
     # Largest remainder: each class keeps its share of the holdout, the total is exact.
@@ -94,7 +156,9 @@ def stratified_sample(
 
 
 def predict(artifact_key: str, data: bytes, X: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``P(positive)`` from ``data`` loaded by the app's loader for ``artifact_key``."""
+    """The runtime's ``outputs(X)`` from ``data`` loaded by the app's loader for
+    ``artifact_key``: binary P(classes[1]) (n,), multiclass probability rows (n, k),
+    regression values (n,)."""
     if artifact_key not in LOADER_OF_ARTIFACT:
         raise ValueError(
             f"artifact {artifact_key!r} has no runtime loader: one of "
@@ -104,49 +168,154 @@ def predict(artifact_key: str, data: bytes, X: NDArray[np.float64]) -> NDArray[n
     return np.asarray(model.outputs(X), dtype=np.float64)
 
 
-def labels_of(probabilities: NDArray[np.float64]) -> NDArray[np.int64]:
-    return (probabilities >= THRESHOLD).astype(np.int64)
+def labels_of(
+    outputs: NDArray[np.float64],
+    task: str = "binary",
+    classes: Sequence[Any] | None = DEFAULT_CLASSES,
+) -> NDArray[Any]:
+    """The label the handler answers per row (inference/handler.py): binary classes[1] from
+    ``THRESHOLD``, multiclass the most probable class (the first on ties)."""
+    if task == "regression" or classes is None:
+        raise ValueError("a regression model answers values, not class labels")
+    if task == "binary":
+        if list(classes) == list(DEFAULT_CLASSES):
+            return (outputs >= THRESHOLD).astype(np.int64)
+        picked = (outputs >= THRESHOLD).astype(np.int64)
+    else:
+        picked = np.argmax(outputs, axis=1)
+    return np.asarray([classes[int(i)] for i in picked])
 
 
-def quality(y: NDArray[np.int64], probabilities: NDArray[np.float64]) -> dict[str, float]:
+def quality(
+    y: NDArray[Any],
+    outputs: NDArray[np.float64],
+    task: str = "binary",
+    classes: Sequence[Any] | None = DEFAULT_CLASSES,
+) -> dict[str, float]:
+    """The golden-set metrics of one runtime's answers (binary: as the first golden sets)."""
+    if task == "regression":
+        return {
+            "rmse": stats.rmse(y, outputs),
+            "mae": stats.mae(y, outputs),
+            "r2": stats.r2(y, outputs),
+        }
+    assert classes is not None
+    index = class_indices(y, classes)
+    if task == "binary":
+        return {
+            "log_loss": stats.log_loss(index, outputs),
+            "roc_auc": stats.roc_auc(index, outputs),
+            "brier_score": stats.brier(index, outputs),
+        }
     return {
-        "log_loss": stats.log_loss(y, probabilities),
-        "roc_auc": stats.roc_auc(y, probabilities),
-        "brier_score": stats.brier(y, probabilities),
+        "log_loss": stats.multiclass_log_loss(index, outputs),
+        "roc_auc_ovr": stats.roc_auc_ovr(index, outputs),
+        "accuracy": stats.multiclass_accuracy(index, outputs),
     }
+
+
+def check_task(task: str, classes: Sequence[Any] | None, where: str = "golden set") -> None:
+    if task not in TASKS:
+        raise ValueError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")
+    if task == "regression":
+        if classes is not None:
+            raise ValueError(f"{where}: a regression golden set has no classes, got {classes!r}")
+        return
+    if (
+        not isinstance(classes, Sequence)
+        or isinstance(classes, str)
+        or not all(isinstance(c, str | int) and not isinstance(c, bool) for c in classes)
+        or len({_key(c) for c in classes}) != len(classes)
+    ):
+        raise ValueError(f"{where}: classes must be distinct strings or integers, got {classes!r}")
+    if (task == "binary") != (len(classes) == 2) or len(classes) < 2:
+        raise ValueError(f"{where}: a {task} golden set with {len(classes)} classes")
 
 
 def document(
     feature_names: Sequence[str],
     X: NDArray[np.float64],
-    y: NDArray[np.int64] | None,
+    y: NDArray[Any] | None,
     predictions: Mapping[str, NDArray[np.float64]],
     *,
     source: Mapping[str, Any],
+    task: str = "binary",
+    classes: Sequence[Any] | None = DEFAULT_CLASSES,
+    features: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON content of ``golden.json``."""
+    """The JSON content of ``golden.json``.
+
+    ``predictions``: each runtime's ``outputs`` on ``X``. ``X``: the encoded matrix (a
+    categorical column holds positions in its values). ``y``: class labels (classifiers)
+    or target values (regression). ``features``: the artifact's features list, needed when
+    one is categorical (its values go into the file, so that the rows can be sent as
+    requests without the manifest). A binary model over the classes 0 and 1 without
+    categorical features gets exactly the bytes of the first golden sets.
+    """
+    classes = None if task == "regression" else tuple(classes or DEFAULT_CLASSES)
+    check_task(task, classes)
+    categories = _categories(features, feature_names)
     recorded: dict[str, Any] = {}
-    for key, probabilities in predictions.items():
-        entry: dict[str, Any] = {
-            "probabilities": [float(p) for p in probabilities],
-            "labels": [int(v) for v in labels_of(probabilities)],
-        }
+    for key, outputs in predictions.items():
+        outputs = np.asarray(outputs, dtype=np.float64)
+        if task == "regression":
+            entry: dict[str, Any] = {"values": [float(v) for v in outputs]}
+        else:
+            entry = {
+                "probabilities": outputs.tolist()
+                if task == "multiclass"
+                else [float(p) for p in outputs],
+                "labels": [_scalar(v) for v in labels_of(outputs, task, classes)],
+            }
         if y is not None:
             # ROC AUC is undefined on a one-class sample: null, never a bare NaN in JSON.
             entry["metrics"] = {
                 name: value if math.isfinite(value) else None
-                for name, value in quality(y, probabilities).items()
+                for name, value in quality(y, outputs, task, classes).items()
             }
         recorded[key] = entry
+    content: dict[str, Any] = {"format": FORMAT, "rows": int(X.shape[0])}
+    if task == "binary":
+        content["threshold"] = THRESHOLD
+    content["source"] = dict(source)
+    if task != "binary" or classes != DEFAULT_CLASSES:
+        content["task"] = task
+        content["classes"] = None if classes is None else [_scalar(c) for c in classes]
+    content["feature_names"] = list(feature_names)
+    if categories:
+        content["categories"] = {name: list(values) for name, values in categories.items()}
+    content["features"] = X.tolist()
+    if y is None:
+        content["labels"] = None
+    elif task == "regression":
+        content["labels"] = [float(v) for v in np.asarray(y, dtype=np.float64)]
+    else:
+        content["labels"] = [_scalar(v) for v in np.asarray(y).tolist()]
+    content["predictions"] = recorded
+    return content
+
+
+def _scalar(value: Any) -> Label:
+    """A plain JSON scalar from a numpy or Python label."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value  # type: ignore[no-any-return]
+
+
+def _categories(
+    features: Sequence[Mapping[str, Any]] | None, feature_names: Sequence[str]
+) -> dict[str, list[str | int]]:
+    if features is None:
+        return {}
+    names = [f.get("name") for f in features]
+    if names != list(feature_names):
+        raise ValueError(f"features list names {names}, the golden set {list(feature_names)}")
     return {
-        "format": FORMAT,
-        "rows": int(X.shape[0]),
-        "threshold": THRESHOLD,
-        "source": dict(source),
-        "feature_names": list(feature_names),
-        "features": X.tolist(),
-        "labels": None if y is None else [int(v) for v in y],
-        "predictions": recorded,
+        str(f["name"]): list(f["allowed"]["values"])
+        for f in features
+        if f.get("dtype") == "categorical"
     }
 
 
@@ -164,6 +333,16 @@ def parse(data: bytes, where: str = GOLDEN_FILE) -> GoldenSet:
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
         raise ValueError(f"{where}: format is {found!r}, expected {FORMAT!r}")
+    task = content.get("task", "binary")
+    raw_classes = content.get("classes", list(DEFAULT_CLASSES))
+    classes = (
+        None
+        if raw_classes is None
+        else tuple(raw_classes)
+        if isinstance(raw_classes, list)
+        else raw_classes
+    )
+    check_task(task, classes, where)
     names = content.get("feature_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ValueError(f"{where}: feature_names must be a non-empty list of names")
@@ -175,27 +354,94 @@ def parse(data: bytes, where: str = GOLDEN_FILE) -> GoldenSet:
         raise ValueError(
             f"{where}: features has shape {X.shape}: expected rows of {len(names)} finite numbers"
         )
+    categories = _parse_categories(content.get("categories", {}), names, X, where)
     rows = X.shape[0]
-    y = None
-    if content.get("labels") is not None:
-        y = np.asarray(content["labels"], dtype=np.int64)
-        if y.shape != (rows,) or not np.all((y == 0) | (y == 1)):
-            raise ValueError(f"{where}: labels must be {rows} values, each 0 or 1")
+    y = (
+        None
+        if content.get("labels") is None
+        else _parse_y(content["labels"], rows, task, classes, where)
+    )
     raw = content.get("predictions")
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{where}: predictions must name at least one artifact")
-    predictions = {}
-    for key, entry in raw.items():
-        at = f"{where}: predictions.{key}"
+    predictions = {
+        str(key): _parse_recorded(entry, rows, task, classes, f"{where}: predictions.{key}")
+        for key, entry in raw.items()
+    }
+    return GoldenSet(tuple(names), X, y, predictions, task, classes, categories)
+
+
+def _parse_categories(
+    raw: Any, names: list[str], X: NDArray[np.float64], where: str
+) -> dict[str, list[str | int]]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: categories must map feature names to their values")
+    categories = {}
+    for name, values in raw.items():
+        if name not in names:
+            raise ValueError(f"{where}: categories names {name!r}, not one of feature_names")
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values)
+        ):
+            raise ValueError(f"{where}: categories.{name} must be a list of strings or integers")
+        codes = X[:, names.index(name)]
+        if not np.all((codes == np.floor(codes)) & (codes >= 0) & (codes < len(values))):
+            raise ValueError(f"{where}: feature {name!r} holds codes outside 0..{len(values) - 1}")
+        categories[name] = values
+    return categories
+
+
+def _parse_y(
+    raw: Any, rows: int, task: str, classes: tuple[Any, ...] | None, where: str
+) -> NDArray[Any]:
+    if task == "regression":
         try:
-            probabilities = np.asarray(entry["probabilities"], dtype=np.float64)
-            labels = np.asarray(entry["labels"], dtype=np.int64)
+            y = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            y = np.empty(0)
+        if y.shape != (rows,) or not np.all(np.isfinite(y)):
+            raise ValueError(f"{where}: labels must be {rows} finite numbers")
+        return y
+    assert classes is not None
+    allowed = {_key(c) for c in classes}
+    if (
+        not isinstance(raw, list)
+        or len(raw) != rows
+        or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) and _key(v) in allowed for v in raw
+        )
+    ):
+        if list(classes) == list(DEFAULT_CLASSES):
+            raise ValueError(f"{where}: labels must be {rows} values, each 0 or 1")
+        raise ValueError(f"{where}: labels must be {rows} values, each one of {list(classes)}")
+    return np.asarray(raw)
+
+
+def _parse_recorded(
+    entry: Any, rows: int, task: str, classes: tuple[Any, ...] | None, at: str
+) -> Recorded:
+    if task == "regression":
+        try:
+            values = np.asarray(entry["values"], dtype=np.float64)
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{at} needs probabilities and labels, {rows} of each") from None
-        if probabilities.shape != (rows,) or labels.shape != (rows,):
-            raise ValueError(f"{at} needs probabilities and labels, {rows} of each")
-        predictions[str(key)] = Recorded(probabilities, labels)
-    return GoldenSet(tuple(names), X, y, predictions)
+            values = np.empty(0)
+        if values.shape != (rows,):
+            raise ValueError(f"{at} needs values, {rows} of them")
+        return Recorded(values, None)
+    assert classes is not None
+    shape = (rows,) if task == "binary" else (rows, len(classes))
+    try:
+        outputs = np.asarray(entry["probabilities"], dtype=np.float64)
+        labels = np.asarray(entry["labels"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{at} needs probabilities and labels, {rows} of each") from None
+    if outputs.shape != shape or labels.shape != (rows,):
+        raise ValueError(f"{at} needs probabilities {shape} and {rows} labels")
+    if task == "binary" and list(classes) == list(DEFAULT_CLASSES):
+        labels = labels.astype(np.int64)
+    return Recorded(outputs, labels)
 
 
 def read(version_dir: Path) -> GoldenSet:

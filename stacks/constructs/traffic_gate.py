@@ -71,6 +71,7 @@ class TrafficGate(Construct):
             "MaxLogLossIncrease": f"{tolerances.max_log_loss_increase:g}",
             "MaxAucDecrease": f"{tolerances.max_auc_decrease:g}",
             "MaxBrierIncrease": f"{tolerances.max_brier_increase:g}",
+            "MaxRmseIncreaseFraction": f"{tolerances.max_rmse_increase_fraction:g}",
         }
         golden_key = f"{model.prefix}{model.golden_file}"
         stable_key = (
@@ -86,6 +87,7 @@ class TrafficGate(Construct):
             "MAX_LOG_LOSS_INCREASE": tolerance_values["MaxLogLossIncrease"],
             "MAX_AUC_DECREASE": tolerance_values["MaxAucDecrease"],
             "MAX_BRIER_INCREASE": tolerance_values["MaxBrierIncrease"],
+            "MAX_RMSE_INCREASE_FRACTION": tolerance_values["MaxRmseIncreaseFraction"],
         }
         if stable_key is not None and stable_model is not None:
             environment["STABLE_GOLDEN_KEY"] = stable_key

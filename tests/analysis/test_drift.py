@@ -203,3 +203,70 @@ def test_rows_without_features_still_count_for_the_prediction(
         "verdict": None,
     }
     assert table["prediction"]["rows"] == 3000 and table["prediction"]["verdict"] == "stable"
+
+
+# ---------------------------------------------------------------------------- every task
+
+COLOURS = ["red", "green", 7]
+TASK_SCHEMA = [
+    {"name": "size", "dtype": "number"},
+    {"name": "colour", "dtype": "categorical", "allowed": {"values": COLOURS}},
+]
+
+
+def task_files(tmp_path: Path, colour_shares: list[float]) -> tuple[Path, Path]:
+    """A multiclass model's manifest and a capture export of its traffic."""
+    import numpy as np
+
+    from training.distributions import reference_distributions
+
+    rng = np.random.default_rng(8)
+    X = np.column_stack([rng.normal(size=2000), rng.choice(3, 2000, p=[0.6, 0.3, 0.1])])
+    rows = rng.dirichlet([3, 2, 1], 2000)
+    reference = reference_distributions(
+        X, TASK_SCHEMA, rows, task="multiclass", classes=["ant", "bee", "cat"]
+    )
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"model_name": "zoo", "model_version": "v1",
+                                    "reference_distributions": reference}))  # fmt: skip
+    answered = reference["prediction"]["proportions"][:3]
+    lines = []
+    for row in range(1000):
+        label = ["ant", "bee", "cat"][int(rng.choice(3, p=np.array(answered) / sum(answered)))]
+        lines.append(json.dumps({
+            "capture": 1, "format": "capture/1", "request_id": f"r{row}", "row": 0,
+            "model_name": "zoo", "model_version": "v1", "lambda_version": "3",
+            "timestamp": "2026-11-25T10:00:00Z", "prediction": label,
+            "probabilities": [0.5, 0.3, 0.2],
+            "features": {"size": float(rng.normal()),
+                         "colour": COLOURS[int(rng.choice(3, p=colour_shares))]},
+        }))  # fmt: skip
+    capture = tmp_path / "capture.jsonl"
+    capture.write_text("\n".join(lines) + "\n")
+    return manifest, capture
+
+
+@pytest.mark.parametrize(("shares", "status"), [([0.6, 0.3, 0.1], 0), ([0.1, 0.3, 0.6], 1)])
+def test_a_multiclass_models_categorical_traffic_is_judged(
+    tmp_path: Path, shares: list[float], status: int
+) -> None:
+    manifest, capture = task_files(tmp_path, shares)
+    code, text = run("--capture", capture, "--manifest", manifest, "--json")
+    lines = {line["name"]: line for line in json.loads(text)["lines"]}
+    assert code == status
+    assert lines["prediction"]["verdict"] == "stable" and lines["size"]["verdict"] == "stable"
+    assert lines["colour"]["verdict"] == ("drift" if status else "stable")
+
+
+def test_a_capture_of_another_task_than_the_reference_is_named(
+    example: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest, _ = task_files(tmp_path, [0.6, 0.3, 0.1])
+    # The churn example's records, judged against a multiclass reference.
+    content = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**content, "model_name": "churn"}))
+    status, _ = run("--capture", example["same"], "--manifest", manifest)
+    assert status == EXIT_BAD_INPUT
+    assert "line 1: a binary capture record, but the manifest's reference is of a multiclass " in (
+        capsys.readouterr().err
+    )

@@ -106,3 +106,27 @@ def test_a_stack_without_the_output_is_named(manifest: Path, clients: Any, capsy
 def test_capture_mode_still_needs_a_manifest(capsys: Any) -> None:
     assert drift.main(["--capture", "x.jsonl"], io.StringIO()) == drift.EXIT_BAD_INPUT
     assert "--capture needs --manifest" in capsys.readouterr().err
+
+
+def test_records_of_every_task_are_read_with_their_prediction() -> None:
+    from tools.drift.live import parse
+
+    def result(record: dict[str, object]) -> list[dict[str, str]]:
+        return [{"field": "@message", "value": json.dumps({"capture": 1, **record})}]
+
+    multiclass = parse([
+        result({"features": {"colour": "red", "n": 2}, "prediction": "bee",
+                "probabilities": [0.2, 0.7, 0.1]}),
+        result({"features": {"colour": 7, "n": 3}, "prediction": 2,
+                "probabilities": [0.2, 0.1, 0.7]}),
+        # Another task among multiclass records, and a label that is not one: skipped.
+        result({"features": {"colour": "red", "n": 2}, "prediction": 1.5}),
+        result({"features": {"colour": "red"}, "prediction": True, "probabilities": [1, 0, 0]}),
+    ])  # fmt: skip
+    assert multiclass.task == "multiclass" and multiclass.predictions == ["bee", 2]
+    assert multiclass.features == [{"colour": "red", "n": 2.0}, {"colour": 7.0, "n": 3.0}]
+    assert multiclass.skipped == 2
+    regression = parse([result({"features": {"n": 1}, "prediction": 12.5})])
+    assert (regression.task, regression.predictions) == ("regression", [12.5])
+    binary = parse([result({"features": {"n": 1}, "prediction": "yes", "probability": 0.75})])
+    assert (binary.task, binary.probabilities) == ("binary", [0.75])

@@ -192,3 +192,79 @@ def test_a_single_version_gets_its_figures_and_no_comparison(
     assert list(result["versions"]) == ["v2"] and result["differences"] == {}
     assert result["unmatched_labels"] == 3000 - result["matched"]
     assert result["versions"]["v2"]["ROC AUC"]["rounds"] == int(ROUNDS)
+
+
+def captured_row(version: str, request: str, task: str, prediction: Any) -> Any:
+    from tools.capture_export import CapturedRow
+
+    return CapturedRow(line=1, request_id=request, row=0, model_name="m", model_version=version,
+                       lambda_version="3", timestamp="t", prediction=prediction, features=None,
+                       task=task, probability=None,
+                       probabilities=(0.5, 0.3, 0.2) if task == "multiclass" else None)  # fmt: skip
+
+
+def test_multiclass_versions_are_compared_on_the_class_they_answered(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tools.outcomes.report import compare, join
+
+    rng = np.random.default_rng(3)
+    truth = rng.choice(["ant", "bee", "2"], 600)
+    rows, outcomes = [], []
+    for i, label in enumerate(truth):
+        # v1 answers right 60 % of the time, v2 95 %; 2 is answered as the integer 2.
+        right = rng.random() < (0.6 if i % 2 else 0.95)
+        answer = label if right else "ant" if label != "ant" else "bee"
+        rows.append(captured_row("v1" if i % 2 else "v2", f"r{i}", "multiclass",
+                                 2 if answer == "2" else answer))  # fmt: skip
+        outcomes.append(f"r{i},{label}")
+    path = tmp_path / "labels.csv"
+    path.write_text("request_id,label\n" + "\n".join(outcomes) + "\n")
+    report = compare(join(rows, labels.read(path, task="multiclass")), rounds=200)
+    assert [r.version for r in report.versions] == ["v1", "v2"]
+    accuracy = {r.version: r.metrics["accuracy"].estimate for r in report.versions}
+    assert 0.5 < accuracy["v1"] < 0.7 and accuracy["v2"] > 0.9
+    (difference,) = report.differences["v2"]
+    assert difference.verdict("v2", "v1").startswith("v2 better than v1 on accuracy by 0.3")
+    assert "positives" in report.render() and " - " in report.render()
+
+
+def test_regression_versions_are_compared_on_rmse_and_mae(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tools.outcomes.report import compare, join
+
+    rng = np.random.default_rng(4)
+    rows, outcomes = [], []
+    for i in range(400):
+        value = float(rng.normal(100, 10))
+        noise = 1.0 if i % 2 else 8.0  # v1 close, v2 far off
+        rows.append(captured_row("v1" if i % 2 else "v2", f"r{i}", "regression",
+                                 value + float(rng.normal(0, noise))))  # fmt: skip
+        outcomes.append(f"r{i},{value!r}")
+    path = tmp_path / "labels.csv"
+    path.write_text("request_id,label\n" + "\n".join(outcomes) + "\n")
+    report = compare(join(rows, labels.read(path, task="regression")), rounds=200)
+    verdicts = [d.verdict("v2", "v1") for d in report.differences["v2"]]
+    assert verdicts[0].startswith("v1 better than v2 on RMSE by ")
+    assert verdicts[1].startswith("v1 better than v2 on MAE by ")
+    assert report.to_json()["versions"]["v1"]["positives"] is None  # type: ignore[index]
+
+
+def test_labels_are_read_as_the_task_labels_them(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text("request_id,label\nr1,bee\nr2,12.5\n")
+    assert [o.label for o in labels.read(path, task="multiclass")] == ["bee", "12.5"]
+    with pytest.raises(labels.LabelsError, match="line 2, column 'label': 'bee' is not a finite"):
+        labels.read(path, task="regression")
+    with pytest.raises(labels.LabelsError, match="line 2, column 'label': 'bee' is not a label"):
+        labels.read(path)
+
+
+def test_a_capture_of_two_tasks_is_refused() -> None:
+    from tools.outcomes.report import join
+
+    rows = [captured_row("v1", "r1", "regression", 1.0),
+            captured_row("v2", "r2", "multiclass", "bee")]  # fmt: skip
+    with pytest.raises(ValueError, match="records of multiclass and regression models"):
+        join(rows, [])

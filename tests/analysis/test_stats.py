@@ -360,3 +360,35 @@ def test_bad_bootstrap_settings_are_named(rounds: int, confidence: float, messag
         stats.bootstrap_interval(
             stats.brier, [0, 1], [0.1, 0.9], rounds=rounds, confidence=confidence
         )
+
+
+def test_task_metrics_match_scikit_learn() -> None:
+    from sklearn.metrics import (
+        accuracy_score,
+        log_loss,
+        mean_absolute_error,
+        mean_squared_error,
+        r2_score,
+        roc_auc_score,
+    )
+
+    rng = np.random.default_rng(5)
+    rows = rng.dirichlet(np.ones(3), size=200)
+    y = rng.integers(0, 3, 200)
+    assert stats.multiclass_log_loss(y, rows) == pytest.approx(log_loss(y, rows), abs=1e-12)
+    assert stats.roc_auc_ovr(y, rows) == pytest.approx(
+        roc_auc_score(y, rows, multi_class="ovr"), abs=1e-12
+    )
+    assert stats.multiclass_accuracy(y, rows) == accuracy_score(y, rows.argmax(axis=1))
+    truth, predicted = rng.normal(size=50), rng.normal(size=50)
+    assert stats.rmse(truth, predicted) == pytest.approx(
+        mean_squared_error(truth, predicted) ** 0.5, abs=1e-12
+    )
+    assert stats.mae(truth, predicted) == pytest.approx(mean_absolute_error(truth, predicted))
+    assert stats.r2(truth, predicted) == pytest.approx(r2_score(truth, predicted), abs=1e-12)
+    assert math.isnan(stats.r2(np.ones(3), np.zeros(3)))
+    assert math.isnan(stats.roc_auc_ovr(np.array([0, 1, 0]), rows[:3]))  # class 2 absent
+    with pytest.raises(ValueError, match="class indices must be integers 0 to 2"):
+        stats.multiclass_log_loss(np.array([0, 3]), rows[:2])
+    with pytest.raises(ValueError, match="targets and predictions differ in shape"):
+        stats.rmse(truth, predicted[:-1])

@@ -131,6 +131,68 @@ def test_one_version_behind_the_alias_publishes_nothing(stubbed: Any) -> None:
     assert run(clients) == {"canary": None}
 
 
+def side_records(stubbers: dict[str, Stubber], version: str, records: list[dict[str, Any]]) -> None:
+    results = [[{"field": "@message", "value": json.dumps({"capture": 1, "features": {"x": 1.0},
+                                                           **r})}] for r in records]  # fmt: skip
+    stubbers["logs"].add_response(
+        "start_query", {"queryId": f"q{version}"},
+        {"logGroupName": "/aws/fn", "startTime": 1_000_000 - 1800, "endTime": 1_000_000,
+         "queryString": query(version, field="lambda_version"), "limit": 10_000},
+    )  # fmt: skip
+    stubbers["logs"].add_response(
+        "get_query_results", {"status": "Complete", "results": results}, {"queryId": f"q{version}"}
+    )
+
+
+def classes(rng: np.random.Generator, rows: int, shares: list[float]) -> list[dict[str, Any]]:
+    labels = rng.choice(["ant", "bee", "cat"], rows, p=shares)
+    return [{"prediction": str(v), "probabilities": [0.4, 0.3, 0.3]} for v in labels]
+
+
+@pytest.mark.parametrize(("shares", "high"), [([0.6, 0.3, 0.1], False), ([0.2, 0.3, 0.5], True)])
+def test_multiclass_sides_are_compared_on_predicted_class_frequencies(
+    stubbed: Any, shares: list[float], high: bool
+) -> None:
+    clients, stubbers = stubbed
+    rng = np.random.default_rng(4)
+    alias(stubbers, {"8": 0.1})
+    side_records(stubbers, "7", classes(rng, 1500, [0.6, 0.3, 0.1]))
+    side_records(stubbers, "8", classes(rng, 400, shares))
+    seen: dict[str, float] = {}
+    published(stubbers, seen)
+    summary = run(clients)
+    assert summary["report"]["task"] == "multiclass" and seen["CanarySamples"] == 400
+    assert (seen["PredictionShiftPSI"] > 0.25) is high
+
+
+@pytest.mark.parametrize(("shift", "high"), [(0.0, False), (15.0, True)])
+def test_regression_sides_are_compared_on_value_bins(
+    stubbed: Any, shift: float, high: bool
+) -> None:
+    clients, stubbers = stubbed
+    rng = np.random.default_rng(5)
+    alias(stubbers, {"8": 0.1})
+    side_records(stubbers, "7", [{"prediction": float(v)} for v in rng.normal(100, 20, 1500)])
+    side_records(
+        stubbers, "8", [{"prediction": float(v)} for v in rng.normal(100 + shift, 20, 400)]
+    )
+    seen: dict[str, float] = {}
+    published(stubbers, seen)
+    assert run(clients)["report"]["task"] == "regression"
+    assert (seen["PredictionShiftPSI"] > 0.25) is high
+
+
+def test_too_few_regression_rows_publish_only_the_sample_count(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    alias(stubbers, {"8": 0.1})
+    side_records(stubbers, "7", [{"prediction": float(v)} for v in range(1000)])
+    side_records(stubbers, "8", [{"prediction": float(v)} for v in range(20)])
+    seen: dict[str, float] = {}
+    published(stubbers, seen)
+    assert run(clients)["report"]["verdict"] == "too few requests to judge"
+    assert seen == {"CanarySamples": 20}
+
+
 # ---------------------------------------------------------------------------- templates
 
 from collections.abc import Callable  # noqa: E402

@@ -84,8 +84,12 @@ def stubbed() -> Iterator[tuple[dict[str, Any], dict[str, Stubber]]]:
         stub.deactivate()
 
 
-def queue(stubbers: dict[str, Stubber], results: list[list[dict[str, str]]]) -> None:
-    body = json.dumps(manifest()).encode()
+def queue(
+    stubbers: dict[str, Stubber],
+    results: list[list[dict[str, str]]],
+    document: dict[str, Any] | None = None,
+) -> None:
+    body = json.dumps(document or manifest()).encode()
     stubbers["s3"].add_response(
         "get_object", {"Body": StreamingBody(io.BytesIO(body), len(body))},
         {"Bucket": SETTINGS.bucket, "Key": SETTINGS.manifest_key},
@@ -215,3 +219,75 @@ def test_bad_drift_settings_are_refused_by_name(
     context["environments"]["dev"]["capture"].update(capture)
     with pytest.raises(ConfigError, match=message):
         load_config({**context, "env": "dev"})
+
+
+# ---------------------------------------------------------------------------- every task
+
+COLOURS = ["red", "green", 7]
+CLASSES = ["ant", "bee", "cat"]
+TASK_SCHEMA = [
+    {"name": "size", "dtype": "number"},
+    {"name": "colour", "dtype": "categorical", "allowed": {"values": COLOURS}},
+]
+
+
+def multiclass_manifest() -> dict[str, Any]:
+    rng = np.random.default_rng(3)
+    # Codes: positions in the colour's values, shares 0.5 / 0.3 / 0.2.
+    X = np.column_stack([rng.normal(0, 1, 3000), rng.choice(3, 3000, p=[0.5, 0.3, 0.2])])
+    rows = rng.dirichlet([4, 2, 1], 3000)  # mostly "ant" answered
+    reference = reference_distributions(X, TASK_SCHEMA, rows, task="multiclass", classes=CLASSES)
+    return {"reference_distributions": reference}
+
+
+def multiclass_capture(rows: int, colours: list[float], answers: list[float]) -> list[Any]:
+    rng = np.random.default_rng(12)
+    results = []
+    for _ in range(rows):
+        label = CLASSES[int(rng.choice(3, p=answers))]
+        record = {"capture": 1, "model_version": "v1",
+                  "features": {"size": float(rng.normal()),
+                               "colour": COLOURS[int(rng.choice(3, p=colours))]},
+                  "prediction": label, "probabilities": [0.5, 0.3, 0.2]}  # fmt: skip
+        results.append([{"field": "@message", "value": json.dumps(record)}])
+    return results
+
+
+def test_categorical_values_and_predicted_classes_are_judged_by_frequency(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    reference = multiclass_manifest()
+    shares = reference["reference_distributions"]["prediction"]["proportions"]
+    # Colour frequencies reversed; predicted classes as in training.
+    queue(stubbers, multiclass_capture(1000, [0.2, 0.3, 0.5], shares[:3]), reference)
+
+    def check(data: list[dict[str, Any]]) -> None:
+        by_feature = {d["Dimensions"][1]["Value"]: d["Value"] for d in data
+                      if d["MetricName"] == "FeaturePSI"}  # fmt: skip
+        values = {d["MetricName"]: d["Value"] for d in data if len(d["Dimensions"]) == 1}
+        assert by_feature["colour"] > 0.25 and by_feature["size"] < 0.1
+        assert values["PredictionPSI"] < 0.1
+
+    put_metrics(stubbers, check)
+    summary = run(clients)
+    assert (summary["rows"], summary["skipped"]) == (1000, 0)
+
+
+def test_a_shift_in_the_predicted_classes_is_prediction_drift(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    queue(stubbers, multiclass_capture(1000, [0.5, 0.3, 0.2], [0.1, 0.2, 0.7]),
+          multiclass_manifest())  # fmt: skip
+
+    def check(data: list[dict[str, Any]]) -> None:
+        values = {d["MetricName"]: d["Value"] for d in data if len(d["Dimensions"]) == 1}
+        assert values["PredictionPSI"] > 0.25 and values["MaxFeaturePSI"] < 0.1
+
+    put_metrics(stubbers, check)
+    run(clients)
+
+
+def test_capture_records_of_another_task_than_the_reference_are_named(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    queue(stubbers, captured(300, shift=0.0), multiclass_manifest())
+    with pytest.raises(ValueError, match="v1's capture records are binary but its manifest's "
+                       "reference is multiclass"):  # fmt: skip
+        run(clients)

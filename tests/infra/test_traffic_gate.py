@@ -379,3 +379,209 @@ def test_standard_library_metrics_match_the_numpy_ones(seed: int) -> None:
     assert gate.log_loss(y, p) == pytest.approx(stats.log_loss(y, p), rel=1e-12)
     assert gate.brier(y, p) == pytest.approx(stats.brier(y, p), rel=1e-12)
     assert gate.roc_auc(y, p) == pytest.approx(stats.roc_auc(y, p), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------- every task
+
+CLASSES = ["ant", "bee", "cat"]
+ROWS_3 = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.1, 0.4], [0.1, 0.1, 0.8]]
+LABELS_3 = ["ant", "bee", "cat", "bee", "cat"]
+VALUES = [10.0, 12.5, 9.0, 11.0]
+TARGETS = [10.1, 12.4, 9.2, 10.8]
+
+
+def task_document(task: str, outputs: list[Any], y: list[Any]) -> dict[str, Any]:
+    """A golden set of ``task`` with one numeric and one categorical feature."""
+    rows = [[float(i), float(i % 3)] for i in range(len(y))]
+    if task == "regression":
+        recorded: dict[str, Any] = {"values": outputs}
+    else:
+        recorded = {"probabilities": outputs, "labels": [CLASSES[r.index(max(r))] for r in outputs]}
+    return {
+        "format": "golden-set/1",
+        "rows": len(y),
+        "source": {},
+        "task": task,
+        "classes": None if task == "regression" else CLASSES,
+        "feature_names": ["size", "colour"],
+        "categories": {"colour": ["red", "green", 7]},
+        "features": rows,
+        "labels": y,
+        "predictions": {"compiled": recorded},
+    }
+
+
+def answer_of(task: str, output: Any) -> dict[str, Any]:
+    # The handler's answers (docs/calling.md): one shape per task.
+    if task == "regression":
+        return {"prediction": output}
+    return {
+        "prediction": CLASSES[output.index(max(output))],
+        "probabilities": {c: p for c, p in zip(CLASSES, output, strict=True)},
+    }
+
+
+def expect_answers(
+    aws: Aws, function: str, document: dict[str, Any], outputs: list[Any], task: str
+) -> None:
+    answer = {"statusCode": 200, "predictions": [answer_of(task, o) for o in outputs]}
+    aws.lambda_stub.add_response(
+        "invoke",
+        {"StatusCode": 200, "Payload": body(json.dumps(answer).encode())},
+        {
+            "FunctionName": function,
+            "InvocationType": "RequestResponse",
+            "Payload": json.dumps({"instances": gate.instances(document)}).encode(),
+        },
+    )
+
+
+def task_request(document: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return request(**{"GoldenSha256": sha(document), "StableGoldenKey": None, "BatchSize": "10",
+                      **changes})  # fmt: skip
+
+
+def test_categorical_rows_are_sent_as_the_values_callers_send() -> None:
+    document = task_document("multiclass", ROWS_3, LABELS_3)
+    assert [row["colour"] for row in gate.instances(document)] == [
+        "red",
+        "green",
+        7,
+        "red",
+        "green",
+    ]
+    assert gate.instances(document)[1]["size"] == 1  # integers stay integers
+
+
+def test_a_multiclass_candidate_identical_to_its_golden_set_passes(aws: Aws) -> None:
+    document = task_document("multiclass", ROWS_3, LABELS_3)
+    aws.golden(KEY, document)
+    expect_answers(aws, CANDIDATE, document, ROWS_3, "multiclass")
+    expect_answers(aws, STABLE, document, ROWS_3, "multiclass")
+    status, reason, _ = gate.on_custom_resource(
+        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
+    )
+    assert status == "SUCCESS", reason
+    assert "roc_auc_ovr: candidate" in reason and "accuracy: candidate" in reason
+
+
+def test_a_multiclass_candidate_is_checked_per_probability_cell(aws: Aws) -> None:
+    document = task_document("multiclass", ROWS_3, LABELS_3)
+    moved = [row[:] for row in ROWS_3]
+    moved[2][1] += 1e-6  # one cell, the label unchanged
+    aws.golden(KEY, document)
+    expect_answers(aws, CANDIDATE, document, moved, "multiclass")
+    status, reason, _ = gate.on_custom_resource(
+        task_request(document, StableFunctionArn=None), lambda_client=aws.lambda_client, s3=aws.s3
+    )
+    assert status == "FAILED"
+    assert reason.startswith("identity: max |dp| 1e-06 against golden.json's compiled answers")
+
+
+def test_a_worse_multiclass_candidate_fails_on_log_loss_and_one_vs_rest_auc(aws: Aws) -> None:
+    document = task_document("multiclass", ROWS_3, LABELS_3)
+    perfect = [[0.98 if CLASSES[k] == label else 0.01 for k in range(3)] for label in LABELS_3]
+    aws.golden(KEY, document)
+    expect_answers(aws, CANDIDATE, document, ROWS_3, "multiclass")
+    expect_answers(aws, STABLE, document, perfect, "multiclass")
+    status, reason, _ = gate.on_custom_resource(
+        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
+    )
+    assert status == "FAILED"
+    assert "quality: log loss" in reason and "(tolerance max_log_loss_increase=0.03)" in reason
+    assert "quality: ROC AUC (one-vs-rest) 0.861111" in reason
+    assert "max_auc_decrease=0.02" in reason
+
+
+def test_a_regression_candidate_is_judged_on_relative_rmse(aws: Aws) -> None:
+    document = task_document("regression", VALUES, TARGETS)
+    aws.golden(KEY, document)
+    expect_answers(aws, CANDIDATE, document, VALUES, "regression")
+    expect_answers(aws, STABLE, document, TARGETS, "regression")  # a perfect stable model
+    status, reason, _ = gate.on_custom_resource(
+        task_request(document, MaxRmseIncreaseFraction="0.5"),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "FAILED"
+    assert "quality: RMSE 0.158114 against the stable model's 0 on the candidate's golden set" in (
+        reason
+    )
+    assert "up from 0 (tolerance max_rmse_increase_fraction=0.5)" in reason
+
+
+def test_a_regression_candidate_within_the_fraction_passes(aws: Aws) -> None:
+    document = task_document("regression", VALUES, TARGETS)
+    stable = [t + 1.02 * (v - t) for v, t in zip(VALUES, TARGETS, strict=True)]  # RMSE +2 %
+    aws.golden(KEY, document)
+    expect_answers(aws, CANDIDATE, document, VALUES, "regression")
+    expect_answers(aws, STABLE, document, stable, "regression")
+    status, reason, _ = gate.on_custom_resource(
+        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
+    )
+    assert status == "SUCCESS", reason
+    assert "identity on 4 golden rows: max |d value| 0 (bound 1e-09)" in reason
+    assert "rmse: candidate" in reason and "label flip rate" not in reason
+
+
+def test_a_regression_candidate_beyond_the_default_fraction_fails(aws: Aws) -> None:
+    document = task_document("regression", VALUES, TARGETS)
+    stable = [t + 0.9 * (v - t) for v, t in zip(VALUES, TARGETS, strict=True)]  # RMSE -10 %
+    aws.golden(KEY, document)
+    expect_answers(aws, CANDIDATE, document, VALUES, "regression")
+    expect_answers(aws, STABLE, document, stable, "regression")
+    status, reason, _ = gate.on_custom_resource(
+        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
+    )
+    assert status == "FAILED"
+    # Without the property (a stack synthesized before it): the default 0.02.
+    assert "up by 11.11% (tolerance max_rmse_increase_fraction=0.02)" in reason
+
+
+def test_models_of_different_tasks_are_not_compared(aws: Aws) -> None:
+    document = task_document("multiclass", ROWS_3, LABELS_3)
+    aws.golden(KEY, document)
+    expect_answers(aws, CANDIDATE, document, ROWS_3, "multiclass")
+    aws.golden(STABLE_KEY, STABLE_GOLDEN)
+    status, reason, _ = gate.on_custom_resource(
+        task_request(document, StableGoldenKey=STABLE_KEY),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "FAILED"
+    assert (
+        'the candidate is a multiclass model over the classes ["ant", "bee", "cat"] but the '
+        "stable model is a binary model over the classes [0, 1]: the gate compares models of "
+        "one task and one set of classes"
+    ) in reason
+
+
+def test_a_stable_version_answering_another_task_is_named(aws: Aws) -> None:
+    document = task_document("multiclass", ROWS_3, LABELS_3)
+    aws.golden(KEY, document)
+    expect_answers(aws, CANDIDATE, document, ROWS_3, "multiclass")
+    churn = {"statusCode": 200, "predictions": [{"prediction": 1, "probability": 0.7}] * 5}
+    aws.lambda_stub.add_response(
+        "invoke", {"StatusCode": 200, "Payload": body(json.dumps(churn).encode())}
+    )
+    status, reason, _ = gate.on_custom_resource(
+        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
+    )
+    assert status == "FAILED"
+    assert f"{STABLE} rows 0-4: the answer" in reason
+    assert 'is not one of a multiclass model over the classes ["ant", "bee", "cat"]' in reason
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_standard_library_task_metrics_match_the_numpy_ones(seed: int) -> None:
+    generator = np.random.default_rng(seed)
+    y = generator.integers(0, 3, 200).tolist()
+    rows = np.round(generator.dirichlet(np.ones(3), 200), 2)
+    rows = (rows / rows.sum(axis=1, keepdims=True)).tolist()
+    assert gate.multiclass_log_loss(y, rows) == pytest.approx(stats.multiclass_log_loss(y, rows))
+    assert gate.roc_auc_ovr(y, rows) == pytest.approx(stats.roc_auc_ovr(y, rows), rel=1e-12)
+    assert gate.accuracy(y, rows) == stats.multiclass_accuracy(y, rows)
+    truth, values = generator.normal(size=50).tolist(), generator.normal(size=50).tolist()
+    assert gate.rmse(truth, values) == pytest.approx(stats.rmse(truth, values), rel=1e-12)
+    assert gate.mae(truth, values) == pytest.approx(stats.mae(truth, values), rel=1e-12)
+    assert gate.r2(truth, values) == pytest.approx(stats.r2(truth, values), rel=1e-12)

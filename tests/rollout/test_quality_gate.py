@@ -156,6 +156,11 @@ def test_a_version_without_a_golden_set_is_refused(root: Path, tmp_path: Path) -
         ("max_auc_decrease", 0.7, r"max_auc_decrease=0\.7 is not allowed: 0 .* to 0\.5"),
         ("max_log_loss_increase", -0.1, r"max_log_loss_increase=-0\.1 is not allowed"),
         ("max_brier_increase", "lots", r"max_brier_increase='lots' is not allowed: expected"),
+        (
+            "max_rmse_increase_fraction",
+            1.5,
+            r"max_rmse_increase_fraction=1\.5 is not allowed: 0 .* to 1$",
+        ),
         ("max_auc", 0.1, r"unknown key\(s\) environments\.dev\.quality_gate\.max_auc"),
     ],
 )

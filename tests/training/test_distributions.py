@@ -134,3 +134,81 @@ def test_a_committed_manifest_gains_a_reference_that_fits_it() -> None:
     again = json.loads(json.dumps(manifest))
     parsed = distributions.read_reference(again)
     assert isinstance(parsed.prediction, stats.Histogram)
+
+
+# ---------------------------------------------------------------------------- every task
+
+TASK_SCHEMA = [
+    {"name": "size", "dtype": "number"},
+    {"name": "colour", "dtype": "categorical", "allowed": {"values": ["red", "green", 7, "1"]}},
+]
+
+
+def test_categorical_features_get_one_bin_per_allowed_value() -> None:
+    X = np.array([[0.5, 0.0], [1.5, 1.0], [2.5, 0.0], [3.5, 2.0]])
+    reference = distributions.reference_distributions(X, TASK_SCHEMA, [0.1, 0.4, 0.6, 0.9])
+    colour = reference["features"]["colour"]
+    # Every listed value has its bin, "1" (never seen) included; the last is for others.
+    assert colour["categories"] == ["red", "green", 7, "1"]
+    assert colour["proportions"] == [0.5, 0.25, 0.25, 0.0, 0.0]
+    assert "task" not in reference  # binary: as the first references
+    histogram = distributions.read_reference({"reference_distributions": reference}).features[
+        "colour"
+    ]
+    # Requests send values: the string "7" and the integer 1 are not allowed values.
+    assert histogram.proportions_of(["red", 7, "7", 1]).tolist() == [0.25, 0, 0.25, 0, 0.5]
+
+
+def test_records_carry_categorical_values_not_codes() -> None:
+    X = np.array([[0.5, 0.0], [1.5, 3.0]])
+    records = [{"size": 0.5, "colour": "red"}, {"size": 1.5, "colour": "1"}]
+    assert distributions.reference_distributions(
+        records, TASK_SCHEMA, [0.2, 0.8]
+    ) == distributions.reference_distributions(X, TASK_SCHEMA, [0.2, 0.8])
+    with pytest.raises(ValueError, match=r"feature record 0: colour=1 is not one of its values"):
+        distributions.reference_distributions([{"size": 0, "colour": 1}], TASK_SCHEMA, [0.5])
+    with pytest.raises(ValueError, match=r"feature 'colour' is categorical: its column must hold"):
+        distributions.reference_distributions(np.array([[0.0, 4.0]]), TASK_SCHEMA, [0.5])
+
+
+def test_multiclass_predictions_are_binned_as_the_predicted_class() -> None:
+    X = np.zeros((4, 2))
+    rows = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.4, 0.4, 0.2], [0.1, 0.1, 0.8]])
+    reference = distributions.reference_distributions(
+        X, TASK_SCHEMA, rows, task="multiclass", classes=["ant", "bee", "cat"]
+    )
+    assert reference["task"] == "multiclass"
+    # The tie in row 3 goes to the first class, as the handler answers.
+    assert reference["prediction"]["categories"] == ["ant", "bee", "cat"]
+    assert reference["prediction"]["proportions"] == [0.5, 0.25, 0.25, 0.0]
+    read = distributions.read_reference({"reference_distributions": reference})
+    assert read.task == "multiclass" and read.prediction.psi(["ant", "bee", "cat", "ant"]) == 0
+    with pytest.raises(ValueError, match=r"probability rows of 3 classes, got shape \(4,\)"):
+        distributions.reference_distributions(
+            X, TASK_SCHEMA, rows[:, 0], task="multiclass", classes=["ant", "bee", "cat"]
+        )
+
+
+def test_regression_predictions_get_quantile_bins_of_the_values() -> None:
+    values = np.linspace(-50, 250, 1000)  # not probabilities
+    reference = distributions.reference_distributions(
+        np.zeros((1000, 2)), TASK_SCHEMA, values, task="regression"
+    )
+    assert reference["task"] == "regression" and reference["prediction"]["kind"] == "numeric"
+    assert (
+        reference["prediction"]["edges"][0] == -50 and len(reference["prediction"]["edges"]) == 11
+    )
+    with pytest.raises(ValueError, match="predictions must be probabilities in"):
+        distributions.reference_distributions(np.zeros((1000, 2)), TASK_SCHEMA, values)
+
+
+def test_a_reference_whose_prediction_does_not_fit_its_task_is_named() -> None:
+    reference = distributions.reference_distributions(
+        np.zeros((3, 2)), TASK_SCHEMA, [0.1, 0.5, 0.9]
+    )
+    with pytest.raises(ValueError, match=r"manifest\.reference_distributions\.task is 'ordinal'"):
+        distributions.read_reference({"reference_distributions": {**reference, "task": "ordinal"}})
+    with pytest.raises(ValueError, match=r"prediction\.kind is 'numeric': a multiclass model's"):
+        distributions.read_reference(
+            {"reference_distributions": {**reference, "task": "multiclass"}}
+        )

@@ -1,9 +1,10 @@
 """python -m tools.drift --capture capture.jsonl --manifest model_artifacts/churn/v1/manifest.json
 python -m tools.drift --env prod [--minutes 60]
 
-Prints the population stability index of each feature and of the predicted probability
-against the reference distributions that training recorded in the model version's
-manifest, with a verdict per line: of a capture export (JSON lines, plain or .gz), or,
+Prints the population stability index of each feature and of the prediction (binary:
+the probability; multiclass: the predicted class; regression: the value) against the
+reference distributions that training recorded in the model version's manifest, with a
+verdict per line: of a capture export (JSON lines, plain or .gz), or,
 with --env, of the deployed model version's capture records of the last minutes, read
 from the function's log group with Logs Insights (as the scheduled monitor does).
 
@@ -103,9 +104,27 @@ def main(
                 f"{args.capture}: no capture records of {model_name} {model_version} "
                 f"(versions found: {found})"
             )
+        other_task = next((row for row in rows if row.task != reference.task), None)
+        if other_task is not None:
+            raise InputError(
+                f"{args.capture}: line {other_task.line}: a {other_task.task} capture record, "
+                f"but the manifest's reference is of a {reference.task} model"
+            )
         with_features = [row for row in rows if row.features is not None]
+        # Features binned as numbers: a string there is a bad record, not a new category.
+        numeric = [
+            name
+            for name, histogram in reference.features.items()
+            if not any(isinstance(c, str) for c in histogram.categories)
+        ]
         for row in with_features:
             assert row.features is not None
+            for name in numeric:
+                if isinstance(row.features.get(name), str):
+                    raise InputError(
+                        f"{args.capture}: line {row.line}: field 'features.{name}' must be a "
+                        f"finite number, got {row.features[name]!r}"
+                    )
             missing = [name for name in reference.features if name not in row.features]
             if missing:
                 raise InputError(
@@ -115,7 +134,8 @@ def main(
         report = drift_report(
             reference,
             [row.features for row in with_features if row.features is not None],
-            [row.probability for row in rows],
+            # binary: the probability; multiclass: the class answered; regression: the value.
+            [row.probability if row.task == "binary" else row.prediction for row in rows],
             thresholds,
         )
     except (InputError, CaptureFileError, ValueError) as exc:
@@ -183,7 +203,7 @@ def _live(
     except (BotoCoreError, ClientError, InputError, RuntimeError, TimeoutError) as exc:
         print(f"error: reading the capture records of {stack} failed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    report = drift_report(reference, rows.features, rows.probabilities, thresholds)
+    report = drift_report(reference, rows.features, rows.predictions, thresholds)
     if args.json:
         out.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

@@ -14,6 +14,7 @@ Used by the scheduled drift monitor (stacks/handlers/drift_monitor) and by
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,10 +34,46 @@ class Window:
 
 @dataclass
 class CapturedRows:
-    features: list[dict[str, float]] = field(default_factory=list)
-    probabilities: list[float] = field(default_factory=list)
-    # Records that could not be read (bad JSON, missing fields): counted, not used.
+    # Numbers as floats; a categorical feature's value as the request sent it.
+    features: list[dict[str, float | str]] = field(default_factory=list)
+    # What each record predicted, per task: binary the probability of the positive class,
+    # multiclass the class label answered, regression the value.
+    predictions: list[Any] = field(default_factory=list)
+    # The records' task ("binary", "multiclass", "regression"); None: no record read.
+    task: str | None = None
+    # Records that could not be read (bad JSON, missing fields, another task than the
+    # first record's): counted, not used.
     skipped: int = 0
+
+    @property
+    def probabilities(self) -> list[Any]:
+        # The binary name the first callers use.
+        return self.predictions
+
+
+def prediction_of(record: Mapping[str, Any]) -> tuple[str, Any]:
+    """(task, prediction) of a capture record: the record's fields say its task
+    (docs/capture-and-drift.md); ``ValueError``/``KeyError``/``TypeError`` when unreadable."""
+    if "probability" in record:
+        probability = float(record["probability"])
+        if not 0 <= probability <= 1:
+            raise ValueError(f"probability {probability} is not in [0, 1]")
+        return "binary", probability
+    label = record["prediction"]
+    if "probabilities" in record:
+        if isinstance(label, bool) or not isinstance(label, str | int):
+            raise TypeError(f"class label {label!r} is not a string or an integer")
+        return "multiclass", label
+    if isinstance(label, bool):
+        raise TypeError("a regression prediction is a number")
+    value = float(label)
+    if not math.isfinite(value):
+        raise ValueError(f"prediction {value} is not finite")
+    return "regression", value
+
+
+def _feature_value(value: Any) -> float | str:
+    return value if isinstance(value, str) else float(value)
 
 
 # The capture record fields a query may select on.
@@ -75,13 +112,16 @@ def parse(results: list[list[Mapping[str, str]]]) -> CapturedRows:
             record = json.loads(message or "")
             if not isinstance(record, dict) or not isinstance(record.get("features"), dict):
                 raise TypeError("not a capture record with features")
-            probability = float(record["probability"])
-            values = {str(k): float(v) for k, v in record["features"].items()}
+            task, prediction = prediction_of(record)
+            values = {str(k): _feature_value(v) for k, v in record["features"].items()}
+            if rows.task is not None and task != rows.task:
+                raise TypeError(f"a {task} record among {rows.task} ones")
         except (ValueError, TypeError, KeyError):
             rows.skipped += 1
             continue
+        rows.task = task
         rows.features.append(values)
-        rows.probabilities.append(probability)
+        rows.predictions.append(prediction)
     return rows
 
 

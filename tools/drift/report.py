@@ -1,7 +1,8 @@
 """PSI per feature and for the prediction, of captured rows against a reference (pure).
 
 The scheduled monitor and ``python -m tools.drift`` compute the same table: one PSI per
-feature in the reference and one for the predicted probability, each with its verdict
+feature in the reference and one for the prediction (binary: the probability; multiclass:
+the predicted class; regression: the value), each with its verdict
 (``tools.stats.psi_verdict``). A PSI from few rows is noisy (for ``k`` bins and ``n`` rows
 of unchanged data its expected value is about ``(k - 1) / n``: 0.045 at 200 rows, 10
 bins), so below ``min_rows`` the table is shown but no verdict is drawn.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tools import stats
 from training.distributions import Reference
@@ -100,23 +102,26 @@ class DriftReport:
 
 def drift_report(
     reference: Reference,
-    features: Sequence[Mapping[str, float]],
-    probabilities: Sequence[float],
+    features: Sequence[Mapping[str, Any]],
+    predictions: Sequence[Any],
     thresholds: DriftThresholds | None = None,
 ) -> DriftReport:
-    """``features``: one mapping per captured row (name to value); every reference feature
-    must be present (a KeyError names the first missing one)."""
+    """``features``: one mapping per captured row (name to value; a categorical feature's
+    value as the request sent it); every reference feature must be present (a KeyError
+    names the first missing one). ``predictions``: what the rows predicted, as
+    ``reference.task`` bins it (binary: the probability; multiclass: the class label;
+    regression: the value)."""
     t = thresholds or DriftThresholds()
     lines = []
     for name, histogram in reference.features.items():
         values = [row[name] for row in features]
         lines.append(_line(name, histogram, values, t))
-    lines.append(_line(PREDICTION, reference.prediction, list(probabilities), t))
+    lines.append(_line(PREDICTION, reference.prediction, list(predictions), t))
     return DriftReport(tuple(lines), t)
 
 
 def _line(
-    name: str, histogram: stats.Histogram, values: Sequence[float], t: DriftThresholds
+    name: str, histogram: stats.Histogram, values: Sequence[Any], t: DriftThresholds
 ) -> DriftLine:
     if not values:
         return DriftLine(name, 0, math.nan, None)

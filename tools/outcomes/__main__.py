@@ -3,8 +3,9 @@ python -m tools.outcomes --env prod --labels outcomes.csv [--days 30]
 
 Joins ground-truth outcomes (CSV: request_id, optional row, label) with the predictions in
 a capture export (JSON lines, plain or .gz) and reports, per model version, the labelled
-count, ROC AUC, log loss, Brier score and calibration error with bootstrap intervals, then
-each version against the baseline: the difference with its interval and a verdict.
+count, ROC AUC, log loss, Brier score and calibration error with bootstrap intervals (a
+multiclass model: the accuracy of the class answered; a regression model: RMSE and MAE),
+then each version against the baseline: the difference with its interval and a verdict.
 With --env, the captures of the last --days come from the environment's capture bucket
 (AWS credentials needed; the bucket is the model-store stack's CaptureBucketName output).
 
@@ -27,7 +28,7 @@ from tools.capture_export import CaptureFileError
 from tools.capture_export import read as read_capture
 from tools.outcomes.labels import LabelsError
 from tools.outcomes.labels import read as read_labels
-from tools.outcomes.report import compare, join
+from tools.outcomes.report import compare, join, task_of
 from tools.stack_outputs import clients, stack_outputs
 
 EXIT_BAD_INPUT = 2
@@ -120,10 +121,11 @@ def _download(args: argparse.Namespace, clients: Callable[[str | None], tuple[An
 
 def _report(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        outcomes = read_labels(args.labels)
         export = read_capture(args.capture)
         if not export.rows:
             raise ValueError(f"{args.capture}: no capture records")
+        # The labels are read as the captured model's task labels them.
+        outcomes = read_labels(args.labels, task=task_of(export.rows))
         joined = join(export.rows, outcomes)
         if not joined.by_version:
             raise ValueError(

@@ -1,14 +1,17 @@
 """Ground-truth outcomes from a CSV as people produce it.
 
 Columns (header required, names matched case-insensitively, any order, others ignored):
-``request_id``, ``label`` (0/1, true/false, yes/no) and optionally ``row`` (the row of a
-batch request, 0 when absent or empty). UTF-8 with or without a byte-order mark, CRLF or
+``request_id``, ``label`` and optionally ``row`` (the row of a batch request, 0 when absent
+or empty). The label is the model's task's (``read(path, task=...)``): binary 0/1,
+true/false, yes/no; multiclass the class label as the service answers it (``bee``, ``2``);
+regression a number. UTF-8 with or without a byte-order mark, CRLF or
 LF line ends, quoted fields. Every refusal names the file, the line and the column.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +31,16 @@ class Outcome:
     line: int
     request_id: str
     row: int
-    label: int
+    # binary: 0 or 1; multiclass: the class label's text; regression: the value.
+    label: int | str | float
 
 
-def read(path: Path) -> list[Outcome]:
+TASKS = ("binary", "multiclass", "regression")
+
+
+def read(path: Path, *, task: str = "binary") -> list[Outcome]:
+    if task not in TASKS:
+        raise LabelsError(f"task {task!r} is not one of {', '.join(TASKS)}")
     try:
         # utf-8-sig drops a byte-order mark; newline="" lets csv see quoted line breaks.
         handle = path.open(encoding="utf-8-sig", newline="")
@@ -51,7 +60,7 @@ def read(path: Path) -> list[Outcome]:
                 line = reader.line_num
                 if not record or all(not cell.strip() for cell in record):
                     continue
-                outcome = _outcome(path, line, record, columns)
+                outcome = _outcome(path, line, record, columns, task)
                 key = (outcome.request_id, outcome.row)
                 if key in seen:
                     raise LabelsError(
@@ -87,7 +96,9 @@ def _columns(path: Path, header: list[str]) -> dict[str, int]:
     return found
 
 
-def _outcome(path: Path, line: int, record: list[str], columns: dict[str, int]) -> Outcome:
+def _outcome(
+    path: Path, line: int, record: list[str], columns: dict[str, int], task: str
+) -> Outcome:
     def cell(name: str) -> str:
         index = columns[name]
         if index >= len(record):
@@ -112,6 +123,20 @@ def _outcome(path: Path, line: int, record: list[str], columns: dict[str, int]) 
                     f"{path}: line {line}, column 'row': {text!r} is not a row number (0, 1, ...)"
                 )
     raw = cell(LABEL)
+    if task == "multiclass":
+        if not raw:
+            raise LabelsError(f"{path}: line {line}, column 'label': empty (a class label)")
+        return Outcome(line, request_id, row, raw)
+    if task == "regression":
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise LabelsError(
+                f"{path}: line {line}, column 'label': {raw!r} is not a finite number"
+            )
+        return Outcome(line, request_id, row, value)
     if raw.lower() in _TRUE:
         label = 1
     elif raw.lower() in _FALSE:

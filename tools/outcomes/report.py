@@ -1,7 +1,8 @@
 """Which model version predicted better: captured predictions joined with outcomes (pure).
 
 Per version: labelled count, ROC AUC, log loss, Brier score and expected calibration
-error, each with a percentile bootstrap interval; then each version against the baseline
+error (multiclass: accuracy of the class answered; regression: RMSE and MAE), each with a
+percentile bootstrap interval; then each version against the baseline
 (the lowest version unless named): the difference with its interval and a verdict. A
 difference counts only when its interval excludes 0; otherwise the verdict is "no
 significant difference". The versions are compared on different requests (weighted
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,22 +30,41 @@ METRICS: tuple[tuple[str, stats.Metric, bool], ...] = (
     ("Brier", stats.brier, False),
     ("calibration error", stats.expected_calibration_error, False),
 )
+# Capture records do not name a multiclass model's classes, so its probability columns
+# cannot be matched to the outcome: it is judged on the class it answered.
+METRICS_BY_TASK: dict[str, tuple[tuple[str, stats.Metric, bool], ...]] = {
+    "binary": METRICS,
+    "multiclass": (("accuracy", stats.label_accuracy, True),),
+    "regression": (("RMSE", stats.rmse, False), ("MAE", stats.mae, False)),
+}
+PAIRING: dict[str, stats.Pairing] = {
+    "binary": "binary",
+    "multiclass": "labels",
+    "regression": "regression",
+}
 
 
 @dataclass(frozen=True)
 class Joined:
-    by_version: dict[str, tuple[list[int], list[float]]]  # labels, probabilities
+    # Per version: the outcomes and what was predicted (binary: labels 0/1 and
+    # probabilities; multiclass: true and answered class labels; regression: values).
+    by_version: dict[str, tuple[list[Any], list[Any]]]
     matched: int
     unmatched_labels: int  # outcomes with no captured prediction
     unlabelled_predictions: int
     duplicate_captures: int  # the same request id and row captured twice (kept once)
+    task: str = "binary"
+
+    @property
+    def metrics(self) -> tuple[tuple[str, stats.Metric, bool], ...]:
+        return METRICS_BY_TASK[self.task]
 
 
 @dataclass(frozen=True)
 class VersionResult:
     version: str
     count: int
-    positives: int
+    positives: int | None  # binary only
     metrics: dict[str, stats.Interval]
 
 
@@ -92,12 +113,13 @@ class OutcomesReport:
             "",
         ]
         header = f"{'version':<8} {'count':>6} {'positives':>9}"
-        for name, _, _ in METRICS:
+        for name, _, _ in j.metrics:
             header += f"  {name + ' [interval]':<26}"
         out.append(header.rstrip())
         for result in self.versions:
-            line = f"{result.version:<8} {result.count:>6} {result.positives:>9}"
-            for name, _, _ in METRICS:
+            positives = "-" if result.positives is None else result.positives
+            line = f"{result.version:<8} {result.count:>6} {positives:>9}"
+            for name, _, _ in j.metrics:
                 i = result.metrics[name]
                 line += f"  {_cell(i):<26}"
             out.append(line.rstrip())
@@ -143,7 +165,14 @@ def join(captured: Sequence[CapturedRow], outcomes: Sequence[Outcome]) -> Joined
             duplicates += 1
             continue
         predictions[key] = row
-    by_version: dict[str, tuple[list[int], list[float]]] = {}
+    tasks = {row.task for row in predictions.values()}
+    if len(tasks) > 1:
+        raise ValueError(
+            f"the capture holds records of {' and '.join(sorted(tasks))} models: compare one "
+            "model's versions at a time"
+        )
+    task = tasks.pop() if tasks else "binary"
+    by_version: dict[str, tuple[list[Any], list[Any]]] = {}
     matched = 0
     labelled = set()
     for outcome in outcomes:
@@ -153,16 +182,28 @@ def join(captured: Sequence[CapturedRow], outcomes: Sequence[Outcome]) -> Joined
             continue
         matched += 1
         labelled.add(key)
-        labels, probabilities = by_version.setdefault(prediction.model_version, ([], []))
+        labels, answers = by_version.setdefault(prediction.model_version, ([], []))
         labels.append(outcome.label)
-        probabilities.append(prediction.probability)
+        if task == "binary":
+            answers.append(prediction.probability)
+        elif task == "multiclass":
+            # The outcome file holds text: the label 2 answered as a number is "2" there.
+            answers.append(str(prediction.prediction))
+        else:
+            answers.append(prediction.prediction)
     return Joined(
         dict(sorted(by_version.items(), key=lambda item: version_key(item[0]))),
         matched,
         len(outcomes) - matched,
         len(predictions) - len(labelled),
         duplicates,
+        task,
     )
+
+
+def task_of(captured: Sequence[CapturedRow]) -> str:
+    """The task of the captured model (binary when there is nothing to say otherwise)."""
+    return captured[0].task if captured else "binary"
 
 
 def compare(
@@ -182,10 +223,12 @@ def compare(
             f"baseline version {chosen!r} has no labelled predictions (versions: "
             f"{', '.join(versions)})"
         )
-    functions = {name: function for name, function, _ in METRICS}
+    functions = {name: function for name, function, _ in joined.metrics}
+    pairing = PAIRING[joined.task]
+    dtype = object if joined.task == "multiclass" else np.float64
     data = {
-        version: (np.asarray(labels, dtype=np.float64), np.asarray(probabilities))
-        for version, (labels, probabilities) in joined.by_version.items()
+        version: (np.asarray(labels, dtype=dtype), np.asarray(answers, dtype=dtype))
+        for version, (labels, answers) in joined.by_version.items()
     }
     # One bootstrap pass per compared pair gives both versions' intervals and the
     # difference's; the baseline's own come from its first comparison.
@@ -195,22 +238,34 @@ def compare(
         if version == chosen:
             continue
         compared = stats.bootstrap_compare(
-            functions, data[chosen], data[version], rounds=rounds, seed=seed, confidence=confidence
-        )
+            functions, data[chosen], data[version], rounds=rounds, seed=seed,
+            confidence=confidence, pairing=pairing,
+        )  # fmt: skip
         intervals.setdefault(chosen, {n: c.first for n, c in compared.items()})
         intervals[version] = {n: c.second for n, c in compared.items()}
         differences[version] = tuple(
-            Difference(name, compared[name].difference, higher) for name, _, higher in METRICS
+            Difference(name, compared[name].difference, higher)
+            for name, _, higher in joined.metrics
         )
     if chosen not in intervals:  # a single version: nothing to compare it with
         intervals[chosen] = {
             name: stats.bootstrap_interval(
-                function, *data[chosen], rounds=rounds, seed=seed, confidence=confidence
+                function,
+                *data[chosen],
+                rounds=rounds,
+                seed=seed,
+                confidence=confidence,
+                pairing=pairing,
             )
             for name, function in functions.items()
         }
     results = tuple(
-        VersionResult(version, int(y.size), int(y.sum()), intervals[version])
+        VersionResult(
+            version,
+            int(y.size),
+            int(y.sum()) if joined.task == "binary" else None,
+            intervals[version],
+        )
         for version, (y, _) in data.items()
     )
     return OutcomesReport(joined, chosen, results, differences, rounds, seed, confidence)

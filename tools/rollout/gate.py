@@ -16,9 +16,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from stacks.settings import REPO_ROOT, ModelRuntime, QualityGateSettings
 from training import artifacts, golden
 
@@ -45,13 +42,15 @@ class GateRefusedError(Exception):
     """The candidate failed the gate; the message names the metric, value and tolerance."""
 
 
-def answers(version_dir: Path, runtime: ModelRuntime, X: NDArray[np.float64]) -> Any:
+def answers(version_dir: Path, runtime: ModelRuntime, rows: golden.GoldenSet) -> Any:
+    """The local artifact's answers on ``rows``, as the deployed handler would give them."""
     manifest = artifacts.load_manifest(version_dir)
     entry = manifest["artifacts"][runtime.value]
-    probabilities = golden.predict(runtime.value, (version_dir / entry["file"]).read_bytes(), X)
-    return traffic_gate.Answers(
-        [float(p) for p in probabilities], [int(v) for v in golden.labels_of(probabilities)]
-    )
+    outputs = golden.predict(runtime.value, (version_dir / entry["file"]).read_bytes(), rows.X)
+    if rows.task == "regression":
+        return traffic_gate.Answers(outputs.tolist(), None)
+    labels = golden.labels_of(outputs, rows.task, rows.classes)
+    return traffic_gate.Answers(outputs.tolist(), labels.tolist())
 
 
 def check(
@@ -69,25 +68,27 @@ def check(
     """
     candidate_dir = artifacts_root / model_name / candidate
     golden_set, document = _golden(candidate_dir, candidate)
-    candidate_answers = answers(candidate_dir, runtime, golden_set.X)
     scored = []
-    if stable is not None and stable != candidate:
-        stable_dir = artifacts_root / model_name / stable
-        stable_set, _ = _golden(stable_dir, stable)
-        for name, rows in (
-            (traffic_gate.CANDIDATE_ROWS, golden_set),
-            (traffic_gate.STABLE_ROWS, stable_set),
-        ):
-            labels = None if rows.y is None else [int(v) for v in rows.y]
-            scored.append(
-                traffic_gate.Scored(
-                    f"{name} ({candidate if rows is golden_set else stable})",
-                    labels,
-                    answers(candidate_dir, runtime, rows.X),
-                    answers(stable_dir, runtime, rows.X),
-                )
-            )
     try:
+        candidate_answers = answers(candidate_dir, runtime, golden_set)
+        if stable is not None and stable != candidate:
+            stable_dir = artifacts_root / model_name / stable
+            stable_set, stable_document = _golden(stable_dir, stable)
+            traffic_gate.same_kind(
+                traffic_gate.kind_of(document), traffic_gate.kind_of(stable_document)
+            )
+            for name, rows in (
+                (traffic_gate.CANDIDATE_ROWS, golden_set),
+                (traffic_gate.STABLE_ROWS, stable_set),
+            ):
+                scored.append(
+                    traffic_gate.Scored(
+                        f"{name} ({candidate if rows is golden_set else stable})",
+                        None if rows.y is None else rows.y.tolist(),
+                        answers(candidate_dir, runtime, rows),
+                        answers(stable_dir, runtime, rows),
+                    )
+                )
         verdict = traffic_gate.evaluate(
             document,
             runtime.value,
@@ -97,6 +98,7 @@ def check(
                 tolerances.max_log_loss_increase,
                 tolerances.max_auc_decrease,
                 tolerances.max_brier_increase,
+                tolerances.max_rmse_increase_fraction,
             ),
         )
     except traffic_gate.GateError as error:

@@ -2,8 +2,10 @@
 
 While the alias splits traffic between two versions (a manual canary, or a CodeDeploy
 shift), every run reads both versions' capture records of the last window (Logs Insights,
-by ``lambda_version``), and compares the candidate's predicted probabilities with the
-stable side's (tools.canary_analysis, bins from the stable side: PSI, positive-rate test).
+by ``lambda_version``), and compares the candidate's predictions with the stable side's
+(tools.canary_analysis, bins from the stable side): binary probabilities (PSI,
+positive-rate test) and regression values in the stable side's quantile bins, multiclass
+predicted classes one bin per class.
 Because weighted routing is random per request, both sides see the same input
 distribution: a shift is the model's. It publishes, per candidate model version:
 
@@ -23,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tools.canary_analysis import Thresholds, analyse
+from tools.canary_analysis import Thresholds, analyse, prediction_shift_psi
 from tools.drift.live import Window, fetch, setting
 
 MARGIN_MS = 20_000
@@ -85,24 +87,42 @@ def run(
               field="lambda_version")
         for version in split
     )  # fmt: skip
-    samples = min(len(stable.probabilities), len(candidate.probabilities))
+    samples = min(len(stable.predictions), len(candidate.predictions))
     version = [{"Name": "ModelVersion", "Value": settings.model_version}]
     data: list[dict[str, Any]] = [
         {"MetricName": "CanarySamples", "Dimensions": version, "Value": samples, "Unit": "Count"}
     ]
-    report = analyse(
-        stable.probabilities,
-        candidate.probabilities,
-        thresholds=Thresholds(min_samples=settings.min_rows),
-    )
-    if samples >= settings.min_rows and report.psi is not None:
+    task = stable.task or candidate.task or "binary"
+    if candidate.task is not None and stable.task is not None and candidate.task != task:
+        # A model of another task cannot shift "the same way": there is nothing to compare.
+        raise ValueError(
+            f"the candidate's capture records are {candidate.task}, the stable side's {task}"
+        )
+    psi: float | None
+    if task == "binary":
+        report = analyse(
+            stable.predictions,
+            candidate.predictions,
+            thresholds=Thresholds(min_samples=settings.min_rows),
+        )
+        psi, described = report.psi, report.to_json()
+    else:
+        judged = samples >= settings.min_rows
+        psi = (
+            prediction_shift_psi(stable.predictions, candidate.predictions, task)
+            if judged
+            else None
+        )
+        described = {"task": task, "psi": psi,
+                     "verdict": None if judged else "too few requests to judge"}  # fmt: skip
+    if samples >= settings.min_rows and psi is not None:
         data.append(
-            {"MetricName": "PredictionShiftPSI", "Dimensions": version, "Value": report.psi,
+            {"MetricName": "PredictionShiftPSI", "Dimensions": version, "Value": psi,
              "Unit": "None"}
         )  # fmt: skip
     cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
     summary = {"stable": split[0], "candidate": split[1], "samples": samples,
-               "report": report.to_json()}  # fmt: skip
+               "report": described}  # fmt: skip
     print(json.dumps(summary, default=str))
     return summary
 

@@ -3,7 +3,8 @@
 Every ``schedule`` (an EventBridge rule) it reads the deployed model version's manifest
 from the model bucket (its ``reference_distributions``), queries the function's log group
 for that version's capture records of the last window (tools.drift.live, Logs Insights),
-computes PSI per feature and for the predicted probability (tools.drift.report, the same
+computes PSI per feature and for the prediction (binary: the probability; multiclass: the
+predicted class; regression: the value) (tools.drift.report, the same
 code as ``python -m tools.drift``), and publishes them:
 
 * ``DriftRows`` {ModelVersion}: captured rows judged (0 is published too);
@@ -79,7 +80,12 @@ def run(
     rows = fetch(
         logs, settings.log_group, settings.model_version, window, expired=expired, sleep=sleep
     )
-    report = drift_report(reference, rows.features, rows.probabilities, settings.thresholds)
+    if rows.task is not None and rows.task != reference.task:
+        raise ValueError(
+            f"{settings.model_version}'s capture records are {rows.task} but its manifest's "
+            f"reference is {reference.task}"
+        )
+    report = drift_report(reference, rows.features, rows.predictions, settings.thresholds)
     version = {"Name": "ModelVersion", "Value": settings.model_version}
     data: list[dict[str, Any]] = [
         {"MetricName": "DriftRows", "Dimensions": [version], "Value": len(rows.features),

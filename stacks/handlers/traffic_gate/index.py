@@ -3,15 +3,18 @@
 The candidate version is invoked by its qualified ARN (the real image, runtime and
 artifact) with the golden rows of its model version, in batches, and passes when:
 
-* identity: every probability is within ``IDENTITY_BOUND`` of the one recorded in
-  ``golden.json`` for the deployed runtime and every label is the recorded one: the version
-  runs the artifact that was tested;
-* quality: its log loss, ROC AUC and Brier score are no worse than the stable version's
-  beyond the environment's tolerances, both scored on the same rows: the candidate's
-  golden set and the stable model's (both versions are invoked on both). The share of
-  rows whose label flips between the two is reported. The stable model's golden set is
-  what catches a candidate trained on bad labels: its own golden set carries the same
-  bad labels, on which every model looks alike.
+* identity: every answer is within ``IDENTITY_BOUND`` of the one recorded in
+  ``golden.json`` for the deployed runtime (binary: the probability; multiclass: every
+  cell of the probability row; regression: the value) and every label is the recorded
+  one: the version runs the artifact that was tested;
+* quality: no worse than the stable version's beyond the environment's tolerances, both
+  scored on the same rows: the candidate's golden set and the stable model's (both
+  versions are invoked on both). Binary: log loss, ROC AUC and Brier score; multiclass:
+  log loss and one-vs-rest ROC AUC; regression: RMSE, relative to the stable model's.
+  The share of rows whose label flips between the two is reported. The stable model's
+  golden set is what catches a candidate trained on bad labels: its own golden set
+  carries the same bad labels, on which every model looks alike. Models of different
+  tasks or classes are not compared: the gate refuses and says so.
 
 A refusal names the metric, the value and the tolerance. Two ways in, one check:
 
@@ -21,14 +24,15 @@ A refusal names the metric, the value and the tolerance. Two ways in, one check:
   ``GoldenBucket``, ``GoldenKey``, ``GoldenSha256`` (the candidate model's golden.json),
   ``StableGoldenKey``, ``StableGoldenSha256`` (the stable model's; optional, same bucket),
   ``Runtime``, ``MaxLogLossIncrease``,
-  ``MaxAucDecrease``, ``MaxBrierIncrease``, optional ``BatchSize``. FAILED fails the deploy
+  ``MaxAucDecrease``, ``MaxBrierIncrease``, optional ``MaxRmseIncreaseFraction`` and
+  ``BatchSize``. FAILED fails the deploy
   before the alias update; Delete always succeeds.
 * CodeDeploy ``BeforeAllowTraffic`` hook (automated rollouts). The versions come from the
   deployment's AppSpec (``TargetVersion`` is the candidate, ``CurrentVersion`` the stable);
   the rest from the environment: ``GOLDEN_BUCKET``, ``GOLDEN_KEY``, ``GOLDEN_SHA256``,
   ``STABLE_GOLDEN_KEY``, ``STABLE_GOLDEN_SHA256`` (optional), ``MODEL_RUNTIME``,
   ``MAX_LOG_LOSS_INCREASE``, ``MAX_AUC_DECREASE``, ``MAX_BRIER_INCREASE``, optional
-  ``BATCH_SIZE``. It reports with
+  ``MAX_RMSE_INCREASE_FRACTION`` and ``BATCH_SIZE``. It reports with
   ``PutLifecycleEventHookExecutionStatus``; Failed stops the shift before any traffic moves.
 
 The checks are plain functions of lists (``evaluate``): ``python -m tools.rollout start``
@@ -53,6 +57,12 @@ LOG_LOSS_EPS = 1e-15
 GOLDEN_FORMAT = "golden-set/1"
 # The reason CloudFormation shows is cut at a few thousand characters; keep it readable.
 REASON_MAX_CHARS = 1000
+TASKS = ("binary", "multiclass", "regression")
+# Golden sets written before tasks: binary over the classes 0 and 1.
+DEFAULT_CLASSES = [0, 1]
+# A golden set or stack without the regression tolerance (a stack synthesized before it
+# existed) gets the configuration's default.
+DEFAULT_MAX_RMSE_INCREASE_FRACTION = 0.02
 
 
 class GateError(Exception):
@@ -93,8 +103,117 @@ def roc_auc(y: Sequence[int], p: Sequence[float]) -> float:
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
-def quality(y: Sequence[int], p: Sequence[float]) -> dict[str, float]:
-    return {"log_loss": log_loss(y, p), "roc_auc": roc_auc(y, p), "brier_score": brier(y, p)}
+def multiclass_log_loss(y: Sequence[int], rows: Sequence[Sequence[float]]) -> float:
+    """``y``: each row's class index."""
+    total = 0.0
+    for index, row in zip(y, rows, strict=True):
+        total -= math.log(min(max(row[index], LOG_LOSS_EPS), 1 - LOG_LOSS_EPS))
+    return total / len(y)
+
+
+def roc_auc_ovr(y: Sequence[int], rows: Sequence[Sequence[float]]) -> float:
+    """Macro one-vs-rest: the unweighted mean of each class's ROC AUC against the rest."""
+    classes = len(rows[0])
+    return (
+        sum(roc_auc([int(i == k) for i in y], [row[k] for row in rows]) for k in range(classes))
+        / classes
+    )
+
+
+def accuracy(y: Sequence[int], rows: Sequence[Sequence[float]]) -> float:
+    # max() keeps the first of tied columns, as the handler's argmax does.
+    picked = [max(range(len(row)), key=row.__getitem__) for row in rows]
+    return sum(a == b for a, b in zip(y, picked, strict=True)) / len(y)
+
+
+def rmse(y: Sequence[float], values: Sequence[float]) -> float:
+    return math.sqrt(sum((v - t) ** 2 for t, v in zip(y, values, strict=True)) / len(y))
+
+
+def mae(y: Sequence[float], values: Sequence[float]) -> float:
+    return sum(abs(v - t) for t, v in zip(y, values, strict=True)) / len(y)
+
+
+def r2(y: Sequence[float], values: Sequence[float]) -> float:
+    mean = sum(y) / len(y)
+    total = sum((t - mean) ** 2 for t in y)
+    if total == 0:
+        return math.nan
+    return 1 - sum((t - v) ** 2 for t, v in zip(y, values, strict=True)) / total
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a golden set's model is: its task and class labels (None for regression)."""
+
+    task: str
+    classes: tuple[Any, ...] | None
+
+    def describe(self) -> str:
+        if self.classes is None:
+            return f"a {self.task} model"
+        return f"a {self.task} model over the classes {json.dumps(list(self.classes))}"
+
+
+def kind_of(golden: Mapping[str, Any]) -> Kind:
+    task = golden.get("task", "binary")
+    if task not in TASKS:
+        raise GateError(f"golden set task {task!r} is not one of {', '.join(TASKS)}")
+    if task == "regression":
+        return Kind(task, None)
+    classes = golden.get("classes", DEFAULT_CLASSES)
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise GateError(f"golden set classes {classes!r} are not a list of class labels")
+    return Kind(task, tuple(classes))
+
+
+def same_kind(candidate: Kind, stable: Kind) -> None:
+    """A model is compared only with a model of the same task and classes: its figures
+    mean something else otherwise (and its answers have another shape)."""
+    if candidate != stable:
+        raise GateError(
+            f"the candidate is {candidate.describe()} but the stable model is "
+            f"{stable.describe()}: the gate compares models of one task and one set of "
+            "classes; deploy the new model under its own name instead"
+        )
+
+
+def quality(
+    y: Sequence[Any], outputs: Sequence[Any], kind: Kind = Kind("binary", (0, 1))
+) -> dict[str, float]:
+    """The gate's metrics for ``kind`` of ``outputs`` against labels (class labels or
+    target values) ``y``."""
+    if kind.classes is None:
+        truth = [float(v) for v in y]
+        return {"rmse": rmse(truth, outputs), "mae": mae(truth, outputs), "r2": r2(truth, outputs)}
+    index = class_indices(y, kind.classes)
+    if kind.task == "binary":
+        return {
+            "log_loss": log_loss(index, outputs),
+            "roc_auc": roc_auc(index, outputs),
+            "brier_score": brier(index, outputs),
+        }
+    return {
+        "log_loss": multiclass_log_loss(index, outputs),
+        "roc_auc_ovr": roc_auc_ovr(index, outputs),
+        "accuracy": accuracy(index, outputs),
+    }
+
+
+def class_indices(y: Sequence[Any], classes: Sequence[Any]) -> list[int]:
+    lookup = {_label_key(c): i for i, c in enumerate(classes)}
+    try:
+        return [lookup[_label_key(v)] for v in y]
+    except KeyError as error:
+        raise GateError(
+            f"the golden set's label {error.args[0][1]!r} is not one of the classes "
+            f"{json.dumps(list(classes))}"
+        ) from None
+
+
+def _label_key(value: Any) -> tuple[str, Any]:
+    # The string "1" and the integer 1 are different labels.
+    return ("str", value) if isinstance(value, str) else ("num", float(value))
 
 
 # ---------------------------------------------------------------------------- the decision
@@ -105,13 +224,21 @@ class Tolerances:
     max_log_loss_increase: float
     max_auc_decrease: float
     max_brier_increase: float
+    # Regression: how much higher the candidate's RMSE may be, as a fraction of the
+    # stable model's (RMSE has the target's unit, so an absolute bound means nothing).
+    max_rmse_increase_fraction: float = DEFAULT_MAX_RMSE_INCREASE_FRACTION
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any], names: Mapping[str, str]) -> Tolerances:
-        """From properties or the environment: ``names`` maps each field to its key there."""
+    def parse(
+        cls, raw: Mapping[str, Any], names: Mapping[str, str], optional: Sequence[str] = ()
+    ) -> Tolerances:
+        """From properties or the environment: ``names`` maps each field to its key there;
+        the fields in ``optional`` keep their default when their key is absent."""
         values = {}
         for attribute, key in names.items():
             text = raw.get(key)
+            if text is None and attribute in optional:
+                continue
             try:
                 value = float(text)  # type: ignore[arg-type]
             except (TypeError, ValueError):
@@ -124,8 +251,17 @@ class Tolerances:
 
 @dataclass(frozen=True)
 class Answers:
-    probabilities: list[float]
-    labels: list[int]
+    """A side's answers on golden rows: ``outputs`` as the runtime's ``outputs`` (binary:
+    P(classes[1]); multiclass: probability rows in class order; regression: values) and
+    the labels it answered (None for regression)."""
+
+    outputs: list[Any]
+    labels: list[Any] | None
+
+    @property
+    def probabilities(self) -> list[Any]:
+        # The binary name the first callers use.
+        return self.outputs
 
 
 @dataclass(frozen=True)
@@ -133,7 +269,7 @@ class Scored:
     """One golden set's rows, answered by both sides."""
 
     name: str  # "the candidate's golden set", "the stable model's golden set"
-    labels: list[int] | None  # None: packaged without labels, only the flip rate is known
+    labels: list[Any] | None  # None: packaged without labels, only the flip rate is known
     candidate: Answers
     stable: Answers
 
@@ -142,7 +278,8 @@ class Scored:
 class Comparison:
     name: str
     rows: int
-    label_flip_rate: float
+    # Classifiers: share of rows whose label differs; regression: None.
+    label_flip_rate: float | None
     candidate: dict[str, float] | None
     stable: dict[str, float] | None
 
@@ -154,27 +291,25 @@ class Verdict:
     label_mismatches: int
     comparisons: list[Comparison] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    kind: Kind = Kind("binary", (0, 1))
 
     @property
     def passed(self) -> bool:
         return not self.refusals
 
     def lines(self) -> list[str]:
-        lines = [
-            f"identity on {self.rows} golden rows: max |dp| {self.max_abs_diff:.3g} "
-            f"(bound {IDENTITY_BOUND:g}), {self.label_mismatches} labels differ"
-        ]
+        lines = [f"identity on {self.rows} golden rows: {_identity(self)}"]
         for comparison in self.comparisons:
             lines.append(f"on {comparison.name} ({comparison.rows} rows):")
             if comparison.candidate is not None and comparison.stable is not None:
-                for metric in ("log_loss", "roc_auc", "brier_score"):
+                for metric, value in comparison.candidate.items():
                     lines.append(
-                        f"  {metric}: candidate {comparison.candidate[metric]:.6f}, "
-                        f"stable {comparison.stable[metric]:.6f}"
+                        f"  {metric}: candidate {value:.6f}, stable {comparison.stable[metric]:.6f}"
                     )
-            lines.append(
-                f"  label flip rate against the stable model: {comparison.label_flip_rate:.2%}"
-            )
+            if comparison.label_flip_rate is not None:
+                lines.append(
+                    f"  label flip rate against the stable model: {comparison.label_flip_rate:.2%}"
+                )
         lines += [f"refused: {reason}" for reason in self.refusals]
         return lines
 
@@ -183,11 +318,30 @@ class Verdict:
         return text[:REASON_MAX_CHARS]
 
 
-_CHANGES = (
-    ("log loss", "log_loss", 1, "max_log_loss_increase"),
-    ("ROC AUC", "roc_auc", -1, "max_auc_decrease"),
-    ("Brier score", "brier_score", 1, "max_brier_increase"),
-)
+def _difference_name(kind: Kind) -> str:
+    return "max |d value|" if kind.task == "regression" else "max |dp|"
+
+
+def _identity(verdict: Verdict) -> str:
+    text = f"{_difference_name(verdict.kind)} {verdict.max_abs_diff:.3g} (bound {IDENTITY_BOUND:g})"
+    if verdict.kind.task == "regression":
+        return text
+    return f"{text}, {verdict.label_mismatches} labels differ"
+
+
+# (title, metric, direction in which it is worse, tolerance) per task.
+_CHANGES = {
+    "binary": (
+        ("log loss", "log_loss", 1, "max_log_loss_increase"),
+        ("ROC AUC", "roc_auc", -1, "max_auc_decrease"),
+        ("Brier score", "brier_score", 1, "max_brier_increase"),
+    ),
+    "multiclass": (
+        ("log loss", "log_loss", 1, "max_log_loss_increase"),
+        ("ROC AUC (one-vs-rest)", "roc_auc_ovr", -1, "max_auc_decrease"),
+    ),
+    "regression": (),  # RMSE: a relative bound, in _compare
+}
 
 
 def evaluate(
@@ -201,38 +355,60 @@ def evaluate(
     recorded for ``runtime``; quality of the candidate against the stable side on each of
     ``scored``. The stable model's golden set belongs there: the candidate's own labels
     come from the same pipeline as the candidate, and cannot vouch for it alone."""
+    kind = kind_of(golden)
     recorded = recorded_answers(golden, runtime)
-    rows = len(recorded.probabilities)
-    if len(candidate.probabilities) != rows or len(candidate.labels) != rows:
-        raise GateError(f"the candidate answered {len(candidate.probabilities)} of {rows} rows")
+    rows = len(recorded.outputs)
+    if len(candidate.outputs) != rows or (
+        candidate.labels is not None and len(candidate.labels) != rows
+    ):
+        raise GateError(f"the candidate answered {len(candidate.outputs)} of {rows} rows")
     differences = [
-        abs(a - b) for a, b in zip(candidate.probabilities, recorded.probabilities, strict=True)
+        abs(a - b)
+        for got, expected in zip(candidate.outputs, recorded.outputs, strict=True)
+        for a, b in _cells(got, expected)
     ]
-    mismatches = sum(a != b for a, b in zip(candidate.labels, recorded.labels, strict=True))
-    verdict = Verdict(rows, max(differences), mismatches)
+    mismatches = (
+        0
+        if recorded.labels is None or candidate.labels is None
+        else sum(a != b for a, b in zip(candidate.labels, recorded.labels, strict=True))
+    )
+    verdict = Verdict(rows, max(differences), mismatches, kind=kind)
     if verdict.max_abs_diff > IDENTITY_BOUND or mismatches:
+        labels = "" if kind.task == "regression" else f", {mismatches} of {rows} labels differ"
         verdict.refusals.append(
-            f"identity: max |dp| {verdict.max_abs_diff:.3g} against golden.json's {runtime} "
-            f"answers (tolerance {IDENTITY_BOUND:g}), {mismatches} of {rows} labels differ: "
+            f"identity: {_difference_name(kind)} {verdict.max_abs_diff:.3g} against "
+            f"golden.json's {runtime} answers (tolerance {IDENTITY_BOUND:g}){labels}: "
             "the version does not run the artifact that was tested"
         )
     for rows_scored in scored:
-        verdict.comparisons.append(_compare(rows_scored, tolerances, verdict.refusals))
+        verdict.comparisons.append(_compare(rows_scored, kind, tolerances, verdict.refusals))
     return verdict
 
 
-def _compare(scored: Scored, tolerances: Tolerances, refusals: list[str]) -> Comparison:
-    rows = len(scored.candidate.labels)
-    if len(scored.stable.labels) != rows or (
+def _cells(got: Any, expected: Any) -> list[tuple[float, float]]:
+    """Pairs to compare: one per row (binary, regression), one per cell (multiclass)."""
+    if isinstance(expected, list):
+        if not isinstance(got, list) or len(got) != len(expected):
+            raise GateError(f"a probability row {got!r} does not match the recorded {expected!r}")
+        return list(zip(got, expected, strict=True))
+    return [(got, expected)]
+
+
+def _compare(scored: Scored, kind: Kind, tolerances: Tolerances, refusals: list[str]) -> Comparison:
+    rows = len(scored.candidate.outputs)
+    if len(scored.stable.outputs) != rows or (
         scored.labels is not None and len(scored.labels) != rows
     ):
         raise GateError(f"{scored.name}: the two sides answered different numbers of rows")
-    flips = sum(a != b for a, b in zip(scored.candidate.labels, scored.stable.labels, strict=True))
+    flip_rate = None
+    if scored.candidate.labels is not None and scored.stable.labels is not None:
+        pairs = zip(scored.candidate.labels, scored.stable.labels, strict=True)
+        flip_rate = sum(a != b for a, b in pairs) / rows
     if scored.labels is None:
-        return Comparison(scored.name, rows, flips / rows, None, None)
-    candidate = quality(scored.labels, scored.candidate.probabilities)
-    stable = quality(scored.labels, scored.stable.probabilities)
-    for title, metric, worse, key in _CHANGES:
+        return Comparison(scored.name, rows, flip_rate, None, None)
+    candidate = quality(scored.labels, scored.candidate.outputs, kind)
+    stable = quality(scored.labels, scored.stable.outputs, kind)
+    for title, metric, worse, key in _CHANGES[kind.task]:
         tolerance = getattr(tolerances, key)
         value, reference = candidate[metric], stable[metric]
         change = (value - reference) * worse
@@ -243,12 +419,25 @@ def _compare(scored: Scored, tolerances: Tolerances, refusals: list[str]) -> Com
                 f"on {scored.name} ({rows} rows), {direction} by {change:.6f} (tolerance "
                 f"{key}={tolerance:g})"
             )
-    return Comparison(scored.name, rows, flips / rows, candidate, stable)
+    if kind.task == "regression":
+        value, reference = candidate["rmse"], stable["rmse"]
+        fraction = tolerances.max_rmse_increase_fraction
+        if value > reference * (1 + fraction):
+            increase = (
+                f"up by {(value - reference) / reference:.2%}" if reference > 0 else "up from 0"
+            )
+            refusals.append(
+                f"quality: RMSE {value:.6g} against the stable model's {reference:.6g} on "
+                f"{scored.name} ({rows} rows), {increase} (tolerance "
+                f"max_rmse_increase_fraction={fraction:g})"
+            )
+    return Comparison(scored.name, rows, flip_rate, candidate, stable)
 
 
 def recorded_answers(golden: Mapping[str, Any], runtime: str) -> Answers:
     if golden.get("format") != GOLDEN_FORMAT:
         raise GateError(f"golden set format is {golden.get('format')!r}, expected {GOLDEN_FORMAT}")
+    kind = kind_of(golden)
     predictions = golden.get("predictions", {})
     if runtime not in predictions:
         raise GateError(
@@ -256,17 +445,26 @@ def recorded_answers(golden: Mapping[str, Any], runtime: str) -> Answers:
             f"{', '.join(sorted(predictions)) or 'none'}"
         )
     entry = predictions[runtime]
-    return Answers([float(p) for p in entry["probabilities"]], [int(v) for v in entry["labels"]])
+    if kind.task == "regression":
+        return Answers([float(v) for v in entry["values"]], None)
+    if kind.task == "multiclass":
+        return Answers([[float(p) for p in row] for row in entry["probabilities"]], entry["labels"])
+    return Answers([float(p) for p in entry["probabilities"]], list(entry["labels"]))
 
 
-def instances(golden: Mapping[str, Any]) -> list[dict[str, float | int]]:
-    """The golden rows as request instances, integers kept as integers."""
+def instances(golden: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The golden rows as request instances: integers kept as integers, categorical codes
+    (positions in the feature's values) turned back into the values callers send."""
     names = golden["feature_names"]
+    categories = golden.get("categories") or {}
+
+    def value(name: str, code: float) -> Any:
+        if name in categories:
+            return categories[name][int(code)]
+        return int(code) if float(code).is_integer() else float(code)
+
     return [
-        {
-            name: int(value) if float(value).is_integer() else float(value)
-            for name, value in zip(names, row, strict=True)
-        }
+        {name: value(name, code) for name, code in zip(names, row, strict=True)}
         for row in golden["features"]
     ]
 
@@ -287,12 +485,18 @@ def read_golden(s3: Any, bucket: str, key: str, sha256: str) -> dict[str, Any]:
 
 
 def invoke(
-    lambda_client: Any, function: str, rows: Sequence[Mapping[str, Any]], batch_size: int
+    lambda_client: Any,
+    function: str,
+    rows: Sequence[Mapping[str, Any]],
+    batch_size: int,
+    kind: Kind = Kind("binary", (0, 1)),
 ) -> Answers:
-    """Every row through ``function`` (a qualified ARN), ``batch_size`` rows per request."""
-    answers = Answers([], [])
+    """Every row through ``function`` (a qualified ARN), ``batch_size`` rows per request;
+    the answers read as ``kind``'s (a model of another task answers other fields)."""
+    answers = Answers([], None if kind.task == "regression" else [])
     for start in range(0, len(rows), batch_size):
         batch = list(rows[start : start + batch_size])
+        where = f"{function} rows {start}-{start + len(batch) - 1}"
         response = lambda_client.invoke(
             FunctionName=function,
             InvocationType="RequestResponse",
@@ -313,9 +517,32 @@ def invoke(
             )
         if len(predictions) != len(batch):
             raise GateError(f"{function} answered {len(predictions)} of {len(batch)} rows")
-        answers.probabilities.extend(float(p["probability"]) for p in predictions)
-        answers.labels.extend(int(p["prediction"]) for p in predictions)
+        for answer in predictions:
+            output, label = _read_answer(answer, kind, where)
+            answers.outputs.append(output)
+            if answers.labels is not None:
+                answers.labels.append(label)
     return answers
+
+
+def _read_answer(answer: Any, kind: Kind, where: str) -> tuple[Any, Any]:
+    """(output, label) of one answer, or GateError naming what the answer lacks."""
+    try:
+        if kind.task == "regression":
+            return float(answer["prediction"]), None
+        if kind.task == "binary":
+            return float(answer["probability"]), answer["prediction"]
+        probabilities = answer["probabilities"]
+        assert kind.classes is not None
+        keys = [str(c) for c in kind.classes]
+        if list(probabilities) != keys:
+            raise KeyError("probabilities")
+        return [float(probabilities[k]) for k in keys], answer["prediction"]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise GateError(
+            f"{where}: the answer {json.dumps(answer)[:200]} is not one of {kind.describe()}"
+            " (is the version serving a model of another task or classes?)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -346,18 +573,23 @@ def run_gate(settings: GateSettings, *, lambda_client: Any, s3: Any) -> Verdict:
     def read(where: GoldenObject) -> dict[str, Any]:
         return read_golden(s3, where.bucket, where.key, where.sha256)
 
-    def ask(function: str, rows: Sequence[Mapping[str, Any]]) -> Answers:
-        return invoke(lambda_client, function, rows, settings.batch_size)
-
     golden = read(settings.golden)
+    kind = kind_of(golden)
+
+    def ask(function: str, rows: Sequence[Mapping[str, Any]]) -> Answers:
+        return invoke(lambda_client, function, rows, settings.batch_size, kind)
+
     rows = instances(golden)
     candidate = ask(settings.candidate_function, rows)
     scored = []
     if settings.stable_function:
         stable = settings.stable_function
+        other = read(settings.stable_golden) if settings.stable_golden is not None else None
+        if other is not None:
+            # Before any invocation of the stable side: its answers would not parse.
+            same_kind(kind, kind_of(other))
         scored.append(Scored(CANDIDATE_ROWS, golden.get("labels"), candidate, ask(stable, rows)))
-        if settings.stable_golden is not None:
-            other = read(settings.stable_golden)
+        if other is not None:
             other_rows = instances(other)
             scored.append(
                 Scored(
@@ -376,12 +608,16 @@ _PROPERTY_TOLERANCES = {
     "max_log_loss_increase": "MaxLogLossIncrease",
     "max_auc_decrease": "MaxAucDecrease",
     "max_brier_increase": "MaxBrierIncrease",
+    "max_rmse_increase_fraction": "MaxRmseIncreaseFraction",
 }
 _ENV_TOLERANCES = {
     "max_log_loss_increase": "MAX_LOG_LOSS_INCREASE",
     "max_auc_decrease": "MAX_AUC_DECREASE",
     "max_brier_increase": "MAX_BRIER_INCREASE",
+    "max_rmse_increase_fraction": "MAX_RMSE_INCREASE_FRACTION",
 }
+# Stacks synthesized before the regression tolerance existed do not pass it.
+_OPTIONAL_TOLERANCES = ("max_rmse_increase_fraction",)
 
 
 def _required(raw: Mapping[str, Any], key: str) -> str:
@@ -424,7 +660,7 @@ def settings_from_properties(properties: Mapping[str, Any]) -> GateSettings:
             properties, "GoldenBucket", "StableGoldenKey", "StableGoldenSha256"
         ),
         runtime=_required(properties, "Runtime"),
-        tolerances=Tolerances.parse(properties, _PROPERTY_TOLERANCES),
+        tolerances=Tolerances.parse(properties, _PROPERTY_TOLERANCES, _OPTIONAL_TOLERANCES),
         batch_size=_batch_size(properties.get("BatchSize")),
     )
 
@@ -513,7 +749,7 @@ def on_hook(
                 env, "GOLDEN_BUCKET", "STABLE_GOLDEN_KEY", "STABLE_GOLDEN_SHA256"
             ),
             runtime=_required(env, "MODEL_RUNTIME"),
-            tolerances=Tolerances.parse(env, _ENV_TOLERANCES),
+            tolerances=Tolerances.parse(env, _ENV_TOLERANCES, _OPTIONAL_TOLERANCES),
             batch_size=_batch_size(env.get("BATCH_SIZE")),
         )
         verdict = run_gate(settings, lambda_client=lambda_client, s3=s3)
