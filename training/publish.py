@@ -332,6 +332,7 @@ def publish(
                 labelled.X[index],
                 labelled.y[index],
                 labelled.golden_source,
+                features=feature_schema,
                 **task_kw,
             )
         else:
@@ -342,6 +343,7 @@ def publish(
                 check_X,
                 None,
                 {"sample": "the inputs given, no labels"},
+                features=feature_schema,
                 **task_kw,
             )
         manifest: dict[str, Any] = {

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 import csv
-import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-from training import compile as compile_module
-from training import distributions, golden
 from training.schema import FEATURE_NAMES, LABEL
 from training.synthetic import generate
 
@@ -44,24 +41,3 @@ def write_csv(tmp_path: Path) -> WriteCsv:
         return path
 
     return _write
-
-
-def _takes_task(function: Callable[..., object]) -> bool:
-    return "task" in inspect.signature(function).parameters
-
-
-# Multiclass, regression and non-0/1 binary models pass task= and classes= to the golden
-# set, the reference distributions and the compiler (issue 13's contract); until those
-# modules take them, the tests of such models wait for them instead of failing.
-needs_task_keywords = pytest.mark.skipif(
-    not all(
-        _takes_task(f)
-        for f in (
-            golden.document,
-            distributions.reference_distributions,
-            compile_module.compile_pipeline,
-            compile_module.check_parity,
-        )
-    ),
-    reason="golden/distributions/compile do not take task= and classes= yet",
-)

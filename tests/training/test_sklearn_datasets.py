@@ -23,13 +23,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tests.training.conftest import needs_task_keywords
 from training import artifacts, package, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda_src"))
 from inference import sklearn_model
-
-pytestmark = needs_task_keywords
 
 
 def write_dataset(
@@ -92,6 +89,7 @@ def fit_and_package(
     test_size: float,
     suffix: str,
     categorical: dict[int, list[Any]] | None = None,
+    output: Path | None = None,
 ) -> Packaged:
     """Fit outside training, write the held-out rows as the labelled CSV, package the
     estimator with the command, and load the sklearn artifact as the app does."""
@@ -115,7 +113,7 @@ def fit_and_package(
         path.write_bytes(skops.io.dumps(estimator))
     else:
         joblib.dump(estimator, path)
-    out = tmp_path / "out"
+    out = output or tmp_path / "out"
     argv = ["--model", name, "--version", "v1", "--schema", str(schema)]
     argv += ["--estimator", str(path), "--data", str(data), "--output", str(out)]
     assert package.main(argv) == 0
