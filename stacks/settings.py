@@ -260,6 +260,18 @@ class EnvironmentConfig:
         """Every model this environment deploys, its first (``model_name``) first."""
         return (self, *self.additional_models)
 
+    def model_named(self, name: str | None) -> EnvironmentConfig:
+        """The configuration of model ``name`` (None: the environment's first model)."""
+        if name is None:
+            return self
+        for config in self.models:
+            if config.model.model_name == name:
+                return config
+        raise ConfigError(
+            f"model {name!r} is not a model of environment {self.name} (it has: "
+            f"{', '.join(m.model.model_name for m in self.models)})"
+        )
+
 
 STACK_PREFIX = "sklearn-serving"
 

@@ -130,3 +130,19 @@ def test_records_of_every_task_are_read_with_their_prediction() -> None:
     assert (regression.task, regression.predictions) == ("regression", [12.5])
     binary = parse([result({"features": {"n": 1}, "prediction": "yes", "probability": 0.75})])
     assert (binary.task, binary.probabilities) == ("binary", [0.75])
+
+
+def test_model_picks_one_of_the_environments_models(
+    manifest: Path, clients: Any, capsys: Any
+) -> None:
+    cloudformation, logs, cfn, lg = clients
+    # The environment's first model by name: the stack of a one-model app.
+    stub(cfn, lg, records(300, 0.0))
+    argv = ["--env", "prod", "--model", "churn", "--manifest", str(manifest)]
+    assert drift.main(argv, io.StringIO(), lambda region: (cloudformation, logs)) == 0
+    argv = ["--env", "prod", "--model", "fraud", "--manifest", str(manifest)]
+    code = drift.main(argv, io.StringIO(), lambda region: (cloudformation, logs))
+    assert code == drift.EXIT_BAD_INPUT
+    assert "model 'fraud' is not a model of environment prod (it has: churn)" in (
+        capsys.readouterr().err
+    )

@@ -50,6 +50,11 @@ def parser() -> argparse.ArgumentParser:
     source.add_argument("--capture", type=Path, help="capture export (JSON lines)")
     source.add_argument("--env", help="an environment in cdk.json: read its live capture records")
     top.add_argument(
+        "--model",
+        metavar="NAME",
+        help="with --env: which of the environment's models (default: its model_name)",
+    )
+    top.add_argument(
         "--manifest",
         type=Path,
         help="the model version's manifest (with --env: the deployed version's, by default)",
@@ -170,12 +175,11 @@ def _live(
     from botocore.exceptions import BotoCoreError, ClientError
 
     from stacks.config import load_config
-    from stacks.settings import REPO_ROOT, ConfigError
-    from tools.rollout.live import inference_stack_name
+    from stacks.settings import REPO_ROOT, ConfigError, stack_name_of
 
     try:
         context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-        config = load_config({**context, "env": args.env})
+        config = load_config({**context, "env": args.env}).model_named(args.model)
         version = config.model.model_version
         manifest = _manifest(args.manifest or config.model.directory / "manifest.json")
         reference = read_reference(manifest, where=str(args.manifest or config.model.directory))
@@ -185,7 +189,7 @@ def _live(
     except (ConfigError, InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    stack = inference_stack_name(args.env)
+    stack = stack_name_of(config)
     try:
         cloudformation, logs = clients(args.region)
         outputs = stack_outputs(cloudformation, stack)

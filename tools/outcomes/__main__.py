@@ -43,6 +43,11 @@ def parser() -> argparse.ArgumentParser:
     source = top.add_mutually_exclusive_group(required=True)
     source.add_argument("--capture", type=Path, help="capture export (JSON lines)")
     source.add_argument("--env", help="an environment in cdk.json: read its capture bucket")
+    top.add_argument(
+        "--model",
+        metavar="NAME",
+        help="with --env: which of the environment's models (default: its model_name)",
+    )
     top.add_argument("--days", type=int, default=30, help="with --env: dates to read (30)")
     top.add_argument("--region", help="with --env: the AWS region (default: the credentials')")
     top.add_argument("--labels", type=Path, required=True, help="outcomes CSV")
@@ -103,7 +108,7 @@ def _download(args: argparse.Namespace, clients: Callable[[str | None], tuple[An
     if args.days < 1:
         raise ValueError(f"--days {args.days} is not allowed: at least 1")
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-    model_name = load_config({**context, "env": args.env}).model.model_name
+    model_name = load_config({**context, "env": args.env}).model_named(args.model).model.model_name
     stack = f"{STACK_PREFIX}-{args.env}-model-store"
     try:
         cloudformation, s3 = clients(args.region)

@@ -81,20 +81,15 @@ def model_key(config: EnvironmentConfig) -> str | None:
 
 def select_model(environment: EnvironmentConfig, name: str | None) -> EnvironmentConfig:
     """The configuration of model ``name`` (None: the environment's first model)."""
-    if name is None:
-        return environment
-    for config in environment.models:
-        if config.model.model_name == name:
-            return config
-    names = ", ".join(m.model.model_name for m in environment.models)
-    hint = (
-        f"; to canary model version {name}, use --version {name}"
-        if VERSION_PATTERN.match(name)
-        else ""
-    )
-    raise RefusedError(
-        f"--model {name!r} is not a model of environment {environment.name} (it has: {names}){hint}"
-    )
+    try:
+        return environment.model_named(name)
+    except ConfigError as error:
+        hint = (
+            f"; to canary model version {name}, use --version {name}"
+            if name is not None and VERSION_PATTERN.match(name)
+            else ""
+        )
+        raise RefusedError(f"--{error}{hint}") from None
 
 
 def render(document: Mapping[str, Any]) -> str:
