@@ -240,6 +240,54 @@ def analyse(
     )
 
 
+def shift_report(
+    stable: Sequence[Any], candidate: Sequence[Any], task: str, thresholds: Thresholds
+) -> str:
+    """The prediction comparison of a multiclass (class labels) or regression (values)
+    canary: each side's answers and the PSI between them, judged by the PSI bands."""
+    t = thresholds
+    lines = []
+    for name, values in (("stable", stable), ("candidate", candidate)):
+        if task == "multiclass":
+            counts: dict[str, int] = {}
+            for value in values:
+                counts[str(value)] = counts.get(str(value), 0) + 1
+            shares = ", ".join(
+                f"{label} {count / len(values):.1%}"
+                for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+            )
+            lines.append(f"{name:<10} {len(values):>8} predictions  classes: {shares or '-'}")
+        else:
+            array = np.asarray(values, dtype=np.float64)
+            q = stats.percentiles(array, (5, 50, 95)) if array.size else {}
+            described = (
+                f"mean {array.mean():.6g}, p5 {q[5]:.6g}, p50 {q[50]:.6g}, p95 {q[95]:.6g}"
+                if array.size
+                else "-"
+            )
+            lines.append(f"{name:<10} {len(values):>8} predictions  {described}")
+    short = [
+        f"{name} has {len(values)} predictions, at least {t.min_samples} needed"
+        for name, values in (("stable", stable), ("candidate", candidate))
+        if len(values) < t.min_samples
+    ]
+    if short:
+        return "\n".join(
+            [*lines, "verdict: too few requests to judge", *(f"  - {r}" for r in short)]
+        )
+    psi = prediction_shift_psi(stable, candidate, task, bins=t.bins)
+    band = stats.psi_verdict(psi, watch=t.psi_watch, alarm=t.psi_block)
+    what = "predicted classes" if task == "multiclass" else "predicted values"
+    verdict = {"drift": "roll back", "watch": "hold"}.get(band, "promote")
+    lines.append(
+        f"PSI of the candidate's {what} in the stable side's bins: {psi:.3f} "
+        f"(fine below {t.psi_watch:g}, watch to {t.psi_block:g}, block above)"
+    )
+    lines.append(f"verdict: {verdict}")
+    lines.append(f"  - based on {len(stable)} stable and {len(candidate)} candidate predictions")
+    return "\n".join(lines)
+
+
 def _f(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 

@@ -373,6 +373,7 @@ def compare(
             sides=sides,
             start=start,
             end=end,
+            task=config.model.task,
         )
     except LiveUnavailableError as error:
         print(f"compare {_phrase(error)}")
@@ -381,7 +382,7 @@ def compare(
         f"compare {env} over {minutes} minutes, {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC "
         f"(alias production, per ExecutedVersion and ModelVersion):"
     )
-    for line in comparison_table(results):
+    for line in comparison_table(results, config.model.task):
         print(f"  {line}")
     models = [s.model_version for s in sides]
     if len(sides) > 1 and len(set(models)) < len(models):
@@ -393,7 +394,7 @@ def compare(
         print("  note: the stable side's model is not recorded (rollout.stable_model_version)")
     if [s.label for s in sides] == ["stable", "candidate"]:
         print()
-        prediction_analysis(live, function, results, start, end, thresholds)
+        prediction_analysis(live, function, results, start, end, thresholds, config.model.task)
     return 0
 
 
@@ -404,26 +405,33 @@ def prediction_analysis(
     start: dt.datetime,
     end: dt.datetime,
     thresholds: canary_analysis.Thresholds | None = None,
+    task: str = "binary",
 ) -> None:
-    """Do the two sides predict alike? Probabilities from the prediction logs."""
+    """Do the two sides predict alike? Answers from the prediction logs."""
     stable, candidate = results
     try:
         group = live.log_group(function)
         samples = [
-            live.predictions(group, r.side.lambda_version, start, end) for r in (stable, candidate)
+            live.predictions(group, r.side.lambda_version, start, end, task)
+            for r in (stable, candidate)
         ]
     except LiveUnavailableError as error:
         print(f"prediction analysis {_phrase(error)}")
         return
     print(f"predictions (Logs Insights on {group}, the prediction lines of each version):")
-    report = canary_analysis.analyse(
-        samples[0].probabilities,
-        samples[1].probabilities,
-        stable_requests=samples[0].requests,
-        candidate_requests=samples[1].requests,
-        thresholds=thresholds,
-    )
-    for line in report.render().splitlines():
+    if task == "binary":
+        report = canary_analysis.analyse(
+            samples[0].probabilities,
+            samples[1].probabilities,
+            stable_requests=samples[0].requests,
+            candidate_requests=samples[1].requests,
+            thresholds=thresholds,
+        ).render()
+    else:
+        report = canary_analysis.shift_report(
+            samples[0].values, samples[1].values, task, thresholds or canary_analysis.Thresholds()
+        )
+    for line in report.splitlines():
         print(f"  {line}")
     for result, sample in zip((stable, candidate), samples, strict=True):
         if sample.truncated:
@@ -433,7 +441,15 @@ def prediction_analysis(
             )
 
 
-def comparison_table(results: Sequence[Comparison]) -> list[str]:
+# The comparison table's row of each task's summary metric (the dashboard's title).
+ANSWER_ROW = {
+    "binary": ("mean predicted probability", "{:.4f}"),
+    "multiclass": ("mean top-class probability", "{:.4f}"),
+    "regression": ("mean predicted value", "{:.6g}"),
+}
+
+
+def comparison_table(results: Sequence[Comparison], task: str = "binary") -> list[str]:
     def number(value: float | None, pattern: str) -> str:
         return "no data" if value is None else pattern.format(value)
 
@@ -450,7 +466,7 @@ def comparison_table(results: Sequence[Comparison]) -> list[str]:
         ("5xx answers", lambda r: number(r.server_errors, "{:.0f}")),
         ("duration p99 (Lambda)", lambda r: number(r.duration_p99_ms, "{:.1f} ms")),
         ("inference latency p99", lambda r: number(r.inference_latency_p99_ms, "{:.1f} ms")),
-        ("mean predicted probability", lambda r: number(r.mean_probability, "{:.4f}")),
+        (ANSWER_ROW[task][0], lambda r: number(r.mean_probability, ANSWER_ROW[task][1])),
     ]
     lines = ["".ljust(28) + "".join(r.side.label.ljust(24) for r in results)]
     for title, cell in rows:

@@ -105,13 +105,29 @@ PREDICTION_QUERY = (
 )
 
 
+# Per task: the prediction line's field of per-row answers (inference/answers.py) and the
+# EMF metric that summarizes them (stacks/constructs/lambda_metrics.py ANSWER_METRIC).
+ANSWER_FIELD = {"binary": "probabilities", "multiclass": "predictions", "regression": "predictions"}
+ANSWER_METRIC = {
+    "binary": "PredictionProbability",
+    "multiclass": "PredictionConfidence",
+    "regression": "PredictionValue",
+}
+
+
 @dataclass(frozen=True)
 class Predictions:
-    """One side's predicted probabilities, from its prediction log lines."""
+    """One side's logged answers, from its prediction log lines: probabilities (binary),
+    class labels (multiclass) or values (regression)."""
 
-    probabilities: list[float]
+    values: list[Any]
     requests: int  # log lines read: one per request
     truncated: bool  # Logs Insights stopped at INSIGHTS_MAX_ROWS lines
+
+    @property
+    def probabilities(self) -> list[float]:
+        # The binary name the first callers use.
+        return [float(v) for v in self.values]
 
 
 class Live:
@@ -141,9 +157,14 @@ class Live:
         return str(group) if group else f"/aws/lambda/{function_name}"
 
     def predictions(
-        self, log_group: str, lambda_version: str, start: dt.datetime, end: dt.datetime
+        self,
+        log_group: str,
+        lambda_version: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        task: str = "binary",
     ) -> Predictions:
-        """The probabilities ``lambda_version`` logged in [start, end), via Logs Insights."""
+        """The answers ``lambda_version`` logged in [start, end), via Logs Insights."""
         if self._logs is None:
             raise LiveUnavailableError("needs a CloudWatch Logs client")
         if not lambda_version.isdigit():
@@ -171,18 +192,24 @@ class Live:
                     )
                 self._sleep(INSIGHTS_POLL_SECONDS)
                 waited += INSIGHTS_POLL_SECONDS
-        probabilities: list[float] = []
+        found: list[Any] = []
         rows = answer.get("results", [])
+        numeric = task != "multiclass"
         for row in rows:
             message = next((f["value"] for f in row if f.get("field") == "@message"), None)
             try:
                 record = json.loads(message) if message else {}
             except json.JSONDecodeError:
                 continue  # a line that is not the handler's JSON is not a prediction
-            values = record.get("probabilities") if isinstance(record, dict) else None
+            values = record.get(ANSWER_FIELD[task]) if isinstance(record, dict) else None
             if isinstance(values, list):
-                probabilities.extend(float(v) for v in values if isinstance(v, int | float))
-        return Predictions(probabilities, len(rows), len(rows) >= INSIGHTS_MAX_ROWS)
+                found.extend(
+                    (float(v) if numeric else v)
+                    for v in values
+                    if (isinstance(v, int | float) and not isinstance(v, bool))
+                    or (not numeric and isinstance(v, str))
+                )
+        return Predictions(found, len(rows), len(rows) >= INSIGHTS_MAX_ROWS)
 
     def outputs(self, env: str, model: str | None = None) -> dict[str, str]:
         stack = inference_stack_name(env, model)
@@ -232,6 +259,7 @@ class Live:
         sides: list[Side],
         start: dt.datetime,
         end: dt.datetime,
+        task: str = "binary",
     ) -> list[Comparison]:
         """One value per side and metric over [start, end) (a single CloudWatch period)."""
         period = max(60, int((end - start).total_seconds()) // 60 * 60)
@@ -253,7 +281,7 @@ class Live:
                 wanted += [
                     ("servererrors", namespace, "ServerErrors", model, "Sum"),
                     ("latency", namespace, "InferenceLatency", model, "p99"),
-                    ("probability", namespace, "PredictionProbability", model, "Average"),
+                    ("probability", namespace, ANSWER_METRIC[task], model, "Average"),
                 ]
             for key, metric_namespace, name, dimensions, statistic in wanted:
                 queries.append(
