@@ -21,12 +21,12 @@ from inference import allocator, capture, logs, metrics, summaries
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
 from inference.errors import ErrorCode, RequestError
-from inference.events import Shape, detect_shape, http_request_id, is_warmup, read_payload
+from inference.events import Shape, detect_shape, http_request_id, is_warmup
 from inference.limits import PREDICTION_LOG_MAX_ROWS, clip
 from inference.model_loader import LoadedModel
+from inference.request import read_instances
 from inference.responses import error_answer, render
 from inference.state import Ready, State, Unavailable, init_state
-from inference.validation import parse_instances
 
 __all__ = [
     "Ready",
@@ -135,8 +135,13 @@ def _predict(
     cold: bool,
 ) -> dict[str, Any]:
     settings, loaded = state.settings, state.loaded
-    payload = read_payload(shape, event, max_body_bytes=settings.max_body_bytes)
-    instances = parse_instances(payload, loaded.schema, max_batch_size=settings.max_batch_size)
+    instances = read_instances(
+        shape,
+        event,
+        loaded.schema,
+        max_body_bytes=settings.max_body_bytes,
+        max_batch_size=settings.max_batch_size,
+    )
     predict_started = time.perf_counter()
     proba = _probabilities(loaded, instances.X)
     predict_ms = (time.perf_counter() - predict_started) * 1000
