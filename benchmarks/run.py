@@ -6,9 +6,10 @@ fresh process for a cold start and one for warm figures, so that a noise spike o
 shared machine lands on all of them rather than on one. Figures: cold start, warm latency
 through the whole handler (1, 100, 1,000 records) in wall-clock and in CPU time (which a
 process waiting for a core on a loaded machine still measures truly), the model's own
-``predict_proba`` (1 and 1,000 rows), peak RSS, log bytes per request, parity, and the installed size of each
-image's requirements. Baselines: the seed-faithful handler (pandas, two blocking
-PutMetricData calls per request) and a lean one (joblib at import, nothing else).
+``predict_proba`` (1 and 1,000 rows), peak RSS, log bytes per request, parity, and the
+installed size of each image's requirements. Baselines: the seed-faithful handler
+(pandas, two blocking PutMetricData calls per request) and a lean one (joblib at import,
+nothing else).
 
 Writes build/bench/latest.{json,md} (untracked); ``make bench-record`` copies a run into
 benchmarks/results/ and docs/performance.md.
