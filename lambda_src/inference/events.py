@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from inference import json_codec
 from inference.errors import ErrorCode, RequestError, bad_request, too_large
 from inference.limits import ECHO_MAX_CHARS, echo
 
@@ -56,8 +57,14 @@ def http_request_id(shape: Shape, event: object) -> str | None:
     return request_id if isinstance(request_id, str) else None
 
 
-def read_payload(shape: Shape, event: object, *, max_body_bytes: int) -> object:
-    """The request's JSON value; raises ``RequestError`` for anything a caller got wrong."""
+def read_payload(
+    shape: Shape, event: object, *, max_body_bytes: int, exact: bool = False
+) -> object:
+    """The request's JSON value; raises ``RequestError`` for anything a caller got wrong.
+
+    A body is parsed by orjson where it can give ``json.loads``'s value (``parse_json_fast``);
+    ``exact`` parses with the standard library alone (see ``inference.request``).
+    """
     if shape is Shape.DIRECT:
         if isinstance(event, Mapping) and WARMUP_KEY in event and len(event) > 1:
             raise bad_request(
@@ -72,7 +79,22 @@ def read_payload(shape: Shape, event: object, *, max_body_bytes: int) -> object:
             ErrorCode.METHOD_NOT_ALLOWED, f"method {_plain(method)} is not allowed: use POST"
         )
     _check_content_type(_headers(event))
-    return parse_json(_body_bytes(event, max_body_bytes))
+    raw = _body_bytes(event, max_body_bytes)
+    return parse_json(raw) if exact else parse_json_fast(raw)
+
+
+def parse_json_fast(raw: bytes) -> object:
+    """``parse_json(raw)``'s value or error, parsed by orjson when that is provably the same.
+
+    orjson refuses everything the standard library refuses, and more (NaN literals, lone
+    surrogates, numbers beyond a float): each of those, and a body that may repeat a key,
+    goes to ``parse_json``, whose messages are the API's. Integers beyond 64 bits, which
+    orjson reads as floats, are the caller's to check (``json_codec.MAX_EXACT_MAGNITUDE``).
+    """
+    value = json_codec.loads(raw)
+    if value is None or _may_hold_duplicates(raw, value):
+        return parse_json(raw)
+    return value
 
 
 def parse_json(raw: bytes) -> object:
@@ -86,7 +108,7 @@ def parse_json(raw: bytes) -> object:
         raise bad_request("request body is empty: send a JSON object")
     try:
         value = json.loads(text)
-        if _may_hold_duplicates(text, value):
+        if _may_hold_duplicates(raw, value):
             # Rare (a duplicate, or a ':' or '{' inside a string): the exact, slower parse.
             value = json.loads(text, object_pairs_hook=_object_without_duplicates)
         return value
@@ -101,8 +123,8 @@ def parse_json(raw: bytes) -> object:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
 
 
-def _may_hold_duplicates(text: str, value: object) -> bool:
-    """False only when ``text`` provably repeats no key in any object (cheap, no hook).
+def _may_hold_duplicates(raw: bytes, value: object) -> bool:
+    """False only when ``raw`` provably repeats no key in any object (cheap, no hook).
 
     json.loads keeps the last of two equal keys, so a parsed object holds fewer keys than
     the text wrote. Every object of the text has its own ``{`` and every key its own
@@ -111,10 +133,12 @@ def _may_hold_duplicates(text: str, value: object) -> bool:
     some of the text's objects: when their number equals count("{"), they are all of
     them, and when their keys then equal count(":"), no key of the text was dropped.
     Anything else (deeper nesting, a brace or colon in a string, a duplicate) says True
-    and the caller parses again with the per-object check that names the key.
+    and the caller parses again with the per-object check that names the key. The count
+    runs on the UTF-8 bytes: no byte of a multi-byte character is ASCII, so each ``{`` and
+    ``:`` byte is that character of the text.
     """
     if type(value) is not dict:
-        return "{" in text
+        return b"{" in raw
     objects, keys = 1, len(value)
     for member in value.values():
         if type(member) is dict:
@@ -124,7 +148,7 @@ def _may_hold_duplicates(text: str, value: object) -> bool:
             inner = [item for item in member if type(item) is dict]
             objects += len(inner)
             keys += sum(map(len, inner))
-    return objects != text.count("{") or keys != text.count(":")
+    return objects != raw.count(b"{") or keys != raw.count(b":")
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

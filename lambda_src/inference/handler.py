@@ -21,11 +21,11 @@ from inference import allocator, answers, capture, logs, metrics
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
 from inference.errors import ErrorCode, RequestError, too_large
-from inference.events import Shape, detect_shape, http_request_id, is_warmup, read_payload
+from inference.events import Shape, detect_shape, http_request_id, is_warmup
 from inference.limits import clip
+from inference.request import read_instances
 from inference.responses import error_answer, render
 from inference.state import Ready, State, Unavailable, init_state
-from inference.validation import parse_instances
 
 __all__ = [
     "Ready",
@@ -133,8 +133,13 @@ def _predict(
     cold: bool,
 ) -> dict[str, Any]:
     settings, loaded = state.settings, state.loaded
-    payload = read_payload(shape, event, max_body_bytes=settings.max_body_bytes)
-    instances = parse_instances(payload, loaded.schema, max_batch_size=settings.max_batch_size)
+    instances = read_instances(
+        shape,
+        event,
+        loaded.schema,
+        max_body_bytes=settings.max_body_bytes,
+        max_batch_size=settings.max_batch_size,
+    )
     model = loaded.model
     rows = instances.X.shape[0]
     classes = tuple(model.classes) if model.classes is not None else None

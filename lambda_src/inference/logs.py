@@ -10,6 +10,7 @@ import sys
 import traceback
 from datetime import UTC, datetime
 
+from inference import json_codec
 from inference.limits import LOG_LINE_MAX_BYTES, clip
 
 # A field of an oversized line is cut to this many characters (see ``bounded``).
@@ -36,9 +37,10 @@ def write_lines(records: list[dict[str, object]]) -> None:
 
 
 def _encode(record: dict[str, object]) -> str:
-    line = json.dumps(record, default=str, separators=(",", ":"))
+    # ASCII only (json_codec keeps json.dumps's escapes): characters are bytes here.
+    line = json_codec.dumps(record, default=str)
     if len(line) >= LOG_LINE_MAX_BYTES:
-        line = json.dumps(bounded(record, len(line)), default=str, separators=(",", ":"))
+        line = json_codec.dumps(bounded(record, len(line)), default=str)
     return line
 
 

@@ -6,11 +6,11 @@ the envelope and its size bounds live in one place.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from inference import json_codec
 from inference.errors import GENERIC_MESSAGES, STATUS, ErrorCode
 from inference.events import Shape
 from inference.limits import DETAILS_MAX_BYTES, MAX_REPORTED_PROBLEMS, capped, clip
@@ -28,7 +28,7 @@ def render(
         "statusCode": status,
         "headers": {**JSON_HEADERS, **(headers or {})},
         # allow_nan=False: a NaN that slipped through would be invalid JSON for the caller.
-        "body": json.dumps(body, allow_nan=False, separators=(",", ":")),
+        "body": json_codec.dumps(body, allow_nan=False),
         "isBase64Encoded": False,
     }
 

@@ -82,14 +82,15 @@ def test_runtime_requirements_match_what_the_tests_run_with() -> None:
     dev = pins(ROOT / "requirements-dev.txt")
     for runtime in RUNTIMES:
         image = pins(LAMBDA_SRC / f"requirements-{runtime}.txt")
-        for name in ("boto3", "numpy", "scikit-learn", "joblib", "skops"):
+        for name in ("boto3", "numpy", "orjson", "scikit-learn", "joblib", "skops"):
             if name in image:
                 assert image[name] == dev[name], f"{runtime}: {name}"
 
 
 def test_compiled_image_carries_nothing_of_scikit_learn_or_boto3() -> None:
     compiled = pins(LAMBDA_SRC / "requirements-compiled.txt")
-    assert set(compiled) == {"numpy"}
+    # orjson: the request path's JSON (inference/json_codec.py), ~0.3 MB.
+    assert set(compiled) == {"numpy", "orjson"}
     sklearn = set(pins(LAMBDA_SRC / "requirements-sklearn.txt"))
     assert {"scikit-learn", "joblib"} <= sklearn
     # The base image ships the SDK: installing it again only makes the image bigger.
