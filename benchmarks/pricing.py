@@ -305,58 +305,70 @@ def scenarios(env: EnvironmentConfig) -> list[tuple[str, int | None]]:
     return [(f"PC {pc.total}" if pc.total else "no PC", None)]
 
 
+def _model_report(
+    name: str, env: EnvironmentConfig, measured_for: dict[str, Measured]
+) -> list[str]:
+    """One model's section: each model of an environment is its own function and bill."""
+    lines: list[str] = []
+    model = env.model.model_name
+    title = name if env.first_model and not env.additional_models else f"{name} / {model}"
+    measured = measured_for[env.model.runtime.value]
+    fn = env.function
+    lines += [
+        f"### {title}: {fn.architecture.value}, {fn.memory_mb} MB, runtime "
+        f"{env.model.runtime.value}, tracing {'on' if fn.tracing else 'off'}, warmer "
+        f"{'every ' + str(env.warmer.rate_minutes) + ' min' if env.warmer.enabled else 'off'}, "
+        f"logs kept {fn.log_retention_days} days",
+        "",
+        f"Per request: {measured.warm_p50_ms:.3f} ms measured, billed "
+        f"{billed_ms(measured.warm_p50_ms, fn.memory_mb)} ms at {fn.memory_mb} MB; "
+        f"{log_bytes_per_invocation(measured.log_bytes_per_request, tracing=fn.tracing):,.0f}"
+        f" log bytes ({measured.log_bytes_per_request:,.0f} from the handler, the rest "
+        f"Lambda's own lines). From {measured.source}"
+        + ("." if env.first_model else f" (the built-in model's figures, not {model}'s)."),
+        "",
+    ]
+    for label, provisioned in scenarios(env):
+        costs = [
+            monthly_cost(
+                env,
+                measured,
+                predictions=v,
+                provisioned=provisioned,
+                artifact_bytes=artifact_size(env),
+            )
+            for v in VOLUMES
+        ]
+        header = " | ".join(f"{v // 1_000_000}M / month" for v in VOLUMES)
+        lines += [f"| {title}, {label} | {header} |", "|---" * (1 + len(VOLUMES)) + "|"]
+        for item in costs[0]:
+            lines.append(f"| {item} | " + " | ".join(f"${c[item]:,.2f}" for c in costs) + " |")
+        totals = [sum(c.values()) for c in costs]
+        lines.append("| **total** | " + " | ".join(f"**${t:,.2f}**" for t in totals) + " |")
+        lines.append(
+            "| cost per 1M predictions | "
+            + " | ".join(f"${t / (v / 1e6):,.2f}" for t, v in zip(totals, VOLUMES, strict=True))
+            + " |"
+        )
+        lines.append("")
+    if env.capture.effective_rate:
+        volumes = ", ".join(
+            f"{capture_volume_gb(env, v):.3f} GB at {v // 1_000_000}M" for v in VOLUMES
+        )
+        lines += [
+            f"Capture at rate {env.capture.effective_rate:g}: {capture_line_bytes()} bytes "
+            f"a record; Firehose carries {volumes} a month (its charges are not in the "
+            "table: see https://aws.amazon.com/firehose/pricing/).",
+            "",
+        ]
+    return lines
+
+
 def report(env_names: Sequence[str], measured_for: dict[str, Measured]) -> str:
     lines: list[str] = []
     for name in env_names:
-        env = environment(name)
-        measured = measured_for[env.model.runtime.value]
-        fn = env.function
-        lines += [
-            f"### {name}: {fn.architecture.value}, {fn.memory_mb} MB, runtime "
-            f"{env.model.runtime.value}, tracing {'on' if fn.tracing else 'off'}, warmer "
-            f"{'every ' + str(env.warmer.rate_minutes) + ' min' if env.warmer.enabled else 'off'}, "
-            f"logs kept {fn.log_retention_days} days",
-            "",
-            f"Per request: {measured.warm_p50_ms:.3f} ms measured, billed "
-            f"{billed_ms(measured.warm_p50_ms, fn.memory_mb)} ms at {fn.memory_mb} MB; "
-            f"{log_bytes_per_invocation(measured.log_bytes_per_request, tracing=fn.tracing):,.0f}"
-            f" log bytes ({measured.log_bytes_per_request:,.0f} from the handler, the rest "
-            f"Lambda's own lines). From {measured.source}.",
-            "",
-        ]
-        for label, provisioned in scenarios(env):
-            costs = [
-                monthly_cost(
-                    env,
-                    measured,
-                    predictions=v,
-                    provisioned=provisioned,
-                    artifact_bytes=artifact_size(env),
-                )
-                for v in VOLUMES
-            ]
-            header = " | ".join(f"{v // 1_000_000}M / month" for v in VOLUMES)
-            lines += [f"| {name}, {label} | {header} |", "|---" * (1 + len(VOLUMES)) + "|"]
-            for item in costs[0]:
-                lines.append(f"| {item} | " + " | ".join(f"${c[item]:,.2f}" for c in costs) + " |")
-            totals = [sum(c.values()) for c in costs]
-            lines.append("| **total** | " + " | ".join(f"**${t:,.2f}**" for t in totals) + " |")
-            lines.append(
-                "| cost per 1M predictions | "
-                + " | ".join(f"${t / (v / 1e6):,.2f}" for t, v in zip(totals, VOLUMES, strict=True))
-                + " |"
-            )
-            lines.append("")
-        if env.capture.effective_rate:
-            volumes = ", ".join(
-                f"{capture_volume_gb(env, v):.3f} GB at {v // 1_000_000}M" for v in VOLUMES
-            )
-            lines += [
-                f"Capture at rate {env.capture.effective_rate:g}: {capture_line_bytes()} bytes "
-                f"a record; Firehose carries {volumes} a month (its charges are not in the "
-                "table: see https://aws.amazon.com/firehose/pricing/).",
-                "",
-            ]
+        for env in environment(name).models:
+            lines += _model_report(name, env, measured_for)
     lines += [
         f"Prices: {REGION}, list prices read on {PRICES_READ_ON}, no free tier.",
         "",

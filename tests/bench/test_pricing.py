@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,9 @@ from benchmarks.pricing import (
     monthly_cost,
     traces_per_month,
 )
+from stacks.config import load_config
 from stacks.settings import Architecture
+from tests.infra.conftest import cdk_context
 
 MEASURED = Measured(runtime="compiled", warm_p50_ms=0.2, log_bytes_per_request=700, source="test")
 
@@ -143,3 +147,27 @@ def test_capture_off_costs_nothing_and_runs_no_monitor() -> None:
     costs = monthly_cost(off, MEASURED, predictions=1_000_000)
     assert costs["capture: log ingestion"] == 0
     assert not [item for item in costs if item.startswith("drift monitor")]
+
+
+def test_each_model_of_an_environment_is_priced_as_its_own_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "model_artifacts" / "churn", tmp_path / "churn")
+    shutil.copytree(repo / "model_artifacts" / "churn" / "v1", tmp_path / "fraud" / "v1")
+    manifest = json.loads((tmp_path / "fraud/v1/manifest.json").read_text())
+    (tmp_path / "fraud/v1/manifest.json").write_text(
+        json.dumps({**manifest, "model_name": "fraud"})
+    )
+    context = copy.deepcopy(cdk_context())
+    context["environments"]["prod"]["models"] = {
+        "fraud": {"provisioned_concurrency": {"total": 1, "autoscaling": None},
+                  "rollout": {"model_version": "v1"}}
+    }  # fmt: skip
+    config = load_config({**context, "env": "prod"}, artifacts_root=tmp_path)
+    monkeypatch.setattr(pricing, "environment", lambda name: config)
+    text = pricing.report(["prod"], {"compiled": MEASURED, "sklearn": MEASURED})
+    assert "### prod / churn: arm64, 2048 MB" in text
+    assert "### prod / fraud: arm64, 2048 MB" in text
+    assert "| prod / fraud, PC 1 |" in text
+    assert "the built-in model's figures, not fraud's" in text
