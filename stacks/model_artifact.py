@@ -37,10 +37,18 @@ def load_model_artifact(
         )
     artifacts: Mapping[str, Any] = manifest.get("artifacts", {})
     if runtime.value not in artifacts:
+        # Training and packaging record why a model has no compiled form.
+        why = manifest.get("compiled_runtime", {}).get("reason")
         raise ConfigError(
             f"runtime={runtime.value!r} is not available for {model_name} {model_version}: its "
-            f"manifest has artifacts for {', '.join(sorted(artifacts)) or 'no runtime'}; "
-            "build the artifact or choose one of those runtimes"
+            f"manifest has artifacts for {', '.join(sorted(artifacts)) or 'no runtime'}"
+            + (f" (not compiled: {why})" if why and runtime.value == "compiled" else "")
+            + "; build the artifact or choose one of those runtimes"
+            + (
+                ' (set "runtime": "sklearn" for this model)'
+                if runtime.value == "compiled" and "sklearn" in artifacts
+                else ""
+            )
         )
     artifact = artifacts[runtime.value]
     sha256 = str(artifact.get("sha256", ""))

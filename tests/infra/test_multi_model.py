@@ -250,3 +250,28 @@ def test_a_canary_between_models_of_different_tasks_is_refused(tmp_path: Path) -
     # The same canary between two binary versions is fine.
     manifest_path.write_text(json.dumps({**manifest, "task": "binary"}))
     assert load_config(context, artifacts_root=tmp_path).stable_model is not None
+
+
+def test_a_model_without_a_compiled_form_is_refused_with_the_reason(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "model_artifacts" / "churn", tmp_path / "churn")
+    shutil.copytree(REPO / "model_artifacts" / "churn" / "v1", tmp_path / "svm" / "v1")
+    manifest_path = tmp_path / "svm" / "v1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["artifacts"]["compiled"]
+    manifest["model_name"] = "svm"
+    manifest["compiled_runtime"] = {
+        "supported": False,
+        "reason": "the compiled runtime does not support the estimator SVC",
+    }
+    manifest_path.write_text(json.dumps(manifest))
+    models = {"svm": {"rollout": {"model_version": "v1"}}}
+    with pytest.raises(
+        ConfigError,
+        match=r"runtime='compiled' is not available for svm v1: .* \(not compiled: the "
+        r"compiled runtime does not support the estimator SVC\).*\(set \"runtime\": \"sklearn\"",
+    ):
+        load_config(with_models("dev", models), artifacts_root=tmp_path)
+    models["svm"]["runtime"] = "sklearn"
+    assert load_config(with_models("dev", models), artifacts_root=tmp_path).models[
+        1
+    ].model.file == ("model.skops")
