@@ -45,6 +45,8 @@ from training.synthetic import generate
 __all__ = ["ARTIFACT_FILE", "ARTIFACT_FORMAT", "GBM_PARAMS", "feature_schema_with_observed"]
 
 ROOT = Path(__file__).resolve().parent.parent
+# The example whose features training knows without a schema file (training/schemas/churn.json).
+BUILT_IN_MODEL = "churn"
 DEFAULT_OUTPUT = ROOT / "model_artifacts"
 HOLDOUT_FRACTION = 0.2
 SPLIT_SEED = 42
@@ -229,7 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", default="churn", help="model name (default: churn)")
+    parser.add_argument(
+        "--model",
+        default=BUILT_IN_MODEL,
+        help=f"model name (default: {BUILT_IN_MODEL}, the built-in example; any other name "
+        "needs --schema)",
+    )
     parser.add_argument("--version", required=True, help="version to write, e.g. v3")
     parser.add_argument(
         "--schema",
@@ -272,6 +279,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train_from_args(args: argparse.Namespace) -> Path:
     artifacts.check_identity(args.model, args.version)
+    if args.schema is None and args.model != BUILT_IN_MODEL:
+        # Without a schema only the built-in example's features are known: training them
+        # under another name would deploy churn's inputs as, say, a fraud model.
+        raise SchemaError(
+            f"--model {args.model} needs --schema FILE describing its features (and --data "
+            f"with its training rows); without one, only the built-in {BUILT_IN_MODEL!r} "
+            "example trains (see docs/bring-your-own-model.md)"
+        )
     schema = load_schema(args.schema) if args.schema else CHURN
     params = estimators.parse_param_args(args.params, args.param)
     # Refused before the data is read: a typo in a name costs nothing.

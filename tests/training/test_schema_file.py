@@ -296,3 +296,14 @@ def test_bad_yaml_is_refused_naming_the_file(tmp_path: Path) -> None:
     path.write_text("task: [binary\n")
     with pytest.raises(SchemaError, match=rf"^{path}: not valid YAML"):
         load_schema(path)
+
+
+def test_another_model_name_without_a_schema_is_refused_and_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The churn features trained under another name would deploy churn's inputs as that
+    # model: a name other than the built-in example needs its own schema.
+    code = train_module.main(["--model", "fraud", "--version", "v1", "--output", str(tmp_path)])
+    assert code == 2
+    assert "--model fraud needs --schema FILE" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
