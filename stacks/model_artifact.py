@@ -14,6 +14,7 @@ from typing import Any
 
 from stacks.settings import ConfigError, ModelArtifact, ModelRuntime
 from training.artifacts import MANIFEST, SHA256_PATTERN, sha256_file
+from training.schema import TASKS
 
 
 def load_model_artifact(
@@ -80,9 +81,6 @@ def load_model_artifact(
         golden_sha256=str(artifacts["golden"]["sha256"]) if "golden" in artifacts else None,
         task=_task(manifest_path, manifest),
     )
-
-
-TASKS = ("binary", "multiclass", "regression")
 
 
 def _task(manifest_path: Path, manifest: Mapping[str, Any]) -> str:

@@ -53,6 +53,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from training.schema import TASKS
+
 # The compiled runtime ships inside the image; training imports the same modules so that
 # the gate checks exactly the code that will serve.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
@@ -71,7 +73,6 @@ PARITY_SEED = 20261125
 PARITY_CHUNK_SIZES = (1, 15, 16, 63, 64, 256, 1000)
 # Rows placed on each decision boundary of a linear classifier.
 BOUNDARY_ROWS = 1000
-TASKS = ("binary", "multiclass", "regression")
 
 TREE_ENSEMBLES = (
     GradientBoostingClassifier,

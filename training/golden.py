@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tools import stats
+from training.schema import TASKS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
 from inference.model_loader import runtime_loader
@@ -42,7 +43,6 @@ THRESHOLD = 0.5
 LOADER_OF_ARTIFACT = RUNTIME_OF_ARTIFACT
 
 
-TASKS = ("binary", "multiclass", "regression")
 # Artifacts written before tasks: binary over the classes 0 and 1.
 DEFAULT_CLASSES: tuple[Any, ...] = (0, 1)
 

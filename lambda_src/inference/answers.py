@@ -24,13 +24,13 @@ from numpy.typing import NDArray
 
 from inference import metrics, summaries
 from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, PREDICTION_LOG_MAX_ROWS
+from inference.tasks import TASKS
 
 THRESHOLD = 0.5
 # A multiclass row's probabilities sum to 1 within this (the runtime protocol's promise).
 ROW_SUM_TOLERANCE = 1e-6
 # The multiclass log line counts at most this many predicted classes (the most frequent).
 LOG_MAX_CLASSES = 20
-TASKS = ("binary", "multiclass", "regression")
 # A 200 answer must fit Lambda's response limit, less room for the identity envelope.
 ANSWER_LIMIT_BYTES = LAMBDA_PAYLOAD_LIMIT_BYTES - 4096
 # The widest number an answer holds, as limits.PREDICTION_ANSWER_BYTES counts it for churn

@@ -32,13 +32,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import tree_forest
+from inference.tasks import TASKS
 
 FORMAT = "sklearn-compiled-npz/2"
 PASSTHROUGH, STANDARD, MINMAX, ONEHOT = 0, 1, 2, 3
 PRE_ARRAYS = ("pre_input", "pre_kind", "pre_a", "pre_b", "pre_low", "pre_high")
 TREE_ARRAYS = ("roots", "feature", "threshold", "left", "right", "value", "init")
 LINEAR_ARRAYS = ("coef", "intercept")
-TASKS = ("binary", "multiclass", "regression")
 LINKS = ("identity", "expit", "softmax")
 
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from inference.tasks import TASKS
+
 FORMAT = "sklearn-pipeline-joblib/1"
 SKOPS_FORMAT = "sklearn-pipeline-skops/1"
 # Types skops does not trust by itself that the built-in estimators need (the tree of the
@@ -31,7 +33,6 @@ TRUSTED_TYPES = (
 )
 ZIP_MAGIC = b"PK\x03\x04"
 POSITIVE_CLASS = 1
-TASKS = ("binary", "multiclass", "regression")
 
 
 class SklearnModelError(ValueError):

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.schema import TASKS
+
 REQUEST_ID = "request_id"
 ROW = "row"
 LABEL = "label"
@@ -33,9 +35,6 @@ class Outcome:
     row: int
     # binary: 0 or 1; multiclass: the class label's text; regression: the value.
     label: int | str | float
-
-
-TASKS = ("binary", "multiclass", "regression")
 
 
 def read(path: Path, *, task: str = "binary") -> list[Outcome]:
