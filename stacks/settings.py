@@ -18,6 +18,22 @@ DEFAULT_ENVIRONMENT = "dev"
 ALIAS_NAME = "production"
 
 
+@dataclass(frozen=True)
+class AnswerMetric:
+    """The handler's EMF metric summarizing a task's answers (inference/answers.py)."""
+
+    name: str
+    # What a dashboard widget and `rollout compare` call its average.
+    title: str
+
+
+ANSWER_METRIC = {
+    "binary": AnswerMetric("PredictionProbability", "mean predicted probability"),
+    "multiclass": AnswerMetric("PredictionConfidence", "mean top-class probability"),
+    "regression": AnswerMetric("PredictionValue", "mean predicted value"),
+}
+
+
 class ConfigError(ValueError):
     """A context value the app cannot deploy; the message names key, value and what is allowed."""
 

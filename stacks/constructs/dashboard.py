@@ -19,11 +19,11 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
 from stacks.constructs.lambda_metrics import (
-    ANSWER_METRIC,
     EXECUTED_VERSION,
     RESOURCE,
     LambdaMetrics,
 )
+from stacks.settings import ANSWER_METRIC
 
 
 class ServiceDashboard(Construct):
@@ -101,7 +101,9 @@ class ServiceDashboard(Construct):
         )
         self.dashboard.add_widgets(
             self._per_model("Inference latency p99 (ms)", "InferenceLatency", "p99"),
-            self._per_model(ANSWER_METRIC[task][1], ANSWER_METRIC[task][0], "Average"),
+            self._per_model(
+                ANSWER_METRIC[task].title.capitalize(), ANSWER_METRIC[task].name, "Average"
+            ),
         )
         if drift:
             # Drift against the training reference, from the scheduled monitor.

@@ -71,12 +71,7 @@ MONITOR_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "PredictionShiftPSI": frozenset({MODEL_VERSION}),
 }
 NAMESPACE_DIMENSIONS = {**HANDLER_DIMENSIONS, **MONITOR_DIMENSIONS}
-# The handler's per-answer summary metric of each task, and how the dashboard titles it.
-ANSWER_METRIC = {
-    "binary": ("PredictionProbability", "Mean predicted probability"),
-    "multiclass": ("PredictionConfidence", "Mean top-class probability"),
-    "regression": ("PredictionValue", "Mean predicted value"),
-}
+
 
 MINUTE = Duration.minutes(1)
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from stacks.constructs.lambda_metrics import (
@@ -22,7 +23,7 @@ from stacks.constructs.lambda_metrics import (
     PER_PROVISIONED_RESOURCE,
     PUBLISHED_DIMENSIONS,
 )
-from stacks.settings import ALIAS_NAME
+from stacks.settings import ALIAS_NAME, ANSWER_METRIC
 from tests.infra.conftest import CANARY, Synth
 from tools.transitions.changes import State, resolve
 
@@ -164,3 +165,21 @@ def test_the_handler_table_matches_what_the_handler_emits() -> None:
         )
         emitted = document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]  # type: ignore[index]
         assert {frozenset(d) for d in emitted} == set(dimension_sets), name
+
+
+@pytest.mark.parametrize(
+    ("task", "classes", "outputs"),
+    [
+        ("binary", (0, 1), np.array([0.25, 0.75])),
+        ("multiclass", ("a", "b", "c"), np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])),
+        ("regression", None, np.array([151.5, 80.25])),
+    ],
+)
+def test_the_answer_metric_the_stacks_graph_is_the_one_the_handler_emits(
+    task: str, classes: tuple[object, ...] | None, outputs: Any
+) -> None:
+    from inference import answers
+
+    emitted = answers.answers(task, classes, outputs, rows=2, batch=True).metric.name
+    assert emitted == ANSWER_METRIC[task].name
+    assert emitted in HANDLER_DIMENSIONS

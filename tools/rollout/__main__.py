@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stacks.settings import DEFAULT_ARTIFACTS_ROOT, EnvironmentConfig, RolloutMode
+from stacks.settings import ANSWER_METRIC, DEFAULT_ARTIFACTS_ROOT, EnvironmentConfig, RolloutMode
 from tools import canary_analysis
 from tools.rollout import gate, steps
 from tools.rollout.config_file import (
@@ -441,14 +441,6 @@ def prediction_analysis(
             )
 
 
-# The comparison table's row of each task's summary metric (the dashboard's title).
-ANSWER_ROW = {
-    "binary": ("mean predicted probability", "{:.4f}"),
-    "multiclass": ("mean top-class probability", "{:.4f}"),
-    "regression": ("mean predicted value", "{:.6g}"),
-}
-
-
 def comparison_table(results: Sequence[Comparison], task: str = "binary") -> list[str]:
     def number(value: float | None, pattern: str) -> str:
         return "no data" if value is None else pattern.format(value)
@@ -458,6 +450,7 @@ def comparison_table(results: Sequence[Comparison], task: str = "binary") -> lis
             return "no data"
         return f"{result.error_rate:.2%} ({result.failed:.0f}/{result.invocations:.0f})"
 
+    answer_format = "{:.6g}" if task == "regression" else "{:.4f}"
     rows: list[tuple[str, Callable[[Comparison], str]]] = [
         ("Lambda version", lambda r: r.side.lambda_version),
         ("model version", lambda r: r.side.model_version or "unknown"),
@@ -466,7 +459,8 @@ def comparison_table(results: Sequence[Comparison], task: str = "binary") -> lis
         ("5xx answers", lambda r: number(r.server_errors, "{:.0f}")),
         ("duration p99 (Lambda)", lambda r: number(r.duration_p99_ms, "{:.1f} ms")),
         ("inference latency p99", lambda r: number(r.inference_latency_p99_ms, "{:.1f} ms")),
-        (ANSWER_ROW[task][0], lambda r: number(r.mean_probability, ANSWER_ROW[task][1])),
+        # A value is on the target's scale, a probability in [0, 1].
+        (ANSWER_METRIC[task].title, lambda r: number(r.mean_probability, answer_format)),
     ]
     lines = ["".ljust(28) + "".join(r.side.label.ljust(24) for r in results)]
     for title, cell in rows:

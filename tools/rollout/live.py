@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from stacks.settings import ALIAS_NAME
+from stacks.settings import ALIAS_NAME, ANSWER_METRIC
 from stacks.settings import inference_stack_name as stacks_inference_stack_name
 from tools.stack_outputs import stack_outputs
 
@@ -106,13 +106,8 @@ PREDICTION_QUERY = (
 
 
 # Per task: the prediction line's field of per-row answers (inference/answers.py) and the
-# EMF metric that summarizes them (stacks/constructs/lambda_metrics.py ANSWER_METRIC).
+# EMF metric that summarizes them (stacks.settings.ANSWER_METRIC).
 ANSWER_FIELD = {"binary": "probabilities", "multiclass": "predictions", "regression": "predictions"}
-ANSWER_METRIC = {
-    "binary": "PredictionProbability",
-    "multiclass": "PredictionConfidence",
-    "regression": "PredictionValue",
-}
 
 
 @dataclass(frozen=True)
@@ -281,7 +276,7 @@ class Live:
                 wanted += [
                     ("servererrors", namespace, "ServerErrors", model, "Sum"),
                     ("latency", namespace, "InferenceLatency", model, "p99"),
-                    ("probability", namespace, ANSWER_METRIC[task], model, "Average"),
+                    ("probability", namespace, ANSWER_METRIC[task].name, model, "Average"),
                 ]
             for key, metric_namespace, name, dimensions, statistic in wanted:
                 queries.append(
