@@ -192,7 +192,7 @@ def test_lines_that_are_not_predictions_are_skipped(clients: Clients) -> None:
     start = dt.datetime.fromtimestamp(START, dt.UTC)
     end = dt.datetime.fromtimestamp(END, dt.UTC)
     found = clients.live().predictions(LOG_GROUP, "7", start, end)
-    assert found.probabilities == [0.25, 0.5] and found.requests == 2 and not found.truncated
+    assert found.values == [0.25, 0.5] and found.requests == 2 and not found.truncated
 
 
 def test_thresholds_are_flags(

@@ -10,7 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stacks.settings import ANSWER_METRIC, DEFAULT_ARTIFACTS_ROOT, EnvironmentConfig, RolloutMode
+from stacks.settings import (
+    ANSWER_METRIC,
+    DEFAULT_ARTIFACTS_ROOT,
+    EnvironmentConfig,
+    RolloutMode,
+    stack_name_of,
+)
 from tools import canary_analysis
 from tools.rollout import gate, steps
 from tools.rollout.config_file import (
@@ -28,7 +34,6 @@ from tools.rollout.live import (
     LiveUnavailableError,
     Side,
     from_environment,
-    inference_stack_name,
 )
 from tools.rollout.plan import cdk_commands, next_steps, routing
 from tools.rollout.steps import State, state_of
@@ -223,9 +228,9 @@ def _start(
 
 
 def _published_version(config: EnvironmentConfig, live_factory: LiveFactory) -> tuple[int, str]:
-    stack = inference_stack_name(config.name, model_key(config))
+    stack = stack_name_of(config)
     try:
-        outputs = live_factory(config.region).outputs(config.name, model_key(config))
+        outputs = live_factory(config.region).outputs(stack)
     except LiveUnavailableError as error:
         raise RefusedError(
             f"start needs the stable version: the currently published version is the "
@@ -309,14 +314,14 @@ def status(
     print()
     try:
         live = live_factory(config.region)
-        outputs = live.outputs(env, model)
+        outputs = live.outputs(stack_name_of(config))
         function = live.function_name(outputs)
         alias = live.alias(function)
         provisioned = live.provisioned_concurrency(function)
     except LiveUnavailableError as error:
         print(f"live status {_phrase(error)}")
         return 0
-    print(f"live (stack {inference_stack_name(env, model)}):")
+    print(f"live (stack {stack_name_of(config)}):")
     for key in sorted(outputs):
         print(f"  {key}: {outputs[key]}")
     shares = ", ".join(f"version {v}: {share:.1%}" for v, share in alias.shares().items())
@@ -353,7 +358,7 @@ def compare(
     start = end - dt.timedelta(minutes=minutes)
     try:
         live = live_factory(config.region)
-        outputs = live.outputs(env, model_key(config))
+        outputs = live.outputs(stack_name_of(config))
         function = live.function_name(outputs)
         deployed_model = outputs.get("ModelVersion", rollout.model_version)
         if rollout.stable_lambda_version is not None:
@@ -421,8 +426,8 @@ def prediction_analysis(
     print(f"predictions (Logs Insights on {group}, the prediction lines of each version):")
     if task == "binary":
         report = canary_analysis.analyse(
-            samples[0].probabilities,
-            samples[1].probabilities,
+            samples[0].values,
+            samples[1].values,
             stable_requests=samples[0].requests,
             candidate_requests=samples[1].requests,
             thresholds=thresholds,

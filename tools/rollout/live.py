@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from stacks.settings import ALIAS_NAME, ANSWER_METRIC
-from stacks.settings import inference_stack_name as stacks_inference_stack_name
 from tools.stack_outputs import stack_outputs
 
 NO_CREDENTIALS = (
@@ -27,11 +26,6 @@ NO_CREDENTIALS = (
 
 class LiveUnavailableError(Exception):
     """AWS could not be asked; the message says why and what to do."""
-
-
-def inference_stack_name(env: str, model: str | None = None) -> str:
-    """``model`` None: the environment's first model (see stacks.application)."""
-    return stacks_inference_stack_name(env, model)
 
 
 @contextmanager
@@ -119,11 +113,6 @@ class Predictions:
     requests: int  # log lines read: one per request
     truncated: bool  # Logs Insights stopped at INSIGHTS_MAX_ROWS lines
 
-    @property
-    def probabilities(self) -> list[float]:
-        # The binary name the first callers use.
-        return [float(v) for v in self.values]
-
 
 class Live:
     """AWS reads through the given boto3 clients (tests pass fakes)."""
@@ -206,8 +195,7 @@ class Live:
                 )
         return Predictions(found, len(rows), len(rows) >= INSIGHTS_MAX_ROWS)
 
-    def outputs(self, env: str, model: str | None = None) -> dict[str, str]:
-        stack = inference_stack_name(env, model)
+    def outputs(self, stack: str) -> dict[str, str]:
         with _aws_errors(f"reading the outputs of stack {stack}"):
             return stack_outputs(self._cloudformation, stack)
 
