@@ -105,10 +105,10 @@ def timed_with_cpu(call: Callable[[], Any], iterations: int) -> tuple[list[float
 
 
 def model_predict(module: Any) -> Callable[[Any], Any]:
-    """The loaded model's predict_proba: ours keep it in the handler's state, baselines in
-    a module global."""
+    """The loaded model's own prediction: ours (the runtime's ``outputs``) kept in the
+    handler's state, the baselines' scikit-learn ``predict_proba`` in a module global."""
     if hasattr(module, "current_state"):
-        return module.current_state().loaded.model.predict_proba  # type: ignore[no-any-return]
+        return module.current_state().loaded.model.outputs  # type: ignore[no-any-return]
     return module.model.predict_proba  # type: ignore[no-any-return]
 
 

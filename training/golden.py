@@ -58,11 +58,6 @@ class Recorded:
     outputs: NDArray[np.float64]
     labels: NDArray[Any] | None
 
-    @property
-    def probabilities(self) -> NDArray[np.float64]:
-        # The binary name the first golden sets' callers use.
-        return self.outputs
-
 
 @dataclass(frozen=True)
 class GoldenSet:

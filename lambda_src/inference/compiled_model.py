@@ -58,9 +58,6 @@ class CompiledModel:
     classes: tuple[Any, ...] | None = (0, 1)
 
     def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        return self.predict_proba(X)
-
-    def predict_proba(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(positive class) for each row of ``X`` (shape ``(n, n_features)``)."""
         scaled = ((X - self.mean) / self.scale).astype(np.float32).astype(np.float64)
         # NaN never reaches here (validation); scikit-learn goes left when x <= threshold.

@@ -192,10 +192,6 @@ class CompiledPipeline:
             return raw[:, 1]  # a forest's class fractions: P(classes[1])
         return raw
 
-    def predict_proba(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        # The binary alias of the runtime protocol.
-        return self.outputs(X)
-
 
 def _expit(raw: NDArray[np.float64]) -> NDArray[np.float64]:
     # scipy.special.expit's own formula, 1 / (1 + exp(-x)): on 200,000 random inputs it

@@ -58,10 +58,6 @@ class SklearnModel:
         proba = np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
         return proba[:, 1] if self.task == "binary" else proba
 
-    def predict_proba(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        # The binary name the first artifacts' callers use: P(positive class).
-        return self.outputs(X)
-
 
 def load(data: bytes) -> SklearnModel:
     # Heavy imports live here so that the compiled runtime never pays for them.

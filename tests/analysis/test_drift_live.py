@@ -129,7 +129,7 @@ def test_records_of_every_task_are_read_with_their_prediction() -> None:
     regression = parse([result({"features": {"n": 1}, "prediction": 12.5})])
     assert (regression.task, regression.predictions) == ("regression", [12.5])
     binary = parse([result({"features": {"n": 1}, "prediction": "yes", "probability": 0.75})])
-    assert (binary.task, binary.probabilities) == ("binary", [0.75])
+    assert (binary.task, binary.predictions) == ("binary", [0.75])
 
 
 def test_model_picks_one_of_the_environments_models(

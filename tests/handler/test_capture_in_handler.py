@@ -105,7 +105,7 @@ def test_warm_ups_rejections_and_failures_capture_nothing(
     responses = run([{"_warmup": True}, {"tenure_months": 3.5}, {"instances": []}])
     state = handler_module.current_state()
     assert isinstance(state, handler_module.Ready)
-    # A runtime answering a non-probability is a bug: a 500, after predict_proba ran.
+    # A runtime answering a non-probability is a bug: a 500, after the model ran.
     model = types.SimpleNamespace(
         model_name="churn",
         model_version="v1",

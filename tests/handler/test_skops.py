@@ -42,7 +42,7 @@ def test_committed_skops_predicts_exactly_like_the_joblib_pipeline(version: str)
     model = sklearn_model.load((ARTIFACTS / version / "model.skops").read_bytes())
     pipeline = joblib.load(ARTIFACTS / version / "model.joblib")["pipeline"]
     X, _ = generate(3000, 5)
-    assert np.array_equal(model.predict_proba(X), pipeline.predict_proba(X)[:, 1])
+    assert np.array_equal(model.outputs(X), pipeline.predict_proba(X)[:, 1])
     assert (model.model_name, model.model_version) == ("churn", version)
 
 

@@ -36,10 +36,10 @@ def test_every_batch_size_gives_the_same_bits(
 ) -> None:
     """One row, small batches (one search, cumsum), large ones (per-feature search, reduce
     over the tree axis) and blocks of 256 take different numpy paths; no row's sum may move."""
-    whole = reference.predict_proba(rows)
+    whole = reference.outputs(rows)
     for size in (1, 2, 15, 16, 17, 63, 64, 65, 256, 257, 999):
         chunked = np.concatenate(
-            [reference.predict_proba(rows[i : i + size]) for i in range(0, max(size, 200), size)]
+            [reference.outputs(rows[i : i + size]) for i in range(0, max(size, 200), size)]
         )
         assert np.array_equal(chunked, whole[: len(chunked)]), size
 
@@ -49,7 +49,7 @@ def test_matches_scikit_learn_within_an_ulp_on_the_reference_model(
 ) -> None:
     pipeline = joblib.load(REFERENCE / "model.joblib")["pipeline"]
     expected = pipeline.predict_proba(rows)[:, 1]
-    actual = reference.predict_proba(rows)
+    actual = reference.outputs(rows)
     assert reference.forest.method == "bitvector"
     assert np.max(np.abs(actual - expected)) <= 1e-15
 

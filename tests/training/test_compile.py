@@ -58,7 +58,7 @@ def test_compiled_model_matches_sklearn_on_holdout_and_random_rows(reference: di
     X_holdout, _ = generate(4000, seed=123)
     X = parity_rows(X_holdout, reference["features"])
     expected = reference["pipeline"].predict_proba(X)[:, 1]
-    actual = compiled_model.load(compiled_bytes(reference)).predict_proba(X)
+    actual = compiled_model.load(compiled_bytes(reference)).outputs(X)
     assert np.array_equal(actual >= 0.5, expected >= 0.5)
     assert np.max(np.abs(actual - expected)) <= compile_module.PARITY_BOUND
 
@@ -230,7 +230,7 @@ def test_compiled_runtime_imports_neither_sklearn_nor_joblib() -> None:
         "import sys; sys.path.insert(0, 'lambda_src');"
         "import numpy as np; from inference import compiled_model as c;"
         "m = c.load(open('model_artifacts/churn/v1/model.compiled.npz', 'rb').read());"
-        "p = m.predict_proba(np.zeros((2, 7)));"
+        "p = m.outputs(np.zeros((2, 7)));"
         "print(sorted(k for k in sys.modules if k.split('.')[0] in {'sklearn','joblib','scipy'}))"
     )
     result = subprocess.run(

@@ -45,11 +45,9 @@ def test_golden_set_is_a_pinned_artifact_with_every_runtimes_answers(version: Pa
     for key in read.predictions:
         data = (version / manifest["artifacts"][key]["file"]).read_bytes()
         # Exact: the recorded answers are the loader's own, read back bit for bit.
-        recorded = read.predictions[key].probabilities
+        recorded = read.predictions[key].outputs
         assert np.array_equal(golden.predict(key, data, read.X), recorded)
-        assert np.array_equal(
-            read.predictions[key].labels, (read.predictions[key].probabilities >= 0.5)
-        )
+        assert np.array_equal(read.predictions[key].labels, (read.predictions[key].outputs >= 0.5))
 
 
 def test_golden_set_keeps_the_holdouts_class_balance(version: Path) -> None:
@@ -60,7 +58,7 @@ def test_golden_set_keeps_the_holdouts_class_balance(version: Path) -> None:
     # Stratified: the positive share is the holdout's to within one row.
     assert abs(read.y.mean() - holdout_rate) <= 1 / 150 + 1e-9
     metrics = json.loads((version / "golden.json").read_text())["predictions"]["sklearn"]
-    assert metrics["metrics"] == golden.quality(read.y, read.predictions["sklearn"].probabilities)
+    assert metrics["metrics"] == golden.quality(read.y, read.predictions["sklearn"].outputs)
 
 
 def test_a_small_holdout_gives_all_its_rows(tmp_path: Path) -> None:
@@ -144,7 +142,7 @@ def test_committed_versions_carry_a_golden_set_matching_their_artifacts() -> Non
         assert read.rows == 1000 and manifest["artifacts"]["golden"]["rows"] == 1000
         for key, recorded in read.predictions.items():
             data = (directory / manifest["artifacts"][key]["file"]).read_bytes()
-            assert np.array_equal(golden.predict(key, data, read.X), recorded.probabilities)
+            assert np.array_equal(golden.predict(key, data, read.X), recorded.outputs)
         read_reference(manifest)
 
 

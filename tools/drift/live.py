@@ -45,11 +45,6 @@ class CapturedRows:
     # first record's): counted, not used.
     skipped: int = 0
 
-    @property
-    def probabilities(self) -> list[Any]:
-        # The binary name the first callers use.
-        return self.predictions
-
 
 def prediction_of(record: Mapping[str, Any]) -> tuple[str, Any]:
     """(task, prediction) of a capture record: the record's fields say its task
