@@ -3,7 +3,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from benchmarks.pricing import (
 )
 from stacks.config import load_config
 from stacks.settings import Architecture
-from tests.infra.conftest import cdk_context
+from tests.infra.conftest import artifacts_with, cdk_context
 
 MEASURED = Measured(runtime="compiled", warm_p50_ms=0.2, log_bytes_per_request=700, source="test")
 
@@ -152,13 +151,7 @@ def test_capture_off_costs_nothing_and_runs_no_monitor() -> None:
 def test_each_model_of_an_environment_is_priced_as_its_own_function(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    shutil.copytree(repo / "model_artifacts" / "churn", tmp_path / "churn")
-    shutil.copytree(repo / "model_artifacts" / "churn" / "v1", tmp_path / "fraud" / "v1")
-    manifest = json.loads((tmp_path / "fraud/v1/manifest.json").read_text())
-    (tmp_path / "fraud/v1/manifest.json").write_text(
-        json.dumps({**manifest, "model_name": "fraud"})
-    )
+    artifacts_with(tmp_path, "fraud", versions=("v1",))
     context = copy.deepcopy(cdk_context())
     context["environments"]["prod"]["models"] = {
         "fraud": {"provisioned_concurrency": {"total": 1, "autoscaling": None},

@@ -29,6 +29,20 @@ def cdk_context() -> dict[str, Any]:
     return context
 
 
+def artifacts_with(root: Path, *renamed: str, versions: tuple[str, ...] = ("v1", "v2")) -> Path:
+    """``root`` holding the committed churn versions and, under each name in ``renamed``, a
+    copy of them whose manifest names that model: enough for synth and the rollout
+    command, which read manifests and checksums (the model files still say churn)."""
+    shutil.copytree(DEFAULT_ARTIFACTS_ROOT / "churn", root / "churn")
+    for name in renamed:
+        for version in versions:
+            directory = root / name / version
+            shutil.copytree(DEFAULT_ARTIFACTS_ROOT / "churn" / version, directory)
+            manifest = json.loads((directory / "manifest.json").read_text())
+            (directory / "manifest.json").write_text(json.dumps({**manifest, "model_name": name}))
+    return root
+
+
 @dataclass(frozen=True)
 class Synth:
     directory: Path

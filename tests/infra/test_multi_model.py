@@ -17,22 +17,14 @@ import pytest
 
 from stacks.config import load_config
 from stacks.settings import ConfigError, inference_stack_name
-from tests.infra.conftest import Synth, cdk_context, run_synth
+from tests.infra.conftest import Synth, artifacts_with, cdk_context, run_synth
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def artifacts_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("artifacts")
-    shutil.copytree(REPO / "model_artifacts" / "churn", root / "churn")
-    for version in ("v1", "v2"):
-        directory = root / "fraud" / version
-        shutil.copytree(REPO / "model_artifacts" / "churn" / version, directory)
-        manifest = json.loads((directory / "manifest.json").read_text())
-        manifest["model_name"] = "fraud"
-        (directory / "manifest.json").write_text(json.dumps(manifest))
-    return root
+    return artifacts_with(tmp_path_factory.mktemp("artifacts"), "fraud")
 
 
 def with_models(env: str, models: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -253,12 +245,10 @@ def test_a_canary_between_models_of_different_tasks_is_refused(tmp_path: Path) -
 
 
 def test_a_model_without_a_compiled_form_is_refused_with_the_reason(tmp_path: Path) -> None:
-    shutil.copytree(REPO / "model_artifacts" / "churn", tmp_path / "churn")
-    shutil.copytree(REPO / "model_artifacts" / "churn" / "v1", tmp_path / "svm" / "v1")
+    artifacts_with(tmp_path, "svm", versions=("v1",))
     manifest_path = tmp_path / "svm" / "v1" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     del manifest["artifacts"]["compiled"]
-    manifest["model_name"] = "svm"
     manifest["compiled_runtime"] = {
         "supported": False,
         "reason": "the compiled runtime does not support the estimator SVC",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.infra.conftest import CDK_JSON
+from tests.infra.conftest import CDK_JSON, artifacts_with
 from tools.rollout.__main__ import main
 from tools.rollout.live import Live, LiveUnavailableError
 
@@ -19,15 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def artifacts_root(tmp_path: Path) -> Path:
-    root = tmp_path / "artifacts"
-    shutil.copytree(REPO / "model_artifacts" / "churn", root / "churn")
-    for version in ("v1", "v2"):
-        directory = root / "fraud" / version
-        shutil.copytree(REPO / "model_artifacts" / "churn" / version, directory)
-        manifest = json.loads((directory / "manifest.json").read_text())
-        manifest["model_name"] = "fraud"
-        (directory / "manifest.json").write_text(json.dumps(manifest))
-    return root
+    return artifacts_with(tmp_path / "artifacts", "fraud")
 
 
 @pytest.fixture
