@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stacks.config import load_config
+from stacks.config import committed_context, load_committed
 from stacks.settings import Architecture, EnvironmentConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,8 +287,7 @@ def capture_cost(env: EnvironmentConfig, requests: float) -> dict[str, float]:
 
 
 def environment(name: str) -> EnvironmentConfig:
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return load_config({**context, "env": name})
+    return load_committed(name)
 
 
 def artifact_size(env: EnvironmentConfig) -> int:
@@ -397,8 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--env", action="append", help="environment(s) to price (default: all)")
     args = parser.parse_args(argv)
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    names = args.env or sorted(context["environments"])
+    names = args.env or sorted(committed_context()["environments"])
     try:
         bench = json.loads(args.bench.read_text())
         source = (

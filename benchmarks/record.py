@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import pricing
+from stacks.config import committed_context
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN = "<!-- recorded by make bench-record: begin -->"
@@ -53,7 +54,7 @@ def record(run_dir: Path, results_dir: Path, doc: Path, *, allow_quick: bool = F
             }
         except pricing.PricingError as exc:
             raise RecordError(str(exc)) from None
-        environments = json.loads((ROOT / "cdk.json").read_text())["context"]["environments"]
+        environments = committed_context()["environments"]
         costs = pricing.report(sorted(environments), measured)
         text = replace_block(text, COST_BEGIN, COST_END, costs, where=doc)
     results_dir.mkdir(parents=True, exist_ok=True)

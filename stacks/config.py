@@ -27,6 +27,7 @@ override it for one synth.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,6 +50,7 @@ from stacks.settings import (
     DEFAULT_ARTIFACTS_ROOT,
     DEFAULT_ENVIRONMENT,
     DEFAULT_TRAFFIC_SHIFT,
+    REPO_ROOT,
     AlarmSettings,
     Architecture,
     AutoscalingSettings,
@@ -69,6 +71,7 @@ from stacks.settings import (
 )
 from training.artifacts import NAME_PATTERN, VERSION_PATTERN
 
+CDK_JSON = REPO_ROOT / "cdk.json"
 # The public command-line interface; anything else at the top level is a typo.
 OVERRIDE_KEYS = ("env", "model", "model_version", "stable_version", "canary_weight")
 TOP_LEVEL_KEYS = (*OVERRIDE_KEYS, "environments")
@@ -90,6 +93,17 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # 6 MB response limit); repeated because the CDK app cannot import lambda_src. A test in
 # tests/infra keeps the two equal.
 MAX_BATCH_SIZE_LIMIT = 100_000
+
+
+def committed_context() -> dict[str, Any]:
+    """The context of the repository's ``cdk.json``, as the tools read it (no ``-c``)."""
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text())["context"]
+    return context
+
+
+def load_committed(env: str) -> EnvironmentConfig:
+    """Environment ``env`` as the committed ``cdk.json`` configures it."""
+    return load_config({**committed_context(), "env": env})
 
 
 def load_config(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stacks.config import load_config
+from stacks.config import committed_context, load_committed
 from stacks.settings import stack_name_of
 from tools.serve_demo import show_local_serving
 from tools.synth_demo import show_cdk_synth
@@ -57,10 +57,8 @@ def show_models() -> None:
 def show_configured_models() -> None:
     """Every model each environment of cdk.json deploys, and the stack it lives in."""
     print("== configured models (cdk.json) ==")
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    for env in context["environments"]:
-        config = load_config({**context, "env": env})
-        for model in config.models:
+    for env in committed_context()["environments"]:
+        for model in load_committed(env).models:
             rollout = model.rollout
             print(
                 f"{env}: {model.model.model_name} {rollout.model_version} "

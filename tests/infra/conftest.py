@@ -18,15 +18,15 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from stacks.application import DEFAULT_IMAGE_DIRECTORY, build_app
-from stacks.config import load_config
-from stacks.settings import DEFAULT_ARTIFACTS_ROOT, REPO_ROOT
-
-CDK_JSON = REPO_ROOT / "cdk.json"
+from stacks.config import (
+    committed_context,
+    load_config,
+)
+from stacks.settings import DEFAULT_ARTIFACTS_ROOT
 
 
 def cdk_context() -> dict[str, Any]:
-    context: dict[str, Any] = json.loads(CDK_JSON.read_text())["context"]
-    return context
+    return committed_context()
 
 
 def artifacts_with(root: Path, *renamed: str, versions: tuple[str, ...] = ("v1", "v2")) -> Path:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import CDK_JSON, Synth, run_synth
+from stacks.config import CDK_JSON
+from tests.infra.conftest import Synth, run_synth
 from tools.rollout.__main__ import main
 from tools.rollout.live import Live, from_environment
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import CDK_JSON, Synth
+from stacks.config import CDK_JSON
+from tests.infra.conftest import Synth
 from tests.rollout.conftest import Run, block
 from tools.rollout.config_file import render
 

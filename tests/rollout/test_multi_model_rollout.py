@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import CDK_JSON, artifacts_with
+from stacks.config import CDK_JSON
+from tests.infra.conftest import artifacts_with
 from tools.rollout.__main__ import main
 from tools.rollout.live import Live, LiveUnavailableError
 

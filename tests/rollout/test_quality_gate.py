@@ -167,11 +167,10 @@ def test_a_version_without_a_golden_set_is_refused(root: Path, tmp_path: Path) -
 def test_a_bad_tolerance_is_refused_naming_key_and_value(
     key: str, value: object, message: str
 ) -> None:
-    from stacks.config import load_config
+    from stacks.config import committed_context, load_config
     from stacks.settings import ConfigError
-    from tests.infra.conftest import CDK_JSON
 
-    context = json.loads(CDK_JSON.read_text())["context"]
+    context = committed_context()
     context["environments"]["dev"]["quality_gate"] = {key: value}
     with pytest.raises(ConfigError, match=rf"environments\.dev\.quality_gate\.{message}"
                        if not message.startswith("unknown") else message):  # fmt: skip
@@ -179,11 +178,9 @@ def test_a_bad_tolerance_is_refused_naming_key_and_value(
 
 
 def test_tolerances_parse_from_cdk_json() -> None:
-    from stacks.config import load_config
-    from tests.infra.conftest import CDK_JSON
+    from stacks.config import load_committed
 
-    context = json.loads(CDK_JSON.read_text())["context"]
-    assert load_config({**context, "env": "prod"}).quality_gate == QualityGateSettings(
+    assert load_committed("prod").quality_gate == QualityGateSettings(
         max_log_loss_increase=0.025, max_auc_decrease=0.015, max_brier_increase=0.008
     )
-    assert load_config({**context, "env": "dev"}).quality_gate == DEFAULTS
+    assert load_committed("dev").quality_gate == DEFAULTS

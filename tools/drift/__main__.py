@@ -174,12 +174,11 @@ def _live(
 ) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from stacks.config import load_config
-    from stacks.settings import REPO_ROOT, ConfigError, stack_name_of
+    from stacks.config import load_committed
+    from stacks.settings import ConfigError, stack_name_of
 
     try:
-        context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-        config = load_config({**context, "env": args.env}).model_named(args.model)
+        config = load_committed(args.env).model_named(args.model)
         version = config.model.model_version
         manifest = _manifest(args.manifest or config.model.directory / "manifest.json")
         reference = read_reference(manifest, where=str(args.manifest or config.model.directory))

@@ -101,14 +101,13 @@ def _boto3_clients(region: str | None) -> tuple[Any, Any]:
 def _download(args: argparse.Namespace, clients: Callable[[str | None], tuple[Any, Any]]) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from stacks.config import load_config
-    from stacks.settings import REPO_ROOT, STACK_PREFIX
+    from stacks.config import load_committed
+    from stacks.settings import STACK_PREFIX
     from tools.capture_download import download
 
     if args.days < 1:
         raise ValueError(f"--days {args.days} is not allowed: at least 1")
-    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-    model_name = load_config({**context, "env": args.env}).model_named(args.model).model.model_name
+    model_name = load_committed(args.env).model_named(args.model).model.model_name
     stack = f"{STACK_PREFIX}-{args.env}-model-store"
     try:
         cloudformation, s3 = clients(args.region)

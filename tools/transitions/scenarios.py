@@ -10,7 +10,6 @@ it from the ``PublishedVersion`` output.
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,12 +19,10 @@ from typing import Any
 from aws_cdk import App
 
 from stacks.application import build_app
-from stacks.config import load_config
-from stacks.settings import REPO_ROOT
+from stacks.config import committed_context, load_config
 from tools.rollout import steps
 from tools.transitions.changes import Deploy, State, apply, plan, resolve
 
-CDK_JSON = REPO_ROOT / "cdk.json"
 STACK_KINDS = ("model-store", "inference")
 
 Context = dict[str, Any]
@@ -47,11 +44,6 @@ class Transition:
     # Stack kind ("model-store", "inference") -> the planned deploy.
     deploys: Mapping[str, Deploy]
     published_version: int
-
-
-def committed_context() -> Context:
-    context: Context = json.loads(CDK_JSON.read_text())["context"]
-    return context
 
 
 def synthesize(context: Mapping[str, Any], outdir: Path) -> dict[str, dict[str, Any]]:
