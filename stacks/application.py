@@ -30,9 +30,8 @@ DEFAULT_IMAGE_DIRECTORY = REPO_ROOT / "lambda_src"
 @dataclass(frozen=True)
 class AppStacks:
     model_store: ModelStoreStack
-    inference: InferenceStack
     # Every model's inference stack by model name, the first model's included.
-    inference_by_model: dict[str, InferenceStack]
+    inference: dict[str, InferenceStack]
 
 
 def build_app(
@@ -81,8 +80,4 @@ def build_app(
         Tags.of(stack).add("project", STACK_PREFIX)
         Tags.of(stack).add("environment", config.name)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return AppStacks(
-        model_store=model_store,
-        inference=by_model[config.model.model_name],
-        inference_by_model=by_model,
-    )
+    return AppStacks(model_store=model_store, inference=by_model)

@@ -146,16 +146,18 @@ def load_config(
         env_name, at, raw, overrides if selected == primary_name else without, artifacts_root
     )
     additional = tuple(
-        _environment(
-            env_name,
-            f"{at}.models.{model_name}",
-            _model_settings(at, raw, model_name, models[model_name], primary),
-            overrides if selected == model_name else without,
-            artifacts_root,
+        dataclasses.replace(
+            _environment(
+                env_name,
+                f"{at}.models.{model_name}",
+                _model_settings(at, raw, model_name, models[model_name], primary),
+                overrides if selected == model_name else without,
+                artifacts_root,
+            ),
+            first_model=False,
         )
         for model_name in models
     )
-    additional = tuple(dataclasses.replace(m, first_model=False) for m in additional)
     _check_distinct_models(at, (primary, *additional))
     return dataclasses.replace(primary, additional_models=additional)
 

@@ -57,7 +57,6 @@ class ModelStoreStack(Stack):
             )
             for index, model in enumerate(models)
         ]
-        self.upload = self.uploads[0]
         self._acknowledge_bucket_deployment_handler()
 
     def _acknowledge_bucket_deployment_handler(self) -> None:

@@ -20,6 +20,7 @@ Pure: no AWS calls; ``tools.rollout compare`` fetches the samples and calls this
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -249,12 +250,9 @@ def shift_report(
     lines = []
     for name, values in (("stable", stable), ("candidate", candidate)):
         if task == "multiclass":
-            counts: dict[str, int] = {}
-            for value in values:
-                counts[str(value)] = counts.get(str(value), 0) + 1
+            counts = Counter(str(value) for value in values)
             shares = ", ".join(
-                f"{label} {count / len(values):.1%}"
-                for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+                f"{label} {count / len(values):.1%}" for label, count in counts.most_common(10)
             )
             lines.append(f"{name:<10} {len(values):>8} predictions  classes: {shares or '-'}")
         else:
