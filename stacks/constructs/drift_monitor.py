@@ -169,8 +169,10 @@ class DriftMonitor(Construct):
             )
             role.add_to_policy(
                 iam.PolicyStatement(
+                    # IAM checks GetAlias against the unqualified function ARN (Service
+                    # Authorization Reference: resource type "function"), not the alias's.
                     actions=["lambda:GetAlias"],
-                    resources=[f"{inference.function_arn}:{alias_name}"],
+                    resources=[inference.function_arn],
                 )
             )
             self.canary_rule = events.Rule(

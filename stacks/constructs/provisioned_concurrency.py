@@ -80,22 +80,29 @@ class ProvisionedConcurrency(Construct):
         log_group.grant_write(role)
         role.add_to_policy(
             iam.PolicyStatement(
-                actions=["lambda:ListProvisionedConcurrencyConfigs"],
+                # IAM checks these against the unqualified function ARN (Service
+                # Authorization Reference: resource type "function"); a grant on
+                # "<arn>:*" does not match it. Both phases read the alias to release only
+                # versions taking no traffic.
+                actions=["lambda:ListProvisionedConcurrencyConfigs", "lambda:GetAlias"],
                 resources=[function.function_arn],
             )
         )
         role.add_to_policy(
             iam.PolicyStatement(
+                # These check the qualified ARN: "function version" or "function alias".
                 actions=[
                     "lambda:GetProvisionedConcurrencyConfig",
                     "lambda:PutProvisionedConcurrencyConfig",
                     "lambda:DeleteProvisionedConcurrencyConfig",
-                    # Both phases read the alias to release only versions taking no traffic.
-                    "lambda:GetAlias",
                 ],
                 resources=[f"{function.function_arn}:*"],
             )
         )
+        # Every run lists the scalable targets and releases a version's target before its
+        # allocation, with autoscaling on or off (leftover targets of an earlier
+        # configuration included): these two are needed in every configuration.
+        _grant_target_cleanup(role, function)
         if autoscaling_target_utilization is not None:
             _grant_autoscaling(role, function)
         reconciler = lambda_.Function(
@@ -164,19 +171,11 @@ def _grant_autoscaling(role: iam.Role, function: lambda_.Function) -> None:
         iam.PolicyStatement(
             actions=[
                 "application-autoscaling:RegisterScalableTarget",
-                "application-autoscaling:DeregisterScalableTarget",
                 "application-autoscaling:PutScalingPolicy",
             ],
             # The service authorization reference lists scalable-target as the resource
             # type of these actions; a target's id is known only after registration.
-            resources=[
-                Stack.of(role).format_arn(
-                    service="application-autoscaling",
-                    resource="scalable-target",
-                    resource_name="*",
-                    arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-                )
-            ],
+            resources=[scalable_targets(role)],
             conditions={
                 "StringEquals": {
                     "application-autoscaling:service-namespace": "lambda",
@@ -189,28 +188,9 @@ def _grant_autoscaling(role: iam.Role, function: lambda_.Function) -> None:
     )
     role.add_to_policy(
         iam.PolicyStatement(
-            # Describe* cannot be scoped by resource or namespace (service authorization
-            # reference for Application Auto Scaling).
-            actions=["application-autoscaling:DescribeScalableTargets"],
-            resources=["*"],
-        )
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            # Target tracking creates and removes its CloudWatch alarms as the caller.
-            actions=[
-                "cloudwatch:PutMetricAlarm",
-                "cloudwatch:DescribeAlarms",
-                "cloudwatch:DeleteAlarms",
-            ],
-            resources=[
-                Stack.of(role).format_arn(
-                    service="cloudwatch",
-                    resource="alarm",
-                    resource_name=f"TargetTracking-function:{function.function_name}:*",
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )
-            ],
+            # Target tracking creates its CloudWatch alarms as the caller.
+            actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
+            resources=[target_tracking_alarms(role, function)],
         )
     )
     role.add_to_policy(
@@ -230,12 +210,64 @@ def _grant_autoscaling(role: iam.Role, function: lambda_.Function) -> None:
             },
         )
     )
+
+
+def scalable_targets(role: iam.Role) -> str:
+    return Stack.of(role).format_arn(
+        service="application-autoscaling",
+        resource="scalable-target",
+        resource_name="*",
+        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+    )
+
+
+def target_tracking_alarms(role: iam.Role, function: lambda_.Function) -> str:
+    return Stack.of(role).format_arn(
+        service="cloudwatch",
+        resource="alarm",
+        resource_name=f"TargetTracking-function:{function.function_name}:*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+def _grant_target_cleanup(role: iam.Role, function: lambda_.Function) -> None:
+    """Listing and deregistering targets: what releasing a version needs in every
+    configuration (the reconciler deregisters a target before it deletes the allocation,
+    so that autoscaling cannot put it back)."""
+    role.add_to_policy(
+        iam.PolicyStatement(
+            # Describe* has no resource type (Service Authorization Reference for
+            # Application Auto Scaling): "*" is the only resource that matches.
+            actions=["application-autoscaling:DescribeScalableTargets"],
+            resources=["*"],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["application-autoscaling:DeregisterScalableTarget"],
+            resources=[scalable_targets(role)],
+            conditions={
+                "StringEquals": {
+                    "application-autoscaling:service-namespace": "lambda",
+                    "application-autoscaling:scalable-dimension": (
+                        "lambda:function:ProvisionedConcurrency"
+                    ),
+                }
+            },
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            # Deregistering a target deletes its target-tracking alarms as the caller.
+            actions=["cloudwatch:DeleteAlarms"],
+            resources=[target_tracking_alarms(role, function)],
+        )
+    )
     Validations.of(role).acknowledge(
         Acknowledgment(
-            id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:"
-            f"<AWS::AccountId>:alarm:TargetTracking-function:<{logical_id(function)}>:*]",
-            reason="Target tracking names its alarms TargetTracking-function:<name>:<version>-"
-            "AlarmHigh/Low-<id>; the version and id are not known at synth.",
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="DescribeScalableTargets has no resource-level permissions (service "
+            "authorization reference for Application Auto Scaling); it only reads.",
         )
     )
     Validations.of(role).acknowledge(
@@ -248,8 +280,9 @@ def _grant_autoscaling(role: iam.Role, function: lambda_.Function) -> None:
     )
     Validations.of(role).acknowledge(
         Acknowledgment(
-            id="AwsSolutions-IAM5[Resource::*]",
-            reason="DescribeScalableTargets has no resource-level permissions (service "
-            "authorization reference for Application Auto Scaling); it only reads.",
+            id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:"
+            f"<AWS::AccountId>:alarm:TargetTracking-function:<{logical_id(function)}>:*]",
+            reason="Target tracking names its alarms TargetTracking-function:<name>:<version>-"
+            "AlarmHigh/Low-<id>; the version and id are not known at synth.",
         )
     )

@@ -132,10 +132,7 @@ class TrafficGate(Construct):
         if automated:
             role.add_to_policy(
                 iam.PolicyStatement(
-                    actions=[
-                        "codedeploy:GetDeployment",
-                        "codedeploy:PutLifecycleEventHookExecutionStatus",
-                    ],
+                    actions=["codedeploy:GetDeployment"],
                     # The deployment group names this function as its hook: naming the group
                     # here would be a reference cycle. Scoped to this account and region.
                     resources=[
@@ -146,6 +143,21 @@ class TrafficGate(Construct):
                             arn_format=ArnFormat.COLON_RESOURCE_NAME,
                         )
                     ],
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    # No resource type in the Service Authorization Reference: a statement
+                    # naming a deployment group never matches it, only "*" does.
+                    actions=["codedeploy:PutLifecycleEventHookExecutionStatus"],
+                    resources=["*"],
+                )
+            )
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::*]",
+                    reason="PutLifecycleEventHookExecutionStatus has no resource-level "
+                    "permissions (Service Authorization Reference for CodeDeploy).",
                 )
             )
             Validations.of(role).acknowledge(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.transitions.conftest import Walk
+from tests.conftest import Walk
 from tools.transitions.changes import Action
 
 REPO = Path(__file__).resolve().parents[2]

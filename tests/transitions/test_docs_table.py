@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stacks.settings import REPO_ROOT
-from tests.transitions.conftest import Walk
+from tests.conftest import Walk
 from tools.transitions.__main__ import documented, render
 
 DOC = REPO_ROOT / "docs" / "rollout-transitions.md"

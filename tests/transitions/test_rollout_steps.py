@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.transitions.conftest import Walk
+from tests.conftest import Walk
 from tools.transitions import checks, scenarios
 from tools.transitions.changes import VERSION_TYPE, Action
 

@@ -238,10 +238,22 @@ MODE_SWITCHES = (
     Step("canary v2 at 10 % after automated mode", start("v2", 0.1), publishes=True),
 )
 
+# Provisioned concurrency without autoscaling: a promote and a rollback release the old
+# version's allocation with no scalable target to deregister first.
+WITHOUT_AUTOSCALING = (
+    Step("first deploy (v1), autoscaling off",
+         settings("provisioned_concurrency.autoscaling", None), publishes=True),
+    Step("canary v2 at 10 %", start("v2", 0.1), publishes=True),
+    Step("promote v2", promote()),
+    Step("canary v1 at 10 %", start("v1", 0.1), publishes=True),
+    Step("roll back", rollback()),
+)  # fmt: skip
+
 SCENARIOS: Mapping[str, Sequence[Step]] = {
     "manual lifecycle": MANUAL_LIFECYCLE,
     "settings changes": SETTINGS_CHANGES,
     "mode switches": MODE_SWITCHES,
+    "without autoscaling": WITHOUT_AUTOSCALING,
 }
 
 # (scenario, environment) pairs the test suite and the docs table walk.
@@ -250,4 +262,5 @@ RUNS: tuple[tuple[str, str], ...] = (
     ("manual lifecycle", "dev"),
     ("settings changes", "prod"),
     ("mode switches", "prod"),
+    ("without autoscaling", "prod"),
 )

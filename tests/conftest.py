@@ -1,4 +1,4 @@
-"""Walk every rollout scenario once per test session; the tests read the walks."""
+"""Session fixtures shared by suites: every rollout scenario walked once per session."""
 
 from __future__ import annotations
 

@@ -1,0 +1,57 @@
+"""Every case of a walk of deploys: each function's calls and each service's access."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from tests.authz.drive import GateAccount, deploy, teardown
+from tests.authz.functions import environment, inference_function
+from tests.authz.proof import (
+    Case,
+    caller_cases,
+    identity_cases,
+    lambda_runtime_calls,
+    upload_calls,
+)
+from tests.authz.services import service_cases
+from tests.authz.world import World
+from tools.transitions.scenarios import Transition
+
+
+@dataclass(frozen=True)
+class StepCases:
+    step: str
+    stack: str
+    cases: list[Case]
+
+
+def walk_cases(
+    env: str, transitions: Sequence[Transition], patch: pytest.MonkeyPatch
+) -> list[StepCases]:
+    account = GateAccount()
+    history: dict[str, str] = {}  # version number -> the MODEL_KEY it was published with
+    found = []
+    world = None
+    for transition in transitions:
+        for kind, planned in transition.deploys.items():
+            stack = f"sklearn-serving-{env}-{kind}"
+            world = World(stack, planned.template, planned.after.versions)
+            made = lambda_runtime_calls(world) + upload_calls(world)
+            cases = service_cases(world)
+            if kind == "inference":
+                function = inference_function(world)
+                key = environment(world, function)["MODEL_KEY"]
+                for logical_id in world.of_type("AWS::Lambda::Version"):
+                    history.setdefault(str(world.versions.get(logical_id, 0)), key)
+                made += deploy(world, account, patch, history)
+                cases += caller_cases(world)
+            found.append(StepCases(transition.step, stack, identity_cases(world, made) + cases))
+    if world is not None:
+        final = transitions[-1].deploys["inference"]
+        world = World(f"sklearn-serving-{env}-inference", final.template, final.after.versions)
+        made = teardown(world, account, patch)
+        found.append(StepCases("stack deletion", world.stack, identity_cases(world, made)))
+    return found
