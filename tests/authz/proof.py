@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.authz.functions import Made
@@ -33,6 +33,7 @@ class Case:
     resource: str
     why: str
     decision: Decision
+    context: Mapping[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         verdict = "allowed" if self.decision.allowed else "DENIED"
@@ -50,7 +51,9 @@ def identity_cases(world: World, made: Iterable[Made]) -> list[Case]:
         context = request_context(item.call)
         for arn in resource_arns(item.call):
             decision = evaluate(policies, Request(item.call.action, arn, context))
-            cases.append(Case(item.function, item.role, item.call.action, arn, item.why, decision))
+            cases.append(
+                Case(item.function, item.role, item.call.action, arn, item.why, decision, context)
+            )
     return cases
 
 

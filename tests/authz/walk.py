@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -26,6 +26,9 @@ class StepCases:
     step: str
     stack: str
     cases: list[Case]
+    # After the step: provisioned executions per version, and the alias's routing.
+    provisioned: dict[str, int] = field(default_factory=dict)
+    routing: dict[str, float] = field(default_factory=dict)
 
 
 def walk_cases(
@@ -48,7 +51,10 @@ def walk_cases(
                     history.setdefault(str(world.versions.get(logical_id, 0)), key)
                 made += deploy(world, account, patch, history)
                 cases += caller_cases(world)
-            found.append(StepCases(transition.step, stack, identity_cases(world, made) + cases))
+            found.append(
+                StepCases(transition.step, stack, identity_cases(world, made) + cases,
+                          dict(account.provisioned), dict(account.alias or {}))
+            )  # fmt: skip
     if world is not None:
         final = transitions[-1].deploys["inference"]
         world = World(f"sklearn-serving-{env}-inference", final.template, final.after.versions)
