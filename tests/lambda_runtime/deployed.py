@@ -24,6 +24,9 @@ from tests.lambda_runtime.sandbox import ACCOUNT, REGION
 
 SNAPSHOTS = ROOT / "tests" / "infra" / "__snapshots__" / "test_checks"
 ARTIFACTS = ROOT / "model_artifacts"
+# What a Lambda::Version's Version attribute resolves to (the stable side is "7" in the
+# canary templates, as their context sets it).
+PUBLISHED_VERSION = "8"
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,10 @@ def resolve(value: Any) -> Any:
         if name == "Fn::Join":
             separator, parts = argument
             return separator.join(str(resolve(part)) for part in parts)
-        if name == "Fn::GetAtt":
+        if name == "Fn::GetAtt" and argument[1] == "Arn":
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{argument[0]}"
+        if name == "Fn::GetAtt" and argument[1] == "Version":
+            return PUBLISHED_VERSION
         raise ValueError(f"intrinsic {name} is not resolved by tests/lambda_runtime")
     if isinstance(value, dict):
         return {k: resolve(v) for k, v in value.items()}

@@ -47,7 +47,10 @@ def parse(path: Path) -> Dockerfile:
         pending = ""
     if pending:
         lines.append(pending)
-    base, args, steps, cmd = "", {}, [], ()
+    base = ""
+    args: dict[str, str] = {}
+    steps: list[Step] = []
+    cmd: tuple[str, ...] = ()
     for line in lines:
         instruction, _, rest = line.partition(" ")
         instruction, rest = instruction.upper(), rest.strip()
