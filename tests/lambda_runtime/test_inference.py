@@ -96,7 +96,7 @@ def test_compiled_image_has_no_scikit_learn() -> None:
     assert (inference_root("sklearn").path / "sklearn").is_dir()
 
 
-def test_cold_start_then_warm_requests(runtime: str, serving: sandbox.Environment) -> None:
+def test_cold_start_warm_requests_and_warmup(runtime: str, serving: sandbox.Environment) -> None:
     cold = serving.invoke(event("function_url_v2.json"))
     assert cold.kind == "response", cold
     answer = cold.json()
@@ -107,6 +107,16 @@ def test_cold_start_then_warm_requests(runtime: str, serving: sandbox.Environmen
     assert json.loads(warm.json()["body"])["probability"] == body["probability"]
     direct = serving.invoke(event("direct_batch.json"))
     assert direct.json()["statusCode"] == 200, direct.json()
+    ping = serving.invoke(event("warmup.json"))
+    assert ping.kind == "response"
+    assert ping.json() == {
+        "statusCode": 200,
+        "warmup": True,
+        "model_loaded": True,
+        "model_name": "churn",
+        "model_version": "v1",
+        "lambda_version": "$LATEST",
+    }
     logs = serving.logs()
     (loaded,) = lines(logs, "model loaded")  # once, at init: warm requests reuse it
     assert (
@@ -116,14 +126,6 @@ def test_cold_start_then_warm_requests(runtime: str, serving: sandbox.Environmen
     starts = [line["cold_start"] for line in lines(logs, "prediction")]
     assert starts == [True, False, False]
     assert serving.process.poll() is None
-
-
-def test_warmup_ping(runtime: str, serving: sandbox.Environment) -> None:
-    outcome = serving.invoke(event("warmup.json"))
-    assert outcome.kind == "response"
-    answer = outcome.json()
-    assert answer["statusCode"] == 200 and answer["warmup"] is True
-    assert answer["model_loaded"] is True and answer["model_version"] == "v1"
 
 
 def test_a_model_failing_its_checksum_answers_503(
