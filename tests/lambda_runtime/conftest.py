@@ -1,0 +1,107 @@
+"""Session fixtures: the built trees (cached under build/), a moto server, a launcher."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from functools import cache, partial
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.lambda_runtime import build, deployed, sandbox
+
+Launch = Callable[..., AbstractContextManager[sandbox.Environment]]
+INFERENCE_DOCKERFILE = build.ROOT / "lambda_src" / "Dockerfile"
+DRIFT_DOCKERFILE = build.ROOT / "stacks" / "handlers" / "drift_monitor" / "Dockerfile"
+
+
+@cache
+def inference_root(runtime: str) -> build.TaskRoot:
+    """``docker build --build-arg MODEL_RUNTIME=<runtime> lambda_src``'s /var/task."""
+    return build.image_task_root(
+        INFERENCE_DOCKERFILE,
+        INFERENCE_DOCKERFILE.parent,
+        {"MODEL_RUNTIME": runtime},
+        name=f"inference-{runtime}",
+    )
+
+
+@cache
+def drift_root() -> build.TaskRoot:
+    """The drift monitor's image (build context: the repository root)."""
+    return build.image_task_root(DRIFT_DOCKERFILE, build.ROOT, name="drift-monitor")
+
+
+@pytest.fixture(scope="session")
+def launch() -> Launch:
+    """``launch(function, extra_env=...)``: a context manager running one environment."""
+    return partial(sandbox.start, runtime_dir=build.runtime_dir(), lang=build.interpreter())
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws(moto_endpoint: str) -> Callable[[str], Any]:
+    """``aws("s3")``: a boto3 client of the moto server (the tests' own, not the function's)."""
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=moto_endpoint,
+            region_name=sandbox.REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    return client
+
+
+@pytest.fixture(scope="session")
+def model_store(aws: Callable[[str], Any]) -> Callable[[str, str], None]:
+    """``put(bucket, key)``: the committed file behind a model store key, in moto's S3."""
+    s3 = aws("s3")
+    buckets: set[str] = set()
+
+    def put(bucket: str, key: str) -> None:
+        if bucket not in buckets:
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": sandbox.REGION}
+            )
+            buckets.add(bucket)
+        s3.put_object(Bucket=bucket, Key=key, Body=deployed.artifact_file(key).read_bytes())
+
+    return put
+
+
+@pytest.fixture
+def make_root() -> Iterator[Callable[[dict[str, str]], Path]]:
+    """``make_root({path: text})``: a small task root, read-only like the built ones."""
+    made: list[Path] = []
+
+    def make(files: dict[str, str]) -> Path:
+        # Under the machine's /tmp: pytest's tmp_path is root's (mode 700).
+        root = Path(tempfile.mkdtemp(prefix="lambda-task-"))
+        made.append(root)
+        root.chmod(0o755)
+        for name, text in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        build.make_read_only(root)
+        return root
+
+    yield make
+    for root in made:
+        build.remove(root)
