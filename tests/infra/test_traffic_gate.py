@@ -585,3 +585,76 @@ def test_standard_library_task_metrics_match_the_numpy_ones(seed: int) -> None:
     assert gate.rmse(truth, values) == pytest.approx(stats.rmse(truth, values), rel=1e-12)
     assert gate.mae(truth, values) == pytest.approx(stats.mae(truth, values), rel=1e-12)
     assert gate.r2(truth, values) == pytest.approx(stats.r2(truth, values), rel=1e-12)
+
+
+# ------------------------------------------------- AppSpec not in GetDeployment's answer
+
+# GetDeployment may leave out the AppSpec's content ("Required: No"); the revision it names
+# is then read with GetApplicationRevision.
+REVISION_WITHOUT_CONTENT = {
+    "revisionType": "AppSpecContent",
+    "appSpecContent": {"sha256": "0" * 64},
+}
+
+
+def expect_deployment_without_content(aws: Aws) -> None:
+    aws.codedeploy_stub.add_response(
+        "get_deployment",
+        {
+            "deploymentInfo": {
+                "applicationName": "sklearn-serving-app",
+                "deploymentId": "d-ABCDEF123",
+                "revision": REVISION_WITHOUT_CONTENT,
+            }
+        },
+        {"deploymentId": "d-ABCDEF123"},
+    )
+
+
+def expect_revision(aws: Aws, revision: dict[str, Any]) -> None:
+    aws.codedeploy_stub.add_response(
+        "get_application_revision",
+        {"applicationName": "sklearn-serving-app", "revision": revision},
+        {"applicationName": "sklearn-serving-app", "revision": REVISION_WITHOUT_CONTENT},
+    )
+
+
+def test_hook_reads_the_appspec_from_the_revision_when_the_deployment_omits_it(
+    aws: Aws,
+) -> None:
+    expect_deployment_without_content(aws)
+    expect_revision(
+        aws,
+        {
+            "revisionType": "AppSpecContent",
+            "appSpecContent": {"content": json.dumps(APPSPEC), "sha256": "0" * 64},
+        },
+    )
+    aws.golden(KEY, GOLDEN)
+    aws.answers(CANDIDATE, GOLDEN, CANDIDATE_P, 4)
+    aws.answers(STABLE, GOLDEN, CANDIDATE_P, 4)
+    expect_report(aws, "Succeeded")
+    assert run_hook(aws) == "Succeeded"
+
+
+def test_hook_reads_a_string_revision_too(aws: Aws) -> None:
+    expect_deployment_without_content(aws)
+    expect_revision(aws, {"revisionType": "String", "string": {"content": json.dumps(APPSPEC)}})
+    aws.golden(KEY, GOLDEN)
+    aws.answers(CANDIDATE, GOLDEN, CANDIDATE_P, 4)
+    aws.answers(STABLE, GOLDEN, CANDIDATE_P, 4)
+    expect_report(aws, "Succeeded")
+    assert run_hook(aws) == "Succeeded"
+
+
+def test_hook_fails_clearly_when_no_answer_has_the_appspec(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_deployment_without_content(aws)
+    expect_revision(aws, REVISION_WITHOUT_CONTENT)
+    expect_report(aws, "Failed")
+    assert run_hook(aws) == "Failed"
+    assert (
+        "neither GetDeployment nor GetApplicationRevision answered the AppSpec content of "
+        "deployment d-ABCDEF123 (application sklearn-serving-app)"
+    ) in capsys.readouterr().out

@@ -28,7 +28,9 @@ A refusal names the metric, the value and the tolerance. Two ways in, one check:
   ``BatchSize``. FAILED fails the deploy
   before the alias update; Delete always succeeds.
 * CodeDeploy ``BeforeAllowTraffic`` hook (automated rollouts). The versions come from the
-  deployment's AppSpec (``TargetVersion`` is the candidate, ``CurrentVersion`` the stable);
+  deployment's AppSpec (``TargetVersion`` is the candidate, ``CurrentVersion`` the stable):
+  ``GetDeployment``'s revision, or ``GetApplicationRevision``'s when GetDeployment's answer
+  leaves the content out (the API does not promise it);
   the rest from the environment: ``GOLDEN_BUCKET``, ``GOLDEN_KEY``, ``GOLDEN_SHA256``,
   ``STABLE_GOLDEN_KEY``, ``STABLE_GOLDEN_SHA256`` (optional), ``MODEL_RUNTIME``,
   ``MAX_LOG_LOSS_INCREASE``, ``MAX_AUC_DECREASE``, ``MAX_BRIER_INCREASE``, optional
@@ -704,12 +706,42 @@ def respond(event: Mapping[str, Any], status: str, reason: str, physical_id: str
 # ---------------------------------------------------------------------------- CodeDeploy hook
 
 
-def appspec_versions(deployment: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(function name, current version, target version) from a Lambda deployment."""
-    revision = deployment["deploymentInfo"]["revision"]
-    content = (revision.get("appSpecContent") or revision.get("string") or {}).get("content")
+def appspec_content(revision: Mapping[str, Any] | None) -> str | None:
+    """The AppSpec text of a RevisionLocation (``AppSpecContent`` or ``String``), if given."""
+    if not revision:
+        return None
+    for member in ("appSpecContent", "string"):
+        content = (revision.get(member) or {}).get("content")
+        if content:
+            return str(content)
+    return None
+
+
+def read_appspec(codedeploy: Any, deployment_id: str) -> str:
+    """The deployment's AppSpec. GetDeployment may leave the content out of its answer
+    ("Required: No"); the revision it names is then read with GetApplicationRevision."""
+    info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+    content = appspec_content(info.get("revision"))
+    if content:
+        return content
+    application, revision = info.get("applicationName"), info.get("revision")
+    if not application or not revision:
+        raise GateError(
+            f"GetDeployment answered no AppSpec content, application name or revision for "
+            f"deployment {deployment_id}"
+        )
+    answer = codedeploy.get_application_revision(applicationName=application, revision=revision)
+    content = appspec_content(answer.get("revision"))
     if not content:
-        raise GateError("the deployment has no AppSpec content")
+        raise GateError(
+            "neither GetDeployment nor GetApplicationRevision answered the AppSpec content of "
+            f"deployment {deployment_id} (application {application})"
+        )
+    return content
+
+
+def appspec_versions(content: str) -> tuple[str, str, str]:
+    """(function name, current version, target version) from a Lambda AppSpec."""
     spec = json.loads(content)
     for resource in spec.get("Resources", []):
         for value in resource.values():
@@ -735,8 +767,7 @@ def on_hook(
     deployment_id = event["DeploymentId"]
     status = "Failed"
     try:
-        deployment = codedeploy.get_deployment(deploymentId=deployment_id)
-        function, current, target = appspec_versions(deployment)
+        function, current, target = appspec_versions(read_appspec(codedeploy, deployment_id))
         settings = GateSettings(
             candidate_function=qualified(function, target),
             stable_function=qualified(function, current) if current != target else None,
