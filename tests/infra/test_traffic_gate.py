@@ -8,6 +8,7 @@ call is one the test expects, in that order.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import io
 import json
@@ -658,3 +659,66 @@ def test_hook_fails_clearly_when_no_answer_has_the_appspec(
         "neither GetDeployment nor GetApplicationRevision answered the AppSpec content of "
         "deployment d-ABCDEF123 (application sklearn-serving-app)"
     ) in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- the deadline
+
+
+class DroppingContext:
+    """A Lambda context whose remaining time is each of ``remaining_ms`` in turn, then
+    the last one."""
+
+    def __init__(self, *remaining_ms: int) -> None:
+        self.remaining = list(remaining_ms)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining.pop(0) if len(self.remaining) > 1 else self.remaining[0]
+
+
+def test_the_custom_resource_answers_failed_before_its_timeout(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first batch starts with 10 minutes left; before the second only 25 s remain,
+    # less than the time kept to answer CloudFormation.
+    clients = {"lambda": aws.lambda_client, "s3": aws.s3, "codedeploy": aws.codedeploy}
+    monkeypatch.setattr(gate_boto3(), "client", lambda name: clients[name])
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        gate, "respond", lambda event, status, reason, physical: sent.append(
+            {"status": status, "reason": reason}
+        )
+    )  # fmt: skip
+    aws.golden(KEY, GOLDEN)
+    first_batch = {**GOLDEN, "features": GOLDEN["features"][:4]}
+    aws.answers(CANDIDATE, first_batch, CANDIDATE_P, 4)
+    gate.handler(request(), DroppingContext(600_000, 25_000))
+    (answer,) = sent
+    assert answer["status"] == "FAILED"
+    assert answer["reason"] == (
+        "traffic gate could not run: deadline: 25 s of the gate's time left before "
+        f"{CANDIDATE} rows 4-5, less than the 30 s kept to send the answer"
+    )
+
+
+def test_the_hook_reports_failed_before_its_timeout(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_hook(aws)
+    aws.golden(KEY, GOLDEN)
+    expect_report(aws, "Failed")
+    status = gate.on_hook(
+        HOOK_EVENT,
+        HOOK_ENV,
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+        codedeploy=aws.codedeploy,
+        deadline=gate.Deadline(DroppingContext(29_999).get_remaining_time_in_millis),
+    )
+    assert status == "Failed"
+    assert f"deadline: 29 s of the gate's time left before {CANDIDATE} rows 0-3" in (
+        capsys.readouterr().out
+    )
+
+
+def gate_boto3() -> ModuleType:
+    return importlib.import_module("boto3")

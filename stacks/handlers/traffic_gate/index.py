@@ -37,6 +37,12 @@ A refusal names the metric, the value and the tolerance. Two ways in, one check:
   ``MAX_RMSE_INCREASE_FRACTION`` and ``BATCH_SIZE``. It reports with
   ``PutLifecycleEventHookExecutionStatus``; Failed stops the shift before any traffic moves.
 
+**Deadline.** The function's timeout is 600 s. Before each invocation batch the gate
+reads ``context.get_remaining_time_in_millis()``; with less than ``DEADLINE_MARGIN_MS``
+(30 s) left it stops and answers FAILED (custom resource) or Failed (hook) with a message
+naming the deadline, so the answer always arrives: past the timeout CloudFormation would
+wait for the custom resource's own timeout and CodeDeploy a full hour for the hook.
+
 The checks are plain functions of lists (``evaluate``): ``python -m tools.rollout start``
 runs the same ones offline against the local artifacts. Only the standard library and the
 boto3 that the Lambda Python runtime ships are used.
@@ -49,7 +55,7 @@ import json
 import math
 import os
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +63,10 @@ IDENTITY_BOUND = 1e-9
 DEFAULT_BATCH_SIZE = 200
 LOG_LOSS_EPS = 1e-15
 GOLDEN_FORMAT = "golden-set/1"
+# Time kept to send the answer (CloudFormation's response URL is given 30 s) before the
+# function's own timeout: past it, CloudFormation waits for the custom resource's timeout
+# and CodeDeploy an hour for the hook.
+DEADLINE_MARGIN_MS = 30_000
 # The reason CloudFormation shows is cut at a few thousand characters; keep it readable.
 REASON_MAX_CHARS = 1000
 TASKS = ("binary", "multiclass", "regression")
@@ -69,6 +79,31 @@ DEFAULT_MAX_RMSE_INCREASE_FRACTION = 0.02
 
 class GateError(Exception):
     """The gate could not run (bad golden set, failed invocation); the message says why."""
+
+
+class Deadline:
+    """The gate's deadline: ``remaining_ms`` is the Lambda context's
+    ``get_remaining_time_in_millis``; without it (offline, tests) there is none."""
+
+    def __init__(
+        self, remaining_ms: Callable[[], int] | None, margin_ms: int = DEADLINE_MARGIN_MS
+    ) -> None:
+        self.remaining_ms = remaining_ms
+        self.margin_ms = margin_ms
+
+    def check(self, before: str) -> None:
+        """GateError when less than the margin is left before ``before`` starts."""
+        if self.remaining_ms is None:
+            return
+        left = self.remaining_ms()
+        if left < self.margin_ms:
+            raise GateError(
+                f"deadline: {left // 1000} s of the gate's time left before {before}, less "
+                f"than the {self.margin_ms // 1000} s kept to send the answer"
+            )
+
+
+NO_DEADLINE = Deadline(None)
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -492,13 +527,16 @@ def invoke(
     rows: Sequence[Mapping[str, Any]],
     batch_size: int,
     kind: Kind = Kind("binary", (0, 1)),
+    deadline: Deadline = NO_DEADLINE,
 ) -> Answers:
     """Every row through ``function`` (a qualified ARN), ``batch_size`` rows per request;
-    the answers read as ``kind``'s (a model of another task answers other fields)."""
+    the answers read as ``kind``'s (a model of another task answers other fields). Each
+    batch starts only while ``deadline`` leaves time to answer."""
     answers = Answers([], None if kind.task == "regression" else [])
     for start in range(0, len(rows), batch_size):
         batch = list(rows[start : start + batch_size])
         where = f"{function} rows {start}-{start + len(batch) - 1}"
+        deadline.check(where)
         response = lambda_client.invoke(
             FunctionName=function,
             InvocationType="RequestResponse",
@@ -571,7 +609,9 @@ CANDIDATE_ROWS = "the candidate's golden set"
 STABLE_ROWS = "the stable model's golden set"
 
 
-def run_gate(settings: GateSettings, *, lambda_client: Any, s3: Any) -> Verdict:
+def run_gate(
+    settings: GateSettings, *, lambda_client: Any, s3: Any, deadline: Deadline = NO_DEADLINE
+) -> Verdict:
     def read(where: GoldenObject) -> dict[str, Any]:
         return read_golden(s3, where.bucket, where.key, where.sha256)
 
@@ -579,7 +619,7 @@ def run_gate(settings: GateSettings, *, lambda_client: Any, s3: Any) -> Verdict:
     kind = kind_of(golden)
 
     def ask(function: str, rows: Sequence[Mapping[str, Any]]) -> Answers:
-        return invoke(lambda_client, function, rows, settings.batch_size, kind)
+        return invoke(lambda_client, function, rows, settings.batch_size, kind, deadline)
 
     rows = instances(golden)
     candidate = ask(settings.candidate_function, rows)
@@ -668,7 +708,7 @@ def settings_from_properties(properties: Mapping[str, Any]) -> GateSettings:
 
 
 def on_custom_resource(
-    event: Mapping[str, Any], *, lambda_client: Any, s3: Any
+    event: Mapping[str, Any], *, lambda_client: Any, s3: Any, deadline: Deadline = NO_DEADLINE
 ) -> tuple[str, str, str]:
     """(status, reason, physical id) for a CloudFormation request."""
     properties = event.get("ResourceProperties", {})
@@ -676,7 +716,12 @@ def on_custom_resource(
     if event.get("RequestType") == "Delete":
         return "SUCCESS", "nothing to undo", event.get("PhysicalResourceId", physical_id)
     try:
-        verdict = run_gate(settings_from_properties(properties), lambda_client=lambda_client, s3=s3)
+        verdict = run_gate(
+            settings_from_properties(properties),
+            lambda_client=lambda_client,
+            s3=s3,
+            deadline=deadline,
+        )
     except GateError as error:
         return "FAILED", f"traffic gate could not run: {error}"[:REASON_MAX_CHARS], physical_id
     for line in verdict.lines():
@@ -762,6 +807,7 @@ def on_hook(
     lambda_client: Any,
     s3: Any,
     codedeploy: Any,
+    deadline: Deadline = NO_DEADLINE,
 ) -> str:
     """Check the deployment's target version and report; returns the status sent."""
     deployment_id = event["DeploymentId"]
@@ -783,7 +829,7 @@ def on_hook(
             tolerances=Tolerances.parse(env, _ENV_TOLERANCES, _OPTIONAL_TOLERANCES),
             batch_size=_batch_size(env.get("BATCH_SIZE")),
         )
-        verdict = run_gate(settings, lambda_client=lambda_client, s3=s3)
+        verdict = run_gate(settings, lambda_client=lambda_client, s3=s3, deadline=deadline)
         for line in verdict.lines():
             print(line)
         status = "Succeeded" if verdict.passed else "Failed"
@@ -800,6 +846,8 @@ def on_hook(
 def handler(event: Mapping[str, Any], context: Any) -> None:
     import boto3  # the runtime's boto3; imported here so tests of the logic need none
 
+    # Every answer must reach CloudFormation or CodeDeploy before the function times out.
+    deadline = Deadline(context.get_remaining_time_in_millis)
     lambda_client, s3 = boto3.client("lambda"), boto3.client("s3")
     if "LifecycleEventHookExecutionId" in event:
         on_hook(
@@ -808,10 +856,13 @@ def handler(event: Mapping[str, Any], context: Any) -> None:
             lambda_client=lambda_client,
             s3=s3,
             codedeploy=boto3.client("codedeploy"),
+            deadline=deadline,
         )
         return
     try:
-        status, reason, physical_id = on_custom_resource(event, lambda_client=lambda_client, s3=s3)
+        status, reason, physical_id = on_custom_resource(
+            event, lambda_client=lambda_client, s3=s3, deadline=deadline
+        )
     except Exception as error:  # every failure must reach CloudFormation, or it waits an hour
         status, reason = "FAILED", f"{type(error).__name__}: {error}"[:REASON_MAX_CHARS]
         physical_id = str(event.get("ResourceProperties", {}).get("FunctionArn", "traffic-gate"))
