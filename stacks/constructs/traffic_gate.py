@@ -42,6 +42,8 @@ class TrafficGate(Construct):
         function: lambda_.IFunction,
         candidate: lambda_.IVersion,
         stable: lambda_.IVersion | None,
+        candidate_weight: float,
+        alias_name: str,
         model: ModelArtifact,
         stable_model: ModelArtifact | None,
         model_bucket: s3.IBucket,
@@ -157,8 +159,17 @@ class TrafficGate(Construct):
                 )
             )
             return
+        # IAM checks GetAlias against the unqualified function ARN, not function:NAME:*.
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:GetAlias"], resources=[function.function_arn])
+        )
         properties: dict[str, str] = {
             "FunctionArn": candidate.function_arn,
+            # The gate checks only a version whose traffic grows: not one that takes none
+            # after this deploy (weight 0, a roll back), nor one the alias already routes.
+            "CandidateWeight": f"{candidate_weight:g}",
+            "FunctionName": function.function_name,
+            "AliasName": alias_name,
             "GoldenBucket": model_bucket.bucket_name,
             "GoldenKey": golden_key,
             "GoldenSha256": model.golden_sha256,

@@ -722,3 +722,96 @@ def test_the_hook_reports_failed_before_its_timeout(
 
 def gate_boto3() -> ModuleType:
     return importlib.import_module("boto3")
+
+
+# ------------------------------------------- the gate runs only when a version's traffic grows
+
+ALIAS = {"AliasName": "production", "FunctionName": "fn"}
+
+
+def expect_alias(aws: Aws, version: str, weights: dict[str, float] | None = None) -> None:
+    answer: dict[str, Any] = {
+        "AliasArn": "arn:aws:lambda:eu-west-1:123456789012:function:fn:production",
+        "Name": "production",
+        "FunctionVersion": version,
+    }
+    if weights is not None:
+        answer["RoutingConfig"] = {"AdditionalVersionWeights": weights}
+    aws.lambda_stub.add_response("get_alias", answer, {"FunctionName": "fn", "Name": "production"})
+
+
+def test_a_candidate_without_traffic_is_not_checked_and_nothing_is_called(aws: Aws) -> None:
+    # rollout rollback: the candidate (maybe broken) keeps no traffic; the gate must not
+    # stand between it and the rollback. No stub: any AWS call fails the test.
+    status, reason, physical = gate.on_custom_resource(
+        request("Update", CandidateWeight="0", StableFunctionArn=None, **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert (status, physical) == ("SUCCESS", CANDIDATE)
+    assert reason == (
+        f"not checked: {CANDIDATE} takes no traffic after this deploy (CandidateWeight 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("serving", "weights"),
+    [
+        ("7", {"8": 0.1}),  # a ramp or a promote: the canary already takes traffic
+        ("8", None),  # an update-rollback re-sending the properties of what serves
+    ],
+)
+def test_a_candidate_the_alias_already_routes_is_not_checked_again(
+    aws: Aws, serving: str, weights: dict[str, float] | None
+) -> None:
+    expect_alias(aws, serving, weights)
+    status, reason, _ = gate.on_custom_resource(
+        request("Update", CandidateWeight="0.5", **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "SUCCESS"
+    assert reason == (
+        "not checked: alias production already routes version 8, so it passed the gate "
+        "before it took traffic"
+    )
+
+
+def test_a_candidate_the_alias_does_not_route_is_checked(aws: Aws) -> None:
+    expect_alias(aws, "7")
+    expect_full_gate(aws, CANDIDATE_P, CANDIDATE_P)
+    status, reason, _ = gate.on_custom_resource(
+        request("Update", CandidateWeight="0.1", **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "SUCCESS"
+    assert reason.startswith("identity on 6 golden rows")
+
+
+def test_without_the_alias_the_first_deploy_is_checked(aws: Aws) -> None:
+    aws.lambda_stub.add_client_error(
+        "get_alias",
+        service_error_code="ResourceNotFoundException",
+        service_message="Function not found: fn:production",
+        http_status_code=404,
+        expected_params={"FunctionName": "fn", "Name": "production"},
+    )
+    expect_full_gate(aws, [p + 1e-6 for p in CANDIDATE_P], CANDIDATE_P)
+    status, reason, _ = gate.on_custom_resource(
+        request("Create", CandidateWeight="1", **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "FAILED"
+    assert reason.startswith("identity: max |dp| 1e-06")
+
+
+def test_a_bad_candidate_weight_is_named(aws: Aws) -> None:
+    status, reason, _ = gate.on_custom_resource(
+        request(CandidateWeight="half", **ALIAS), lambda_client=aws.lambda_client, s3=aws.s3
+    )
+    assert (status, reason) == (
+        "FAILED",
+        "traffic gate could not run: CandidateWeight='half' is not allowed: a number from 0 to 1",
+    )

@@ -84,3 +84,42 @@ def test_automated_mode_gates_through_codedeploys_hook(synth_context: SynthConte
     # the gate's own statement adds GetDeployment (it reads the AppSpec's versions).
     assert any("codedeploy:GetDeployment" in json.dumps(s["Action"]) for s in statements)
     assert group["Properties"]["DeploymentConfigName"].startswith("CodeDeployDefault.Lambda")
+
+
+ROLLED_BACK = {**CANARY, "canary_weight": "0"}
+
+
+def test_the_gate_knows_the_candidates_traffic_after_the_deploy(
+    synth: Callable[..., Synth], dev: Synth
+) -> None:
+    # rollout rollback keeps the candidate published with weight 0: the gate answers at
+    # once instead of checking the version being rolled back.
+    for result, weight in ((synth(env="prod", **ROLLED_BACK), "0"),
+                           (synth(env="prod", **CANARY), "0.1"), (dev, "1")):  # fmt: skip
+        _, resource = gate(result)
+        properties = resource["Properties"]
+        assert properties["CandidateWeight"] == weight
+        assert properties["AliasName"] == "production"
+        (function_id,) = [
+            k for k, r in result.resources("inference", "AWS::Lambda::Function").items()
+            if k.startswith("InferenceFunction")
+        ]  # fmt: skip
+        assert properties["FunctionName"] == {"Ref": function_id}
+    rolled_back = gate(synth(env="prod", **ROLLED_BACK))[1]["Properties"]
+    assert "StableFunctionArn" not in rolled_back
+
+
+def test_the_gate_may_read_the_alias_on_the_unqualified_function_arn(
+    synth: Callable[..., Synth],
+) -> None:
+    result = synth(env="prod", **CANARY)
+    _, resource = gate(result)
+    function_id = resource["Properties"]["FunctionName"]["Ref"]
+    statements = [
+        s for p in result.resources("inference", "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "lambda:GetAlias" in json.dumps(s["Action"])
+    ]  # fmt: skip
+    # IAM checks GetAlias against function:NAME; a grant on function:NAME:* misses it.
+    assert {"Action": "lambda:GetAlias", "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [function_id, "Arn"]}} in statements  # fmt: skip
