@@ -186,6 +186,9 @@ class InferenceStack(Stack):
                 alarms=self.monitoring.alarms.rollback,
                 pre_traffic_hook=self.traffic_gate.function,
             )
+            self.traffic_gate.allow_deployments(
+                self.automated_rollout.application, self.automated_rollout.deployment_group
+            )
 
         CfnOutput(
             self, "EndpointUrl", value=self.endpoint.url.url, description="HTTPS endpoint (alias)"
