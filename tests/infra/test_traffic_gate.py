@@ -807,6 +807,24 @@ def test_without_the_alias_the_first_deploy_is_checked(aws: Aws) -> None:
     assert reason.startswith("identity: max |dp| 1e-06")
 
 
+def test_when_the_alias_cannot_be_read_the_candidate_is_checked(aws: Aws) -> None:
+    aws.lambda_stub.add_client_error(
+        "get_alias",
+        service_error_code="TooManyRequestsException",
+        service_message="Rate exceeded",
+        http_status_code=429,
+        expected_params={"FunctionName": "fn", "Name": "production"},
+    )
+    expect_full_gate(aws, CANDIDATE_P, CANDIDATE_P)
+    status, reason, _ = gate.on_custom_resource(
+        request("Update", CandidateWeight="0.5", **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "SUCCESS"
+    assert reason.startswith("identity on 6 golden rows")
+
+
 def test_a_bad_candidate_weight_is_named(aws: Aws) -> None:
     status, reason, _ = gate.on_custom_resource(
         request(CandidateWeight="half", **ALIAS), lambda_client=aws.lambda_client, s3=aws.s3

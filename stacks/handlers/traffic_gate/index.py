@@ -25,8 +25,13 @@ A refusal names the metric, the value and the tolerance. Two ways in, one check:
   ``StableGoldenKey``, ``StableGoldenSha256`` (the stable model's; optional, same bucket),
   ``Runtime``, ``MaxLogLossIncrease``,
   ``MaxAucDecrease``, ``MaxBrierIncrease``, optional ``MaxRmseIncreaseFraction`` and
-  ``BatchSize``. FAILED fails the deploy
-  before the alias update; Delete always succeeds.
+  ``BatchSize``; ``CandidateWeight`` (the candidate's share of traffic after this deploy),
+  ``FunctionName`` (unqualified) and ``AliasName``. FAILED fails the deploy before the
+  alias update; Delete always succeeds. The check runs only when the candidate's traffic
+  grows (``not_needed``): SUCCESS at once, with the reason, for ``CandidateWeight`` 0 (a
+  roll back; no AWS call) and when ``GetAlias`` shows the alias already routes the
+  candidate (a ramp, a promote, an update-rollback). Properties without
+  ``CandidateWeight`` (an earlier release's template) are always checked.
 * CodeDeploy ``BeforeAllowTraffic`` hook (automated rollouts). The versions come from the
   deployment's AppSpec (``TargetVersion`` is the candidate, ``CurrentVersion`` the stable):
   ``GetDeployment``'s revision, or ``GetApplicationRevision``'s when GetDeployment's answer
@@ -740,6 +745,10 @@ def not_needed(properties: Mapping[str, Any], *, lambda_client: Any) -> str | No
         current = lambda_client.get_alias(FunctionName=function, Name=alias)
     except lambda_client.exceptions.ResourceNotFoundException:
         return None  # the first deploy: no alias, nothing routed yet
+    except lambda_client.exceptions.ClientError as error:
+        # Not knowing what the alias routes is no reason to skip the check: it runs.
+        print(f"GetAlias {function}:{alias} failed, so the gate checks {candidate}: {error}")
+        return None
     weights = (current.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
     if current.get("FunctionVersion") == version or weights.get(version, 0) > 0:
         return (
