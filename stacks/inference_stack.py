@@ -98,6 +98,8 @@ class InferenceStack(Stack):
             function=function,
             candidate=self.release.candidate,
             stable=self.release.stable if rollout.canary_weight > 0 else None,
+            candidate_weight=self.release.candidate_weight,
+            alias_name=ALIAS_NAME,
             model=model,
             stable_model=config.stable_model,
             model_bucket=model_bucket,
@@ -183,6 +185,9 @@ class InferenceStack(Stack):
                 traffic_shift=rollout.traffic_shift,
                 alarms=self.monitoring.alarms.rollback,
                 pre_traffic_hook=self.traffic_gate.function,
+            )
+            self.traffic_gate.allow_deployments(
+                self.automated_rollout.application, self.automated_rollout.deployment_group
             )
 
         CfnOutput(

@@ -55,11 +55,11 @@ class AutomatedRollout(Construct):
         pre_traffic_hook: lambda_.IFunction | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        application = codedeploy.LambdaApplication(self, "Application")
+        self.application = codedeploy.LambdaApplication(self, "Application")
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,
             "DeploymentGroup",
-            application=application,
+            application=self.application,
             alias=alias,
             deployment_config=DEPLOYMENT_CONFIGS[traffic_shift],
             alarms=list(alarms),

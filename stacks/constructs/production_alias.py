@@ -41,6 +41,7 @@ class ProductionAlias(Construct):
         pc = provisioned_concurrency
         # Each side's share of traffic after this deploy.
         candidate_weight = 1.0 if self.stable is None else canary_weight
+        self.candidate_weight = candidate_weight
         allocations = [Allocation(self.candidate, pc.candidate, pc.candidate_max, candidate_weight)]
         if self.stable is not None:
             allocations.append(

@@ -4,22 +4,28 @@ One function (stacks/handlers/traffic_gate, see its docstring), two ways in:
 
 * manual mode: a custom resource that the alias waits for, run after the version is
   published and its provisioned concurrency is ready; FAILED fails the deploy before the
-  alias moves, and CloudFormation rolls back;
+  alias moves, and CloudFormation rolls back. It carries the candidate's weight after the
+  deploy and the alias's identity, so that it checks only a version whose traffic grows: a
+  roll back (weight 0) or a version the alias already routes is answered at once, and the
+  role may read the alias (``lambda:GetAlias`` on the unqualified function ARN);
 * automated mode: CodeDeploy's BeforeAllowTraffic hook of the deployment group; Failed
-  stops the shift before any traffic moves.
+  stops the shift before any traffic moves. ``allow_deployments`` grants the CodeDeploy
+  calls on this stack's deployment group and application once they exist.
+
+Either way the gate stops 30 s before its 10-minute timeout and answers FAILED, so
+CloudFormation and CodeDeploy never wait for a gate that timed out.
 """
 
 from __future__ import annotations
 
 from aws_cdk import (
     Acknowledgment,
-    ArnFormat,
     CustomResource,
     Duration,
     RemovalPolicy,
-    Stack,
     Validations,
 )
+from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -42,6 +48,8 @@ class TrafficGate(Construct):
         function: lambda_.IFunction,
         candidate: lambda_.IVersion,
         stable: lambda_.IVersion | None,
+        candidate_weight: float,
+        alias_name: str,
         model: ModelArtifact,
         stable_model: ModelArtifact | None,
         model_bucket: s3.IBucket,
@@ -120,7 +128,6 @@ class TrafficGate(Construct):
             model.model_prefix,
             why="the gate reads the golden sets of the candidate's and the stable side's versions.",
         )
-        stack = Stack.of(self)
         Validations.of(role).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
@@ -128,49 +135,23 @@ class TrafficGate(Construct):
                 "qualifier; the version numbers are not known at synth.",
             )
         )
+        self.role = role
         self.resource: CustomResource | None = None
         if automated:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["codedeploy:GetDeployment"],
-                    # The deployment group names this function as its hook: naming the group
-                    # here would be a reference cycle. Scoped to this account and region.
-                    resources=[
-                        stack.format_arn(
-                            service="codedeploy",
-                            resource="deploymentgroup",
-                            resource_name="*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    ],
-                )
-            )
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    # No resource type in the Service Authorization Reference: a statement
-                    # naming a deployment group never matches it, only "*" does.
-                    actions=["codedeploy:PutLifecycleEventHookExecutionStatus"],
-                    resources=["*"],
-                )
-            )
-            Validations.of(role).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-IAM5[Resource::*]",
-                    reason="PutLifecycleEventHookExecutionStatus has no resource-level "
-                    "permissions (Service Authorization Reference for CodeDeploy).",
-                )
-            )
-            Validations.of(role).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codedeploy:"
-                    "<AWS::Region>:<AWS::AccountId>:deploymentgroup:*]",
-                    reason="The deployment group names the hook; naming the group in the "
-                    "hook's policy would be a reference cycle.",
-                )
-            )
+            # The CodeDeploy permissions name the deployment group, which is made after
+            # this function (it names it as its hook): see allow_deployments.
             return
+        # IAM checks GetAlias against the unqualified function ARN, not function:NAME:*.
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:GetAlias"], resources=[function.function_arn])
+        )
         properties: dict[str, str] = {
             "FunctionArn": candidate.function_arn,
+            # The gate checks only a version whose traffic grows: not one that takes none
+            # after this deploy (weight 0, a roll back), nor one the alias already routes.
+            "CandidateWeight": f"{candidate_weight:g}",
+            "FunctionName": function.function_name,
+            "AliasName": alias_name,
             "GoldenBucket": model_bucket.bucket_name,
             "GoldenKey": golden_key,
             "GoldenSha256": model.golden_sha256,
@@ -189,4 +170,41 @@ class TrafficGate(Construct):
             resource_type="Custom::TrafficGate",
             properties=properties,
             service_timeout=Duration.minutes(10),
+        )
+
+    def allow_deployments(
+        self, application: codedeploy.ILambdaApplication, group: codedeploy.ILambdaDeploymentGroup
+    ) -> None:
+        """Automated mode: the hook reads the deployments of ``group`` and the revisions of
+        ``application``, and reports its verdict.
+
+        Resource types from the Service Authorization Reference: ``GetDeployment`` checks
+        the deployment group, ``GetApplicationRevision`` the application, and
+        ``PutLifecycleEventHookExecutionStatus`` has none (only ``*`` matches it). Naming
+        the group here is no reference cycle: the group's role may invoke this function,
+        but the group itself depends only on its role, not on that role's policy (CDK's own
+        hook grant already names the group in this policy)."""
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["codedeploy:GetDeployment"], resources=[group.deployment_group_arn]
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["codedeploy:GetApplicationRevision"],
+                resources=[application.application_arn],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["codedeploy:PutLifecycleEventHookExecutionStatus"], resources=["*"]
+            )
+        )
+        Validations.of(self.role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="codedeploy:PutLifecycleEventHookExecutionStatus has no resource type "
+                "in the Service Authorization Reference: only * matches it. The hook reports "
+                "only for the deployment that invoked it.",
+            )
         )

@@ -44,8 +44,19 @@ def test_changing_only_the_weight_changes_only_routing(synth: Callable[..., Synt
     assert weights == [0.5]
     assert alias(before)["FunctionVersion"] == alias(after)["FunctionVersion"] == "7"
     # Besides the alias, only provisioned concurrency (which follows the weights, with
-    # its autoscaling bounds) may differ: the function and the version stay as they are.
+    # its autoscaling bounds) and the traffic gate's CandidateWeight (it answers at once
+    # for a version the alias already routes) may differ: the function and the version
+    # stay as they are.
     changeable = ("AWS::Lambda::Alias", "Custom::ProvisionedConcurrency")
+    gate_before, gate_after = (  # copies: the synthesized templates are shared
+        json.loads(json.dumps(s.resources("inference", "Custom::TrafficGate")))
+        for s in (before, after)
+    )
+    for resource, weight in ((gate_before, "0.1"), (gate_after, "0.5")):
+        (properties,) = [r["Properties"] for r in resource.values()]
+        assert properties.pop("CandidateWeight") == weight
+    assert gate_before == gate_after
+    changeable += ("Custom::TrafficGate",)
     assert without(after.template("inference"), *changeable) == without(
         before.template("inference"), *changeable
     )

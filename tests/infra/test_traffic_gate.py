@@ -8,6 +8,7 @@ call is one the test expects, in that order.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import io
 import json
@@ -585,3 +586,250 @@ def test_standard_library_task_metrics_match_the_numpy_ones(seed: int) -> None:
     assert gate.rmse(truth, values) == pytest.approx(stats.rmse(truth, values), rel=1e-12)
     assert gate.mae(truth, values) == pytest.approx(stats.mae(truth, values), rel=1e-12)
     assert gate.r2(truth, values) == pytest.approx(stats.r2(truth, values), rel=1e-12)
+
+
+# ------------------------------------------------- AppSpec not in GetDeployment's answer
+
+# GetDeployment may leave out the AppSpec's content ("Required: No"); the revision it names
+# is then read with GetApplicationRevision.
+REVISION_WITHOUT_CONTENT = {
+    "revisionType": "AppSpecContent",
+    "appSpecContent": {"sha256": "0" * 64},
+}
+
+
+def expect_deployment_without_content(aws: Aws) -> None:
+    aws.codedeploy_stub.add_response(
+        "get_deployment",
+        {
+            "deploymentInfo": {
+                "applicationName": "sklearn-serving-app",
+                "deploymentId": "d-ABCDEF123",
+                "revision": REVISION_WITHOUT_CONTENT,
+            }
+        },
+        {"deploymentId": "d-ABCDEF123"},
+    )
+
+
+def expect_revision(aws: Aws, revision: dict[str, Any]) -> None:
+    aws.codedeploy_stub.add_response(
+        "get_application_revision",
+        {"applicationName": "sklearn-serving-app", "revision": revision},
+        {"applicationName": "sklearn-serving-app", "revision": REVISION_WITHOUT_CONTENT},
+    )
+
+
+def test_hook_reads_the_appspec_from_the_revision_when_the_deployment_omits_it(
+    aws: Aws,
+) -> None:
+    expect_deployment_without_content(aws)
+    expect_revision(
+        aws,
+        {
+            "revisionType": "AppSpecContent",
+            "appSpecContent": {"content": json.dumps(APPSPEC), "sha256": "0" * 64},
+        },
+    )
+    aws.golden(KEY, GOLDEN)
+    aws.answers(CANDIDATE, GOLDEN, CANDIDATE_P, 4)
+    aws.answers(STABLE, GOLDEN, CANDIDATE_P, 4)
+    expect_report(aws, "Succeeded")
+    assert run_hook(aws) == "Succeeded"
+
+
+def test_hook_reads_a_string_revision_too(aws: Aws) -> None:
+    expect_deployment_without_content(aws)
+    expect_revision(aws, {"revisionType": "String", "string": {"content": json.dumps(APPSPEC)}})
+    aws.golden(KEY, GOLDEN)
+    aws.answers(CANDIDATE, GOLDEN, CANDIDATE_P, 4)
+    aws.answers(STABLE, GOLDEN, CANDIDATE_P, 4)
+    expect_report(aws, "Succeeded")
+    assert run_hook(aws) == "Succeeded"
+
+
+def test_hook_fails_clearly_when_no_answer_has_the_appspec(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_deployment_without_content(aws)
+    expect_revision(aws, REVISION_WITHOUT_CONTENT)
+    expect_report(aws, "Failed")
+    assert run_hook(aws) == "Failed"
+    assert (
+        "neither GetDeployment nor GetApplicationRevision answered the AppSpec content of "
+        "deployment d-ABCDEF123 (application sklearn-serving-app)"
+    ) in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- the deadline
+
+
+class DroppingContext:
+    """A Lambda context whose remaining time is each of ``remaining_ms`` in turn, then
+    the last one."""
+
+    def __init__(self, *remaining_ms: int) -> None:
+        self.remaining = list(remaining_ms)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining.pop(0) if len(self.remaining) > 1 else self.remaining[0]
+
+
+def test_the_custom_resource_answers_failed_before_its_timeout(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first batch starts with 10 minutes left; before the second only 25 s remain,
+    # less than the time kept to answer CloudFormation.
+    clients = {"lambda": aws.lambda_client, "s3": aws.s3, "codedeploy": aws.codedeploy}
+    monkeypatch.setattr(gate_boto3(), "client", lambda name: clients[name])
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        gate, "respond", lambda event, status, reason, physical: sent.append(
+            {"status": status, "reason": reason}
+        )
+    )  # fmt: skip
+    aws.golden(KEY, GOLDEN)
+    first_batch = {**GOLDEN, "features": GOLDEN["features"][:4]}
+    aws.answers(CANDIDATE, first_batch, CANDIDATE_P, 4)
+    gate.handler(request(), DroppingContext(600_000, 25_000))
+    (answer,) = sent
+    assert answer["status"] == "FAILED"
+    assert answer["reason"] == (
+        "traffic gate could not run: deadline: 25 s of the gate's time left before "
+        f"{CANDIDATE} rows 4-5, less than the 30 s kept to send the answer"
+    )
+
+
+def test_the_hook_reports_failed_before_its_timeout(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_hook(aws)
+    aws.golden(KEY, GOLDEN)
+    expect_report(aws, "Failed")
+    status = gate.on_hook(
+        HOOK_EVENT,
+        HOOK_ENV,
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+        codedeploy=aws.codedeploy,
+        deadline=gate.Deadline(DroppingContext(29_999).get_remaining_time_in_millis),
+    )
+    assert status == "Failed"
+    assert f"deadline: 29 s of the gate's time left before {CANDIDATE} rows 0-3" in (
+        capsys.readouterr().out
+    )
+
+
+def gate_boto3() -> ModuleType:
+    return importlib.import_module("boto3")
+
+
+# ------------------------------------------- the gate runs only when a version's traffic grows
+
+ALIAS = {"AliasName": "production", "FunctionName": "fn"}
+
+
+def expect_alias(aws: Aws, version: str, weights: dict[str, float] | None = None) -> None:
+    answer: dict[str, Any] = {
+        "AliasArn": "arn:aws:lambda:eu-west-1:123456789012:function:fn:production",
+        "Name": "production",
+        "FunctionVersion": version,
+    }
+    if weights is not None:
+        answer["RoutingConfig"] = {"AdditionalVersionWeights": weights}
+    aws.lambda_stub.add_response("get_alias", answer, {"FunctionName": "fn", "Name": "production"})
+
+
+def test_a_candidate_without_traffic_is_not_checked_and_nothing_is_called(aws: Aws) -> None:
+    # rollout rollback: the candidate (maybe broken) keeps no traffic; the gate must not
+    # stand between it and the rollback. No stub: any AWS call fails the test.
+    status, reason, physical = gate.on_custom_resource(
+        request("Update", CandidateWeight="0", StableFunctionArn=None, **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert (status, physical) == ("SUCCESS", CANDIDATE)
+    assert reason == (
+        f"not checked: {CANDIDATE} takes no traffic after this deploy (CandidateWeight 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("serving", "weights"),
+    [
+        ("7", {"8": 0.1}),  # a ramp or a promote: the canary already takes traffic
+        ("8", None),  # an update-rollback re-sending the properties of what serves
+    ],
+)
+def test_a_candidate_the_alias_already_routes_is_not_checked_again(
+    aws: Aws, serving: str, weights: dict[str, float] | None
+) -> None:
+    expect_alias(aws, serving, weights)
+    status, reason, _ = gate.on_custom_resource(
+        request("Update", CandidateWeight="0.5", **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "SUCCESS"
+    assert reason == (
+        "not checked: alias production already routes version 8, so it passed the gate "
+        "before it took traffic"
+    )
+
+
+def test_a_candidate_the_alias_does_not_route_is_checked(aws: Aws) -> None:
+    expect_alias(aws, "7")
+    expect_full_gate(aws, CANDIDATE_P, CANDIDATE_P)
+    status, reason, _ = gate.on_custom_resource(
+        request("Update", CandidateWeight="0.1", **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "SUCCESS"
+    assert reason.startswith("identity on 6 golden rows")
+
+
+def test_without_the_alias_the_first_deploy_is_checked(aws: Aws) -> None:
+    aws.lambda_stub.add_client_error(
+        "get_alias",
+        service_error_code="ResourceNotFoundException",
+        service_message="Function not found: fn:production",
+        http_status_code=404,
+        expected_params={"FunctionName": "fn", "Name": "production"},
+    )
+    expect_full_gate(aws, [p + 1e-6 for p in CANDIDATE_P], CANDIDATE_P)
+    status, reason, _ = gate.on_custom_resource(
+        request("Create", CandidateWeight="1", **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "FAILED"
+    assert reason.startswith("identity: max |dp| 1e-06")
+
+
+def test_when_the_alias_cannot_be_read_the_candidate_is_checked(aws: Aws) -> None:
+    aws.lambda_stub.add_client_error(
+        "get_alias",
+        service_error_code="TooManyRequestsException",
+        service_message="Rate exceeded",
+        http_status_code=429,
+        expected_params={"FunctionName": "fn", "Name": "production"},
+    )
+    expect_full_gate(aws, CANDIDATE_P, CANDIDATE_P)
+    status, reason, _ = gate.on_custom_resource(
+        request("Update", CandidateWeight="0.5", **ALIAS),
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+    )
+    assert status == "SUCCESS"
+    assert reason.startswith("identity on 6 golden rows")
+
+
+def test_a_bad_candidate_weight_is_named(aws: Aws) -> None:
+    status, reason, _ = gate.on_custom_resource(
+        request(CandidateWeight="half", **ALIAS), lambda_client=aws.lambda_client, s3=aws.s3
+    )
+    assert (status, reason) == (
+        "FAILED",
+        "traffic gate could not run: CandidateWeight='half' is not allowed: a number from 0 to 1",
+    )

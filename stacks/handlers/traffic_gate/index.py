@@ -25,15 +25,28 @@ A refusal names the metric, the value and the tolerance. Two ways in, one check:
   ``StableGoldenKey``, ``StableGoldenSha256`` (the stable model's; optional, same bucket),
   ``Runtime``, ``MaxLogLossIncrease``,
   ``MaxAucDecrease``, ``MaxBrierIncrease``, optional ``MaxRmseIncreaseFraction`` and
-  ``BatchSize``. FAILED fails the deploy
-  before the alias update; Delete always succeeds.
+  ``BatchSize``; ``CandidateWeight`` (the candidate's share of traffic after this deploy),
+  ``FunctionName`` (unqualified) and ``AliasName``. FAILED fails the deploy before the
+  alias update; Delete always succeeds. The check runs only when the candidate's traffic
+  grows (``not_needed``): SUCCESS at once, with the reason, for ``CandidateWeight`` 0 (a
+  roll back; no AWS call) and when ``GetAlias`` shows the alias already routes the
+  candidate (a ramp, a promote, an update-rollback). Properties without
+  ``CandidateWeight`` (an earlier release's template) are always checked.
 * CodeDeploy ``BeforeAllowTraffic`` hook (automated rollouts). The versions come from the
-  deployment's AppSpec (``TargetVersion`` is the candidate, ``CurrentVersion`` the stable);
+  deployment's AppSpec (``TargetVersion`` is the candidate, ``CurrentVersion`` the stable):
+  ``GetDeployment``'s revision, or ``GetApplicationRevision``'s when GetDeployment's answer
+  leaves the content out (the API does not promise it);
   the rest from the environment: ``GOLDEN_BUCKET``, ``GOLDEN_KEY``, ``GOLDEN_SHA256``,
   ``STABLE_GOLDEN_KEY``, ``STABLE_GOLDEN_SHA256`` (optional), ``MODEL_RUNTIME``,
   ``MAX_LOG_LOSS_INCREASE``, ``MAX_AUC_DECREASE``, ``MAX_BRIER_INCREASE``, optional
   ``MAX_RMSE_INCREASE_FRACTION`` and ``BATCH_SIZE``. It reports with
   ``PutLifecycleEventHookExecutionStatus``; Failed stops the shift before any traffic moves.
+
+**Deadline.** The function's timeout is 600 s. Before each invocation batch the gate
+reads ``context.get_remaining_time_in_millis()``; with less than ``DEADLINE_MARGIN_MS``
+(30 s) left it stops and answers FAILED (custom resource) or Failed (hook) with a message
+naming the deadline, so the answer always arrives: past the timeout CloudFormation would
+wait for the custom resource's own timeout and CodeDeploy a full hour for the hook.
 
 The checks are plain functions of lists (``evaluate``): ``python -m tools.rollout start``
 runs the same ones offline against the local artifacts. Only the standard library and the
@@ -47,7 +60,7 @@ import json
 import math
 import os
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +68,10 @@ IDENTITY_BOUND = 1e-9
 DEFAULT_BATCH_SIZE = 200
 LOG_LOSS_EPS = 1e-15
 GOLDEN_FORMAT = "golden-set/1"
+# Time kept to send the answer (CloudFormation's response URL is given 30 s) before the
+# function's own timeout: past it, CloudFormation waits for the custom resource's timeout
+# and CodeDeploy an hour for the hook.
+DEADLINE_MARGIN_MS = 30_000
 # The reason CloudFormation shows is cut at a few thousand characters; keep it readable.
 REASON_MAX_CHARS = 1000
 TASKS = ("binary", "multiclass", "regression")
@@ -67,6 +84,31 @@ DEFAULT_MAX_RMSE_INCREASE_FRACTION = 0.02
 
 class GateError(Exception):
     """The gate could not run (bad golden set, failed invocation); the message says why."""
+
+
+class Deadline:
+    """The gate's deadline: ``remaining_ms`` is the Lambda context's
+    ``get_remaining_time_in_millis``; without it (offline, tests) there is none."""
+
+    def __init__(
+        self, remaining_ms: Callable[[], int] | None, margin_ms: int = DEADLINE_MARGIN_MS
+    ) -> None:
+        self.remaining_ms = remaining_ms
+        self.margin_ms = margin_ms
+
+    def check(self, before: str) -> None:
+        """GateError when less than the margin is left before ``before`` starts."""
+        if self.remaining_ms is None:
+            return
+        left = self.remaining_ms()
+        if left < self.margin_ms:
+            raise GateError(
+                f"deadline: {left // 1000} s of the gate's time left before {before}, less "
+                f"than the {self.margin_ms // 1000} s kept to send the answer"
+            )
+
+
+NO_DEADLINE = Deadline(None)
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -490,13 +532,16 @@ def invoke(
     rows: Sequence[Mapping[str, Any]],
     batch_size: int,
     kind: Kind = Kind("binary", (0, 1)),
+    deadline: Deadline = NO_DEADLINE,
 ) -> Answers:
     """Every row through ``function`` (a qualified ARN), ``batch_size`` rows per request;
-    the answers read as ``kind``'s (a model of another task answers other fields)."""
+    the answers read as ``kind``'s (a model of another task answers other fields). Each
+    batch starts only while ``deadline`` leaves time to answer."""
     answers = Answers([], None if kind.task == "regression" else [])
     for start in range(0, len(rows), batch_size):
         batch = list(rows[start : start + batch_size])
         where = f"{function} rows {start}-{start + len(batch) - 1}"
+        deadline.check(where)
         response = lambda_client.invoke(
             FunctionName=function,
             InvocationType="RequestResponse",
@@ -569,7 +614,9 @@ CANDIDATE_ROWS = "the candidate's golden set"
 STABLE_ROWS = "the stable model's golden set"
 
 
-def run_gate(settings: GateSettings, *, lambda_client: Any, s3: Any) -> Verdict:
+def run_gate(
+    settings: GateSettings, *, lambda_client: Any, s3: Any, deadline: Deadline = NO_DEADLINE
+) -> Verdict:
     def read(where: GoldenObject) -> dict[str, Any]:
         return read_golden(s3, where.bucket, where.key, where.sha256)
 
@@ -577,7 +624,7 @@ def run_gate(settings: GateSettings, *, lambda_client: Any, s3: Any) -> Verdict:
     kind = kind_of(golden)
 
     def ask(function: str, rows: Sequence[Mapping[str, Any]]) -> Answers:
-        return invoke(lambda_client, function, rows, settings.batch_size, kind)
+        return invoke(lambda_client, function, rows, settings.batch_size, kind, deadline)
 
     rows = instances(golden)
     candidate = ask(settings.candidate_function, rows)
@@ -665,8 +712,54 @@ def settings_from_properties(properties: Mapping[str, Any]) -> GateSettings:
     )
 
 
+def _candidate_weight(text: Any) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise GateError(f"CandidateWeight={text!r} is not allowed: a number from 0 to 1")
+    return value
+
+
+def not_needed(properties: Mapping[str, Any], *, lambda_client: Any) -> str | None:
+    """Why the gate need not check the candidate, or None when it must.
+
+    The gate stands between a version and traffic it does not have yet. It does not run
+    when the candidate takes no traffic after this deploy (``CandidateWeight`` 0: a roll
+    back, which must not wait for the version it rolls back), nor when ``GetAlias`` shows
+    that the alias already routes the candidate (a ramp, a promote, an update-rollback
+    re-sending the previous template's properties): it passed before it took traffic.
+    A missing alias (the first deploy) routes nothing. Properties of a template of an
+    earlier release carry no ``CandidateWeight``: the gate runs, as it did then."""
+    if properties.get("CandidateWeight") is None:
+        return None
+    candidate = _required(properties, "FunctionArn")
+    if _candidate_weight(properties["CandidateWeight"]) == 0:
+        return f"not checked: {candidate} takes no traffic after this deploy (CandidateWeight 0)"
+    function, alias = properties.get("FunctionName"), properties.get("AliasName")
+    if not function or not alias:
+        return None
+    version = candidate.rsplit(":", 1)[-1]
+    try:
+        current = lambda_client.get_alias(FunctionName=function, Name=alias)
+    except lambda_client.exceptions.ResourceNotFoundException:
+        return None  # the first deploy: no alias, nothing routed yet
+    except lambda_client.exceptions.ClientError as error:
+        # Not knowing what the alias routes is no reason to skip the check: it runs.
+        print(f"GetAlias {function}:{alias} failed, so the gate checks {candidate}: {error}")
+        return None
+    weights = (current.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    if current.get("FunctionVersion") == version or weights.get(version, 0) > 0:
+        return (
+            f"not checked: alias {alias} already routes version {version}, so it passed the "
+            "gate before it took traffic"
+        )
+    return None
+
+
 def on_custom_resource(
-    event: Mapping[str, Any], *, lambda_client: Any, s3: Any
+    event: Mapping[str, Any], *, lambda_client: Any, s3: Any, deadline: Deadline = NO_DEADLINE
 ) -> tuple[str, str, str]:
     """(status, reason, physical id) for a CloudFormation request."""
     properties = event.get("ResourceProperties", {})
@@ -674,7 +767,16 @@ def on_custom_resource(
     if event.get("RequestType") == "Delete":
         return "SUCCESS", "nothing to undo", event.get("PhysicalResourceId", physical_id)
     try:
-        verdict = run_gate(settings_from_properties(properties), lambda_client=lambda_client, s3=s3)
+        why_not = not_needed(properties, lambda_client=lambda_client)
+        if why_not is not None:
+            print(why_not)
+            return "SUCCESS", why_not, physical_id
+        verdict = run_gate(
+            settings_from_properties(properties),
+            lambda_client=lambda_client,
+            s3=s3,
+            deadline=deadline,
+        )
     except GateError as error:
         return "FAILED", f"traffic gate could not run: {error}"[:REASON_MAX_CHARS], physical_id
     for line in verdict.lines():
@@ -704,12 +806,42 @@ def respond(event: Mapping[str, Any], status: str, reason: str, physical_id: str
 # ---------------------------------------------------------------------------- CodeDeploy hook
 
 
-def appspec_versions(deployment: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(function name, current version, target version) from a Lambda deployment."""
-    revision = deployment["deploymentInfo"]["revision"]
-    content = (revision.get("appSpecContent") or revision.get("string") or {}).get("content")
+def appspec_content(revision: Mapping[str, Any] | None) -> str | None:
+    """The AppSpec text of a RevisionLocation (``AppSpecContent`` or ``String``), if given."""
+    if not revision:
+        return None
+    for member in ("appSpecContent", "string"):
+        content = (revision.get(member) or {}).get("content")
+        if content:
+            return str(content)
+    return None
+
+
+def read_appspec(codedeploy: Any, deployment_id: str) -> str:
+    """The deployment's AppSpec. GetDeployment may leave the content out of its answer
+    ("Required: No"); the revision it names is then read with GetApplicationRevision."""
+    info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+    content = appspec_content(info.get("revision"))
+    if content:
+        return content
+    application, revision = info.get("applicationName"), info.get("revision")
+    if not application or not revision:
+        raise GateError(
+            f"GetDeployment answered no AppSpec content, application name or revision for "
+            f"deployment {deployment_id}"
+        )
+    answer = codedeploy.get_application_revision(applicationName=application, revision=revision)
+    content = appspec_content(answer.get("revision"))
     if not content:
-        raise GateError("the deployment has no AppSpec content")
+        raise GateError(
+            "neither GetDeployment nor GetApplicationRevision answered the AppSpec content of "
+            f"deployment {deployment_id} (application {application})"
+        )
+    return content
+
+
+def appspec_versions(content: str) -> tuple[str, str, str]:
+    """(function name, current version, target version) from a Lambda AppSpec."""
     spec = json.loads(content)
     for resource in spec.get("Resources", []):
         for value in resource.values():
@@ -730,13 +862,13 @@ def on_hook(
     lambda_client: Any,
     s3: Any,
     codedeploy: Any,
+    deadline: Deadline = NO_DEADLINE,
 ) -> str:
     """Check the deployment's target version and report; returns the status sent."""
     deployment_id = event["DeploymentId"]
     status = "Failed"
     try:
-        deployment = codedeploy.get_deployment(deploymentId=deployment_id)
-        function, current, target = appspec_versions(deployment)
+        function, current, target = appspec_versions(read_appspec(codedeploy, deployment_id))
         settings = GateSettings(
             candidate_function=qualified(function, target),
             stable_function=qualified(function, current) if current != target else None,
@@ -752,7 +884,7 @@ def on_hook(
             tolerances=Tolerances.parse(env, _ENV_TOLERANCES, _OPTIONAL_TOLERANCES),
             batch_size=_batch_size(env.get("BATCH_SIZE")),
         )
-        verdict = run_gate(settings, lambda_client=lambda_client, s3=s3)
+        verdict = run_gate(settings, lambda_client=lambda_client, s3=s3, deadline=deadline)
         for line in verdict.lines():
             print(line)
         status = "Succeeded" if verdict.passed else "Failed"
@@ -769,6 +901,8 @@ def on_hook(
 def handler(event: Mapping[str, Any], context: Any) -> None:
     import boto3  # the runtime's boto3; imported here so tests of the logic need none
 
+    # Every answer must reach CloudFormation or CodeDeploy before the function times out.
+    deadline = Deadline(context.get_remaining_time_in_millis)
     lambda_client, s3 = boto3.client("lambda"), boto3.client("s3")
     if "LifecycleEventHookExecutionId" in event:
         on_hook(
@@ -777,10 +911,13 @@ def handler(event: Mapping[str, Any], context: Any) -> None:
             lambda_client=lambda_client,
             s3=s3,
             codedeploy=boto3.client("codedeploy"),
+            deadline=deadline,
         )
         return
     try:
-        status, reason, physical_id = on_custom_resource(event, lambda_client=lambda_client, s3=s3)
+        status, reason, physical_id = on_custom_resource(
+            event, lambda_client=lambda_client, s3=s3, deadline=deadline
+        )
     except Exception as error:  # every failure must reach CloudFormation, or it waits an hour
         status, reason = "FAILED", f"{type(error).__name__}: {error}"[:REASON_MAX_CHARS]
         physical_id = str(event.get("ResourceProperties", {}).get("FunctionArn", "traffic-gate"))
