@@ -38,8 +38,8 @@ THROTTLES = "throttles"
 FEATURE_DRIFT = "feature-drift"
 PREDICTION_DRIFT = "prediction-drift"
 PREDICTION_SHIFT = "prediction-shift"
-DRIFT_MONITOR_ERRORS = "drift-monitor-errors"
-CANARY_EVALUATOR_ERRORS = "canary-evaluator-errors"
+DRIFT_MONITOR_FAILURES = "drift-monitor-failures"
+CANARY_EVALUATOR_FAILURES = "canary-evaluator-failures"
 MONITOR_FAILED_RUNS = "monitor-failed-runs"
 CAPTURE_DELIVERY = "capture-delivery"
 # Amazon Data Firehose developer guide, "Implement best practices with CloudWatch Alarms"
@@ -62,8 +62,8 @@ def alarm_names(
     purposes += [ERRORS_ALL_VERSIONS] if automated else []
     purposes += [FEATURE_DRIFT, PREDICTION_DRIFT] if drift else []
     purposes += [PREDICTION_SHIFT] if canary_analysis else []
-    purposes += [DRIFT_MONITOR_ERRORS, MONITOR_FAILED_RUNS] if drift else []
-    purposes += [CANARY_EVALUATOR_ERRORS] if drift and canary_analysis else []
+    purposes += [DRIFT_MONITOR_FAILURES, MONITOR_FAILED_RUNS] if drift else []
+    purposes += [CANARY_EVALUATOR_FAILURES] if drift and canary_analysis else []
     purposes += [CAPTURE_DELIVERY] if capture else []
     return {purpose: f"{prefix}-{purpose}" for purpose in purposes}
 
@@ -182,7 +182,7 @@ class Alarms(Construct):
                         # The monitor publishes PSI only for a window of at least
                         # drift.min_rows captured rows: a quiet window publishes none, and
                         # that is no drift (breaching would page every quiet night). A
-                        # monitor that is broken is what the drift-monitor-errors and
+                        # monitor that is broken is what the drift-monitor-failures and
                         # monitor-failed-runs alarms report.
                         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                     )
@@ -209,7 +209,7 @@ class Alarms(Construct):
                 # drift.min_rows captured rows in its window: a young canary (and any time
                 # between shifts in automated mode) has none. Breaching on missing data
                 # would roll back every young canary, so silence is not a shift; a broken
-                # evaluator is what canary-evaluator-errors and monitor-failed-runs report.
+                # evaluator is what canary-evaluator-failures and monitor-failed-runs report.
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         self.monitor_health = self._monitor_health(names, drift_monitor, capture)
@@ -248,10 +248,10 @@ class Alarms(Construct):
         """
         alarms: list[cloudwatch.Alarm] = []
         if drift_monitor is not None:
-            monitors = [("DriftMonitorErrors", DRIFT_MONITOR_ERRORS, drift_monitor.function,
+            monitors = [("DriftMonitorFailures", DRIFT_MONITOR_FAILURES, drift_monitor.function,
                          drift_monitor.schedule_minutes, "drift monitor")]  # fmt: skip
             if drift_monitor.canary_function is not None:
-                monitors.append(("CanaryEvaluatorErrors", CANARY_EVALUATOR_ERRORS,
+                monitors.append(("CanaryEvaluatorFailures", CANARY_EVALUATOR_FAILURES,
                                  drift_monitor.canary_function, CANARY_SCHEDULE_MINUTES,
                                  "canary evaluator"))  # fmt: skip
             for id_, purpose, function, minutes, what in monitors:

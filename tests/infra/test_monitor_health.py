@@ -101,8 +101,8 @@ def test_each_monitor_pages_on_its_errors_and_on_failed_runs(prod_canary: Synth)
     found = alarms(prod_canary)
     functions = monitor_functions(prod_canary)
     for name, entry, period in (
-        ("drift-monitor-errors", "index", 3600),
-        ("canary-evaluator-errors", "canary", 300),
+        ("drift-monitor-failures", "index", 3600),
+        ("canary-evaluator-failures", "canary", 300),
     ):
         alarm = found[name]
         assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
@@ -140,7 +140,7 @@ def test_missing_data_is_treated_per_alarm(prod_canary: Synth) -> None:
     # silent, and that is neither drift nor a shift (breaching would roll back every young
     # canary in automated mode). The health alarms report a broken monitor instead.
     for name in ("feature-drift", "prediction-drift", "prediction-shift",
-                 "drift-monitor-errors", "canary-evaluator-errors", "monitor-failed-runs",
+                 "drift-monitor-failures", "canary-evaluator-failures", "monitor-failed-runs",
                  "capture-delivery"):  # fmt: skip
         assert found[name]["TreatMissingData"] == "notBreaching", name
 
@@ -154,7 +154,7 @@ def test_the_health_alarms_notify_and_the_topic_lets_them_publish(prod_canary: S
     named = json.dumps(allow["Condition"]["ArnLike"]["aws:SourceArn"])
     (topic_id,) = [k for k, r in template["Resources"].items() if r["Type"] == "AWS::SNS::Topic"]
     found = alarms(prod_canary)
-    for name in ("drift-monitor-errors", "canary-evaluator-errors", "monitor-failed-runs",
+    for name in ("drift-monitor-failures", "canary-evaluator-failures", "monitor-failed-runs",
                  "capture-delivery"):  # fmt: skip
         assert f":alarm:sklearn-serving-prod-churn-{name}" in named, name
         assert found[name]["AlarmActions"] == found[name]["OKActions"] == [{"Ref": topic_id}]
@@ -162,8 +162,8 @@ def test_the_health_alarms_notify_and_the_topic_lets_them_publish(prod_canary: S
 
 def test_without_a_canary_there_is_no_evaluator_alarm(prod: Synth) -> None:
     names = {a["Properties"]["AlarmName"] for a in by_type(prod, "AWS::CloudWatch::Alarm").values()}
-    assert "sklearn-serving-prod-churn-drift-monitor-errors" in names
-    assert "sklearn-serving-prod-churn-canary-evaluator-errors" not in names
+    assert "sklearn-serving-prod-churn-drift-monitor-failures" in names
+    assert "sklearn-serving-prod-churn-canary-evaluator-failures" not in names
 
 
 def test_without_capture_there_is_neither_monitor_nor_their_alarms(
@@ -191,5 +191,5 @@ def test_health_alarms_page_but_never_roll_a_deployment_back(
     }
     watched = {names[a["Name"]["Ref"]] for a in group["Properties"]["AlarmConfiguration"]["Alarms"]}
     assert watched == {"latency-p99", "errors", "throttles", "prediction-shift"}
-    assert {"drift-monitor-errors", "canary-evaluator-errors", "monitor-failed-runs",
+    assert {"drift-monitor-failures", "canary-evaluator-failures", "monitor-failed-runs",
             "capture-delivery"} <= set(names.values())  # fmt: skip
