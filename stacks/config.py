@@ -7,7 +7,7 @@ value and what is allowed, because a synth error is the whole user interface.
 
 Shape of the context (docs/configuration.md is the reference, tested against this parser)::
 
-    env, model_version, stable_version, canary_weight     # command-line overrides
+    env, model, model_version, stable_version, canary_weight, alarm_email  # -c overrides
     environments: {<env>: {model_name, runtime, account, region, termination_protection,
                            function: {...}, provisioned_concurrency: {...},
                            warmer: {...}, endpoint: {...}, alarms: {...}, capture: {...},
@@ -72,8 +72,10 @@ from stacks.settings import (
 from training.artifacts import NAME_PATTERN, VERSION_PATTERN
 
 CDK_JSON = REPO_ROOT / "cdk.json"
-# The public command-line interface; anything else at the top level is a typo.
-OVERRIDE_KEYS = ("env", "model", "model_version", "stable_version", "canary_weight")
+# The public command-line interface; anything else at the top level is a typo. The three
+# rollout keys move one model (-c model=...); alarm_email subscribes every model's topic.
+ROLLOUT_OVERRIDE_KEYS = ("model_version", "stable_version", "canary_weight")
+OVERRIDE_KEYS = ("env", "model", *ROLLOUT_OVERRIDE_KEYS, "alarm_email")
 TOP_LEVEL_KEYS = (*OVERRIDE_KEYS, "environments")
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -141,7 +143,7 @@ def load_config(
         )
     # The command-line rollout keys move one model: the one -c model= names.
     overrides = {k: v for k, v in context.items() if k != "model"}
-    without = {k: v for k, v in overrides.items() if k not in OVERRIDE_KEYS or k == "env"}
+    without = {k: v for k, v in overrides.items() if k not in ROLLOUT_OVERRIDE_KEYS}
     primary = _environment(
         env_name, at, raw, overrides if selected == primary_name else without, artifacts_root
     )
@@ -284,8 +286,19 @@ def _environment(
     endpoint = mapping(f"{at}.endpoint", raw.get("endpoint", {}))
     only(f"{at}.endpoint", endpoint, ("auth",))
     auth = choice(f"{at}.endpoint.auth", endpoint.get("auth", "AWS_IAM"), EndpointAuth)
-    alarms = _alarms(f"{at}.alarms", mapping(f"{at}.alarms", raw.get("alarms", {})))
-    protection = boolean(f"{at}.termination_protection", raw.get("termination_protection", False))
+    alarms = _alarms(f"{at}.alarms", mapping(f"{at}.alarms", raw.get("alarms", {})), context)
+    env_at = f"environments.{name}"
+    protection = boolean(
+        f"{env_at}.termination_protection", raw.get("termination_protection", False)
+    )
+    if protection and alarms.email is None:
+        # A protected environment is one someone depends on: its alarms must page someone.
+        raise ConfigError(
+            f"{at}.alarms.email=None is not allowed with {env_at}.termination_protection=true: "
+            "the alarms of a protected environment must reach someone. Set "
+            f"{at}.alarms.email in cdk.json to an address (confirm the e-mail AWS sends), "
+            f"or pass one for this command: -c alarm_email=<on-call address>"
+        )
     capture = _capture(f"{at}.capture", mapping(f"{at}.capture", raw.get("capture", {})))
     drift = _drift(f"{at}.drift", mapping(f"{at}.drift", raw.get("drift", {})), capture)
     gate = _quality_gate(
@@ -438,8 +451,14 @@ ALARM_KEYS = (
 _MAX_ALARM_MINUTES = 60
 
 
-def _alarms(at: str, raw: Mapping[str, Any]) -> AlarmSettings:
+def _alarms(at: str, raw: Mapping[str, Any], context: Mapping[str, Any]) -> AlarmSettings:
     only(at, raw, ALARM_KEYS)
+    # -c alarm_email=... replaces the committed address (none, null or '' clears it).
+    email_key, email_raw = (
+        ("alarm_email", context["alarm_email"])
+        if "alarm_email" in context
+        else (f"{at}.email", raw.get("email"))
+    )
     evaluation = integer(
         f"{at}.latency_evaluation_minutes",
         raw.get("latency_evaluation_minutes", 5),
@@ -455,7 +474,7 @@ def _alarms(at: str, raw: Mapping[str, Any]) -> AlarmSettings:
             f"{at}.latency_evaluation_minutes={evaluation} (the minutes out of which it counts)"
         )
     return AlarmSettings(
-        email=optional_pattern(f"{at}.email", raw.get("email"), _EMAIL, "an address"),
+        email=optional_pattern(email_key, email_raw, _EMAIL, "an address"),
         latency_p99_ms=integer(f"{at}.latency_p99_ms", raw.get("latency_p99_ms", 500), 1, None),
         latency_evaluation_minutes=evaluation,
         latency_breaching_minutes=breaching,

@@ -175,6 +175,8 @@ class InferenceStack(Stack):
             drift=config.drift,
             canary_analysis=canary_analysis,
             task=model.task,
+            drift_monitor=self.drift_monitor,
+            capture=self.capture,
         )
         self.automated_rollout = None
         if rollout.traffic_shift is not None:

@@ -104,10 +104,23 @@ class WarmerSettings:
     rate_minutes: int
 
 
+# Names reserved for documentation and testing (RFC 2606, RFC 6761): mail to them is never
+# delivered, so an alarm subscription on one reaches no one.
+RESERVED_MAIL_DOMAINS = ("example.com", "example.net", "example.org", "example", "test",
+                         "invalid", "localhost")  # fmt: skip
+
+
+def is_reserved_address(email: str) -> bool:
+    """Whether ``email``'s domain is (under) a reserved name: a placeholder, not a person."""
+    domain = email.rsplit("@", 1)[-1].lower().rstrip(".")
+    return any(domain == name or domain.endswith(f".{name}") for name in RESERVED_MAIL_DOMAINS)
+
+
 @dataclass(frozen=True)
 class AlarmSettings:
     """Where alarms notify and when they fire; per environment in cdk.json."""
 
+    # The alarm topic's e-mail subscriber; a termination-protected environment needs one.
     email: str | None
     latency_p99_ms: int
     # The latency alarm fires when `latency_breaching_minutes` of the last
@@ -119,6 +132,11 @@ class AlarmSettings:
     errors_period_minutes: int
     # More than `throttles_threshold` throttled invocations in a minute.
     throttles_threshold: int
+
+    @property
+    def email_is_placeholder(self) -> bool:
+        """An address on a reserved domain: synth warns that the alarms reach no one."""
+        return self.email is not None and is_reserved_address(self.email)
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from stacks.settings import is_reserved_address
+
 CLOUDWATCH = "cloudwatch.amazonaws.com"
+PLACEHOLDER_WARNING = "sklearn-serving:alarm-email-placeholder"
 
 
 class AlarmTopic(Construct):
@@ -24,6 +27,9 @@ class AlarmTopic(Construct):
     to encrypt the message under the same conditions. The alarms are named, not generated,
     so their ARNs are known here without a reference cycle (key -> alarm -> topic -> key).
     CloudWatch cannot publish to a topic under the AWS managed SNS key, hence the own key.
+
+    An address on a reserved domain (example.org, .test, ...) is a placeholder: the
+    subscription is made, but synth warns that the alarms reach no one.
     """
 
     def __init__(
@@ -73,3 +79,10 @@ class AlarmTopic(Construct):
         )
         if email is not None:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
+            if is_reserved_address(email):
+                Annotations.of(self).add_warning_v2(
+                    PLACEHOLDER_WARNING,
+                    f"alarms.email={email!r} is a placeholder on a reserved domain (RFC 2606): "
+                    "the alarms reach no one until it is replaced. Set alarms.email of this "
+                    "environment in cdk.json, or pass -c alarm_email=<on-call address>.",
+                )

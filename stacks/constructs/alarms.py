@@ -10,6 +10,10 @@ handler publishes whatever model a version runs; a canary configured with ``-c``
 stable model is not recorded, is covered too. In automated mode the rollback alarm counts
 only the new model's 5xx answers (rolling back cannot fix the old one), and a second,
 page-only alarm counts every version's.
+
+The monitors are watched too, or a broken one looks like "no drift": each monitor
+function's Errors, the queue their failed runs land in (stacks.constructs.drift_monitor),
+and the capture stream's delivery to S3. These page; none rolls a deployment back.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from stacks.constructs.capture_delivery import BUFFERING_MINUTES, CaptureDelivery
+from stacks.constructs.drift_monitor import CANARY_SCHEDULE_MINUTES, DriftMonitor
 from stacks.constructs.lambda_metrics import MINUTE, LambdaMetrics
 from stacks.settings import AlarmSettings, DriftSettings
 
@@ -32,16 +38,33 @@ THROTTLES = "throttles"
 FEATURE_DRIFT = "feature-drift"
 PREDICTION_DRIFT = "prediction-drift"
 PREDICTION_SHIFT = "prediction-shift"
+DRIFT_MONITOR_FAILURES = "drift-monitor-failures"
+CANARY_EVALUATOR_FAILURES = "canary-evaluator-failures"
+MONITOR_FAILED_RUNS = "monitor-failed-runs"
+CAPTURE_DELIVERY = "capture-delivery"
+# Amazon Data Firehose developer guide, "Implement best practices with CloudWatch Alarms"
+# (firehose-cloudwatch-metrics-best-practices): alarm when DeliveryToS3.DataFreshness, the
+# age of the oldest record not yet delivered to S3 (seconds), exceeds the buffering limit,
+# at most 15 minutes. The stream buffers 5 minutes; three intervals without delivery page.
+CAPTURE_FRESHNESS_SECONDS = 3 * BUFFERING_MINUTES * 60
 
 
 def alarm_names(
-    prefix: str, *, automated: bool, drift: bool, canary_analysis: bool = False
+    prefix: str,
+    *,
+    automated: bool,
+    drift: bool,
+    canary_analysis: bool = False,
+    capture: bool = False,
 ) -> dict[str, str]:
     """Purpose -> alarm name, known before the alarms exist (the topic policy needs them)."""
     purposes = [LATENCY, ERRORS, THROTTLES]
     purposes += [ERRORS_ALL_VERSIONS] if automated else []
     purposes += [FEATURE_DRIFT, PREDICTION_DRIFT] if drift else []
     purposes += [PREDICTION_SHIFT] if canary_analysis else []
+    purposes += [DRIFT_MONITOR_FAILURES, MONITOR_FAILED_RUNS] if drift else []
+    purposes += [CANARY_EVALUATOR_FAILURES] if drift and canary_analysis else []
+    purposes += [CAPTURE_DELIVERY] if capture else []
     return {purpose: f"{prefix}-{purpose}" for purpose in purposes}
 
 
@@ -60,6 +83,8 @@ class Alarms(Construct):
         drift: DriftSettings | None,
         topic: sns.ITopic,
         canary_analysis: bool = False,
+        drift_monitor: DriftMonitor | None = None,
+        capture: CaptureDelivery | None = None,
     ) -> None:
         super().__init__(scope, id_)
         watched = [model_version]
@@ -154,6 +179,11 @@ class Alarms(Construct):
                         threshold=drift.psi_alarm,
                         comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                         evaluation_periods=1,
+                        # The monitor publishes PSI only for a window of at least
+                        # drift.min_rows captured rows: a quiet window publishes none, and
+                        # that is no drift (breaching would page every quiet night). A
+                        # monitor that is broken is what the drift-monitor-failures and
+                        # monitor-failed-runs alarms report.
                         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                     )
                 )  # fmt: skip
@@ -175,8 +205,14 @@ class Alarms(Construct):
                 threshold=drift.psi_alarm,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 evaluation_periods=1,
+                # The evaluator publishes PredictionShiftPSI only once both sides have
+                # drift.min_rows captured rows in its window: a young canary (and any time
+                # between shifts in automated mode) has none. Breaching on missing data
+                # would roll back every young canary, so silence is not a shift; a broken
+                # evaluator is what canary-evaluator-failures and monitor-failed-runs report.
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
+        self.monitor_health = self._monitor_health(names, drift_monitor, capture)
         # What CodeDeploy rolls back on in automated mode.
         self.rollback: Sequence[cloudwatch.Alarm] = (
             self.latency,
@@ -188,10 +224,92 @@ class Alarms(Construct):
             *self.rollback,
             *([self.errors_all_versions] if self.errors_all_versions else []),
             *self.drift,
+            *self.monitor_health,
         )
         for alarm in self.all:
             alarm.add_alarm_action(cw_actions.SnsAction(topic))
             alarm.add_ok_action(cw_actions.SnsAction(topic))
+
+    def _monitor_health(
+        self,
+        names: dict[str, str],
+        drift_monitor: DriftMonitor | None,
+        capture: CaptureDelivery | None,
+    ) -> list[cloudwatch.Alarm]:
+        """Alarms that say a monitor is broken, not that the model is: they page only.
+
+        Missing data is not breaching in each: no Errors datapoint means no invocation
+        (which the failed-runs queue reports when it was due), an empty queue publishes
+        nothing once idle, and a stream without records (no captured traffic) publishes no
+        freshness. A "did not run" alarm on Invocations < 1 with missing data breaching is
+        left out: a new alarm with no data is ALARM at once, so it would page at every
+        environment's first deploy and, for the canary evaluator (created with each
+        canary), at the start of every canary.
+        """
+        alarms: list[cloudwatch.Alarm] = []
+        if drift_monitor is not None:
+            monitors = [("DriftMonitorFailures", DRIFT_MONITOR_FAILURES, drift_monitor.function,
+                         drift_monitor.schedule_minutes, "drift monitor")]  # fmt: skip
+            if drift_monitor.canary_function is not None:
+                monitors.append(("CanaryEvaluatorFailures", CANARY_EVALUATOR_FAILURES,
+                                 drift_monitor.canary_function, CANARY_SCHEDULE_MINUTES,
+                                 "canary evaluator"))  # fmt: skip
+            for id_, purpose, function, minutes, what in monitors:
+                # One period per scheduled run: ALARM while the last run failed.
+                alarms.append(
+                    cloudwatch.Alarm(
+                        self,
+                        id_,
+                        alarm_name=names[purpose],
+                        alarm_description=f"A run of the {what} (every {minutes} minutes) "
+                        "failed: its PSI metrics are missing, so its alarms cannot fire.",
+                        metric=function.metric_errors(
+                            statistic="Sum", period=Duration.minutes(minutes)
+                        ),
+                        threshold=0,
+                        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                        evaluation_periods=1,
+                        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    )
+                )
+            alarms.append(
+                cloudwatch.Alarm(
+                    self,
+                    "MonitorFailedRuns",
+                    alarm_name=names[MONITOR_FAILED_RUNS],
+                    alarm_description="Monitor runs that failed or never started (Lambda's "
+                    "on-failure destination, EventBridge's dead-letter queue) wait in the "
+                    "failed-runs queue.",
+                    metric=drift_monitor.failed_runs.metric_approximate_number_of_messages_visible(
+                        statistic="Maximum", period=Duration.minutes(5)
+                    ),
+                    threshold=0,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    evaluation_periods=1,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        if capture is not None:
+            alarms.append(
+                cloudwatch.Alarm(
+                    self,
+                    "CaptureDelivery",
+                    alarm_name=names[CAPTURE_DELIVERY],
+                    alarm_description="Captured records wait more than "
+                    f"{CAPTURE_FRESHNESS_SECONDS // 60} minutes for delivery to the capture "
+                    "bucket (Firehose DeliveryToS3.DataFreshness).",
+                    metric=capture.stream.metric(
+                        "DeliveryToS3.DataFreshness",
+                        statistic="Maximum",
+                        period=Duration.minutes(BUFFERING_MINUTES),
+                    ),
+                    threshold=CAPTURE_FRESHNESS_SECONDS,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    evaluation_periods=1,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        return alarms
 
     def _errors_alarm(
         self,

@@ -10,6 +10,7 @@ gzip-compressed JSON lines partitioned by model, model version and date:
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Size, Stack, Validations
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as destinations
@@ -22,20 +23,40 @@ from stacks.constructs.nag_ids import rendered
 # inference/capture.py writes records that match this, and no other log line does.
 CAPTURE_FILTER_PATTERN = "{ $.capture = 1 }"
 PARTITION_KEYS = {"model": ".model_name", "version": ".model_version", "date": ".date"}
+BUFFERING_MINUTES = 5
+FIREHOSE = "firehose.amazonaws.com"
+# Firehose developer guide, "Grant Firehose access to an Amazon S3 destination": these six
+# actions on the bucket and its objects, nothing else (no delete).
+BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads")
+OBJECT_ACTIONS = ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject")
 
 
 class CaptureDelivery(Construct):
+    """The delivery stream, its role, its error log and the log subscription feeding it."""
+
     def __init__(
         self, scope: Construct, id_: str, *, log_group: logs.ILogGroup, bucket: s3.IBucket
     ) -> None:
         super().__init__(scope, id_)
         partitions = "/".join(f"{key}=!{{partitionKeyFromQuery:{key}}}" for key in PARTITION_KEYS)
+        delivery_errors = logs.LogGroup(
+            self,
+            "DeliveryErrors",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role = self._delivery_role(bucket, delivery_errors)
         self.stream = firehose.DeliveryStream(
             self,
             "Stream",
             encryption=firehose.StreamEncryption.aws_owned_key(),
             destination=firehose.S3Bucket(
                 bucket,
+                # CDK's destination grants its role grantReadWrite on the bucket (with
+                # s3:DeleteObject*) and write on the log group; on a role that takes no
+                # policy updates those grants are dropped, and the role's own policy is
+                # exactly what delivery needs.
+                role=self.role.without_policy_updates(),
                 dynamic_partitioning=firehose.DynamicPartitioningProps(enabled=True),
                 processors=[
                     firehose.DecompressionProcessor(),
@@ -48,40 +69,16 @@ class CaptureDelivery(Construct):
                 "!{timestamp:yyyy/MM/dd}/",
                 compression=firehose.Compression.GZIP,
                 # Delivery errors; the stream's own group goes with the stream.
-                logging_config=firehose.EnableLogging(
-                    logs.LogGroup(
-                        self,
-                        "DeliveryErrors",
-                        retention=logs.RetentionDays.ONE_MONTH,
-                        removal_policy=RemovalPolicy.DESTROY,
-                    )
-                ),
+                logging_config=firehose.EnableLogging(delivery_errors),
                 # Dynamic partitioning needs at least 64 MiB; the interval bounds the delay.
                 buffering_size=Size.mebibytes(64),
-                buffering_interval=Duration.minutes(5),
+                buffering_interval=Duration.minutes(BUFFERING_MINUTES),
             ),
         )
         # The delivery stream construct adds a mapping of Firehose's CIDR blocks for
         # destinations that need an IP allow-list (Redshift, Splunk); S3 does not use it,
         # and an unused mapping is a template warning (W7001).
         Stack.of(self).node.try_remove_child("@aws-cdk--aws-kinesisfirehose.CidrBlocks")
-        role_policy = self.stream.node.find_child("S3 Destination Role").node.find_child(
-            "DefaultPolicy"
-        )
-        bucket_objects = f"arn:<AWS::Partition>:s3:::{rendered(self, bucket.bucket_name)}/*"
-        grant_reason = (
-            "CDK's S3 destination grants the delivery stream's role read/write on the capture "
-            "bucket only; Firehose needs AbortMultipartUpload, GetBucketLocation, GetObject, "
-            "ListBucket, ListBucketMultipartUploads and PutObject there (Firehose developer "
-            "guide, access to an Amazon S3 destination)."
-        )
-        for finding in (
-            "Action::s3:Abort*", "Action::s3:DeleteObject*", "Action::s3:GetBucket*",
-            "Action::s3:GetObject*", "Action::s3:List*", f"Resource::{bucket_objects}",
-        ):  # fmt: skip
-            Validations.of(role_policy).acknowledge(
-                Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=grant_reason)
-            )
         self.subscription = logs.SubscriptionFilter(
             self,
             "Subscription",
@@ -89,3 +86,42 @@ class CaptureDelivery(Construct):
             destination=destinations.FirehoseDestination(self.stream),
             filter_pattern=logs.FilterPattern.literal(CAPTURE_FILTER_PATTERN),
         )
+
+    def _delivery_role(self, bucket: s3.IBucket, delivery_errors: logs.ILogGroup) -> iam.Role:
+        """The stream's role: what the Firehose developer guide lists for an S3 destination
+        ("Grant Firehose access to an Amazon S3 destination") and for error logging, no more;
+        assumed only by Firehose on behalf of this account (confused deputy)."""
+        stack = Stack.of(self)
+        objects = bucket.arn_for_objects("*")
+        role = iam.Role(
+            self,
+            "DeliveryRole",
+            assumed_by=iam.ServicePrincipal(
+                FIREHOSE, conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
+            ),
+            description="Capture delivery stream: writes capture records to the capture bucket.",
+            inline_policies={
+                "Delivery": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            actions=list(BUCKET_ACTIONS), resources=[bucket.bucket_arn]
+                        ),
+                        iam.PolicyStatement(actions=list(OBJECT_ACTIONS), resources=[objects]),
+                        iam.PolicyStatement(
+                            actions=["logs:PutLogEvents"],
+                            resources=[delivery_errors.log_group_arn],
+                        ),
+                    ]
+                )
+            },
+        )
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{rendered(self, objects)}]",
+                reason="Firehose writes objects under keys it makes up (partitions, dates, "
+                "random suffixes) in the capture bucket only: PutObject, GetObject and "
+                "AbortMultipartUpload on its objects (Firehose developer guide, access to "
+                "an Amazon S3 destination); no delete.",
+            )
+        )
+        return role

@@ -3,6 +3,13 @@
 Its code is stacks/handlers/drift_monitor (see its docstring), built as a container image
 from the repository root but narrowed to the files its Dockerfile copies, so that the
 statistics are the ones ``python -m tools.drift`` runs, not a copy.
+
+A run that fails must not look like "no drift": both functions run asynchronously from
+EventBridge, and every run that does not happen or does not finish lands in one queue,
+``failed_runs`` (a failed or expired asynchronous invocation, through Lambda's on-failure
+destination; an event EventBridge could not deliver, through the target's dead-letter
+queue). The stack alarms on that queue and on each function's Errors (stacks.constructs.
+alarms).
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.constructs.model_bucket import grant_read_model
@@ -41,6 +50,10 @@ IMAGE_FILES = (
 # reads a window long enough for the candidate's small share to reach MIN_ROWS.
 CANARY_SCHEDULE_MINUTES = 5
 CANARY_WINDOW_MINUTES = 30
+# Failed runs stay readable for SQS's longest retention; Lambda keeps an asynchronous event
+# for at most six hours.
+FAILED_RUN_RETENTION = Duration.days(14)
+MAX_EVENT_AGE_MINUTES = 360
 
 
 class DriftMonitor(Construct):
@@ -136,12 +149,29 @@ class DriftMonitor(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": metrics_namespace}},
             )
         )
+        self.schedule_minutes = settings.schedule_minutes
+        self.failed_runs = sqs.Queue(
+            self,
+            "FailedRuns",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=FAILED_RUN_RETENTION,
+        )
+        Validations.of(self.failed_runs).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason="This queue is itself the failure destination: the monitors' failed "
+                "asynchronous invocations and the events EventBridge could not deliver to them "
+                "land here, an alarm pages on its depth, and nothing consumes it.",
+            )
+        )
+        self._fail_into_queue(self.function, settings.schedule_minutes)
         self.rule = events.Rule(
             self,
             "Schedule",
             schedule=events.Schedule.rate(Duration.minutes(settings.schedule_minutes)),
             description="Drift monitor run.",
-            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+            targets=[self._target(self.function)],
         )
         self.canary_function: lambda_.DockerImageFunction | None = None
         if canary_alias is not None:
@@ -175,12 +205,13 @@ class DriftMonitor(Construct):
                     resources=[inference.function_arn],
                 )
             )
+            self._fail_into_queue(self.canary_function, CANARY_SCHEDULE_MINUTES)
             self.canary_rule = events.Rule(
                 self,
                 "CanarySchedule",
                 schedule=events.Schedule.rate(Duration.minutes(CANARY_SCHEDULE_MINUTES)),
                 description="Canary evaluator run.",
-                targets=[targets.LambdaFunction(self.canary_function, retry_attempts=0)],
+                targets=[self._target(self.canary_function)],
             )
         Validations.of(role).acknowledge(
             Acknowledgment(
@@ -188,4 +219,23 @@ class DriftMonitor(Construct):
                 reason="logs:GetQueryResults/StopQuery have no resource-level permissions and "
                 "PutMetricData none either (it is limited to this namespace by condition).",
             )
+        )
+
+    def _fail_into_queue(self, function: lambda_.IFunction, schedule_minutes: int) -> None:
+        # No retry: the next scheduled run is the retry, and a failed run is reported at
+        # once. A run that cannot start within one period (throttled) is dropped into the
+        # queue rather than overlap the next one. Lambda sends to the destination with the
+        # function's role: SqsDestination grants it sqs:SendMessage on this queue only.
+        function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.failed_runs),
+            retry_attempts=0,
+            max_event_age=Duration.minutes(min(schedule_minutes, MAX_EVENT_AGE_MINUTES)),
+        )
+
+    def _target(self, function: lambda_.IFunction) -> targets.LambdaFunction:
+        # An event EventBridge cannot deliver (permission, throttling) goes to the same
+        # queue; CDK adds the queue policy statement for events.amazonaws.com, limited to
+        # this rule (aws:SourceArn).
+        return targets.LambdaFunction(
+            function, retry_attempts=0, dead_letter_queue=self.failed_runs
         )

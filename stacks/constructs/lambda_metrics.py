@@ -72,6 +72,17 @@ MONITOR_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
 }
 NAMESPACE_DIMENSIONS = {**HANDLER_DIMENSIONS, **MONITOR_DIMENSIONS}
 
+# Other services' metrics the alarms read, per namespace:
+# * Amazon SQS Developer Guide, "Available CloudWatch metrics for Amazon SQS": the only
+#   dimension is QueueName (published while the queue is active, up to six hours after its
+#   last message or call).
+# * Amazon Data Firehose Developer Guide, "Data delivery CloudWatch metrics": delivery
+#   metrics per DeliveryStreamName.
+SERVICE_DIMENSIONS: dict[str, dict[str, frozenset[frozenset[str]]]] = {
+    "AWS/SQS": {"ApproximateNumberOfMessagesVisible": frozenset({frozenset({"QueueName"})})},
+    "AWS/Firehose": {"DeliveryToS3.DataFreshness": frozenset({frozenset({"DeliveryStreamName"})})},
+}
+
 
 MINUTE = Duration.minutes(1)
 

@@ -14,7 +14,9 @@ from constructs import Construct
 
 from stacks.constructs.alarm_topic import AlarmTopic
 from stacks.constructs.alarms import Alarms, alarm_names
+from stacks.constructs.capture_delivery import CaptureDelivery
 from stacks.constructs.dashboard import ServiceDashboard
+from stacks.constructs.drift_monitor import DriftMonitor
 from stacks.constructs.lambda_metrics import LambdaMetrics
 from stacks.settings import AlarmSettings, DriftSettings
 
@@ -38,7 +40,10 @@ class Monitoring(Construct):
         drift: DriftSettings | None,
         canary_analysis: bool = False,
         task: str = "binary",
+        drift_monitor: DriftMonitor | None = None,
+        capture: CaptureDelivery | None = None,
     ) -> None:
+        """``drift_monitor`` and ``capture``: watched too (errors, failed runs, delivery)."""
         super().__init__(scope, id_)
         metrics = LambdaMetrics(
             function_name=function_name, alias_name=alias_name, namespace=metrics_namespace
@@ -48,6 +53,7 @@ class Monitoring(Construct):
             automated=automated,
             drift=drift is not None,
             canary_analysis=canary_analysis,
+            capture=capture is not None,
         )
         self.topic = AlarmTopic(self, "Default", alarm_names=list(names.values()),
                                 email=alarms.email).topic  # fmt: skip
@@ -66,6 +72,8 @@ class Monitoring(Construct):
             drift=drift,
             canary_analysis=canary_analysis,
             topic=self.topic,
+            drift_monitor=drift_monitor,
+            capture=capture,
         )
         stable_model = f", model {stable_model_version}" if stable_model_version else ""
         sides = [(f"candidate (model {model_version})", candidate_version)]

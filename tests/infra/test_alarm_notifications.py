@@ -8,11 +8,13 @@ CloudWatch encrypt under the same conditions; the Deny on plain HTTP stays.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from stacks.constructs.alarm_topic import PLACEHOLDER_WARNING
 from tests.infra.conftest import CANARY, Synth, cdk_context
 from tools.transitions.changes import State, resolve
 
@@ -111,3 +113,39 @@ def test_a_policy_with_only_the_tls_deny_is_refused() -> None:
     }  # fmt: skip
     with pytest.raises(ValueError, match="not enough values"):
         check(template)
+
+
+def warnings(result: Synth) -> list[tuple[str, str]]:
+    """(construct path, message) of every construct warning synth reported."""
+    report = json.loads((result.directory / "validation-report.json").read_text())
+    return [
+        (construct["constructPath"], violation["description"])
+        for plugin in report["pluginReports"]
+        if plugin["pluginName"] == "Construct Annotations"
+        for violation in plugin["violations"]
+        if violation["ruleName"] == f"Annotation::{PLACEHOLDER_WARNING}"
+        for construct in violation["violatingConstructs"]
+    ]
+
+
+@pytest.mark.infra
+def test_a_placeholder_address_is_subscribed_with_a_warning_that_it_reaches_no_one(
+    synth: Callable[..., Synth],
+) -> None:
+    prod = synth(env="prod")
+    prod.assertions("inference").has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "replace-me@example.org"}
+    )
+    ((path, message),) = warnings(prod)
+    assert path == "sklearn-serving-prod-inference/Monitoring/Default"
+    assert "reach no one until it is replaced" in message
+    assert "-c alarm_email=" in message
+
+
+@pytest.mark.infra
+def test_a_real_address_synthesizes_without_the_warning(synth: Callable[..., Synth]) -> None:
+    prod = synth(env="prod", alarm_email="ml-oncall@company.io")
+    prod.assertions("inference").has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ml-oncall@company.io"}
+    )
+    assert warnings(prod) == []

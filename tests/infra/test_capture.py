@@ -12,6 +12,8 @@ from stacks.config import load_config
 from stacks.constructs.capture_delivery import CAPTURE_FILTER_PATTERN
 from stacks.settings import ConfigError
 from tests.infra.conftest import Synth, cdk_context
+from tools.transitions import checks
+from tools.transitions.changes import Action, State, apply, plan
 
 SynthContext = Callable[[Mapping[str, Any]], Synth]
 
@@ -146,3 +148,108 @@ def test_bad_capture_settings_are_refused_by_name(key: str, value: Any, message:
     context["environments"]["dev"]["capture"][key] = value
     with pytest.raises(ConfigError, match=message):
         load_config({**context, "env": "dev"})
+
+
+# ---------------------------------------------------------------------------- delivery role
+
+
+def delivery_role(synth: Synth) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """The stream's role: (logical ID, role, every statement of every policy it holds)."""
+    template = synth.template("inference")
+    stream = only(synth.resources("inference", "AWS::KinesisFirehose::DeliveryStream"))
+    (role_id, _) = stream["Properties"]["ExtendedS3DestinationConfiguration"]["RoleARN"][
+        "Fn::GetAtt"
+    ]
+    role = template["Resources"][role_id]
+    statements = [s for p in role["Properties"].get("Policies", [])
+                  for s in p["PolicyDocument"]["Statement"]]  # fmt: skip
+    for resource in template["Resources"].values():
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and {
+            "Ref": role_id
+        } in resource["Properties"].get("Roles", []):
+            statements += resource["Properties"]["PolicyDocument"]["Statement"]
+    assert role["Properties"].get("ManagedPolicyArns") is None
+    return role_id, role, statements
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_delivery_role_has_exactly_what_firehose_needs_for_s3_and_no_delete(
+    synth: Callable[..., Synth], env: str
+) -> None:
+    # Firehose developer guide, "Grant Firehose access to an Amazon S3 destination".
+    _, _, statements = delivery_role(synth(env=env))
+    granted = {(a, json.dumps(s["Resource"])) for s in statements for a in actions(s)}
+    bucket = f":s3:::sklearn-serving-{env}-captures-"
+    by_action: dict[str, list[str]] = {}
+    for action, resource in granted:
+        by_action.setdefault(action, []).append(resource)
+    assert sorted(by_action) == [
+        "logs:PutLogEvents",
+        "s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket",
+        "s3:ListBucketMultipartUploads", "s3:PutObject",
+    ]  # fmt: skip
+    for action in ("s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"):
+        (resource,) = by_action[action]
+        assert bucket in resource and "/*" not in resource
+    for action in ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"):
+        (resource,) = by_action[action]
+        assert bucket in resource and resource.endswith('"/*"]]}')
+    assert by_action["logs:PutLogEvents"] == ['{"Fn::GetAtt": ["CaptureDeliveryErrorsF8D8E7F5", '
+                                              '"Arn"]}']  # fmt: skip
+    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in statements)
+
+
+def test_only_firehose_for_this_account_can_assume_the_delivery_role(dev: Synth) -> None:
+    _, role, _ = delivery_role(dev)
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == {
+        "Action": "sts:AssumeRole",
+        "Effect": "Allow",
+        "Principal": {"Service": "firehose.amazonaws.com"},
+        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+    }
+
+
+def test_moving_the_stream_to_its_own_role_updates_it_in_place(dev: Synth) -> None:
+    """The stream of the previous release used CDK's S3 destination role; a changed RoleARN
+    inside ExtendedS3DestinationConfiguration is not create-only in CloudFormation's schema,
+    so the stream (and the captures it buffers) is updated, not replaced."""
+    current = dev.template("inference")
+    role_id, _, _ = delivery_role(dev)
+    previous = json.loads(json.dumps(current))
+    stream_id, stream = next(
+        (k, r) for k, r in previous["Resources"].items()
+        if r["Type"] == "AWS::KinesisFirehose::DeliveryStream"
+    )  # fmt: skip
+    old_role, old_policy = (
+        "CaptureStreamS3DestinationRoleDA28735D",
+        "CaptureStreamS3DestinationRoleDefaultPolicy957214CD",
+    )
+    del previous["Resources"][role_id]
+    previous["Resources"][old_role] = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {"AssumeRolePolicyDocument": {"Statement": [{
+            "Action": "sts:AssumeRole", "Effect": "Allow",
+            "Principal": {"Service": "firehose.amazonaws.com"}}], "Version": "2012-10-17"}},
+    }  # fmt: skip
+    previous["Resources"][old_policy] = {
+        "Type": "AWS::IAM::Policy",
+        "Properties": {"PolicyName": old_policy, "Roles": [{"Ref": old_role}],
+                       "PolicyDocument": {"Statement": [{
+                           "Action": "s3:DeleteObject*", "Effect": "Allow", "Resource": "*"}],
+                           "Version": "2012-10-17"}},
+    }  # fmt: skip
+    destination = stream["Properties"]["ExtendedS3DestinationConfiguration"]
+    destination["RoleARN"] = {"Fn::GetAtt": [old_role, "Arn"]}
+    stream["DependsOn"] = [old_policy]
+    first = plan({"Resources": {}}, previous, State())
+    upgrade = plan(previous, current, apply(first))
+    assert upgrade.changes[stream_id].action is Action.UPDATE
+    assert upgrade.changes[role_id].action is Action.CREATE
+    assert {upgrade.changes[k].action for k in (old_role, old_policy)} == {Action.DELETE}
+    assert checks.problems(upgrade) == []

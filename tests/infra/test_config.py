@@ -25,7 +25,7 @@ from stacks.settings import (
     Rollout,
     RolloutMode,
 )
-from tests.infra.conftest import cdk_context
+from tests.infra.conftest import artifacts_with, cdk_context
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -350,3 +350,77 @@ def test_two_environments_sharing_a_metrics_namespace_stop_synth() -> None:
         r"function\.metrics_namespace='Shared': each environment needs its own",
     ):
         load_config(context)
+
+
+# ---------------------------------------------------------------------------- alarm e-mail
+
+
+def test_a_protected_environment_without_an_alarm_subscriber_is_refused() -> None:
+    # prod is termination-protected: someone depends on it, so its alarms must page someone.
+    context = with_env_setting("prod", "alarms.email", None)
+    with pytest.raises(ConfigError) as refused:
+        load_config({**context, "env": "prod"})
+    message = str(refused.value)
+    assert message.startswith(
+        "environments.prod.alarms.email=None is not allowed with "
+        "environments.prod.termination_protection=true"
+    )
+    assert "-c alarm_email=" in message
+
+
+def test_alarm_email_on_the_command_line_subscribes_every_model_of_the_environment(
+    tmp_path: Path,
+) -> None:
+    context = with_env_setting("prod", "alarms.email", None)
+    context["environments"]["prod"]["models"] = {"fraud": {"rollout": {"model_version": "v1"}}}
+    config = load_config(
+        {**context, "env": "prod", "alarm_email": "ml-oncall@company.io"},
+        artifacts_root=artifacts_with(tmp_path, "fraud"),
+    )
+    assert [m.alarms.email for m in config.models] == ["ml-oncall@company.io"] * 2
+
+
+def test_a_model_that_clears_the_address_of_a_protected_environment_is_refused(
+    tmp_path: Path,
+) -> None:
+    context = cdk_context()
+    context["environments"]["prod"]["models"] = {
+        "fraud": {"alarms": {"email": None}, "rollout": {"model_version": "v1"}}
+    }
+    with pytest.raises(ConfigError, match=r"^environments.prod.models.fraud.alarms.email=None"):
+        load_config({**context, "env": "prod"}, artifacts_root=artifacts_with(tmp_path, "fraud"))
+
+
+def test_alarm_email_override_is_checked_and_can_clear_an_unprotected_address() -> None:
+    with pytest.raises(ConfigError, match=r"^alarm_email='ops' is not allowed: expected an"):
+        load(alarm_email="ops")
+    dev = with_env_setting("dev", "alarms.email", "team@company.io")
+    assert load_config({**dev, "alarm_email": "none"}).alarms.email is None
+    with pytest.raises(ConfigError, match=r"termination_protection=true"):
+        load(env="prod", alarm_email="none")
+
+
+@pytest.mark.parametrize(
+    ("email", "placeholder"),
+    [
+        ("replace-me@example.org", True),
+        ("a@EXAMPLE.COM", True),
+        ("a@mail.example.net", True),
+        ("a@corp.example", True),
+        ("a@host.test", True),
+        ("a@nowhere.invalid", True),
+        ("a@example.org.", True),
+        ("a@example.co.uk", False),
+        ("a@notexample.org", False),
+        ("oncall@company.io", False),
+    ],
+)
+def test_reserved_domains_are_placeholders(email: str, placeholder: bool) -> None:
+    config = load(alarm_email=email)
+    assert config.alarms.email_is_placeholder is placeholder
+
+
+def test_the_committed_prod_synthesizes_with_a_placeholder_address() -> None:
+    config = load(env="prod")
+    assert config.alarms.email == "replace-me@example.org"
+    assert config.alarms.email_is_placeholder

@@ -440,8 +440,9 @@ def test_dashboard_shows_handler_metrics_per_model_version(dev: Synth) -> None:
 
 def test_alarms_and_their_thresholds(dev: Synth) -> None:
     template = dev.assertions("inference")
-    # latency, errors, throttles; feature and prediction drift (capture is on in dev)
-    template.resource_count_is("AWS::CloudWatch::Alarm", 5)
+    # latency, errors, throttles; feature and prediction drift (capture is on in dev); the
+    # drift monitor's failures and failed runs, capture delivery (test_monitor_health.py)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 8)
     topic = {"Ref": next(iter(dev.resources("inference", "AWS::SNS::Topic")))}
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",

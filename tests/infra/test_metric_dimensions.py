@@ -22,6 +22,7 @@ from stacks.constructs.lambda_metrics import (
     NAMESPACE_DIMENSIONS,
     PER_PROVISIONED_RESOURCE,
     PUBLISHED_DIMENSIONS,
+    SERVICE_DIMENSIONS,
 )
 from stacks.settings import ALIAS_NAME, ANSWER_METRIC
 from tests.infra.conftest import CANARY, Synth
@@ -92,6 +93,8 @@ def problems(template: dict[str, Any], namespace: str) -> list[str]:
                 published = PUBLISHED_DIMENSIONS.get(name, frozenset())
             elif metric_namespace == namespace:
                 published = NAMESPACE_DIMENSIONS.get(name, frozenset())
+            elif metric_namespace in SERVICE_DIMENSIONS:
+                published = SERVICE_DIMENSIONS[metric_namespace].get(name, frozenset())
             else:
                 found.append(f"{where}: {name} in unknown namespace {metric_namespace}")
                 continue

@@ -8,6 +8,7 @@ expects in that order, so a missing, extra or reordered call fails the test.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from collections.abc import Iterator
@@ -516,3 +517,125 @@ def test_deleting_the_scale_up_resource_calls_nothing(stubs: Stubs) -> None:
         FakeClock().clock(),
     )
     assert outcome == reconciler.Outcome()
+
+
+# ---------------------------------------------------------------------------- delete
+
+
+def test_deleting_with_reads_denied_releases_what_it_can_and_reports_the_rest(
+    stubs: Stubs,
+) -> None:
+    # A Delete must never fail (DELETE_FAILED, or UPDATE_ROLLBACK_FAILED on a rollback):
+    # a denied list is reported, the alias and targets that can be read still count.
+    stubs.lambda_error("list_provisioned_concurrency_configs", "AccessDeniedException", 403)
+    stubs.alias("2")
+    stubs.targets({"2": (4, 20), "1": (3, 18)})
+    stubs.deregister("1")
+    stubs.deregister("2")  # the resource goes: so does the serving version's target
+    outcome = reconciler.handle(
+        event("settle", {"2": (4, 20, 1.0)}, request="Delete"), stubs.clients, FakeClock().clock()
+    )
+    assert outcome.released == ["1"]
+    (left,) = outcome.left
+    assert left.startswith("list provisioned concurrency: ClientError")
+    assert "AccessDeniedException" in left
+
+
+def test_deleting_without_the_alias_routing_releases_nothing(stubs: Stubs) -> None:
+    stubs.configs({"2": 4, "1": 3})
+    stubs.lambda_error("get_alias", "TooManyRequestsException", 429)
+    stubs.scaling.add_client_error(
+        "describe_scalable_targets", "AccessDeniedException", http_status_code=400
+    )
+    outcome = reconciler.handle(
+        event("settle", {"2": (4, 20, 1.0)}, request="Delete"),
+        stubs.clients,
+        FakeClock(checks=0).clock(),
+    )
+    assert outcome.released == []
+    reads = [line.split(":")[0] for line in outcome.left]
+    assert reads == ["get alias", "describe scalable targets"]
+
+
+def test_an_update_still_fails_on_a_denied_read(stubs: Stubs) -> None:
+    stubs.lambda_error("list_provisioned_concurrency_configs", "AccessDeniedException", 403)
+    with pytest.raises(Exception, match="AccessDenied"):
+        reconciler.handle(event("settle", {"2": (4, 20, 1.0)}), stubs.clients, FakeClock().clock())
+
+
+@dataclass
+class Response:
+    """What ``handler`` sent CloudFormation."""
+
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def urlopen(self, request: Any, timeout: float) -> Any:
+        import io
+        import json
+
+        del timeout
+        self.bodies.append(json.loads(request.data))
+        return contextlib.closing(io.BytesIO(b""))
+
+
+class LambdaContext:
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def cfn_event(phase: str, request: str) -> dict[str, Any]:
+    return {
+        **event(phase, {"2": (4, 20, 1.0)}, request=request),
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/s/1",
+        "RequestId": "r-1",
+        "LogicalResourceId": "Settle",
+        "ResponseURL": "https://cloudformation-custom-resource-response.example/r-1",
+    }
+
+
+@pytest.fixture
+def respond(stubs: Stubs, monkeypatch: pytest.MonkeyPatch) -> Response:
+    clients = {"lambda": stubs.lambda_.client, "application-autoscaling": stubs.scaling.client}
+    monkeypatch.setattr(boto3, "client", lambda name: clients[name])
+    response = Response()
+    monkeypatch.setattr(reconciler.urllib.request, "urlopen", response.urlopen)
+    return response
+
+
+def test_the_delete_answer_is_success_whatever_the_reads_answer(
+    stubs: Stubs, respond: Response
+) -> None:
+    stubs.lambda_error("list_provisioned_concurrency_configs", "AccessDeniedException", 403)
+    stubs.lambda_.add_client_error("get_alias", "AccessDeniedException", http_status_code=403)
+    stubs.scaling.add_client_error(
+        "describe_scalable_targets", "AccessDeniedException", http_status_code=400
+    )
+    reconciler.handler(cfn_event("settle", "Delete"), LambdaContext())
+    (body,) = respond.bodies
+    assert body["Status"] == "SUCCESS"
+    assert body["Reason"].startswith("reconciled; left on delete: list provisioned concurrency")
+    for what in ("get alias", "describe scalable targets"):
+        assert what in body["Reason"]
+
+
+def test_a_failure_inside_a_delete_is_still_answered_success(
+    stubs: Stubs, respond: Response, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the plan")
+
+    monkeypatch.setattr(reconciler, "plan", broken)
+    stubs.configs({})
+    stubs.alias("2")
+    stubs.targets({})
+    reconciler.handler(cfn_event("settle", "Delete"), LambdaContext())
+    (body,) = respond.bodies
+    assert body["Status"] == "SUCCESS"
+    assert body["Reason"] == "deleted; left: RuntimeError: a bug in the plan"
+
+
+def test_an_update_that_fails_is_answered_failed(stubs: Stubs, respond: Response) -> None:
+    stubs.lambda_error("list_provisioned_concurrency_configs", "AccessDeniedException", 403)
+    reconciler.handler(cfn_event("settle", "Update"), LambdaContext())
+    (body,) = respond.bodies
+    assert body["Status"] == "FAILED"

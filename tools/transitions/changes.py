@@ -125,7 +125,7 @@ def _ref(name: str, template: Mapping[str, Any], state: State) -> str:
     if name.startswith("AWS::"):
         return f"<{name}>"  # the same account, region and partition on every deploy
     resource_type = template.get("Resources", {}).get(name, {}).get("Type")
-    if resource_type == FUNCTION_TYPE:
+    if resource_type == FUNCTION_TYPE and _is_served_function(name, template):
         return state.function_name
     if resource_type == VERSION_TYPE and name in state.versions:
         return f"arn:function:{state.function_name}:{state.versions[name]}"
@@ -136,7 +136,11 @@ def _ref(name: str, template: Mapping[str, Any], state: State) -> str:
 
 def _get_att(logical_id: str, attribute: str, template: Mapping[str, Any], state: State) -> str:
     resource_type = template.get("Resources", {}).get(logical_id, {}).get("Type")
-    if resource_type == FUNCTION_TYPE and attribute == "Arn":
+    if (
+        resource_type == FUNCTION_TYPE
+        and attribute == "Arn"
+        and _is_served_function(logical_id, template)
+    ):
         return f"arn:function:{state.function_name}"
     if resource_type == VERSION_TYPE and logical_id in state.versions:
         number = state.versions[logical_id]
@@ -145,6 +149,19 @@ def _get_att(logical_id: str, attribute: str, template: Mapping[str, Any], state
         if attribute == "FunctionArn":
             return f"arn:function:{state.function_name}:{number}"
     return f"{_token(logical_id, state)}.{attribute}"
+
+
+def _is_served_function(logical_id: str, template: Mapping[str, Any]) -> bool:
+    """Whether ``logical_id`` is the function ``State.function_name`` stands for: the one
+    whose versions the template publishes. Any other function (the drift monitor, a custom
+    resource's provider) is a physical resource of its own, named by its token; a template
+    that publishes no version keeps every function as the one."""
+    versions = [
+        r.get("Properties", {}).get("FunctionName")
+        for r in template.get("Resources", {}).values()
+        if r.get("Type") == VERSION_TYPE
+    ]
+    return not versions or {"Ref": logical_id} in versions
 
 
 def _at(properties: Mapping[str, Any], path: tuple[str, ...]) -> Any:

@@ -29,6 +29,8 @@ must be warm before the alias moves). Everything else (releasing, lowering, a ra
 version that already carries its traffic, as on a rollback) is best effort: logged and
 reported, never FAILED, so that no cleanup can fail a deploy or hold a rollback in
 UPDATE_ROLLBACK_FAILED; the next deploy's reconciliation picks up what is left.
+A Delete never fails: its reads, too, are best effort, and it answers SUCCESS with a
+reason naming what was left (a FAILED delete holds the stack in DELETE_FAILED).
 
 Lambda answers 409 (ResourceConflictException) while an allocation is in progress and
 429 under load; Application Auto Scaling answers ConcurrentUpdateException. Every call is
@@ -537,15 +539,30 @@ def handle(event: Mapping[str, Any], clients: Clients, clock: Clock) -> Outcome:
         return Outcome()
     utilization = target_utilization(properties)
     desired = {} if deleting else desired_allocations(properties)
-    current = current_allocations(clients.lambda_, clock, function_name)
+    # On Delete every call is best effort (a FAILED delete leaves the stack in
+    # DELETE_FAILED, or a rollback in UPDATE_ROLLBACK_FAILED): a read that fails is
+    # reported and its answer taken as "nothing known", which releases nothing it names.
+    left: list[str] = []
+    read = functools.partial(_read, left) if deleting else _read_or_raise
+    current = read("list provisioned concurrency", Current({}),
+                   lambda: current_allocations(clients.lambda_, clock, function_name))  # fmt: skip
     alias_name = properties.get("AliasName")
-    # Without the alias name no version is known to be idle: release nothing.
+    # Without the alias name (or its routing) no version is known to be idle: release
+    # nothing that holds an allocation.
+    unknown_routing = dict.fromkeys(current.requested, 1.0)
     routed = (
-        routed_weights(clients.lambda_, clock, function_name, str(alias_name))
+        read("get alias", None,
+             lambda: routed_weights(clients.lambda_, clock, function_name, str(alias_name)))
         if alias_name
-        else dict.fromkeys(current.requested, 1.0)
-    )
-    targets = registered_targets(clients.scaling, clock, function_name)
+        else None
+    )  # fmt: skip
+    if routed is None:
+        routed = unknown_routing
+    targets = read("describe scalable targets", {},
+                   lambda: registered_targets(clients.scaling, clock, function_name))  # fmt: skip
+    if deleting and routed is unknown_routing:
+        # A target with no known routing stays too (its version may carry traffic).
+        routed = {**routed, **dict.fromkeys(targets, 1.0)}
     change = plan(
         phase,
         current.requested,
@@ -565,8 +582,24 @@ def handle(event: Mapping[str, Any], clients: Clients, clock: Clock) -> Outcome:
         utilization=utilization,
         wait_ready=phase == SCALE_UP,
     )
+    outcome.left[:0] = left
     print(json.dumps({"phase": phase, "outcome": outcome.__dict__}))
     return outcome
+
+
+def _read_or_raise(what: str, default: Any, read: Callable[[], Any]) -> Any:
+    del what, default
+    return read()
+
+
+def _read(left: list[str], what: str, default: Any, read: Callable[[], Any]) -> Any:
+    """``read()``, or ``default`` with the error added to ``left`` (Delete only)."""
+    try:
+        return read()
+    except Exception as error:
+        left.append(f"{what}: {type(error).__name__}: {error}"[:300])
+        print(json.dumps({"left_on_delete": what, "error": str(error)[:300]}))
+        return default
 
 
 def _as_dict(change: Plan) -> dict[str, Any]:
@@ -590,6 +623,7 @@ def handler(event: Mapping[str, Any], context: Any) -> None:
             context.get_remaining_time_in_millis() < RESPONSE_MARGIN_MS + POLL_SECONDS * 1000
         )
     )
+    deleting = event.get("RequestType") == "Delete"
     try:
         outcome = handle(
             event,
@@ -597,9 +631,13 @@ def handler(event: Mapping[str, Any], context: Any) -> None:
             clock,
         )
         if outcome.left:
-            reason = f"reconciled; left for the next deploy: {'; '.join(outcome.left)}"[:1000]
+            what = "left on delete" if deleting else "left for the next deploy"
+            reason = f"reconciled; {what}: {'; '.join(outcome.left)}"[:1000]
     except Exception as error:  # every failure must reach CloudFormation, or it waits an hour
-        status, reason = "FAILED", f"{type(error).__name__}: {error}"[:1000]
+        # A Delete always succeeds: FAILED would hold the stack in DELETE_FAILED (or a
+        # rollback in UPDATE_ROLLBACK_FAILED) for what is only a cleanup.
+        status = "SUCCESS" if deleting else "FAILED"
+        reason = f"{'deleted; left: ' if deleting else ''}{type(error).__name__}: {error}"[:1000]
         print(reason)
     _respond(event, status, reason, physical_id)
 
