@@ -61,6 +61,7 @@ def _normal(text: str) -> str:
     published version, asset hash or artifact content id."""
     text = re.sub(r"sklearn-serving-(dev|prod)-", "sklearn-serving-<env>-", text)
     text = re.sub(r"\b[0-9a-f]{64}\b", "<asset hash>", text)
+    text = re.sub(r"scalable-target/[0-9a-f]{32}\b", "scalable-target/<target id>", text)
     text = re.sub(r"(models/[^/]+/)v\d+/[0-9a-f]{16}/", r"\1<version>/<content id>/", text)
     text = re.sub(r"(function:[^:\s]+):\d+\b", r"\1:<version>", text)
     return re.sub(

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tests.infra.conftest import CANARY, Synth, cdk_context
+from tests.infra.conftest import CANARY, Synth, cdk_context, validation_findings
 from tests.infra.test_checks import CFN_LINT, REPO
 
 SynthContext = Callable[[Mapping[str, Any]], Synth]
@@ -177,5 +177,4 @@ def test_automated_mode_passes_cfn_lint_and_cdk_nag(synth_context: SynthContext)
         timeout=300,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    report = json.loads((result.directory / "validation-report.json").read_text())
-    assert report["pluginReports"] == []
+    assert validation_findings(result.directory) == []
