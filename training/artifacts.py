@@ -61,7 +61,7 @@ def write_version(
     write_files: Callable[[Path], dict[str, Any]],
     *,
     force: bool = False,
-    wait_seconds: float = LOCK_WAIT_SECONDS,
+    wait_seconds: float | None = None,
 ) -> Path:
     """Create ``root/model_name/version`` atomically.
 
@@ -76,7 +76,7 @@ def write_version(
     model_dir = root / model_name
     final = model_dir / version
     model_dir.mkdir(parents=True, exist_ok=True)
-    with _model_lock(model_dir, wait_seconds):
+    with model_lock(model_dir, wait_seconds):
         _recover_set_aside(final)
         _refuse_existing(final, force)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir))
@@ -92,7 +92,7 @@ def write_version(
             _fsync(path)
         # mkdtemp makes the directory private; a version is read by the whole team.
         os.chmod(tmp, 0o755)  # noqa: S103
-        with _model_lock(model_dir, wait_seconds):
+        with model_lock(model_dir, wait_seconds):
             # Checked again: another writer may have created it since the check above.
             _recover_set_aside(final)
             _refuse_existing(final, force)
@@ -104,9 +104,15 @@ def write_version(
     return final
 
 
-def _model_lock(model_dir: Path, wait_seconds: float) -> contextlib.AbstractContextManager[None]:
+def model_lock(
+    model_dir: Path, wait_seconds: float | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """The lock every change to ``model_dir``'s versions takes (``tracked.exclusive``);
+    waits at most ``wait_seconds`` (default ``LOCK_WAIT_SECONDS``) for another holder."""
     return tracked.exclusive(
-        model_dir / tracked.DIRECTORY_LOCK, what=str(model_dir), wait_seconds=wait_seconds
+        model_dir / tracked.DIRECTORY_LOCK,
+        what=str(model_dir),
+        wait_seconds=LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds,
     )
 
 
@@ -118,11 +124,11 @@ def _refuse_existing(final: Path, force: bool) -> None:
         )
 
 
-def recover_set_aside(final: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> bool:
+def recover_set_aside(final: Path, wait_seconds: float | None = None) -> bool:
     """``_recover_set_aside`` under the model's lock (when its directory exists)."""
     if not final.parent.is_dir():
         return False
-    with _model_lock(final.parent, wait_seconds):
+    with model_lock(final.parent, wait_seconds):
         return _recover_set_aside(final)
 
 

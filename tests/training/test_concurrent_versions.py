@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tests import race
 from training import artifacts, tracked
 
 RACES = 10
+COMMITTED = Path(__file__).resolve().parents[2] / "model_artifacts"
 
 
 def _leftovers(model_dir: Path) -> list[str]:
@@ -80,3 +82,20 @@ def test_a_held_lock_refuses_the_writer_and_names_the_holder(tmp_path: Path, for
             wait_seconds=0,
         )
     assert _leftovers(model_dir) == [], "the lock file goes with its holder"
+
+
+def test_adding_the_skops_file_is_refused_while_the_model_is_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """python -m training.skops_artifact edits a version in place: under the model's lock,
+    so a --force retrain cannot swap the directory out under it."""
+    from training import skops_artifact
+
+    version = tmp_path / "churn" / "v1"
+    shutil.copytree(COMMITTED / "churn" / "v1", version)
+    monkeypatch.setattr(artifacts, "LOCK_WAIT_SECONDS", 0.0)
+    before = {p.name: p.read_bytes() for p in version.iterdir()}
+    with tracked.exclusive(version.parent / tracked.DIRECTORY_LOCK, wait_seconds=0):
+        code = skops_artifact.main([str(version)])
+    assert code == 2
+    assert {p.name: p.read_bytes() for p in version.iterdir()} == before
