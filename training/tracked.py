@@ -45,6 +45,7 @@ DIRECTORY_LOCK = ".lock"
 MAX_HOLDER_BYTES = 4096
 MAX_COMMAND_CHARS = 300
 _POLL_SECONDS = 0.05
+_UNNAMED_GRACE_SECONDS = 1.0
 _JSON_SPACE = " \t\n\r"
 
 
@@ -79,6 +80,12 @@ def holder() -> dict[str, Any]:
 
 def describe_holder(lock_file: Path) -> str:
     """The holder recorded in ``lock_file``, for a refusal message (bounded)."""
+    return _recorded_holder(lock_file) or (
+        "another writer (it has not recorded itself yet, or has just finished)"
+    )
+
+
+def _recorded_holder(lock_file: Path) -> str | None:
     try:
         with lock_file.open("rb") as stream:
             raw = stream.read(MAX_HOLDER_BYTES)
@@ -86,7 +93,7 @@ def describe_holder(lock_file: Path) -> str:
         pid, host = int(recorded["pid"]), str(recorded["host"])[:100]
         command, since = str(recorded["command"])[:MAX_COMMAND_CHARS], str(recorded["since"])[:40]
     except (OSError, ValueError, KeyError, TypeError):
-        return "another writer (it has not recorded itself yet, or has just finished)"
+        return None
     return f"pid {pid} on {host} ({command}), holding it since {since}"
 
 
@@ -100,7 +107,8 @@ def exclusive(
     raises ``BusyError`` naming it. ``what`` names the thing being changed in messages.
     """
     subject = what or str(lock_file)
-    deadline = time.monotonic() + max(0.0, wait_seconds)
+    started = time.monotonic()
+    deadline = started + max(0.0, wait_seconds)
     while True:
         try:
             fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -117,7 +125,12 @@ def exclusive(
                 raise TrackedError(
                     f"{subject}: cannot lock {lock_file} ({error.strerror}); nothing written"
                 ) from None
-            if time.monotonic() < deadline:
+            now = time.monotonic()
+            # A holder records itself right after locking and removes the file as it ends:
+            # while no holder is on record, look again for a moment rather than refuse
+            # without a name (or refuse a lock that is being released).
+            unnamed = _recorded_holder(lock_file) is None
+            if now < deadline or (unnamed and now < started + _UNNAMED_GRACE_SECONDS):
                 time.sleep(_POLL_SECONDS)
                 continue
             raise BusyError(
