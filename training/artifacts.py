@@ -2,11 +2,15 @@
 
 A version directory is built completely in a hidden temporary sibling, flushed to
 disk, then renamed into place, so a crash leaves either the old version or the new
-one, never a half-written mix. An existing version is replaced only when asked to.
+one, never a half-written mix. An existing version is replaced only when asked to, and
+that is decided under the model's lock (``model_artifacts/<model>/.lock``, see
+``training.tracked``) immediately before the rename: of two writers of one version without
+``--force``, one lands and the other is refused; neither ever replaces the other's files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,10 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from training import tracked
+
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 VERSION_PATTERN = re.compile(r"^v[0-9]+$")
+# The model's lock is held only for a check and a rename or two: wait that long, not forever.
+LOCK_WAIT_SECONDS = 10.0
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -53,22 +61,24 @@ def write_version(
     write_files: Callable[[Path], dict[str, Any]],
     *,
     force: bool = False,
+    wait_seconds: float | None = None,
 ) -> Path:
     """Create ``root/model_name/version`` atomically.
 
     ``write_files(tmp_dir)`` writes every file of the version into ``tmp_dir`` and
     returns the manifest (without checksums of the files it wrote: they are added
-    here from the bytes on disk). Returns the final directory.
+    here from the bytes on disk). Returns the final directory. Raises
+    ``ArtifactExistsError`` (nothing written) when the version exists, or appeared while
+    this one was being written, and ``force`` is false; ``tracked.BusyError`` when
+    another writer holds the model's lock for more than ``wait_seconds``.
     """
     check_identity(model_name, version)
     model_dir = root / model_name
     final = model_dir / version
-    recover_set_aside(final)
-    if final.exists() and not force:
-        raise ArtifactExistsError(
-            f"{final} already exists; choose a new version or pass --force to replace it"
-        )
     model_dir.mkdir(parents=True, exist_ok=True)
+    with model_lock(model_dir, wait_seconds):
+        _recover_set_aside(final)
+        _refuse_existing(final, force)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir))
     try:
         manifest = write_files(tmp)
@@ -82,7 +92,11 @@ def write_version(
             _fsync(path)
         # mkdtemp makes the directory private; a version is read by the whole team.
         os.chmod(tmp, 0o755)  # noqa: S103
-        _replace_dir(tmp, final)
+        with model_lock(model_dir, wait_seconds):
+            # Checked again: another writer may have created it since the check above.
+            _recover_set_aside(final)
+            _refuse_existing(final, force)
+            _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -90,7 +104,35 @@ def write_version(
     return final
 
 
-def recover_set_aside(final: Path) -> bool:
+def model_lock(
+    model_dir: Path, wait_seconds: float | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """The lock every change to ``model_dir``'s versions takes (``tracked.exclusive``);
+    waits at most ``wait_seconds`` (default ``LOCK_WAIT_SECONDS``) for another holder."""
+    return tracked.exclusive(
+        model_dir / tracked.DIRECTORY_LOCK,
+        what=str(model_dir),
+        wait_seconds=LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds,
+    )
+
+
+def _refuse_existing(final: Path, force: bool) -> None:
+    if final.exists() and not force:
+        raise ArtifactExistsError(
+            f"{final} already exists; choose a new version or pass --force to replace it "
+            "(nothing written)"
+        )
+
+
+def recover_set_aside(final: Path, wait_seconds: float | None = None) -> bool:
+    """``_recover_set_aside`` under the model's lock (when its directory exists)."""
+    if not final.parent.is_dir():
+        return False
+    with model_lock(final.parent, wait_seconds):
+        return _recover_set_aside(final)
+
+
+def _recover_set_aside(final: Path) -> bool:
     """Put back a version that a crash left set aside between the two renames.
 
     ``_replace_dir`` moves the old version to ``.<version>.old-<pid>`` before renaming the

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from training import artifacts
+from training import artifacts, tracked
 
 
 def add_version_options(parser: argparse.ArgumentParser, default_output: Path) -> None:
@@ -44,10 +44,11 @@ def log(message: str) -> None:
 
 def run(action: Callable[[], object]) -> int:
     """0 when ``action`` wrote the version; 2 with the reason on stderr when it was refused
-    (every refusal is a ``ValueError`` naming the problem, or an existing version)."""
+    (every refusal is a ``ValueError`` naming the problem, an existing version, or another
+    writer holding the model's lock)."""
     try:
         action()
-    except (ValueError, artifacts.ArtifactExistsError) as exc:
+    except (ValueError, artifacts.ArtifactExistsError, tracked.TrackedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

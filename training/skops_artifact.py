@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
 from inference import sklearn_model
-from training import artifacts
+from training import artifacts, tracked
 
 SKOPS_FILE = "model.skops"
 SKOPS_FORMAT = sklearn_model.SKOPS_FORMAT
@@ -108,33 +106,32 @@ def add_to_version(version_dir: Path, X: NDArray[np.float64]) -> dict[str, Any]:
     import joblib
     import skops
 
-    manifest = artifacts.load_manifest(version_dir)
-    entries: dict[str, Any] = manifest["artifacts"]
-    joblib_entry = entries.get(JOBLIB_KEY) or entries["sklearn"]
-    problems = [p for p in artifacts.verify_version(version_dir) if SKOPS_FILE not in p]
-    if problems:
-        raise SkopsParityError("; ".join(problems))
-    payload = joblib.load(version_dir / joblib_entry["file"])
-    data = checked_dumps(
-        {**payload, "format": SKOPS_FORMAT},
-        X,
-    )
-    path = version_dir / SKOPS_FILE
-    path.write_bytes(data)
-    skops_entry = {
-        **manifest_entry(data),
-        "sha256": artifacts.sha256_file(path),
-        "size_bytes": path.stat().st_size,
-    }
-    others = {k: v for k, v in entries.items() if k not in ("sklearn", JOBLIB_KEY)}
-    manifest["artifacts"] = {"sklearn": skops_entry, JOBLIB_KEY: joblib_entry, **others}
-    manifest["library_versions"]["skops"] = skops.__version__
-    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    with tempfile.NamedTemporaryFile("w", dir=version_dir, delete=False) as handle:
-        handle.write(text)
-    # NamedTemporaryFile makes the file private; a manifest is read by the whole team.
-    os.chmod(handle.name, 0o644)
-    os.replace(handle.name, version_dir / artifacts.MANIFEST)
+    # Under the model's lock: a version is never changed by two commands at once (a
+    # --force retrain of it would otherwise swap the directory out under this edit).
+    with artifacts.model_lock(version_dir.parent):
+        manifest = artifacts.load_manifest(version_dir)
+        entries: dict[str, Any] = manifest["artifacts"]
+        joblib_entry = entries.get(JOBLIB_KEY) or entries["sklearn"]
+        problems = [p for p in artifacts.verify_version(version_dir) if SKOPS_FILE not in p]
+        if problems:
+            raise SkopsParityError("; ".join(problems))
+        payload = joblib.load(version_dir / joblib_entry["file"])
+        data = checked_dumps(
+            {**payload, "format": SKOPS_FORMAT},
+            X,
+        )
+        path = version_dir / SKOPS_FILE
+        tracked.write_atomic(path, data)  # a crash leaves the old file, never half of one
+        skops_entry = {
+            **manifest_entry(data),
+            "sha256": artifacts.sha256_file(path),
+            "size_bytes": path.stat().st_size,
+        }
+        others = {k: v for k, v in entries.items() if k not in ("sklearn", JOBLIB_KEY)}
+        manifest["artifacts"] = {"sklearn": skops_entry, JOBLIB_KEY: joblib_entry, **others}
+        manifest["library_versions"]["skops"] = skops.__version__
+        text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+        tracked.write_atomic(version_dir / artifacts.MANIFEST, text.encode("utf-8"))
     return manifest
 
 
@@ -146,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
 
     X, _ = generate(2000, 123)
     for version_dir in args.version_dirs:
-        add_to_version(version_dir, X)
+        try:
+            add_to_version(version_dir, X)
+        except tracked.TrackedError as refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
         print(f"{version_dir}: wrote {SKOPS_FILE}, manifest artifacts.sklearn points to it")
     return 0
 

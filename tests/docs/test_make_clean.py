@@ -19,6 +19,10 @@ KEPT = {
     # A version set aside by a crash between two renames is restored on the next run;
     # deleting it could lose a model version.
     "model_artifacts/**/.v*": "a set-aside model version, restored by training",
+    # A writer's lock (training/tracked.py) is removed by its holder; deleting one that a
+    # running command holds would let a second writer in beside it.
+    ".*.lock": "cdk.json's lock, removed by the command that holds it",
+    "model_artifacts/*/.lock": "a model's lock, removed by the writer that holds it",
 }
 
 

@@ -23,10 +23,10 @@ from tools.rollout.config_file import (
     DeploymentConfig,
     RefusedError,
     model_key,
+    parse_text,
     read,
     rollout_path,
     select_model,
-    write_atomic,
 )
 from tools.rollout.live import (
     Comparison,
@@ -37,6 +37,7 @@ from tools.rollout.live import (
 )
 from tools.rollout.plan import cdk_commands, next_steps, routing
 from tools.rollout.steps import State, state_of
+from training import tracked
 
 DEFAULT_CONFIG = Path("cdk.json")
 DEFAULT_COMPARE_MINUTES = 60
@@ -130,16 +131,24 @@ def main(
 ) -> int:
     args = parser().parse_args(argv)
     try:
-        config_file = read(args.config)
-        current = select_model(config_file.parse(args.env, artifacts_root), args.model)
-        if args.command == "status":
-            return status(config_file, current, args.env, live_factory)
-        if args.command == "compare":
+        if args.command in ("status", "compare"):
+            config_file = read(args.config)
+            current = select_model(config_file.parse(args.env, artifacts_root), args.model)
+            if args.command == "status":
+                return status(config_file, current, args.env, live_factory)
             return compare(current, args.env, args.minutes, live_factory, now(), _thresholds(args))
-        block = config_file.rollout_block(args.env, model_key(current))
-        new_block = change(args, block, current, live_factory, artifacts_root)
-        return apply(config_file, args.env, block, new_block, args.command, artifacts_root, current)
-    except RefusedError as refusal:
+        # A step reads, decides and writes under cdk.json's lock: a second command at the
+        # same time is refused (naming this one), never silently overwritten.
+        with tracked.edit(args.config) as editing:
+            config_file = parse_text(args.config, editing.text())
+            current = select_model(config_file.parse(args.env, artifacts_root), args.model)
+            block = config_file.rollout_block(args.env, model_key(current))
+            new_block = change(args, block, current, live_factory, artifacts_root)
+            return apply(
+                config_file, args.env, block, new_block, args.command, artifacts_root, current,
+                write=editing.replace,
+            )  # fmt: skip
+    except (RefusedError, tracked.TrackedError) as refusal:
         print(f"refused: {refusal}", file=sys.stderr)
         return EXIT_REFUSED
 
@@ -258,7 +267,11 @@ def apply(
     command: str,
     artifacts_root: Path,
     current: EnvironmentConfig,
+    *,
+    write: Callable[[str], None],
 ) -> int:
+    """Check the edited config with the app's parser, write it with ``write`` (the
+    compare-and-swap of ``tracked.Edit.replace``), print what changed and what to run."""
     model = model_key(current)
     updated = config_file.with_rollout(env, new_block, model)
     try:
@@ -268,7 +281,7 @@ def apply(
         raise RefusedError(
             f"{command} would write a configuration the app refuses: {error}"
         ) from None
-    write_atomic(config_file.path, updated.text)
+    write(updated.text)
     at = rollout_path(env, model)
     print(f"{command}: wrote {at} in {config_file.path}")
     for key in new_block:

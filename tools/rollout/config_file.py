@@ -1,11 +1,13 @@
-"""Read the deployment config, check an edited rollout block, replace the file atomically."""
+"""Read the deployment config and check an edited rollout block.
+
+The file is changed only through ``training.tracked``: under its lock, if it still holds the
+bytes read, through a symlink to its target, and with only the rollout block re-rendered.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 
 from stacks.config import load_config
 from stacks.settings import DEFAULT_ARTIFACTS_ROOT, ConfigError, EnvironmentConfig
+from training import tracked
 from training.artifacts import VERSION_PATTERN
 
 
@@ -61,12 +64,16 @@ class DeploymentConfig:
     def with_rollout(
         self, env: str, block: Mapping[str, Any], model: str | None = None
     ) -> DeploymentConfig:
+        """This config with one rollout block replaced: the text changes only inside it."""
         document = copy.deepcopy(self.document)
         owner = document["context"]["environments"][env]
+        keys = ["context", "environments", env]
         if model is not None:
             owner = owner["models"][model]
+            keys += ["models", model]
         owner["rollout"] = dict(block)
-        return DeploymentConfig(self.path, render(document), document)
+        text = tracked.replace_json_value(self.text, [*keys, "rollout"], dict(block))
+        return DeploymentConfig(self.path, text, document)
 
 
 def rollout_path(env: str, model: str | None = None) -> str:
@@ -93,15 +100,23 @@ def select_model(environment: EnvironmentConfig, name: str | None) -> Environmen
 
 
 def render(document: Mapping[str, Any]) -> str:
-    # The file's own format: two-space indent, key order kept, trailing newline.
-    return json.dumps(document, indent=2) + "\n"
+    # The committed file's format: two-space indent, key order kept, trailing newline.
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
 def read(path: Path) -> DeploymentConfig:
+    """The config for reading only (status, compare); an edit uses ``parse_text`` on the
+    bytes ``tracked.edit`` read under the lock."""
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as error:
         raise RefusedError(f"--config {path}: cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise RefusedError(f"--config {path}: not UTF-8 text (byte {error.start})") from None
+    return parse_text(path, text)
+
+
+def parse_text(path: Path, text: str) -> DeploymentConfig:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -109,19 +124,3 @@ def read(path: Path) -> DeploymentConfig:
     if not isinstance(document, dict) or not isinstance(document.get("context"), dict):
         raise RefusedError(f"--config {path}: expected a cdk.json with a 'context' object")
     return DeploymentConfig(path, text, document)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` in one rename: a crash leaves the old file or the new, never half."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
