@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -327,3 +331,72 @@ def test_the_handler_receives_the_same_function_url_event_as_before(isolated_env
     assert (events[0]["isBase64Encoded"], events[0]["body"]) == (False, '{"a": 1}')
     assert events[1]["isBase64Encoded"] is True
     assert base64.b64decode(events[1]["body"]) == binary
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "status", "fragment"),
+    [
+        # waitress itself: 501 text/plain; here the envelope's 400
+        ("Transfer-Encoding: gzip", b"", 400, "Transfer-Encoding is not supported"),
+        ("Transfer-Encoding: chunked", b"zz\r\n{}\r\n0\r\n\r\n", 400, "chunk"),
+        # waitress itself: 431 text/plain
+        ("X-Big: " + "b" * 70_000, b"", 400, "exceed 65536 bytes"),
+        ("Bad Header Line", b"", 400, "Invalid header"),
+        (f"Content-Length: {serve.FUNCTION_URL_MAX_BODY + 1}", b"", 413, "Function URL limit"),
+    ],
+    ids=["te-gzip", "bad-chunk", "big-head", "bad-header", "too-large"],
+)
+def test_what_waitress_refuses_itself_is_answered_in_the_envelope(
+    server: tuple[str, int], head: str, body: bytes, status: int, fragment: str
+) -> None:
+    raw = f"POST / HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n".encode("latin-1") + body
+    data, closed = exchange(server, raw)
+    assert closed
+    assert len(data) < SMALL_ANSWER_BYTES, data[:300]
+    [(answered, headers, answer)] = parse_responses(data)
+    assert (answered, headers["content-type"]) == (status, "application/json")
+    code = "payload_too_large" if status == 413 else "invalid_request"
+    assert fragment in envelope(answer, code)["error"]["message"]
+
+
+def test_the_command_line_server_keeps_its_startup_line_and_a_bounded_thread_count(
+    tmp_path: Any,
+) -> None:
+    # The command `make serve` runs, in its own process: the docs and the demo read the
+    # port from this line; /proc/<pid>/task counts the process's threads.
+    command = [
+        sys.executable, "-m", "tools.serve", "--port", "0", "--version", "v1",
+        "--runtime", "sklearn", "--threads", "3", "--read-timeout", "2", "--idle-timeout", "60",
+    ]  # fmt: skip
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            command, cwd=serve.ROOT, stdout=subprocess.DEVNULL, stderr=stderr, text=True
+        )
+    try:
+        line = ""
+        for _ in range(600):  # up to 60 s for the model to load
+            text = stderr_path.read_text()
+            match = re.search(r"serving churn v1 \(sklearn\) at http://127\.0\.0\.1:(\d+)/", text)
+            if match:
+                line = match.group(0)
+                break
+            assert process.poll() is None, text
+            time.sleep(0.1)
+        assert line, stderr_path.read_text()
+        address = ("127.0.0.1", int(line.rsplit(":", 1)[1].rstrip("/")))
+        assert post(address, valid_record())[0] == 200
+        tasks = Path(f"/proc/{process.pid}/task")
+        before = len(list(tasks.iterdir()))
+        idle = [socket.create_connection(address, timeout=10) for _ in range(200)]
+        try:
+            assert post(address, valid_record())[0] == 200
+            during = len(list(tasks.iterdir()))
+        finally:
+            for sock in idle:
+                sock.close()
+        assert during <= before, (before, during)
+        assert during <= 3 + 4, during  # main (the event loop), 3 workers, the trigger's
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
