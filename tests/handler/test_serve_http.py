@@ -402,3 +402,25 @@ def test_the_command_line_server_keeps_its_startup_line_and_a_bounded_thread_cou
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_envelope(server: tuple[str, int]) -> None:
+    # Chunked, the size is known only while reading: waitress counts and stops at the limit.
+    size = serve.FUNCTION_URL_MAX_BODY + 1
+    piece = b"x" * 65536
+    received = b""
+    with socket.create_connection(server, timeout=10) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % size
+        )
+        try:
+            for _ in range(size // len(piece) + 1):
+                sock.sendall(piece)
+        except OSError:
+            pass  # the server answered and closed while the rest was on its way
+        rest, closed = exchange_rest(sock)
+        received += rest
+    assert closed
+    [(status, _, body)] = parse_responses(received)
+    assert status == 413
+    assert "Function URL limit" in envelope(body, "payload_too_large")["error"]["message"]
