@@ -48,9 +48,14 @@ def request(
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as response:
-            return response.status, dict(response.headers), json.loads(response.read())
+            return response.status, lowered(response.headers), json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read())
+        return error.code, lowered(error.headers), json.loads(error.read())
+
+
+def lowered(headers: Any) -> dict[str, str]:
+    # Header names are case-insensitive; waitress writes them capitalized (Content-Type).
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def test_model_env_comes_from_the_manifest() -> None:
