@@ -53,7 +53,7 @@ def load_model_artifact(
         )
     artifact = artifacts[runtime.value]
     sha256 = str(artifact.get("sha256", ""))
-    if not SHA256_PATTERN.match(sha256):
+    if not SHA256_PATTERN.fullmatch(sha256):
         raise ConfigError(
             f"{manifest_path}: artifacts.{runtime.value}.sha256={sha256!r} is not a SHA-256"
         )

@@ -37,12 +37,12 @@ def sha256_file(path: Path) -> str:
 
 
 def check_identity(model_name: str, version: str) -> None:
-    if not NAME_PATTERN.match(model_name):
+    if not NAME_PATTERN.fullmatch(model_name):
         raise ValueError(
             f"model name {model_name!r} is not allowed: use lower-case letters, digits and '-', "
             "starting with a letter (at most 40 characters)"
         )
-    if not VERSION_PATTERN.match(version):
+    if not VERSION_PATTERN.fullmatch(version):
         raise ValueError(f"model version {version!r} is not allowed: use 'v' and a number, e.g. v3")
 
 
@@ -123,7 +123,7 @@ def versions(model_dir: Path) -> list[str]:
     found = [
         p.name
         for p in model_dir.glob("v*")
-        if VERSION_PATTERN.match(p.name) and (p / MANIFEST).is_file()
+        if VERSION_PATTERN.fullmatch(p.name) and (p / MANIFEST).is_file()
     ]
     return sorted(found, key=lambda name: int(name[1:]))
 

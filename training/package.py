@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cli.add_version_options(parser, DEFAULT_OUTPUT)
     args = cli.parse(parser, argv)
-    if args.sha256 is not None and not SHA256.match(args.sha256):
+    if args.sha256 is not None and not SHA256.fullmatch(args.sha256):
         parser.error(f"--sha256 {args.sha256!r} is not 64 hex digits")
     return cli.run(
         lambda: package(

@@ -192,7 +192,7 @@ def _bound(path: Path, where: str, value: Any, dtype: str) -> float:
 
 
 def _name(path: Path, where: str, value: Any) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         raise SchemaError(
             f"{path}: {where} {value!r} is not allowed: letters, digits and '_', not starting "
             "with a digit (at most 64 characters)"
