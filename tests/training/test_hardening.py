@@ -12,15 +12,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pytest
 
 from training import artifacts, package
 from training import train as train_module
 from training.schema import CHURN_SCHEMA_FILE, SchemaError, load_schema
-from training.synthetic import generate
 
 GOOD_FEATURE = {"name": "a", "type": "number", "min": 0, "max": 1}
+FEATURE_YAML = "{name: a, type: number, min: 0, max: 1}"
 
 
 def _schema(tmp_path: Path, document: Any, name: str = "schema.json") -> Path:
@@ -80,3 +79,149 @@ def test_a_sha256_with_a_trailing_newline_is_refused(
         _package(tmp_path, "--sha256", "0" * 64 + "\n")
     assert exit_info.value.code == 2
     assert "is not 64 hex digits" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ YAML aliases and quoting
+
+
+def _alias_bomb() -> str:
+    """About 500 bytes that expand to 10**9 strings: ten aliases of the level below, nine
+    levels deep."""
+    lines = ['a0: &a0 ["xxxxxxxxxx"]']
+    for level in range(1, 10):
+        lines.append(f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]")
+    return "\n".join([*lines, "task: binary", "label: *a9", "features: *a9", ""])
+
+
+def test_a_yaml_alias_bomb_is_refused_before_anything_is_expanded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    constructed: list[bool] = []
+
+    def spy(self: Any, node: Any) -> None:
+        # Builds nothing (building the value is what exhausts memory); a failure report
+        # must not hold ``node`` either: its repr expands the aliases too.
+        constructed.append(True)
+
+    # Composition stops at the first anchor: the constructor never builds a value.
+    monkeypatch.setattr(yaml.constructor.BaseConstructor, "construct_document", spy)
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    assert len(path.read_bytes()) < 600
+    with pytest.raises(SchemaError, match=rf"^{path}: line 1: YAML anchors and aliases are not "):
+        load_schema(path)
+    assert _package(tmp_path, "--schema", str(path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: line 1: YAML anchors and aliases are not allowed")
+    assert len(err) < 400
+    assert constructed == []
+
+
+def test_an_alias_without_its_anchor_on_the_first_line_is_refused_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "schema.yml"
+    path.write_text(
+        "task: binary\nlabel: y\nfeatures:\n  - {name: a, type: number, min: 0, max: 1}\n"
+        "  - name: b\n    type: number\n    min: &low 0\n    max: 1\n"
+    )
+    with pytest.raises(SchemaError, match=rf"^{path}: line 7: YAML anchors and aliases"):
+        load_schema(path)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"task": "x" * 10_000, "label": "y", "features": [GOOD_FEATURE]}, r"task 'xxxx"),
+        ({"task": "binary", "label": "y" * 10_000, "features": [GOOD_FEATURE]}, r"label 'yyyy"),
+        ({"task": "binary", "label": "y", "features": [[[list(range(10_000))]]]}, r"features\[0\]"),
+        ({"task": "binary", "label": "y", "features": "f" * 10_000}, r"'features' must be"),
+        (
+            {"task": "binary", "label": "y", "features": [{**GOOD_FEATURE, "max": "9" * 10_000}]},
+            r"features\[0\] \(a\)\.max must be a finite number, got '9999",
+        ),
+        (
+            {"task": "binary", "label": "y", "features": [{**GOOD_FEATURE, "k" * 10_000: 1}]},
+            r"features\[0\] has unknown key\(s\) 'kkkk",
+        ),
+    ],
+    ids=["task", "label", "feature", "features", "bound", "unknown-key"],
+)
+def test_a_long_value_is_quoted_truncated(tmp_path: Path, document: Any, message: str) -> None:
+    path = _schema(tmp_path, document)
+    with pytest.raises(SchemaError, match=rf"^{path}: {message}") as refused:
+        load_schema(path)
+    text = str(refused.value)
+    assert len(text) < len(str(path)) + 400, text
+    assert "..." in text
+
+
+def test_keys_of_other_types_are_named_not_sorted_into_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text(
+        "task: binary\nlabel: y\nfeatures: [{name: a, type: number, min: 0, max: 1}]\n1: x\n"
+    )
+    with pytest.raises(SchemaError, match=r"the schema has unknown key\(s\) 1; allowed"):
+        load_schema(path)
+
+
+def test_a_document_nested_too_deeply_is_refused(tmp_path: Path) -> None:
+    json_path = tmp_path / "deep.json"
+    json_path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SchemaError, match=rf"^{json_path}: not valid JSON \(nested too deeply"):
+        load_schema(json_path)
+    yaml_path = tmp_path / "deep.yaml"
+    yaml_path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SchemaError, match=rf"^{yaml_path}: not valid YAML \(nested too deeply"):
+        load_schema(yaml_path)
+
+
+# ------------------------------------------------------------ repeated keys
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "schema.json",
+            '{"task": "binary",\n "label": "y",\n "task": "regression",\n'
+            ' "features": [{"name": "a", "type": "number", "min": 0, "max": 1}]}',
+            r"line 3: key 'task' is repeated \(the first is on line 1\)",
+        ),
+        (
+            "schema.json",
+            '{"task": "binary", "label": "y", "features": [\n'
+            '  {"name": "a", "type": "number", "min": 0, "max": 1,\n'
+            '   "max": 1000}]}',
+            r"line 3: key 'max' is repeated \(the first is on line 2\)",
+        ),
+        (
+            "schema.yaml",
+            "task: binary\nlabel: y\nfeatures:\n  - name: a\n    type: number\n    min: 0\n"
+            "    max: 1\n    min: -5\n",
+            r"line 8: key 'min' is repeated \(the first is on line 6\)",
+        ),
+        (
+            "schema.yml",
+            f"task: binary\nlabel: y\nlabel: z\nfeatures: [{FEATURE_YAML}]\n",
+            r"line 3: key 'label' is repeated \(the first is on line 2\)",
+        ),
+    ],
+    ids=["json-top", "json-feature", "yaml-feature", "yaml-top"],
+)
+def test_a_repeated_key_is_refused_naming_key_and_line(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    # Parsers keep the last of two equal keys: a reviewer reading the first would be wrong.
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SchemaError, match=rf"^{path}: {message}"):
+        load_schema(path)
+
+
+def test_a_repeated_key_inside_a_string_is_not_a_repeat(tmp_path: Path) -> None:
+    path = _schema(
+        tmp_path,
+        {"task": "binary", "label": "y", "features": [{**GOOD_FEATURE, "description": '"max": 1'}]},
+    )
+    assert load_schema(path).features[0].description == '"max": 1'
