@@ -22,9 +22,14 @@ import json
 import math
 import re
 import reprlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
+
+# The handler's own list: the image ships lambda_src only, so the list lives there.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
+from inference.reserved import RESERVED_FEATURE_NAMES as RESERVED_FEATURE_NAMES
 
 FeatureType = Literal["integer", "number", "categorical"]
 FEATURE_TYPES: tuple[FeatureType, ...] = ("integer", "number", "categorical")
@@ -254,6 +259,11 @@ def _feature(path: Path, index: int, raw: Any) -> FeatureSpec:
     extra = {"values"} if dtype == CATEGORICAL else {"min", "max"}
     _only_keys(path, where, raw, {"name", "type", "description", *extra})
     name = _name(path, f"{where}.name", raw.get("name"))
+    if name in RESERVED_FEATURE_NAMES:
+        raise SchemaError(
+            f"{path}: {where}.name {name!r} is reserved: a request means by it "
+            f"{RESERVED_FEATURE_NAMES[name]}; reserved: {', '.join(RESERVED_FEATURE_NAMES)}"
+        )
     where = f"{where} ({name})"
     if dtype not in FEATURE_TYPES:
         raise SchemaError(

@@ -225,3 +225,33 @@ def test_a_repeated_key_inside_a_string_is_not_a_repeat(tmp_path: Path) -> None:
         {"task": "binary", "label": "y", "features": [{**GOOD_FEATURE, "description": '"max": 1'}]},
     )
     assert load_schema(path).features[0].description == '"max": 1'
+
+
+# ------------------------------------------------------------ reserved feature names
+
+
+@pytest.mark.parametrize("reserved", ["instances", "_warmup"])
+def test_a_feature_named_as_a_request_key_is_refused_at_packaging(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reserved: str
+) -> None:
+    # The handler reads these names in a request (a batch, the warm-up ping): a model with
+    # such a feature was trained and gated, then answered 503 forever.
+    features = [GOOD_FEATURE, {**GOOD_FEATURE, "name": reserved}]
+    path = _schema(tmp_path, {"task": "binary", "label": "y", "features": features})
+    with pytest.raises(SchemaError, match=rf"features\[1\]\.name '{reserved}' is reserved"):
+        load_schema(path)
+    assert _package(tmp_path, "--schema", str(path)) == 2
+    assert f"features[1].name '{reserved}' is reserved" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_and_the_handler_share_one_list_of_reserved_names() -> None:
+    from inference import events, validation
+    from training import schema
+
+    assert schema.RESERVED_FEATURE_NAMES is validation.RESERVED_FEATURE_NAMES
+    assert {validation.BATCH_KEY, events.WARMUP_KEY} <= set(schema.RESERVED_FEATURE_NAMES)
+    for name in schema.RESERVED_FEATURE_NAMES:
+        entry = {"name": name, "dtype": "number", "allowed": {"min": 0, "max": 1}}
+        with pytest.raises(ValueError, match=rf"uses the reserved name '{name}'"):
+            validation.schema_from_artifact([entry])
