@@ -255,3 +255,54 @@ def test_training_and_the_handler_share_one_list_of_reserved_names() -> None:
         entry = {"name": name, "dtype": "number", "allowed": {"min": 0, "max": 1}}
         with pytest.raises(ValueError, match=rf"uses the reserved name '{name}'"):
             validation.schema_from_artifact([entry])
+
+
+# ------------------------------------------------------------ manifest paths confined
+
+REPO = Path(__file__).resolve().parents[2]
+OUTSIDE = ["../../etc/hostname", "/etc/hostname", "sub/../../x", "", "golden.json\x00"]
+
+
+def _version_naming(tmp_path: Path, file: str) -> Path:
+    import shutil
+
+    directory = tmp_path / "churn" / "v1"
+    shutil.copytree(REPO / "model_artifacts/churn/v1", directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["artifacts"]["sklearn"]["file"] = file
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+@pytest.mark.parametrize("file", OUTSIDE)
+def test_a_manifest_file_outside_its_version_is_refused_by_training_readers(
+    tmp_path: Path, file: str
+) -> None:
+    directory = _version_naming(tmp_path, file)
+    message = r"artifacts\.sklearn\.file=.* is not allowed: a file inside the version directory"
+    with pytest.raises(ValueError, match=message):
+        artifacts.load_manifest(directory)
+    with pytest.raises(ValueError, match=message):
+        artifacts.verify_version(directory)
+
+
+def test_a_manifest_file_through_a_symlink_out_of_the_version_is_refused(tmp_path: Path) -> None:
+    directory = _version_naming(tmp_path, "link.skops")
+    (directory / "link.skops").symlink_to("/etc/hostname")
+    with pytest.raises(ValueError, match=r"artifacts\.sklearn\.file='link\.skops' is not allowed"):
+        artifacts.load_manifest(directory)
+
+
+@pytest.mark.parametrize("file", OUTSIDE[:3])
+def test_synth_refuses_a_manifest_file_outside_its_version(tmp_path: Path, file: str) -> None:
+    # Synth read and hashed /etc/hostname, and printed its SHA-256 in the refusal.
+    import hashlib
+
+    from stacks.config import load_config
+    from stacks.settings import ConfigError
+    from tests.infra.conftest import cdk_context
+
+    _version_naming(tmp_path, file)
+    with pytest.raises(ConfigError, match=r"artifacts\.sklearn\.file=.* is not allowed") as err:
+        load_config(cdk_context(), artifacts_root=tmp_path)
+    assert hashlib.sha256(Path("/etc/hostname").read_bytes()).hexdigest() not in str(err.value)
