@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training.schema import CHURN, FeatureSpec, Schema
+from training.schema import CHURN, FeatureSpec, Schema, quote
 
 MIN_ROWS = 100
 MIN_ROWS_PER_CLASS = 10
+# Integer class labels are stored as int64 (the artifact, the golden set, the handler).
+INT64 = np.iinfo(np.int64)
 
 
 # Class labels (int64, or object holding str) or regression targets (float64).
@@ -101,6 +103,13 @@ def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
             raise DatasetError(f"{path}: line {line}, {where}: the label is empty")
     integers = [_as_integer(text) for _, text in raw]
     labels: list[Any] = integers if all(v is not None for v in integers) else [t for _, t in raw]
+    if labels is integers:
+        for (line, text), value in zip(raw, integers, strict=True):
+            if value is not None and not INT64.min <= value <= INT64.max:
+                raise DatasetError(
+                    f"{path}: line {line}, {where}: {quote(text)} is beyond the 64-bit integer "
+                    f"range of a class label ({INT64.min} to {INT64.max})"
+                )
     first_line: dict[Any, int] = {}
     counts: dict[Any, int] = {}
     for (line, _), value in zip(raw, labels, strict=True):

@@ -76,6 +76,14 @@ def read_estimator(path: Path, sha256: str | None) -> tuple[Any, dict[str, Any]]
     else:
         import joblib
 
+        if sha256 is None:
+            # Said on stderr whatever the log: the user may not know what a joblib file is.
+            print(
+                f"warning: {path}: a joblib file is a pickle: loading it runs the code it "
+                "holds; package only a file you trust, and pin it: --sha256 "
+                f"{digest}",
+                file=sys.stderr,
+            )
         try:
             # Runs the pickle's code: the user vouched for the file (and may pin --sha256).
             estimator = joblib.load(io.BytesIO(data))

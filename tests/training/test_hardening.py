@@ -12,11 +12,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import joblib
 import pytest
 
+from tests.training.conftest import WriteCsv
 from training import artifacts, package
 from training import train as train_module
+from training.dataset import DatasetError, load_csv
 from training.schema import CHURN_SCHEMA_FILE, SchemaError, load_schema
+from training.synthetic import generate
 
 GOOD_FEATURE = {"name": "a", "type": "number", "min": 0, "max": 1}
 FEATURE_YAML = "{name: a, type: number, min: 0, max: 1}"
@@ -306,3 +310,55 @@ def test_synth_refuses_a_manifest_file_outside_its_version(tmp_path: Path, file:
     with pytest.raises(ConfigError, match=r"artifacts\.sklearn\.file=.* is not allowed") as err:
         load_config(cdk_context(), artifacts_root=tmp_path)
     assert hashlib.sha256(Path("/etc/hostname").read_bytes()).hexdigest() not in str(err.value)
+
+
+# ------------------------------------------------------------ labels and pickles
+
+
+@pytest.mark.parametrize("label", ["9223372036854775808", "-9223372036854775809", "1e30"])
+def test_a_label_beyond_int64_is_refused_naming_line_and_value(
+    tmp_path: Path, write_csv: WriteCsv, capsys: pytest.CaptureFixture[str], label: str
+) -> None:
+    # np.asarray(..., dtype=np.int64) raised OverflowError: a crash (exit 1), not a refusal.
+    def edit(rows: list[list[str]]) -> None:
+        rows[4][-1] = label
+
+    data = write_csv(300, edit=edit)
+    with pytest.raises(DatasetError, match=rf"^{data}: line 6, column 'churn': '{label}' is "):
+        load_csv(data)
+    argv = ["--version", "v1", "--data", str(data), "--output", str(tmp_path / "out")]
+    assert train_module.main(argv) == 2
+    assert f"line 6, column 'churn': '{label}' is beyond" in capsys.readouterr().err
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = generate(300, seed=4)
+    estimator = tmp_path / "model.joblib"
+    joblib.dump(LogisticRegression(max_iter=5000).fit(X, y), estimator)
+    assert _package(tmp_path, "--estimator", str(estimator), "--data", str(data)) == 2
+    assert f"line 6, column 'churn': '{label}' is beyond" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_loading_a_joblib_without_a_pin_warns_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = generate(300, seed=4)
+    path = tmp_path / "model.joblib"
+    joblib.dump(LogisticRegression(max_iter=5000).fit(X, y), path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    package.read_estimator(path, None)
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: {path}: a joblib file is a pickle: loading it runs ")
+    assert f"--sha256 {digest}" in err
+    package.read_estimator(path, digest)
+    assert capsys.readouterr().err == ""
+    skops_path = tmp_path / "model.skops"
+    import skops.io
+
+    skops_path.write_bytes(skops.io.dumps(LogisticRegression(max_iter=5000).fit(X, y)))
+    package.read_estimator(skops_path, None)
+    assert capsys.readouterr().err == ""
