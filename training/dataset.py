@@ -104,8 +104,8 @@ def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
     integers = [_as_integer(text) for _, text in raw]
     labels: list[Any] = integers if all(v is not None for v in integers) else [t for _, t in raw]
     if labels is integers:
-        for (line, text), value in zip(raw, integers, strict=True):
-            if value is not None and not INT64.min <= value <= INT64.max:
+        for (line, text), integer in zip(raw, integers, strict=True):
+            if integer is not None and not INT64.min <= integer <= INT64.max:
                 raise DatasetError(
                     f"{path}: line {line}, {where}: {quote(text)} is beyond the 64-bit integer "
                     f"range of a class label ({INT64.min} to {INT64.max})"
