@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from training.schema import quote
+
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -39,11 +41,13 @@ def sha256_file(path: Path) -> str:
 def check_identity(model_name: str, version: str) -> None:
     if not NAME_PATTERN.fullmatch(model_name):
         raise ValueError(
-            f"model name {model_name!r} is not allowed: use lower-case letters, digits and '-', "
-            "starting with a letter (at most 40 characters)"
+            f"model name {quote(model_name)} is not allowed: use lower-case letters, digits "
+            "and '-', starting with a letter (at most 40 characters)"
         )
     if not VERSION_PATTERN.fullmatch(version):
-        raise ValueError(f"model version {version!r} is not allowed: use 'v' and a number, e.g. v3")
+        raise ValueError(
+            f"model version {quote(version)} is not allowed: use 'v' and a number, e.g. v3"
+        )
 
 
 def write_version(
@@ -159,9 +163,8 @@ def artifact_path(version_dir: Path, file: object, where: str = "file") -> Path:
         resolved = path.resolve()
         inside = resolved != base and resolved.is_relative_to(base)
     if not inside:
-        shown = repr(file) if len(repr(file)) <= 80 else f"{repr(file)[:77]}..."
         raise ManifestError(
-            f"{version_dir / MANIFEST}: {where}={shown} is not allowed: a file inside the "
+            f"{version_dir / MANIFEST}: {where}={quote(file)} is not allowed: a file inside the "
             "version directory (a relative name, no '..', no absolute path, no link out)"
         )
     return path

@@ -362,3 +362,18 @@ def test_loading_a_joblib_without_a_pin_warns_on_stderr(
     skops_path.write_bytes(skops.io.dumps(LogisticRegression(max_iter=5000).fit(X, y)))
     package.read_estimator(skops_path, None)
     assert capsys.readouterr().err == ""
+
+
+def test_long_cells_and_names_are_quoted_truncated(
+    tmp_path: Path, write_csv: WriteCsv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(rows: list[list[str]]) -> None:
+        rows[0][0] = "9" * 5000 + "x"
+
+    data = write_csv(300, edit=edit)
+    with pytest.raises(DatasetError, match=r"line 2, column 'tenure_months': '9999") as refused:
+        load_csv(data)
+    assert len(str(refused.value)) < len(str(data)) + 200
+    with pytest.raises(ValueError, match=r"model name 'aaaa.*\.\.\..*' is not allowed") as named:
+        artifacts.check_identity("a" * 5000 + "!", "v1")
+    assert len(str(named.value)) < 300
