@@ -126,8 +126,11 @@ def _read_document(path: Path) -> Any:
         return _read_yaml(path, text)
     try:
         return json.loads(text, object_pairs_hook=_object_without_repeats)
-    except _RepeatedKeyError:
-        line, first, key = _repeated_json_key(text)
+    except _RepeatedKeyError as repeated:
+        found = _repeated_json_key(text)
+        if found is None:  # pragma: no cover - the walk finds what the hook found
+            raise SchemaError(f"{path}: key {quote(repeated.key)} is repeated") from None
+        line, first, key = found
         raise SchemaError(
             f"{path}: line {line}: key {quote(key)} is repeated (the first is on line {first})"
         ) from None
@@ -159,19 +162,26 @@ for _attribute in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset", "
 class _RepeatedKeyError(ValueError):
     """A JSON object repeats a key (found by the hook; ``_repeated_json_key`` says where)."""
 
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
 
 def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        raise _RepeatedKeyError
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _RepeatedKeyError(key)
+        document[key] = value
     return document
 
 
-def _repeated_json_key(text: str) -> tuple[int, int, str]:
+def _repeated_json_key(text: str) -> tuple[int, int, str] | None:
     """(line, line of the first, key) of the first key an object of ``text`` (valid JSON up
     to there) repeats; walks strings, braces and brackets once."""
     objects: list[dict[str, int] | None] = []
-    index = 0
+    index = counted = 0
+    line = 1
     while index < len(text):
         char = text[index]
         if char == '"':
@@ -181,7 +191,9 @@ def _repeated_json_key(text: str) -> tuple[int, int, str]:
                 after += 1
             top = objects[-1] if objects else None
             if top is not None and after < len(text) and text[after] == ":":
-                line = text.count("\n", 0, index) + 1
+                # Counted on from the last key: one pass over the text in all.
+                line += text.count("\n", counted, index)
+                counted = index
                 if value in top:
                     return line, top[value], value
                 top[value] = line
@@ -191,10 +203,10 @@ def _repeated_json_key(text: str) -> tuple[int, int, str]:
             objects.append({})
         elif char == "[":
             objects.append(None)
-        elif char in "]}":
+        elif char in "]}" and objects:
             objects.pop()
         index += 1
-    raise AssertionError("a repeated key was reported but not found")  # pragma: no cover
+    return None  # pragma: no cover
 
 
 class _RefusedError(Exception):

@@ -377,3 +377,15 @@ def test_long_cells_and_names_are_quoted_truncated(
     with pytest.raises(ValueError, match=r"model name 'aaaa.*\.\.\..*' is not allowed") as named:
         artifacts.check_identity("a" * 5000 + "!", "v1")
     assert len(str(named.value)) < 300
+
+
+def test_a_key_repeated_under_an_escape_is_found_on_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "schema.json"
+    path.write_text(
+        '{"task": "binary", "label": "y", "features": [{"name": "a", "type": "number",\n'
+        '"min": 0, "max": 1, "description": "{\\"max\\": 2}",\n"m\\u0061x": 5}]}'
+    )
+    with pytest.raises(
+        SchemaError, match=r"line 3: key 'max' is repeated \(the first is on line 2"
+    ):
+        load_schema(path)
