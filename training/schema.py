@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import reprlib
 import sys
@@ -36,6 +37,9 @@ FEATURE_TYPES: tuple[FeatureType, ...] = ("integer", "number", "categorical")
 CATEGORICAL: FeatureType = "categorical"
 TASKS = ("binary", "multiclass", "regression")
 MAX_CATEGORIES = 1000
+# 1,000 categories of 64 characters for a few hundred features fit many times over; a
+# larger file is refused before it is read.
+MAX_SCHEMA_BYTES = 16 * 1024 * 1024
 # A refusal quotes a value in at most this many characters (a schema may hold anything).
 QUOTE_LIMIT = 80
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -117,7 +121,15 @@ def load_schema(path: Path) -> Schema:
 
 def _read_document(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SCHEMA_BYTES + 1)
+            if len(data) > MAX_SCHEMA_BYTES:
+                size = os.fstat(handle.fileno()).st_size
+                raise SchemaError(
+                    f"{path}: {size} bytes is more than a schema file may hold "
+                    f"({MAX_SCHEMA_BYTES} bytes)"
+                )
+        text = data.decode("utf-8-sig")
     except OSError as exc:
         raise SchemaError(f"{path}: cannot open ({exc.strerror})") from exc
     except UnicodeDecodeError as exc:

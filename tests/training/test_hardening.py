@@ -389,3 +389,13 @@ def test_a_key_repeated_under_an_escape_is_found_on_its_line(tmp_path: Path) -> 
         SchemaError, match=r"line 3: key 'max' is repeated \(the first is on line 2"
     ):
         load_schema(path)
+
+
+def test_a_schema_file_larger_than_the_bound_is_refused_reading_no_more(tmp_path: Path) -> None:
+    from training import schema
+
+    path = tmp_path / "huge.json"
+    with path.open("wb") as handle:
+        handle.truncate(schema.MAX_SCHEMA_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(SchemaError, match=rf"^{path}: {schema.MAX_SCHEMA_BYTES + 1} bytes"):
+        load_schema(path)
