@@ -399,3 +399,16 @@ def test_a_schema_file_larger_than_the_bound_is_refused_reading_no_more(tmp_path
         handle.truncate(schema.MAX_SCHEMA_BYTES + 1)  # sparse: nothing is written
     with pytest.raises(SchemaError, match=rf"^{path}: {schema.MAX_SCHEMA_BYTES + 1} bytes"):
         load_schema(path)
+
+
+def test_an_inline_merge_key_reads_and_a_key_it_repeats_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text("task: binary\nlabel: y\nfeatures:\n  - <<: {name: a, type: number}\n"
+                    "    min: 0\n    max: 1\n")  # fmt: skip
+    assert load_schema(path).features[0].maximum == 1.0
+    path.write_text("task: binary\nlabel: y\nfeatures:\n  - <<: {name: a, type: number, min: 5}\n"
+                    "    min: 0\n    max: 1\n")  # fmt: skip
+    with pytest.raises(
+        SchemaError, match=r"line 5: key 'min' is repeated \(the first is on line 4"
+    ):
+        load_schema(path)
