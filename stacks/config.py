@@ -183,7 +183,7 @@ def _model_settings(
     """A further model's settings: the environment's, with the model's own blocks merged
     key by key over them; its rollout block is its own (required)."""
     where = f"{at}.models.{model_name}"
-    if not isinstance(model_name, str) or not _MODEL_NAME.match(model_name):
+    if not isinstance(model_name, str) or not _MODEL_NAME.fullmatch(model_name):
         raise ConfigError(
             f"{at}.models key {model_name!r} is not allowed: a model name is lower-case "
             "letters, digits and '-', starting with a letter, at most 40 characters"
@@ -266,7 +266,7 @@ def _environment(
     account = optional_pattern(f"{at}.account", raw.get("account"), _ACCOUNT, "12 digits")
     region = optional_pattern(f"{at}.region", raw.get("region"), _REGION, "e.g. eu-west-1")
     model_name = text(f"{at}.model_name", raw.get("model_name", "churn"))
-    if not _MODEL_NAME.match(model_name):
+    if not _MODEL_NAME.fullmatch(model_name):
         raise ConfigError(
             f"{at}.model_name={model_name!r} is not allowed: lower-case letters, digits and "
             "'-', starting with a letter, at most 40 characters"
@@ -388,7 +388,7 @@ def _function(at: str, raw: Mapping[str, Any], *, default_namespace: str) -> Fun
         )
     reserved = raw.get("reserved_concurrency")
     namespace = text(f"{at}.metrics_namespace", raw.get("metrics_namespace", default_namespace))
-    if not _NAMESPACE.match(namespace) or namespace.startswith("AWS/"):
+    if not _NAMESPACE.fullmatch(namespace) or namespace.startswith("AWS/"):
         raise ConfigError(
             f"{at}.metrics_namespace={namespace!r} is not allowed: 1-255 letters, digits or "
             "'._/#:-', not starting with 'AWS/'"
@@ -598,7 +598,7 @@ def _rollout(at: str, raw: Mapping[str, Any], context: Mapping[str, Any]) -> Rol
     if version_raw is None:
         raise ConfigError(f"{version_key} is not set: name a version under model_artifacts/")
     model_version = text(version_key, version_raw)
-    if not _MODEL_VERSION.match(model_version):
+    if not _MODEL_VERSION.fullmatch(model_version):
         raise ConfigError(
             f"{version_key}={model_version!r} is not allowed: 'v' and a number, e.g. v2"
         )
@@ -636,7 +636,7 @@ def _rollout(at: str, raw: Mapping[str, Any], context: Mapping[str, Any]) -> Rol
     stable_model = None
     if not is_unset(stable_model_raw):
         stable_model = text(f"{at}.stable_model_version", stable_model_raw)
-        if not _MODEL_VERSION.match(stable_model):
+        if not _MODEL_VERSION.fullmatch(stable_model):
             raise ConfigError(
                 f"{at}.stable_model_version={stable_model!r} is not allowed: 'v' and a number, "
                 "e.g. v1, or null"

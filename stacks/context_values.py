@@ -92,6 +92,6 @@ def choice(key: str, value: Any, enum: type[_Choice]) -> _Choice:
 def optional_pattern(key: str, value: Any, pattern: re.Pattern[str], what: str) -> str | None:
     if is_unset(value):
         return None
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ConfigError(f"{key}={value!r} is not allowed: expected {what} or null")
     return value

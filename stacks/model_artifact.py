@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stacks.settings import ConfigError, ModelArtifact, ModelRuntime
-from training.artifacts import MANIFEST, SHA256_PATTERN, sha256_file
+from training.artifacts import MANIFEST, SHA256_PATTERN, check_artifact_files, sha256_file
 from training.schema import TASKS
 
 
@@ -36,6 +36,11 @@ def load_model_artifact(
             f"{manifest_path} describes {manifest.get('model_name')!r} "
             f"{manifest.get('model_version')!r}, not {model_name!r} {model_version!r}"
         )
+    try:
+        # Before any file is opened: a name like ../../etc/hostname reads outside the version.
+        check_artifact_files(directory, manifest)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     artifacts: Mapping[str, Any] = manifest.get("artifacts", {})
     if runtime.value not in artifacts:
         # Training and packaging record why a model has no compiled form.
@@ -53,7 +58,7 @@ def load_model_artifact(
         )
     artifact = artifacts[runtime.value]
     sha256 = str(artifact.get("sha256", ""))
-    if not SHA256_PATTERN.match(sha256):
+    if not SHA256_PATTERN.fullmatch(sha256):
         raise ConfigError(
             f"{manifest_path}: artifacts.{runtime.value}.sha256={sha256!r} is not a SHA-256"
         )

@@ -17,11 +17,12 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from training import tracked
+from training.schema import quote
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
@@ -45,13 +46,15 @@ def sha256_file(path: Path) -> str:
 
 
 def check_identity(model_name: str, version: str) -> None:
-    if not NAME_PATTERN.match(model_name):
+    if not NAME_PATTERN.fullmatch(model_name):
         raise ValueError(
-            f"model name {model_name!r} is not allowed: use lower-case letters, digits and '-', "
-            "starting with a letter (at most 40 characters)"
+            f"model name {quote(model_name)} is not allowed: use lower-case letters, digits "
+            "and '-', starting with a letter (at most 40 characters)"
         )
-    if not VERSION_PATTERN.match(version):
-        raise ValueError(f"model version {version!r} is not allowed: use 'v' and a number, e.g. v3")
+    if not VERSION_PATTERN.fullmatch(version):
+        raise ValueError(
+            f"model version {quote(version)} is not allowed: use 'v' and a number, e.g. v3"
+        )
 
 
 def write_version(
@@ -82,6 +85,7 @@ def write_version(
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir))
     try:
         manifest = write_files(tmp)
+        check_artifact_files(tmp, manifest)
         for artifact in manifest["artifacts"].values():
             path = tmp / artifact["file"]
             artifact["sha256"] = sha256_file(path)
@@ -150,6 +154,8 @@ def _recover_set_aside(final: Path) -> bool:
 
 
 def load_manifest(version_dir: Path) -> dict[str, Any]:
+    """The version's manifest, its artifact file names checked to stay inside the version
+    (``check_artifact_files``)."""
     path = version_dir / MANIFEST
     try:
         manifest: dict[str, Any] = json.loads(path.read_text())
@@ -157,7 +163,52 @@ def load_manifest(version_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{path} does not exist: is {version_dir} a model version?"
         ) from None
+    check_artifact_files(version_dir, manifest)
     return manifest
+
+
+class ManifestError(ValueError):
+    """The manifest names something a version cannot hold; the message says what."""
+
+
+def check_artifact_files(version_dir: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse a manifest whose ``artifacts.*.file`` leaves ``version_dir``.
+
+    Every reader joins the name to the version directory and reads (and hashes, and
+    uploads) what it finds: ``../../etc/hostname`` would be read from outside the version.
+    """
+    entries = manifest.get("artifacts")
+    if not isinstance(entries, Mapping):
+        return  # not this check's business; readers refuse a manifest without artifacts
+    for key, entry in entries.items():
+        file = entry.get("file") if isinstance(entry, Mapping) else None
+        artifact_path(version_dir, file, f"artifacts.{key}.file")
+
+
+def artifact_path(version_dir: Path, file: object, where: str = "file") -> Path:
+    """``version_dir / file`` for a plain relative name whose real path is inside
+    ``version_dir`` (no absolute path, no '..', no symbolic link out); else ManifestError."""
+    name = file if isinstance(file, str) else None
+    parts = PurePosixPath(name).parts if name else ()
+    inside = (
+        name is not None
+        and bool(parts)
+        and "\x00" not in name
+        and "\\" not in name
+        and not PurePosixPath(name).is_absolute()
+        and ".." not in parts
+    )
+    path = version_dir / name if inside and name is not None else version_dir
+    if inside:
+        base = version_dir.resolve()
+        resolved = path.resolve()
+        inside = resolved != base and resolved.is_relative_to(base)
+    if not inside:
+        raise ManifestError(
+            f"{version_dir / MANIFEST}: {where}={quote(file)} is not allowed: a file inside the "
+            "version directory (a relative name, no '..', no absolute path, no link out)"
+        )
+    return path
 
 
 def versions(model_dir: Path) -> list[str]:
@@ -165,7 +216,7 @@ def versions(model_dir: Path) -> list[str]:
     found = [
         p.name
         for p in model_dir.glob("v*")
-        if VERSION_PATTERN.match(p.name) and (p / MANIFEST).is_file()
+        if VERSION_PATTERN.fullmatch(p.name) and (p / MANIFEST).is_file()
     ]
     return sorted(found, key=lambda name: int(name[1:]))
 

@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training.schema import CHURN, FeatureSpec, Schema
+from training.schema import CHURN, FeatureSpec, Schema, quote
 
 MIN_ROWS = 100
 MIN_ROWS_PER_CLASS = 10
+# Integer class labels are stored as int64 (the artifact, the golden set, the handler).
+INT64 = np.iinfo(np.int64)
 
 
 # Class labels (int64, or object holding str) or regression targets (float64).
@@ -91,7 +93,7 @@ def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
                 value = math.nan
             if not math.isfinite(value):
                 raise DatasetError(
-                    f"{path}: line {line}, {where}: {text!r} is not a finite number (the "
+                    f"{path}: line {line}, {where}: {quote(text)} is not a finite number (the "
                     "label of a regression)"
                 )
             values.append(value)
@@ -101,6 +103,13 @@ def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
             raise DatasetError(f"{path}: line {line}, {where}: the label is empty")
     integers = [_as_integer(text) for _, text in raw]
     labels: list[Any] = integers if all(v is not None for v in integers) else [t for _, t in raw]
+    if labels is integers:
+        for (line, text), integer in zip(raw, integers, strict=True):
+            if integer is not None and not INT64.min <= integer <= INT64.max:
+                raise DatasetError(
+                    f"{path}: line {line}, {where}: {quote(text)} is beyond the 64-bit integer "
+                    f"range of a class label ({INT64.min} to {INT64.max})"
+                )
     first_line: dict[Any, int] = {}
     counts: dict[Any, int] = {}
     for (line, _), value in zip(raw, labels, strict=True):
@@ -109,9 +118,11 @@ def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
     if schema.task == "binary" and len(counts) > 2:
         # The rarest class is most likely the typo: named at the line it first shows up.
         odd = min(counts, key=lambda c: (counts[c], first_line[c]))
-        found = ", ".join(f"{c!r} ({n} row{'s' if n != 1 else ''})" for c, n in counts.items())
+        shown = list(counts.items())[:10]
+        found = ", ".join(f"{quote(c)} ({n} row{'s' if n != 1 else ''})" for c, n in shown)
+        found += "" if len(counts) <= len(shown) else f", ... ({len(counts)} in all)"
         raise DatasetError(
-            f"{path}: line {first_line[odd]}, {where}: {odd!r} makes {len(counts)} classes: a "
+            f"{path}: line {first_line[odd]}, {where}: {quote(odd)} makes {len(counts)} classes: a "
             f"binary label has exactly 2 (found {found})"
         )
     if labels and isinstance(labels[0], int):
@@ -191,7 +202,7 @@ def check_class_balance(
     for cls, count in zip(classes, counts, strict=True):
         if count < MIN_ROWS_PER_CLASS:
             raise DatasetError(
-                f"{source}: column '{label}' has {count} rows of class {_plain(cls)!r}; "
+                f"{source}: column '{label}' has {count} rows of class {quote(_plain(cls))}; "
                 f"every class needs at least {MIN_ROWS_PER_CLASS} rows"
             )
 
@@ -264,10 +275,10 @@ def _feature_value(
     if codes is not None:
         code = codes.get(text)
         if code is None:
-            allowed = ", ".join(repr(v) for v in (spec.values or ())[:20])
+            allowed = ", ".join(quote(v) for v in (spec.values or ())[:20])
             more = "" if len(spec.values or ()) <= 20 else f", ... ({len(codes)} in all)"
             raise DatasetError(
-                f"{path}: line {line}, column '{name}': {raw!r} is not one of the allowed "
+                f"{path}: line {line}, column '{name}': {quote(raw)} is not one of the allowed "
                 f"values ({allowed}{more})"
             )
         return float(code)
@@ -275,12 +286,16 @@ def _feature_value(
         value = float(text)
     except ValueError:
         raise DatasetError(
-            f"{path}: line {line}, column '{name}': {raw!r} is not a number"
+            f"{path}: line {line}, column '{name}': {quote(raw)} is not a number"
         ) from None
     if not math.isfinite(value):
-        raise DatasetError(f"{path}: line {line}, column '{name}': {raw!r} is not a finite number")
+        raise DatasetError(
+            f"{path}: line {line}, column '{name}': {quote(raw)} is not a finite number"
+        )
     if spec.dtype == "integer" and not value.is_integer():
-        raise DatasetError(f"{path}: line {line}, column '{name}': {raw!r} is not a whole number")
+        raise DatasetError(
+            f"{path}: line {line}, column '{name}': {quote(raw)} is not a whole number"
+        )
     if not spec.minimum <= value <= spec.maximum:
         raise DatasetError(
             f"{path}: line {line}, column '{name}': {value:g} is outside the allowed range "

@@ -76,6 +76,14 @@ def read_estimator(path: Path, sha256: str | None) -> tuple[Any, dict[str, Any]]
     else:
         import joblib
 
+        if sha256 is None:
+            # Said on stderr whatever the log: the user may not know what a joblib file is.
+            print(
+                f"warning: {path}: a joblib file is a pickle: loading it runs the code it "
+                "holds; package only a file you trust, and pin it: --sha256 "
+                f"{digest}",
+                file=sys.stderr,
+            )
         try:
             # Runs the pickle's code: the user vouched for the file (and may pin --sha256).
             estimator = joblib.load(io.BytesIO(data))
@@ -278,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cli.add_version_options(parser, DEFAULT_OUTPUT)
     args = cli.parse(parser, argv)
-    if args.sha256 is not None and not SHA256.match(args.sha256):
+    if args.sha256 is not None and not SHA256.fullmatch(args.sha256):
         parser.error(f"--sha256 {args.sha256!r} is not 64 hex digits")
     return cli.run(
         lambda: package(

@@ -86,7 +86,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         raise ConfigError(
             f"MODEL_SHA256 is not set: refusing to load {source} without a pinned checksum"
         )
-    if sha256 is not None and not _SHA256.match(sha256):
+    if sha256 is not None and not _SHA256.fullmatch(sha256):
         raise ConfigError(f"MODEL_SHA256={sha256!r} is not a SHA-256 (64 hexadecimal digits)")
     opt_in = (env.get(UNVERIFIED_OPT_IN) or "").strip()
     if opt_in not in ("", "1"):

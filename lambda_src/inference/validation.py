@@ -19,10 +19,17 @@ from numpy.typing import NDArray
 
 from inference.errors import ErrorCode, RequestError, bad_request, too_large
 from inference.limits import ECHO_MAX_CHARS, MAX_REPORTED_PROBLEMS, echo
+from inference.reserved import BATCH_KEY, RESERVED_FEATURE_NAMES
 
-BATCH_KEY = "instances"
 _NUMBER_TYPES = {int, float}
-__all__ = ["BATCH_KEY", "MAX_REPORTED_PROBLEMS", "Feature", "Instances", "parse_instances"]
+__all__ = [
+    "BATCH_KEY",
+    "MAX_REPORTED_PROBLEMS",
+    "RESERVED_FEATURE_NAMES",
+    "Feature",
+    "Instances",
+    "parse_instances",
+]
 
 
 # A categorical feature lists 1 to this many values (the artifact contract's bound).
@@ -95,8 +102,12 @@ def schema_from_artifact(features: object) -> tuple[Feature, ...]:
     names = [feature.name for feature in parsed]
     if len(set(names)) != len(names):
         raise ValueError(f"artifact feature schema repeats a name: {names}")
-    if BATCH_KEY in names:
-        raise ValueError(f"artifact feature schema uses the reserved name {BATCH_KEY!r}")
+    for name in names:
+        if name in RESERVED_FEATURE_NAMES:
+            raise ValueError(
+                f"artifact feature schema uses the reserved name {name!r} (a request means "
+                f"{RESERVED_FEATURE_NAMES[name]})"
+            )
     return tuple(parsed)
 
 

@@ -121,6 +121,9 @@ def test_bad_command_line_values_name_key_value_and_allowed(
         ("alarms.email", "ops", r"alarms.email='ops'.*an address"),
         ("rollout.mode", "yolo", r"rollout.mode='yolo'.*'manual'"),
         ("account", "123", r"account='123'.*12 digits"),
+        ("account", "123456789012\n", r"account='123456789012\\n'.*12 digits"),
+        # `$` matches before a final newline: patterns match the whole value (fullmatch).
+        ("models", {"fraud\n": {}}, r"models key 'fraud\\n' is not allowed"),
         ("provisioned_concurrency.total", -1, r"total=-1.*integer from 0"),
     ],
 )

@@ -41,6 +41,10 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...], str]] = {
         {}, ("start", "--version", "2", "--weight", "0.1", "--stable", "7"),
         r"--version '2' is not allowed: 'v' and a number",
     ),
+    "model with a trailing newline": (
+        {}, ("start", "--version", "v2\n", "--weight", "0.1", "--stable", "7"),
+        r"--version 'v2\\n' is not allowed: 'v' and a number",
+    ),
     "start while a canary runs": (
         CANARY, ("start", "--version", "v1", "--weight", "0.1", "--stable", "8"),
         r"a canary is already running: candidate v2 takes 10% next to stable version 7",

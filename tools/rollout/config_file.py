@@ -93,7 +93,7 @@ def select_model(environment: EnvironmentConfig, name: str | None) -> Environmen
     except ConfigError as error:
         hint = (
             f"; to canary model version {name}, use --version {name}"
-            if name is not None and VERSION_PATTERN.match(name)
+            if name is not None and VERSION_PATTERN.fullmatch(name)
             else ""
         )
         raise RefusedError(f"--{error}{hint}") from None

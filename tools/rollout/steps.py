@@ -51,7 +51,7 @@ def check_weight(weight: float) -> float:
 
 def check_model(artifacts_root: Path, model_name: str, model: str, runtime: ModelRuntime) -> str:
     """The app's own artifact check (manifest, runtime's artifact, checksum, files)."""
-    if not VERSION_PATTERN.match(model):
+    if not VERSION_PATTERN.fullmatch(model):
         raise RefusedError(f"--version {model!r} is not allowed: 'v' and a number, e.g. v2")
     try:
         load_model_artifact(artifacts_root, model_name, model, runtime)
