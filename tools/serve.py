@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import base64
 import errno
-import json
 import os
 import re
 import sys
@@ -54,6 +53,8 @@ from waitress.utilities import (
     ServerNotImplemented,
 )
 from waitress.utilities import Error as WaitressError
+
+from training.artifacts import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "model_artifacts"
@@ -136,7 +137,11 @@ def model_env(model: str, version: str, runtime: str) -> dict[str, str]:
     manifest_path = version_dir / "manifest.json"
     if not manifest_path.is_file():
         raise SystemExit(f"{manifest_path} does not exist: is {model} {version} trained?")
-    artifacts = json.loads(manifest_path.read_text())["artifacts"]
+    try:
+        # Artifact file names checked to stay inside the version directory.
+        artifacts = load_manifest(version_dir)["artifacts"]
+    except ValueError as error:
+        raise SystemExit(f"{manifest_path}: {error}") from None
     if runtime not in artifacts:
         raise SystemExit(
             f"{model} {version} has no {runtime!r} artifact (it has: {', '.join(artifacts)})"

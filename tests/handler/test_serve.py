@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -272,3 +273,17 @@ def test_any_task_serves_over_http_from_the_newest_passed_version(
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_a_manifest_naming_a_file_outside_its_version_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools import serve
+
+    version = tmp_path / "churn" / "v1"
+    version.mkdir(parents=True)
+    manifest = {"artifacts": {"compiled": {"file": "../../hostname", "sha256": "0" * 64}}}
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(serve, "ARTIFACTS", tmp_path)
+    with pytest.raises(SystemExit, match="hostname"):
+        serve.model_env("churn", "v1", "compiled")
