@@ -68,12 +68,15 @@ def row_bytes(task: str, classes: tuple[Any, ...] | None, shape: Shape) -> int:
     Rows differ only in their label and numbers, each no wider than a worst row's, and a
     batch of n rows is its n rows and n - 1 separators: n times this bounds it."""
     widest = 0
-    for encode in json_codec.encoders():
+    encoders = json_codec.encoders()
+    for encode in encoders:
         try:
             for row in _worst_rows(task, classes, shape, encode):
                 widest = max(widest, _size(shape, row, 2, encode) - _size(shape, row, 1, encode))
         except TypeError:
-            continue  # orjson cannot encode these labels: dumps writes them the other way
+            if encode is encoders[-1]:
+                raise  # the standard library cannot either: no answer could be written
+            # orjson cannot encode these labels: dumps writes them the other way.
     return widest
 
 

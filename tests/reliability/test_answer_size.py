@@ -31,7 +31,7 @@ from inference import handler as handler_module
 from inference.events import Shape
 from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
 from tests.handler.conftest import valid_record
-from tests.reliability.conftest import Served, serving
+from tests.reliability.conftest import PROFILE, Served, serving
 
 SHAPES = ("http-v2", "rest-v1", "direct")
 
@@ -320,7 +320,8 @@ identities = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=25)
+# Each example answers up to five batches of up to 200 KB: fewer than the profile's 60 in CI.
+@settings(max_examples=25 if PROFILE == "ci" else 500)
 @given(
     task=st.sampled_from(["binary", "multiclass", "regression"]),
     data=st.data(),
