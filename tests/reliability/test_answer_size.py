@@ -348,3 +348,14 @@ def test_for_any_labels_and_identity_the_bound_holds(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(answers, "ANSWER_LIMIT_BYTES", limit)
         check_the_bound(answering, shape, limit)
+
+
+def test_a_label_no_encoder_can_write_is_a_type_error_not_a_zero_row_size() -> None:
+    # Before: both encoders' TypeError was swallowed, the row took 0 bytes and the bound
+    # divided by zero.
+    class Opaque:
+        pass
+
+    envelope = {"model_name": "m", "model_version": "v1", "request_id": "r"}
+    with pytest.raises(TypeError):
+        answers.max_answer_rows("binary", (Opaque(), 1), Shape.HTTP_V2, envelope)
