@@ -8,17 +8,25 @@ that is wrong stops the read with an error naming the file, the line and the fie
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import math
+import reprlib
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 CAPTURE_FIELD = "capture"
 CAPTURE_MARKER = 1
 RECORD_FORMAT = "capture/1"
+# A capture record is under 64 KB and CloudWatch Logs keeps events under 256 KB: a longer
+# line is no line of an export, and is refused without being held whole.
+MAX_LINE_BYTES = 1024 * 1024
+# An error message shows at most this much of a bad value or line.
+EXCERPT_CHARS = 80
 
 
 class CaptureFileError(ValueError):
@@ -66,7 +74,7 @@ def read(path: Path) -> CaptureExport:
     export = CaptureExport(path)
     try:
         with _open(path) as handle:
-            for number, text in enumerate(_lines(path, handle), start=1):
+            for number, text in _lines(path, handle):
                 if not text.strip():
                     continue
                 record = _parse(path, number, text)
@@ -75,21 +83,66 @@ def read(path: Path) -> CaptureExport:
                 else:
                     export.rows.append(record)
     except OSError as exc:
-        raise CaptureFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise CaptureFileError(f"{path}: cannot read ({clip(str(exc.strerror or exc))})") from None
     return export
 
 
-def _open(path: Path) -> IO[str]:
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` as ``repr`` shows it, cut after ``limit`` characters: an export's field can
+    be megabytes, and an error message echoes at most this much of it. Built from a
+    bounded repr, never the whole value's."""
+    text = _REPR.repr(value) if not isinstance(value, str | bytes) else repr(value[: limit + 1])
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... (cut at {limit} characters)"
+
+
+def clip(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """Plain text (a field name, an error's words) cut as ``excerpt`` cuts a value."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... (cut at {limit} characters)"
+
+
+_REPR = reprlib.Repr(maxlevel=3, maxlist=8, maxdict=8, maxstring=EXCERPT_CHARS, maxother=40)
+
+
+def _open(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig")
-    return path.open(encoding="utf-8-sig")
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return path.open("rb")
 
 
-def _lines(path: Path, handle: IO[str]) -> Iterator[str]:
-    try:
-        yield from handle
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
-        raise CaptureFileError(f"{path}: not UTF-8 JSON lines ({exc})") from None
+def _lines(path: Path, handle: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line, each at most MAX_LINE_BYTES: a damaged gzip, a
+    line over the bound or bytes that are not UTF-8 stop the read naming the line."""
+    number = 0
+    while True:
+        number += 1
+        try:
+            raw = handle.readline(MAX_LINE_BYTES + 1)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise CaptureFileError(
+                f"{path}: line {number}: not a readable gzip file "
+                f"({type(exc).__name__}: {clip(str(exc))})"
+            ) from None
+        if not raw:
+            return
+        if len(raw) > MAX_LINE_BYTES:
+            raise CaptureFileError(
+                f"{path}: line {number}: longer than {MAX_LINE_BYTES:,} bytes (a capture "
+                f"record is under 64 KB, a log event under 256 KB): {excerpt(raw[:80])}"
+            )
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CaptureFileError(
+                f"{path}: line {number}: not UTF-8 (byte {raw[exc.start]:#04x} at column "
+                f"{exc.start + 1})"
+            ) from None
+        yield number, text
 
 
 def _parse(path: Path, number: int, text: str) -> CapturedRow | None:
@@ -97,17 +150,23 @@ def _parse(path: Path, number: int, text: str) -> CapturedRow | None:
     try:
         record = json.loads(text)
     except ValueError as exc:
-        raise CaptureFileError(f"{where}: not valid JSON ({exc})") from None
+        raise CaptureFileError(f"{where}: not valid JSON ({clip(str(exc))})") from None
+    except RecursionError:
+        raise CaptureFileError(
+            f"{where}: not a record: nested too deeply to read ({excerpt(text[:40])})"
+        ) from None
     if not isinstance(record, dict):
-        raise CaptureFileError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        raise CaptureFileError(
+            f"{where}: expected a JSON object, got {type(record).__name__} {excerpt(record)}"
+        )
     marker = record.get(CAPTURE_FIELD)
     if marker is None:
         return None
     if marker != CAPTURE_MARKER or isinstance(marker, bool):
-        raise CaptureFileError(f"{where}: field 'capture' is {marker!r}, expected 1")
+        raise CaptureFileError(f"{where}: field 'capture' is {excerpt(marker)}, expected 1")
     if record.get("format") != RECORD_FORMAT:
         raise CaptureFileError(
-            f"{where}: field 'format' is {record.get('format')!r}: this reader knows "
+            f"{where}: field 'format' is {excerpt(record.get('format'))}: this reader knows "
             f"{RECORD_FORMAT!r} only"
         )
 
@@ -121,7 +180,7 @@ def _parse(path: Path, number: int, text: str) -> CapturedRow | None:
         value = record.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise CaptureFileError(
-                f"{where}: field {name!r} must be an integer >= {minimum}, got {value!r}"
+                f"{where}: field {name!r} must be an integer >= {minimum}, got {excerpt(value)}"
             )
         return value
 
@@ -156,7 +215,7 @@ def _answer(
         if isinstance(prediction, bool) or not isinstance(prediction, str | int):
             raise CaptureFileError(
                 f"{where}: field 'prediction' must be a class label (a string or an integer), "
-                f"got {prediction!r}"
+                f"got {excerpt(prediction)}"
             )
         return prediction
 
@@ -169,14 +228,15 @@ def _answer(
         ):
             raise CaptureFileError(
                 f"{where}: field 'probabilities' must be a list of numbers in [0, 1], got "
-                f"{probabilities!r}"
+                f"{excerpt(probabilities)}"
             )
         return "multiclass", label(), None, tuple(float(p) for p in probabilities)
     if "probability" in record or not _number(prediction):
         probability = record.get("probability")
         if not _probability(probability):
             raise CaptureFileError(
-                f"{where}: field 'probability' must be a number in [0, 1], got {probability!r}"
+                f"{where}: field 'probability' must be a number in [0, 1], got "
+                f"{excerpt(probability)}"
             )
         return "binary", label(), float(probability), None  # type: ignore[arg-type]
     assert isinstance(prediction, int | float)  # _number said so
@@ -201,8 +261,8 @@ def _features(where: str, features: Any) -> dict[str, float | str]:
             continue
         if not _number(value):
             raise CaptureFileError(
-                f"{where}: field 'features.{name}' must be a finite number or a categorical "
-                f"value, got {value!r}"
+                f"{where}: field 'features.{clip(name)}' must be a finite number or a "
+                f"categorical value, got {excerpt(value)}"
             )
         out[name] = float(value)
     return out

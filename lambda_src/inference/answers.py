@@ -14,16 +14,17 @@ the runtime (a 500), never an answer.
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import metrics, summaries
+from inference import json_codec, metrics, summaries
+from inference.events import Shape
 from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, PREDICTION_LOG_MAX_ROWS
+from inference.responses import payload_bytes, render
 from inference.tasks import TASKS
 
 THRESHOLD = 0.5
@@ -31,32 +32,80 @@ THRESHOLD = 0.5
 ROW_SUM_TOLERANCE = 1e-6
 # The multiclass log line counts at most this many predicted classes (the most frequent).
 LOG_MAX_CLASSES = 20
-# A 200 answer must fit Lambda's response limit, less room for the identity envelope.
-ANSWER_LIMIT_BYTES = LAMBDA_PAYLOAD_LIMIT_BYTES - 4096
-# The widest number an answer holds, as limits.PREDICTION_ANSWER_BYTES counts it for churn
-# (a regression value may be wider: a bound for the usual cases, not a guarantee).
-_WIDE_PROBABILITY = 1.2345678901234567e-05
-_WIDE_VALUE = -1.2345678901234567e-05
+# A 200 answer, as Lambda's runtime client encodes the handler's return value (envelope
+# included, counted per request by max_answer_rows), must fit Lambda's response limit.
+ANSWER_LIMIT_BYTES = LAMBDA_PAYLOAD_LIMIT_BYTES
+# The widest numbers an answer can hold, in both encoders (json_codec.encoders()): a float64
+# has at most 17 significant digits and a 3-digit exponent, so "repr" writes at most 24
+# characters, 23 without a sign; orjson's fixed notation ("0.000012345678901234568") is
+# no wider. In [0.5, 1) doubles are 2**-53 apart, more than 1e-16, so 16 decimals always
+# round-trip: 18 characters. tests/reliability/test_answer_size.py checks every exponent
+# and sign, subnormals and hypothesis' floats against these.
+WIDEST_PROBABILITY = 1.2345678901234567e-100  # 23 characters, the most in [0, 1]
+WIDEST_POSITIVE = 0.5000000000000001  # 18 characters, the most in [0.5, 1]
+WIDEST_VALUE = -1.2345678901234567e-100  # 24 characters, the most of any finite float
+
+
+def max_answer_rows(
+    task: str, classes: tuple[Any, ...] | None, shape: Shape, envelope: Mapping[str, Any]
+) -> int:
+    """The most rows whose 200 answer fits ``ANSWER_LIMIT_BYTES`` whatever the model outputs
+    (0: not even one). ``envelope`` holds the answer's fields besides the predictions (model
+    identity and request id), in the handler's order; it is counted exactly, through the
+    real response shaping, so the bound is exact up to the rows' widest values."""
+    empty = payload_bytes(render(shape, 200, {"predictions": [], **envelope}))
+    return max(0, (ANSWER_LIMIT_BYTES - empty) // row_bytes(task, classes, shape))
 
 
 @functools.lru_cache(maxsize=16)
-def max_answer_rows(task: str, classes: tuple[Any, ...] | None) -> int:
-    """The most rows whose answer fits ``ANSWER_LIMIT_BYTES`` as Lambda serializes an HTTP
-    body (a JSON string: every quote escaped). The stack bounds MAX_BATCH_SIZE for churn's
-    answer; a model with many or long class labels answers more bytes a row, and a batch
-    over this bound would be Lambda's 502, not a 413 the caller can act on."""
-    labels = list(classes) if classes else [0]
-    widest = max(labels, key=lambda label: len(json.dumps(label)))
-    row: dict[str, Any]
-    if task == "multiclass":
-        row = {"prediction": widest, "probabilities": {str(c): _WIDE_PROBABILITY for c in labels}}
-    elif task == "regression":
-        row = {"prediction": _WIDE_VALUE}
-    else:
-        row = {"prediction": widest, "probability": _WIDE_PROBABILITY}
-    entry = json.dumps(row, separators=(",", ":")) + ","
-    row_bytes = len(json.dumps(entry)) - 2
-    return max(1, ANSWER_LIMIT_BYTES // row_bytes)
+def row_bytes(task: str, classes: tuple[Any, ...] | None, shape: Shape) -> int:
+    """The most bytes one row (and its separator) adds to a batch's answer as Lambda sends
+    it: worst-case rows (the widest label with the widest numbers it can come with),
+    measured through the real response shaping and each body encoder, not counted by hand.
+
+    An HTTP answer's body is a JSON string inside Lambda's response, so each quote and
+    backslash in it is sent twice; a direct answer is encoded once, with ", " and ": ".
+    Rows differ only in their label and numbers, each no wider than a worst row's, and a
+    batch of n rows is its n rows and n - 1 separators: n times this bounds it."""
+    widest = 0
+    encoders = json_codec.encoders()
+    for encode in encoders:
+        try:
+            for row in _worst_rows(task, classes, shape, encode):
+                widest = max(widest, _size(shape, row, 2, encode) - _size(shape, row, 1, encode))
+        except TypeError:
+            if encode is encoders[-1]:
+                raise  # the standard library cannot either: no answer could be written
+            # orjson cannot encode these labels: dumps writes them the other way.
+    return widest
+
+
+def _size(shape: Shape, row: dict[str, Any], rows: int, encode: Callable[[object], str]) -> int:
+    body = {"predictions": [row] * rows}
+    return payload_bytes(render(shape, 200, body, encode=encode))
+
+
+def _worst_rows(
+    task: str, classes: tuple[Any, ...] | None, shape: Shape, encode: Callable[[object], str]
+) -> list[dict[str, Any]]:
+    if task == "regression":
+        return [{"prediction": WIDEST_VALUE}]
+    labels = classes if classes else (0, 1)
+    if task == "binary":
+        # A probability below 0.5 answers the first class, from 0.5 the second.
+        negative, positive = labels[0], labels[-1]
+        return [
+            {"prediction": negative, "probability": WIDEST_PROBABILITY},
+            {"prediction": positive, "probability": WIDEST_POSITIVE},
+        ]
+
+    def width(label: Any) -> int:
+        # The label as this shape sends it: once in a direct answer, twice for HTTP.
+        return payload_bytes(label if shape is Shape.DIRECT else encode(label))
+
+    keys = dict.fromkeys((str(c) for c in labels), WIDEST_PROBABILITY)
+    # Any class can win every row (its column near 1, the rest tiny), so the widest label.
+    return [{"prediction": max(labels, key=width), "probabilities": keys}]
 
 
 @dataclass(frozen=True)

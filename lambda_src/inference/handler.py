@@ -143,20 +143,22 @@ def _predict(
     model = loaded.model
     rows = instances.X.shape[0]
     classes = tuple(model.classes) if model.classes is not None else None
-    most = answers.max_answer_rows(model.task, classes)
+    identity = _identity(state)
+    envelope = {**identity, "request_id": request_id}
+    most = answers.max_answer_rows(model.task, classes, shape, envelope)
     if rows > most:
         raise too_large(
-            f"batch of {rows} instances would get an answer over Lambda's 6 MB response "
-            f"limit from this model ({len(classes or ())} classes): send at most {most} "
-            "instances per request"
+            f"batch of {rows} instances could get an answer over Lambda's "
+            f"{answers.ANSWER_LIMIT_BYTES:,}-byte (6 MB) response limit from this model "
+            f"({model.task}, {len(classes or ())} classes): send at most {most} instances "
+            "per request"
         )
     predict_started = time.perf_counter()
     outputs = model.outputs(instances.X)
     predict_ms = (time.perf_counter() - predict_started) * 1000
     answered = answers.answers(model.task, classes, outputs, rows=rows, batch=instances.batch)
-    identity = _identity(state)
     # The only encode of every output: the log line and EMF carry bounded summaries.
-    response = render(shape, 200, {**answered.body, **identity, "request_id": request_id})
+    response = render(shape, 200, {**answered.body, **envelope})
     latency_ms = (time.perf_counter() - started) * 1000
     line = logs.entry(
         "INFO",

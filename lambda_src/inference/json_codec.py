@@ -32,6 +32,7 @@ the handler's already). Without it installed, everything takes the standard libr
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -76,6 +77,20 @@ def loads(raw: bytes) -> object | None:
     except orjson.JSONDecodeError:
         return None
     return value
+
+
+def encoders() -> tuple[Callable[[object], str], ...]:
+    """Each encoder ``dumps`` may end up using, for bounds on its output's size: orjson (when
+    installed; it raises TypeError for what it cannot encode) and the standard library.
+
+    Which one ``dumps`` takes depends on the values (a null or non-ASCII text sends it to
+    the standard library), and they write some floats at different lengths (``1e-05``
+    here, ``0.00001`` there), so a bound takes the longer of the two.
+    """
+    standard = functools.partial(json.dumps, allow_nan=False, separators=(",", ":"))
+    if not enabled:
+        return (standard,)
+    return (lambda value: orjson.dumps(value, option=_OPTIONS).decode(), standard)
 
 
 def dumps(

@@ -32,11 +32,11 @@ DETAILS_MAX_BYTES = 24 * 1024
 PREDICTION_LOG_MAX_ROWS = 10
 
 # The largest MAX_BATCH_SIZE that can work at all: a 200 answer grows by one prediction
-# per row, at most PREDICTION_ANSWER_BYTES each once Lambda has serialized the HTTP body
-# as a JSON string: {"prediction":0,"probability":1.2345678901234567e-05}, is 54 bytes,
-# plus 8 backslashes for its quotes. 6 MiB less 4 KiB for the envelope, divided by 62,
-# is 101,409; rounded down. stacks/config.py repeats this number (a test keeps them equal).
-PREDICTION_ANSWER_BYTES = 62
+# per row, for churn (classes 0 and 1) at most 59 bytes as Lambda sends it
+# ({"prediction":0,"probability":1.2345678901234567e-100}, and its comma, with a backslash
+# before each of its 4 quotes in an HTTP body), as inference.answers.row_bytes measures it.
+# 6 MiB less the envelope allows ~106,000 rows; rounded down. stacks/config.py repeats this
+# number; tests/reliability/test_stack_limits.py keeps them equal and checks the arithmetic.
 MAX_BATCH_SIZE_LIMIT = 100_000
 
 

@@ -6,8 +6,9 @@ the envelope and its size bounds live in one place.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from inference import json_codec
@@ -19,8 +20,15 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 
 def render(
-    shape: Shape, status: int, body: dict[str, Any], *, headers: dict[str, str] | None = None
+    shape: Shape,
+    status: int,
+    body: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    encode: Callable[[object], str] | None = None,
 ) -> dict[str, Any]:
+    """The handler's return value. ``encode`` replaces the body's encoder (for size bounds:
+    ``json_codec.encoders()``)."""
     if shape is Shape.DIRECT:
         # A direct caller reads statusCode from the same object as the answer.
         return {"statusCode": status, **body}
@@ -28,9 +36,20 @@ def render(
         "statusCode": status,
         "headers": {**JSON_HEADERS, **(headers or {})},
         # allow_nan=False: a NaN that slipped through would be invalid JSON for the caller.
-        "body": json_codec.dumps(body, allow_nan=False),
+        "body": json_codec.dumps(body, allow_nan=False) if encode is None else encode(body),
         "isBase64Encoded": False,
     }
+
+
+def payload_bytes(response: object) -> int:
+    """Bytes of a handler's return value as Lambda's runtime client sends it, or more.
+
+    awslambdaric encodes it with simplejson's defaults (separators ``", "`` and ``": "``,
+    floats by ``repr``) and, on the python3.12+ runtimes, ``ensure_ascii=False`` (UTF-8).
+    The standard library with the same defaults writes the same text with every non-ASCII
+    character escaped: six bytes for one of at most four in UTF-8, so never fewer bytes.
+    """
+    return len(json.dumps(response))
 
 
 def error_body(

@@ -164,7 +164,7 @@ def test_bad_files_are_named(
 def test_a_non_utf8_export_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "latin.jsonl"
     path.write_bytes(b'{"capture": 1, "x": "\xe9"}\n')
-    with pytest.raises(capture_export.CaptureFileError, match=r"latin\.jsonl: not UTF-8"):
+    with pytest.raises(capture_export.CaptureFileError, match=r"latin\.jsonl: line 1: not UTF-8"):
         capture_export.read(path)
 
 

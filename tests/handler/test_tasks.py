@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from inference import answers
 from inference import handler as handler_module
+from inference.events import Shape
 from tests.handler import task_artifacts
 from tests.handler.conftest import (
     FakeLambdaContext,
@@ -314,11 +315,9 @@ def test_operating_md_names_each_task_s_log_fields_and_metric(
 
 @pytest.fixture
 def small_answer_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A small limit stands for Lambda's 6 MB; the cached bounds are forgotten both ways."""
+    """A small limit stands for Lambda's 6 MB (the rows' sizes do not depend on it)."""
     monkeypatch.setattr(answers, "ANSWER_LIMIT_BYTES", 20_000)
-    answers.max_answer_rows.cache_clear()
     yield
-    answers.max_answer_rows.cache_clear()
 
 
 @pytest.mark.usefixtures("small_answer_limit")
@@ -326,7 +325,10 @@ def test_a_batch_whose_answer_would_pass_lambda_s_limit_is_a_413_before_predicti
     serve_task: Callable[..., Invoke],
 ) -> None:
     invoke = serve_task("multiclass", MAX_BATCH_SIZE="1000")
-    most = answers.max_answer_rows("multiclass", tuple(task_artifacts.MULTICLASS_CLASSES))
+    # The handler's envelope: the model's identity and the context's request id (a UUID).
+    envelope = {**handler_module.identity(), "request_id": "0" * 36}
+    classes = tuple(task_artifacts.MULTICLASS_CLASSES)
+    most = answers.max_answer_rows("multiclass", classes, Shape.HTTP_V2, envelope)
     assert 50 < most < 1000
 
     def http(rows: int) -> dict[str, Any]:
@@ -343,7 +345,7 @@ def test_a_batch_whose_answer_would_pass_lambda_s_limit_is_a_413_before_predicti
     fits = http(most)
     assert fits["statusCode"] == 200
     # How Lambda returns it: the whole response object as JSON, the body a string in it.
-    assert len(json.dumps(fits)) <= 20_000 + 4096
+    assert len(json.dumps(fits)) <= 20_000
     refused = http(most + 1)
     assert refused["statusCode"] == 413
     assert f"send at most {most} instances" in http_body(refused)["error"]["message"]
@@ -353,7 +355,9 @@ def test_churn_s_batch_bound_is_the_stack_s() -> None:
     from inference.limits import MAX_BATCH_SIZE_LIMIT
 
     # The stack already bounds a binary 0/1 model's batches: the guard never refuses them.
-    assert answers.max_answer_rows("binary", (0, 1)) >= MAX_BATCH_SIZE_LIMIT
+    envelope = {"model_name": "churn", "model_version": "v1", "request_id": "r" * 64}
+    for shape in Shape:
+        assert answers.max_answer_rows("binary", (0, 1), shape, envelope) >= MAX_BATCH_SIZE_LIMIT
 
 
 JSON_VALUES = st.recursive(

@@ -9,7 +9,8 @@ with --env, of the deployed model version's capture records of the last minutes,
 from the function's log group with Logs Insights (as the scheduled monitor does).
 
 Exit status: 0 no drift, 1 drift in at least one line, 3 too few rows to judge,
-2 bad input (the message names the file, line and field).
+2 bad input (the message names the file, line and field, with at most 80 characters of
+the bad value), 4 the tool failed (a bug). Nothing else exits 1.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tools import stats
-from tools.capture_export import CaptureFileError, read
+from tools.capture_export import CaptureFileError, clip, excerpt, read
 from tools.drift.live import Window, fetch
 from tools.drift.report import DEFAULT_MIN_ROWS, DriftThresholds, drift_report
 from tools.stack_outputs import clients, stack_outputs
@@ -32,6 +33,7 @@ from training.distributions import read_reference
 EXIT_DRIFT = 1
 EXIT_BAD_INPUT = 2
 EXIT_TOO_FEW = 3
+EXIT_FAILED = 4
 # How long --env waits for the Logs Insights query.
 QUERY_SECONDS = 120
 
@@ -128,7 +130,7 @@ def main(
                 if isinstance(row.features.get(name), str):
                     raise InputError(
                         f"{args.capture}: line {row.line}: field 'features.{name}' must be a "
-                        f"finite number, got {row.features[name]!r}"
+                        f"finite number, got {excerpt(row.features[name])}"
                     )
             missing = [name for name in reference.features if name not in row.features]
             if missing:
@@ -234,5 +236,20 @@ def _manifest(path: Path) -> dict[str, Any]:
     return data
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """The command: ``main``, and a bug is exit status EXIT_FAILED with the traceback's
+    last line, never Python's 1 (which would read as "drift found")."""
+    try:
+        status = main(argv)
+    except Exception as exc:
+        print(
+            f"error: the tool failed (a bug, not your input): "
+            f"{type(exc).__name__}: {clip(str(exc))}",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_FAILED)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -9,7 +9,8 @@ then each version against the baseline: the difference with its interval and a v
 With --env, the captures of the last --days come from the environment's capture bucket
 (AWS credentials needed; the bucket is the model-store stack's CaptureBucketName output).
 
-Exit status: 0 report printed, 2 bad input (the message names the file, line and column).
+Exit status: 0 report printed, 2 bad input (the message names the file, line and column,
+with at most 80 characters of the bad value), 4 the tool failed (a bug). Never 1.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tools import stats
-from tools.capture_export import CaptureFileError
+from tools.capture_export import CaptureFileError, clip
 from tools.capture_export import read as read_capture
 from tools.outcomes.labels import LabelsError
 from tools.outcomes.labels import read as read_labels
@@ -32,6 +33,7 @@ from tools.outcomes.report import compare, join, task_of
 from tools.stack_outputs import clients, stack_outputs
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 4
 
 
 def parser() -> argparse.ArgumentParser:
@@ -153,5 +155,20 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """The command: ``main``, and a bug is exit status EXIT_FAILED with the traceback's
+    last line, never Python's 1 (which would read as a status of its own)."""
+    try:
+        status = main(argv)
+    except Exception as exc:
+        print(
+            f"error: the tool failed (a bug, not your input): "
+            f"{type(exc).__name__}: {clip(str(exc))}",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_FAILED)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

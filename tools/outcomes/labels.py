@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.capture_export import excerpt
 from training.schema import TASKS
 
 REQUEST_ID = "request_id"
@@ -63,15 +64,18 @@ def read(path: Path, *, task: str = "binary") -> list[Outcome]:
                 key = (outcome.request_id, outcome.row)
                 if key in seen:
                     raise LabelsError(
-                        f"{path}: line {line}: request {outcome.request_id!r} row {outcome.row} "
-                        f"is already labelled on line {seen[key]}"
+                        f"{path}: line {line}: request {excerpt(outcome.request_id)} row "
+                        f"{outcome.row} is already labelled on line {seen[key]}"
                     )
                 seen[key] = line
                 outcomes.append(outcome)
         except csv.Error as exc:
             raise LabelsError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
         except UnicodeDecodeError as exc:
-            raise LabelsError(f"{path}: not UTF-8 text ({exc})") from None
+            raise LabelsError(
+                f"{path}: after line {reader.line_num}: not UTF-8 text "
+                f"(byte {exc.object[exc.start]:#04x})"
+            ) from None
     if not outcomes:
         raise LabelsError(f"{path}: no outcomes after the header")
     return outcomes
@@ -119,7 +123,8 @@ def _outcome(
                 row = -1
             if row < 0:
                 raise LabelsError(
-                    f"{path}: line {line}, column 'row': {text!r} is not a row number (0, 1, ...)"
+                    f"{path}: line {line}, column 'row': {excerpt(text)} is not a row number "
+                    "(0, 1, ...)"
                 )
     raw = cell(LABEL)
     if task == "multiclass":
@@ -133,7 +138,7 @@ def _outcome(
             value = math.nan
         if not math.isfinite(value):
             raise LabelsError(
-                f"{path}: line {line}, column 'label': {raw!r} is not a finite number"
+                f"{path}: line {line}, column 'label': {excerpt(raw)} is not a finite number"
             )
         return Outcome(line, request_id, row, value)
     if raw.lower() in _TRUE:
@@ -141,5 +146,7 @@ def _outcome(
     elif raw.lower() in _FALSE:
         label = 0
     else:
-        raise LabelsError(f"{path}: line {line}, column 'label': {raw!r} is not a label (0 or 1)")
+        raise LabelsError(
+            f"{path}: line {line}, column 'label': {excerpt(raw)} is not a label (0 or 1)"
+        )
     return Outcome(line, request_id, row, label)
