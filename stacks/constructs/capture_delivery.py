@@ -12,12 +12,14 @@ from __future__ import annotations
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Size, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.constructs.capture_bucket import CAPTURE_PREFIX, ERROR_PREFIX
+from stacks.constructs.data_keys import s3_key_use
 from stacks.constructs.nag_ids import rendered
 
 # inference/capture.py writes records that match this, and no other log line does.
@@ -35,8 +37,18 @@ class CaptureDelivery(Construct):
     """The delivery stream, its role, its error log and the log subscription feeding it."""
 
     def __init__(
-        self, scope: Construct, id_: str, *, log_group: logs.ILogGroup, bucket: s3.IBucket
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        log_group: logs.ILogGroup,
+        bucket: s3.IBucket,
+        stream_key: kms.IKey | None = None,
+        bucket_encrypted_with_kms: bool = False,
     ) -> None:
+        """``stream_key``: encrypts the records Firehose buffers (else an AWS-owned key);
+        ``bucket_encrypted_with_kms``: the bucket's default encryption is SSE-KMS, so the
+        delivery role may use its key through S3."""
         super().__init__(scope, id_)
         partitions = "/".join(f"{key}=!{{partitionKeyFromQuery:{key}}}" for key in PARTITION_KEYS)
         delivery_errors = logs.LogGroup(
@@ -45,11 +57,15 @@ class CaptureDelivery(Construct):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.role = self._delivery_role(bucket, delivery_errors)
+        self.role = self._delivery_role(bucket, delivery_errors, bucket_encrypted_with_kms)
         self.stream = firehose.DeliveryStream(
             self,
             "Stream",
-            encryption=firehose.StreamEncryption.aws_owned_key(),
+            encryption=(
+                firehose.StreamEncryption.aws_owned_key()
+                if stream_key is None
+                else firehose.StreamEncryption.customer_managed_key(stream_key)
+            ),
             destination=firehose.S3Bucket(
                 bucket,
                 # CDK's destination grants its role grantReadWrite on the bucket (with
@@ -75,6 +91,18 @@ class CaptureDelivery(Construct):
                 buffering_interval=Duration.minutes(BUFFERING_MINUTES),
             ),
         )
+        if stream_key is not None:
+            # CDK gives the stream's own service role encrypt/decrypt on the stream's key.
+            service_role = self.stream.node.find_child("Service Role")
+            for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
+                Validations.of(service_role).acknowledge(
+                    Acknowledgment(
+                        id=f"AwsSolutions-IAM5[Action::{action}]",
+                        reason="CDK grants the delivery stream's service role "
+                        "grantEncryptDecrypt on the stream's own key (one key of this "
+                        "stack, which encrypts the records Firehose buffers).",
+                    )
+                )
         # The delivery stream construct adds a mapping of Firehose's CIDR blocks for
         # destinations that need an IP allow-list (Redshift, Splunk); S3 does not use it,
         # and an unused mapping is a template warning (W7001).
@@ -87,12 +115,19 @@ class CaptureDelivery(Construct):
             filter_pattern=logs.FilterPattern.literal(CAPTURE_FILTER_PATTERN),
         )
 
-    def _delivery_role(self, bucket: s3.IBucket, delivery_errors: logs.ILogGroup) -> iam.Role:
+    def _delivery_role(
+        self, bucket: s3.IBucket, delivery_errors: logs.ILogGroup, bucket_kms: bool
+    ) -> iam.Role:
         """The stream's role: what the Firehose developer guide lists for an S3 destination
         ("Grant Firehose access to an Amazon S3 destination") and for error logging, no more;
         assumed only by Firehose on behalf of this account (confused deputy)."""
         stack = Stack.of(self)
         objects = bucket.arn_for_objects("*")
+        key_use = (
+            [s3_key_use(bucket.bucket_arn, stack.region, stack.partition, stack.account)]
+            if bucket_kms
+            else []
+        )
         role = iam.Role(
             self,
             "DeliveryRole",
@@ -111,10 +146,24 @@ class CaptureDelivery(Construct):
                             actions=["logs:PutLogEvents"],
                             resources=[delivery_errors.log_group_arn],
                         ),
+                        *key_use,
                     ]
                 )
             },
         )
+        if key_use:
+            (key_arns,) = key_use[0].resources
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{rendered(self, key_arns)}]",
+                    reason="The capture bucket's key is the retained model-store stack's; "
+                    "this stack knows the bucket by name, not the key's ARN (no export: "
+                    "stacks.constructs.data_keys). Usable only through S3 in this region "
+                    "(kms:ViaService) and only for the capture bucket (its encryption "
+                    "context): GenerateDataKey and Decrypt, what a writer of an SSE-KMS "
+                    "bucket needs.",
+                )
+            )
         Validations.of(role).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{rendered(self, objects)}]",
