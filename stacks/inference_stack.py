@@ -12,7 +12,7 @@ from constructs import Construct
 from stacks.constructs.automated_rollout import AutomatedRollout
 from stacks.constructs.capture_bucket import capture_bucket_name
 from stacks.constructs.capture_delivery import CaptureDelivery
-from stacks.constructs.data_keys import inference_data_key
+from stacks.constructs.data_keys import allow_log_group, inference_data_key
 from stacks.constructs.drift_monitor import DriftMonitor
 from stacks.constructs.endpoint import Endpoint
 from stacks.constructs.inference_function import InferenceFunction
@@ -78,6 +78,8 @@ class InferenceStack(Stack):
             version_description=f"{model.model_name} {model.model_version} ({model.runtime.value})",
             log_key=self.data_key,
         )
+        if self.data_key is not None:
+            allow_log_group(self.data_key, self.inference.log_group)
         function = self.inference.function
         grant_read_model(
             self.inference.role,

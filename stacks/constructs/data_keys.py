@@ -23,7 +23,7 @@ schedules its deletion (see docs/capture-and-drift.md).
 
 Key policies: the account (root) administers the key and may delegate its use by IAM
 policy, as in every KMS default key policy (without it no one could manage the key); the
-inference key also lets CloudWatch Logs use it for the stack's own log groups only.
+inference key also lets CloudWatch Logs use it for the function's log group only.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from __future__ import annotations
 from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from stacks.constructs.nag_ids import logical_id
 
 # What CloudWatch Logs needs on a key that encrypts a log group (CloudWatch Logs user
 # guide, "Encrypt log data in CloudWatch Logs using AWS KMS", step 2: the key policy).
@@ -59,16 +62,10 @@ def capture_bucket_key(scope: Construct, id_: str) -> kms.Key:
 
 
 def inference_data_key(scope: Construct, id_: str) -> kms.Key:
-    """An inference stack's key for its function's log group and its delivery stream.
-
-    CloudWatch Logs may use it for the log groups of this stack only. The statement cannot
-    name the one log group: the group's generated name is known only after it exists, and
-    the group needs the key first (a dependency cycle). CloudFormation names a log group
-    without a name ``<stack name>-<logical id>-<suffix>``, so the condition is the stack's
-    log groups.
-    """
+    """An inference stack's key for its function's log group and its delivery stream;
+    ``allow_log_group`` lets CloudWatch Logs use it for that group."""
     stack = Stack.of(scope)
-    key = kms.Key(
+    return kms.Key(
         scope,
         id_,
         description=f"Encrypts the inference log group (captured rows: customer data) and "
@@ -76,10 +73,21 @@ def inference_data_key(scope: Construct, id_: str) -> kms.Key:
         enable_key_rotation=True,
         removal_policy=RemovalPolicy.RETAIN,
     )
+
+
+def allow_log_group(key: kms.Key, log_group: logs.LogGroup) -> None:
+    """CloudWatch Logs may use ``key`` for ``log_group`` (and nothing else of the account).
+
+    The statement cannot name the group's ARN: the group's generated name is known only
+    once it exists, and the group needs the key first (a dependency cycle). CloudFormation
+    names a log group created without a name ``<stack name>-<logical ID>-<random suffix>``,
+    so the condition is that prefix.
+    """
+    stack = Stack.of(key)
     logs_service = f"logs.{stack.region}.amazonaws.com"
     key.add_to_resource_policy(
         iam.PolicyStatement(
-            sid="AllowCloudWatchLogsForThisStacksLogGroups",
+            sid="AllowCloudWatchLogsForTheFunctionLogGroup",
             principals=[iam.ServicePrincipal(logs_service)],
             actions=list(LOGS_KEY_ACTIONS),
             resources=["*"],  # in a key policy, "*" is this key
@@ -88,14 +96,13 @@ def inference_data_key(scope: Construct, id_: str) -> kms.Key:
                     "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
                         service="logs",
                         resource="log-group",
-                        resource_name=f"{stack.stack_name}-*",
+                        resource_name=f"{stack.stack_name}-{logical_id(log_group)}-*",
                         arn_format=ArnFormat.COLON_RESOURCE_NAME,
                     )
                 }
             },
         )
     )
-    return key
 
 
 def s3_key_use(bucket_arn: str, region: str, partition: str, account: str) -> iam.PolicyStatement:

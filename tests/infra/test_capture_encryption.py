@@ -88,7 +88,7 @@ def test_prod_encrypts_the_log_group_and_the_stream_with_the_inference_stacks_ke
     }
 
 
-def test_cloudwatch_logs_may_use_the_key_for_this_stacks_log_groups_only(prod: Synth) -> None:
+def test_cloudwatch_logs_may_use_the_key_for_the_function_log_group_only(prod: Synth) -> None:
     """CloudWatch Logs user guide, "Encrypt log data in CloudWatch Logs using AWS KMS"."""
     _, key = _data_key(prod)
     root, logs = _statements(key)
@@ -111,7 +111,7 @@ def test_cloudwatch_logs_may_use_the_key_for_this_stacks_log_groups_only(prod: S
                         {"Ref": "AWS::Region"},
                         ":",
                         {"Ref": "AWS::AccountId"},
-                        ":log-group:sklearn-serving-prod-inference-*",
+                        ":log-group:sklearn-serving-prod-inference-InferenceLogsC1F7CC05-*",
                     ],
                 ]
             }
