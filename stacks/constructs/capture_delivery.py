@@ -66,6 +66,12 @@ class CaptureDelivery(Construct):
                 if stream_key is None
                 else firehose.StreamEncryption.customer_managed_key(stream_key)
             ),
+            # With a stream key CDK would otherwise add a "Service Role" (trusting Firehose
+            # without a source-account condition) holding encrypt/decrypt on the key, which
+            # nothing refers to: Firehose encrypts a Direct PUT stream through a grant it
+            # creates on the key when the stream is created (by the deploying principal,
+            # allowed by the key policy's account statement), not through a role.
+            role=self.role.without_policy_updates(),
             destination=firehose.S3Bucket(
                 bucket,
                 # CDK's destination grants its role grantReadWrite on the bucket (with
@@ -91,18 +97,6 @@ class CaptureDelivery(Construct):
                 buffering_interval=Duration.minutes(BUFFERING_MINUTES),
             ),
         )
-        if stream_key is not None:
-            # CDK gives the stream's own service role encrypt/decrypt on the stream's key.
-            service_role = self.stream.node.find_child("Service Role")
-            for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
-                Validations.of(service_role).acknowledge(
-                    Acknowledgment(
-                        id=f"AwsSolutions-IAM5[Action::{action}]",
-                        reason="CDK grants the delivery stream's service role "
-                        "grantEncryptDecrypt on the stream's own key (one key of this "
-                        "stack, which encrypts the records Firehose buffers).",
-                    )
-                )
         # The delivery stream construct adds a mapping of Firehose's CIDR blocks for
         # destinations that need an IP allow-list (Redshift, Splunk); S3 does not use it,
         # and an unused mapping is a template warning (W7001).
