@@ -52,6 +52,7 @@ def build_app(
         bucket_name=model_bucket_name(prefix),
         capture_bucket_name=capture_bucket_name(prefix),
         capture_retention_days=config.capture.retention_days,
+        customer_managed_key=config.encryption.customer_managed_key,
         env=env,
         description=f"Model artifacts for {', '.join(m.model.model_name for m in config.models)} "
         f"({config.name}); retained.",

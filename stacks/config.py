@@ -11,6 +11,7 @@ Shape of the context (docs/configuration.md is the reference, tested against thi
     environments: {<env>: {model_name, runtime, account, region, termination_protection,
                            function: {...}, provisioned_concurrency: {...},
                            warmer: {...}, endpoint: {...}, alarms: {...}, capture: {...},
+                           encryption: {customer_managed_key},
                            rollout: {mode, model_version, stable_version, canary_weight,
                                      stable_model_version, deployment},
                            quality_gate: {max_log_loss_increase, max_auc_decrease,
@@ -57,6 +58,7 @@ from stacks.settings import (
     CaptureSettings,
     ConfigError,
     DriftSettings,
+    EncryptionSettings,
     EndpointAuth,
     EnvironmentConfig,
     FunctionSettings,
@@ -165,7 +167,7 @@ def load_config(
 
 
 # What a model of ``environments.<env>.models`` may set; every other setting is the
-# environment's (account, region, protection, the capture bucket's retention).
+# environment's (account, region, protection, encryption, the capture bucket's retention).
 _MODEL_KEYS = (
     "runtime", "function", "provisioned_concurrency", "warmer", "endpoint", "alarms",
     "capture", "drift", "quality_gate", "rollout",
@@ -247,7 +249,7 @@ def _is_cdk_owned(key: str) -> bool:
 _ENVIRONMENT_KEYS = (
     "account", "region", "model_name", "runtime", "termination_protection", "function",
     "provisioned_concurrency", "warmer", "endpoint", "alarms", "capture", "drift", "rollout",
-    "quality_gate", "models",
+    "quality_gate", "encryption", "models",
 )  # fmt: skip
 _FUNCTION_KEYS = (
     "architecture", "memory_mb", "timeout_seconds", "reserved_concurrency",
@@ -300,6 +302,9 @@ def _environment(
             f"or pass one for this command: -c alarm_email=<on-call address>"
         )
     capture = _capture(f"{at}.capture", mapping(f"{at}.capture", raw.get("capture", {})))
+    encryption = _encryption(
+        f"{env_at}.encryption", mapping(f"{env_at}.encryption", raw.get("encryption", {}))
+    )
     drift = _drift(f"{at}.drift", mapping(f"{at}.drift", raw.get("drift", {})), capture)
     gate = _quality_gate(
         f"{at}.quality_gate", mapping(f"{at}.quality_gate", raw.get("quality_gate", {}))
@@ -322,6 +327,7 @@ def _environment(
         rollout=rollout,
         termination_protection=protection,
         quality_gate=gate,
+        encryption=encryption,
         stable_model=_same_task(
             at, model, _stable_model(artifacts_root, model_name, rollout, runtime)
         ),
@@ -515,6 +521,18 @@ def _capture(at: str, raw: Mapping[str, Any]) -> CaptureSettings:
         ),
         # S3 lifecycle expiration takes whole days.
         retention_days=integer(f"{at}.retention_days", raw.get("retention_days", 90), 1, 3650),
+    )
+
+
+ENCRYPTION_KEYS = ("customer_managed_key",)
+
+
+def _encryption(at: str, raw: Mapping[str, Any]) -> EncryptionSettings:
+    only(at, raw, ENCRYPTION_KEYS)
+    return EncryptionSettings(
+        customer_managed_key=boolean(
+            f"{at}.customer_managed_key", raw.get("customer_managed_key", False)
+        )
     )
 
 

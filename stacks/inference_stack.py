@@ -12,6 +12,7 @@ from constructs import Construct
 from stacks.constructs.automated_rollout import AutomatedRollout
 from stacks.constructs.capture_bucket import capture_bucket_name
 from stacks.constructs.capture_delivery import CaptureDelivery
+from stacks.constructs.data_keys import allow_log_group, inference_data_key
 from stacks.constructs.drift_monitor import DriftMonitor
 from stacks.constructs.endpoint import Endpoint
 from stacks.constructs.inference_function import InferenceFunction
@@ -42,6 +43,10 @@ class InferenceStack(Stack):
         )
         settings = config.function
         rollout = config.rollout
+        # This stack's own key (stacks.constructs.data_keys): its log group and stream.
+        self.data_key = (
+            inference_data_key(self, "DataKey") if config.encryption.customer_managed_key else None
+        )
 
         self.inference = InferenceFunction(
             self,
@@ -71,7 +76,10 @@ class InferenceStack(Stack):
                 "CAPTURE_MAX_ROWS": str(config.capture.max_rows_per_request),
             },
             version_description=f"{model.model_name} {model.model_version} ({model.runtime.value})",
+            log_key=self.data_key,
         )
+        if self.data_key is not None:
+            allow_log_group(self.data_key, self.inference.log_group)
         function = self.inference.function
         grant_read_model(
             self.inference.role,
@@ -131,6 +139,8 @@ class InferenceStack(Stack):
                 bucket=s3.Bucket.from_bucket_name(
                     self, "CaptureBucket", capture_bucket_name(environment_prefix)
                 ),
+                stream_key=self.data_key,
+                bucket_encrypted_with_kms=config.encryption.customer_managed_key,
             )
         self.drift_monitor = None
         canary_analysis = config.drift is not None and (

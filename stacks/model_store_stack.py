@@ -9,6 +9,7 @@ from aws_cdk import Acknowledgment, CfnElement, CfnOutput, Stack, Validations
 from constructs import Construct
 
 from stacks.constructs.capture_bucket import CaptureBucket
+from stacks.constructs.data_keys import capture_bucket_key
 from stacks.constructs.model_bucket import ModelBucket
 from stacks.constructs.model_upload import ModelUpload
 from stacks.settings import ModelArtifact
@@ -26,10 +27,14 @@ class ModelStoreStack(Stack):
         bucket_name: str,
         capture_bucket_name: str,
         capture_retention_days: int,
+        customer_managed_key: bool = False,
         **stack_props: Any,
     ) -> None:
         super().__init__(scope, id_, **stack_props)
         self.store = ModelBucket(self, "ModelStore", bucket_name=bucket_name)
+        # The capture bucket's key lives here, with the bucket it encrypts (retained like
+        # it); stacks.constructs.data_keys says why it is not shared with the inference stacks.
+        self.capture_key = capture_bucket_key(self, "CaptureKey") if customer_managed_key else None
         # Always there, capture on or off: switching capture off keeps what was captured
         # under the bucket's lifecycle instead of orphaning it.
         self.captures = CaptureBucket(
@@ -38,7 +43,16 @@ class ModelStoreStack(Stack):
             bucket_name=capture_bucket_name,
             access_logs=self.store.access_logs,
             retention_days=capture_retention_days,
+            encryption_key=self.capture_key,
         )
+        if self.capture_key is not None:
+            CfnOutput(
+                self,
+                "CaptureKeyArn",
+                value=self.capture_key.key_arn,
+                description="Encrypts the capture bucket: readers of captures need "
+                "kms:Decrypt on it.",
+            )
         CfnOutput(
             self,
             "CaptureBucketName",

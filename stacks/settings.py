@@ -160,6 +160,21 @@ class CaptureSettings:
 
 
 @dataclass(frozen=True)
+class EncryptionSettings:
+    """Who holds the keys to captured customer data (cdk.json ``encryption``).
+
+    Captured rows are written twice: as log lines to the inference function's log group
+    (kept for ``function.log_retention_days``) and, by the delivery stream, as objects to
+    the capture bucket (kept for ``capture.retention_days``).
+    """
+
+    # True: customer-managed KMS keys (rotated, retained) encrypt the capture bucket, each
+    # inference log group and the delivery stream; False: S3-managed keys for the bucket,
+    # AWS-owned keys for the log group and the stream.
+    customer_managed_key: bool = False
+
+
+@dataclass(frozen=True)
 class DriftSettings:
     """The scheduled drift monitor: PSI of captured traffic against the training reference."""
 
@@ -280,6 +295,8 @@ class EnvironmentConfig:
     # CloudFormation refuses to delete a protected stack (both of the environment's stacks).
     termination_protection: bool
     quality_gate: QualityGateSettings = QualityGateSettings()
+    # The environment's (not per model): the capture bucket is shared.
+    encryption: EncryptionSettings = EncryptionSettings()
     # The stable side's model version (rollout.stable_model_version), when its artifact is
     # here: the traffic gate also scores both versions on its golden set.
     stable_model: ModelArtifact | None = None

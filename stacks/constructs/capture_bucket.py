@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -17,6 +18,10 @@ class CaptureBucket(Construct):
     The objects hold customer data (the features of captured requests): they expire after
     ``retention_days``, and the bucket outlives the stacks like the model bucket (it is
     evidence of what each version answered), emptied by its lifecycle.
+
+    ``encryption_key``: SSE-KMS with that key and an S3 bucket key (one KMS call per bucket
+    key's lifetime instead of one per object); None: SSE-S3. Switching updates the bucket's
+    default encryption in place; objects keep the key they were written with.
     """
 
     def __init__(
@@ -27,13 +32,20 @@ class CaptureBucket(Construct):
         bucket_name: str,
         access_logs: s3.IBucket,
         retention_days: int,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.bucket = s3.Bucket(
             self,
             "Bucket",
             bucket_name=bucket_name,
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            encryption=(
+                s3.BucketEncryption.S3_MANAGED
+                if encryption_key is None
+                else s3.BucketEncryption.KMS
+            ),
+            encryption_key=encryption_key,
+            bucket_key_enabled=True if encryption_key is not None else None,
             enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,

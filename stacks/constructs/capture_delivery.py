@@ -12,12 +12,14 @@ from __future__ import annotations
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Size, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.constructs.capture_bucket import CAPTURE_PREFIX, ERROR_PREFIX
+from stacks.constructs.data_keys import s3_key_use
 from stacks.constructs.nag_ids import rendered
 
 # inference/capture.py writes records that match this, and no other log line does.
@@ -35,8 +37,18 @@ class CaptureDelivery(Construct):
     """The delivery stream, its role, its error log and the log subscription feeding it."""
 
     def __init__(
-        self, scope: Construct, id_: str, *, log_group: logs.ILogGroup, bucket: s3.IBucket
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        log_group: logs.ILogGroup,
+        bucket: s3.IBucket,
+        stream_key: kms.IKey | None = None,
+        bucket_encrypted_with_kms: bool = False,
     ) -> None:
+        """``stream_key``: encrypts the records Firehose buffers (else an AWS-owned key);
+        ``bucket_encrypted_with_kms``: the bucket's default encryption is SSE-KMS, so the
+        delivery role may use its key through S3."""
         super().__init__(scope, id_)
         partitions = "/".join(f"{key}=!{{partitionKeyFromQuery:{key}}}" for key in PARTITION_KEYS)
         delivery_errors = logs.LogGroup(
@@ -45,11 +57,21 @@ class CaptureDelivery(Construct):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.role = self._delivery_role(bucket, delivery_errors)
+        self.role = self._delivery_role(bucket, delivery_errors, bucket_encrypted_with_kms)
         self.stream = firehose.DeliveryStream(
             self,
             "Stream",
-            encryption=firehose.StreamEncryption.aws_owned_key(),
+            encryption=(
+                firehose.StreamEncryption.aws_owned_key()
+                if stream_key is None
+                else firehose.StreamEncryption.customer_managed_key(stream_key)
+            ),
+            # With a stream key CDK would otherwise add a "Service Role" (trusting Firehose
+            # without a source-account condition) holding encrypt/decrypt on the key, which
+            # nothing refers to: Firehose encrypts a Direct PUT stream through a grant it
+            # creates on the key when the stream is created (by the deploying principal,
+            # allowed by the key policy's account statement), not through a role.
+            role=self.role.without_policy_updates(),
             destination=firehose.S3Bucket(
                 bucket,
                 # CDK's destination grants its role grantReadWrite on the bucket (with
@@ -87,12 +109,19 @@ class CaptureDelivery(Construct):
             filter_pattern=logs.FilterPattern.literal(CAPTURE_FILTER_PATTERN),
         )
 
-    def _delivery_role(self, bucket: s3.IBucket, delivery_errors: logs.ILogGroup) -> iam.Role:
+    def _delivery_role(
+        self, bucket: s3.IBucket, delivery_errors: logs.ILogGroup, bucket_kms: bool
+    ) -> iam.Role:
         """The stream's role: what the Firehose developer guide lists for an S3 destination
         ("Grant Firehose access to an Amazon S3 destination") and for error logging, no more;
         assumed only by Firehose on behalf of this account (confused deputy)."""
         stack = Stack.of(self)
         objects = bucket.arn_for_objects("*")
+        key_use = (
+            [s3_key_use(bucket.bucket_arn, stack.region, stack.partition, stack.account)]
+            if bucket_kms
+            else []
+        )
         role = iam.Role(
             self,
             "DeliveryRole",
@@ -111,10 +140,24 @@ class CaptureDelivery(Construct):
                             actions=["logs:PutLogEvents"],
                             resources=[delivery_errors.log_group_arn],
                         ),
+                        *key_use,
                     ]
                 )
             },
         )
+        if key_use:
+            (key_arns,) = key_use[0].resources
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{rendered(self, key_arns)}]",
+                    reason="The capture bucket's key is the retained model-store stack's; "
+                    "this stack knows the bucket by name, not the key's ARN (no export: "
+                    "stacks.constructs.data_keys). Usable only through S3 in this region "
+                    "(kms:ViaService) and only for the capture bucket (its encryption "
+                    "context): GenerateDataKey and Decrypt, what a writer of an SSE-KMS "
+                    "bucket needs.",
+                )
+            )
         Validations.of(role).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{rendered(self, objects)}]",

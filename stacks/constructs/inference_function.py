@@ -8,6 +8,7 @@ from pathlib import Path
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -79,6 +80,7 @@ class InferenceFunction(Construct):
         tracing: bool,
         environment: Mapping[str, str],
         version_description: str,
+        log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
         arm = architecture is Architecture.ARM64
@@ -86,6 +88,9 @@ class InferenceFunction(Construct):
             self,
             "Logs",
             retention=retention(log_retention_days),
+            # Captured rows are log lines here too: a customer-managed key when configured
+            # (switching it is an in-place update of the group; old events keep their key).
+            encryption_key=log_key,
             # The function is stateless; its logs go with the stack, after their retention.
             removal_policy=RemovalPolicy.DESTROY,
         )

@@ -9,15 +9,23 @@
 * CodeDeploy assumes the deployment group's role and invokes the BeforeAllowTraffic hook
   with it (the alias's update policy names the unqualified function);
 * CloudWatch Logs assumes the subscription's role and calls ``firehose:PutRecord*``;
-* Firehose assumes its destination role and writes the capture objects;
+* CloudWatch Logs (``logs.<region>.amazonaws.com``) encrypts and decrypts a log group's
+  events with the group's key, with ``kms:EncryptionContext:aws:logs:arn`` = the group
+  (CloudWatch Logs user guide, "Encrypt log data in CloudWatch Logs using AWS KMS");
+* Firehose assumes its destination role and writes the capture objects; to an SSE-KMS
+  capture bucket S3 asks KMS for a data key (and decrypts it for multipart uploads) on the
+  role's behalf, with ``kms:ViaService`` = S3 and the bucket's encryption context: the
+  role's policy and the key policy (its account statement) must both allow it;
 * Lambda assumes each execution role.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tests.authz.iam import Request, Statement, evaluate, statements
 from tests.authz.proof import Case
-from tests.authz.sar import ACCOUNT, Call, resource_arns
+from tests.authz.sar import ACCOUNT, REGION, Call, resource_arns
 from tests.authz.world import World
 
 
@@ -125,7 +133,49 @@ def codedeploy_cases(world: World) -> list[Case]:
     return cases
 
 
-def capture_cases(world: World) -> list[Case]:
+@dataclass(frozen=True)
+class BucketKey:
+    """The capture bucket's default KMS key, from the model-store stack's world."""
+
+    arn: str
+    policy: list[Statement]
+
+
+def capture_bucket_key(world: World) -> BucketKey | None:
+    for bucket_id in world.of_type("AWS::S3::Bucket"):
+        props = world.props(bucket_id)
+        if "-captures-" not in str(world.resolve(props.get("BucketName", ""))):
+            continue
+        for rule in props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", []):
+            default = rule.get("ServerSideEncryptionByDefault", {})
+            if default.get("SSEAlgorithm") == "aws:kms":
+                key_id = default["KMSMasterKeyID"]["Fn::GetAtt"][0]
+                policy = world.resolve(world.props(key_id)["KeyPolicy"])
+                return BucketKey(str(world.get_att(key_id, "Arn")),
+                                 statements("capture key policy", policy))  # fmt: skip
+    return None
+
+
+def log_group_key_cases(world: World) -> list[Case]:
+    cases = []
+    for group_id in world.of_type("AWS::Logs::LogGroup"):
+        key = world.props(group_id).get("KmsKeyId")
+        if key is None:
+            continue
+        key_id = key["Fn::GetAtt"][0]
+        key_arn = str(world.get_att(key_id, "Arn"))
+        key_policy = statements("key policy", world.resolve(world.props(key_id)["KeyPolicy"]))
+        # The context is the log group's ARN without the ':*' of its GetAtt.
+        group_arn = world.arn("logs", f"log-group:{world.ref(group_id)}")
+        context = {"kms:EncryptionContext:aws:logs:arn": group_arn}
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            cases.append(_case(world, f"logs.{REGION}.amazonaws.com", key_policy,
+                               "log group key policy", action, key_arn, context,
+                               f"log group {group_id}", service=True))  # fmt: skip
+    return cases
+
+
+def capture_cases(world: World, bucket_key: BucketKey | None = None) -> list[Case]:
     cases = []
     for subscription in world.of_type("AWS::Logs::SubscriptionFilter").values():
         props = subscription["Properties"]
@@ -157,6 +207,20 @@ def capture_cases(world: World) -> list[Case]:
             for arn in resource_arns(call):
                 cases.append(_case(world, role, world.identity_policies(role), role, call.action,
                                    arn, {}, "capture delivery", service=False))  # fmt: skip
+        if bucket_key is None:
+            continue
+        context = {"kms:ViaService": f"s3.{REGION}.amazonaws.com",
+                   "kms:EncryptionContext:aws:s3:arn": f"arn:aws:s3:::{bucket}"}  # fmt: skip
+        account = {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}  # the key policy's delegation
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            cases.append(_case(world, role, world.identity_policies(role), role, action,
+                               bucket_key.arn, context, "capture delivery (SSE-KMS)",
+                               service=False))  # fmt: skip
+            request = Request(action, bucket_key.arn, {"aws:SecureTransport": "true", **context},
+                              principal=account)  # fmt: skip
+            decision = evaluate(bucket_key.policy, request)
+            cases.append(Case(role, "capture key policy (account)", action, bucket_key.arn,
+                              "capture delivery (SSE-KMS)", decision))  # fmt: skip
     return cases
 
 
@@ -167,11 +231,12 @@ def execution_role_cases(world: World) -> list[Case]:
     ]
 
 
-def service_cases(world: World) -> list[Case]:
+def service_cases(world: World, bucket_key: BucketKey | None = None) -> list[Case]:
     return [
         *alarm_cases(world),
         *schedule_cases(world),
         *codedeploy_cases(world),
-        *capture_cases(world),
+        *capture_cases(world, bucket_key),
+        *log_group_key_cases(world),
         *execution_role_cases(world),
     ]

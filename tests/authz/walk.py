@@ -16,7 +16,7 @@ from tests.authz.proof import (
     lambda_runtime_calls,
     upload_calls,
 )
-from tests.authz.services import service_cases
+from tests.authz.services import BucketKey, capture_bucket_key, service_cases
 from tests.authz.world import World
 from tools.transitions.scenarios import Transition
 
@@ -38,12 +38,17 @@ def walk_cases(
     history: dict[str, str] = {}  # version number -> the MODEL_KEY it was published with
     found = []
     world = None
+    # The capture bucket's key (model-store stack), as last deployed: the inference stack's
+    # delivery role writes through it.
+    bucket_key: BucketKey | None = None
     for transition in transitions:
         for kind, planned in transition.deploys.items():
             stack = f"sklearn-serving-{env}-{kind}"
             world = World(stack, planned.template, planned.after.versions)
             made = lambda_runtime_calls(world) + upload_calls(world)
-            cases = service_cases(world)
+            if kind == "model-store":
+                bucket_key = capture_bucket_key(world)
+            cases = service_cases(world, bucket_key)
             if kind == "inference":
                 function = inference_function(world)
                 key = environment(world, function)["MODEL_KEY"]

@@ -58,7 +58,11 @@ def check(template: dict[str, Any]) -> None:
     denies = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
     assert [d["Condition"] for d in denies] == [{"Bool": {"aws:SecureTransport": "false"}}]
 
-    (key,) = resources(template, "AWS::KMS::Key")
+    # The topic's key (prod also has its data key: test_capture_encryption).
+    (key,) = [
+        k for k in resources(template, "AWS::KMS::Key")
+        if "Encrypts the inference alarm topic" in k["Description"]
+    ]  # fmt: skip
     (encrypt,) = cloudwatch_statements(key["KeyPolicy"])
     assert set(encrypt["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
     assert encrypt["Condition"] == allow["Condition"]

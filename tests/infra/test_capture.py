@@ -39,9 +39,13 @@ def test_the_capture_bucket_is_private_encrypted_logged_expiring_and_retained(
     bucket = capture_bucket(result)
     assert bucket["DeletionPolicy"] == "Retain"
     properties = bucket["Properties"]
-    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
-        "ServerSideEncryptionByDefault"
-    ] == {"SSEAlgorithm": "AES256"}
+    # prod: a customer-managed key (encryption.customer_managed_key, test_capture_encryption)
+    assert (
+        properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"
+        ]["SSEAlgorithm"]
+        == {"dev": "AES256", "prod": "aws:kms"}[env]
+    )
     assert properties["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
         "RestrictPublicBuckets": True,
@@ -188,8 +192,10 @@ def test_the_delivery_role_has_exactly_what_firehose_needs_for_s3_and_no_delete(
     by_action: dict[str, list[str]] = {}
     for action, resource in granted:
         by_action.setdefault(action, []).append(resource)
+    # prod's bucket is SSE-KMS: S3 uses its key for the writer (test_capture_encryption).
+    kms = ["kms:Decrypt", "kms:GenerateDataKey"] if env == "prod" else []
     assert sorted(by_action) == [
-        "logs:PutLogEvents",
+        *kms, "logs:PutLogEvents",
         "s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket",
         "s3:ListBucketMultipartUploads", "s3:PutObject",
     ]  # fmt: skip
@@ -201,7 +207,8 @@ def test_the_delivery_role_has_exactly_what_firehose_needs_for_s3_and_no_delete(
         assert bucket in resource and resource.endswith('"/*"]]}')
     assert by_action["logs:PutLogEvents"] == ['{"Fn::GetAtt": ["CaptureDeliveryErrorsF8D8E7F5", '
                                               '"Arn"]}']  # fmt: skip
-    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in statements)
+    assert all(s["Effect"] == "Allow" for s in statements)
+    assert all("Condition" not in s for s in statements if not actions(s)[0].startswith("kms:"))
 
 
 def test_only_firehose_for_this_account_can_assume_the_delivery_role(dev: Synth) -> None:

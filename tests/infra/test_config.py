@@ -125,6 +125,18 @@ def test_bad_command_line_values_name_key_value_and_allowed(
         # `$` matches before a final newline: patterns match the whole value (fullmatch).
         ("models", {"fraud\n": {}}, r"models key 'fraud\\n' is not allowed"),
         ("provisioned_concurrency.total", -1, r"total=-1.*integer from 0"),
+        (
+            "encryption.customer_managed_key",
+            "kms",
+            r"environments.dev.encryption.customer_managed_key='kms' is not allowed: use "
+            r"true, false",
+        ),
+        (
+            "encryption.key_arn",
+            "x",
+            r"unknown key\(s\) environments.dev.encryption.key_arn: "
+            r"allowed under environments.dev.encryption are customer_managed_key",
+        ),
     ],
 )
 def test_bad_environment_settings_name_key_value_and_allowed(
@@ -427,3 +439,26 @@ def test_the_committed_prod_synthesizes_with_a_placeholder_address() -> None:
     config = load(env="prod")
     assert config.alarms.email == "replace-me@example.org"
     assert config.alarms.email_is_placeholder
+
+
+def test_customer_managed_keys_are_on_in_prod_and_off_in_dev() -> None:
+    assert not load().encryption.customer_managed_key
+    prod = load(env="prod")
+    assert prod.encryption.customer_managed_key
+    assert not load_config(
+        with_env_setting("prod", "encryption.customer_managed_key", "false") | {"env": "prod"}
+    ).encryption.customer_managed_key
+
+
+def test_encryption_is_the_environments_not_a_models() -> None:
+    """The capture bucket (and its key) is shared by every model of the environment."""
+    context = cdk_context()
+    prod = context["environments"]["prod"]
+    prod["models"] = {"fraud": {"rollout": {"model_version": "v1"},
+                                "encryption": {"customer_managed_key": False}}}  # fmt: skip
+    refusal = (
+        r"unknown key\(s\) environments.prod.models.fraud.encryption: allowed under "
+        r"environments.prod.models.fraud are"
+    )
+    with pytest.raises(ConfigError, match=refusal):
+        load_config({**context, "env": "prod"})
