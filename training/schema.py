@@ -114,7 +114,7 @@ def load_schema(path: Path) -> Schema:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SchemaError(
-            f"{path}: name(s) {', '.join(duplicates)} used twice (features and label must differ)"
+            f"{path}: name(s) {listing(duplicates)} used twice (features and label must differ)"
         )
     return Schema(task=cast(str, task), label=label, features=features)
 
@@ -160,6 +160,13 @@ def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
     names a value quotes it through here (a value from a file may be megabytes, or nested)."""
     text = _QUOTER.repr(value)
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def listing(items: list[str], limit: int = 5) -> str:
+    """``items`` joined with ", ", the first ``limit`` of them: a refusal that lists names
+    (unknown keys, repeated names, columns) stays short however many a file holds."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
 
 
 _QUOTER = reprlib.Repr()
@@ -356,9 +363,11 @@ def _only_keys(path: Path, where: str, mapping: dict[str, Any], allowed: set[str
     # A YAML key may be any scalar: named by its (bounded) text, sorted as text.
     unknown = sorted(set(mapping) - allowed, key=str)
     if unknown:
-        shown = ", ".join(
-            key if isinstance(key, str) and NAME_PATTERN.fullmatch(key) else quote(key)
-            for key in unknown
+        shown = listing(
+            [
+                key if isinstance(key, str) and NAME_PATTERN.fullmatch(key) else quote(key)
+                for key in unknown
+            ]
         )
         raise SchemaError(
             f"{path}: {where} has unknown key(s) {shown}; allowed: {', '.join(sorted(allowed))}"
