@@ -173,10 +173,14 @@ def _read_utf8(path: Path) -> str:
 
 def _column_at(data: bytes, prefix: str) -> str:
     """``, column 'name'`` for the field that ``prefix`` (a line up to a point) ends in."""
-    index = len(next(csv.reader([prefix]), [""])) - 1
-    first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    header = [h.strip() for h in next(csv.reader([first_line.rstrip("\r")]), [])]
-    return f", column '{header[index]}'" if 0 <= index < len(header) else ""
+    try:
+        index = len(next(csv.reader([prefix]), [""])) - 1
+        first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+        header = [h.strip() for h in next(csv.reader([first_line.rstrip("\r")]), [])]
+    except csv.Error:
+        # e.g. a lone CR (old Mac line ends) before the bad byte: the line alone is named.
+        return ""
+    return f", column {quote(header[index])}" if 0 <= index < len(header) else ""
 
 
 def check_class_balance(
