@@ -280,7 +280,9 @@ def _read_yaml(path: Path, text: str) -> Any:
         raise SchemaError(f"{path}: not valid YAML ({quote(str(exc), limit=400)})") from None
     except RecursionError:
         raise SchemaError(f"{path}: not valid YAML (nested too deeply)") from None
-    except ValueError as exc:
+    except (ValueError, AttributeError, TypeError, OverflowError) as exc:
+        # ValueError: e.g. an integer of too many digits. The others: PyYAML's constructors
+        # on an explicit tag they cannot read (``!!timestamp 2001-13-45``: AttributeError).
         raise SchemaError(f"{path}: not valid YAML ({quote(str(exc), limit=200)})") from None
 
 
@@ -340,7 +342,12 @@ def _values(path: Path, where: str, raw: Any) -> tuple[str | int, ...]:
 
 
 def _bound(path: Path, where: str, value: Any, dtype: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # An integer past float's range (10**400) is not finite either: isfinite would overflow.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value if isinstance(value, float) else _as_float(value))
+    ):
         raise SchemaError(f"{path}: {where} must be a finite number, got {quote(value)}")
     if dtype == "integer":
         if not float(value).is_integer():
@@ -348,6 +355,13 @@ def _bound(path: Path, where: str, value: Any, dtype: str) -> float:
         # Recorded as written for an integer feature (0, not 0.0): the manifests say so.
         return int(value)
     return float(value)
+
+
+def _as_float(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _name(path: Path, where: str, value: Any) -> str:

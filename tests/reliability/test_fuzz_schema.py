@@ -97,6 +97,10 @@ def test_fuzz_arbitrary_bytes(folder: Path, suffix: str, data: bytes) -> None:
     check(folder, suffix, data)
 
 
+# Found by this fuzzer (long): PyYAML's timestamp constructor raised AttributeError on an
+# explicit tag whose value is no timestamp (a traceback, exit 1); now not valid YAML.
+@example(suffix=".yaml", pieces=["!!timestamp 2001-13-45", "&a "])
+@example(suffix=".yaml", pieces=["task: !!timestamp x"])
 @given(
     suffix=st.sampled_from(SUFFIXES),
     pieces=st.lists(YAML_SNIPPETS | st.text(max_size=12), min_size=1, max_size=30),
@@ -207,6 +211,11 @@ def _dump(document: Any, suffix: str) -> str:
 # Found by this fuzzer: 12 unknown keys of 70 characters made a 1,007-character refusal
 # (every unknown key, and every repeated name, was listed); now the first 5 and a count.
 @example(suffix=".json", document={f"unknown_{i}_{'y' * 60}": i for i in range(12)})
+# Found by this fuzzer (long): a bound of 10**400 made math.isfinite raise OverflowError.
+@example(
+    suffix=".json",
+    document={**VALID, "features": [{**VALID["features"][0], "min": 10**400}]},
+)
 @example(suffix=".yaml", document={**VALID, "features": [VALID["features"][0]] * 60})
 @given(suffix=st.sampled_from(SUFFIXES), document=mutated_documents())
 def test_fuzz_mutated_schema(folder: Path, suffix: str, document: Any) -> None:
