@@ -73,7 +73,9 @@ soak: setup models
 	$(PY) -m benchmarks.soak
 
 # The property tests with many more random inputs than `make test` runs (hypothesis
-# profile "long"), plus the fault and reload tests; prints how many inputs were tried.
+# profile "long"), plus the fault and reload tests; prints how many inputs were tried, per
+# fuzzer: the handler's, and those of schema files, training CSVs, capture exports and the
+# local server (tests/reliability/test_fuzz_*.py; docs/reliability.md has their counts).
 # Then the fuzz properties of the other suites (tests named or marked "fuzz"), if any:
 # pytest's "no tests collected" (status 5) is not a failure there.
 fuzz: setup models

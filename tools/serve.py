@@ -296,7 +296,9 @@ def _error_task_class(refusal: _Refusal) -> type[ErrorTask]:
             self.response_headers = [*self.response_headers, *headers.items()]
             self.set_close_on_finish()
             self.content_length = len(body)
-            self.write(body)
+            # A refused HEAD request: the length, no body (no command if the line was bad).
+            if getattr(request, "command", None) != "HEAD":
+                self.write(body)
 
     return EnvelopeErrorTask
 
@@ -418,13 +420,19 @@ def make_server(
     refusal = _Refusal(identity, read_timeout_s, MAX_HEADER_BYTES)
 
     def reply(
-        start_response: Callable[..., Any], status: int, headers: Mapping[str, str], data: bytes
+        start_response: Callable[..., Any],
+        status: int,
+        headers: Mapping[str, str],
+        data: bytes,
+        method: str,
     ) -> list[bytes]:
         pairs = [(name, str(value)) for name, value in headers.items()]
         pairs = [(n, v) for n, v in pairs if n.lower() != "content-length"]
         pairs.append(("Content-Length", str(len(data))))
         start_response(f"{status} {HTTPStatus(status).phrase}", pairs)
-        return [data]
+        # An answer to HEAD has no body (RFC 9110 9.3.2), only its length: waitress leaves
+        # that to the application, and a body here would be read as the next response.
+        return [] if method == "HEAD" else [data]
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = str(environ["REQUEST_METHOD"])
@@ -434,7 +442,7 @@ def make_server(
             status, headers, data = refusal.answer(
                 ErrorCode.METHOD_NOT_ALLOWED, f"method {echo(method)} is not allowed: use POST"
             )
-            return reply(start_response, status, headers, data)
+            return reply(start_response, status, headers, data, method)
         # waitress has read (and de-chunked) the whole body, within max_request_body_size.
         body = environ["wsgi.input"].read()
         request_headers: dict[str, str] = {}
@@ -458,7 +466,11 @@ def make_server(
             base64.b64decode(payload) if response.get("isBase64Encoded") else str(payload).encode()
         )
         return reply(
-            start_response, int(response["statusCode"]), response.get("headers") or {}, data
+            start_response,
+            int(response["statusCode"]),
+            response.get("headers") or {},
+            data,
+            method,
         )
 
     adj = Adjustments(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training.schema import CHURN, FeatureSpec, Schema, quote
+from training.schema import CHURN, FeatureSpec, Schema, listing, quote
 
 MIN_ROWS = 100
 MIN_ROWS_PER_CLASS = 10
@@ -173,10 +173,14 @@ def _read_utf8(path: Path) -> str:
 
 def _column_at(data: bytes, prefix: str) -> str:
     """``, column 'name'`` for the field that ``prefix`` (a line up to a point) ends in."""
-    index = len(next(csv.reader([prefix]), [""])) - 1
-    first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    header = [h.strip() for h in next(csv.reader([first_line.rstrip("\r")]), [])]
-    return f", column '{header[index]}'" if 0 <= index < len(header) else ""
+    try:
+        index = len(next(csv.reader([prefix]), [""])) - 1
+        first_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+        header = [h.strip() for h in next(csv.reader([first_line.rstrip("\r")]), [])]
+    except csv.Error:
+        # e.g. a lone CR (old Mac line ends) before the bad byte: the line alone is named.
+        return ""
+    return f", column {quote(header[index])}" if 0 <= index < len(header) else ""
 
 
 def check_class_balance(
@@ -240,16 +244,18 @@ def fingerprint(X: NDArray[np.float64], y: Labels, schema: Schema = CHURN) -> di
 
 def _check_header(path: Path, header: list[str], schema: Schema) -> dict[str, int]:
     expected = (*schema.feature_names, schema.label)
+    # A header line may be anything (an unclosed quote swallows the whole file into one
+    # "column"): names are quoted and listed through the schema's bounded helpers.
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
-        raise DatasetError(f"{path}: duplicate column(s) {', '.join(duplicates)}")
+        raise DatasetError(f"{path}: duplicate column(s) {listing([quote(d) for d in duplicates])}")
     missing = [name for name in expected if name not in header]
     extra = [name for name in header if name not in expected]
     problems = []
     if missing:
-        problems.append(f"missing column(s) {', '.join(missing)}")
+        problems.append(f"missing column(s) {listing(missing, limit=len(expected))}")
     if extra:
-        problems.append(f"unexpected column(s) {', '.join(repr(e) for e in extra)}")
+        problems.append(f"unexpected column(s) {listing([quote(e) for e in extra])}")
     if problems:
         raise DatasetError(
             f"{path}: {'; '.join(problems)} (expected exactly: {', '.join(expected)})"

@@ -114,7 +114,7 @@ def load_schema(path: Path) -> Schema:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SchemaError(
-            f"{path}: name(s) {', '.join(duplicates)} used twice (features and label must differ)"
+            f"{path}: name(s) {listing(duplicates)} used twice (features and label must differ)"
         )
     return Schema(task=cast(str, task), label=label, features=features)
 
@@ -160,6 +160,13 @@ def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
     names a value quotes it through here (a value from a file may be megabytes, or nested)."""
     text = _QUOTER.repr(value)
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def listing(items: list[str], limit: int = 5) -> str:
+    """``items`` joined with ", ", the first ``limit`` of them: a refusal that lists names
+    (unknown keys, repeated names, columns) stays short however many a file holds."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
 
 
 _QUOTER = reprlib.Repr()
@@ -273,7 +280,9 @@ def _read_yaml(path: Path, text: str) -> Any:
         raise SchemaError(f"{path}: not valid YAML ({quote(str(exc), limit=400)})") from None
     except RecursionError:
         raise SchemaError(f"{path}: not valid YAML (nested too deeply)") from None
-    except ValueError as exc:
+    except (ValueError, AttributeError, TypeError, OverflowError) as exc:
+        # ValueError: e.g. an integer of too many digits. The others: PyYAML's constructors
+        # on an explicit tag they cannot read (``!!timestamp 2001-13-45``: AttributeError).
         raise SchemaError(f"{path}: not valid YAML ({quote(str(exc), limit=200)})") from None
 
 
@@ -333,7 +342,12 @@ def _values(path: Path, where: str, raw: Any) -> tuple[str | int, ...]:
 
 
 def _bound(path: Path, where: str, value: Any, dtype: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # An integer past float's range (10**400) is not finite either: isfinite would overflow.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value if isinstance(value, float) else _as_float(value))
+    ):
         raise SchemaError(f"{path}: {where} must be a finite number, got {quote(value)}")
     if dtype == "integer":
         if not float(value).is_integer():
@@ -341,6 +355,13 @@ def _bound(path: Path, where: str, value: Any, dtype: str) -> float:
         # Recorded as written for an integer feature (0, not 0.0): the manifests say so.
         return int(value)
     return float(value)
+
+
+def _as_float(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _name(path: Path, where: str, value: Any) -> str:
@@ -356,9 +377,11 @@ def _only_keys(path: Path, where: str, mapping: dict[str, Any], allowed: set[str
     # A YAML key may be any scalar: named by its (bounded) text, sorted as text.
     unknown = sorted(set(mapping) - allowed, key=str)
     if unknown:
-        shown = ", ".join(
-            key if isinstance(key, str) and NAME_PATTERN.fullmatch(key) else quote(key)
-            for key in unknown
+        shown = listing(
+            [
+                key if isinstance(key, str) and NAME_PATTERN.fullmatch(key) else quote(key)
+                for key in unknown
+            ]
         )
         raise SchemaError(
             f"{path}: {where} has unknown key(s) {shown}; allowed: {', '.join(sorted(allowed))}"

@@ -58,10 +58,17 @@ MAX_BATCH_SIZE = 16
 MAX_BODY_BYTES = 16_384
 
 _inputs_tried = {"count": 0}
+# Examples per fuzzer of the other entry points (schema files, CSVs, exports, local server).
+_fuzzed: dict[str, int] = {}
 
 
 def count_input() -> None:
     _inputs_tried["count"] += 1
+
+
+def count_fuzzed(fuzzer: str) -> None:
+    """One generated input fed to ``fuzzer`` (a name in the terminal summary)."""
+    _fuzzed[fuzzer] = _fuzzed.get(fuzzer, 0) + 1
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -70,6 +77,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             "-",
             f"fuzz: {_inputs_tried['count']:,} generated inputs went through the handler "
             f"(hypothesis profile {PROFILE!r})",
+        )
+    for fuzzer, count in sorted(_fuzzed.items()):
+        terminalreporter.write_sep(
+            "-",
+            f"fuzz: {count:,} generated inputs fed to {fuzzer} (hypothesis profile {PROFILE!r})",
         )
 
 

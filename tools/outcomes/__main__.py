@@ -132,7 +132,10 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
             raise ValueError(f"{args.capture}: no capture records")
         # The labels are read as the captured model's task labels them.
         outcomes = read_labels(args.labels, task=task_of(export.rows))
-        joined = join(export.rows, outcomes)
+        try:
+            joined = join(export.rows, outcomes)
+        except ValueError as exc:
+            raise ValueError(f"{args.capture}: {exc}") from None
         if not joined.by_version:
             raise ValueError(
                 f"no outcome in {args.labels} matched a captured prediction in {args.capture}: "

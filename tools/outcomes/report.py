@@ -167,9 +167,13 @@ def join(captured: Sequence[CapturedRow], outcomes: Sequence[Outcome]) -> Joined
         predictions[key] = row
     tasks = {row.task for row in predictions.values()}
     if len(tasks) > 1:
+        # Named by the first record of another task than the first record's.
+        first = next(iter(predictions.values()))
+        other = next(row for row in predictions.values() if row.task != first.task)
         raise ValueError(
-            f"the capture holds records of {' and '.join(sorted(tasks))} models: compare one "
-            "model's versions at a time"
+            f"line {other.line}: a {other.task} record, after {first.task} records from line "
+            f"{first.line}: the capture holds records of {' and '.join(sorted(tasks))} models: "
+            "compare one model's versions at a time"
         )
     task = tasks.pop() if tasks else "binary"
     by_version: dict[str, tuple[list[Any], list[Any]]] = {}
