@@ -13,8 +13,9 @@ import gzip
 import json
 import math
 import reprlib
+import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -266,3 +267,22 @@ def _features(where: str, features: Any) -> dict[str, float | str]:
             )
         out[name] = float(value)
     return out
+
+
+# A bug in an analysis command: never Python's 1, which tools.drift documents as "drift found".
+EXIT_FAILED = 4
+
+
+def run_command(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
+    """Exit with ``main(argv)``'s status; a bug exits EXIT_FAILED with the exception's last
+    line, bounded, instead of a traceback and status 1."""
+    try:
+        status = main(argv)
+    except Exception as exc:
+        print(
+            f"error: the tool failed (a bug, not your input): "
+            f"{type(exc).__name__}: {clip(str(exc))}",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_FAILED)
+    sys.exit(status)

@@ -176,14 +176,7 @@ def _grant_autoscaling(role: iam.Role, function: lambda_.Function) -> None:
             # The service authorization reference lists scalable-target as the resource
             # type of these actions; a target's id is known only after registration.
             resources=[scalable_targets(role)],
-            conditions={
-                "StringEquals": {
-                    "application-autoscaling:service-namespace": "lambda",
-                    "application-autoscaling:scalable-dimension": (
-                        "lambda:function:ProvisionedConcurrency"
-                    ),
-                }
-            },
+            conditions=LAMBDA_TARGETS_ONLY,
         )
     )
     role.add_to_policy(
@@ -210,6 +203,16 @@ def _grant_autoscaling(role: iam.Role, function: lambda_.Function) -> None:
             },
         )
     )
+
+
+# Scalable targets have no ARN before registration: the statements on scalable-target/* are
+# limited to Lambda provisioned-concurrency targets by the service's condition keys.
+LAMBDA_TARGETS_ONLY = {
+    "StringEquals": {
+        "application-autoscaling:service-namespace": "lambda",
+        "application-autoscaling:scalable-dimension": "lambda:function:ProvisionedConcurrency",
+    }
+}
 
 
 def scalable_targets(role: iam.Role) -> str:
@@ -246,14 +249,7 @@ def _grant_target_cleanup(role: iam.Role, function: lambda_.Function) -> None:
         iam.PolicyStatement(
             actions=["application-autoscaling:DeregisterScalableTarget"],
             resources=[scalable_targets(role)],
-            conditions={
-                "StringEquals": {
-                    "application-autoscaling:service-namespace": "lambda",
-                    "application-autoscaling:scalable-dimension": (
-                        "lambda:function:ProvisionedConcurrency"
-                    ),
-                }
-            },
+            conditions=LAMBDA_TARGETS_ONLY,
         )
     )
     role.add_to_policy(

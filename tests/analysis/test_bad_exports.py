@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.analysis import synthetic
+from tools import capture_export
 from tools.drift import __main__ as drift
 from tools.outcomes import __main__ as outcomes
 
@@ -183,5 +184,5 @@ def test_a_bug_is_not_exit_status_1_either(
     argv += ["--labels", str(example["labels"])] if tool == "outcomes" else []
     with pytest.raises(SystemExit) as exited:
         module.cli(argv)
-    assert exited.value.code == module.EXIT_FAILED == 4
+    assert exited.value.code == capture_export.EXIT_FAILED == 4
     assert "RuntimeError: a bug" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tools import stats
-from tools.capture_export import CaptureFileError, clip, excerpt, read
+from tools.capture_export import CaptureFileError, excerpt, read, run_command
 from tools.drift.live import Window, fetch
 from tools.drift.report import DEFAULT_MIN_ROWS, DriftThresholds, drift_report
 from tools.stack_outputs import clients, stack_outputs
@@ -33,7 +33,6 @@ from training.distributions import read_reference
 EXIT_DRIFT = 1
 EXIT_BAD_INPUT = 2
 EXIT_TOO_FEW = 3
-EXIT_FAILED = 4
 # How long --env waits for the Logs Insights query.
 QUERY_SECONDS = 120
 
@@ -237,18 +236,8 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """The command: ``main``, and a bug is exit status EXIT_FAILED with the traceback's
-    last line, never Python's 1 (which would read as "drift found")."""
-    try:
-        status = main(argv)
-    except Exception as exc:
-        print(
-            f"error: the tool failed (a bug, not your input): "
-            f"{type(exc).__name__}: {clip(str(exc))}",
-            file=sys.stderr,
-        )
-        sys.exit(EXIT_FAILED)
-    sys.exit(status)
+    """The command: ``main``; a bug exits EXIT_FAILED (see tools.capture_export)."""
+    run_command(main, argv)
 
 
 if __name__ == "__main__":

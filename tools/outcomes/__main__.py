@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tools import stats
-from tools.capture_export import CaptureFileError, clip
+from tools.capture_export import CaptureFileError, run_command
 from tools.capture_export import read as read_capture
 from tools.outcomes.labels import LabelsError
 from tools.outcomes.labels import read as read_labels
@@ -33,7 +33,6 @@ from tools.outcomes.report import compare, join, task_of
 from tools.stack_outputs import clients, stack_outputs
 
 EXIT_BAD_INPUT = 2
-EXIT_FAILED = 4
 
 
 def parser() -> argparse.ArgumentParser:
@@ -159,18 +158,8 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """The command: ``main``, and a bug is exit status EXIT_FAILED with the traceback's
-    last line, never Python's 1 (which would read as a status of its own)."""
-    try:
-        status = main(argv)
-    except Exception as exc:
-        print(
-            f"error: the tool failed (a bug, not your input): "
-            f"{type(exc).__name__}: {clip(str(exc))}",
-            file=sys.stderr,
-        )
-        sys.exit(EXIT_FAILED)
-    sys.exit(status)
+    """The command: ``main``; a bug exits EXIT_FAILED (see tools.capture_export)."""
+    run_command(main, argv)
 
 
 if __name__ == "__main__":
