@@ -124,9 +124,11 @@ def _hook(world: World, account: GateAccount, patch: pytest.MonkeyPatch, hook: s
     (application,) = world.of_type("AWS::CodeDeploy::Application")
     (group,) = world.of_type("AWS::CodeDeploy::DeploymentGroup")
     ids = {"ApplicationName": world.ref(application), "DeploymentGroupName": world.ref(group)}
+    # CodeDeploy shifts from the version the alias serves now to the one this deploy routes.
     routing = alias_routing(world)
     target = max(routing, key=routing.__getitem__)
-    current = str(max(int(target) - 1, 1))
+    before = account.alias or routing
+    current = max(before, key=before.__getitem__)
     spec = {"version": 0.0, "Resources": [{"Inference": {"Type": "AWS::Lambda::Function",
             "Properties": {"Name": account.function_name, "Alias": "production",
                            "CurrentVersion": current, "TargetVersion": target}}}]}  # fmt: skip

@@ -12,7 +12,6 @@ import pytest
 from stacks.config import CDK_JSON
 from tests.infra.conftest import Synth
 from tests.rollout.conftest import Run, block
-from tools.rollout.config_file import render
 
 START = ("start", "--env", "prod", "--version", "v2", "--weight", "0.1", "--stable", "7")
 
@@ -203,3 +202,8 @@ def test_status_of_the_committed_config(rollout: Run, env: str) -> None:
     assert result.code == 0
     assert "state: steady" in result.out and "churn v1" in result.out
     assert CDK_JSON.read_bytes() == before
+
+
+def render(document: Any) -> str:
+    """The committed cdk.json's format: two-space indent, key order kept, trailing newline."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -99,11 +99,6 @@ def select_model(environment: EnvironmentConfig, name: str | None) -> Environmen
         raise RefusedError(f"--{error}{hint}") from None
 
 
-def render(document: Mapping[str, Any]) -> str:
-    # The committed file's format: two-space indent, key order kept, trailing newline.
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-
-
 def read(path: Path) -> DeploymentConfig:
     """The config for reading only (status, compare); an edit uses ``parse_text`` on the
     bytes ``tracked.edit`` read under the lock."""
