@@ -126,7 +126,7 @@ def capture_line_bytes() -> int:
     sys.path.insert(0, str(ROOT / "lambda_src"))
     from datetime import UTC, datetime
 
-    from inference import capture
+    from serving import capture
     from training.schema import EXAMPLE_RECORDS, FEATURE_NAMES
 
     (record,) = capture.records(

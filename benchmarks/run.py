@@ -41,7 +41,7 @@ import joblib
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from training.artifacts import verify_version
+from serving.artifacts import verify_version
 from training.reference import REFERENCE_VERSIONS
 from training.synthetic import generate
 from training.train import HOLDOUT_FRACTION, SPLIT_SEED

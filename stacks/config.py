@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from serving.artifacts import NAME_PATTERN, VERSION_PATTERN
 from stacks.capacity import check_concurrency, split_provisioned_concurrency
 from stacks.context_values import (
     boolean,
@@ -71,7 +72,6 @@ from stacks.settings import (
     TrafficShift,
     WarmerSettings,
 )
-from training.artifacts import NAME_PATTERN, VERSION_PATTERN
 
 CDK_JSON = REPO_ROOT / "cdk.json"
 # The public command-line interface; anything else at the top level is a typo. The three

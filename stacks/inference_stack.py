@@ -9,6 +9,7 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from serving.artifacts import MANIFEST
 from stacks.constructs.automated_rollout import AutomatedRollout
 from stacks.constructs.capture_bucket import capture_bucket_name
 from stacks.constructs.capture_delivery import CaptureDelivery
@@ -22,7 +23,6 @@ from stacks.constructs.production_alias import ProductionAlias
 from stacks.constructs.traffic_gate import TrafficGate
 from stacks.constructs.warmer import Warmer
 from stacks.settings import ALIAS_NAME, EnvironmentConfig, RolloutMode
-from training.artifacts import MANIFEST
 
 
 class InferenceStack(Stack):

@@ -1,6 +1,6 @@
 """A model version as the stacks deploy it: read its manifest, check it, name its upload.
 
-The checksum and the patterns are the artifact writer's own (training.artifacts), so
+The checksum and the patterns are the artifact writer's own (serving.artifacts), so
 training and deploy agree on what a valid version is.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from serving.artifacts import MANIFEST, SHA256_PATTERN, check_artifact_files, sha256_file
+from serving.tasks import TASKS
 from stacks.settings import ConfigError, ModelArtifact, ModelRuntime
-from training.artifacts import MANIFEST, SHA256_PATTERN, check_artifact_files, sha256_file
-from training.schema import TASKS
 
 
 def load_model_artifact(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.rollout.__main__ import main as rollout_main
-from training import artifacts, cli
+from training import cli, versions
 
 Outcome = tuple[int, str, str]
 _CONTEXT = multiprocessing.get_context("forkserver")
@@ -45,7 +45,7 @@ def write_version(root: Path, payload: bytes, force: bool, barrier: Barrier) -> 
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = cli.run(lambda: artifacts.write_version(root, "m", "v1", files, force=force))
+        code = cli.run(lambda: versions.write_version(root, "m", "v1", files, force=force))
     return code, "", err.getvalue()
 
 

@@ -3,7 +3,7 @@
 The delivery stream writes gzip-compressed JSON lines under
 ``captures/model=<name>/version=<v>/date=<YYYY-MM-DD>/``; this reads the objects of one
 model's last ``days`` dates (every version) and writes them, decompressed, into one local
-file that tools.capture_export reads like any export. The bucket holds customer data: the
+file that serving.capture_export reads like any export. The bucket holds customer data: the
 file is written with owner-only permissions, and the caller removes it.
 """
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from serving import quality
 from stacks.config import committed_context, load_committed
 from stacks.settings import stack_name_of
 from tools.serve_demo import show_local_serving
 from tools.synth_demo import show_cdk_synth
-from training import gate
 
 ROOT = Path(__file__).resolve().parent.parent
 # How each task's holdout figures read (the manifest's "metrics", in its order).
@@ -39,7 +39,7 @@ def show_models() -> None:
         metrics = manifest.get("metrics")
         figures = describe_metrics(metrics) if metrics else "no labelled holdout"
         print(f"{manifest['model_name']} {manifest['model_version']} ({task}): {figures}")
-        print(f"  {gate.describe(manifest)}")
+        print(f"  {quality.describe(manifest)}")
         for runtime, artifact in manifest["artifacts"].items():
             parity = artifact.get("parity")
             checked = (

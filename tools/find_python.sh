@@ -1,6 +1,6 @@
 #!/bin/sh
 # Prints the interpreter for the project's virtual environment.
-# The Lambda image runs Python 3.12 (lambda_src/Dockerfile), so the handler is tested
+# The Lambda image runs Python 3.12 (lambda_src/images/inference/Dockerfile), so the handler is tested
 # with 3.12 when this machine has it (on PATH or under pyenv). Without it, any Python
 # 3.11+ is used and tests/test_image.py says that the minor version differs.
 want=3.12

@@ -54,21 +54,21 @@ from waitress.utilities import (
 )
 from waitress.utilities import Error as WaitressError
 
-from training.artifacts import load_manifest
+from inference.errors import ErrorCode
+from inference.events import Shape
+from inference.limits import ECHO_MAX_CHARS, clip, echo
+from inference.responses import error_answer
+from inference.runtimes import NAMES as RUNTIMES
+from serving import (
+    artifacts,
+    quality,
+)
+from serving.artifacts import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "model_artifacts"
 LAMBDA_SRC = ROOT / "lambda_src"
-# The image puts the handler package at the top of sys.path; so does the local server.
-if str(LAMBDA_SRC) not in sys.path:
-    sys.path.insert(0, str(LAMBDA_SRC))
 
-from inference.errors import ErrorCode  # noqa: E402
-from inference.events import Shape  # noqa: E402
-from inference.limits import ECHO_MAX_CHARS, clip, echo  # noqa: E402
-from inference.responses import error_answer  # noqa: E402
-from inference.runtimes import NAMES as RUNTIMES  # noqa: E402
-from training import artifacts, gate  # noqa: E402
 
 # A Function URL refuses larger request bodies before invoking the function.
 FUNCTION_URL_MAX_BODY = 6 * 1024 * 1024
@@ -103,13 +103,13 @@ class LocalContext:
 
 
 def latest_version(model: str) -> str:
-    """The newest version that passed the quality gate at training (see training/gate.py):
+    """The newest version that passed the quality gate at training (see serving/quality.py):
     one written with an accepted regression, or a refusal, is served only when named."""
     versions = artifacts.versions(ARTIFACTS / model)
     if not versions:
         raise SystemExit(f"no versions of {model!r} under {ARTIFACTS}: run `make models`")
     for version in reversed(versions):
-        if gate.passed(artifacts.load_manifest(ARTIFACTS / model / version)):
+        if quality.passed(artifacts.load_manifest(ARTIFACTS / model / version)):
             return version
     raise SystemExit(
         f"no version of {model!r} passed the quality gate ({', '.join(versions)}): "
@@ -161,8 +161,6 @@ def load_handler(env: dict[str, str]) -> ModuleType:
     for name in ("MODEL_BUCKET", "MODEL_KEY"):
         os.environ.pop(name, None)
     os.environ.update(env)
-    if str(LAMBDA_SRC) not in sys.path:
-        sys.path.insert(0, str(LAMBDA_SRC))
     from inference import handler as module
 
     if already_imported:

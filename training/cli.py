@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from training import artifacts, tracked
+from training import tracked, versions
 
 
 def add_version_options(parser: argparse.ArgumentParser, default_output: Path) -> None:
@@ -48,7 +48,7 @@ def run(action: Callable[[], object]) -> int:
     writer holding the model's lock)."""
     try:
         action()
-    except (ValueError, artifacts.ArtifactExistsError, tracked.TrackedError) as exc:
+    except (ValueError, versions.ArtifactExistsError, tracked.TrackedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

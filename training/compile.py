@@ -29,10 +29,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,12 +51,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from training.schema import TASKS
-
-# The compiled runtime ships inside the image; training imports the same modules so that
-# the gate checks exactly the code that will serve.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
 from inference import compiled_model, compiled_pipeline
+from serving.tasks import TASKS
 
 COMPILED_FILE = "model.compiled.npz"
 COMPILED_FORMAT = compiled_pipeline.FORMAT

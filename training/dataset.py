@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training.schema import CHURN, FeatureSpec, Schema, listing, quote
+from serving.schema import FeatureSpec, Schema, listing, quote
+from training.schema import CHURN
 
 MIN_ROWS = 100
 MIN_ROWS_PER_CLASS = 10

@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from training.schema import Schema
+from serving.schema import Schema
 
 DEFAULT_KIND = "gbm"
 SEED = 42

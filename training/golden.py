@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tools import stats
-from training.schema import TASKS
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
 from inference.model_loader import runtime_loader
 from inference.runtimes import RUNTIME_OF_ARTIFACT
+from serving import stats
+from serving.tasks import TASKS
 
 GOLDEN_FILE = "golden.json"
 FORMAT = "golden-set/1"

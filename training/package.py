@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training import artifacts, cli, estimators, golden
+from inference import sklearn_model
+from serving import artifacts
+from serving.schema import Schema
+from training import cli, estimators, golden, versions
 from training.dataset import Labels, fingerprint, load_csv
 from training.publish import Labelled, publish
-from training.schema import Schema, load_schema
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
-from inference import sklearn_model
+from training.schema import load_schema
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "model_artifacts"
 FORMATS = {".joblib": "joblib", ".skops": "skops"}
@@ -186,7 +186,7 @@ def package(
     with nothing written."""
     artifacts.check_identity(model_name, version)
     if (output / model_name / version).exists() and not force:
-        raise artifacts.ArtifactExistsError(
+        raise versions.ArtifactExistsError(
             f"{output / model_name / version} already exists; choose a new version or pass "
             "--force to replace it"
         )

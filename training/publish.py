@@ -29,7 +29,11 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from training import artifacts, gate, golden, model_card, skops_artifact
+from serving import artifacts, quality
+from serving.distributions import MANIFEST_KEY as REFERENCE_KEY
+from serving.distributions import reference_distributions
+from serving.schema import Schema
+from training import golden, model_card, skops_artifact, versions
 from training.compile import (
     COMPILED_FILE,
     COMPILED_FORMAT,
@@ -40,9 +44,6 @@ from training.compile import (
     parity_record,
 )
 from training.dataset import Labels
-from training.distributions import MANIFEST_KEY as REFERENCE_KEY
-from training.distributions import reference_distributions
-from training.schema import Schema
 
 ARTIFACT_FILE = "model.joblib"
 ARTIFACT_FORMAT = "sklearn-pipeline-joblib/1"
@@ -153,7 +154,7 @@ def previous_on_holdout(
     labelled: Labelled,
     classes: list[Any] | None,
     log: Log,
-) -> gate.Previous | None:
+) -> quality.Previous | None:
     """The model's newest other version, scored on these rows (None when there is none or
     its features, task or classes differ, so that the two cannot answer the same rows)."""
     others = [v for v in artifacts.versions(model_dir) if v != version]
@@ -180,7 +181,7 @@ def previous_on_holdout(
     key = "sklearn" if "sklearn" in manifest["artifacts"] else skops_artifact.JOBLIB_KEY
     data = (directory / manifest["artifacts"][key]["file"]).read_bytes()
     answers = golden.predict(key, data, labelled.X)
-    return gate.Previous(others[-1], evaluate(schema.task, labelled.y, answers, classes))
+    return quality.Previous(others[-1], evaluate(schema.task, labelled.y, answers, classes))
 
 
 def write_golden_set(
@@ -241,7 +242,7 @@ def publish(
 
     ``labelled``: rows to judge the model on (metrics, gate, model card, golden labels);
     without it, ``unlabelled_X`` gives the golden set's inputs (``labels: null``), and the
-    gate records that it did not check. Raises ``gate.QualityGateError`` with nothing
+    gate records that it did not check. Raises ``quality.QualityGateError`` with nothing
     written when the gate refuses.
     """
     task = schema.task
@@ -255,12 +256,12 @@ def publish(
     if labelled is not None:
         metrics = evaluate(task, labelled.y, outputs, classes)
         # Before the costlier checks and anything written: a refused model leaves no version.
-        gate_record = gate.check(
+        gate_record = quality.check(
             model=model_name,
             version=version,
             task=task,
             metrics=metrics,
-            base_rate=gate.baseline(task, labelled.baseline_y, labelled.y, classes),
+            base_rate=quality.baseline(task, labelled.baseline_y, labelled.y, classes),
             previous=previous_on_holdout(
                 output / model_name, version, schema, labelled, classes, log
             ),
@@ -268,8 +269,8 @@ def publish(
             enforce=enforce_gate,
         )
     else:
-        gate_record = gate.not_checked("packaged without labelled data")
-    log(gate.describe({gate.MANIFEST_KEY: gate_record}))
+        gate_record = quality.not_checked("packaged without labelled data")
+    log(quality.describe({quality.MANIFEST_KEY: gate_record}))
     feature_schema = feature_schema_with_observed(observed_X, schema)
     payload: dict[str, Any] = {
         "format": ARTIFACT_FORMAT,
@@ -362,7 +363,7 @@ def publish(
             manifest["data_fingerprint"] = data_fingerprint
         if metrics is not None and labelled is not None:
             manifest["metrics"] = {**metrics, "holdout_rows": len(labelled.y)}
-        manifest[gate.MANIFEST_KEY] = gate_record
+        manifest[quality.MANIFEST_KEY] = gate_record
         if observed_X is not None and labelled is not None:
             manifest[REFERENCE_KEY] = reference_distributions(
                 observed_X, feature_schema, outputs, **task_kw
@@ -382,7 +383,7 @@ def publish(
         model_card.write_markdown(tmp / "model_card.md", manifest, card.get("plot"))
         return manifest
 
-    final = artifacts.write_version(output, model_name, version, write_files, force=force)
+    final = versions.write_version(output, model_name, version, write_files, force=force)
     figures = (
         ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) if metrics else "no labelled data"
     )

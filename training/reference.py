@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import sys
 
-from training import artifacts, golden
+from serving import artifacts
+from training import golden, versions
 from training.train import DEFAULT_OUTPUT, add_quality_records, synthetic_data, train
 
 MODEL = "churn"
@@ -27,7 +28,7 @@ def main() -> int:
     status = 0
     for version, spec in REFERENCE_VERSIONS.items():
         directory = DEFAULT_OUTPUT / MODEL / version
-        if artifacts.recover_set_aside(directory):
+        if versions.recover_set_aside(directory):
             print(f"{directory}: restored the copy an interrupted --force had set aside")
         if directory.exists():
             problems = artifacts.verify_version(directory)

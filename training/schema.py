@@ -1,122 +1,32 @@
-"""A model's feature schema, read from a JSON or YAML file: the contract between training
-and the handler.
+"""Schema files: a model's feature schema (``serving.schema``) read from JSON or YAML.
 
-The handler validates every request against the ``allowed`` range or values recorded here
-(it reads them from the artifact, never from this module: the image ships no training
-code). The churn model's schema is ``training/schemas/churn.json``; a file of the same
-shape describes another model's features:
-
-    {"task": "binary" | "multiclass" | "regression", "label": "<column>", "features": [
-        {"name": "...", "type": "integer" | "number", "min": 0, "max": 10,
-         "description": "..."},
-        {"name": "...", "type": "categorical", "values": ["a", "b", 3], "description": "..."},
-        ...]}
-
-A categorical feature reaches the model as the 0-based position of its value in
-``values`` (the encoding contract shared with the handler).
+The churn model's schema is ``training/schemas/churn.json``; a file of the same shape
+describes another model's features. The handler validates every request against the
+``allowed`` range or values recorded in the artifact, never against this module.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
-import reprlib
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
-# The handler's own list: the image ships lambda_src only, so the list lives there.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
-from inference.reserved import RESERVED_FEATURE_NAMES as RESERVED_FEATURE_NAMES
+from serving.schema import FeatureSpec, Schema, SchemaError, quote, schema_from_document
 
-FeatureType = Literal["integer", "number", "categorical"]
-FEATURE_TYPES: tuple[FeatureType, ...] = ("integer", "number", "categorical")
-CATEGORICAL: FeatureType = "categorical"
-TASKS = ("binary", "multiclass", "regression")
-MAX_CATEGORIES = 1000
-# 1,000 categories of 64 characters for a few hundred features fit many times over; a
-# larger file is refused before it is read.
 MAX_SCHEMA_BYTES = 16 * 1024 * 1024
-# A refusal quotes a value in at most this many characters (a schema may hold anything).
-QUOTE_LIMIT = 80
+
 YAML_SUFFIXES = (".yaml", ".yml")
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
+
 CHURN_SCHEMA_FILE = SCHEMAS / "churn.json"
-
-
-class SchemaError(ValueError):
-    """The schema file cannot be used; the message names the file, the key and the value."""
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    name: str
-    dtype: FeatureType
-    minimum: float
-    maximum: float
-    description: str
-    # Categorical only: the allowed values, in code order (minimum 0, maximum len - 1).
-    values: tuple[str | int, ...] | None = None
-
-    def to_json(self) -> dict[str, object]:
-        allowed: dict[str, object] = (
-            {"values": list(self.values)}
-            if self.values is not None
-            else {"min": self.minimum, "max": self.maximum}
-        )
-        return {
-            "name": self.name,
-            "dtype": self.dtype,
-            "allowed": allowed,
-            "description": self.description,
-        }
-
-
-@dataclass(frozen=True)
-class Schema:
-    task: str
-    label: str
-    features: tuple[FeatureSpec, ...]
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.features)
-
-    @property
-    def categorical_indices(self) -> tuple[int, ...]:
-        return tuple(i for i, f in enumerate(self.features) if f.values is not None)
 
 
 def load_schema(path: Path) -> Schema:
     """Read and check a schema file (JSON, or YAML for a ``.yaml``/``.yml`` name); every
     refusal is a ``SchemaError`` naming the file, the key and the value."""
-    document = _read_document(path)
-    if not isinstance(document, dict):
-        raise SchemaError(
-            f"{path}: expected an object (JSON or YAML) with task, label and features"
-        )
-    _only_keys(path, "the schema", document, {"task", "label", "features"})
-    task = document.get("task")
-    if task not in TASKS:
-        raise SchemaError(
-            f"{path}: task {quote(task)} is not supported; allowed: {', '.join(TASKS)}"
-        )
-    label = _name(path, "label", document.get("label"))
-    raw_features = document.get("features")
-    if not isinstance(raw_features, list) or not raw_features:
-        raise SchemaError(f"{path}: 'features' must be a non-empty list, got {quote(raw_features)}")
-    features = tuple(_feature(path, index, raw) for index, raw in enumerate(raw_features))
-    names = [f.name for f in features] + [label]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise SchemaError(
-            f"{path}: name(s) {listing(duplicates)} used twice (features and label must differ)"
-        )
-    return Schema(task=cast(str, task), label=label, features=features)
+    return schema_from_document(path, _read_document(path))
 
 
 def _read_document(path: Path) -> Any:
@@ -153,29 +63,6 @@ def _read_document(path: Path) -> Any:
     except ValueError as exc:
         # e.g. an integer with more digits than Python converts (int_max_str_digits).
         raise SchemaError(f"{path}: not valid JSON ({quote(str(exc), limit=200)})") from None
-
-
-def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
-    """``repr(value)`` in at most ``limit`` characters, in bounded work: every refusal that
-    names a value quotes it through here (a value from a file may be megabytes, or nested)."""
-    text = _QUOTER.repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
-def listing(items: list[str], limit: int = 5) -> str:
-    """``items`` joined with ", ", the first ``limit`` of them: a refusal that lists names
-    (unknown keys, repeated names, columns) stays short however many a file holds."""
-    shown = ", ".join(items[:limit])
-    return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
-
-
-_QUOTER = reprlib.Repr()
-_QUOTER.maxlevel = 3
-_QUOTER.maxstring = QUOTE_LIMIT
-_QUOTER.maxother = QUOTE_LIMIT
-_QUOTER.maxlong = QUOTE_LIMIT
-for _attribute in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset", "maxdeque"):
-    setattr(_QUOTER, _attribute, 10)
 
 
 class _RepeatedKeyError(ValueError):
@@ -286,118 +173,21 @@ def _read_yaml(path: Path, text: str) -> Any:
         raise SchemaError(f"{path}: not valid YAML ({quote(str(exc), limit=200)})") from None
 
 
-def _feature(path: Path, index: int, raw: Any) -> FeatureSpec:
-    where = f"features[{index}]"
-    if not isinstance(raw, dict):
-        raise SchemaError(f"{path}: {where} must be an object, got {quote(raw)}")
-    dtype = raw.get("type")
-    extra = {"values"} if dtype == CATEGORICAL else {"min", "max"}
-    _only_keys(path, where, raw, {"name", "type", "description", *extra})
-    name = _name(path, f"{where}.name", raw.get("name"))
-    if name in RESERVED_FEATURE_NAMES:
-        raise SchemaError(
-            f"{path}: {where}.name {name!r} is reserved: a request means by it "
-            f"{RESERVED_FEATURE_NAMES[name]}; reserved: {', '.join(RESERVED_FEATURE_NAMES)}"
-        )
-    where = f"{where} ({name})"
-    if dtype not in FEATURE_TYPES:
-        raise SchemaError(
-            f"{path}: {where}.type {quote(dtype)} is not allowed; allowed: "
-            f"{', '.join(FEATURE_TYPES)}"
-        )
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise SchemaError(f"{path}: {where}.description must be text, got {quote(description)}")
-    if dtype == CATEGORICAL:
-        values = _values(path, f"{where}.values", raw.get("values"))
-        return FeatureSpec(name, CATEGORICAL, 0, len(values) - 1, description, values)
-    bounds = [_bound(path, f"{where}.{key}", raw.get(key), dtype) for key in ("min", "max")]
-    if not bounds[0] <= bounds[1]:
-        raise SchemaError(f"{path}: {where}: min {bounds[0]} is above max {bounds[1]}")
-    # The type as the one shared constant, not a string per feature: pickle writes a repeated
-    # object once, so the artifact's bytes stay what they were when the types were literals.
-    canonical = FEATURE_TYPES[FEATURE_TYPES.index(dtype)]
-    return FeatureSpec(name, canonical, bounds[0], bounds[1], description)
-
-
-def _values(path: Path, where: str, raw: Any) -> tuple[str | int, ...]:
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CATEGORIES:
-        raise SchemaError(
-            f"{path}: {where} must be a list of 1 to {MAX_CATEGORIES} values, got {quote(raw)}"
-        )
-    for value in raw:
-        # A bool is an int to Python but not a category a request can send distinctly.
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise SchemaError(
-                f"{path}: {where}: {quote(value)} is not allowed: values are strings or integers"
-            )
-    # 1 and "1" are different values (a request sends one JSON type): key on the type too.
-    seen: set[tuple[type, str | int]] = set()
-    for value in raw:
-        key = (type(value), value)
-        if key in seen:
-            raise SchemaError(f"{path}: {where}: {quote(value)} is listed twice")
-        seen.add(key)
-    return tuple(raw)
-
-
-def _bound(path: Path, where: str, value: Any, dtype: str) -> float:
-    # An integer past float's range (10**400) is not finite either: isfinite would overflow.
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value if isinstance(value, float) else _as_float(value))
-    ):
-        raise SchemaError(f"{path}: {where} must be a finite number, got {quote(value)}")
-    if dtype == "integer":
-        if not float(value).is_integer():
-            raise SchemaError(f"{path}: {where} {quote(value)} is not a whole number")
-        # Recorded as written for an integer feature (0, not 0.0): the manifests say so.
-        return int(value)
-    return float(value)
-
-
-def _as_float(value: int) -> float:
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf
-
-
-def _name(path: Path, where: str, value: Any) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
-        raise SchemaError(
-            f"{path}: {where} {quote(value)} is not allowed: letters, digits and '_', not starting "
-            "with a digit (at most 64 characters)"
-        )
-    return value
-
-
-def _only_keys(path: Path, where: str, mapping: dict[str, Any], allowed: set[str]) -> None:
-    # A YAML key may be any scalar: named by its (bounded) text, sorted as text.
-    unknown = sorted(set(mapping) - allowed, key=str)
-    if unknown:
-        shown = listing(
-            [
-                key if isinstance(key, str) and NAME_PATTERN.fullmatch(key) else quote(key)
-                for key in unknown
-            ]
-        )
-        raise SchemaError(
-            f"{path}: {where} has unknown key(s) {shown}; allowed: {', '.join(sorted(allowed))}"
-        )
-
-
 CHURN = load_schema(CHURN_SCHEMA_FILE)
+
+
 FEATURES: tuple[FeatureSpec, ...] = CHURN.features
 
+
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+
 LABEL = CHURN.label
 
-# Two customers, in schema order: a new month-to-month one likely to churn, and a
-# long-standing two-year one. The demo, the soak and the cost model use these (a test keeps
-# them inside the allowed ranges), so that no module retypes the feature names.
+
 _EXAMPLE_VALUES = ((3, 80.5, 241.5, 1, 0, 0, 0), (60, 45.0, 2700.0, 3, 1, 2, 3))
+
+
 EXAMPLE_RECORDS: tuple[dict[str, float], ...] = tuple(
     dict(zip(FEATURE_NAMES, values, strict=True)) for values in _EXAMPLE_VALUES
 )

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lambda_src"))
 from inference import sklearn_model
-from training import artifacts, tracked
+from serving import artifacts
+from training import tracked, versions
 
 SKOPS_FILE = "model.skops"
 SKOPS_FORMAT = sklearn_model.SKOPS_FORMAT
@@ -108,7 +108,7 @@ def add_to_version(version_dir: Path, X: NDArray[np.float64]) -> dict[str, Any]:
 
     # Under the model's lock: a version is never changed by two commands at once (a
     # --force retrain of it would otherwise swap the directory out under this edit).
-    with artifacts.model_lock(version_dir.parent):
+    with versions.model_lock(version_dir.parent):
         manifest = artifacts.load_manifest(version_dir)
         entries: dict[str, Any] = manifest["artifacts"]
         joblib_entry = entries.get(JOBLIB_KEY) or entries["sklearn"]

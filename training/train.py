@@ -7,7 +7,7 @@ python -m training.train --model fraud --version v1 --schema fraud.yaml --data f
     --estimator random_forest --param n_estimators=300 --param max_depth=12
 
 A model that does not beat the know-nothing predictor, chance, or (beyond a tolerance) the
-model's previous version on the same holdout is refused; see training/gate.py.
+model's previous version on the same holdout is refused; see serving/quality.py.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from numpy.typing import NDArray
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from training import artifacts, cli, estimators, golden, skops_artifact
+from serving import artifacts
+from serving.distributions import MANIFEST_KEY as REFERENCE_KEY
+from serving.distributions import reference_distributions
+from serving.schema import Schema, SchemaError
+from training import cli, estimators, golden, skops_artifact, versions
 from training.dataset import Labels, check_class_balance, fingerprint, load_csv
-from training.distributions import MANIFEST_KEY as REFERENCE_KEY
-from training.distributions import reference_distributions
 from training.estimators import DEFAULT_KIND, GBM_PARAMS, KINDS
 from training.publish import (
     ARTIFACT_FILE,
@@ -39,7 +41,7 @@ from training.publish import (
     publish,
     write_golden_set,
 )
-from training.schema import CHURN, CHURN_SCHEMA_FILE, Schema, SchemaError, load_schema
+from training.schema import CHURN, CHURN_SCHEMA_FILE, load_schema
 from training.synthetic import generate
 
 __all__ = ["ARTIFACT_FILE", "ARTIFACT_FORMAT", "GBM_PARAMS", "feature_schema_with_observed"]
@@ -102,7 +104,7 @@ def train(
     """
     artifacts.check_identity(model_name, version)
     if (output / model_name / version).exists() and not force:
-        raise artifacts.ArtifactExistsError(
+        raise versions.ArtifactExistsError(
             f"{output / model_name / version} already exists; choose a new version or pass "
             "--force to replace it"
         )
@@ -211,7 +213,7 @@ def add_quality_records(
                 )
         return updated
 
-    return artifacts.write_version(
+    return versions.write_version(
         version_dir.parent.parent,
         manifest["model_name"],
         manifest["model_version"],

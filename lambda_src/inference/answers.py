@@ -25,7 +25,7 @@ from inference import json_codec, metrics, summaries
 from inference.events import Shape
 from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, PREDICTION_LOG_MAX_ROWS
 from inference.responses import payload_bytes, render
-from inference.tasks import TASKS
+from serving.tasks import TASKS
 
 THRESHOLD = 0.5
 # A multiclass row's probabilities sum to 1 within this (the runtime protocol's promise).

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import tree_forest
-from inference.tasks import TASKS
+from serving.tasks import TASKS
 
 FORMAT = "sklearn-compiled-npz/2"
 PASSTHROUGH, STANDARD, MINMAX, ONEHOT = 0, 1, 2, 3

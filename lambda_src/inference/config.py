@@ -6,15 +6,16 @@ an operator sees it is a 503 body or a log line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from inference import capture, runtimes
+from inference import runtimes
 
 # Lambda refuses synchronous request payloads above 6 MB before the handler runs, so a
 # larger MAX_BODY_BYTES would only pretend to allow something.
 from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
+from serving import capture
+from serving.artifacts import SHA256_PATTERN
 
 RUNTIMES = runtimes.NAMES
 DEFAULT_RUNTIME = runtimes.DEFAULT
@@ -29,7 +30,6 @@ DEFAULT_MAX_MODEL_BYTES = 1024 * 1024 * 1024
 DEFAULT_METRICS_NAMESPACE = "SklearnLambdaServing"
 # One log line per captured row: stacks/config.py allows the same at most (a test checks).
 MAX_CAPTURE_ROWS = 1000
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ConfigError(ValueError):
@@ -86,7 +86,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         raise ConfigError(
             f"MODEL_SHA256 is not set: refusing to load {source} without a pinned checksum"
         )
-    if sha256 is not None and not _SHA256.fullmatch(sha256):
+    if sha256 is not None and not SHA256_PATTERN.fullmatch(sha256):
         raise ConfigError(f"MODEL_SHA256={sha256!r} is not a SHA-256 (64 hexadecimal digits)")
     opt_in = (env.get(UNVERIFIED_OPT_IN) or "").strip()
     if opt_in not in ("", "1"):

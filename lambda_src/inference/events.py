@@ -17,7 +17,7 @@ from typing import Any
 from inference import json_codec
 from inference.errors import ErrorCode, RequestError, bad_request, too_large
 from inference.limits import ECHO_MAX_CHARS, echo
-from inference.reserved import WARMUP_KEY as WARMUP_KEY
+from serving.reserved import WARMUP_KEY as WARMUP_KEY
 
 
 class Shape(enum.Enum):

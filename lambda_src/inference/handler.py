@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import allocator, answers, capture, logs, metrics
+from inference import allocator, answers, logs, metrics
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
 from inference.errors import ErrorCode, RequestError, too_large
@@ -26,6 +26,7 @@ from inference.limits import clip
 from inference.request import read_instances
 from inference.responses import error_answer, render
 from inference.state import Ready, State, Unavailable, init_state
+from serving import capture
 
 __all__ = [
     "Ready",

@@ -36,7 +36,7 @@ class Runtime:
         self.artifact_keys = artifact_keys  # manifest "artifacts" keys whose file it loads
         # True: the image has no boto3 and downloads with inference/s3_fetch.py.
         self.lean_fetch = lean_fetch
-        self.requirements = f"requirements-{name}.txt"  # in lambda_src/, for the image
+        self.requirements = f"requirements-{name}.txt"  # in lambda_src/images/inference/
 
 
 REGISTRY: dict[str, Runtime] = {

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference.tasks import TASKS
+from serving.tasks import TASKS
 
 FORMAT = "sklearn-pipeline-joblib/1"
 SKOPS_FORMAT = "sklearn-pipeline-skops/1"

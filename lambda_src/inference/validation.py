@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from inference.errors import ErrorCode, RequestError, bad_request, too_large
 from inference.limits import ECHO_MAX_CHARS, MAX_REPORTED_PROBLEMS, echo
-from inference.reserved import BATCH_KEY, RESERVED_FEATURE_NAMES
+from serving.reserved import BATCH_KEY, RESERVED_FEATURE_NAMES
 
 _NUMBER_TYPES = {int, float}
 __all__ = [

@@ -14,7 +14,7 @@ alarms).
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, IgnoreMode, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -26,25 +26,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks import function_code
 from stacks.constructs.model_bucket import grant_read_model
-from stacks.settings import REPO_ROOT, Architecture, DriftSettings
-
-# The image's build context is the repository root; only these files are in it.
-IMAGE_FILES = (
-    "stacks/handlers/drift_monitor/Dockerfile",
-    "stacks/handlers/drift_monitor/requirements.txt",
-    "stacks/handlers/drift_monitor/index.py",
-    "stacks/handlers/drift_monitor/canary.py",
-    "tools/__init__.py",
-    "tools/stats.py",
-    "tools/canary_analysis.py",
-    "tools/drift/__init__.py",
-    "tools/drift/report.py",
-    "tools/drift/live.py",
-    "training/__init__.py",
-    "training/distributions.py",
-)
-
+from stacks.settings import Architecture, DriftSettings
 
 # The canary evaluator runs often enough to catch a CodeDeploy shift (canary10-5min) and
 # reads a window long enough for the candidate's small share to reach MIN_ROWS.
@@ -90,15 +74,11 @@ class DriftMonitor(Construct):
 
         def image(cmd: list[str] | None = None) -> lambda_.DockerImageCode:
             return lambda_.DockerImageCode.from_image_asset(
-                directory=str(REPO_ROOT),
-                file="stacks/handlers/drift_monitor/Dockerfile",
+                # lambda_src/monitors with the library modules it imports (function_code).
+                directory=str(function_code.stage("monitors")),
                 platform=(
                     ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64
                 ),
-                # Everything but the files the Dockerfile copies stays out of the context
-                # (and out of the asset hash).
-                ignore_mode=IgnoreMode.DOCKER,
-                exclude=["*", "**/__pycache__", *(f"!{path}" for path in IMAGE_FILES)],
                 cmd=cmd,
             )
 

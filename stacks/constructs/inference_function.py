@@ -13,18 +13,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks import function_code
 from stacks.settings import Architecture
-
-# Not part of the image: caches and tests only change the asset hash, never the code.
-IMAGE_EXCLUDE = (
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.pytest_cache",
-    "**/.mypy_cache",
-    "**/.ruff_cache",
-    "tests",
-    "**/tests",
-)
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -106,13 +96,12 @@ class InferenceFunction(Construct):
             self,
             "Function",
             code=lambda_.DockerImageCode.from_image_asset(
-                directory=str(image_directory),
+                directory=str(function_code.stage("inference", source_root=image_directory)),
                 build_args=dict(build_args),
                 # An image built for the other architecture fails with exec format error.
                 platform=(
                     ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64
                 ),
-                exclude=list(IMAGE_EXCLUDE),
             ),
             architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
             memory_size=memory_mb,

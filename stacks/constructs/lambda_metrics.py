@@ -66,7 +66,7 @@ MONITOR_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "FeaturePSI": frozenset({FEATURE}),
     "MaxFeaturePSI": frozenset({MODEL_VERSION}),
     "PredictionPSI": frozenset({MODEL_VERSION}),
-    # The canary evaluator (stacks/handlers/drift_monitor/canary.py).
+    # The canary evaluator (lambda_src/monitors/canary.py).
     "CanarySamples": frozenset({MODEL_VERSION}),
     "PredictionShiftPSI": frozenset({MODEL_VERSION}),
 }

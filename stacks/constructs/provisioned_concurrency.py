@@ -19,10 +19,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks import function_code
 from stacks.constructs.nag_ids import logical_id
-from stacks.settings import REPO_ROOT
-
-HANDLER_DIRECTORY = REPO_ROOT / "stacks" / "handlers" / "provisioned_concurrency"
 
 
 @dataclass(frozen=True)
@@ -111,7 +109,7 @@ class ProvisionedConcurrency(Construct):
             runtime=lambda_.Runtime.PYTHON_3_14,
             architecture=lambda_.Architecture.ARM_64,
             handler="index.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIRECTORY), exclude=["__pycache__"]),
+            code=lambda_.Code.from_asset(str(function_code.stage("reconciler"))),
             # Waiting for READY takes minutes; the handler answers before this runs out.
             timeout=Duration.minutes(15),
             memory_size=256,

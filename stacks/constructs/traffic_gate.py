@@ -32,11 +32,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks import function_code
 from stacks.constructs.model_bucket import grant_read_model
 from stacks.constructs.nag_ids import logical_id
-from stacks.settings import REPO_ROOT, ModelArtifact, QualityGateSettings
-
-HANDLER_DIRECTORY = REPO_ROOT / "stacks" / "handlers" / "traffic_gate"
+from stacks.settings import ModelArtifact, QualityGateSettings
 
 
 class TrafficGate(Construct):
@@ -106,7 +105,7 @@ class TrafficGate(Construct):
             runtime=lambda_.Runtime.PYTHON_3_14,
             architecture=lambda_.Architecture.ARM_64,
             handler="index.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIRECTORY), exclude=["__pycache__"]),
+            code=lambda_.Code.from_asset(str(function_code.stage("traffic_gate"))),
             # Both versions answer both golden sets in batches, cold starts included.
             timeout=Duration.minutes(10),
             memory_size=512,

@@ -20,8 +20,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from serving.canary import analyse
 from tests.analysis import synthetic
-from tools.canary_analysis import analyse
 from tools.drift.__main__ import main as drift_main
 from tools.outcomes.__main__ import main as outcomes_main
 from training.synthetic import generate
@@ -29,7 +29,7 @@ from training.synthetic import generate
 DOC = Path(__file__).resolve().parents[2] / "docs" / "capture-and-drift.md"
 DRIFT = "python -m tools.drift --capture capture-drifted.jsonl --manifest manifest.json"
 OUTCOMES = "python -m tools.outcomes --capture capture.jsonl --labels outcomes.csv"
-CANARY = "tools.canary_analysis.analyse(stable, candidate)"
+CANARY = "serving.canary.analyse(stable, candidate)"
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Synthetic capture exports, manifests and outcome files for the drift and outcomes tools.
 
 Everything is drawn with ``training.synthetic.generate`` and answered by the committed
-churn v1 model, and the capture lines are written by ``inference.capture`` itself, so the
+churn v1 model, and the capture lines are written by ``serving.capture`` itself, so the
 tools read what the handler will write. ``python -m tests.analysis.synthetic DIR`` writes
 the files the worked examples in docs/capture-and-drift.md were made from.
 """
@@ -21,7 +21,7 @@ import joblib
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from training import distributions
+from serving import distributions
 from training.schema import FEATURE_NAMES
 from training.synthetic import generate
 from training.train import HOLDOUT_FRACTION, SPLIT_SEED
@@ -32,7 +32,7 @@ LAMBDA_SRC = ROOT / "lambda_src"
 if str(LAMBDA_SRC) not in sys.path:
     sys.path.insert(0, str(LAMBDA_SRC))
 
-from inference import capture  # noqa: E402
+from serving import capture  # noqa: E402
 
 V1 = ROOT / "model_artifacts" / "churn" / "v1"
 V1_DATA = {"rows": 20000, "seed": 7}  # training.reference's recipe for v1

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from serving import capture_export
 from tests.analysis import synthetic
-from tools import capture_export
 from tools.drift import __main__ as drift
 from tools.outcomes import __main__ as outcomes
 
@@ -141,7 +141,7 @@ def test_a_bad_export_exits_2_naming_the_file_and_line_briefly(
 def test_a_valid_export_still_reads(example: dict[str, Path]) -> None:
     valid = example["manifest"].parent / "valid.jsonl.gz"
     valid.write_bytes(gzipped(VALID))
-    from tools.capture_export import read
+    from serving.capture_export import read
 
     export = read(valid)
     assert (len(export.rows), export.skipped_lines) == (50, 1)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tools import stats
-from tools.canary_analysis import Thresholds, analyse, summarize
+from serving import stats
+from serving.canary import Thresholds, analyse, summarize
 
 
 def beta(seed: int, size: int = 3000, shift: float = 0.0) -> np.ndarray:

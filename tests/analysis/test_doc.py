@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from inference import capture
+from serving import capture
 from tests.analysis import examples
 
 DOC = examples.DOC

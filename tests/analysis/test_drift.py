@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from inference import capture
+from serving import capture, capture_export
 from tests.analysis import synthetic
-from tools import capture_export
 from tools.drift.__main__ import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_TOO_FEW, main
 from training.schema import FEATURE_NAMES
 
@@ -218,7 +217,7 @@ def task_files(tmp_path: Path, colour_shares: list[float]) -> tuple[Path, Path]:
     """A multiclass model's manifest and a capture export of its traffic."""
     import numpy as np
 
-    from training.distributions import reference_distributions
+    from serving.distributions import reference_distributions
 
     rng = np.random.default_rng(8)
     X = np.column_stack([rng.normal(size=2000), rng.choice(3, 2000, p=[0.6, 0.3, 0.1])])

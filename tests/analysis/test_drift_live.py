@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 
+from serving.distributions import reference_distributions
+from serving.insights import query
 from tools.drift import __main__ as drift
-from tools.drift.live import query
-from training.distributions import reference_distributions
 from training.schema import FEATURES
 
 STACK = "sklearn-serving-prod-inference"
@@ -109,7 +109,7 @@ def test_capture_mode_still_needs_a_manifest(capsys: Any) -> None:
 
 
 def test_records_of_every_task_are_read_with_their_prediction() -> None:
-    from tools.drift.live import parse
+    from serving.insights import parse
 
     def result(record: dict[str, object]) -> list[dict[str, str]]:
         return [{"field": "@message", "value": json.dumps({"capture": 1, **record})}]

@@ -195,7 +195,7 @@ def test_a_single_version_gets_its_figures_and_no_comparison(
 
 
 def captured_row(version: str, request: str, task: str, prediction: Any) -> Any:
-    from tools.capture_export import CapturedRow
+    from serving.capture_export import CapturedRow
 
     return CapturedRow(line=1, request_id=request, row=0, model_name="m", model_version=version,
                        lambda_version="3", timestamp="t", prediction=prediction, features=None,

@@ -1,4 +1,4 @@
-"""tools.stats against reference computations (scipy, scikit-learn, hand-worked cases)."""
+"""serving.stats against reference computations (scipy, scikit-learn, hand-worked cases)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 from sklearn import metrics as sk_metrics
 from sklearn.calibration import calibration_curve
 
-from tools import stats
+from serving import stats
 
 PROPERTY = settings(max_examples=80, deadline=None, derandomize=True, database=None)
 

@@ -68,7 +68,7 @@ def _reconcile(
     world: World, account: Account, patch: pytest.MonkeyPatch, phase: str, request: str
 ) -> list[Made]:
     found = []
-    reconciler = handler_module("provisioned_concurrency/index.py")
+    reconciler = handler_module("reconciler/index.py")
     for resource, function in service_token_of(world, PC):
         if world.props(resource).get("Phase") != phase:
             continue
@@ -154,9 +154,9 @@ def _monitors(world: World, account: Account, patch: pytest.MonkeyPatch) -> list
     for function in world.of_type("AWS::Lambda::Function"):
         env = environment(world, function)
         if "MANIFEST_KEY" in env:
-            module, why = handler_module("drift_monitor/index.py"), "drift monitor run"
+            module, why = handler_module("monitors/index.py"), "drift monitor run"
         elif "ALIAS_NAME" in env and "LOG_GROUP" in env:
-            module, why = handler_module("drift_monitor/canary.py"), "canary evaluator run"
+            module, why = handler_module("monitors/canary.py"), "canary evaluator run"
         else:
             continue
         view = Account(**{**account.__dict__, "queries": {}})

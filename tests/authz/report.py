@@ -15,7 +15,7 @@ from pathlib import Path
 
 import boto3
 
-from stacks.constructs.drift_monitor import IMAGE_FILES
+from stacks import function_code
 from tests.authz.walk import StepCases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +26,13 @@ _ACTION_OF = {"lambda:Invoke": "lambda:InvokeFunction"}
 
 
 def deployed_sources() -> list[Path]:
-    handlers = sorted((ROOT / "stacks" / "handlers").rglob("*.py"))
-    image = [ROOT / f for f in IMAGE_FILES if f.endswith(".py")]
-    inference = sorted((ROOT / "lambda_src" / "inference").glob("*.py"))
-    return sorted(set(handlers + image + inference))
+    return sorted(
+        {
+            path
+            for function in function_code.FUNCTIONS.values()
+            for path in function_code.shipped_files(function).values()
+        }
+    )
 
 
 @functools.cache

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference import capture
+from serving import capture
 from tests.handler import cloudwatch_filter
-from tests.handler.conftest import LAMBDA_SRC, load_event, manifest
+from tests.handler.conftest import ROOT, load_event, manifest
 
 FEATURES = [entry["name"] for entry in manifest("v1")["features"]]
 WHEN = datetime(2026, 11, 25, 17, 4, 5, 123000, tzinfo=UTC)
@@ -121,7 +121,7 @@ def test_every_line_stays_under_the_log_line_bound(features: int, rows: int) -> 
 
 
 def test_the_module_needs_only_the_standard_library() -> None:
-    tree = ast.parse((LAMBDA_SRC / "inference" / "capture.py").read_text())
+    tree = ast.parse((ROOT / "serving" / "capture.py").read_text())
     imported = {
         (node.module or "").split(".")[0]
         for node in ast.walk(tree)

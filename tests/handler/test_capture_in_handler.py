@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inference import capture, config, model_loader
+from inference import config, model_loader
 from inference import handler as handler_module
+from serving import capture
 from stacks import config as stack_config
 from stacks.constructs.capture_delivery import CAPTURE_FILTER_PATTERN
 from tests.handler import cloudwatch_filter

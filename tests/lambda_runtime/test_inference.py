@@ -1,7 +1,8 @@
 """The inference image's entry point, run the way Lambda runs it, for every runtime.
 
-Per runtime in ``inference.runtimes.REGISTRY``: the task root is built from
-lambda_src/Dockerfile (its COPY and RUN steps, ``--build-arg MODEL_RUNTIME=<runtime>``),
+Per runtime in ``inference.runtimes.REGISTRY``: the task root is built from the inference
+asset (stacks/function_code.py) by its Dockerfile's COPY and RUN steps
+(``--build-arg MODEL_RUNTIME=<runtime>``),
 the handler named by its CMD is started by the real runtime interface client
 (``python -m awslambdaric``) against the Runtime API emulator, as a non-root user with a
 read-only task root, and the model comes from the model store's key on a moto S3 server,

@@ -1,6 +1,6 @@
 """The drift monitor's image, both entry points, run the way Lambda runs them.
 
-The task root is built from stacks/handlers/drift_monitor/Dockerfile (build context: the
+The task root is built from lambda_src/images/monitors/Dockerfile (build context: the
 repository root); ``index.handler`` is its CMD and ``canary.handler`` the command the
 canary evaluator's ImageConfig sets (read from the prod-canary template). Each runs one
 scheduled event through the real runtime interface client with the environment the

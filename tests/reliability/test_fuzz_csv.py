@@ -19,9 +19,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from serving.schema import FeatureSpec
 from tests.reliability.conftest import count_fuzzed
 from training.dataset import DatasetError, load_csv
-from training.schema import CHURN, FeatureSpec
+from training.schema import CHURN
 
 MAX_MESSAGE_CHARS = 1000
 COLUMNS = [*CHURN.feature_names, CHURN.label]

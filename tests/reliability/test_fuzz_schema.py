@@ -19,12 +19,14 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from inference.reserved import RESERVED_FEATURE_NAMES
-from tests.reliability.conftest import count_fuzzed
-from tests.reliability.strategies import json_values
-from training.schema import CHURN_SCHEMA_FILE, NAME_PATTERN, Schema, SchemaError, load_schema
+from serving.reserved import RESERVED_FEATURE_NAMES
 
 # A refusal names the file, the key and at most 80 characters of a value: well under this.
+from serving.schema import NAME_PATTERN, Schema, SchemaError
+from tests.reliability.conftest import count_fuzzed
+from tests.reliability.strategies import json_values
+from training.schema import CHURN_SCHEMA_FILE, load_schema
+
 MAX_MESSAGE_CHARS = 1000
 VALID: dict[str, Any] = json.loads(CHURN_SCHEMA_FILE.read_text())
 SUFFIXES = (".json", ".yaml", ".yml")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from botocore.stub import Stubber
 
-from tools import canary_analysis
+from serving import canary
 from tools.rollout.__main__ import comparison_table
 from tools.rollout.live import (
     INSIGHTS_MAX_ROWS,
@@ -79,10 +79,10 @@ def test_a_multiclass_candidate_answering_other_classes_gets_roll_back() -> None
     stable = list(generator.choice(["a", "b", "c"], 600, p=[0.5, 0.3, 0.2]))
     alike = list(generator.choice(["a", "b", "c"], 600, p=[0.5, 0.3, 0.2]))
     shifted = list(generator.choice(["a", "b", "c"], 600, p=[0.1, 0.2, 0.7]))
-    thresholds = canary_analysis.Thresholds()
-    report = canary_analysis.shift_report(stable, alike, "multiclass", thresholds)
+    thresholds = canary.Thresholds()
+    report = canary.shift_report(stable, alike, "multiclass", thresholds)
     assert "verdict: promote" in report and "classes: a " in report
-    report = canary_analysis.shift_report(stable, shifted, "multiclass", thresholds)
+    report = canary.shift_report(stable, shifted, "multiclass", thresholds)
     assert "verdict: roll back" in report
     assert "PSI of the candidate's predicted classes" in report
 
@@ -90,20 +90,20 @@ def test_a_multiclass_candidate_answering_other_classes_gets_roll_back() -> None
 def test_a_regression_candidate_with_shifted_values_gets_roll_back() -> None:
     generator = np.random.default_rng(2)
     stable = list(generator.normal(150, 40, 500))
-    thresholds = canary_analysis.Thresholds()
-    alike = canary_analysis.shift_report(
+    thresholds = canary.Thresholds()
+    alike = canary.shift_report(
         stable, list(generator.normal(150, 40, 500)), "regression", thresholds
     )
     assert "verdict: promote" in alike and "mean 1" in alike
-    shifted = canary_analysis.shift_report(
+    shifted = canary.shift_report(
         stable, list(generator.normal(220, 40, 500)), "regression", thresholds
     )
     assert "verdict: roll back" in shifted
 
 
 def test_too_few_answers_is_a_verdict_not_a_guess() -> None:
-    report = canary_analysis.shift_report([1.0] * 10, [2.0] * 500, "regression",
-                                          canary_analysis.Thresholds())  # fmt: skip
+    report = canary.shift_report([1.0] * 10, [2.0] * 500, "regression",
+                                          canary.Thresholds())  # fmt: skip
     assert "verdict: too few requests to judge" in report
     assert "stable has 10 predictions, at least 200 needed" in report
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving import artifacts
 from stacks.settings import DEFAULT_ARTIFACTS_ROOT, ModelRuntime, QualityGateSettings
 from tests.rollout.conftest import Run, block
 from tools.rollout import gate
-from training import artifacts
 from training.train import TrainingData, synthetic_data, train
 
 DEFAULTS = QualityGateSettings()

@@ -36,7 +36,7 @@ def test_every_reader_of_runtime_names_reads_the_registry() -> None:
 @pytest.mark.parametrize("name", runtimes.NAMES)
 def test_each_runtime_has_its_image_requirements_and_a_loader(name: str) -> None:
     runtime = runtimes.get(name)
-    assert (LAMBDA_SRC / runtime.requirements).is_file()
+    assert (LAMBDA_SRC / "images" / "inference" / runtime.requirements).is_file()
     assert callable(model_loader.runtime_loader(name))
 
 
@@ -93,13 +93,3 @@ def test_choosing_the_compiled_runtime_imports_no_scikit_learn() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-
-
-def test_every_copy_of_the_task_list_is_the_handlers() -> None:
-    # The drift monitor's image and the traffic gate's function are built from a few files
-    # each and cannot import the handler's list; training's is the schema file's vocabulary.
-    from inference.tasks import TASKS
-    from stacks.handlers.traffic_gate import index as gate
-    from training import distributions, schema
-
-    assert schema.TASKS == distributions.TASKS == gate.TASKS == TASKS

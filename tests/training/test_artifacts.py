@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from training import artifacts
-from training.artifacts import ArtifactExistsError, write_version
+from serving import artifacts
+from training import versions
+from training.versions import ArtifactExistsError, write_version
 
 
 def writer(content: bytes) -> Any:
@@ -53,7 +54,7 @@ def test_crash_while_replacing_keeps_the_old_version(
             raise OSError("disk gone")
         real_rename(src, dst)
 
-    monkeypatch.setattr(artifacts.os, "rename", failing_second_rename)
+    monkeypatch.setattr(versions.os, "rename", failing_second_rename)
     with pytest.raises(OSError, match="disk gone"):
         write_version(tmp_path, "m", "v1", writer(b"new"), force=True)
     monkeypatch.undo()
@@ -75,12 +76,12 @@ def test_version_set_aside_by_a_crash_between_the_renames_is_restored(
         if len(calls) == 1:  # old version moved aside; the process dies here
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(artifacts.os, "rename", die_after_setting_aside)
+    monkeypatch.setattr(versions.os, "rename", die_after_setting_aside)
     with pytest.raises(KeyboardInterrupt):
         write_version(tmp_path, "m", "v1", writer(b"new"), force=True)
     monkeypatch.undo()
     assert not final.exists()
-    assert artifacts.recover_set_aside(final) is True
+    assert versions.recover_set_aside(final) is True
     assert (final / "model.bin").read_bytes() == b"old"
     assert artifacts.verify_version(final) == []
     assert listing(tmp_path) == ["m", "m/v1", "m/v1/manifest.json", "m/v1/model.bin"]

@@ -16,9 +16,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from inference import compiled_model
+from serving.artifacts import sha256_file
 from tests.training.conftest import FAST_PARAMS
 from training import compile as compile_module
-from training.artifacts import sha256_file
 from training.compile import (
     ParityError,
     UnsupportedModelError,

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from serving import artifacts
 from tests import race
-from training import artifacts, tracked
+from training import tracked, versions
 
 RACES = 10
 COMMITTED = Path(__file__).resolve().parents[2] / "model_artifacts"
@@ -44,7 +45,7 @@ def test_two_writers_without_force_one_lands_the_other_exits_2(tmp_path: Path) -
 
 
 def test_two_writers_with_force_both_land_whole(tmp_path: Path) -> None:
-    artifacts.write_version(
+    versions.write_version(
         tmp_path,
         "m",
         "v1",
@@ -73,7 +74,7 @@ def test_a_held_lock_refuses_the_writer_and_names_the_holder(tmp_path: Path, for
         tracked.exclusive(model_dir / tracked.DIRECTORY_LOCK, wait_seconds=0),
         pytest.raises(tracked.BusyError, match=r"pid \d+ .*nothing written"),
     ):
-        artifacts.write_version(
+        versions.write_version(
             tmp_path,
             "m",
             "v1",
@@ -93,7 +94,7 @@ def test_adding_the_skops_file_is_refused_while_the_model_is_locked(
 
     version = tmp_path / "churn" / "v1"
     shutil.copytree(COMMITTED / "churn" / "v1", version)
-    monkeypatch.setattr(artifacts, "LOCK_WAIT_SECONDS", 0.0)
+    monkeypatch.setattr(versions, "LOCK_WAIT_SECONDS", 0.0)
     before = {p.name: p.read_bytes() for p in version.iterdir()}
     with tracked.exclusive(version.parent / tracked.DIRECTORY_LOCK, wait_seconds=0):
         code = skops_artifact.main([str(version)])

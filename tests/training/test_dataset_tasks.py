@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from serving.schema import Schema
 from training.dataset import DatasetError, classes_of, fingerprint, load_csv
-from training.schema import Schema, load_schema
+from training.schema import load_schema
 
 COLOURS = ["red", "green", 7, "blue"]
 

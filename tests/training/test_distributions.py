@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tools import stats
-from training import distributions
+from serving import distributions, stats
 from training.schema import FEATURE_NAMES, FEATURES
 from training.synthetic import generate
 

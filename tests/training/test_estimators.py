@@ -12,9 +12,10 @@ import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from serving.schema import Schema
 from training import estimators, skops_artifact
 from training.estimators import KINDS, EstimatorError, build_pipeline, parse_param_args
-from training.schema import CHURN, Schema, load_schema
+from training.schema import CHURN, load_schema
 from training.train import GBM_PARAMS
 
 

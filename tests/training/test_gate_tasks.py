@@ -8,32 +8,34 @@ import math
 import numpy as np
 import pytest
 
-from training import gate
-from training.gate import Previous, QualityGateError
+from serving import quality
+from serving.quality import Previous, QualityGateError
 
 
 def test_the_binary_base_rate_is_the_rate_of_the_second_class() -> None:
     y_train = np.array(["benign"] * 6 + ["malignant"] * 4, dtype=object)
     y_test = np.array(["benign", "malignant"], dtype=object)
-    base = gate.baseline("binary", y_train, y_test, ["benign", "malignant"])
+    base = quality.baseline("binary", y_train, y_test, ["benign", "malignant"])
     assert base == {"rate": 0.4, "log_loss": round(-(math.log(0.4) + math.log(0.6)) / 2, 6)}
 
 
 def test_the_multiclass_prior_is_the_training_class_frequencies() -> None:
     y_train = np.array([0, 0, 1, 2])
     y_test = np.array([0, 1, 2, 2])
-    base = gate.baseline("multiclass", y_train, y_test, [0, 1, 2])
+    base = quality.baseline("multiclass", y_train, y_test, [0, 1, 2])
     expected = -(math.log(0.5) + math.log(0.25) + 2 * math.log(0.25)) / 4
     assert base == {"class_rates": {"0": 0.5, "1": 0.25, "2": 0.25}, "log_loss": round(expected, 6)}
 
 
 def test_the_regression_baseline_predicts_the_training_mean() -> None:
-    base = gate.baseline("regression", np.array([1.0, 3.0]), np.array([0.0, 4.0]), None)
+    base = quality.baseline("regression", np.array([1.0, 3.0]), np.array([0.0, 4.0]), None)
     assert base == {"mean": 2.0, "rmse": 2.0}
 
 
 def _check(task: str, metrics: dict[str, float], base: dict[str, object], **kwargs: object):  # type: ignore[no-untyped-def]
-    return gate.check(model="m", version="v2", task=task, metrics=metrics, base_rate=base, **kwargs)
+    return quality.check(
+        model="m", version="v2", task=task, metrics=metrics, base_rate=base, **kwargs
+    )
 
 
 MULTI_BASE = {"class_rates": {"a": 0.5, "b": 0.25, "c": 0.25}, "log_loss": 1.04}
@@ -42,7 +44,7 @@ MULTI_BASE = {"class_rates": {"a": 0.5, "b": 0.25, "c": 0.25}, "log_loss": 1.04}
 def test_a_multiclass_model_must_beat_the_prior_and_chance() -> None:
     good = {"log_loss": 0.4, "roc_auc_ovr": 0.9, "accuracy": 0.8}
     record = _check("multiclass", good, MULTI_BASE, previous=None)
-    assert record["status"] == gate.PASSED and record["base_rate"] == MULTI_BASE
+    assert record["status"] == quality.PASSED and record["base_rate"] == MULTI_BASE
     with pytest.raises(QualityGateError) as refused:
         _check(
             "multiclass", {**good, "log_loss": 1.1, "roc_auc_ovr": 0.5}, MULTI_BASE, previous=None
@@ -61,21 +63,26 @@ def test_a_multiclass_regression_against_the_previous_version_needs_a_reason() -
     ):
         _check("multiclass", metrics, MULTI_BASE, previous=previous)
     record = _check("multiclass", metrics, MULTI_BASE, previous=previous, accept_regression="small")
-    assert record["status"] == gate.ACCEPTED_REGRESSION
+    assert record["status"] == quality.ACCEPTED_REGRESSION
     assert record["previous"] == {
         "version": "v1",
         "log_loss": 0.4,
         "roc_auc_ovr": 0.9,
-        "tolerance": {"log_loss": gate.LOG_LOSS_TOLERANCE, "roc_auc_ovr": gate.ROC_AUC_TOLERANCE},
+        "tolerance": {
+            "log_loss": quality.LOG_LOSS_TOLERANCE,
+            "roc_auc_ovr": quality.ROC_AUC_TOLERANCE,
+        },
     }
 
 
 def test_a_regressor_must_beat_the_mean_and_its_previous_version() -> None:
     base = {"mean": 150.0, "rmse": 75.0}
     record = _check("regression", {"rmse": 55.0, "mae": 40.0, "r2": 0.4}, base, previous=None)
-    assert record["status"] == gate.PASSED and record["baseline"] == base
+    assert record["status"] == quality.PASSED and record["baseline"] == base
     assert "base_rate" not in record
-    assert gate.describe({gate.MANIFEST_KEY: record}) == "gate: passed (mean-predictor RMSE 75)"
+    assert (
+        quality.describe({quality.MANIFEST_KEY: record}) == "gate: passed (mean-predictor RMSE 75)"
+    )
     with pytest.raises(
         QualityGateError,
         match=r"holdout RMSE 75 is not better than predicting the training mean 150 for every "
@@ -86,7 +93,7 @@ def test_a_regressor_must_beat_the_mean_and_its_previous_version() -> None:
     # Within 2 % of the previous RMSE passes; beyond it is a regression.
     assert (
         _check("regression", {"rmse": 50.9, "mae": 0, "r2": 0}, base, previous=previous)["status"]
-        == gate.PASSED
+        == quality.PASSED
     )
     with pytest.raises(
         QualityGateError, match=r"RMSE 51\.5 is worse than v1's 50 on the same rows"
@@ -95,9 +102,9 @@ def test_a_regressor_must_beat_the_mean_and_its_previous_version() -> None:
 
 
 def test_a_version_packaged_without_labels_is_not_picked_as_passed() -> None:
-    manifest = {gate.MANIFEST_KEY: gate.not_checked("packaged without labelled data")}
-    assert not gate.passed(manifest)
-    assert gate.describe(manifest) == "gate: not checked (packaged without labelled data)"
+    manifest = {quality.MANIFEST_KEY: quality.not_checked("packaged without labelled data")}
+    assert not quality.passed(manifest)
+    assert quality.describe(manifest) == "gate: not checked (packaged without labelled data)"
 
 
 def test_metrics_per_task_follow_the_contract() -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving import artifacts
+from serving.distributions import read_reference
 from tests.training.conftest import FAST_PARAMS
-from training import artifacts, golden
-from training.distributions import read_reference
+from training import golden
 from training.train import add_quality_records, synthetic_data, train
 
 ROOT = Path(__file__).resolve().parents[2]

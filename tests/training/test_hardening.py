@@ -15,11 +15,13 @@ from typing import Any
 import joblib
 import pytest
 
+from serving import artifacts
+from serving.schema import SchemaError
 from tests.training.conftest import WriteCsv
-from training import artifacts, package
+from training import package
 from training import train as train_module
 from training.dataset import DatasetError, load_csv
-from training.schema import CHURN_SCHEMA_FILE, SchemaError, load_schema
+from training.schema import CHURN_SCHEMA_FILE, load_schema
 from training.synthetic import generate
 
 GOOD_FEATURE = {"name": "a", "type": "number", "min": 0, "max": 1}
@@ -249,13 +251,12 @@ def test_a_feature_named_as_a_request_key_is_refused_at_packaging(
     assert not (tmp_path / "out").exists()
 
 
-def test_training_and_the_handler_share_one_list_of_reserved_names() -> None:
+def test_the_handler_refuses_every_reserved_name_in_an_artifact_schema() -> None:
     from inference import events, validation
-    from training import schema
+    from serving.reserved import RESERVED_FEATURE_NAMES
 
-    assert schema.RESERVED_FEATURE_NAMES is validation.RESERVED_FEATURE_NAMES
-    assert {validation.BATCH_KEY, events.WARMUP_KEY} <= set(schema.RESERVED_FEATURE_NAMES)
-    for name in schema.RESERVED_FEATURE_NAMES:
+    assert {validation.BATCH_KEY, events.WARMUP_KEY} <= set(RESERVED_FEATURE_NAMES)
+    for name in RESERVED_FEATURE_NAMES:
         entry = {"name": name, "dtype": "number", "allowed": {"min": 0, "max": 1}}
         with pytest.raises(ValueError, match=rf"uses the reserved name '{name}'"):
             validation.schema_from_artifact([entry])

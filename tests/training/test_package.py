@@ -22,8 +22,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
+from serving import artifacts
 from tests.training.conftest import WriteCsv
-from training import artifacts, package
+from training import package
 from training.schema import CHURN_SCHEMA_FILE, FEATURE_NAMES
 from training.synthetic import generate
 

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from serving import quality
+from serving.quality import QualityGateError
 from tests.training.conftest import FAST_PARAMS
-from training import gate
 from training import train as train_module
-from training.gate import QualityGateError
 from training.train import TrainingData, synthetic_data, train
 
 GOOD = {"n_estimators": 50}
@@ -77,7 +77,7 @@ def test_a_good_model_passes_and_the_manifest_records_the_figures(tmp_path: Path
     assert record["previous"] is None
     assert 0.0 < record["base_rate"]["rate"] < 1.0
     assert metrics["log_loss"] < record["base_rate"]["log_loss"]
-    assert gate.passed(manifest(out))
+    assert quality.passed(manifest(out))
 
 
 def test_a_regression_against_the_previous_version_is_refused(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_an_accepted_regression_is_written_with_its_reason_and_figures(tmp_path:
         "tolerance": {"log_loss": 0.02, "roc_auc": 0.01},
     }
     assert any("by 0.0674" in r for r in record["accepted_regression"]["regressions"])
-    assert not gate.passed(manifest(out))
+    assert not quality.passed(manifest(out))
 
 
 def test_cli_accepts_a_regression_only_with_a_reason(
@@ -146,7 +146,7 @@ def test_a_refusal_can_be_recorded_for_a_model_meant_to_be_bad(tmp_path: Path) -
     record = manifest(out)["quality_gate"]
     assert record["status"] == "refused"
     assert "base-rate predictor's" in record["refused"][0]
-    assert not gate.passed(manifest(out))
+    assert not quality.passed(manifest(out))
 
 
 def _old(log_loss: float, roc_auc: float, rate: float) -> dict[str, Any]:
@@ -158,12 +158,12 @@ def _old(log_loss: float, roc_auc: float, rate: float) -> dict[str, Any]:
 
 def test_versions_from_before_the_gate_pass_when_they_beat_the_base_rate() -> None:
     entropy = -(0.3 * math.log(0.3) + 0.7 * math.log(0.7))  # 0.6109
-    assert gate.passed(_old(0.45, 0.8, 0.3))
+    assert quality.passed(_old(0.45, 0.8, 0.3))
     # The model: log loss 0.794 against a base rate near 0.66.
-    assert not gate.passed(_old(0.794, 0.52, 0.3))
-    assert not gate.passed(_old(entropy, 0.8, 0.3))
-    assert not gate.passed(_old(0.45, 0.5, 0.3))
-    assert gate.passed({"metrics": {}})  # nothing to judge by
+    assert not quality.passed(_old(0.794, 0.52, 0.3))
+    assert not quality.passed(_old(entropy, 0.8, 0.3))
+    assert not quality.passed(_old(0.45, 0.5, 0.3))
+    assert quality.passed({"metrics": {}})  # nothing to judge by
 
 
 def test_the_committed_versions_count_as_passed() -> None:
@@ -171,7 +171,7 @@ def test_the_committed_versions_count_as_passed() -> None:
     for version in ("v1", "v2"):
         committed = manifest(root / version)
         assert "quality_gate" not in committed  # their bytes predate the gate
-        assert gate.passed(committed)
+        assert quality.passed(committed)
 
 
 def test_serve_and_demo_default_to_the_newest_version_that_passed(

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from serving.schema import FeatureSpec, SchemaError
 from training import train as train_module
-from training.schema import CHURN, CHURN_SCHEMA_FILE, FeatureSpec, SchemaError, load_schema
+from training.schema import CHURN, CHURN_SCHEMA_FILE, load_schema
 from training.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[2]

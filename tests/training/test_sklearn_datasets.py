@@ -23,7 +23,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training import artifacts, package, train
+from serving import artifacts
+from training import package, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambda_src"))
 from inference import sklearn_model

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import artifacts, train
+from serving import artifacts
+from training import train
 from training.skops_artifact import sklearn_model
 
 

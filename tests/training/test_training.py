@@ -7,12 +7,13 @@ import joblib
 import numpy as np
 import pytest
 
+from serving.artifacts import sha256_file, verify_version
 from tests.training.conftest import FAST_PARAMS, WriteCsv
 from training import train as train_module
-from training.artifacts import ArtifactExistsError, sha256_file, verify_version
 from training.dataset import DatasetError
 from training.schema import FEATURE_NAMES
 from training.train import csv_data, synthetic_data, train
+from training.versions import ArtifactExistsError
 
 
 def quiet(_: str) -> None:

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from tools import stats
-from tools.capture_export import CaptureFileError, excerpt, read, run_command
-from tools.drift.live import Window, fetch
-from tools.drift.report import DEFAULT_MIN_ROWS, DriftThresholds, drift_report
+from serving import stats
+from serving.capture_export import CaptureFileError, excerpt, read, run_command
+from serving.distributions import read_reference
+from serving.drift import DEFAULT_MIN_ROWS, DriftThresholds, drift_report
+from serving.insights import Window, fetch
 from tools.stack_outputs import clients, stack_outputs
-from training.distributions import read_reference
 
 EXIT_DRIFT = 1
 EXIT_BAD_INPUT = 2
@@ -236,7 +236,7 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """The command: ``main``; a bug exits EXIT_FAILED (see tools.capture_export)."""
+    """The command: ``main``; a bug exits EXIT_FAILED (see serving.capture_export)."""
     run_command(main, argv)
 
 

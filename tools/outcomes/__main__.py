@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from tools import stats
-from tools.capture_export import CaptureFileError, run_command
-from tools.capture_export import read as read_capture
+from serving import stats
+from serving.capture_export import CaptureFileError, run_command
+from serving.capture_export import read as read_capture
 from tools.outcomes.labels import LabelsError
 from tools.outcomes.labels import read as read_labels
 from tools.outcomes.report import compare, join, task_of
@@ -158,7 +158,7 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """The command: ``main``; a bug exits EXIT_FAILED (see tools.capture_export)."""
+    """The command: ``main``; a bug exits EXIT_FAILED (see serving.capture_export)."""
     run_command(main, argv)
 
 

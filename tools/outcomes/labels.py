@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.capture_export import excerpt
-from training.schema import TASKS
+from serving.capture_export import excerpt
+from serving.tasks import TASKS
 
 REQUEST_ID = "request_id"
 ROW = "row"

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from tools import stats
-from tools.capture_export import CapturedRow, version_key
+from serving import stats
+from serving.capture_export import CapturedRow, version_key
 from tools.outcomes.labels import Outcome
 
 # name, function, whether higher is better

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from serving import canary
 from stacks.settings import (
     ANSWER_METRIC,
     DEFAULT_ARTIFACTS_ROOT,
@@ -17,7 +18,6 @@ from stacks.settings import (
     RolloutMode,
     stack_name_of,
 )
-from tools import canary_analysis
 from tools.rollout import gate, steps
 from tools.rollout.config_file import (
     DeploymentConfig,
@@ -99,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_COMPARE_MINUTES,
         help=f"window ending now (default {DEFAULT_COMPARE_MINUTES})",
     )
-    defaults = canary_analysis.Thresholds()
+    defaults = canary.Thresholds()
     compare.add_argument(
         "--psi-watch",
         type=float,
@@ -344,9 +344,9 @@ def status(
     return 0
 
 
-def _thresholds(args: argparse.Namespace) -> canary_analysis.Thresholds:
+def _thresholds(args: argparse.Namespace) -> canary.Thresholds:
     try:
-        return canary_analysis.Thresholds(
+        return canary.Thresholds(
             min_samples=args.min_samples, psi_watch=args.psi_watch, psi_block=args.psi_block
         )
     except ValueError as error:
@@ -362,7 +362,7 @@ def compare(
     minutes: int,
     live_factory: LiveFactory,
     now: dt.datetime,
-    thresholds: canary_analysis.Thresholds | None = None,
+    thresholds: canary.Thresholds | None = None,
 ) -> int:
     if not 1 <= minutes <= MAX_COMPARE_MINUTES:
         raise RefusedError(f"--minutes {minutes} is not allowed: 1 to {MAX_COMPARE_MINUTES}")
@@ -422,7 +422,7 @@ def prediction_analysis(
     results: Sequence[Comparison],
     start: dt.datetime,
     end: dt.datetime,
-    thresholds: canary_analysis.Thresholds | None = None,
+    thresholds: canary.Thresholds | None = None,
     task: str = "binary",
 ) -> None:
     """Do the two sides predict alike? Answers from the prediction logs."""
@@ -438,7 +438,7 @@ def prediction_analysis(
         return
     print(f"predictions (Logs Insights on {group}, the prediction lines of each version):")
     if task == "binary":
-        report = canary_analysis.analyse(
+        report = canary.analyse(
             samples[0].values,
             samples[1].values,
             stable_requests=samples[0].requests,
@@ -446,8 +446,8 @@ def prediction_analysis(
             thresholds=thresholds,
         ).render()
     else:
-        report = canary_analysis.shift_report(
-            samples[0].values, samples[1].values, task, thresholds or canary_analysis.Thresholds()
+        report = canary.shift_report(
+            samples[0].values, samples[1].values, task, thresholds or canary.Thresholds()
         )
     for line in report.splitlines():
         print(f"  {line}")

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving.artifacts import VERSION_PATTERN
 from stacks.config import load_config
 from stacks.settings import DEFAULT_ARTIFACTS_ROOT, ConfigError, EnvironmentConfig
 from training import tracked
-from training.artifacts import VERSION_PATTERN
 
 
 class RefusedError(Exception):

@@ -1,7 +1,7 @@
 """The traffic gate, offline: ``rollout start`` runs it on the local artifacts before it
 writes cdk.json, so most refusals come before any deploy.
 
-The checks are the deployed gate's own (``stacks/handlers/traffic_gate/index.py``
+The checks are the deployed gate's own (``lambda_src/traffic_gate/handler.py``
 ``evaluate``); only where the answers come from differs: here the candidate artifact and
 the stable model's artifact are loaded with the app's loader for the configured runtime
 and asked both models' golden rows.
@@ -9,33 +9,14 @@ and asked both models' golden rows.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from stacks.settings import REPO_ROOT, ModelRuntime, QualityGateSettings
-from training import artifacts, golden
-
-HANDLER = REPO_ROOT / "stacks" / "handlers" / "traffic_gate" / "index.py"
-
-
-def _load_handler() -> ModuleType:
-    # The handler is deployed as a lone file (no package): load it by path, once.
-    name = "traffic_gate_index"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HANDLER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-traffic_gate = _load_handler()
+from serving import artifacts
+from stacks.settings import ModelRuntime, QualityGateSettings
+from traffic_gate import handler as traffic_gate
+from training import golden
 
 
 class GateRefusedError(Exception):

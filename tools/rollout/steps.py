@@ -18,10 +18,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from serving.artifacts import VERSION_PATTERN
 from stacks.model_artifact import load_model_artifact
 from stacks.settings import ConfigError, ModelRuntime, Rollout, RolloutMode
 from tools.rollout.config_file import RefusedError
-from training.artifacts import VERSION_PATTERN
 
 
 class State(StrEnum):

@@ -4,9 +4,9 @@ looked like, so that drift in live traffic can be measured against them.
 Training calls ``reference_distributions(X, manifest["features"], holdout_outputs, task=...,
 classes=...)``
 and stores the result under ``manifest["reference_distributions"]``; the drift tool and
-monitor read it back with ``read_reference``. Bins come from ``tools.stats`` so that both
+monitor read it back with ``read_reference``. Bins come from ``serving.stats`` so that both
 sides bin alike: quantile bins (deciles) for numbers, one bin per value for integer
-features with at most ``tools.stats.MAX_CATEGORIES`` distinct values (codes such as the
+features with at most ``serving.stats.MAX_CATEGORIES`` distinct values (codes such as the
 contract type), one bin per allowed value for categorical features (the values requests
 send, strings or integers), plus a bin for categories the reference never saw. The
 prediction is binned per task: binary the probability of the positive class and
@@ -22,13 +22,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tools import stats
+from serving import stats
+from serving.tasks import TASKS
 
 MANIFEST_KEY = "reference_distributions"
 FORMAT = "reference-distributions/1"
-
-
-TASKS = ("binary", "multiclass", "regression")
 
 
 @dataclass(frozen=True)

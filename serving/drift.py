@@ -3,7 +3,7 @@
 The scheduled monitor and ``python -m tools.drift`` compute the same table: one PSI per
 feature in the reference and one for the prediction (binary: the probability; multiclass:
 the predicted class; regression: the value), each with its verdict
-(``tools.stats.psi_verdict``). A PSI from few rows is noisy (for ``k`` bins and ``n`` rows
+(``serving.stats.psi_verdict``). A PSI from few rows is noisy (for ``k`` bins and ``n`` rows
 of unchanged data its expected value is about ``(k - 1) / n``: 0.045 at 200 rows, 10
 bins), so below ``min_rows`` the table is shown but no verdict is drawn.
 """
@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools import stats
-from training.distributions import Reference
+from serving import stats
+from serving.distributions import Reference
 
 DEFAULT_MIN_ROWS = 200
 PREDICTION = "prediction"

@@ -47,10 +47,11 @@ import json
 import math
 import random
 import time
-import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from custom_resource.response import REASON_MAX_CHARS, respond
 
 SCALE_UP = "scale_up"
 SETTLE = "settle"
@@ -632,29 +633,13 @@ def handler(event: Mapping[str, Any], context: Any) -> None:
         )
         if outcome.left:
             what = "left on delete" if deleting else "left for the next deploy"
-            reason = f"reconciled; {what}: {'; '.join(outcome.left)}"[:1000]
+            reason = f"reconciled; {what}: {'; '.join(outcome.left)}"[:REASON_MAX_CHARS]
     except Exception as error:  # every failure must reach CloudFormation, or it waits an hour
         # A Delete always succeeds: FAILED would hold the stack in DELETE_FAILED (or a
         # rollback in UPDATE_ROLLBACK_FAILED) for what is only a cleanup.
         status = "SUCCESS" if deleting else "FAILED"
-        reason = f"{'deleted; left: ' if deleting else ''}{type(error).__name__}: {error}"[:1000]
+        reason = f"{'deleted; left: ' if deleting else ''}{type(error).__name__}: {error}"[
+            :REASON_MAX_CHARS
+        ]
         print(reason)
-    _respond(event, status, reason, physical_id)
-
-
-def _respond(event: Mapping[str, Any], status: str, reason: str, physical_id: str) -> None:
-    body = json.dumps(
-        {
-            "Status": status,
-            "Reason": reason,
-            "PhysicalResourceId": physical_id,
-            "StackId": event["StackId"],
-            "RequestId": event["RequestId"],
-            "LogicalResourceId": event["LogicalResourceId"],
-        }
-    ).encode()
-    request = urllib.request.Request(  # noqa: S310 - the pre-signed https URL CloudFormation gave
-        event["ResponseURL"], data=body, method="PUT", headers={"Content-Type": ""}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        response.read()
+    respond(event, status, reason, physical_id)

@@ -2,9 +2,9 @@
 
 Every ``schedule`` (an EventBridge rule) it reads the deployed model version's manifest
 from the model bucket (its ``reference_distributions``), queries the function's log group
-for that version's capture records of the last window (tools.drift.live, Logs Insights),
+for that version's capture records of the last window (serving.insights, Logs Insights),
 computes PSI per feature and for the prediction (binary: the probability; multiclass: the
-predicted class; regression: the value) (tools.drift.report, the same
+predicted class; regression: the value) (serving.drift, the same
 code as ``python -m tools.drift``), and publishes them:
 
 * ``DriftRows`` {ModelVersion}: captured rows judged (0 is published too);
@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tools.drift.live import Window, fetch, setting
-from tools.drift.report import PREDICTION, DriftThresholds, drift_report
-from training.distributions import read_reference
+from serving.distributions import read_reference
+from serving.drift import PREDICTION, DriftThresholds, drift_report
+from serving.insights import Window, fetch, setting
 
 # Leave this much of the invocation for publishing after the query.
 MARGIN_MS = 20_000

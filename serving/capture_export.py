@@ -1,4 +1,4 @@
-"""Reading a capture export: JSON lines of capture records (``inference.capture``), as the
+"""Reading a capture export: JSON lines of capture records (``serving.capture``), as the
 delivery stream writes them to the capture bucket, plain or gzip-compressed (``.gz``).
 
 Lines that are JSON objects without the capture marker (an export of the whole log group

@@ -59,10 +59,12 @@ import hashlib
 import json
 import math
 import os
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from custom_resource.response import REASON_MAX_CHARS, respond
+from serving.tasks import TASKS
 
 IDENTITY_BOUND = 1e-9
 DEFAULT_BATCH_SIZE = 200
@@ -72,9 +74,7 @@ GOLDEN_FORMAT = "golden-set/1"
 # function's own timeout: past it, CloudFormation waits for the custom resource's timeout
 # and CodeDeploy an hour for the hook.
 DEADLINE_MARGIN_MS = 30_000
-# The reason CloudFormation shows is cut at a few thousand characters; keep it readable.
-REASON_MAX_CHARS = 1000
-TASKS = ("binary", "multiclass", "regression")
+
 # Golden sets written before tasks: binary over the classes 0 and 1.
 DEFAULT_CLASSES = [0, 1]
 # A golden set or stack without the regression tolerance (a stack synthesized before it
@@ -783,24 +783,6 @@ def on_custom_resource(
         print(line)
     status = "SUCCESS" if verdict.passed else "FAILED"
     return status, verdict.reason(), physical_id
-
-
-def respond(event: Mapping[str, Any], status: str, reason: str, physical_id: str) -> None:
-    body = json.dumps(
-        {
-            "Status": status,
-            "Reason": reason,
-            "PhysicalResourceId": physical_id,
-            "StackId": event["StackId"],
-            "RequestId": event["RequestId"],
-            "LogicalResourceId": event["LogicalResourceId"],
-        }
-    ).encode()
-    request = urllib.request.Request(  # noqa: S310 - the pre-signed https URL CloudFormation gave
-        event["ResponseURL"], data=body, method="PUT", headers={"Content-Type": ""}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        response.read()
 
 
 # ---------------------------------------------------------------------------- CodeDeploy hook

@@ -3,7 +3,7 @@
 While the alias splits traffic between two versions (a manual canary, or a CodeDeploy
 shift), every run reads both versions' capture records of the last window (Logs Insights,
 by ``lambda_version``), and compares the candidate's predictions with the stable side's
-(tools.canary_analysis, bins from the stable side): binary probabilities (PSI,
+(serving.canary, bins from the stable side): binary probabilities (PSI,
 positive-rate test) and regression values in the stable side's quantile bins, multiclass
 predicted classes one bin per class.
 Because weighted routing is random per request, both sides see the same input
@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tools.canary_analysis import Thresholds, analyse, prediction_shift_psi
-from tools.drift.live import Window, fetch, setting
+from serving.canary import Thresholds, analyse, prediction_shift_psi
+from serving.insights import Window, fetch, setting
 
 MARGIN_MS = 20_000
 

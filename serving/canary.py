@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tools import stats
+from serving import stats
 
 CanaryVerdict = Literal["promote", "hold", "roll back", "too few requests to judge"]
 

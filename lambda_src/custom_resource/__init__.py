@@ -1,0 +1,1 @@
+"""What the project's custom-resource functions (the reconciler, the traffic gate) share."""

@@ -1,0 +1,1 @@
+"""The provisioned-concurrency reconciler: a CloudFormation custom resource (handler.py)."""
