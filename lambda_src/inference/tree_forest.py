@@ -49,6 +49,25 @@ _SEARCH_SIDE: Literal["left", "right"] = "left"
 # cold start, and building four dataclasses cost ~3 ms there.
 
 
+class _Nodes:
+    """One forest's node arrays, as ``build`` checked them (the two evaluators' input)."""
+
+    __slots__ = ("depth", "feature", "left", "right", "roots", "threshold", "value")
+
+    def __init__(
+        self,
+        roots: NDArray[np.intp],
+        feature: NDArray[np.intp],
+        threshold: NDArray[np.float64],
+        left: NDArray[np.intp],
+        right: NDArray[np.intp],
+        value: NDArray[np.float64],
+        depth: int,
+    ) -> None:
+        self.roots, self.feature, self.threshold = roots, feature, threshold
+        self.left, self.right, self.value, self.depth = left, right, value, depth
+
+
 class ForestStructureError(ValueError):
     """The node arrays do not form one binary tree per root of the declared depth."""
 
@@ -68,18 +87,15 @@ class _Bitvectors:
 
     def __init__(
         self,
+        nodes: _Nodes,
         *,
-        roots: NDArray[np.intp],
-        feature: NDArray[np.intp],
-        threshold: NDArray[np.float64],
-        left: NDArray[np.intp],
-        right: NDArray[np.intp],
-        value: NDArray[np.float64],
         levels: list[NDArray[np.intp]],
         leaf: NDArray[np.bool_],
         tree_of: NDArray[np.intp],
         leaves_below: NDArray[np.intp],
     ) -> None:
+        roots, feature, threshold = nodes.roots, nodes.feature, nodes.threshold
+        left, right, value = nodes.left, nodes.right, nodes.value
         trees = roots.shape[0]
         position = np.zeros(leaf.shape[0], dtype=np.intp)  # first leaf of the subtree's leaves
         for level in levels:
@@ -166,23 +182,14 @@ class _LevelWalk:
 
     __slots__ = ("children", "depth", "feature", "roots", "threshold", "value")
 
-    def __init__(
-        self,
-        *,
-        roots: NDArray[np.intp],
-        feature: NDArray[np.intp],
-        threshold: NDArray[np.float64],
-        left: NDArray[np.intp],
-        right: NDArray[np.intp],
-        value: NDArray[np.float64],
-        depth: int,
-    ) -> None:
-        self.roots = roots
-        self.feature = feature
-        self.threshold = threshold
-        self.children = np.stack([left, right], axis=1).ravel()  # of node i: 2i and 2i + 1
-        self.value = value
-        self.depth = depth
+    def __init__(self, nodes: _Nodes) -> None:
+        self.roots = nodes.roots
+        self.feature = nodes.feature
+        self.threshold = nodes.threshold
+        # Of node i: 2i and 2i + 1.
+        self.children = np.stack([nodes.left, nodes.right], axis=1).ravel()
+        self.value = nodes.value
+        self.depth = nodes.depth
 
     def contributions(self, scaled: NDArray[np.float64]) -> NDArray[np.float64]:
         rows, n_features = scaled.shape
@@ -275,32 +282,11 @@ def build(
     # init + the first tree's value is the first addition scikit-learn makes: made once here.
     value = value.copy()
     value[leaf & (tree_of == 0)] += init_raw
+    nodes = _Nodes(roots, feature, threshold, left, right, value, depth)
     if int(leaves_below[roots].max(initial=0)) > max_bitvector_leaves:
-        return Forest(
-            _LevelWalk(
-                roots=roots,
-                feature=feature,
-                threshold=threshold,
-                left=left,
-                right=right,
-                value=value,
-                depth=depth,
-            ),
-            width,
-        )
+        return Forest(_LevelWalk(nodes), width)
     return Forest(
-        _Bitvectors(
-            roots=roots,
-            feature=feature,
-            threshold=threshold,
-            left=left,
-            right=right,
-            value=value,
-            levels=levels,
-            leaf=leaf,
-            tree_of=tree_of,
-            leaves_below=leaves_below,
-        ),
+        _Bitvectors(nodes, levels=levels, leaf=leaf, tree_of=tree_of, leaves_below=leaves_below),
         width,
     )
 

@@ -205,16 +205,9 @@ def valid_batch_matrix(records: list[Any], schema: Sequence[Feature]) -> NDArray
         if matrix is None:
             return None
     else:
-        # type() rather than isinstance(): bool is an int subclass, and true/false is refused.
-        if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        matrix = _numbers(rows, rows, (len(rows), len(names)))
+        if matrix is None:
             return None
-        try:
-            # fromiter over the flat values: half the time of np.array on a list of tuples.
-            flat = itertools.chain.from_iterable(rows)
-            count = len(rows) * len(names)
-            matrix = np.fromiter(flat, np.float64, count=count).reshape(len(rows), len(names))
-        except OverflowError:
-            return None  # an integer too large for a float is out of range anyway
     minimum = np.array([feature.minimum for feature in schema])
     maximum = np.array([feature.maximum for feature in schema])
     integer = np.array([feature.integer for feature in schema])
@@ -242,16 +235,25 @@ def _coded_matrix(
         if None in coded:
             return None
         columns[index] = coded
-    numeric = (column for index, column in enumerate(columns) if index not in categorical)
-    if not set(map(type, itertools.chain.from_iterable(numeric))) <= _NUMBER_TYPES:
+    numeric = [column for index, column in enumerate(columns) if index not in categorical]
+    by_column = _numbers(numeric, columns, (len(schema), len(rows)))
+    return None if by_column is None else np.ascontiguousarray(by_column.T)
+
+
+def _numbers(
+    checked: Sequence[Any], values: Sequence[Any], shape: tuple[int, int]
+) -> NDArray[np.float64] | None:
+    """``values`` (sequences, flattened in order) as a float matrix of ``shape``; None when a
+    value of ``checked`` is not a JSON number or one is too large for a float."""
+    # type() rather than isinstance(): bool is an int subclass, and true/false is refused.
+    if not set(map(type, itertools.chain.from_iterable(checked))) <= _NUMBER_TYPES:
         return None
     try:
-        flat = itertools.chain.from_iterable(columns)
-        count = len(rows) * len(schema)
-        by_column = np.fromiter(flat, np.float64, count=count).reshape(len(schema), len(rows))
+        # fromiter over the flat values: half the time of np.array on a list of tuples.
+        flat = itertools.chain.from_iterable(values)
+        return np.fromiter(flat, np.float64, count=shape[0] * shape[1]).reshape(shape)
     except OverflowError:
-        return None
-    return np.ascontiguousarray(by_column.T)
+        return None  # an integer too large for a float is out of range anyway
 
 
 @dataclass(frozen=True)
