@@ -19,41 +19,29 @@ automated mode. With one version behind the alias it publishes nothing.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from monitors.schedule import MonitorSettings, scheduled_run
 from serving.canary import Thresholds, analyse, prediction_shift_psi
 from serving.insights import Window, fetch, setting
 
-MARGIN_MS = 20_000
-
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(MonitorSettings):
     function_name: str
     alias_name: str
-    log_group: str
-    model_version: str
-    namespace: str
-    window_minutes: int
     min_rows: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        def need(name: str) -> str:
-            return setting(env, name)
-
         return cls(
-            function_name=need("FUNCTION_NAME"),
-            alias_name=need("ALIAS_NAME"),
-            log_group=need("LOG_GROUP"),
-            model_version=need("MODEL_VERSION"),
-            namespace=need("METRICS_NAMESPACE"),
-            window_minutes=int(need("WINDOW_MINUTES")),
-            min_rows=int(need("MIN_ROWS")),
+            **MonitorSettings.common(env),
+            function_name=setting(env, "FUNCTION_NAME"),
+            alias_name=setting(env, "ALIAS_NAME"),
+            min_rows=int(setting(env, "MIN_ROWS")),
         )
 
 
@@ -128,14 +116,12 @@ def run(
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    import boto3  # the runtime's boto3
-
-    del event
-    return run(
-        Settings.from_env(os.environ),
-        lambda_client=boto3.client("lambda"),
-        logs=boto3.client("logs"),
-        cloudwatch=boto3.client("cloudwatch"),
-        now=int(time.time()),
-        expired=lambda: context.get_remaining_time_in_millis() < MARGIN_MS,
+    del event  # the schedule's event carries nothing the evaluator needs
+    return scheduled_run(
+        run,
+        Settings.from_env,
+        context,
+        lambda_client="lambda",
+        logs="logs",
+        cloudwatch="cloudwatch",
     )

@@ -18,46 +18,33 @@ PutMetricData call per run is not on any caller's way.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from monitors.schedule import MonitorSettings, scheduled_run
 from serving.distributions import read_reference
 from serving.drift import PREDICTION, DriftThresholds, drift_report
 from serving.insights import Window, fetch, setting
 
-# Leave this much of the invocation for publishing after the query.
-MARGIN_MS = 20_000
-
 
 @dataclass(frozen=True)
-class Settings:
-    log_group: str
+class Settings(MonitorSettings):
     bucket: str
     manifest_key: str
-    model_version: str
-    namespace: str
-    window_minutes: int
     thresholds: DriftThresholds
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        def need(name: str) -> str:
-            return setting(env, name)
-
         return cls(
-            log_group=need("LOG_GROUP"),
-            bucket=need("MODEL_BUCKET"),
-            manifest_key=need("MANIFEST_KEY"),
-            model_version=need("MODEL_VERSION"),
-            namespace=need("METRICS_NAMESPACE"),
-            window_minutes=int(need("WINDOW_MINUTES")),
+            **MonitorSettings.common(env),
+            bucket=setting(env, "MODEL_BUCKET"),
+            manifest_key=setting(env, "MANIFEST_KEY"),
             thresholds=DriftThresholds(
-                watch=float(need("PSI_WATCH")),
-                alarm=float(need("PSI_ALARM")),
-                min_rows=int(need("MIN_ROWS")),
+                watch=float(setting(env, "PSI_WATCH")),
+                alarm=float(setting(env, "PSI_ALARM")),
+                min_rows=int(setting(env, "MIN_ROWS")),
             ),
         )
 
@@ -116,14 +103,7 @@ def run(
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    import boto3  # the runtime's boto3
-
     del event  # the schedule's event carries nothing the monitor needs
-    return run(
-        Settings.from_env(os.environ),
-        s3=boto3.client("s3"),
-        logs=boto3.client("logs"),
-        cloudwatch=boto3.client("cloudwatch"),
-        now=int(time.time()),
-        expired=lambda: context.get_remaining_time_in_millis() < MARGIN_MS,
+    return scheduled_run(
+        run, Settings.from_env, context, s3="s3", logs="logs", cloudwatch="cloudwatch"
     )
