@@ -18,7 +18,7 @@ import pytest
 from botocore.stub import Stubber
 
 from custom_resource import response as cfn_response
-from reconciler import handler as reconciler
+from reconciler import applying, calls, handler, planning
 
 FN = "fn"
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:fn"
@@ -42,11 +42,11 @@ POLICY = {
 
 
 def alloc(executions: int, maximum: int | None = None, weight: float = 1.0) -> Any:
-    return reconciler.Allocation(executions, maximum or executions, weight)
+    return planning.Allocation(executions, maximum or executions, weight)
 
 
 def test_scale_up_never_releases_a_routed_version() -> None:
-    change = reconciler.plan(
+    change = planning.plan(
         "scale_up", {"7": 4, "5": 2}, {"8": alloc(4)}, routed={"7": 0.9, "5": 0.1},
         autoscaling=False,
     )  # fmt: skip
@@ -56,39 +56,41 @@ def test_scale_up_never_releases_a_routed_version() -> None:
 
 def test_both_phases_release_versions_neither_desired_nor_routed() -> None:
     for phase in ("scale_up", "settle"):
-        change = reconciler.plan(
+        change = planning.plan(
             phase, {"7": 4, "5": 2}, {"7": alloc(4)}, routed={"7": 1.0}, autoscaling=False
         )
         assert change.release == ["5"]
 
 
-def test_a_version_taking_over_from_an_autoscaled_one_gets_its_live_capacity() -> None:
-    # Promote: stable 7 was scaled out to 18, candidate 8 holds 2; the configured total is 4.
-    change = reconciler.plan(
-        "scale_up", {"7": 18, "8": 2}, {"8": alloc(4, 20, 1.0)}, routed={"7": 0.9, "8": 0.1},
-        autoscaling=True,
-    )  # fmt: skip
-    assert change.puts == {"8": 20}
+@pytest.mark.parametrize(
+    ("current", "routed", "candidate", "autoscaling", "goal"),
+    [
+        # Promote: stable 7 was scaled out to 18, candidate 8 holds 2; the configured
+        # total is 4. The candidate takes over the live capacity...
+        ({"7": 18, "8": 2}, {"7": 0.9, "8": 0.1}, alloc(4, 20, 1.0), True, 20),
+        # ... bounded by its autoscaling maximum,
+        ({"7": 30}, {"7": 1.0}, alloc(4, 20, 1.0), True, 20),
+        # and without autoscaling it gets its configured share.
+        ({"7": 3, "8": 1}, {"7": 0.9, "8": 0.1}, alloc(4, 4, 1.0), False, 4),
+    ],
+    ids=["live-capacity", "bounded-by-maximum", "configured-share"],
+)
+def test_a_version_taking_over_gets_its_goal_and_must_be_ready_first(
+    current: dict[str, int],
+    routed: dict[str, float],
+    candidate: planning.Allocation,
+    autoscaling: bool,
+    goal: int,
+) -> None:
+    change = planning.plan(
+        "scale_up", current, {"8": candidate}, routed=routed, autoscaling=autoscaling
+    )
+    assert change.puts == {"8": goal}
     assert change.required == {"8"}, "traffic grows on 8: it must be READY first"
 
 
-def test_the_take_over_is_bounded_by_the_autoscaling_maximum() -> None:
-    change = reconciler.plan(
-        "scale_up", {"7": 30}, {"8": alloc(4, 20, 1.0)}, routed={"7": 1.0}, autoscaling=True
-    )
-    assert change.puts == {"8": 20}
-
-
-def test_without_autoscaling_a_version_gets_its_configured_share() -> None:
-    change = reconciler.plan(
-        "scale_up", {"7": 3, "8": 1}, {"8": alloc(4, 4, 1.0)}, routed={"7": 0.9, "8": 0.1},
-        autoscaling=False,
-    )  # fmt: skip
-    assert change.puts == {"8": 4}
-
-
 def test_a_canary_candidate_gets_its_weight_of_the_serving_capacity() -> None:
-    change = reconciler.plan(
+    change = planning.plan(
         "scale_up", {"7": 18}, {"8": alloc(1, 2, 0.1), "7": alloc(3, 18, 0.9)},
         routed={"7": 1.0}, autoscaling=True,
     )  # fmt: skip
@@ -98,12 +100,12 @@ def test_a_canary_candidate_gets_its_weight_of_the_serving_capacity() -> None:
 
 
 def test_scale_up_never_lowers_a_maximum_before_the_alias_moves() -> None:
-    change = reconciler.plan(
+    change = planning.plan(
         "scale_up", {"7": 4}, {"8": alloc(1, 2, 0.1), "7": alloc(3, 18, 0.9)},
         routed={"7": 1.0}, autoscaling=True, targets={"7": (4, 20)},
     )  # fmt: skip
     assert change.register["7"] == (3, 20)
-    settle = reconciler.plan(
+    settle = planning.plan(
         "settle", {"7": 4, "8": 1}, {"8": alloc(1, 2, 0.1), "7": alloc(3, 18, 0.9)},
         routed={"7": 0.9, "8": 0.1}, autoscaling=True, targets={"7": (3, 20), "8": (1, 2)},
     )  # fmt: skip
@@ -112,7 +114,7 @@ def test_scale_up_never_lowers_a_maximum_before_the_alias_moves() -> None:
 
 def test_a_raise_for_traffic_already_arrived_is_not_required() -> None:
     # Rollback: the alias already routes 90 % to 7 again when scale_up re-runs.
-    change = reconciler.plan(
+    change = planning.plan(
         "scale_up", {"7": 3, "8": 19}, {"7": alloc(3, 18, 0.9), "8": alloc(1, 2, 0.1)},
         routed={"7": 0.9, "8": 0.1}, autoscaling=True,
     )  # fmt: skip
@@ -121,16 +123,16 @@ def test_a_raise_for_traffic_already_arrived_is_not_required() -> None:
 
 
 def test_settle_keeps_an_autoscaled_allocation_and_sets_exact_shares_otherwise() -> None:
-    keep = reconciler.plan("settle", {"7": 9}, {"7": alloc(3, 18)}, routed={"7": 1.0},
-                           autoscaling=True)  # fmt: skip
+    keep = planning.plan(
+        "settle", {"7": 9}, {"7": alloc(3, 18)}, routed={"7": 1.0}, autoscaling=True
+    )
     assert keep.puts == {}
-    exact = reconciler.plan("settle", {"7": 9}, {"7": alloc(3)}, routed={"7": 1.0},
-                            autoscaling=False)  # fmt: skip
+    exact = planning.plan("settle", {"7": 9}, {"7": alloc(3)}, routed={"7": 1.0}, autoscaling=False)
     assert exact.puts == {"7": 3}
 
 
 def test_autoscaling_switched_off_deregisters_targets_but_keeps_allocations() -> None:
-    change = reconciler.plan(
+    change = planning.plan(
         "settle", {"7": 4}, {"7": alloc(4)}, routed={"7": 1.0}, autoscaling=False,
         targets={"7": (4, 20)},
     )  # fmt: skip
@@ -140,7 +142,7 @@ def test_autoscaling_switched_off_deregisters_targets_but_keeps_allocations() ->
 
 def test_an_unknown_phase_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="Phase='up' is not allowed"):
-        reconciler.plan("up", {}, {}, routed={}, autoscaling=False)
+        planning.plan("up", {}, {}, routed={}, autoscaling=False)
 
 
 def test_properties_arrive_as_strings_and_old_templates_lack_maximum_and_weight() -> None:
@@ -151,9 +153,9 @@ def test_properties_arrive_as_strings_and_old_templates_lack_maximum_and_weight(
             {"Qualifier": "9", "Executions": "2"},
         ]
     }
-    assert reconciler.desired_allocations(properties) == {"7": alloc(3, 18, 0.9), "9": alloc(2)}
-    assert reconciler.target_utilization({"Autoscaling": {"TargetUtilization": "0.7"}}) == 0.7
-    assert reconciler.target_utilization({}) is None
+    assert planning.desired_allocations(properties) == {"7": alloc(3, 18, 0.9), "9": alloc(2)}
+    assert planning.target_utilization({"Autoscaling": {"TargetUtilization": "0.7"}}) == 0.7
+    assert planning.target_utilization({}) is None
 
 
 # ---------------------------------------------------------------------------- calls
@@ -171,7 +173,7 @@ class FakeClock:
             self.checks -= 1
             return self.checks < 0
 
-        return reconciler.Clock(expired=expired, sleep=self.slept.append, jitter=lambda: 0.5)
+        return calls.Clock(expired=expired, sleep=self.slept.append, jitter=lambda: 0.5)
 
 
 @dataclass
@@ -181,7 +183,7 @@ class Stubs:
 
     @property
     def clients(self) -> Any:
-        return reconciler.Clients(self.lambda_.client, self.scaling.client)
+        return calls.Clients(self.lambda_.client, self.scaling.client)
 
     # Lambda -----------------------------------------------------------------------
     def configs(self, allocations: dict[str, int], in_progress: tuple[str, ...] = ()) -> None:
@@ -321,11 +323,10 @@ def test_first_deploy_provisions_waits_and_registers_the_target(stubs: Stubs) ->
     stubs.status("1", "READY")
     stubs.register("1", 4, 20)
     clock = FakeClock()
-    outcome = reconciler.handle(event("scale_up", {"1": (4, 20, 1.0)}), stubs.clients,
-                                clock.clock())  # fmt: skip
+    outcome = handler.handle(event("scale_up", {"1": (4, 20, 1.0)}), stubs.clients, clock.clock())
     assert outcome.puts == {"1": 4}
     assert outcome.registered == {"1": (4, 20)}
-    assert clock.slept == [reconciler.POLL_SECONDS]
+    assert clock.slept == [calls.POLL_SECONDS]
 
 
 def test_first_canary_keeps_the_autoscaled_stable_and_warms_the_candidate(stubs: Stubs) -> None:
@@ -337,7 +338,7 @@ def test_first_canary_keeps_the_autoscaled_stable_and_warms_the_candidate(stubs:
     stubs.register("2", 1, 2)
     stubs.register("1", 3, 20)
     allocations = {"2": (1, 2, 0.1), "1": (3, 18, 0.9)}
-    outcome = reconciler.handle(event("scale_up", allocations), stubs.clients, FakeClock().clock())
+    outcome = handler.handle(event("scale_up", allocations), stubs.clients, FakeClock().clock())
     assert outcome.puts == {"2": 2}
     assert outcome.released == []
 
@@ -351,7 +352,7 @@ def test_promote_then_settle_moves_live_capacity_make_before_break(stubs: Stubs)
     stubs.status("2", "READY")
     stubs.register("2", 4, 20)
     promoted = {"2": (4, 20, 1.0)}
-    reconciler.handle(event("scale_up", promoted), stubs.clients, FakeClock().clock())
+    handler.handle(event("scale_up", promoted), stubs.clients, FakeClock().clock())
     # settle, after the alias moved: the old version's target and allocation go; the
     # candidate keeps its scaled-out 19.
     stubs.configs({"1": 17, "2": 19})
@@ -359,7 +360,7 @@ def test_promote_then_settle_moves_live_capacity_make_before_break(stubs: Stubs)
     stubs.targets({"1": (3, 18), "2": (4, 20)})
     stubs.deregister("1")
     stubs.delete("1")
-    outcome = reconciler.handle(event("settle", promoted), stubs.clients, FakeClock().clock())
+    outcome = handler.handle(event("settle", promoted), stubs.clients, FakeClock().clock())
     assert outcome.released == ["1"]
     assert outcome.puts == {}
 
@@ -373,7 +374,7 @@ def test_a_conflict_while_an_allocation_is_in_progress_is_retried(stubs: Stubs) 
     stubs.put("1", 4)
     stubs.status("1", "READY")
     clock = FakeClock()
-    outcome = reconciler.handle(
+    outcome = handler.handle(
         event("scale_up", {"1": (4, 4, 1.0)}, autoscaling=False), stubs.clients, clock.clock()
     )
     assert outcome.puts == {"1": 4}
@@ -389,11 +390,11 @@ def test_an_allocation_in_progress_is_waited_for_before_it_is_deleted(stubs: Stu
     stubs.status("7", "READY")
     stubs.delete("7")
     clock = FakeClock()
-    outcome = reconciler.handle(
+    outcome = handler.handle(
         event("settle", {"1": (4, 4, 1.0)}, autoscaling=False), stubs.clients, clock.clock()
     )
     assert outcome.released == ["7"]
-    assert clock.slept == [reconciler.POLL_SECONDS]
+    assert clock.slept == [calls.POLL_SECONDS]
 
 
 def test_a_release_that_keeps_failing_is_left_for_the_next_deploy_not_failed(
@@ -405,7 +406,7 @@ def test_a_release_that_keeps_failing_is_left_for_the_next_deploy_not_failed(
     stubs.deregister("7", missing=True)
     for _ in range(3):
         stubs.lambda_error("delete_provisioned_concurrency_config", "TooManyRequestsException", 429)
-    outcome = reconciler.handle(
+    outcome = handler.handle(
         event("settle", {"1": (4, 4, 1.0)}, autoscaling=False),
         stubs.clients,
         FakeClock(checks=2).clock(),
@@ -422,7 +423,7 @@ def test_a_required_allocation_that_fails_fails_the_deploy(stubs: Stubs) -> None
     stubs.put("2", 1)
     stubs.status("2", "FAILED", "not enough unreserved concurrency")
     with pytest.raises(RuntimeError, match="fn:2 failed: not enough unreserved concurrency"):
-        reconciler.handle(
+        handler.handle(
             event("scale_up", {"2": (1, 1, 0.1), "1": (3, 3, 0.9)}, autoscaling=False),
             stubs.clients,
             FakeClock().clock(),
@@ -437,8 +438,8 @@ def test_running_out_of_time_before_ready_fails_rather_than_shift_traffic_cold(
     stubs.targets({})
     stubs.put("1", 4)
     stubs.status("1", "IN_PROGRESS")
-    with pytest.raises(reconciler.OutOfTimeError, match="not READY yet"):
-        reconciler.handle(
+    with pytest.raises(calls.OutOfTimeError, match="not READY yet"):
+        handler.handle(
             event("scale_up", {"1": (4, 4, 1.0)}, autoscaling=False),
             stubs.clients,
             FakeClock(checks=0).clock(),
@@ -454,8 +455,9 @@ def test_rollback_of_a_failed_canary_releases_what_it_raised(stubs: Stubs) -> No
     stubs.deregister("2")
     stubs.delete("2")
     stubs.register("1", 4, 20)
-    outcome = reconciler.handle(event("scale_up", {"1": (4, 20, 1.0)}), stubs.clients,
-                                FakeClock().clock())  # fmt: skip
+    outcome = handler.handle(
+        event("scale_up", {"1": (4, 20, 1.0)}), stubs.clients, FakeClock().clock()
+    )
     assert outcome.released == ["2"]
     assert outcome.puts == {}
 
@@ -472,7 +474,7 @@ def test_rollback_after_a_promote_is_best_effort_and_never_fails(stubs: Stubs) -
     stubs.status("1", "FAILED", "not enough unreserved concurrency")
     stubs.register("2", 1, 20)
     stubs.register("1", 3, 18)
-    outcome = reconciler.handle(
+    outcome = handler.handle(
         event("scale_up", {"2": (1, 2, 0.1), "1": (3, 18, 0.9)}),
         stubs.clients,
         FakeClock().clock(),
@@ -489,19 +491,19 @@ def test_deleting_the_settle_resource_releases_only_versions_without_traffic(
     stubs.targets({"2": (4, 20), "1": (3, 18)})
     stubs.deregister("1")
     stubs.delete("1")
-    outcome = reconciler.handle(
+    outcome = handler.handle(
         event("settle", {"2": (4, 20, 1.0)}, request="Delete"), stubs.clients, FakeClock().clock()
     )
     assert outcome.released == ["1"]
 
 
 def test_deleting_the_scale_up_resource_calls_nothing(stubs: Stubs) -> None:
-    outcome = reconciler.handle(
+    outcome = handler.handle(
         event("scale_up", {"2": (4, 20, 1.0)}, request="Delete"),
         stubs.clients,
         FakeClock().clock(),
     )
-    assert outcome == reconciler.Outcome()
+    assert outcome == applying.Outcome()
 
 
 # ---------------------------------------------------------------------------- delete
@@ -517,7 +519,7 @@ def test_deleting_with_reads_denied_releases_what_it_can_and_reports_the_rest(
     stubs.targets({"2": (4, 20), "1": (3, 18)})
     stubs.deregister("1")
     stubs.deregister("2")  # the resource goes: so does the serving version's target
-    outcome = reconciler.handle(
+    outcome = handler.handle(
         event("settle", {"2": (4, 20, 1.0)}, request="Delete"), stubs.clients, FakeClock().clock()
     )
     assert outcome.released == ["1"]
@@ -532,7 +534,7 @@ def test_deleting_without_the_alias_routing_releases_nothing(stubs: Stubs) -> No
     stubs.scaling.add_client_error(
         "describe_scalable_targets", "AccessDeniedException", http_status_code=400
     )
-    outcome = reconciler.handle(
+    outcome = handler.handle(
         event("settle", {"2": (4, 20, 1.0)}, request="Delete"),
         stubs.clients,
         FakeClock(checks=0).clock(),
@@ -545,7 +547,7 @@ def test_deleting_without_the_alias_routing_releases_nothing(stubs: Stubs) -> No
 def test_an_update_still_fails_on_a_denied_read(stubs: Stubs) -> None:
     stubs.lambda_error("list_provisioned_concurrency_configs", "AccessDeniedException", 403)
     with pytest.raises(Exception, match="AccessDenied"):
-        reconciler.handle(event("settle", {"2": (4, 20, 1.0)}), stubs.clients, FakeClock().clock())
+        handler.handle(event("settle", {"2": (4, 20, 1.0)}), stubs.clients, FakeClock().clock())
 
 
 @dataclass
@@ -595,7 +597,7 @@ def test_the_delete_answer_is_success_whatever_the_reads_answer(
     stubs.scaling.add_client_error(
         "describe_scalable_targets", "AccessDeniedException", http_status_code=400
     )
-    reconciler.handler(cfn_event("settle", "Delete"), LambdaContext())
+    handler.handler(cfn_event("settle", "Delete"), LambdaContext())
     (body,) = respond.bodies
     assert body["Status"] == "SUCCESS"
     assert body["Reason"].startswith("reconciled; left on delete: list provisioned concurrency")
@@ -609,11 +611,11 @@ def test_a_failure_inside_a_delete_is_still_answered_success(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in the plan")
 
-    monkeypatch.setattr(reconciler, "plan", broken)
+    monkeypatch.setattr(handler, "plan", broken)
     stubs.configs({})
     stubs.alias("2")
     stubs.targets({})
-    reconciler.handler(cfn_event("settle", "Delete"), LambdaContext())
+    handler.handler(cfn_event("settle", "Delete"), LambdaContext())
     (body,) = respond.bodies
     assert body["Status"] == "SUCCESS"
     assert body["Reason"] == "deleted; left: RuntimeError: a bug in the plan"
@@ -621,6 +623,6 @@ def test_a_failure_inside_a_delete_is_still_answered_success(
 
 def test_an_update_that_fails_is_answered_failed(stubs: Stubs, respond: Response) -> None:
     stubs.lambda_error("list_provisioned_concurrency_configs", "AccessDeniedException", 403)
-    reconciler.handler(cfn_event("settle", "Update"), LambdaContext())
+    handler.handler(cfn_event("settle", "Update"), LambdaContext())
     (body,) = respond.bodies
     assert body["Status"] == "FAILED"
