@@ -7,7 +7,7 @@ Glue table, no Athena workgroup and no result bucket. Its limit is 10,000 rows p
 the monitor judges drift on at most that many captured rows per window (PSI over ten
 deciles is stable long before that), and says how many it used.
 
-Used by the scheduled drift monitor (stacks/handlers/drift_monitor) and by
+Used by the scheduled drift monitor (lambda_src/monitors) and by
 ``python -m tools.drift --env E``.
 """
 

@@ -1,6 +1,6 @@
 """The zip-asset custom-resource handlers, run the way Lambda runs them.
 
-Each task root is its asset directory (stacks/handlers/<name>, what CDK zips); the handler
+Each task root is its asset directory (stacks/function_code.py, what CDK zips); the handler
 and the resource properties are the synthesized templates'. Create, Update and Delete
 events go through the real runtime interface client; the CloudFormation response is PUT
 to a loopback ResponseURL that the test reads. AWS calls: Lambda's GetAlias, Invoke and
