@@ -222,22 +222,8 @@ def _compare(scored: Scored, kind: Kind, tolerances: Tolerances, refusals: list[
 def quality(y: Sequence[Any], outputs: Sequence[Any], kind: Kind = BINARY) -> dict[str, float]:
     """The gate's metrics for ``kind`` of ``outputs`` against labels (class labels or
     target values) ``y``."""
-    if kind.classes is None:
-        truth = [float(v) for v in y]
-        return {
-            "rmse": golden_metrics.rmse(truth, outputs),
-            "mae": golden_metrics.mae(truth, outputs),
-            "r2": golden_metrics.r2(truth, outputs),
-        }
-    index = class_indices(y, kind.classes)
-    if kind.task == "binary":
-        return {
-            "log_loss": golden_metrics.log_loss(index, outputs),
-            "roc_auc": golden_metrics.roc_auc(index, outputs),
-            "brier_score": golden_metrics.brier(index, outputs),
-        }
+    classes = kind.classes
+    truth = [float(v) for v in y] if classes is None else class_indices(y, classes)
     return {
-        "log_loss": golden_metrics.multiclass_log_loss(index, outputs),
-        "roc_auc_ovr": golden_metrics.roc_auc_ovr(index, outputs),
-        "accuracy": golden_metrics.accuracy(index, outputs),
+        name: metric(truth, outputs) for name, metric in golden_metrics.BY_TASK[kind.task].items()
     }

@@ -1,7 +1,8 @@
 """The traffic gate's quality metrics, in pure Python: plain functions of lists.
 
 Binary (log loss, Brier score, ROC AUC), multiclass (log loss, macro one-vs-rest ROC AUC,
-accuracy) and regression (RMSE, MAE, R2). The deployed gate runs on Lambda's Python
+accuracy) and regression (RMSE, MAE, R2), and which of them the gate reports for each task
+(``BY_TASK``). The deployed gate runs on Lambda's Python
 runtime, which has no numpy, so these are written with the standard library only; they
 agree with the numpy versions in ``serving.stats`` (tests/infra/test_traffic_gate.py
 holds them equal).
@@ -10,7 +11,8 @@ holds them equal).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 LOG_LOSS_EPS = 1e-15
 
@@ -83,3 +85,16 @@ def r2(y: Sequence[float], values: Sequence[float]) -> float:
     if total == 0:
         return math.nan
     return 1 - sum((t - v) ** 2 for t, v in zip(y, values, strict=True)) / total
+
+
+# The gate's figures for each task: name -> metric of (truth, outputs). Classifiers' truth
+# is each row's class index; their outputs are P(classes[1]) (binary) or probability rows.
+BY_TASK: dict[str, dict[str, Callable[[Any, Any], float]]] = {
+    "binary": {"log_loss": log_loss, "roc_auc": roc_auc, "brier_score": brier},
+    "multiclass": {
+        "log_loss": multiclass_log_loss,
+        "roc_auc_ovr": roc_auc_ovr,
+        "accuracy": accuracy,
+    },
+    "regression": {"rmse": rmse, "mae": mae, "r2": r2},
+}

@@ -2,15 +2,16 @@
 properties or, for the CodeDeploy hook, the function's environment.
 
 Both ways in name the same settings (the golden sets, the runtime, the tolerances, the
-batch size) under their own keys (``PROPERTIES``, ``ENVIRONMENT``); ``read_settings`` reads
-either into one ``GateSettings``, and names the key of a value it cannot use.
+batch size), each under its own keys (``KEYS``: a property and an environment variable per
+setting); ``read_settings`` reads either into one ``GateSettings``, and names the key of a
+value it cannot use.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from serving.gate_decision import Tolerances
@@ -23,6 +24,8 @@ OPTIONAL_TOLERANCES = ("max_rmse_increase_fraction",)
 
 @dataclass(frozen=True)
 class GoldenObject:
+    """A golden.json in S3 and the SHA-256 its model's manifest pins."""
+
     bucket: str
     key: str
     sha256: str
@@ -30,6 +33,8 @@ class GoldenObject:
 
 @dataclass(frozen=True)
 class GateSettings:
+    """One check: the versions asked (qualified ARNs), the golden sets, the tolerances."""
+
     candidate_function: str
     stable_function: str | None
     golden: GoldenObject
@@ -41,72 +46,49 @@ class GateSettings:
     batch_size: int = DEFAULT_BATCH_SIZE
 
 
-@dataclass(frozen=True)
-class Keys:
-    """Where one way in keeps each setting (the stable golden set shares the bucket)."""
-
-    golden_bucket: str
-    golden_key: str
-    golden_sha256: str
-    stable_golden_key: str
-    stable_golden_sha256: str
-    runtime: str
-    batch_size: str
-    # Tolerances field -> key.
-    tolerances: Mapping[str, str]
-
-
-PROPERTIES = Keys(
-    golden_bucket="GoldenBucket",
-    golden_key="GoldenKey",
-    golden_sha256="GoldenSha256",
-    stable_golden_key="StableGoldenKey",
-    stable_golden_sha256="StableGoldenSha256",
-    runtime="Runtime",
-    batch_size="BatchSize",
-    tolerances={
-        "max_log_loss_increase": "MaxLogLossIncrease",
-        "max_auc_decrease": "MaxAucDecrease",
-        "max_brier_increase": "MaxBrierIncrease",
-        "max_rmse_increase_fraction": "MaxRmseIncreaseFraction",
-    },
-)
-ENVIRONMENT = Keys(
-    golden_bucket="GOLDEN_BUCKET",
-    golden_key="GOLDEN_KEY",
-    golden_sha256="GOLDEN_SHA256",
-    stable_golden_key="STABLE_GOLDEN_KEY",
-    stable_golden_sha256="STABLE_GOLDEN_SHA256",
-    runtime="MODEL_RUNTIME",
-    batch_size="BATCH_SIZE",
-    tolerances={
-        "max_log_loss_increase": "MAX_LOG_LOSS_INCREASE",
-        "max_auc_decrease": "MAX_AUC_DECREASE",
-        "max_brier_increase": "MAX_BRIER_INCREASE",
-        "max_rmse_increase_fraction": "MAX_RMSE_INCREASE_FRACTION",
-    },
-)
+# Each setting's key: (in the custom resource's properties, in the hook's environment).
+KEYS: dict[str, tuple[str, str]] = {
+    "golden_bucket": ("GoldenBucket", "GOLDEN_BUCKET"),  # the stable golden set's too
+    "golden_key": ("GoldenKey", "GOLDEN_KEY"),
+    "golden_sha256": ("GoldenSha256", "GOLDEN_SHA256"),
+    "stable_golden_key": ("StableGoldenKey", "STABLE_GOLDEN_KEY"),
+    "stable_golden_sha256": ("StableGoldenSha256", "STABLE_GOLDEN_SHA256"),
+    "runtime": ("Runtime", "MODEL_RUNTIME"),
+    "batch_size": ("BatchSize", "BATCH_SIZE"),
+    "max_log_loss_increase": ("MaxLogLossIncrease", "MAX_LOG_LOSS_INCREASE"),
+    "max_auc_decrease": ("MaxAucDecrease", "MAX_AUC_DECREASE"),
+    "max_brier_increase": ("MaxBrierIncrease", "MAX_BRIER_INCREASE"),
+    "max_rmse_increase_fraction": ("MaxRmseIncreaseFraction", "MAX_RMSE_INCREASE_FRACTION"),
+}
+PROPERTIES = {setting: keys[0] for setting, keys in KEYS.items()}
+ENVIRONMENT = {setting: keys[1] for setting, keys in KEYS.items()}
+TOLERANCES = tuple(field.name for field in fields(Tolerances))
 
 
 def read_settings(
-    raw: Mapping[str, Any], keys: Keys, candidate_function: str, stable_function: str | None
+    raw: Mapping[str, Any],
+    keys: Mapping[str, str],
+    candidate_function: str,
+    stable_function: str | None,
 ) -> GateSettings:
     """The check of ``candidate_function`` against ``stable_function`` (None: identity
-    only) with the rest read from ``raw`` under ``keys``."""
-    golden = _golden_object(raw, keys.golden_bucket, keys.golden_key, keys.golden_sha256)
+    only) with the rest read from ``raw``, each setting under its key in ``keys``
+    (``PROPERTIES`` or ``ENVIRONMENT``)."""
+    bucket = keys["golden_bucket"]
+    golden = _golden_object(raw, bucket, keys["golden_key"], keys["golden_sha256"])
     stable_golden = None
-    if raw.get(keys.stable_golden_key):
+    if raw.get(keys["stable_golden_key"]):
         stable_golden = _golden_object(
-            raw, keys.golden_bucket, keys.stable_golden_key, keys.stable_golden_sha256
+            raw, bucket, keys["stable_golden_key"], keys["stable_golden_sha256"]
         )
     return GateSettings(
         candidate_function=candidate_function,
         stable_function=stable_function,
         golden=golden,
         stable_golden=stable_golden,
-        runtime=required(raw, keys.runtime),
-        tolerances=tolerances(raw, keys.tolerances, OPTIONAL_TOLERANCES),
-        batch_size=batch_size(raw.get(keys.batch_size)),
+        runtime=required(raw, keys["runtime"]),
+        tolerances=tolerances(raw, {name: keys[name] for name in TOLERANCES}, OPTIONAL_TOLERANCES),
+        batch_size=batch_size(raw.get(keys["batch_size"])),
     )
 
 
