@@ -89,11 +89,6 @@ class Answers:
     outputs: list[Any]
     labels: list[Any] | None
 
-    @property
-    def probabilities(self) -> list[Any]:
-        # The binary name the first callers use.
-        return self.outputs
-
 
 def recorded_answers(golden: Mapping[str, Any], runtime: str) -> Answers:
     """The answers ``golden`` records for ``runtime``: what the tested artifact gave."""
