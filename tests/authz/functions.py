@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from serving import golden_sets
 from tests.authz.account import ARTIFACTS, Account
 from tests.authz.record import recording
 from tests.authz.sar import Call
@@ -176,13 +177,12 @@ def custom_resource_event(
 
 def golden_answers() -> dict[str, Any]:
     """Each committed golden row (as a request instance) -> the answer recorded for it."""
-    gate = handler_module("traffic_gate/index.py")
     found: dict[str, Any] = {}
     for path in sorted(ARTIFACTS.glob("*/*/golden.json")):
         golden = json.loads(path.read_text())
-        recorded = gate.recorded_answers(golden, "compiled")
+        recorded = golden_sets.recorded_answers(golden, "compiled")
         for row, output, label in zip(
-            gate.instances(golden), recorded.outputs, recorded.labels or [], strict=False
+            golden_sets.instances(golden), recorded.outputs, recorded.labels or [], strict=False
         ):
             found[json.dumps(row, sort_keys=True)] = {"probability": output, "prediction": label}
     return found

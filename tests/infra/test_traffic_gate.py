@@ -23,7 +23,8 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from custom_resource import response as cfn_response
-from serving import stats
+from serving import golden_metrics, golden_sets, stats
+from traffic_gate import cloudformation, hook, run
 from traffic_gate import handler as gate
 
 CANDIDATE = "arn:aws:lambda:eu-west-1:123456789012:function:fn:8"
@@ -85,7 +86,7 @@ class Aws:
     def answers(
         self, function: str, document: dict[str, Any], probabilities: list[float], batch: int
     ) -> None:
-        rows = gate.instances(document)
+        rows = golden_sets.instances(document)
         for start in range(0, len(rows), batch):
             answer = {
                 "statusCode": 200,
@@ -145,10 +146,21 @@ def request(kind: str = "Create", **changes: Any) -> dict[str, Any]:
     }
 
 
-def expect_full_gate(aws: Aws, candidate: list[float], stable: list[float]) -> None:
+def custom_resource(aws: Aws, event: dict[str, Any]) -> tuple[str, str, str]:
+    """The custom resource's (status, reason, physical id) for ``event``."""
+    return cloudformation.on_custom_resource(event, lambda_client=aws.lambda_client, s3=aws.s3)
+
+
+def expect_gate(aws: Aws, candidate: list[float], stable: list[float]) -> None:
+    """The candidate's golden set read, then both versions asked its rows."""
     aws.golden(KEY, GOLDEN)
     aws.answers(CANDIDATE, GOLDEN, candidate, 4)
     aws.answers(STABLE, GOLDEN, stable, 4)
+
+
+def expect_full_gate(aws: Aws, candidate: list[float], stable: list[float]) -> None:
+    """``expect_gate``, then both versions asked the stable model's golden set."""
+    expect_gate(aws, candidate, stable)
     aws.golden(STABLE_KEY, STABLE_GOLDEN)
     stable_rows = STABLE_GOLDEN["predictions"]["compiled"]["probabilities"]
     aws.answers(CANDIDATE, STABLE_GOLDEN, stable_rows, 4)
@@ -157,9 +169,7 @@ def expect_full_gate(aws: Aws, candidate: list[float], stable: list[float]) -> N
 
 def test_the_tested_artifact_no_worse_than_stable_passes(aws: Aws) -> None:
     expect_full_gate(aws, CANDIDATE_P, [0.8, 0.3, 0.6, 0.45, 0.7, 0.2])
-    status, reason, physical = gate.on_custom_resource(
-        request(), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason, physical = custom_resource(aws, request())
     assert (status, physical) == ("SUCCESS", CANDIDATE)
     assert "identity on 6 golden rows: max |dp| 0" in reason
     assert "label flip rate against the stable model: 0.00%" in reason
@@ -168,9 +178,7 @@ def test_the_tested_artifact_no_worse_than_stable_passes(aws: Aws) -> None:
 def test_a_version_answering_otherwise_fails_identity(aws: Aws) -> None:
     drifted = [p + 1e-6 for p in CANDIDATE_P]
     expect_full_gate(aws, drifted, CANDIDATE_P)
-    status, reason, _ = gate.on_custom_resource(
-        request(), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason, _ = custom_resource(aws, request())
     assert status == "FAILED"
     assert reason.startswith(
         "identity: max |dp| 1e-06 against golden.json's compiled answers (tolerance 1e-09), "
@@ -180,12 +188,8 @@ def test_a_version_answering_otherwise_fails_identity(aws: Aws) -> None:
 
 def test_a_worse_candidate_fails_naming_metric_value_and_tolerance(aws: Aws) -> None:
     # The stable model separates the classes perfectly; the candidate ranks one pair wrong.
-    aws.golden(KEY, GOLDEN)
-    aws.answers(CANDIDATE, GOLDEN, CANDIDATE_P, 4)
-    aws.answers(STABLE, GOLDEN, [0.99, 0.01, 0.99, 0.01, 0.99, 0.01], 4)
-    status, reason, _ = gate.on_custom_resource(
-        request(StableGoldenKey=None), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    expect_gate(aws, CANDIDATE_P, [0.99, 0.01, 0.99, 0.01, 0.99, 0.01])
+    status, reason, _ = custom_resource(aws, request(StableGoldenKey=None))
     assert status == "FAILED"
     assert "quality: log loss 0.2" in reason
     assert "(tolerance max_log_loss_increase=0.03)" in reason
@@ -195,9 +199,7 @@ def test_a_worse_candidate_fails_naming_metric_value_and_tolerance(aws: Aws) -> 
 
 def test_a_golden_set_changed_after_packaging_fails(aws: Aws) -> None:
     aws.golden(KEY, {**GOLDEN, "labels": [0] * 6})
-    status, reason, _ = gate.on_custom_resource(
-        request(), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason, _ = custom_resource(aws, request())
     assert status == "FAILED"
     assert f"the manifest pins {sha(GOLDEN)}: the golden set changed after packaging" in reason
 
@@ -212,17 +214,13 @@ def test_a_version_that_errors_fails_the_gate(aws: Aws) -> None:
             "Payload": body(b'{"errorMessage": "boom"}'),
         },
     )
-    status, reason, _ = gate.on_custom_resource(
-        request(), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason, _ = custom_resource(aws, request())
     assert status == "FAILED"
     assert f"{CANDIDATE} failed on rows 0-3: Unhandled" in reason
 
 
 def test_bad_tolerance_is_named(aws: Aws) -> None:
-    status, reason, _ = gate.on_custom_resource(
-        request(MaxAucDecrease="lots"), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason, _ = custom_resource(aws, request(MaxAucDecrease="lots"))
     assert (status, reason) == (
         "FAILED",
         "traffic gate could not run: MaxAucDecrease='lots' is not a number",
@@ -231,7 +229,7 @@ def test_bad_tolerance_is_named(aws: Aws) -> None:
 
 def test_delete_checks_nothing(aws: Aws) -> None:
     event = {**request("Delete"), "PhysicalResourceId": CANDIDATE}
-    assert gate.on_custom_resource(event, lambda_client=aws.lambda_client, s3=aws.s3) == (
+    assert custom_resource(aws, event) == (
         "SUCCESS",
         "nothing to undo",
         CANDIDATE,
@@ -324,29 +322,33 @@ def expect_report(aws: Aws, status: str) -> None:
     )
 
 
-def run_hook(aws: Aws, env: dict[str, str] = HOOK_ENV) -> str:
-    status: str = gate.on_hook(
-        HOOK_EVENT, env, lambda_client=aws.lambda_client, s3=aws.s3, codedeploy=aws.codedeploy
+def run_hook(
+    aws: Aws, env: dict[str, str] = HOOK_ENV, deadline: run.Deadline = run.NO_DEADLINE
+) -> str:
+    return hook.on_hook(
+        HOOK_EVENT,
+        env,
+        lambda_client=aws.lambda_client,
+        s3=aws.s3,
+        codedeploy=aws.codedeploy,
+        deadline=deadline,
     )
-    return status
 
 
-def test_hook_checks_the_target_version_against_the_current_one(aws: Aws) -> None:
+@pytest.mark.parametrize(
+    ("candidate", "status"),
+    [
+        (CANDIDATE_P, "Succeeded"),  # the tested artifact
+        ([1 - p for p in CANDIDATE_P], "Failed"),  # a swapped artifact
+    ],
+)
+def test_hook_checks_the_target_version_against_the_current_one(
+    aws: Aws, candidate: list[float], status: str
+) -> None:
     expect_hook(aws)
-    aws.golden(KEY, GOLDEN)
-    aws.answers(CANDIDATE, GOLDEN, CANDIDATE_P, 4)
-    aws.answers(STABLE, GOLDEN, CANDIDATE_P, 4)
-    expect_report(aws, "Succeeded")
-    assert run_hook(aws) == "Succeeded"
-
-
-def test_hook_reports_failed_for_a_swapped_artifact(aws: Aws) -> None:
-    expect_hook(aws)
-    aws.golden(KEY, GOLDEN)
-    aws.answers(CANDIDATE, GOLDEN, [1 - p for p in CANDIDATE_P], 4)
-    aws.answers(STABLE, GOLDEN, CANDIDATE_P, 4)
-    expect_report(aws, "Failed")
-    assert run_hook(aws) == "Failed"
+    expect_gate(aws, candidate, CANDIDATE_P)
+    expect_report(aws, status)
+    assert run_hook(aws) == status
 
 
 def test_hook_reports_failed_when_it_cannot_run(aws: Aws) -> None:
@@ -358,15 +360,21 @@ def test_hook_reports_failed_when_it_cannot_run(aws: Aws) -> None:
 # ---------------------------------------------------------------------------- metrics
 
 
+def assert_match_numpy(pairs: list[tuple[str, str]], *args: Any) -> None:
+    """Each ``golden_metrics`` function named first agrees with the ``serving.stats`` one
+    named second on ``args``."""
+    for mine, numpy_version in pairs:
+        expected = getattr(stats, numpy_version)(*args)
+        assert getattr(golden_metrics, mine)(*args) == pytest.approx(expected, rel=1e-12), mine
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_standard_library_metrics_match_the_numpy_ones(seed: int) -> None:
     generator = np.random.default_rng(seed)
     y = generator.integers(0, 2, 300).tolist()
     # Rounded: ties, which ROC AUC must average.
     p = np.round(generator.random(300), 2).tolist()
-    assert gate.log_loss(y, p) == pytest.approx(stats.log_loss(y, p), rel=1e-12)
-    assert gate.brier(y, p) == pytest.approx(stats.brier(y, p), rel=1e-12)
-    assert gate.roc_auc(y, p) == pytest.approx(stats.roc_auc(y, p), rel=1e-12)
+    assert_match_numpy([("log_loss", "log_loss"), ("brier", "brier"), ("roc_auc", "roc_auc")], y, p)
 
 
 # ---------------------------------------------------------------------------- every task
@@ -419,7 +427,7 @@ def expect_answers(
         {
             "FunctionName": function,
             "InvocationType": "RequestResponse",
-            "Payload": json.dumps({"instances": gate.instances(document)}).encode(),
+            "Payload": json.dumps({"instances": golden_sets.instances(document)}).encode(),
         },
     )
 
@@ -429,52 +437,50 @@ def task_request(document: dict[str, Any], **changes: Any) -> dict[str, Any]:
                       **changes})  # fmt: skip
 
 
+MULTICLASS = task_document("multiclass", ROWS_3, LABELS_3)
+REGRESSION = task_document("regression", VALUES, TARGETS)
+
+
+def task_gate(
+    aws: Aws,
+    document: dict[str, Any],
+    candidate: list[Any],
+    stable: list[Any] | None,
+    **changes: Any,
+) -> tuple[str, str]:
+    """(status, reason) of the custom resource on ``document`` (the only golden set) when
+    the candidate answers ``candidate`` and the stable version ``stable`` (None: not asked)."""
+    aws.golden(KEY, document)
+    expect_answers(aws, CANDIDATE, document, candidate, document["task"])
+    if stable is not None:
+        expect_answers(aws, STABLE, document, stable, document["task"])
+    status, reason, _ = custom_resource(aws, task_request(document, **changes))
+    return status, reason
+
+
 def test_categorical_rows_are_sent_as_the_values_callers_send() -> None:
-    document = task_document("multiclass", ROWS_3, LABELS_3)
-    assert [row["colour"] for row in gate.instances(document)] == [
-        "red",
-        "green",
-        7,
-        "red",
-        "green",
-    ]
-    assert gate.instances(document)[1]["size"] == 1  # integers stay integers
+    rows = golden_sets.instances(MULTICLASS)
+    assert [row["colour"] for row in rows] == ["red", "green", 7, "red", "green"]
+    assert rows[1]["size"] == 1  # integers stay integers
 
 
 def test_a_multiclass_candidate_identical_to_its_golden_set_passes(aws: Aws) -> None:
-    document = task_document("multiclass", ROWS_3, LABELS_3)
-    aws.golden(KEY, document)
-    expect_answers(aws, CANDIDATE, document, ROWS_3, "multiclass")
-    expect_answers(aws, STABLE, document, ROWS_3, "multiclass")
-    status, reason, _ = gate.on_custom_resource(
-        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason = task_gate(aws, MULTICLASS, ROWS_3, ROWS_3)
     assert status == "SUCCESS", reason
     assert "roc_auc_ovr: candidate" in reason and "accuracy: candidate" in reason
 
 
 def test_a_multiclass_candidate_is_checked_per_probability_cell(aws: Aws) -> None:
-    document = task_document("multiclass", ROWS_3, LABELS_3)
     moved = [row[:] for row in ROWS_3]
     moved[2][1] += 1e-6  # one cell, the label unchanged
-    aws.golden(KEY, document)
-    expect_answers(aws, CANDIDATE, document, moved, "multiclass")
-    status, reason, _ = gate.on_custom_resource(
-        task_request(document, StableFunctionArn=None), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason = task_gate(aws, MULTICLASS, moved, None, StableFunctionArn=None)
     assert status == "FAILED"
     assert reason.startswith("identity: max |dp| 1e-06 against golden.json's compiled answers")
 
 
 def test_a_worse_multiclass_candidate_fails_on_log_loss_and_one_vs_rest_auc(aws: Aws) -> None:
-    document = task_document("multiclass", ROWS_3, LABELS_3)
     perfect = [[0.98 if CLASSES[k] == label else 0.01 for k in range(3)] for label in LABELS_3]
-    aws.golden(KEY, document)
-    expect_answers(aws, CANDIDATE, document, ROWS_3, "multiclass")
-    expect_answers(aws, STABLE, document, perfect, "multiclass")
-    status, reason, _ = gate.on_custom_resource(
-        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason = task_gate(aws, MULTICLASS, ROWS_3, perfect)
     assert status == "FAILED"
     assert "quality: log loss" in reason and "(tolerance max_log_loss_increase=0.03)" in reason
     assert "quality: ROC AUC (one-vs-rest) 0.861111" in reason
@@ -482,15 +488,8 @@ def test_a_worse_multiclass_candidate_fails_on_log_loss_and_one_vs_rest_auc(aws:
 
 
 def test_a_regression_candidate_is_judged_on_relative_rmse(aws: Aws) -> None:
-    document = task_document("regression", VALUES, TARGETS)
-    aws.golden(KEY, document)
-    expect_answers(aws, CANDIDATE, document, VALUES, "regression")
-    expect_answers(aws, STABLE, document, TARGETS, "regression")  # a perfect stable model
-    status, reason, _ = gate.on_custom_resource(
-        task_request(document, MaxRmseIncreaseFraction="0.5"),
-        lambda_client=aws.lambda_client,
-        s3=aws.s3,
-    )
+    # A perfect stable model.
+    status, reason = task_gate(aws, REGRESSION, VALUES, TARGETS, MaxRmseIncreaseFraction="0.5")
     assert status == "FAILED"
     assert "quality: RMSE 0.158114 against the stable model's 0 on the candidate's golden set" in (
         reason
@@ -499,43 +498,26 @@ def test_a_regression_candidate_is_judged_on_relative_rmse(aws: Aws) -> None:
 
 
 def test_a_regression_candidate_within_the_fraction_passes(aws: Aws) -> None:
-    document = task_document("regression", VALUES, TARGETS)
     stable = [t + 1.02 * (v - t) for v, t in zip(VALUES, TARGETS, strict=True)]  # RMSE +2 %
-    aws.golden(KEY, document)
-    expect_answers(aws, CANDIDATE, document, VALUES, "regression")
-    expect_answers(aws, STABLE, document, stable, "regression")
-    status, reason, _ = gate.on_custom_resource(
-        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason = task_gate(aws, REGRESSION, VALUES, stable)
     assert status == "SUCCESS", reason
     assert "identity on 4 golden rows: max |d value| 0 (bound 1e-09)" in reason
     assert "rmse: candidate" in reason and "label flip rate" not in reason
 
 
 def test_a_regression_candidate_beyond_the_default_fraction_fails(aws: Aws) -> None:
-    document = task_document("regression", VALUES, TARGETS)
     stable = [t + 0.9 * (v - t) for v, t in zip(VALUES, TARGETS, strict=True)]  # RMSE -10 %
-    aws.golden(KEY, document)
-    expect_answers(aws, CANDIDATE, document, VALUES, "regression")
-    expect_answers(aws, STABLE, document, stable, "regression")
-    status, reason, _ = gate.on_custom_resource(
-        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason = task_gate(aws, REGRESSION, VALUES, stable)
     assert status == "FAILED"
     # Without the property (a stack synthesized before it): the default 0.02.
     assert "up by 11.11% (tolerance max_rmse_increase_fraction=0.02)" in reason
 
 
 def test_models_of_different_tasks_are_not_compared(aws: Aws) -> None:
-    document = task_document("multiclass", ROWS_3, LABELS_3)
-    aws.golden(KEY, document)
-    expect_answers(aws, CANDIDATE, document, ROWS_3, "multiclass")
+    aws.golden(KEY, MULTICLASS)
+    expect_answers(aws, CANDIDATE, MULTICLASS, ROWS_3, "multiclass")
     aws.golden(STABLE_KEY, STABLE_GOLDEN)
-    status, reason, _ = gate.on_custom_resource(
-        task_request(document, StableGoldenKey=STABLE_KEY),
-        lambda_client=aws.lambda_client,
-        s3=aws.s3,
-    )
+    status, reason, _ = custom_resource(aws, task_request(MULTICLASS, StableGoldenKey=STABLE_KEY))
     assert status == "FAILED"
     assert (
         'the candidate is a multiclass model over the classes ["ant", "bee", "cat"] but the '
@@ -545,16 +527,13 @@ def test_models_of_different_tasks_are_not_compared(aws: Aws) -> None:
 
 
 def test_a_stable_version_answering_another_task_is_named(aws: Aws) -> None:
-    document = task_document("multiclass", ROWS_3, LABELS_3)
-    aws.golden(KEY, document)
-    expect_answers(aws, CANDIDATE, document, ROWS_3, "multiclass")
+    aws.golden(KEY, MULTICLASS)
+    expect_answers(aws, CANDIDATE, MULTICLASS, ROWS_3, "multiclass")
     churn = {"statusCode": 200, "predictions": [{"prediction": 1, "probability": 0.7}] * 5}
     aws.lambda_stub.add_response(
         "invoke", {"StatusCode": 200, "Payload": body(json.dumps(churn).encode())}
     )
-    status, reason, _ = gate.on_custom_resource(
-        task_request(document), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason, _ = custom_resource(aws, task_request(MULTICLASS))
     assert status == "FAILED"
     assert f"{STABLE} rows 0-4: the answer" in reason
     assert 'is not one of a multiclass model over the classes ["ant", "bee", "cat"]' in reason
@@ -566,13 +545,17 @@ def test_standard_library_task_metrics_match_the_numpy_ones(seed: int) -> None:
     y = generator.integers(0, 3, 200).tolist()
     rows = np.round(generator.dirichlet(np.ones(3), 200), 2)
     rows = (rows / rows.sum(axis=1, keepdims=True)).tolist()
-    assert gate.multiclass_log_loss(y, rows) == pytest.approx(stats.multiclass_log_loss(y, rows))
-    assert gate.roc_auc_ovr(y, rows) == pytest.approx(stats.roc_auc_ovr(y, rows), rel=1e-12)
-    assert gate.accuracy(y, rows) == stats.multiclass_accuracy(y, rows)
+    assert_match_numpy(
+        [
+            ("multiclass_log_loss", "multiclass_log_loss"),
+            ("roc_auc_ovr", "roc_auc_ovr"),
+            ("accuracy", "multiclass_accuracy"),
+        ],
+        y,
+        rows,
+    )
     truth, values = generator.normal(size=50).tolist(), generator.normal(size=50).tolist()
-    assert gate.rmse(truth, values) == pytest.approx(stats.rmse(truth, values), rel=1e-12)
-    assert gate.mae(truth, values) == pytest.approx(stats.mae(truth, values), rel=1e-12)
-    assert gate.r2(truth, values) == pytest.approx(stats.r2(truth, values), rel=1e-12)
+    assert_match_numpy([("rmse", "rmse"), ("mae", "mae"), ("r2", "r2")], truth, values)
 
 
 # ------------------------------------------------- AppSpec not in GetDeployment's answer
@@ -607,30 +590,23 @@ def expect_revision(aws: Aws, revision: dict[str, Any]) -> None:
     )
 
 
-def test_hook_reads_the_appspec_from_the_revision_when_the_deployment_omits_it(
-    aws: Aws,
-) -> None:
-    expect_deployment_without_content(aws)
-    expect_revision(
-        aws,
+@pytest.mark.parametrize(
+    "revision",
+    [
         {
             "revisionType": "AppSpecContent",
             "appSpecContent": {"content": json.dumps(APPSPEC), "sha256": "0" * 64},
         },
-    )
-    aws.golden(KEY, GOLDEN)
-    aws.answers(CANDIDATE, GOLDEN, CANDIDATE_P, 4)
-    aws.answers(STABLE, GOLDEN, CANDIDATE_P, 4)
-    expect_report(aws, "Succeeded")
-    assert run_hook(aws) == "Succeeded"
-
-
-def test_hook_reads_a_string_revision_too(aws: Aws) -> None:
+        {"revisionType": "String", "string": {"content": json.dumps(APPSPEC)}},
+    ],
+    ids=["appspec-content", "string"],
+)
+def test_hook_reads_the_appspec_from_the_revision_when_the_deployment_omits_it(
+    aws: Aws, revision: dict[str, Any]
+) -> None:
     expect_deployment_without_content(aws)
-    expect_revision(aws, {"revisionType": "String", "string": {"content": json.dumps(APPSPEC)}})
-    aws.golden(KEY, GOLDEN)
-    aws.answers(CANDIDATE, GOLDEN, CANDIDATE_P, 4)
-    aws.answers(STABLE, GOLDEN, CANDIDATE_P, 4)
+    expect_revision(aws, revision)
+    expect_gate(aws, CANDIDATE_P, CANDIDATE_P)
     expect_report(aws, "Succeeded")
     assert run_hook(aws) == "Succeeded"
 
@@ -693,15 +669,8 @@ def test_the_hook_reports_failed_before_its_timeout(
     expect_hook(aws)
     aws.golden(KEY, GOLDEN)
     expect_report(aws, "Failed")
-    status = gate.on_hook(
-        HOOK_EVENT,
-        HOOK_ENV,
-        lambda_client=aws.lambda_client,
-        s3=aws.s3,
-        codedeploy=aws.codedeploy,
-        deadline=gate.Deadline(DroppingContext(29_999).get_remaining_time_in_millis),
-    )
-    assert status == "Failed"
+    deadline = run.Deadline(DroppingContext(29_999).get_remaining_time_in_millis)
+    assert run_hook(aws, deadline=deadline) == "Failed"
     assert f"deadline: 29 s of the gate's time left before {CANDIDATE} rows 0-3" in (
         capsys.readouterr().out
     )
@@ -730,10 +699,8 @@ def expect_alias(aws: Aws, version: str, weights: dict[str, float] | None = None
 def test_a_candidate_without_traffic_is_not_checked_and_nothing_is_called(aws: Aws) -> None:
     # rollout rollback: the candidate (maybe broken) keeps no traffic; the gate must not
     # stand between it and the rollback. No stub: any AWS call fails the test.
-    status, reason, physical = gate.on_custom_resource(
-        request("Update", CandidateWeight="0", StableFunctionArn=None, **ALIAS),
-        lambda_client=aws.lambda_client,
-        s3=aws.s3,
+    status, reason, physical = custom_resource(
+        aws, request("Update", CandidateWeight="0", StableFunctionArn=None, **ALIAS)
     )
     assert (status, physical) == ("SUCCESS", CANDIDATE)
     assert reason == (
@@ -752,11 +719,7 @@ def test_a_candidate_the_alias_already_routes_is_not_checked_again(
     aws: Aws, serving: str, weights: dict[str, float] | None
 ) -> None:
     expect_alias(aws, serving, weights)
-    status, reason, _ = gate.on_custom_resource(
-        request("Update", CandidateWeight="0.5", **ALIAS),
-        lambda_client=aws.lambda_client,
-        s3=aws.s3,
-    )
+    status, reason, _ = custom_resource(aws, request("Update", CandidateWeight="0.5", **ALIAS))
     assert status == "SUCCESS"
     assert reason == (
         "not checked: alias production already routes version 8, so it passed the gate "
@@ -764,58 +727,40 @@ def test_a_candidate_the_alias_already_routes_is_not_checked_again(
     )
 
 
-def test_a_candidate_the_alias_does_not_route_is_checked(aws: Aws) -> None:
-    expect_alias(aws, "7")
-    expect_full_gate(aws, CANDIDATE_P, CANDIDATE_P)
-    status, reason, _ = gate.on_custom_resource(
-        request("Update", CandidateWeight="0.1", **ALIAS),
-        lambda_client=aws.lambda_client,
-        s3=aws.s3,
-    )
+@pytest.mark.parametrize(
+    ("request_type", "weight", "alias_error"),
+    [
+        ("Update", "0.1", None),  # the alias routes another version only
+        # The first deploy: no alias yet.
+        ("Create", "1", ("ResourceNotFoundException", "Function not found: fn:production", 404)),
+        # Not knowing what the alias routes is no reason to skip the check.
+        ("Update", "0.5", ("TooManyRequestsException", "Rate exceeded", 429)),
+    ],
+    ids=["routes-another-version", "no-alias", "alias-unreadable"],
+)
+def test_a_candidate_the_alias_does_not_route_is_checked(
+    aws: Aws, request_type: str, weight: str, alias_error: tuple[str, str, int] | None
+) -> None:
+    if alias_error is None:
+        expect_alias(aws, "7")
+    else:
+        code, message, http_status = alias_error
+        aws.lambda_stub.add_client_error(
+            "get_alias",
+            service_error_code=code,
+            service_message=message,
+            http_status_code=http_status,
+            expected_params={"FunctionName": "fn", "Name": "production"},
+        )
+    expect_full_gate(aws, CANDIDATE_P, [0.8, 0.3, 0.6, 0.45, 0.7, 0.2])
+    status, reason, _ = custom_resource(aws, request(request_type, CandidateWeight=weight, **ALIAS))
     assert status == "SUCCESS"
     assert reason.startswith("identity on 6 golden rows")
-
-
-def test_without_the_alias_the_first_deploy_is_checked(aws: Aws) -> None:
-    aws.lambda_stub.add_client_error(
-        "get_alias",
-        service_error_code="ResourceNotFoundException",
-        service_message="Function not found: fn:production",
-        http_status_code=404,
-        expected_params={"FunctionName": "fn", "Name": "production"},
-    )
-    expect_full_gate(aws, [p + 1e-6 for p in CANDIDATE_P], CANDIDATE_P)
-    status, reason, _ = gate.on_custom_resource(
-        request("Create", CandidateWeight="1", **ALIAS),
-        lambda_client=aws.lambda_client,
-        s3=aws.s3,
-    )
-    assert status == "FAILED"
-    assert reason.startswith("identity: max |dp| 1e-06")
-
-
-def test_when_the_alias_cannot_be_read_the_candidate_is_checked(aws: Aws) -> None:
-    aws.lambda_stub.add_client_error(
-        "get_alias",
-        service_error_code="TooManyRequestsException",
-        service_message="Rate exceeded",
-        http_status_code=429,
-        expected_params={"FunctionName": "fn", "Name": "production"},
-    )
-    expect_full_gate(aws, CANDIDATE_P, CANDIDATE_P)
-    status, reason, _ = gate.on_custom_resource(
-        request("Update", CandidateWeight="0.5", **ALIAS),
-        lambda_client=aws.lambda_client,
-        s3=aws.s3,
-    )
-    assert status == "SUCCESS"
-    assert reason.startswith("identity on 6 golden rows")
+    assert "label flip rate against the stable model" in reason
 
 
 def test_a_bad_candidate_weight_is_named(aws: Aws) -> None:
-    status, reason, _ = gate.on_custom_resource(
-        request(CandidateWeight="half", **ALIAS), lambda_client=aws.lambda_client, s3=aws.s3
-    )
+    status, reason, _ = custom_resource(aws, request(CandidateWeight="half", **ALIAS))
     assert (status, reason) == (
         "FAILED",
         "traffic gate could not run: CandidateWeight='half' is not allowed: a number from 0 to 1",

@@ -18,6 +18,7 @@ from serving import artifacts
 from stacks.settings import DEFAULT_ARTIFACTS_ROOT, ModelRuntime, QualityGateSettings
 from tests.rollout.conftest import Run, block
 from tools.rollout import gate
+from tools.rollout.__main__ import main
 from training.train import TrainingData, synthetic_data, train
 
 DEFAULTS = QualityGateSettings()
@@ -92,17 +93,20 @@ def test_an_artifact_swapped_after_packaging_fails_identity(root: Path, tmp_path
         gate.check(tmp_path, "churn", candidate, "v1", ModelRuntime.COMPILED, DEFAULTS)
 
 
-def test_start_refuses_a_bad_candidate_and_leaves_cdk_json_alone(
-    root: Path, config: Path, rollout: Run, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from tools.rollout.__main__ import main
-
-    before = config.read_bytes()
-    code = main(
-        ["start", "--env", "dev", "--version", "v4", "--weight", "0.1", "--stable", "3",
+def start(root: Path, config: Path, version: str) -> int:
+    """``rollout start`` of ``version`` on dev at 10 %, stable version 3, from ``root``."""
+    return main(
+        ["start", "--env", "dev", "--version", version, "--weight", "0.1", "--stable", "3",
          "--config", str(config)],
         artifacts_root=root,
     )  # fmt: skip
+
+
+def test_start_refuses_a_bad_candidate_and_leaves_cdk_json_alone(
+    root: Path, config: Path, rollout: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = config.read_bytes()
+    code = start(root, config, "v4")
     err = capsys.readouterr().err
     assert code == 2
     assert config.read_bytes() == before
@@ -113,13 +117,7 @@ def test_start_refuses_a_bad_candidate_and_leaves_cdk_json_alone(
 def test_start_writes_a_good_candidate_after_the_gate(
     root: Path, config: Path, rollout: Run, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tools.rollout.__main__ import main
-
-    code = main(
-        ["start", "--env", "dev", "--version", "v3", "--weight", "0.1", "--stable", "3",
-         "--config", str(config)],
-        artifacts_root=root,
-    )  # fmt: skip
+    code = start(root, config, "v3")
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith("gate: churn v3 (compiled), against stable v1\n")
@@ -129,17 +127,11 @@ def test_start_writes_a_good_candidate_after_the_gate(
 def test_start_takes_the_tolerances_from_cdk_json(
     root: Path, config: Path, rollout: Run, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tools.rollout.__main__ import main
-
     document = json.loads(config.read_text())
     document["context"]["environments"]["dev"]["quality_gate"] = {"max_auc_decrease": 0.5,
         "max_log_loss_increase": 1, "max_brier_increase": 0.25}  # fmt: skip
     config.write_text(json.dumps(document, indent=2) + "\n")
-    code = main(
-        ["start", "--env", "dev", "--version", "v4", "--weight", "0.1", "--stable", "3",
-         "--config", str(config)],
-        artifacts_root=root,
-    )  # fmt: skip
+    code = start(root, config, "v4")
     assert code == 0, capsys.readouterr().err
 
 

@@ -1,10 +1,10 @@
 """The traffic gate, offline: ``rollout start`` runs it on the local artifacts before it
 writes cdk.json, so most refusals come before any deploy.
 
-The checks are the deployed gate's own (``lambda_src/traffic_gate/handler.py``
-``evaluate``); only where the answers come from differs: here the candidate artifact and
-the stable model's artifact are loaded with the app's loader for the configured runtime
-and asked both models' golden rows.
+The checks are the deployed gate's own (``serving.gate_decision.evaluate``); only where
+the answers come from differs: here the candidate artifact and the stable model's artifact
+are loaded with the app's loader for the configured runtime and asked both models' golden
+rows.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from serving import artifacts
+from serving import artifacts, gate_decision, golden_sets
 from stacks.settings import ModelRuntime, QualityGateSettings
-from traffic_gate import handler as traffic_gate
 from training import golden
 
 
@@ -29,9 +28,9 @@ def answers(version_dir: Path, runtime: ModelRuntime, rows: golden.GoldenSet) ->
     entry = manifest["artifacts"][runtime.value]
     outputs = golden.predict(runtime.value, (version_dir / entry["file"]).read_bytes(), rows.X)
     if rows.task == "regression":
-        return traffic_gate.Answers(outputs.tolist(), None)
+        return golden_sets.Answers(outputs.tolist(), None)
     labels = golden.labels_of(outputs, rows.task, rows.classes)
-    return traffic_gate.Answers(outputs.tolist(), labels.tolist())
+    return golden_sets.Answers(outputs.tolist(), labels.tolist())
 
 
 def check(
@@ -55,34 +54,34 @@ def check(
         if stable is not None and stable != candidate:
             stable_dir = artifacts_root / model_name / stable
             stable_set, stable_document = _golden(stable_dir, stable)
-            traffic_gate.same_kind(
-                traffic_gate.kind_of(document), traffic_gate.kind_of(stable_document)
+            golden_sets.same_kind(
+                golden_sets.kind_of(document), golden_sets.kind_of(stable_document)
             )
             for name, rows in (
-                (traffic_gate.CANDIDATE_ROWS, golden_set),
-                (traffic_gate.STABLE_ROWS, stable_set),
+                (gate_decision.CANDIDATE_ROWS, golden_set),
+                (gate_decision.STABLE_ROWS, stable_set),
             ):
                 scored.append(
-                    traffic_gate.Scored(
+                    gate_decision.Scored(
                         f"{name} ({candidate if rows is golden_set else stable})",
                         None if rows.y is None else rows.y.tolist(),
                         answers(candidate_dir, runtime, rows),
                         answers(stable_dir, runtime, rows),
                     )
                 )
-        verdict = traffic_gate.evaluate(
+        verdict = gate_decision.evaluate(
             document,
             runtime.value,
             candidate_answers,
             scored,
-            traffic_gate.Tolerances(
+            gate_decision.Tolerances(
                 tolerances.max_log_loss_increase,
                 tolerances.max_auc_decrease,
                 tolerances.max_brier_increase,
                 tolerances.max_rmse_increase_fraction,
             ),
         )
-    except traffic_gate.GateError as error:
+    except golden_sets.GateError as error:
         raise GateRefusedError(f"--version {candidate!r}: {error}") from None
     against = f"against stable {stable}" if scored else "no stable model"
     title = f"gate: {model_name} {candidate} ({runtime.value}), {against}"

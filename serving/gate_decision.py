@@ -1,0 +1,229 @@
+"""The traffic gate's decision, in pure Python: does a candidate pass?
+
+``evaluate`` holds the candidate's answers on its golden set against the answers recorded
+for the deployed runtime (identity: the version runs the artifact that was tested), then
+scores the candidate and the stable version on each golden set both answered and holds the
+difference against the environment's ``Tolerances`` (quality). The ``Verdict`` lists the
+figures and names each refusal's metric, value and tolerance. The deployed gate
+(lambda_src/traffic_gate) and ``python -m tools.rollout start`` (offline, on the local
+artifacts) decide with this one module; only where the answers come from differs.
+Standard library only: the deployed gate runs on Lambda's Python runtime, which has no numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving import golden_metrics
+from serving.golden_sets import (
+    BINARY,
+    Answers,
+    GateError,
+    Kind,
+    class_indices,
+    kind_of,
+    recorded_answers,
+)
+
+IDENTITY_BOUND = 1e-9
+# A golden set or stack without the regression tolerance (a stack synthesized before it
+# existed) gets the configuration's default.
+DEFAULT_MAX_RMSE_INCREASE_FRACTION = 0.02
+# The golden sets a candidate is scored on against the stable version.
+CANDIDATE_ROWS = "the candidate's golden set"
+STABLE_ROWS = "the stable model's golden set"
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How much worse than the stable version the candidate may score."""
+
+    max_log_loss_increase: float
+    max_auc_decrease: float
+    max_brier_increase: float
+    # Regression: how much higher the candidate's RMSE may be, as a fraction of the
+    # stable model's (RMSE has the target's unit, so an absolute bound means nothing).
+    max_rmse_increase_fraction: float = DEFAULT_MAX_RMSE_INCREASE_FRACTION
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One golden set's rows, answered by both sides."""
+
+    name: str  # "the candidate's golden set", "the stable model's golden set"
+    labels: list[Any] | None  # None: packaged without labels, only the flip rate is known
+    candidate: Answers
+    stable: Answers
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    rows: int
+    # Classifiers: share of rows whose label differs; regression: None.
+    label_flip_rate: float | None
+    candidate: dict[str, float] | None
+    stable: dict[str, float] | None
+
+
+@dataclass
+class Verdict:
+    rows: int
+    max_abs_diff: float
+    label_mismatches: int
+    comparisons: list[Comparison] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    kind: Kind = BINARY
+
+    @property
+    def passed(self) -> bool:
+        return not self.refusals
+
+    def lines(self) -> list[str]:
+        lines = [f"identity on {self.rows} golden rows: {_identity(self)}"]
+        for comparison in self.comparisons:
+            lines.append(f"on {comparison.name} ({comparison.rows} rows):")
+            if comparison.candidate is not None and comparison.stable is not None:
+                for metric, value in comparison.candidate.items():
+                    lines.append(
+                        f"  {metric}: candidate {value:.6f}, stable {comparison.stable[metric]:.6f}"
+                    )
+            if comparison.label_flip_rate is not None:
+                lines.append(
+                    f"  label flip rate against the stable model: {comparison.label_flip_rate:.2%}"
+                )
+        lines += [f"refused: {reason}" for reason in self.refusals]
+        return lines
+
+    def reason(self) -> str:
+        """The refusals on one line; when it passed, the report on one line."""
+        return "; ".join(self.refusals) if self.refusals else "; ".join(self.lines())
+
+
+def _difference_name(kind: Kind) -> str:
+    return "max |d value|" if kind.task == "regression" else "max |dp|"
+
+
+def _identity(verdict: Verdict) -> str:
+    text = f"{_difference_name(verdict.kind)} {verdict.max_abs_diff:.3g} (bound {IDENTITY_BOUND:g})"
+    if verdict.kind.task == "regression":
+        return text
+    return f"{text}, {verdict.label_mismatches} labels differ"
+
+
+# (title, metric, direction in which it is worse, tolerance) per task.
+_CHANGES = {
+    "binary": (
+        ("log loss", "log_loss", 1, "max_log_loss_increase"),
+        ("ROC AUC", "roc_auc", -1, "max_auc_decrease"),
+        ("Brier score", "brier_score", 1, "max_brier_increase"),
+    ),
+    "multiclass": (
+        ("log loss", "log_loss", 1, "max_log_loss_increase"),
+        ("ROC AUC (one-vs-rest)", "roc_auc_ovr", -1, "max_auc_decrease"),
+    ),
+    "regression": (),  # RMSE: a relative bound, in _compare
+}
+
+
+def evaluate(
+    golden: Mapping[str, Any],
+    runtime: str,
+    candidate: Answers,
+    scored: Sequence[Scored],
+    tolerances: Tolerances,
+) -> Verdict:
+    """Identity of ``candidate`` (the answers on ``golden``'s rows) against the answers
+    recorded for ``runtime``; quality of the candidate against the stable side on each of
+    ``scored``. The stable model's golden set belongs there: the candidate's own labels
+    come from the same pipeline as the candidate, and cannot vouch for it alone."""
+    kind = kind_of(golden)
+    recorded = recorded_answers(golden, runtime)
+    rows = len(recorded.outputs)
+    if len(candidate.outputs) != rows or (
+        candidate.labels is not None and len(candidate.labels) != rows
+    ):
+        raise GateError(f"the candidate answered {len(candidate.outputs)} of {rows} rows")
+    differences = [
+        abs(a - b)
+        for got, expected in zip(candidate.outputs, recorded.outputs, strict=True)
+        for a, b in _cells(got, expected)
+    ]
+    mismatches = (
+        0
+        if recorded.labels is None or candidate.labels is None
+        else sum(a != b for a, b in zip(candidate.labels, recorded.labels, strict=True))
+    )
+    verdict = Verdict(rows, max(differences), mismatches, kind=kind)
+    if verdict.max_abs_diff > IDENTITY_BOUND or mismatches:
+        labels = "" if kind.task == "regression" else f", {mismatches} of {rows} labels differ"
+        verdict.refusals.append(
+            f"identity: {_difference_name(kind)} {verdict.max_abs_diff:.3g} against "
+            f"golden.json's {runtime} answers (tolerance {IDENTITY_BOUND:g}){labels}: "
+            "the version does not run the artifact that was tested"
+        )
+    for rows_scored in scored:
+        verdict.comparisons.append(_compare(rows_scored, kind, tolerances, verdict.refusals))
+    return verdict
+
+
+def _cells(got: Any, expected: Any) -> list[tuple[float, float]]:
+    """Pairs to compare: one per row (binary, regression), one per cell (multiclass)."""
+    if isinstance(expected, list):
+        if not isinstance(got, list) or len(got) != len(expected):
+            raise GateError(f"a probability row {got!r} does not match the recorded {expected!r}")
+        return list(zip(got, expected, strict=True))
+    return [(got, expected)]
+
+
+def _compare(scored: Scored, kind: Kind, tolerances: Tolerances, refusals: list[str]) -> Comparison:
+    rows = len(scored.candidate.outputs)
+    if len(scored.stable.outputs) != rows or (
+        scored.labels is not None and len(scored.labels) != rows
+    ):
+        raise GateError(f"{scored.name}: the two sides answered different numbers of rows")
+    flip_rate = None
+    if scored.candidate.labels is not None and scored.stable.labels is not None:
+        pairs = zip(scored.candidate.labels, scored.stable.labels, strict=True)
+        flip_rate = sum(a != b for a, b in pairs) / rows
+    if scored.labels is None:
+        return Comparison(scored.name, rows, flip_rate, None, None)
+    candidate = quality(scored.labels, scored.candidate.outputs, kind)
+    stable = quality(scored.labels, scored.stable.outputs, kind)
+    for title, metric, worse, key in _CHANGES[kind.task]:
+        tolerance = getattr(tolerances, key)
+        value, reference = candidate[metric], stable[metric]
+        change = (value - reference) * worse
+        if math.isnan(change) or change > tolerance:
+            direction = "up" if worse > 0 else "down"
+            refusals.append(
+                f"quality: {title} {value:.6f} against the stable model's {reference:.6f} "
+                f"on {scored.name} ({rows} rows), {direction} by {change:.6f} (tolerance "
+                f"{key}={tolerance:g})"
+            )
+    if kind.task == "regression":
+        value, reference = candidate["rmse"], stable["rmse"]
+        fraction = tolerances.max_rmse_increase_fraction
+        if value > reference * (1 + fraction):
+            increase = (
+                f"up by {(value - reference) / reference:.2%}" if reference > 0 else "up from 0"
+            )
+            refusals.append(
+                f"quality: RMSE {value:.6g} against the stable model's {reference:.6g} on "
+                f"{scored.name} ({rows} rows), {increase} (tolerance "
+                f"max_rmse_increase_fraction={fraction:g})"
+            )
+    return Comparison(scored.name, rows, flip_rate, candidate, stable)
+
+
+def quality(y: Sequence[Any], outputs: Sequence[Any], kind: Kind = BINARY) -> dict[str, float]:
+    """The gate's metrics for ``kind`` of ``outputs`` against labels (class labels or
+    target values) ``y``."""
+    classes = kind.classes
+    truth = [float(v) for v in y] if classes is None else class_indices(y, classes)
+    return {
+        name: metric(truth, outputs) for name, metric in golden_metrics.BY_TASK[kind.task].items()
+    }

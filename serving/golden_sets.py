@@ -1,0 +1,135 @@
+"""A golden set (``golden.json``) as the traffic gate reads it, in pure Python.
+
+What model it belongs to (``Kind``: task and classes), its rows as the request instances
+callers send, and the answers recorded for each runtime (``Answers``), which a version must
+give again. ``GateError`` is the gate's one failure: a golden set it cannot read, models it
+cannot compare, a version whose answers it cannot use. Standard library only: the deployed
+gate runs on Lambda's Python runtime, which has no numpy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from serving.tasks import TASKS
+
+GOLDEN_FORMAT = "golden-set/1"
+# Golden sets written before tasks: binary over the classes 0 and 1.
+DEFAULT_CLASSES = [0, 1]
+
+
+class GateError(Exception):
+    """The gate could not run (bad golden set, failed invocation); the message says why."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a golden set's model is: its task and class labels (None for regression)."""
+
+    task: str
+    classes: tuple[Any, ...] | None
+
+    def describe(self) -> str:
+        if self.classes is None:
+            return f"a {self.task} model"
+        return f"a {self.task} model over the classes {json.dumps(list(self.classes))}"
+
+
+BINARY = Kind("binary", (0, 1))
+
+
+def kind_of(golden: Mapping[str, Any]) -> Kind:
+    task = golden.get("task", "binary")
+    if task not in TASKS:
+        raise GateError(f"golden set task {task!r} is not one of {', '.join(TASKS)}")
+    if task == "regression":
+        return Kind(task, None)
+    classes = golden.get("classes", DEFAULT_CLASSES)
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise GateError(f"golden set classes {classes!r} are not a list of class labels")
+    return Kind(task, tuple(classes))
+
+
+def same_kind(candidate: Kind, stable: Kind) -> None:
+    """A model is compared only with a model of the same task and classes: its figures
+    mean something else otherwise (and its answers have another shape)."""
+    if candidate != stable:
+        raise GateError(
+            f"the candidate is {candidate.describe()} but the stable model is "
+            f"{stable.describe()}: the gate compares models of one task and one set of "
+            "classes; deploy the new model under its own name instead"
+        )
+
+
+def class_indices(y: Sequence[Any], classes: Sequence[Any]) -> list[int]:
+    lookup = {_label_key(c): i for i, c in enumerate(classes)}
+    try:
+        return [lookup[_label_key(v)] for v in y]
+    except KeyError as error:
+        raise GateError(
+            f"the golden set's label {error.args[0][1]!r} is not one of the classes "
+            f"{json.dumps(list(classes))}"
+        ) from None
+
+
+def _label_key(value: Any) -> tuple[str, Any]:
+    # The string "1" and the integer 1 are different labels.
+    return ("str", value) if isinstance(value, str) else ("num", float(value))
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A side's answers on golden rows: ``outputs`` as the runtime's ``outputs`` (binary:
+    P(classes[1]); multiclass: probability rows in class order; regression: values) and
+    the labels it answered (None for regression)."""
+
+    outputs: list[Any]
+    labels: list[Any] | None
+
+
+def recorded_answers(golden: Mapping[str, Any], runtime: str) -> Answers:
+    """The answers ``golden`` records for ``runtime``: what the tested artifact gave."""
+    if golden.get("format") != GOLDEN_FORMAT:
+        raise GateError(f"golden set format is {golden.get('format')!r}, expected {GOLDEN_FORMAT}")
+    kind = kind_of(golden)
+    predictions = golden.get("predictions", {})
+    if runtime not in predictions:
+        raise GateError(
+            f"the golden set records no answers for runtime {runtime!r}: it has "
+            f"{', '.join(sorted(predictions)) or 'none'}"
+        )
+    entry = predictions[runtime]
+    if kind.task == "regression":
+        return Answers([float(v) for v in entry["values"]], None)
+    if kind.task == "multiclass":
+        return Answers([[float(p) for p in row] for row in entry["probabilities"]], entry["labels"])
+    return Answers([float(p) for p in entry["probabilities"]], list(entry["labels"]))
+
+
+def instances(golden: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The golden set's rows as request instances (see ``rows_as_instances``)."""
+    return rows_as_instances(
+        golden["feature_names"], golden["features"], golden.get("categories") or {}
+    )
+
+
+def rows_as_instances(
+    feature_names: Sequence[str],
+    rows: Sequence[Sequence[float]],
+    categories: Mapping[str, Sequence[str | int]],
+) -> list[dict[str, Any]]:
+    """Encoded rows as request instances: integers kept as integers, categorical codes
+    (positions in the feature's values) turned back into the values callers send."""
+
+    def value(name: str, code: float) -> Any:
+        if name in categories:
+            return categories[name][int(code)]
+        return int(code) if float(code).is_integer() else float(code)
+
+    return [
+        {name: value(name, code) for name, code in zip(feature_names, row, strict=True)}
+        for row in rows
+    ]
