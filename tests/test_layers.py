@@ -28,7 +28,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     # Training verifies an artifact with the runtime that will serve it.
     "training": LIBRARY | {"inference"},
     "stacks": LIBRARY,
-    "tools": LIBRARY | {"inference", "traffic_gate", "training", "stacks"},
+    "tools": LIBRARY | {"inference", "training", "stacks"},
     "benchmarks": LIBRARY | {"inference", "training", "stacks"},
     "app": frozenset({"stacks"}),
 }

@@ -1,6 +1,6 @@
 """The scheduled drift monitor: a function on a schedule, reading captures, writing PSI metrics.
 
-Its code is stacks/handlers/drift_monitor (see its docstring), built as a container image
+Its code is lambda_src/monitors (see its docstring), built as a container image
 from the repository root but narrowed to the files its Dockerfile copies, so that the
 statistics are the ones ``python -m tools.drift`` runs, not a copy.
 

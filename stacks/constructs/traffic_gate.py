@@ -1,6 +1,6 @@
 """The traffic gate: a new version answers its golden set before it takes any traffic.
 
-One function (stacks/handlers/traffic_gate, see its docstring), two ways in:
+One function (lambda_src/traffic_gate, see its docstring), two ways in:
 
 * manual mode: a custom resource that the alias waits for, run after the version is
   published and its provisioned concurrency is ready; FAILED fails the deploy before the

@@ -759,6 +759,21 @@ def test_a_candidate_the_alias_does_not_route_is_checked(
     assert "label flip rate against the stable model" in reason
 
 
+def test_without_the_alias_a_drifted_first_deploy_is_refused(aws: Aws) -> None:
+    """The first deploy is checked for real: drifted answers fail it."""
+    aws.lambda_stub.add_client_error(
+        "get_alias",
+        service_error_code="ResourceNotFoundException",
+        service_message="Function not found: fn:production",
+        http_status_code=404,
+        expected_params={"FunctionName": "fn", "Name": "production"},
+    )
+    expect_full_gate(aws, [p + 1e-6 for p in CANDIDATE_P], CANDIDATE_P)
+    status, reason, _ = custom_resource(aws, request("Create", CandidateWeight="1", **ALIAS))
+    assert status == "FAILED"
+    assert reason.startswith("identity: max |dp| 1e-06")
+
+
 def test_a_bad_candidate_weight_is_named(aws: Aws) -> None:
     status, reason, _ = custom_resource(aws, request(CandidateWeight="half", **ALIAS))
     assert (status, reason) == (
