@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from serving import stats
+from serving import histograms
 from serving.capture_export import CaptureFileError, excerpt, read, run_command
 from serving.distributions import read_reference
 from serving.drift import DEFAULT_MIN_ROWS, DriftThresholds, drift_report
@@ -65,10 +65,13 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--region", help="with --env: the AWS region (default: the credentials')")
     top.add_argument(
-        "--watch", type=float, default=stats.PSI_WATCH, help="PSI from which to watch (0.1)"
+        "--watch", type=float, default=histograms.PSI_WATCH, help="PSI from which to watch (0.1)"
     )
     top.add_argument(
-        "--alarm", type=float, default=stats.PSI_ALARM, help="PSI above which it is drift (0.25)"
+        "--alarm",
+        type=float,
+        default=histograms.PSI_ALARM,
+        help="PSI above which it is drift (0.25)",
     )
     top.add_argument(
         "--min-rows",

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from serving import stats
+from serving import bootstrap
 from serving.capture_export import CaptureFileError, run_command
 from serving.capture_export import read as read_capture
 from tools.outcomes.labels import LabelsError
@@ -56,15 +56,15 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument(
         "--rounds",
         type=int,
-        default=stats.DEFAULT_ROUNDS,
-        help=f"bootstrap rounds ({stats.DEFAULT_ROUNDS})",
+        default=bootstrap.DEFAULT_ROUNDS,
+        help=f"bootstrap rounds ({bootstrap.DEFAULT_ROUNDS})",
     )
     top.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
     top.add_argument(
         "--confidence",
         type=float,
-        default=stats.DEFAULT_CONFIDENCE,
-        help=f"interval confidence ({stats.DEFAULT_CONFIDENCE})",
+        default=bootstrap.DEFAULT_CONFIDENCE,
+        help=f"interval confidence ({bootstrap.DEFAULT_CONFIDENCE})",
     )
     top.add_argument("--json", action="store_true", help="print the report as JSON")
     return top
