@@ -11,19 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from serving.stats import Metric, labels_and_scores, matched_pair, values_pair
+from serving.stats import Metric, Pairing, paired
 
 DEFAULT_ROUNDS = 1000
 DEFAULT_CONFIDENCE = 0.95
-
-# Binary: labels 0/1 and probabilities; regression: targets and predicted values;
-# multiclass (outcomes): true and answered class labels.
-Pairing = Literal["binary", "regression", "labels"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ def bootstrap_interval(
     """Percentile bootstrap interval of ``metric(y, p)``; ``pairing`` says what ``y`` and
     ``p`` hold (checked as such): binary labels and probabilities, regression targets and
     values, or true and answered class labels."""
-    labels, scores = _pair(pairing, y, p)
+    labels, scores = paired(pairing, y, p)
     _check_bootstrap(rounds, confidence)
     rng = np.random.default_rng(seed)
     values = np.array(
@@ -93,8 +89,8 @@ def bootstrap_compare(
     resamples, so one pass gives each group's interval and the difference's.
     """
     _check_bootstrap(rounds, confidence)
-    y1, p1 = _pair(pairing, *first)
-    y2, p2 = _pair(pairing, *second)
+    y1, p1 = paired(pairing, *first)
+    y2, p2 = paired(pairing, *second)
     rng = np.random.default_rng(seed)
     names = list(metrics)
     a = np.empty((rounds, len(names)))
@@ -130,14 +126,6 @@ def bootstrap_difference(
         {"metric": metric}, first, second, rounds=rounds, seed=seed, confidence=confidence
     )
     return compared["metric"].difference
-
-
-def _pair(pairing: Pairing, y: ArrayLike, p: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
-    if pairing == "binary":
-        return labels_and_scores(y, p)
-    if pairing == "regression":
-        return values_pair(y, p)
-    return matched_pair(y, p, "labels", dtype=object)
 
 
 def _resampled(metric: Metric, y: NDArray[Any], p: NDArray[Any], rng: np.random.Generator) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -23,6 +23,10 @@ LOG_LOSS_EPS = 1e-15
 # A metric of (truth, answer) arrays: binary labels 0/1 and probabilities; regression
 # targets and predicted values; multiclass (outcomes) true and answered class labels.
 Metric = Callable[[NDArray[Any], NDArray[Any]], float]
+# What a metric's two arrays hold, as ``paired`` checks them.
+Pairing = Literal["binary", "regression", "labels"]
+# A pairing's check of its two arrays: what is wrong with them, or None.
+PairCheck = Callable[[NDArray[Any], NDArray[Any]], str | None]
 
 
 # ---------------------------------------------------------------- proportions
@@ -82,7 +86,7 @@ def percentiles(values: ArrayLike, qs: Sequence[float] = (5, 50, 95)) -> dict[fl
 
 def roc_auc(y: ArrayLike, p: ArrayLike) -> float:
     """Area under the ROC curve (Mann-Whitney, ties count half); NaN with one class only."""
-    labels, scores = labels_and_scores(y, p)
+    labels, scores = paired("binary", y, p)
     positives = int(labels.sum())
     negatives = labels.size - positives
     if positives == 0 or negatives == 0:
@@ -97,13 +101,13 @@ def roc_auc(y: ArrayLike, p: ArrayLike) -> float:
 
 def log_loss(y: ArrayLike, p: ArrayLike) -> float:
     """Mean negative log-likelihood, probabilities clipped to [1e-15, 1 - 1e-15]."""
-    labels, scores = labels_and_scores(y, p)
+    labels, scores = paired("binary", y, p)
     q = np.clip(scores, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
     return float(-np.mean(labels * np.log(q) + (1 - labels) * np.log(1 - q)))
 
 
 def brier(y: ArrayLike, p: ArrayLike) -> float:
-    labels, scores = labels_and_scores(y, p)
+    labels, scores = paired("binary", y, p)
     return float(np.mean((scores - labels) ** 2))
 
 
@@ -113,7 +117,7 @@ def expected_calibration_error(y: ArrayLike, p: ArrayLike, *, bins: int = ECE_BI
     Bins as scikit-learn's ``calibration_curve(strategy="uniform")`` draws them:
     ``[0, 0.1], (0.1, 0.2], ..., (0.9, 1]``.
     """
-    labels, scores = labels_and_scores(y, p)
+    labels, scores = paired("binary", y, p)
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.searchsorted(edges[1:-1], scores)
     total = np.bincount(index, minlength=bins).astype(np.float64)
@@ -148,18 +152,18 @@ def multiclass_accuracy(y: ArrayLike, p: ArrayLike) -> float:
 
 
 def rmse(y: ArrayLike, predicted: ArrayLike) -> float:
-    truth, values = values_pair(y, predicted)
+    truth, values = paired("regression", y, predicted)
     return float(np.sqrt(np.mean((values - truth) ** 2)))
 
 
 def mae(y: ArrayLike, predicted: ArrayLike) -> float:
-    truth, values = values_pair(y, predicted)
+    truth, values = paired("regression", y, predicted)
     return float(np.mean(np.abs(values - truth)))
 
 
 def r2(y: ArrayLike, predicted: ArrayLike) -> float:
     """Coefficient of determination; NaN when ``y`` is constant (no variance to explain)."""
-    truth, values = values_pair(y, predicted)
+    truth, values = paired("regression", y, predicted)
     total = float(np.sum((truth - truth.mean()) ** 2))
     if total == 0:
         return math.nan
@@ -192,39 +196,47 @@ def label_accuracy(y: NDArray[Any], answered: NDArray[Any]) -> float:
     return float(np.mean(y == answered))
 
 
-def matched_pair(
-    y: ArrayLike, p: ArrayLike, what: str, dtype: DTypeLike = np.float64
-) -> tuple[NDArray[Any], NDArray[Any]]:
-    """``y`` and ``p`` as arrays of one length, at least one row; ``what`` names them."""
+def paired(pairing: Pairing, y: ArrayLike, p: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
+    """``y`` and ``p`` as arrays of one length (at least one row), checked as ``pairing``
+    says they are: binary labels 0 or 1 and probabilities in [0, 1]; regression targets
+    and predicted values, finite; true and answered class labels, any values."""
+    what, dtype, problem = _PAIRINGS[pairing]
     first = np.asarray(y, dtype=dtype)
     second = np.asarray(p, dtype=dtype)
     if first.shape != second.shape or first.ndim != 1:
         raise ValueError(f"{what} differ in shape: {first.shape}, {second.shape}")
     if first.size == 0:
         raise ValueError("no labelled predictions")
+    message = problem(first, second)
+    if message is not None:
+        raise ValueError(message)
     return first, second
 
 
-def values_pair(
-    y: ArrayLike, predicted: ArrayLike
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Regression targets and predicted values, checked finite and of one length."""
-    truth, values = matched_pair(y, predicted, "targets and predictions")
-    if not (np.all(np.isfinite(truth)) and np.all(np.isfinite(values))):
-        raise ValueError("targets and predictions must be finite numbers")
-    return truth, values
-
-
-def labels_and_scores(
-    y: ArrayLike, p: ArrayLike
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Binary labels (0 or 1) and probabilities, checked in range and of one length."""
-    labels, scores = matched_pair(y, p, "labels and probabilities")
+def _binary_problem(labels: NDArray[Any], scores: NDArray[Any]) -> str | None:
     if not np.all((labels == 0) | (labels == 1)):
-        raise ValueError("labels must be 0 or 1")
+        return "labels must be 0 or 1"
     if not np.all((scores >= 0) & (scores <= 1)):
-        raise ValueError("probabilities must lie in [0, 1]")
-    return labels, scores
+        return "probabilities must lie in [0, 1]"
+    return None
+
+
+def _regression_problem(truth: NDArray[Any], values: NDArray[Any]) -> str | None:
+    if not (np.all(np.isfinite(truth)) and np.all(np.isfinite(values))):
+        return "targets and predictions must be finite numbers"
+    return None
+
+
+def _any_labels(truth: NDArray[Any], answered: NDArray[Any]) -> str | None:
+    return None
+
+
+# What each pairing's arrays are called in a message, their dtype, and their check.
+_PAIRINGS: dict[Pairing, tuple[str, DTypeLike, PairCheck]] = {
+    "binary": ("labels and probabilities", np.float64, _binary_problem),
+    "regression": ("targets and predictions", np.float64, _regression_problem),
+    "labels": ("labels", object, _any_labels),
+}
 
 
 def finite_array(values: ArrayLike, what: str) -> NDArray[np.float64]:

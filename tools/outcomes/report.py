@@ -37,7 +37,7 @@ METRICS_BY_TASK: dict[str, tuple[tuple[str, stats.Metric, bool], ...]] = {
     "multiclass": (("accuracy", stats.label_accuracy, True),),
     "regression": (("RMSE", stats.rmse, False), ("MAE", stats.mae, False)),
 }
-PAIRING: dict[str, bootstrap.Pairing] = {
+PAIRING: dict[str, stats.Pairing] = {
     "binary": "binary",
     "multiclass": "labels",
     "regression": "regression",
