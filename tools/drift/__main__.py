@@ -75,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _from_file(args: argparse.Namespace, out: TextIO) -> int:
+    """--capture: the drift of a capture export's rows of the manifest's model version."""
     if args.manifest is None:
         print("error: --capture needs --manifest (the model version's manifest)", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -155,6 +156,7 @@ def _verdict(out: TextIO, report: DriftReport, as_json: bool, heading: str) -> i
 
 
 def _live(args: argparse.Namespace, out: TextIO, clients: capture_cli.Clients) -> int:
+    """--env: the drift of the deployed version's capture records of the last --minutes."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from stacks.config import load_committed

@@ -100,6 +100,7 @@ def _download(args: argparse.Namespace, clients: capture_cli.Clients) -> None:
 
 
 def _report(args: argparse.Namespace, out: TextIO) -> int:
+    """The report of the capture export at --capture joined with the --labels outcomes."""
     try:
         export = read_capture(args.capture)
         if not export.rows:
