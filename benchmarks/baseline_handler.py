@@ -19,15 +19,7 @@ import numpy as np
 import pandas as pd
 import sklearn  # noqa: F401  (the pattern imports it eagerly)
 
-FEATURES = [
-    "tenure_months",
-    "monthly_charges",
-    "total_charges",
-    "num_products",
-    "has_tech_support",
-    "contract_type_encoded",
-    "payment_method_encoded",
-]
+from benchmarks.churn_features import FEATURES
 
 s3 = boto3.client("s3")
 cloudwatch = boto3.client("cloudwatch")

@@ -17,15 +17,7 @@ import boto3
 import joblib
 import numpy as np
 
-FEATURES = [
-    "tenure_months",
-    "monthly_charges",
-    "total_charges",
-    "num_products",
-    "has_tech_support",
-    "contract_type_encoded",
-    "payment_method_encoded",
-]
+from benchmarks.churn_features import FEATURES
 
 s3 = boto3.client("s3")
 _body = s3.get_object(Bucket=os.environ["MODEL_BUCKET"], Key=os.environ["MODEL_KEY"])["Body"]

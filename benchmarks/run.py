@@ -20,14 +20,11 @@ benchmarks/results/ and docs/performance.md.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import platform
-import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +38,8 @@ import joblib
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from benchmarks.dependencies import dependency_size_mb
+from benchmarks.report import LEAN, SEED, build_report, round_figures, summarize
 from serving.artifacts import verify_version
 from training.reference import REFERENCE_VERSIONS
 from training.synthetic import generate
@@ -48,14 +47,10 @@ from training.train import HOLDOUT_FRACTION, SPLIT_SEED
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "bench"
-DEPS_CACHE = ROOT / "build" / "bench-deps"
 MODEL, VERSION = "churn", "v1"
 BUCKET = "bench-models"
-IMAGE_PYTHON = "3.12"
-# cdk.json deploys arm64 in every environment: size the wheels the image would install.
-IMAGE_ARCH = "aarch64"
-SEED, LEAN = "seed baseline", "lean baseline"
-OURS = ("ours (sklearn)", "ours (compiled)")
+# Our image installs requirements-<runtime>.txt from here (its Dockerfile).
+IMAGE_REQUIREMENTS = ROOT / "lambda_src" / "images" / "inference"
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ def implementations(manifest: dict[str, Any]) -> list[Implementation]:
             name=f"ours ({runtime})",
             module="inference.handler",
             pythonpath=ROOT / "lambda_src",
-            requirements=ROOT / "lambda_src" / f"requirements-{runtime}.txt",
+            requirements=IMAGE_REQUIREMENTS / f"requirements-{runtime}.txt",
             env={
                 "MODEL_NAME": MODEL,
                 "MODEL_VERSION": VERSION,
@@ -88,20 +83,20 @@ def implementations(manifest: dict[str, Any]) -> list[Implementation]:
         )
 
     joblib_key = {"MODEL_BUCKET": BUCKET, "MODEL_KEY": f"models/{MODEL}/{VERSION}/model.joblib"}
+    baselines = (
+        (SEED, "baseline_handler", "requirements-baseline.txt"),
+        (LEAN, "lean_baseline_handler", "requirements-lean-baseline.txt"),
+    )
     return [
-        Implementation(
-            name=SEED,
-            module="benchmarks.baseline_handler",
-            pythonpath=ROOT,
-            requirements=ROOT / "benchmarks" / "requirements-baseline.txt",
-            env=joblib_key,
-        ),
-        Implementation(
-            name=LEAN,
-            module="benchmarks.lean_baseline_handler",
-            pythonpath=ROOT,
-            requirements=ROOT / "benchmarks" / "requirements-lean-baseline.txt",
-            env=joblib_key,
+        *(
+            Implementation(
+                name=name,
+                module=f"benchmarks.{module}",
+                pythonpath=ROOT,
+                requirements=ROOT / "benchmarks" / requirements,
+                env=joblib_key,
+            )
+            for name, module, requirements in baselines
         ),
         ours("sklearn"),
         ours("compiled"),
@@ -181,56 +176,6 @@ def run_worker(
         raise SystemExit(f"{impl.name} worker failed:\n{exc.stderr.decode()[-2000:]}") from None
     finally:
         out_path.unlink(missing_ok=True)
-
-
-def dependency_size_mb(requirements: Path) -> float | None:
-    """Installed size of ``requirements`` for the image's Python and platform (cached)."""
-    text = (
-        "".join(p.read_text() for p in sorted(requirements.parent.glob("requirements*.txt")))
-        + requirements.name
-        + IMAGE_ARCH
-        + IMAGE_PYTHON
-    )
-    target = DEPS_CACHE / hashlib.sha256(text.encode()).hexdigest()[:16]
-    if not (target / ".complete").exists():
-        shutil.rmtree(target, ignore_errors=True)
-        print(
-            f"  installing {requirements.relative_to(ROOT)} for cp{IMAGE_PYTHON} {IMAGE_ARCH} ...",
-            flush=True,
-        )
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-compile",
-                "--only-binary=:all:",
-                "--implementation",
-                "cp",
-                "--python-version",
-                IMAGE_PYTHON,
-                "--platform",
-                f"manylinux2014_{IMAGE_ARCH}",
-                "--platform",
-                f"manylinux_2_28_{IMAGE_ARCH}",
-                "--target",
-                str(target),
-                "-r",
-                str(requirements),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            print(f"  could not install (network?): {result.stderr.strip()[-300:]}")
-            return None
-        (target / ".complete").touch()
-    total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-    return total / 1e6
 
 
 def iterations_per_round(quick: bool, rounds: int) -> tuple[dict[str, int], dict[str, int]]:
@@ -393,203 +338,6 @@ def main(argv: list[str] | None = None) -> int:
     print(report["markdown"])
     print(f"written to {args.out}/latest.{{json,md}}; `make bench-record` keeps this run")
     return 0 if report["targets_met"] else 1
-
-
-def round_figures(colds: list[dict[str, Any]], warm: dict[str, Any]) -> dict[str, float]:
-    """This round's value of every target figure, to show how far rounds disagree."""
-    figures = {"cold_ms": statistics.median(c["cold_ms"] for c in colds)}
-    for group in ("warm", "warm_cpu", "model_only"):
-        for size, latencies in warm[group].items():
-            figures[f"{group}:{size}:p50_ms"] = percentile(latencies, 0.5)
-    return figures
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def summarize(got: dict[str, Any], deps_mb: float | None) -> dict[str, Any]:
-    return {
-        "cold_ms": statistics.median(c["cold_ms"] for c in got["cold"]),
-        "cold_import_ms": statistics.median(c["import_ms"] for c in got["cold"]),
-        "cold_first_request_ms": statistics.median(c["first_request_ms"] for c in got["cold"]),
-        "cold_runs": len(got["cold"]),
-        "first_status": got["cold"][0]["first_status"],
-        "warm": {
-            size: {
-                "p50_ms": percentile(values, 0.5),
-                "p99_ms": percentile(values, 0.99),
-                "samples": len(values),
-            }
-            for size, values in got["warm"].items()
-        },
-        "warm_cpu": {
-            size: {"p50_ms": percentile(values, 0.5), "samples": len(values)}
-            for size, values in got["warm_cpu"].items()
-        },
-        "model_only": {
-            size: {"p50_ms": percentile(values, 0.5), "samples": len(values)}
-            for size, values in got["model_only"].items()
-        },
-        "peak_rss_mb": max(got["rss"]),
-        "log_bytes_per_request": got["log_bytes"],
-        "parity_max_abs_diff": got["parity_max_abs_diff"],
-        "parity_label_mismatches": got["parity_label_mismatches"],
-        "deps_mb": deps_mb,
-        "rounds": got["rounds"],
-    }
-
-
-ROWS: tuple[tuple[str, str, str], ...] = (
-    ("cold start (median of fresh processes)", "cold_ms", "ms"),
-    ("  of which imports + module init", "cold_import_ms", "ms"),
-    ("  of which first request", "cold_first_request_ms", "ms"),
-    ("warm p50, 1 record, through the handler", "warm:1:p50_ms", "ms"),
-    ("warm p99, 1 record", "warm:1:p99_ms", "ms"),
-    ("warm p50, batch of 100", "warm:100:p50_ms", "ms"),
-    ("warm p99, batch of 100", "warm:100:p99_ms", "ms"),
-    ("warm p50, batch of 1,000", "warm:1000:p50_ms", "ms"),
-    ("warm p99, batch of 1,000", "warm:1000:p99_ms", "ms"),
-    ("warm CPU time p50, 1 record (the process's own work)", "warm_cpu:1:p50_ms", "ms"),
-    ("warm CPU time p50, batch of 100", "warm_cpu:100:p50_ms", "ms"),
-    ("warm CPU time p50, batch of 1,000", "warm_cpu:1000:p50_ms", "ms"),
-    ("model-only predict_proba p50, 1 row", "model_only:1:p50_ms", "ms"),
-    ("model-only predict_proba p50, 1,000 rows", "model_only:1000:p50_ms", "ms"),
-    ("peak RSS", "peak_rss_mb", "MB"),
-    (f"image Python dependencies (cp{IMAGE_PYTHON}, {IMAGE_ARCH})", "deps_mb", "MB"),
-    ("log bytes per request, 1 record", "log:1", "B"),
-    ("log bytes per request, batch of 1,000", "log:1000", "B"),
-)
-
-# Issue 12's targets, for the runtime prod deploys, against the lean baseline.
-TARGETS: tuple[tuple[str, str, float], ...] = (
-    ("cold start <= 0.12x lean", "cold_ms", 0.12),
-    ("warm p50 1 record <= 0.3x lean", "warm:1:p50_ms", 0.3),
-    ("warm p50 batch of 100 <= 0.5x lean", "warm:100:p50_ms", 0.5),
-    ("warm p50 batch of 1,000 <= 0.5x lean", "warm:1000:p50_ms", 0.5),
-    ("model-only predict_proba, 1,000 rows <= 0.5x scikit-learn's", "model_only:1000:p50_ms", 0.5),
-)
-PROD_RUNTIME = "ours (compiled)"
-
-
-def metric(result: dict[str, Any], key: str) -> float | None:
-    if key.startswith(("warm:", "warm_cpu:", "model_only:")):
-        group, size, stat = key.split(":")
-        if group not in result:
-            return None  # a run recorded before its benchmark measured this figure
-        return float(result[group][size][stat])
-    if key.startswith("log:"):
-        return float(result["log_bytes_per_request"][key.split(":")[1]])
-    value = result[key]
-    return None if value is None else float(value)
-
-
-def build_report(
-    results: dict[str, dict[str, Any]],
-    *,
-    machine: dict[str, Any],
-    rounds: int,
-    quick: bool,
-    iterations: dict[str, dict[str, int]],
-    parity_rows: int,
-) -> dict[str, Any]:
-    seed, lean = results[SEED], results[LEAN]
-
-    def fmt(value: float | None, unit: str) -> str:
-        if value is None:
-            return "n/a"
-        if unit == "B":
-            return f"{value:,.0f} B"
-        return f"{value:,.3f} {unit}" if value < 1 else f"{value:,.2f} {unit}"
-
-    def ratio(value: float | None, baseline: float | None) -> str:
-        return "n/a" if value is None or not baseline else f"{value / baseline:.3f}x"
-
-    header = "| figure | seed baseline | lean baseline | " + " | ".join(
-        f"{name} | / lean | / seed" for name in OURS
-    )
-    table = [header + " |", "|---" * (3 + 3 * len(OURS)) + "|"]
-    for label, key, unit in ROWS:
-        cells = [fmt(metric(seed, key), unit), fmt(metric(lean, key), unit)]
-        for name in OURS:
-            value = metric(results[name], key)
-            if unit == "B":  # the baselines log nothing: a ratio would say nothing
-                cells += [fmt(value, unit), "", ""]
-            else:
-                cells += [
-                    fmt(value, unit),
-                    ratio(value, metric(lean, key)),
-                    ratio(value, metric(seed, key)),
-                ]
-        table.append(f"| {label} | " + " | ".join(cells) + " |")
-    table.append(
-        f"| parity on {parity_rows:,} holdout rows through the handler (max abs diff, labels "
-        "differing) | - | - | "
-        + " | ".join(
-            f"{results[n]['parity_max_abs_diff']:.2g}, {results[n]['parity_label_mismatches']} | |"
-            for n in OURS
-        )
-        + " |"
-    )
-    ours = results[PROD_RUNTIME]
-    targets: dict[str, dict[str, Any]] = {}
-    for name, key, bound in TARGETS:
-        got = metric(ours, key) / metric(lean, key)  # type: ignore[operator]
-        per_round = sorted(
-            mine[key] / theirs[key]
-            for mine, theirs in zip(ours.get("rounds", []), lean.get("rounds", []), strict=False)
-        )
-        targets[name] = {
-            "ratio": round(got, 4),
-            "met": got <= bound,
-            "rounds": [round(r, 4) for r in per_round],
-        }
-    parity_ok = ours["parity_label_mismatches"] == 0 and ours["parity_max_abs_diff"] <= 1e-12
-    targets["same label on every holdout row, max abs diff <= 1e-12"] = {
-        "ratio": None,
-        "met": parity_ok,
-        "rounds": [],
-    }
-    pinned = (
-        f"every worker pinned to CPU {machine['pinned_cpu']}"
-        if machine["pinned_cpu"] is not None
-        else "workers not pinned"
-    )
-    markdown = "\n".join(
-        [
-            f"Measured by `make bench` on {machine['date']} ({machine['machine']}, "
-            f"{machine['cores']} cores, Python {machine['python']}, {pinned}; load average "
-            f"{machine['load_average_before']} before, {machine['load_average_after']} after"
-            f"{'; QUICK run' if quick else ''}). {rounds} interleaved rounds; iterations per "
-            f"round: warm {iterations['warm']}, model-only {iterations['model_only']}. Ratios "
-            "are ours / baseline in the same run; model-only ratios compare with scikit-learn's "
-            "`predict_proba` in the baselines.",
-            "",
-            *table,
-            "",
-            f"| target ({PROD_RUNTIME}, the runtime prod deploys) | ratio | rounds, lowest to "
-            "highest | met |",
-            "|---|---|---|---|",
-            *[
-                f"| {name} | {'' if t['ratio'] is None else format(t['ratio'], '.3f') + 'x'} | "
-                f"{' '.join(format(r, '.2f') for r in t['rounds'])} | "
-                f"{'yes' if t['met'] else 'NO'} |"
-                for name, t in targets.items()
-            ],
-            "",
-        ]
-    )
-    return {
-        "machine": machine,
-        "rounds": rounds,
-        "quick": quick,
-        "iterations": iterations,
-        "results": results,
-        "targets": targets,
-        "targets_met": all(t["met"] for t in targets.values()),
-        "markdown": markdown,
-    }
 
 
 if __name__ == "__main__":

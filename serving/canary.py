@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from serving import stats
+from serving import histograms, stats
 
 CanaryVerdict = Literal["promote", "hold", "roll back", "too few requests to judge"]
 
@@ -35,18 +35,18 @@ CanaryVerdict = Literal["promote", "hold", "roll back", "too few requests to jud
 @dataclass(frozen=True)
 class Thresholds:
     min_samples: int = 200
-    psi_watch: float = stats.PSI_WATCH
-    psi_block: float = stats.PSI_ALARM
+    psi_watch: float = histograms.PSI_WATCH
+    psi_block: float = histograms.PSI_ALARM
     alpha: float = 0.01
     max_rate_shift: float = 0.05
     decision_threshold: float = 0.5
-    bins: int = stats.DEFAULT_BINS
+    bins: int = histograms.DEFAULT_BINS
 
     def __post_init__(self) -> None:
         if self.min_samples < 1:
             raise ValueError(f"min_samples must be a positive integer, got {self.min_samples}")
         try:
-            stats.check_thresholds(self.psi_watch, self.psi_block)
+            histograms.check_thresholds(self.psi_watch, self.psi_block)
         except ValueError:
             raise ValueError(
                 "PSI thresholds must satisfy 0 < psi_watch <= psi_block, got "
@@ -84,7 +84,7 @@ class CanaryReport:
     thresholds: Thresholds
     rate_test: stats.ProportionTest | None = None
     psi: float | None = None
-    psi_band: stats.Verdict | None = field(default=None)
+    psi_band: histograms.Verdict | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -191,9 +191,9 @@ def analyse(
     rate = stats.two_proportion_test(
         stable.positives, stable.predictions, candidate.positives, candidate.predictions
     )
-    histogram = stats.numeric_histogram(stable_probabilities, t.bins)
+    histogram = histograms.numeric_histogram(stable_probabilities, t.bins)
     psi = histogram.psi(candidate_probabilities)
-    band = stats.psi_verdict(psi, watch=t.psi_watch, alarm=t.psi_block)
+    band = histograms.psi_verdict(psi, watch=t.psi_watch, alarm=t.psi_block)
 
     block: list[str] = []
     watch: list[str] = []
@@ -274,7 +274,7 @@ def shift_report(
             [*lines, "verdict: too few requests to judge", *(f"  - {r}" for r in short)]
         )
     psi = prediction_shift_psi(stable, candidate, task, bins=t.bins)
-    band = stats.psi_verdict(psi, watch=t.psi_watch, alarm=t.psi_block)
+    band = histograms.psi_verdict(psi, watch=t.psi_watch, alarm=t.psi_block)
     what = "predicted classes" if task == "multiclass" else "predicted values"
     verdict = {"drift": "roll back", "watch": "hold"}.get(band, "promote")
     lines.append(
@@ -295,7 +295,11 @@ def _p(value: float) -> str:
 
 
 def prediction_shift_psi(
-    stable: Sequence[Any], candidate: Sequence[Any], task: str, *, bins: int = stats.DEFAULT_BINS
+    stable: Sequence[Any],
+    candidate: Sequence[Any],
+    task: str,
+    *,
+    bins: int = histograms.DEFAULT_BINS,
 ) -> float:
     """PSI of the candidate's predictions in bins taken from the stable side's, per task:
     binary probabilities and regression values in the stable side's quantile bins (as
@@ -304,8 +308,8 @@ def prediction_shift_psi(
     if not stable or not candidate:
         raise ValueError("both sides need predictions to compare")
     if task == "multiclass":
-        labels = sorted({stats.category_key(v): v for v in stable}.items())
-        return stats.value_histogram(stable, [v for _, v in labels]).psi(candidate)
+        labels = sorted({histograms.category_key(v): v for v in stable}.items())
+        return histograms.value_histogram(stable, [v for _, v in labels]).psi(candidate)
     if task not in ("binary", "regression"):
         raise ValueError(f"task {task!r} is not one of binary, multiclass, regression")
-    return stats.numeric_histogram(stable, bins).psi(candidate)
+    return histograms.numeric_histogram(stable, bins).psi(candidate)

@@ -4,9 +4,9 @@ looked like, so that drift in live traffic can be measured against them.
 Training calls ``reference_distributions(X, manifest["features"], holdout_outputs, task=...,
 classes=...)``
 and stores the result under ``manifest["reference_distributions"]``; the drift tool and
-monitor read it back with ``read_reference``. Bins come from ``serving.stats`` so that both
+monitor read it back with ``read_reference``. Bins come from ``serving.histograms`` so that both
 sides bin alike: quantile bins (deciles) for numbers, one bin per value for integer
-features with at most ``serving.stats.MAX_CATEGORIES`` distinct values (codes such as the
+features with at most ``serving.histograms.MAX_CATEGORIES`` distinct values (codes such as the
 contract type), one bin per allowed value for categorical features (the values requests
 send, strings or integers), plus a bin for categories the reference never saw. The
 prediction is binned per task: binary the probability of the positive class and
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from serving import stats
+from serving import histograms
 from serving.tasks import TASKS
 
 MANIFEST_KEY = "reference_distributions"
@@ -31,8 +31,8 @@ FORMAT = "reference-distributions/1"
 
 @dataclass(frozen=True)
 class Reference:
-    features: dict[str, stats.Histogram]
-    prediction: stats.Histogram
+    features: dict[str, histograms.Histogram]
+    prediction: histograms.Histogram
     # What ``prediction`` bins: binary the probability of classes[1]; multiclass the
     # predicted class label; regression the predicted value.
     task: str = "binary"
@@ -43,8 +43,8 @@ def reference_distributions(
     schema: Sequence[Mapping[str, Any]],
     predictions: ArrayLike,
     *,
-    bins: int = stats.DEFAULT_BINS,
-    kinds: Mapping[str, stats.Kind] | None = None,
+    bins: int = histograms.DEFAULT_BINS,
+    kinds: Mapping[str, histograms.Kind] | None = None,
     task: str = "binary",
     classes: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
@@ -67,15 +67,15 @@ def reference_distributions(
         raise ValueError(f"kinds names features not in the schema: {', '.join(unknown)}")
     allowed = {name: _values(entry) for name, entry in zip(names, schema, strict=True)}
     matrix = _matrix(features, names, allowed)
-    histograms = {}
+    by_feature = {}
     for column, (name, entry) in enumerate(zip(names, schema, strict=True)):
         values = allowed[name]
         if values is not None:
             # Requests send (and capture records keep) the value, not its code.
             observed = [values[int(code)] for code in matrix[:, column].tolist()]
-            histograms[name] = stats.value_histogram(observed, values).to_json()
+            by_feature[name] = histograms.value_histogram(observed, values).to_json()
             continue
-        histograms[name] = stats.reference_histogram(
+        by_feature[name] = histograms.reference_histogram(
             matrix[:, column],
             integer=entry.get("dtype") == "integer",
             bins=bins,
@@ -84,19 +84,19 @@ def reference_distributions(
     reference = {
         "format": FORMAT,
         "bins": bins,
-        "psi_floor": stats.PSI_FLOOR,
+        "psi_floor": histograms.PSI_FLOOR,
         "rows": int(matrix.shape[0]),
     }
     if task != "binary":
         reference["task"] = task
-    reference["features"] = histograms
+    reference["features"] = by_feature
     reference["prediction"] = _prediction(predictions, task, classes, bins).to_json()
     return reference
 
 
 def _prediction(
     predictions: ArrayLike, task: str, classes: Sequence[Any] | None, bins: int
-) -> stats.Histogram:
+) -> histograms.Histogram:
     outputs = np.asarray(predictions, dtype=np.float64)
     if task == "multiclass":
         if classes is None or len(classes) < 3:
@@ -110,7 +110,7 @@ def _prediction(
             )
         # The answer's label: the most probable class, the first on ties (as the handler).
         labels = [classes[int(i)] for i in np.argmax(outputs, axis=1)]
-        return stats.value_histogram(labels, list(classes))
+        return histograms.value_histogram(labels, list(classes))
     if outputs.ndim != 1 or outputs.size == 0:
         raise ValueError(f"predictions must be a non-empty vector, got shape {outputs.shape}")
     if task == "regression":
@@ -118,7 +118,7 @@ def _prediction(
             raise ValueError("predictions must be finite values")
     elif not np.all((outputs >= 0) & (outputs <= 1)):
         raise ValueError("predictions must be probabilities in [0, 1]")
-    return stats.numeric_histogram(outputs, bins)
+    return histograms.numeric_histogram(outputs, bins)
 
 
 def read_reference(manifest: Mapping[str, Any], where: str = "manifest") -> Reference:
@@ -140,7 +140,7 @@ def read_reference(manifest: Mapping[str, Any], where: str = "manifest") -> Refe
     features = data.get("features")
     if not isinstance(features, Mapping) or not features:
         raise ValueError(f"{key}.features must be a non-empty object")
-    prediction = stats.Histogram.from_json(data.get("prediction"), f"{key}.prediction")
+    prediction = histograms.Histogram.from_json(data.get("prediction"), f"{key}.prediction")
     expected = "categorical" if task == "multiclass" else "numeric"
     if prediction.kind != expected:
         raise ValueError(
@@ -148,7 +148,7 @@ def read_reference(manifest: Mapping[str, Any], where: str = "manifest") -> Refe
         )
     return Reference(
         {
-            str(name): stats.Histogram.from_json(value, f"{key}.features.{name}")
+            str(name): histograms.Histogram.from_json(value, f"{key}.features.{name}")
             for name, value in features.items()
         },
         prediction,
@@ -197,7 +197,7 @@ def _matrix(
                 )
     else:
         codes_of = {
-            name: {stats.category_key(v): i for i, v in enumerate(values)}
+            name: {histograms.category_key(v): i for i, v in enumerate(values)}
             for name, values in allowed.items()
             if values is not None
         }
@@ -209,7 +209,7 @@ def _matrix(
             row = []
             for name in names:
                 if name in codes_of:
-                    code = codes_of[name].get(stats.category_key(record[name]))
+                    code = codes_of[name].get(histograms.category_key(record[name]))
                     if code is None:
                         raise ValueError(
                             f"feature record {index}: {name}={record[name]!r} is not one of "

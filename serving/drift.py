@@ -3,7 +3,7 @@
 The scheduled monitor and ``python -m tools.drift`` compute the same table: one PSI per
 feature in the reference and one for the prediction (binary: the probability; multiclass:
 the predicted class; regression: the value), each with its verdict
-(``serving.stats.psi_verdict``). A PSI from few rows is noisy (for ``k`` bins and ``n`` rows
+(``serving.histograms.psi_verdict``). A PSI from few rows is noisy (for ``k`` bins and ``n`` rows
 of unchanged data its expected value is about ``(k - 1) / n``: 0.045 at 200 rows, 10
 bins), so below ``min_rows`` the table is shown but no verdict is drawn.
 """
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from serving import stats
+from serving import histograms
 from serving.distributions import Reference
 
 DEFAULT_MIN_ROWS = 200
@@ -24,12 +24,12 @@ PREDICTION = "prediction"
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    watch: float = stats.PSI_WATCH
-    alarm: float = stats.PSI_ALARM
+    watch: float = histograms.PSI_WATCH
+    alarm: float = histograms.PSI_ALARM
     min_rows: int = DEFAULT_MIN_ROWS
 
     def __post_init__(self) -> None:
-        stats.check_thresholds(self.watch, self.alarm)
+        histograms.check_thresholds(self.watch, self.alarm)
         if self.min_rows < 1:
             raise ValueError(f"min_rows must be a positive integer, got {self.min_rows}")
 
@@ -39,7 +39,7 @@ class DriftLine:
     name: str  # a feature, or PREDICTION
     rows: int
     psi: float
-    verdict: stats.Verdict | None  # None: fewer rows than min_rows
+    verdict: histograms.Verdict | None  # None: fewer rows than min_rows
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,10 @@ def drift_report(
 
 
 def _line(
-    name: str, histogram: stats.Histogram, values: Sequence[Any], t: DriftThresholds
+    name: str, histogram: histograms.Histogram, values: Sequence[Any], t: DriftThresholds
 ) -> DriftLine:
     if not values:
         return DriftLine(name, 0, math.nan, None)
     value = histogram.psi(values)
-    verdict = stats.psi_verdict(value, watch=t.watch, alarm=t.alarm)
+    verdict = histograms.psi_verdict(value, watch=t.watch, alarm=t.alarm)
     return DriftLine(name, len(values), value, verdict if len(values) >= t.min_rows else None)

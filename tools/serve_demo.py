@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tools import serve
+from tools import local_server, serve
 from training.schema import EXAMPLE_RECORDS
 
 SINGLE = EXAMPLE_RECORDS[0]
@@ -45,7 +45,7 @@ def show_local_serving(
     # The handler's JSON log lines and EMF metrics would interleave with the demo's output.
     with contextlib.redirect_stdout(captured):
         module = serve.load_handler(serve.model_env(model, version, runtime))
-        server = serve.make_server("127.0.0.1", 0, module.handler)
+        server = local_server.make_server("127.0.0.1", 0, module.handler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:

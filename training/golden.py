@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from inference.model_loader import runtime_loader
 from inference.runtimes import RUNTIME_OF_ARTIFACT
-from serving import stats
+from serving import histograms, stats
 from serving.tasks import TASKS
 
 GOLDEN_FILE = "golden.json"
@@ -132,7 +132,7 @@ def stratified_sample(
         return np.arange(total, dtype=np.int64)
     if task == "regression":
         target = np.asarray(y, dtype=np.float64)
-        y = stats.numeric_histogram(target).bin_index(target)
+        y = histograms.numeric_histogram(target).bin_index(target)
     generator = np.random.default_rng(seed)
     classes, counts = np.unique(y, return_counts=True)
     # Largest remainder: each class keeps its share of the holdout, the total is exact.

@@ -1,4 +1,5 @@
-"""serving.stats against reference computations (scipy, scikit-learn, hand-worked cases)."""
+"""serving.histograms, serving.stats and serving.bootstrap against reference computations
+(scipy, scikit-learn, hand-worked cases)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from scipy import stats as scipy_stats
 from sklearn import metrics as sk_metrics
 from sklearn.calibration import calibration_curve
 
-from serving import stats
+from serving import bootstrap, histograms, stats
 
 PROPERTY = settings(max_examples=80, deadline=None, derandomize=True, database=None)
 
@@ -28,19 +29,19 @@ def proportions(size: int) -> st.SearchStrategy[np.ndarray]:
 def test_psi_of_a_hand_worked_case() -> None:
     # (0.25 - 0.5) ln(0.25 / 0.5) + (0.75 - 0.5) ln(0.75 / 0.5)
     expected = 0.25 * math.log(2) + 0.25 * math.log(1.5)
-    assert stats.psi([0.5, 0.5], [0.25, 0.75]) == pytest.approx(expected, rel=1e-12)
+    assert histograms.psi([0.5, 0.5], [0.25, 0.75]) == pytest.approx(expected, rel=1e-12)
 
 
 def test_psi_is_the_symmetric_kullback_leibler_divergence() -> None:
     e = np.array([0.1, 0.2, 0.3, 0.4])
     a = np.array([0.25, 0.25, 0.25, 0.25])
     reference = scipy_stats.entropy(a, e) + scipy_stats.entropy(e, a)
-    assert stats.psi(e, a) == pytest.approx(reference, rel=1e-12)
+    assert histograms.psi(e, a) == pytest.approx(reference, rel=1e-12)
 
 
 def test_empty_bins_are_floored_not_infinite() -> None:
-    value = stats.psi([0.5, 0.5, 0.0], [0.5, 0.4, 0.1])
-    floor = stats.PSI_FLOOR
+    value = histograms.psi([0.5, 0.5, 0.0], [0.5, 0.4, 0.1])
+    floor = histograms.PSI_FLOOR
     expected = (0.4 - 0.5) * math.log(0.4 / 0.5) + (0.1 - floor) * math.log(0.1 / floor)
     assert value == pytest.approx(expected, rel=1e-12)
 
@@ -54,14 +55,14 @@ def test_psi_of_a_shifted_normal_matches_the_binned_expectation() -> None:
     shifted = rng.normal(0.5, 1.0, 400_000)
     q = scipy_stats.norm.ppf(np.linspace(0, 1, 11))
     exact = np.diff(scipy_stats.norm.cdf(q - 0.5))
-    expected = stats.psi(np.full(10, 0.1), exact)
-    assert stats.psi_of_samples(reference, shifted) == pytest.approx(expected, abs=0.005)
+    expected = histograms.psi(np.full(10, 0.1), exact)
+    assert histograms.psi_of_samples(reference, shifted) == pytest.approx(expected, abs=0.005)
     assert 0.2 < expected < 0.25  # below the continuous J-divergence, 0.5 ** 2
 
 
 def test_psi_of_two_samples_of_one_distribution_is_small() -> None:
     rng = np.random.default_rng(2)
-    value = stats.psi_of_samples(rng.normal(size=50_000), rng.normal(size=50_000))
+    value = histograms.psi_of_samples(rng.normal(size=50_000), rng.normal(size=50_000))
     # Chi-square approximation: E[PSI] ~ (bins - 1) (1/n1 + 1/n2) = 0.00036.
     assert value < 0.002
 
@@ -69,15 +70,15 @@ def test_psi_of_two_samples_of_one_distribution_is_small() -> None:
 @PROPERTY
 @given(proportions(6), proportions(6))
 def test_psi_is_never_negative_and_symmetric(e: np.ndarray, a: np.ndarray) -> None:
-    value = stats.psi(e, a)
+    value = histograms.psi(e, a)
     assert value >= 0
-    assert value == pytest.approx(stats.psi(a, e), rel=1e-9, abs=1e-12)
+    assert value == pytest.approx(histograms.psi(a, e), rel=1e-9, abs=1e-12)
 
 
 @PROPERTY
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=300), st.integers(1, 20))
 def test_a_sample_against_its_own_bins_has_psi_zero(values: list[float], bins: int) -> None:
-    histogram = stats.numeric_histogram(values, bins)
+    histogram = histograms.numeric_histogram(values, bins)
     assert histogram.psi(values) == pytest.approx(0.0, abs=1e-12)
     assert sum(histogram.proportions) == pytest.approx(1.0)
     assert all(p > 0 for p in histogram.proportions)  # no bin empty by construction
@@ -85,7 +86,7 @@ def test_a_sample_against_its_own_bins_has_psi_zero(values: list[float], bins: i
 
 def test_quantile_bins_collapse_repeated_edges_and_catch_outliers() -> None:
     values = [0] * 50 + [1] * 30 + list(range(2, 22))
-    histogram = stats.numeric_histogram(values, 10)
+    histogram = histograms.numeric_histogram(values, 10)
     assert histogram.edges[0] == 0 and histogram.edges[-1] == 21
     assert len(set(histogram.edges[1:-1])) == len(histogram.edges) - 2
     assert histogram.proportions[0] == pytest.approx(0.5)
@@ -95,7 +96,7 @@ def test_quantile_bins_collapse_repeated_edges_and_catch_outliers() -> None:
 
 
 def test_categories_the_reference_never_saw_are_their_own_bin() -> None:
-    histogram = stats.categorical_histogram([0, 0, 1, 2])
+    histogram = histograms.categorical_histogram([0, 0, 1, 2])
     assert histogram.categories == (0.0, 1.0, 2.0)
     assert histogram.proportions == (0.5, 0.25, 0.25, 0.0)
     shares = histogram.proportions_of([0, 3, 3, 3])
@@ -104,20 +105,20 @@ def test_categories_the_reference_never_saw_are_their_own_bin() -> None:
 
 
 def test_reference_histogram_chooses_categories_for_few_integer_values() -> None:
-    assert stats.reference_histogram([0, 1, 2, 1], integer=True).kind == "categorical"
-    assert stats.reference_histogram(range(100), integer=True).kind == "numeric"
-    assert stats.reference_histogram([0.5, 1.5], integer=False).kind == "numeric"
-    forced = stats.reference_histogram(range(100), integer=True, kind="categorical")
+    assert histograms.reference_histogram([0, 1, 2, 1], integer=True).kind == "categorical"
+    assert histograms.reference_histogram(range(100), integer=True).kind == "numeric"
+    assert histograms.reference_histogram([0.5, 1.5], integer=False).kind == "numeric"
+    forced = histograms.reference_histogram(range(100), integer=True, kind="categorical")
     assert forced.kind == "categorical"
 
 
 @pytest.mark.parametrize("kind", ["numeric", "categorical"])
-def test_a_histogram_survives_json(kind: stats.Kind) -> None:
+def test_a_histogram_survives_json(kind: histograms.Kind) -> None:
     values = np.random.default_rng(3).integers(0, 5, 500)
-    histogram = stats.reference_histogram(values, integer=True, kind=kind)
+    histogram = histograms.reference_histogram(values, integer=True, kind=kind)
     import json
 
-    again = stats.Histogram.from_json(json.loads(json.dumps(histogram.to_json())))
+    again = histograms.Histogram.from_json(json.loads(json.dumps(histogram.to_json())))
     assert again == histogram
 
 
@@ -141,17 +142,17 @@ def test_a_histogram_survives_json(kind: stats.Kind) -> None:
 )
 def test_a_bad_histogram_is_refused_naming_the_field(data: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        stats.Histogram.from_json(data, "h")
+        histograms.Histogram.from_json(data, "h")
 
 
 def test_psi_verdict_bands() -> None:
-    assert stats.psi_verdict(0.099) == "stable"
-    assert stats.psi_verdict(0.1) == "watch"
-    assert stats.psi_verdict(0.25) == "watch"
-    assert stats.psi_verdict(0.2501) == "drift"
-    assert stats.psi_verdict(0.15, watch=0.2, alarm=0.3) == "stable"
+    assert histograms.psi_verdict(0.099) == "stable"
+    assert histograms.psi_verdict(0.1) == "watch"
+    assert histograms.psi_verdict(0.25) == "watch"
+    assert histograms.psi_verdict(0.2501) == "drift"
+    assert histograms.psi_verdict(0.15, watch=0.2, alarm=0.3) == "stable"
     with pytest.raises(ValueError, match=r"watch=0\.3, alarm=0\.2"):
-        stats.psi_verdict(0.1, watch=0.3, alarm=0.2)
+        histograms.psi_verdict(0.1, watch=0.3, alarm=0.2)
 
 
 # ---------------------------------------------------------------- proportions
@@ -278,9 +279,9 @@ def test_percentiles_interpolate_linearly() -> None:
 
 def test_bootstrap_is_reproducible_by_seed(scored: tuple[np.ndarray, np.ndarray]) -> None:
     y, p = scored
-    one = stats.bootstrap_interval(stats.brier, y, p, rounds=200, seed=7)
-    two = stats.bootstrap_interval(stats.brier, y, p, rounds=200, seed=7)
-    other = stats.bootstrap_interval(stats.brier, y, p, rounds=200, seed=8)
+    one = bootstrap.bootstrap_interval(stats.brier, y, p, rounds=200, seed=7)
+    two = bootstrap.bootstrap_interval(stats.brier, y, p, rounds=200, seed=7)
+    other = bootstrap.bootstrap_interval(stats.brier, y, p, rounds=200, seed=8)
     assert one == two and one != other
     assert one.rounds == 200 and one.low < one.estimate < one.high
 
@@ -289,7 +290,7 @@ def test_bootstrap_agrees_with_scipys_percentile_bootstrap(
     scored: tuple[np.ndarray, np.ndarray],
 ) -> None:
     y, p = scored
-    ours = stats.bootstrap_interval(stats.log_loss, y, p, rounds=2000, seed=1)
+    ours = bootstrap.bootstrap_interval(stats.log_loss, y, p, rounds=2000, seed=1)
     theirs = scipy_stats.bootstrap(
         (y, p),
         stats.log_loss,
@@ -312,7 +313,7 @@ def test_bootstrap_interval_covers_the_population_value_as_often_as_it_says() ->
     for trial in range(trials):
         p = rng.random(400)
         y = rng.random(400) < p
-        interval = stats.bootstrap_interval(stats.brier, y, p, rounds=300, seed=trial)
+        interval = bootstrap.bootstrap_interval(stats.brier, y, p, rounds=300, seed=trial)
         covered += interval.low <= 1 / 6 <= interval.high
     # 95 % nominal; 60 trials leave room for chance (P(covered < 51) ~ 0.3 % at 95 %).
     assert covered >= 51
@@ -323,11 +324,11 @@ def test_difference_interval_separates_a_better_group_from_an_equal_one() -> Non
     p = rng.random(2000)
     y = (rng.random(2000) < p).astype(np.int64)
     noisy = np.clip(p + rng.normal(0, 0.25, 2000), 0.01, 0.99)
-    worse = stats.bootstrap_difference(stats.log_loss, (y, p), (y, noisy), rounds=300)
+    worse = bootstrap.bootstrap_difference(stats.log_loss, (y, p), (y, noisy), rounds=300)
     assert worse.excludes_zero() and worse.low > 0
     q = rng.random(2000)
     z = (rng.random(2000) < q).astype(np.int64)
-    same = stats.bootstrap_difference(stats.log_loss, (y, p), (z, q), rounds=300)
+    same = bootstrap.bootstrap_difference(stats.log_loss, (y, p), (z, q), rounds=300)
     assert not same.excludes_zero()
 
 
@@ -335,7 +336,7 @@ def test_bootstrap_compare_gives_each_group_and_the_difference() -> None:
     rng = np.random.default_rng(8)
     p = rng.random(500)
     y = (rng.random(500) < p).astype(np.int64)
-    compared = stats.bootstrap_compare(
+    compared = bootstrap.bootstrap_compare(
         {"auc": stats.roc_auc, "brier": stats.brier}, (y, p), (y, p * 0.5), rounds=100
     )
     brier = compared["brier"]
@@ -345,7 +346,7 @@ def test_bootstrap_compare_gives_each_group_and_the_difference() -> None:
 
 
 def test_one_class_resamples_are_left_out_and_counted() -> None:
-    interval = stats.bootstrap_interval(
+    interval = bootstrap.bootstrap_interval(
         stats.roc_auc, [0, 0, 0, 1], [0.1, 0.2, 0.3, 0.9], rounds=200
     )
     assert 0 < interval.rounds < 200
@@ -357,7 +358,7 @@ def test_one_class_resamples_are_left_out_and_counted() -> None:
 )
 def test_bad_bootstrap_settings_are_named(rounds: int, confidence: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        stats.bootstrap_interval(
+        bootstrap.bootstrap_interval(
             stats.brier, [0, 1], [0.1, 0.9], rounds=rounds, confidence=confidence
         )
 

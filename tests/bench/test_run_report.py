@@ -8,7 +8,8 @@ import pytest
 
 from benchmarks import record as record_module
 from benchmarks.record import BEGIN, END, RecordError, record
-from benchmarks.run import LEAN, OURS, SEED, TARGETS, build_report, main, metric
+from benchmarks.report import LEAN, OURS, SEED, TARGETS, build_report, metric
+from benchmarks.run import main
 
 
 def result(scale: float, *, log_bytes: float = 0.0) -> dict[str, Any]:
@@ -163,3 +164,10 @@ def test_record_prices_the_environments_from_the_recorded_run(
     assert "stale cost table" not in text
     assert "| prod, PC 4 (configured total) | 1M / month |" in text
     assert "From `make bench` of 2026-11-25 (benchmarks/results/latest.json)." in text
+
+
+def test_the_baselines_read_the_columns_training_writes_in_its_order() -> None:
+    from benchmarks.churn_features import FEATURES
+    from training.schema import FEATURE_NAMES
+
+    assert list(FEATURE_NAMES) == FEATURES

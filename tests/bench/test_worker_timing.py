@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from benchmarks.run import metric
+from benchmarks.report import metric
 from benchmarks.worker import timed_with_cpu
 
 

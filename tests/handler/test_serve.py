@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.handler.conftest import manifest, valid_record
-from tools import serve, serve_demo
+from tools import local_server, serve, serve_demo
+from tools.local_server import FUNCTION_URL_MAX_BODY
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, fresh_environment: Any) -> Non
 @pytest.fixture
 def base_url(isolated_env: None) -> Iterator[str]:
     module = serve.load_handler(serve.model_env("churn", "v1", "sklearn"))
-    server = serve.make_server("127.0.0.1", 0, module.handler)
+    server = local_server.make_server("127.0.0.1", 0, module.handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
@@ -104,7 +105,9 @@ def test_http_errors_keep_their_status(base_url: str) -> None:
 
 
 def test_binary_bodies_arrive_base64_encoded() -> None:
-    event = serve.to_event("POST", "/p?q=1", {"Content-Type": "image/png"}, b"\x89PNG", "10.0.0.1")
+    event = local_server.to_event(
+        "POST", "/p?q=1", {"Content-Type": "image/png"}, b"\x89PNG", "10.0.0.1"
+    )
     assert event["isBase64Encoded"] is True
     assert base64.b64decode(event["body"]) == b"\x89PNG"
     assert (event["rawPath"], event["rawQueryString"]) == ("/p", "q=1")
@@ -135,7 +138,9 @@ def test_demo_prints_a_single_and_a_batch_answer(
 @pytest.fixture
 def server(isolated_env: None) -> Iterator[tuple[str, int]]:
     module = serve.load_handler(serve.model_env("churn", "v1", "sklearn"))
-    server = serve.make_server("127.0.0.1", 0, module.handler, module.identity, read_timeout_s=1.0)
+    server = local_server.make_server(
+        "127.0.0.1", 0, module.handler, module.identity, read_timeout_s=1.0
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield "127.0.0.1", int(server.server_address[1])
@@ -190,7 +195,7 @@ def test_a_content_length_that_is_not_a_byte_count_is_a_400_envelope(
 def test_a_body_over_the_limit_is_a_413_envelope_without_reading_it(
     server: tuple[str, int],
 ) -> None:
-    head = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {serve.FUNCTION_URL_MAX_BODY + 1}\r\n"
+    head = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {FUNCTION_URL_MAX_BODY + 1}\r\n"
     status, data = raw_request(server, head)
     assert status == 413
     assert_envelope(data, "payload_too_large", "exceeds the Function URL limit")
@@ -248,7 +253,7 @@ def test_any_task_serves_over_http_from_the_newest_passed_version(
     assert runtime == "sklearn"
     assert why == "example v2 has no compiled artifact (no compiler for it)"
     module = serve.load_handler(serve.model_env("example", "v1", runtime))
-    server = serve.make_server("127.0.0.1", 0, module.handler)
+    server = local_server.make_server("127.0.0.1", 0, module.handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

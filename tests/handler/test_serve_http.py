@@ -9,6 +9,7 @@ connection (and a thread) for ever, and every idle connection cost a thread.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 import socket
@@ -17,14 +18,14 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.handler.conftest import valid_record
-from tools import serve
+from tools import local_server, serve
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, fresh_environment: Any) -> Non
 @pytest.fixture
 def server(isolated_env: None) -> Iterator[tuple[str, int]]:
     module = serve.load_handler(serve.model_env("churn", "v1", "sklearn"))
-    local = serve.make_server(
+    local = local_server.make_server(
         "127.0.0.1", 0, module.handler, module.identity, read_timeout_s=READ_TIMEOUT_S
     )
     thread = threading.Thread(target=local.serve_forever, daemon=True)
@@ -80,21 +81,35 @@ def exchange(address: tuple[str, int], raw: bytes, *, timeout: float = 15.0) -> 
 
     Returns what arrived and whether the server closed the connection (cleanly or not).
     """
-    received = b""
     deadline = time.monotonic() + timeout
+
+    def time_left() -> Iterator[float]:
+        while time.monotonic() < deadline:
+            yield max(0.01, deadline - time.monotonic())
+
     with socket.create_connection(address, timeout=timeout) as sock:
         sock.sendall(raw)
-        while time.monotonic() < deadline:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                return received, False
-            except ConnectionResetError:
-                return received, True
-            if not chunk:
-                return received, True
-            received += chunk
+        return receive(sock, time_left())
+
+
+def receive(sock: socket.socket, timeouts: Iterable[float]) -> tuple[bytes, bool]:
+    """Read from ``sock``, one read per timeout in ``timeouts``, until the server closes the
+    connection, a read times out or ``timeouts`` ends.
+
+    Returns what arrived and whether the server closed the connection (cleanly or not).
+    """
+    received = b""
+    for timeout in timeouts:
+        sock.settimeout(timeout)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return received, False
+        except ConnectionResetError:
+            return received, True
+        if not chunk:
+            return received, True
+        received += chunk
     return received, False
 
 
@@ -236,19 +251,8 @@ def test_a_trickling_body_is_cut_off_at_the_read_deadline(server: tuple[str, int
 
 
 def exchange_rest(sock: socket.socket) -> tuple[bytes, bool]:
-    received = b""
-    sock.settimeout(10)
-    for _ in range(100):
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            return received, False
-        except ConnectionResetError:
-            return received, True
-        if not chunk:
-            return received, True
-        received += chunk
-    return received, False
+    """What else arrives on ``sock``: up to 100 reads of at most 10 s each."""
+    return receive(sock, itertools.repeat(10.0, 100))
 
 
 def test_idle_connections_cost_no_thread_and_do_not_block_a_request(
@@ -271,7 +275,7 @@ def test_idle_connections_cost_no_thread_and_do_not_block_a_request(
             sock.close()
     # The old server ran one thread per connection: 200 more.
     assert during <= before + 2, (before, during)
-    assert during <= serve.THREADS + 8, during
+    assert during <= local_server.THREADS + 8, during
 
 
 def test_the_handler_receives_the_same_function_url_event_as_before(isolated_env: None) -> None:
@@ -282,7 +286,7 @@ def test_the_handler_receives_the_same_function_url_event_as_before(isolated_env
         events.append(event)
         return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "ok"}
 
-    local = serve.make_server("127.0.0.1", 0, handler)
+    local = local_server.make_server("127.0.0.1", 0, handler)
     thread = threading.Thread(target=local.serve_forever, daemon=True)
     thread.start()
     try:
@@ -342,7 +346,12 @@ def test_the_handler_receives_the_same_function_url_event_as_before(isolated_env
         # waitress itself: 431 text/plain
         ("X-Big: " + "b" * 70_000, b"", 400, "exceed 65536 bytes"),
         ("Bad Header Line", b"", 400, "Invalid header"),
-        (f"Content-Length: {serve.FUNCTION_URL_MAX_BODY + 1}", b"", 413, "Function URL limit"),
+        (
+            f"Content-Length: {local_server.FUNCTION_URL_MAX_BODY + 1}",
+            b"",
+            413,
+            "Function URL limit",
+        ),
     ],
     ids=["te-gzip", "bad-chunk", "big-head", "bad-header", "too-large"],
 )
@@ -406,7 +415,7 @@ def test_the_command_line_server_keeps_its_startup_line_and_a_bounded_thread_cou
 
 def test_a_chunked_body_over_the_limit_is_a_413_envelope(server: tuple[str, int]) -> None:
     # Chunked, the size is known only while reading: waitress counts and stops at the limit.
-    size = serve.FUNCTION_URL_MAX_BODY + 1
+    size = local_server.FUNCTION_URL_MAX_BODY + 1
     piece = b"x" * 65536
     received = b""
     with socket.create_connection(server, timeout=10) as sock:

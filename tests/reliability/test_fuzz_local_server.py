@@ -1,4 +1,4 @@
-"""Fuzzing the local server (``make serve``, ``tools/serve.py`` on waitress) over raw
+"""Fuzzing the local server (``make serve``, ``tools/local_server.py`` on waitress) over raw
 sockets: whatever bytes a client sends, each answer is a well-formed HTTP response whose
 body is JSON in the handler's envelope (an answer, or an error with a code and a message),
 or the connection is closed; and after every example a valid request still gets a 200.
@@ -27,7 +27,7 @@ from inference import handler as handler_module
 from tests.handler.conftest import valid_record
 from tests.reliability.conftest import count_fuzzed
 from tests.reliability.strategies import json_values
-from tools import serve
+from tools import local_server, serve
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def server() -> Iterator[Address]:
         for name in ("MODEL_BUCKET", "MODEL_KEY"):
             patch.delenv(name, raising=False)
         module = serve.load_handler(env)
-        local = serve.make_server(
+        local = local_server.make_server(
             "127.0.0.1", 0, module.handler, module.identity, read_timeout_s=READ_TIMEOUT_S
         )
         thread = threading.Thread(target=local.serve_forever, daemon=True)

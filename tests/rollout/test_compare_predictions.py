@@ -26,6 +26,8 @@ from tools.rollout.live import INSIGHTS_MAX_ROWS, PREDICTION_QUERY, Live, LiveUn
 NOW = dt.datetime(2026, 3, 1, 12, 30, 42, tzinfo=dt.UTC)
 START = int(dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp())
 END = int(dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC).timestamp())
+# The queried window as ``Live.predictions`` takes it.
+WINDOW = (dt.datetime.fromtimestamp(START, dt.UTC), dt.datetime.fromtimestamp(END, dt.UTC))
 LOG_GROUP = "sklearn-serving-prod-inference-InferenceFunctionLogs-XYZ"
 
 
@@ -115,14 +117,31 @@ def compare(config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], 
     return out
 
 
+Requests = tuple[float, float, int]  # Beta(a, b) probabilities, count of requests
+
+
+def compare_sides(
+    config: Path,
+    clients: Clients,
+    capsys: pytest.CaptureFixture[str],
+    sides: tuple[int, Requests, Requests],
+    *flags: str,
+    running: int = 1,
+) -> str:
+    """``compare`` of stable version 7 and candidate 8 answering ``sides``: a seed, then
+    each side's requests (the candidate's query polled ``running`` times)."""
+    seed, stable, candidate = sides
+    generator = np.random.default_rng(seed)
+    clients.log_group()
+    clients.side("7", requests(generator, *stable))
+    clients.side("8", requests(generator, *candidate), running=running)
+    return compare(config, clients, capsys, *flags)
+
+
 def test_a_candidate_predicting_otherwise_gets_roll_back(
     config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
 ) -> None:
-    generator = np.random.default_rng(7)
-    clients.log_group()
-    clients.side("7", requests(generator, 2, 5, 400))
-    clients.side("8", requests(generator, 5, 2, 150), running=2)
-    out = compare(config, clients, capsys)
+    out = compare_sides(config, clients, capsys, (7, (2, 5, 400), (5, 2, 150)), running=2)
     assert f"predictions (Logs Insights on {LOG_GROUP}" in out
     assert "  verdict: roll back\n" in out
     assert "    - PSI " in out and "is above 0.25" in out
@@ -133,28 +152,36 @@ def test_a_candidate_predicting_otherwise_gets_roll_back(
     assert clients.slept == [1.0, 1.0, 1.0]  # one poll while running, two for the candidate
 
 
-def test_a_candidate_predicting_alike_gets_promote(
-    config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
-) -> None:
-    generator = np.random.default_rng(8)
-    clients.log_group()
-    clients.side("7", requests(generator, 2, 5, 500))
-    clients.side("8", requests(generator, 2, 5, 300))
-    out = compare(config, clients, capsys)
-    assert "  verdict: promote\n" in out
-    assert "no significant change at 0.01" in out
+ALIKE = (8, (2, 5, 500), (2, 5, 300))
+FEW = (9, (2, 5, 300), (2, 5, 20))
 
 
-def test_too_few_predictions_is_a_verdict(
-    config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
+@pytest.mark.parametrize(
+    ("sides", "said"),
+    [
+        (ALIKE, ["  verdict: promote\n", "no significant change at 0.01"]),
+        (
+            FEW,
+            [
+                "  verdict: too few requests to judge\n",
+                "candidate has ",
+                "predictions, at least 200 needed",
+            ],
+        ),
+    ],
+    ids=["alike-promote", "too-few"],
+)
+def test_the_verdict_of_sides_alike_or_too_few(
+    config: Path,
+    clients: Clients,
+    capsys: pytest.CaptureFixture[str],
+    no_aws: None,
+    sides: tuple[int, Requests, Requests],
+    said: list[str],
 ) -> None:
-    generator = np.random.default_rng(9)
-    clients.log_group()
-    clients.side("7", requests(generator, 2, 5, 300))
-    clients.side("8", requests(generator, 2, 5, 20))
-    out = compare(config, clients, capsys)
-    assert "  verdict: too few requests to judge\n" in out
-    assert "candidate has " in out and "predictions, at least 200 needed" in out
+    out = compare_sides(config, clients, capsys, sides)
+    for text in said:
+        assert text in out
 
 
 def test_a_failed_query_is_said_not_raised(
@@ -176,10 +203,8 @@ def test_a_failed_query_is_said_not_raised(
 def test_a_query_that_ends_otherwise_is_named(clients: Clients) -> None:
     clients.logs_stub.add_response("start_query", {"queryId": "q"})
     clients.logs_stub.add_response("get_query_results", {"status": "Cancelled", "results": []})
-    start = dt.datetime.fromtimestamp(START, dt.UTC)
-    end = dt.datetime.fromtimestamp(END, dt.UTC)
     with pytest.raises(LiveUnavailableError, match="the query ended Cancelled after 0 s"):
-        clients.live().predictions(LOG_GROUP, "7", start, end)
+        clients.live().predictions(LOG_GROUP, "7", *WINDOW)
 
 
 def test_lines_that_are_not_predictions_are_skipped(clients: Clients) -> None:
@@ -189,21 +214,15 @@ def test_lines_that_are_not_predictions_are_skipped(clients: Clients) -> None:
     ]
     clients.logs_stub.add_response("start_query", {"queryId": "q"})
     clients.logs_stub.add_response("get_query_results", {"status": "Complete", "results": results})
-    start = dt.datetime.fromtimestamp(START, dt.UTC)
-    end = dt.datetime.fromtimestamp(END, dt.UTC)
-    found = clients.live().predictions(LOG_GROUP, "7", start, end)
+    found = clients.live().predictions(LOG_GROUP, "7", *WINDOW)
     assert found.values == [0.25, 0.5] and found.requests == 2 and not found.truncated
 
 
 def test_thresholds_are_flags(
     config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
 ) -> None:
-    generator = np.random.default_rng(9)
-    clients.log_group()
-    clients.side("7", requests(generator, 2, 5, 300))
-    clients.side("8", requests(generator, 2, 5, 20))
-    out = compare(config, clients, capsys, "--min-samples", "10", "--psi-watch", "0.5",
-                  "--psi-block", "0.9")  # fmt: skip
+    out = compare_sides(config, clients, capsys, FEW, "--min-samples", "10", "--psi-watch",
+                        "0.5", "--psi-block", "0.9")  # fmt: skip
     assert "too few requests" not in out
     assert "(fine below 0.5, watch to 0.9, block above)" in out
 

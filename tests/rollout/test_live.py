@@ -190,7 +190,7 @@ def test_compare_reports_each_side_over_the_window(
     assert "120.0 ms" in out and "150.0 ms" in out
     assert "40.0 ms" in out and "55.5 ms" in out
     assert table["mean predicted probability"][-2:] == ["0.2500", "0.3125"]
-    (request,) = live._cloudwatch.requests
+    (request,) = live.cloudwatch.requests
     assert request["StartTime"] == dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
     assert request["EndTime"] == dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC)
     lambda_query = request["MetricDataQueries"][0]["MetricStat"]

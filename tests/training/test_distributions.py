@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving import distributions, stats
+from serving import distributions, histograms
 from training.schema import FEATURE_NAMES, FEATURES
 from training.synthetic import generate
 
@@ -132,7 +132,7 @@ def test_a_committed_manifest_gains_a_reference_that_fits_it() -> None:
     )
     again = json.loads(json.dumps(manifest))
     parsed = distributions.read_reference(again)
-    assert isinstance(parsed.prediction, stats.Histogram)
+    assert isinstance(parsed.prediction, histograms.Histogram)
 
 
 # ---------------------------------------------------------------------------- every task

@@ -19,16 +19,16 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from serving import stats
-from serving.capture_export import CaptureFileError, excerpt, read, run_command
+from serving import histograms
+from serving.capture_export import CaptureFileError, excerpt, read
 from serving.distributions import read_reference
-from serving.drift import DEFAULT_MIN_ROWS, DriftThresholds, drift_report
+from serving.drift import DEFAULT_MIN_ROWS, DriftReport, DriftThresholds, drift_report
 from serving.insights import Window, fetch
-from tools.stack_outputs import clients, stack_outputs
+from tools import capture_cli
+from tools.stack_outputs import stack_outputs
 
 EXIT_DRIFT = 1
 EXIT_BAD_INPUT = 2
@@ -42,18 +42,10 @@ class InputError(ValueError):
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="python -m tools.drift",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    source = top.add_mutually_exclusive_group(required=True)
-    source.add_argument("--capture", type=Path, help="capture export (JSON lines)")
-    source.add_argument("--env", help="an environment in cdk.json: read its live capture records")
-    top.add_argument(
-        "--model",
-        metavar="NAME",
-        help="with --env: which of the environment's models (default: its model_name)",
+    top = capture_cli.capture_parser(
+        "python -m tools.drift",
+        __doc__,
+        "an environment in cdk.json: read its live capture records",
     )
     top.add_argument(
         "--manifest",
@@ -65,10 +57,13 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--region", help="with --env: the AWS region (default: the credentials')")
     top.add_argument(
-        "--watch", type=float, default=stats.PSI_WATCH, help="PSI from which to watch (0.1)"
+        "--watch", type=float, default=histograms.PSI_WATCH, help="PSI from which to watch (0.1)"
     )
     top.add_argument(
-        "--alarm", type=float, default=stats.PSI_ALARM, help="PSI above which it is drift (0.25)"
+        "--alarm",
+        type=float,
+        default=histograms.PSI_ALARM,
+        help="PSI above which it is drift (0.25)",
     )
     top.add_argument(
         "--min-rows",
@@ -76,20 +71,11 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_MIN_ROWS,
         help=f"rows needed for a verdict ({DEFAULT_MIN_ROWS})",
     )
-    top.add_argument("--json", action="store_true", help="print the table as JSON")
-    return top
+    return capture_cli.with_json_option(top, "the table")
 
 
-def main(
-    argv: list[str] | None = None,
-    out: TextIO | None = None,
-    clients: Callable[[str | None], tuple[Any, Any]] | None = None,
-) -> int:
-    """``clients(region)`` gives (cloudformation, logs) for --env; boto3's by default."""
-    out = out or sys.stdout
-    args = parser().parse_args(argv)
-    if args.env is not None:
-        return _live(args, out, clients or _boto3_clients)
+def _from_file(args: argparse.Namespace, out: TextIO) -> int:
+    """--capture: the drift of a capture export's rows of the manifest's model version."""
     if args.manifest is None:
         print("error: --capture needs --manifest (the model version's manifest)", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -148,31 +134,29 @@ def main(
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    if args.json:
-        out.write(json.dumps(report.to_json(), indent=2) + "\n")
-    else:
-        other = len(export.rows) - len(rows)
-        omitted = len(rows) - len(with_features)
-        out.write(f"drift of {model_name} {model_version} against its training reference\n")
-        out.write(
-            f"capture: {len(rows)} rows of {model_version} in {args.capture.name}"
-            f" ({other} rows of other versions and {export.skipped_lines} other lines skipped"
-            f"{f'; {omitted} rows without features' if omitted else ''})\n\n"
-        )
-        out.write(report.render() + "\n")
+    other = len(export.rows) - len(rows)
+    omitted = len(rows) - len(with_features)
+    return _verdict(
+        out,
+        report,
+        args.json,
+        f"drift of {model_name} {model_version} against its training reference\n"
+        f"capture: {len(rows)} rows of {model_version} in {args.capture.name}"
+        f" ({other} rows of other versions and {export.skipped_lines} other lines skipped"
+        f"{f'; {omitted} rows without features' if omitted else ''})\n\n",
+    )
+
+
+def _verdict(out: TextIO, report: DriftReport, as_json: bool, heading: str) -> int:
+    """Prints ``report`` (text: after ``heading``) and returns the exit status it calls for."""
+    capture_cli.write_report(out, report, as_json=as_json, heading=heading)
     if not report.judged:
         return EXIT_TOO_FEW
     return EXIT_DRIFT if report.drifted else 0
 
 
-def _boto3_clients(region: str | None) -> tuple[Any, Any]:
-    cloudformation, logs = clients(region, "cloudformation", "logs")
-    return cloudformation, logs
-
-
-def _live(
-    args: argparse.Namespace, out: TextIO, clients: Callable[[str | None], tuple[Any, Any]]
-) -> int:
+def _live(args: argparse.Namespace, out: TextIO, clients: capture_cli.Clients) -> int:
+    """--env: the drift of the deployed version's capture records of the last --minutes."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from stacks.config import load_committed
@@ -208,19 +192,14 @@ def _live(
         print(f"error: reading the capture records of {stack} failed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     report = drift_report(reference, rows.features, rows.predictions, thresholds)
-    if args.json:
-        out.write(json.dumps(report.to_json(), indent=2) + "\n")
-    else:
-        out.write(f"drift of {config.model.model_name} {version} ({args.env}) against its "
-                  "training reference\n")  # fmt: skip
-        out.write(
-            f"capture: {len(rows.features)} rows of the last {args.minutes} minutes"
-            f" ({rows.skipped} unreadable records skipped)\n\n"
-        )
-        out.write(report.render() + "\n")
-    if not report.judged:
-        return EXIT_TOO_FEW
-    return EXIT_DRIFT if report.drifted else 0
+    return _verdict(
+        out,
+        report,
+        args.json,
+        f"drift of {config.model.model_name} {version} ({args.env}) against its training "
+        f"reference\ncapture: {len(rows.features)} rows of the last {args.minutes} minutes"
+        f" ({rows.skipped} unreadable records skipped)\n\n",
+    )
 
 
 def _manifest(path: Path) -> dict[str, Any]:
@@ -235,9 +214,9 @@ def _manifest(path: Path) -> dict[str, Any]:
     return data
 
 
-def cli(argv: list[str] | None = None) -> None:
-    """The command: ``main``; a bug exits EXIT_FAILED (see serving.capture_export)."""
-    run_command(main, argv)
+main, cli = capture_cli.command(
+    parser, from_file=_from_file, from_env=_live, services=("cloudformation", "logs")
+)
 
 
 if __name__ == "__main__":

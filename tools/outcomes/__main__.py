@@ -17,37 +17,26 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from serving import stats
-from serving.capture_export import CaptureFileError, run_command
+from serving import bootstrap
+from serving.capture_export import CaptureFileError
 from serving.capture_export import read as read_capture
+from tools import capture_cli
 from tools.outcomes.labels import LabelsError
 from tools.outcomes.labels import read as read_labels
 from tools.outcomes.report import compare, join, task_of
-from tools.stack_outputs import clients, stack_outputs
+from tools.stack_outputs import stack_outputs
 
 EXIT_BAD_INPUT = 2
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="python -m tools.outcomes",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    source = top.add_mutually_exclusive_group(required=True)
-    source.add_argument("--capture", type=Path, help="capture export (JSON lines)")
-    source.add_argument("--env", help="an environment in cdk.json: read its capture bucket")
-    top.add_argument(
-        "--model",
-        metavar="NAME",
-        help="with --env: which of the environment's models (default: its model_name)",
+    top = capture_cli.capture_parser(
+        "python -m tools.outcomes", __doc__, "an environment in cdk.json: read its capture bucket"
     )
     top.add_argument("--days", type=int, default=30, help="with --env: dates to read (30)")
     top.add_argument("--region", help="with --env: the AWS region (default: the credentials')")
@@ -56,50 +45,36 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument(
         "--rounds",
         type=int,
-        default=stats.DEFAULT_ROUNDS,
-        help=f"bootstrap rounds ({stats.DEFAULT_ROUNDS})",
+        default=bootstrap.DEFAULT_ROUNDS,
+        help=f"bootstrap rounds ({bootstrap.DEFAULT_ROUNDS})",
     )
     top.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
     top.add_argument(
         "--confidence",
         type=float,
-        default=stats.DEFAULT_CONFIDENCE,
-        help=f"interval confidence ({stats.DEFAULT_CONFIDENCE})",
+        default=bootstrap.DEFAULT_CONFIDENCE,
+        help=f"interval confidence ({bootstrap.DEFAULT_CONFIDENCE})",
     )
-    top.add_argument("--json", action="store_true", help="print the report as JSON")
-    return top
+    return capture_cli.with_json_option(top, "the report")
 
 
-def main(
-    argv: list[str] | None = None,
-    out: TextIO | None = None,
-    clients: Callable[[str | None], tuple[Any, Any]] | None = None,
-) -> int:
-    """``clients(region)`` gives (cloudformation, s3) for --env; boto3's by default."""
-    out = out or sys.stdout
-    args = parser().parse_args(argv)
-    if args.env is not None:
-        with tempfile.TemporaryDirectory(prefix="captures-") as scratch:
-            args.capture = Path(scratch) / f"{args.env}-captures.jsonl"
-            try:
-                _download(args, clients or _boto3_clients)
-            except (DownloadError, ValueError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return EXIT_BAD_INPUT
-            return _report(args, out)
-    return _report(args, out)
+def _from_env(args: argparse.Namespace, out: TextIO, clients: capture_cli.Clients) -> int:
+    """The report of the captures of the environment's last --days, downloaded first."""
+    with tempfile.TemporaryDirectory(prefix="captures-") as scratch:
+        args.capture = Path(scratch) / f"{args.env}-captures.jsonl"
+        try:
+            _download(args, clients)
+        except (DownloadError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return _report(args, out)
 
 
 class DownloadError(Exception):
     pass
 
 
-def _boto3_clients(region: str | None) -> tuple[Any, Any]:
-    cloudformation, s3 = clients(region, "cloudformation", "s3")
-    return cloudformation, s3
-
-
-def _download(args: argparse.Namespace, clients: Callable[[str | None], tuple[Any, Any]]) -> None:
+def _download(args: argparse.Namespace, clients: capture_cli.Clients) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from stacks.config import load_committed
@@ -125,6 +100,7 @@ def _download(args: argparse.Namespace, clients: Callable[[str | None], tuple[An
 
 
 def _report(args: argparse.Namespace, out: TextIO) -> int:
+    """The report of the capture export at --capture joined with the --labels outcomes."""
     try:
         export = read_capture(args.capture)
         if not export.rows:
@@ -150,16 +126,13 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     except (LabelsError, CaptureFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.json:
-        out.write(json.dumps(report.to_json(), indent=2) + "\n")
-    else:
-        out.write(report.render() + "\n")
+    capture_cli.write_report(out, report, as_json=args.json)
     return 0
 
 
-def cli(argv: list[str] | None = None) -> None:
-    """The command: ``main``; a bug exits EXIT_FAILED (see serving.capture_export)."""
-    run_command(main, argv)
+main, cli = capture_cli.command(
+    parser, from_file=_report, from_env=_from_env, services=("cloudformation", "s3")
+)
 
 
 if __name__ == "__main__":

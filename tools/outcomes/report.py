@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from serving import stats
+from serving import bootstrap, stats
 from serving.capture_export import CapturedRow, version_key
 from tools.outcomes.labels import Outcome
 
@@ -65,13 +65,13 @@ class VersionResult:
     version: str
     count: int
     positives: int | None  # binary only
-    metrics: dict[str, stats.Interval]
+    metrics: dict[str, bootstrap.Interval]
 
 
 @dataclass(frozen=True)
 class Difference:
     metric: str
-    interval: stats.Interval  # version minus baseline
+    interval: bootstrap.Interval  # version minus baseline
     higher_is_better: bool
 
     def verdict(self, version: str, baseline: str) -> str:
@@ -214,9 +214,9 @@ def compare(
     joined: Joined,
     *,
     baseline: str | None = None,
-    rounds: int = stats.DEFAULT_ROUNDS,
+    rounds: int = bootstrap.DEFAULT_ROUNDS,
     seed: int = 0,
-    confidence: float = stats.DEFAULT_CONFIDENCE,
+    confidence: float = bootstrap.DEFAULT_CONFIDENCE,
 ) -> OutcomesReport:
     if not joined.by_version:
         raise ValueError("no outcome matched a captured prediction: nothing to compare")
@@ -236,12 +236,12 @@ def compare(
     }
     # One bootstrap pass per compared pair gives both versions' intervals and the
     # difference's; the baseline's own come from its first comparison.
-    intervals: dict[str, dict[str, stats.Interval]] = {}
+    intervals: dict[str, dict[str, bootstrap.Interval]] = {}
     differences = {}
     for version in data:
         if version == chosen:
             continue
-        compared = stats.bootstrap_compare(
+        compared = bootstrap.bootstrap_compare(
             functions, data[chosen], data[version], rounds=rounds, seed=seed,
             confidence=confidence, pairing=pairing,
         )  # fmt: skip
@@ -253,7 +253,7 @@ def compare(
         )
     if chosen not in intervals:  # a single version: nothing to compare it with
         intervals[chosen] = {
-            name: stats.bootstrap_interval(
+            name: bootstrap.bootstrap_interval(
                 function,
                 *data[chosen],
                 rounds=rounds,
@@ -275,7 +275,7 @@ def compare(
     return OutcomesReport(joined, chosen, results, differences, rounds, seed, confidence)
 
 
-def _cell(interval: stats.Interval) -> str:
+def _cell(interval: bootstrap.Interval) -> str:
     if math.isnan(interval.estimate):
         return "n/a (one class)"
     return f"{interval.estimate:.4f} [{interval.low:.4f}, {interval.high:.4f}]"

@@ -114,29 +114,21 @@ class Predictions:
     truncated: bool  # Logs Insights stopped at INSIGHTS_MAX_ROWS lines
 
 
+@dataclass(frozen=True, kw_only=True)
 class Live:
     """AWS reads through the given boto3 clients (tests pass fakes)."""
 
-    def __init__(
-        self,
-        *,
-        cloudformation: Any,
-        lambda_client: Any,
-        cloudwatch: Any,
-        logs: Any = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._cloudformation = cloudformation
-        self._lambda = lambda_client
-        self._cloudwatch = cloudwatch
-        self._logs = logs
-        self._sleep = sleep
+    cloudformation: Any
+    lambda_client: Any
+    cloudwatch: Any
+    logs: Any = None
+    sleep: Callable[[float], None] = time.sleep
 
     def log_group(self, function_name: str) -> str:
-        if self._logs is None:
+        if self.logs is None:
             raise LiveUnavailableError("needs a CloudWatch Logs client")
         with _aws_errors(f"reading the log group of {function_name}"):
-            answer = self._lambda.get_function_configuration(FunctionName=function_name)
+            answer = self.lambda_client.get_function_configuration(FunctionName=function_name)
         group = answer.get("LoggingConfig", {}).get("LogGroup")
         return str(group) if group else f"/aws/lambda/{function_name}"
 
@@ -149,13 +141,13 @@ class Live:
         task: str = "binary",
     ) -> Predictions:
         """The answers ``lambda_version`` logged in [start, end), via Logs Insights."""
-        if self._logs is None:
+        if self.logs is None:
             raise LiveUnavailableError("needs a CloudWatch Logs client")
         if not lambda_version.isdigit():
             raise LiveUnavailableError(f"Lambda version {lambda_version!r} is not a number")
         what = f"querying the prediction logs of version {lambda_version} in {log_group}"
         with _aws_errors(what):
-            query_id = self._logs.start_query(
+            query_id = self.logs.start_query(
                 logGroupName=log_group,
                 startTime=int(start.timestamp()),
                 endTime=int(end.timestamp()),
@@ -166,7 +158,7 @@ class Live:
             )["queryId"]
             waited = 0.0
             while True:
-                answer = self._logs.get_query_results(queryId=query_id)
+                answer = self.logs.get_query_results(queryId=query_id)
                 status = answer["status"]
                 if status == "Complete":
                     break
@@ -174,7 +166,7 @@ class Live:
                     raise LiveUnavailableError(
                         f"{what} failed: the query ended {status} after {waited:.0f} s"
                     )
-                self._sleep(INSIGHTS_POLL_SECONDS)
+                self.sleep(INSIGHTS_POLL_SECONDS)
                 waited += INSIGHTS_POLL_SECONDS
         found: list[Any] = []
         rows = answer.get("results", [])
@@ -197,7 +189,7 @@ class Live:
 
     def outputs(self, stack: str) -> dict[str, str]:
         with _aws_errors(f"reading the outputs of stack {stack}"):
-            return stack_outputs(self._cloudformation, stack)
+            return stack_outputs(self.cloudformation, stack)
 
     @staticmethod
     def function_name(outputs: Mapping[str, str]) -> str:
@@ -211,7 +203,7 @@ class Live:
 
     def alias(self, function_name: str) -> Alias:
         with _aws_errors(f"reading alias {ALIAS_NAME} of {function_name}"):
-            answer = self._lambda.get_alias(FunctionName=function_name, Name=ALIAS_NAME)
+            answer = self.lambda_client.get_alias(FunctionName=function_name, Name=ALIAS_NAME)
         weights = answer.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
         return Alias(str(answer["FunctionVersion"]), {str(k): float(v) for k, v in weights.items()})
 
@@ -221,7 +213,7 @@ class Live:
         marker: dict[str, str] = {}
         with _aws_errors(f"listing provisioned concurrency of {function_name}"):
             while True:
-                page = self._lambda.list_provisioned_concurrency_configs(
+                page = self.lambda_client.list_provisioned_concurrency_configs(
                     FunctionName=function_name, **marker
                 )
                 for config in page.get("ProvisionedConcurrencyConfigs", []):
@@ -287,7 +279,7 @@ class Live:
         token: dict[str, str] = {}
         with _aws_errors("reading CloudWatch metrics"):
             while True:
-                page = self._cloudwatch.get_metric_data(
+                page = self.cloudwatch.get_metric_data(
                     MetricDataQueries=queries, StartTime=start, EndTime=end, **token
                 )
                 for result in page["MetricDataResults"]:

@@ -146,61 +146,59 @@ def start_automated(
 
 
 def set_weight(block: Mapping[str, Any], rollout: Rollout, weight: float) -> dict[str, Any]:
-    state = state_of(rollout)
-    if state is State.AUTOMATED:
-        raise RefusedError(
-            f"set-weight {weight:g} is not allowed in automated mode (rollout.mode='automated'): "
-            f"CodeDeploy sets the weights (rollout.deployment={rollout.traffic_shift})"
-        )
-    if state is State.STEADY:
-        raise RefusedError(
-            f"set-weight {weight:g} needs a canary, and none is configured "
-            "(rollout.stable_version is null): run `start --version vN --weight W` first"
-        )
+    _refuse_in_state(
+        rollout,
+        {
+            State.AUTOMATED: f"set-weight {weight:g} is not allowed in automated mode "
+            f"(rollout.mode='automated'): CodeDeploy sets the weights "
+            f"(rollout.deployment={rollout.traffic_shift})",
+            State.STEADY: f"set-weight {weight:g} needs a canary, and none is configured "
+            "(rollout.stable_version is null): run `start --version vN --weight W` first",
+        },
+    )
     check_weight(weight)
     return _updated(block, canary_weight=weight)
 
 
 def promote(block: Mapping[str, Any], rollout: Rollout) -> dict[str, Any]:
-    state = state_of(rollout)
-    if state is State.AUTOMATED:
-        raise RefusedError(
-            "promote is not allowed in automated mode (rollout.mode='automated'): CodeDeploy "
-            "promotes the new version by itself when the shift ends without an alarm"
-        )
-    if state is State.STEADY:
-        raise RefusedError(
-            "promote needs a canary, and none is configured (rollout.stable_version is null): "
-            f"{rollout.model_version} already takes all traffic"
-        )
-    if state is State.ROLLED_BACK:
-        raise RefusedError(
-            f"promote is not allowed after a rollback (rollout.canary_weight=0): candidate "
-            f"{rollout.model_version} takes no traffic, so nothing shows it is safe; "
-            "run `set-weight W` to canary it again first"
-        )
+    _refuse_in_state(
+        rollout,
+        {
+            State.AUTOMATED: "promote is not allowed in automated mode (rollout.mode='automated'): "
+            "CodeDeploy promotes the new version by itself when the shift ends without an alarm",
+            State.STEADY: "promote needs a canary, and none is configured (rollout.stable_version "
+            f"is null): {rollout.model_version} already takes all traffic",
+            State.ROLLED_BACK: "promote is not allowed after a rollback (rollout.canary_weight=0): "
+            f"candidate {rollout.model_version} takes no traffic, so nothing shows it is safe; "
+            "run `set-weight W` to canary it again first",
+        },
+    )
     # Same model_version: the candidate is the version already deployed, so the deploy
     # moves the alias and provisioned concurrency but publishes nothing new.
     return _updated(block, stable_version=None, canary_weight=0, stable_model_version=None)
 
 
 def rollback(block: Mapping[str, Any], rollout: Rollout) -> dict[str, Any]:
-    state = state_of(rollout)
-    if state is State.AUTOMATED:
-        raise RefusedError(
-            "rollback is not allowed in automated mode (rollout.mode='automated'): CodeDeploy "
-            "rolls back by itself when an alarm fires during the shift; to leave a finished "
-            "deployment, run `start --version <previous model version>`"
-        )
-    if state is State.STEADY:
-        raise RefusedError(
-            "rollback needs a canary, and none is configured (rollout.stable_version is "
-            f"null): {rollout.model_version} takes all traffic; to go back to an earlier "
-            "model, canary it like any other: `start --version vN --weight W`"
-        )
-    if state is State.ROLLED_BACK:
-        raise RefusedError(
-            f"already rolled back: stable version {rollout.stable_lambda_version} takes all "
-            "traffic (rollout.canary_weight=0)"
-        )
+    _refuse_in_state(
+        rollout,
+        {
+            State.AUTOMATED: "rollback is not allowed in automated mode "
+            "(rollout.mode='automated'): CodeDeploy rolls back by itself when an alarm fires "
+            "during the shift; to leave a finished deployment, run "
+            "`start --version <previous model version>`",
+            State.STEADY: "rollback needs a canary, and none is configured "
+            f"(rollout.stable_version is null): {rollout.model_version} takes all traffic; to "
+            "go back to an earlier model, canary it like any other: "
+            "`start --version vN --weight W`",
+            State.ROLLED_BACK: "already rolled back: stable version "
+            f"{rollout.stable_lambda_version} takes all traffic (rollout.canary_weight=0)",
+        },
+    )
     return _updated(block, canary_weight=0)
+
+
+def _refuse_in_state(rollout: Rollout, refusals: Mapping[State, str]) -> None:
+    """Refuses the step with the message written for the rollout's state, if there is one."""
+    message = refusals.get(state_of(rollout))
+    if message is not None:
+        raise RefusedError(message)

@@ -1,0 +1,253 @@
+"""Reference histograms and the population stability index (PSI): numpy only.
+
+Training writes each feature's and the prediction's reference histogram into the
+manifest, and the drift monitor, the drift tool and the canary analysis read it back and
+bin what they observe with it, so a reference is read with exactly the binning that wrote
+it.
+
+Population stability index (PSI)
+    ``sum((a - e) * ln(a / e))`` over the reference's bins, ``e`` the reference proportion
+    and ``a`` the observed one. Numbers: bin edges are the reference's deciles, taken
+    as observed values (repeated edges of discrete data collapse into one bin); a bin
+    holds its lower edge, and values below the first or above the last inner edge fall
+    into the outer bins. Categories: one bin per category
+    seen in the reference (or, for a categorical feature or a class label, per allowed
+    value, strings and integers as requests send them), plus one bin for categories it
+    never saw (reference share 0).
+    An empty bin would make the logarithm infinite, so both proportions are floored at
+    ``PSI_FLOOR`` (1e-4) first. Each term is >= 0 (``a - e`` and ``ln(a / e)`` share their
+    sign), so PSI >= 0, and it is 0 only when every bin's shares agree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from serving.stats import finite_array
+
+PSI_FLOOR = 1e-4
+DEFAULT_BINS = 10
+# Integer features with at most this many distinct reference values are categories: their
+# quantile edges would collapse, and a new code (a fifth contract type) is drift to show.
+MAX_CATEGORIES = 20
+PSI_WATCH = 0.1
+PSI_ALARM = 0.25
+
+Kind = Literal["numeric", "categorical"]
+Category = str | float
+Verdict = Literal["stable", "watch", "drift"]
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A reference distribution: bins and the reference's share in each.
+
+    numeric: ``edges`` are the quantile edges, first and last the reference's min and
+    max (informational: values outside them fall into the outer bins).
+    categorical: ``categories`` in order; ``proportions`` has one more entry, the share
+    of categories the reference never saw (0 for the reference itself).
+    """
+
+    kind: Kind
+    proportions: tuple[float, ...]
+    count: int
+    edges: tuple[float, ...] = ()
+    # Numbers (integer codes, as the first references hold) or the values a categorical
+    # feature or a class label takes in requests and answers (strings and integers).
+    categories: tuple[Category, ...] = ()
+
+    def bin_index(self, values: ArrayLike | Sequence[Category]) -> NDArray[np.int64]:
+        if self.kind == "numeric":
+            x = finite_array(values, "values")
+            # side="right": a value equal to an edge belongs to the bin above it, as the
+            # reference's own values did when the proportions were counted.
+            return np.searchsorted(np.asarray(self.edges[1:-1]), x, side="right").astype(np.int64)
+        lookup = {category_key(category): index for index, category in enumerate(self.categories)}
+        unseen = len(self.categories)
+        items: list[Any] = (
+            values.tolist() if isinstance(values, np.ndarray) else list(values)  # type: ignore[arg-type]
+        )
+        if not all(_is_category(v) for v in items):
+            raise ValueError("values must be finite numbers or strings")
+        return np.array([lookup.get(category_key(v), unseen) for v in items], dtype=np.int64)
+
+    def proportions_of(self, values: ArrayLike) -> NDArray[np.float64]:
+        """The share of ``values`` in each of this histogram's bins."""
+        index = self.bin_index(values)
+        if index.size == 0:
+            raise ValueError("no values to compare with the reference")
+        counts = np.bincount(index, minlength=len(self.proportions))
+        return counts.astype(np.float64) / index.size
+
+    def psi(self, values: ArrayLike, floor: float = PSI_FLOOR) -> float:
+        return psi(self.proportions, self.proportions_of(values), floor=floor)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "count": self.count}
+        if self.kind == "numeric":
+            out["edges"] = list(self.edges)
+        else:
+            out["categories"] = list(self.categories)
+        out["proportions"] = list(self.proportions)
+        return out
+
+    @classmethod
+    def from_json(cls, data: object, where: str = "histogram") -> Histogram:
+        """Read ``to_json``'s output back; ``ValueError`` names ``where`` and the bad field."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} must be an object, got {type(data).__name__}")
+        kind = data.get("kind")
+        if kind not in ("numeric", "categorical"):
+            raise ValueError(f"{where}.kind is {kind!r}: expected 'numeric' or 'categorical'")
+        proportions = _number_list(data.get("proportions"), f"{where}.proportions")
+        count = data.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"{where}.count must be a positive integer, got {count!r}")
+        if any(p < 0 for p in proportions) or not math.isclose(sum(proportions), 1.0, abs_tol=1e-6):
+            raise ValueError(f"{where}.proportions must be >= 0 and sum to 1, got {proportions}")
+        if kind == "numeric":
+            edges = _number_list(data.get("edges"), f"{where}.edges")
+            if len(edges) != len(proportions) + 1 or any(
+                b <= a for a, b in itertools.pairwise(edges[1:-1])
+            ):
+                raise ValueError(
+                    f"{where}.edges must be {len(proportions) + 1} increasing numbers "
+                    f"(one more than the proportions), got {edges}"
+                )
+            return cls("numeric", tuple(proportions), count, edges=tuple(edges))
+        categories = _category_list(data.get("categories"), f"{where}.categories")
+        keys = {category_key(c) for c in categories}
+        if len(categories) + 1 != len(proportions) or len(keys) != len(categories):
+            raise ValueError(
+                f"{where}: {len(categories)} distinct categories need {len(categories) + 1} "
+                f"proportions (the last for unseen ones), got {len(proportions)}"
+            )
+        return cls("categorical", tuple(proportions), count, categories=tuple(categories))
+
+
+def numeric_histogram(values: ArrayLike, bins: int = DEFAULT_BINS) -> Histogram:
+    """Quantile bins of ``values`` (deciles by default); tied quantiles collapse."""
+    if bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins}")
+    x = finite_array(values, "values")
+    if x.size == 0:
+        raise ValueError("cannot build a reference histogram from no values")
+    # Edges are observed values (inverted CDF, not interpolated), and a bin [e_i, e_i+1)
+    # holds its own lower edge: no reference bin is empty by construction.
+    quantiles = np.quantile(x, np.linspace(0.0, 1.0, bins + 1), method="inverted_cdf")
+    inner = np.unique(quantiles[1:-1])
+    inner = inner[inner > x.min()]
+    edges = (float(x.min()), *(float(e) for e in inner), float(x.max()))
+    counts = np.bincount(np.searchsorted(inner, x, side="right"), minlength=inner.size + 1)
+    shares = tuple(float(c) / x.size for c in counts)
+    return Histogram("numeric", shares, int(x.size), edges=edges)
+
+
+def value_histogram(values: Sequence[Category], allowed: Sequence[Category]) -> Histogram:
+    """One bin per allowed value, in the given order (a value never seen in ``values``
+    keeps its bin at share 0), plus a last bin for values not allowed. Strings and numbers
+    are different values: the string "1" is not the integer 1."""
+    if not allowed:
+        raise ValueError("a value histogram needs at least one allowed value")
+    probe = Histogram("categorical", (1.0, *([0.0] * len(allowed))), 1, categories=tuple(allowed))
+    index = probe.bin_index(values)
+    if index.size == 0:
+        raise ValueError("cannot build a reference histogram from no values")
+    counts = np.bincount(index, minlength=len(allowed) + 1)
+    shares = tuple(float(c) / index.size for c in counts)
+    return Histogram("categorical", shares, int(index.size), categories=tuple(allowed))
+
+
+def categorical_histogram(values: ArrayLike) -> Histogram:
+    """One bin per distinct value (sorted), plus a last bin for values never seen."""
+    x = finite_array(values, "values")
+    if x.size == 0:
+        raise ValueError("cannot build a reference histogram from no values")
+    categories, counts = np.unique(x, return_counts=True)
+    shares = (*(float(c) / x.size for c in counts), 0.0)
+    return Histogram(
+        "categorical", shares, int(x.size), categories=tuple(float(c) for c in categories)
+    )
+
+
+def reference_histogram(
+    values: ArrayLike, *, integer: bool, bins: int = DEFAULT_BINS, kind: Kind | None = None
+) -> Histogram:
+    """Categories for integer data with few distinct values, quantile bins otherwise."""
+    x = finite_array(values, "values")
+    if kind is None:
+        few = np.unique(x).size <= MAX_CATEGORIES
+        kind = "categorical" if integer and few else "numeric"
+    return categorical_histogram(x) if kind == "categorical" else numeric_histogram(x, bins)
+
+
+def psi(expected: ArrayLike, actual: ArrayLike, *, floor: float = PSI_FLOOR) -> float:
+    """Population stability index of two proportion vectors over the same bins."""
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    if e.shape != a.shape or e.ndim != 1 or e.size == 0:
+        raise ValueError(f"proportions must be two vectors of one length, got {e.shape}, {a.shape}")
+    if not floor > 0:
+        raise ValueError(f"floor must be > 0, got {floor}")
+    e, a = np.maximum(e, floor), np.maximum(a, floor)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi_of_samples(
+    reference: ArrayLike, actual: ArrayLike, *, bins: int = DEFAULT_BINS, kind: Kind = "numeric"
+) -> float:
+    """PSI of ``actual`` against bins taken from ``reference``."""
+    histogram = (
+        numeric_histogram(reference, bins)
+        if kind == "numeric"
+        else categorical_histogram(reference)
+    )
+    return histogram.psi(actual)
+
+
+def psi_verdict(value: float, *, watch: float = PSI_WATCH, alarm: float = PSI_ALARM) -> Verdict:
+    """stable below ``watch``, watch from ``watch`` up to ``alarm``, drift above ``alarm``."""
+    check_thresholds(watch, alarm)
+    if value > alarm:
+        return "drift"
+    return "watch" if value >= watch else "stable"
+
+
+def check_thresholds(watch: float, alarm: float) -> None:
+    if not (math.isfinite(watch) and math.isfinite(alarm) and 0 < watch <= alarm):
+        raise ValueError(
+            f"PSI thresholds must satisfy 0 < watch <= alarm, got watch={watch}, alarm={alarm}"
+        )
+
+
+def category_key(value: Category) -> tuple[str, str | float]:
+    """Strings and numbers never match each other; 1 and 1.0 are one number."""
+    return ("str", value) if isinstance(value, str) else ("num", float(value))
+
+
+def _is_category(value: object) -> bool:
+    if isinstance(value, str):
+        return True
+    numeric = isinstance(value, int | float | np.integer | np.floating)
+    return numeric and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _category_list(value: object, where: str) -> list[Category]:
+    if not isinstance(value, list) or not all(_is_category(v) for v in value):
+        raise ValueError(f"{where} must be a list of finite numbers or strings, got {value!r}")
+    return [v if isinstance(v, str) else float(v) for v in value]
+
+
+def _number_list(value: object, where: str) -> list[float]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    ):
+        raise ValueError(f"{where} must be a list of finite numbers, got {value!r}")
+    return [float(v) for v in value]
