@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from serving.artifacts import sha256_file, verify_version
-from tests.training.conftest import FAST_PARAMS, WriteCsv
+from tests.training.conftest import FAST_PARAMS, WriteCsv, quiet, train_churn
 from training import train as train_module
 from training.dataset import DatasetError
 from training.schema import FEATURE_NAMES
@@ -16,19 +16,8 @@ from training.train import csv_data, synthetic_data, train
 from training.versions import ArtifactExistsError
 
 
-def quiet(_: str) -> None:
-    pass
-
-
 def fit(tmp_path: Path, data: train_module.TrainingData, version: str = "v1") -> Path:
-    return train(
-        data,
-        model_name="churn",
-        version=version,
-        output=tmp_path / "out",
-        params=FAST_PARAMS,
-        log=quiet,
-    )
+    return train_churn(tmp_path / "out", data, version)
 
 
 def test_manifest_records_checksum_schema_versions_and_metrics(tmp_path: Path) -> None:
@@ -210,15 +199,7 @@ def test_existing_version_is_kept_without_force(tmp_path: Path) -> None:
 def test_force_replaces_an_existing_version(tmp_path: Path) -> None:
     out = fit(tmp_path, synthetic_data(600, 1))
     before = sha256_file(out / "model.joblib")
-    train(
-        synthetic_data(600, 2),
-        model_name="churn",
-        version="v1",
-        output=tmp_path / "out",
-        params=FAST_PARAMS,
-        force=True,
-        log=quiet,
-    )
+    train_churn(tmp_path / "out", synthetic_data(600, 2), force=True)
     assert sha256_file(out / "model.joblib") != before
     assert verify_version(out) == []
     assert sorted(p.name for p in out.parent.iterdir()) == ["v1"]
