@@ -439,17 +439,19 @@ def test_committed_churn_artifacts_load_unchanged_and_answer_their_golden_set(ve
     assert np.array_equal(model.outputs(X_golden), recorded)
 
 
-def test_first_format_cold_start_does_not_import_the_second_format() -> None:
+def test_first_format_cold_start_imports_neither_sklearn_nor_the_second_format() -> None:
     script = (
         "import sys; sys.path.insert(0, 'lambda_src');"
-        "from inference import compiled_model as c;"
-        "c.load(open('model_artifacts/churn/v1/model.compiled.npz', 'rb').read());"
-        "print('inference.compiled_pipeline' in sys.modules)"
+        "import numpy as np; from inference import compiled_model as c;"
+        "m = c.load(open('model_artifacts/churn/v1/model.compiled.npz', 'rb').read());"
+        "p = m.outputs(np.zeros((2, 7)));"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in {'sklearn','joblib','scipy'}"
+        " or k == 'inference.compiled_pipeline'))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "[]"
 
 
 def test_compiled_model_repeats_the_second_format_array_names() -> None:

@@ -10,7 +10,7 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,11 @@ class Bundled:
     estimator: Callable[[], Any]
     categorical: dict[int, list[Any]] | None = None
 
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of fit_and_package this case sets (task ... categorical)."""
+        made_here = ("load", "estimator")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in made_here}
+
 
 _FOREST = partial(RandomForestClassifier, n_estimators=25, random_state=0)
 _HGB = partial(HistGradientBoostingRegressor, max_iter=40, random_state=0)
@@ -178,15 +183,11 @@ def package_bundled(tmp_path: Path, name: str, output: Path | None = None) -> Pa
         tmp_path,
         name,
         case.estimator(),
-        task=case.task,
-        label=case.label,
         feature_names=bunch.feature_names,
         X=bunch.data,
         y=y,
-        test_size=case.test_size,
-        suffix=case.suffix,
-        categorical=case.categorical,
         output=output,
+        **case.options(),
     )
 
 
