@@ -129,4 +129,5 @@ def check_parity(
 
 
 def parity_record(report: ParityReport) -> dict[str, Any]:
+    """The report as the manifest records it (``artifacts.compiled.parity``)."""
     return {**asdict(report), "passed": report.passed}
