@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 from training import tracked, versions
 
@@ -36,6 +37,30 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     if args.accept_regression is not None and not args.accept_regression.strip():
         parser.error('--accept-regression needs a reason, e.g. --accept-regression "new data"')
     return args
+
+
+class VersionArguments(TypedDict):
+    model_name: str
+    version: str
+    output: Path
+    force: bool
+    compiled: bool
+    accept_regression: str | None
+    log: Callable[[str], None]
+
+
+def version_arguments(args: argparse.Namespace) -> VersionArguments:
+    """The keyword arguments of ``train``/``package`` that ``--model``, ``--version`` and the
+    options of ``add_version_options`` give, with logging to stderr."""
+    return {
+        "model_name": args.model,
+        "version": args.version,
+        "output": args.output,
+        "force": args.force,
+        "compiled": not args.no_compiled,
+        "accept_regression": args.accept_regression,
+        "log": log,
+    }
 
 
 def log(message: str) -> None:

@@ -88,11 +88,8 @@ def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
     if schema.task == "regression":
         values = []
         for line, text in raw:
-            try:
-                value = float(text)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
+            value = finite_number(text)
+            if value is None:
                 raise DatasetError(
                     f"{path}: line {line}, {where}: {quote(text)} is not a finite number (the "
                     "label of a regression)"
@@ -129,6 +126,15 @@ def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
     if labels and isinstance(labels[0], int):
         return np.asarray(labels, dtype=np.int64)
     return np.asarray(labels, dtype=object)
+
+
+def finite_number(text: str) -> float | None:
+    """``text`` as a finite float; None when it is not a number, or is NaN or infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _as_integer(text: str) -> int | None:

@@ -56,6 +56,11 @@ class Kind:
     # Defaults on top of scikit-learn's: a fixed seed, so the same data gives the same bytes.
     defaults: Mapping[str, Any]
 
+    @property
+    def classes(self) -> tuple[type[BaseEstimator], ...]:
+        """The kind's estimator classes: classifier first, then regressor."""
+        return tuple(c for c in (self.classifier, self.regressor) if c is not None)
+
 
 KINDS: dict[str, Kind] = {
     "gbm": Kind(GradientBoostingClassifier, GradientBoostingRegressor, GBM_PARAMS),

@@ -292,15 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         lambda: package(
             args.estimator,
             schema=load_schema(args.schema),
-            model_name=args.model,
-            version=args.version,
-            output=args.output,
             data=args.data,
             sha256=args.sha256,
-            accept_regression=args.accept_regression,
-            compiled=not args.no_compiled,
-            force=args.force,
-            log=cli.log,
+            **cli.version_arguments(args),
         )
     )
 

@@ -34,16 +34,10 @@ from serving.distributions import MANIFEST_KEY as REFERENCE_KEY
 from serving.distributions import reference_distributions
 from serving.schema import Schema
 from training import golden, model_card, skops_artifact, versions
-from training.compile import (
-    COMPILED_FILE,
-    COMPILED_FORMAT,
-    ParityError,
-    UnsupportedModelError,
-    check_parity,
-    compile_pipeline,
-    parity_record,
-)
+from training.compile import COMPILED_FILE, COMPILED_FORMAT, compile_pipeline
+from training.compile_support import UnsupportedModelError
 from training.dataset import Labels
+from training.parity import ParityError, check_parity, parity_record
 
 ARTIFACT_FILE = "model.joblib"
 ARTIFACT_FORMAT = "sklearn-pipeline-joblib/1"

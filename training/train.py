@@ -304,16 +304,10 @@ def _train_from_args(args: argparse.Namespace) -> Path:
         )
     return train(
         data,
-        model_name=args.model,
-        version=args.version,
-        output=args.output,
-        force=args.force,
         estimator=args.estimator,
         params=params or None,
-        compiled=not args.no_compiled,
         golden_rows=args.golden_rows,
-        accept_regression=args.accept_regression,
-        log=cli.log,
+        **cli.version_arguments(args),
     )
 
 

@@ -72,7 +72,7 @@ def write_version(
         manifest = {"schema_version": MANIFEST_SCHEMA_VERSION, **manifest}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
         for path in tmp.iterdir():
-            _fsync(path)
+            tracked.fsync_path(path)
         # mkdtemp makes the directory private; a version is read by the whole team.
         os.chmod(tmp, 0o755)  # noqa: S103
         with model_lock(model_dir, wait_seconds):
@@ -83,7 +83,7 @@ def write_version(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync(model_dir)
+    tracked.fsync_path(model_dir)
     return final
 
 
@@ -145,11 +145,3 @@ def _replace_dir(new: Path, final: Path) -> None:
         os.rename(old, final)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -2,14 +2,13 @@
 
 Small synthetic data with three numeric features and two categorical ones (as codes, the
 encoding contract), small ensembles: the point is each combination's arithmetic, not
-model quality. The gate itself (training/compile.py) compares with scikit-learn on the
+model quality. The gate itself (training/parity.py) compares with scikit-learn on the
 holdout, random rows, tie rows on every split threshold and linear decision boundaries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import subprocess
 import sys
@@ -22,29 +21,24 @@ import pytest
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
-    ExtraTreesClassifier,
-    ExtraTreesRegressor,
     GradientBoostingClassifier,
-    GradientBoostingRegressor,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
-    RandomForestRegressor,
 )
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
-from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from sklearn.tree import DecisionTreeClassifier
 
 from inference import compiled_model, compiled_pipeline, tree_forest
-from training import compile as compile_module
-from training.compile import (
-    ParityError,
-    UnsupportedModelError,
-    check_parity,
-    compile_pipeline,
-    tie_rows,
-)
+from tests.training.compiled_archives import arrays, rewrite
+from training import compile_estimators, parity
+from training.compile import compile_pipeline
+from training.compile_support import UnsupportedModelError
+from training.estimators import KINDS
+from training.parity import ParityError, check_parity
+from training.parity_inputs import boundary_rows, tie_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 CATEGORIES = (3, 4)
@@ -101,22 +95,22 @@ PREPROCESSING: dict[str, Callable[[], Any]] = {
         [("numeric", MinMaxScaler(), [0, 1, 2]), ("categorical", _one_hot(), [3, 4])]
     ),
 }
+# Every built-in kind, small: the compiled runtime supports each kind's estimators.
+SMALL: dict[str, dict[str, Any]] = {
+    "gbm": {"n_estimators": 8, "max_depth": 3, "random_state": 0},
+    "hist_gbm": {"max_iter": 8, "random_state": 0},
+    "random_forest": {"n_estimators": 4, "max_depth": 6, "random_state": 0},
+    "extra_trees": {"n_estimators": 4, "max_depth": 6, "random_state": 0},
+    "decision_tree": {"max_depth": 5, "random_state": 0},
+    "logistic": {"max_iter": 1000},
+    "linear": {},
+    "ridge": {},
+}
 CLASSIFIERS: list[Any] = [
-    GradientBoostingClassifier(n_estimators=8, max_depth=3, random_state=0),
-    HistGradientBoostingClassifier(max_iter=8, random_state=0),
-    RandomForestClassifier(n_estimators=4, max_depth=6, random_state=0),
-    ExtraTreesClassifier(n_estimators=4, max_depth=6, random_state=0),
-    DecisionTreeClassifier(max_depth=5, random_state=0),
-    LogisticRegression(max_iter=1000),
+    kind.classifier(**SMALL[name]) for name, kind in KINDS.items() if kind.classifier
 ]
 REGRESSORS: list[Any] = [
-    GradientBoostingRegressor(n_estimators=8, max_depth=3, random_state=0),
-    HistGradientBoostingRegressor(max_iter=8, random_state=0),
-    RandomForestRegressor(n_estimators=4, max_depth=6, random_state=0),
-    ExtraTreesRegressor(n_estimators=4, max_depth=6, random_state=0),
-    DecisionTreeRegressor(max_depth=5, random_state=0),
-    LinearRegression(),
-    Ridge(),
+    kind.regressor(**SMALL[name]) for name, kind in KINDS.items() if kind.regressor
 ]
 COMBINATIONS = [
     pytest.param(task, estimator, pre, id=f"{task}-{type(estimator).__name__}-{pre}")
@@ -150,7 +144,7 @@ def test_every_supported_pipeline_passes_the_parity_gate(
     assert model.classes == (None if task == "regression" else tuple(range(len(pipeline.classes_))))
     report = check_parity(pipeline, data, X[:100], FEATURES, task=task)
     assert report.passed and report.label_mismatches == 0
-    assert report.max_abs_diff <= compile_module.PARITY_BOUND
+    assert report.max_abs_diff <= parity.PARITY_BOUND
     if not isinstance(estimator, LinearRegression | Ridge):
         # Rows on split thresholds (trees) or a decision boundary (logistic regression).
         assert report.tie_rows > 0
@@ -175,7 +169,7 @@ def test_gate_catches_a_runtime_that_sends_ties_right(
     """Tie rows sit on the thresholds in each estimator's own precision: a < for <= shows."""
     pipeline = fit("multiclass", estimator, "standard")
     data = compiled(pipeline, "multiclass")
-    monkeypatch.setattr(compile_module, "parity_rows", lambda X, features: np.empty((0, 5)))
+    monkeypatch.setattr(parity, "parity_rows", lambda X, features: np.empty((0, 5)))
     assert check_parity(pipeline, data, np.empty((0, 5)), FEATURES).tie_rows > 0
     monkeypatch.setattr(tree_forest, "_SEARCH_SIDE", "right")
     with pytest.raises(ParityError, match="compiled model refused"):
@@ -196,13 +190,9 @@ def test_tie_rows_put_every_hgb_threshold_in_its_float64_input() -> None:
 def test_gate_refuses_linear_coefficients_off_by_a_little() -> None:
     pipeline = fit("multiclass", LogisticRegression(max_iter=1000), "standard+onehot")
     data = compiled(pipeline, "multiclass")
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    arrays["coef"] = arrays["coef"] * (1 + 1e-9)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    off = rewrite(data, coef=arrays(data)["coef"] * (1 + 1e-9))
     with pytest.raises(ParityError, match=r"max \|P\(compiled\) - P\(sklearn\)\|"):
-        check_parity(pipeline, buffer.getvalue(), X[:100], FEATURES)
+        check_parity(pipeline, off, X[:100], FEATURES)
 
 
 def test_linear_boundary_rows_are_held_to_the_bound_and_their_neighbours_to_the_labels() -> None:
@@ -211,7 +201,7 @@ def test_linear_boundary_rows_are_held_to_the_bound_and_their_neighbours_to_the_
     # One third of the boundary rows sit on it (labels decided by rounding), two thirds
     # a few rounding errors to either side, where the labels must agree.
     assert report.tie_rows == 3 * report.unlabelled_rows > 0
-    boundary, on = compile_module.boundary_rows(pipeline, X[:50])
+    boundary, on = boundary_rows(pipeline, X[:50])
     decision = pipeline.decision_function(boundary)
     assert np.max(np.abs(decision[on])) < 1e-13
     assert np.all(np.abs(decision[~on]) > 0)
@@ -232,7 +222,7 @@ def test_compiled_pipeline_answers_bit_for_bit_like_scikit_learn_in_one_batch() 
     ):
         pipeline = fit(task, estimator, pre)
         model = compiled_model.load(compiled(pipeline, task))
-        expected = compile_module.expected_outputs(pipeline, task, X)
+        expected = parity.expected_outputs(pipeline, task, X)
         assert np.array_equal(model.outputs(X), expected), (task, type(estimator).__name__)
 
 
@@ -328,27 +318,6 @@ def test_task_and_classes_must_match_the_estimator() -> None:
 # ---- malformed archives of the second format -------------------------------------------
 
 
-def _arrays(data: bytes) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
-
-
-def _rewrite(data: bytes, **changes: Any) -> bytes:
-    arrays = _arrays(data)
-    meta = json.loads(arrays["meta"].tobytes())
-    for key, value in changes.items():
-        if key.startswith("meta_"):
-            meta[key.removeprefix("meta_")] = value
-        elif value is None:
-            del arrays[key]
-        else:
-            arrays[key] = value
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def tree_bytes() -> bytes:
     return compiled(
@@ -411,7 +380,7 @@ TREE_DAMAGE: dict[str, tuple[Callable[[dict[str, np.ndarray]], dict[str, Any]], 
 def test_loader_refuses_a_damaged_tree_archive(tree_bytes: bytes, damage: str) -> None:
     change, message = TREE_DAMAGE[damage]
     with pytest.raises(compiled_model.CompiledModelError, match=message):
-        compiled_model.load(_rewrite(tree_bytes, **change(_arrays(tree_bytes))))
+        compiled_model.load(rewrite(tree_bytes, **change(arrays(tree_bytes))))
 
 
 @pytest.mark.parametrize(
@@ -431,25 +400,24 @@ def test_loader_refuses_a_damaged_linear_archive(
     message: str,  # type: ignore[type-arg]
 ) -> None:
     with pytest.raises(compiled_model.CompiledModelError, match=message):
-        compiled_model.load(_rewrite(linear_bytes, **change(_arrays(linear_bytes))))
+        compiled_model.load(rewrite(linear_bytes, **change(arrays(linear_bytes))))
 
 
 def test_loader_refuses_metadata_that_is_not_an_object(linear_bytes: bytes) -> None:
-    arrays = _arrays(linear_bytes)
-    arrays["meta"] = np.frombuffer(b"[1, 2]", dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    not_an_object = rewrite(linear_bytes, meta=np.frombuffer(b"[1, 2]", dtype=np.uint8))
     with pytest.raises(compiled_model.CompiledModelError, match="not a JSON object"):
-        compiled_model.load(buffer.getvalue())
+        compiled_model.load(not_an_object)
 
 
-def test_loader_refuses_an_object_array_without_running_it(linear_bytes: bytes) -> None:
-    arrays: dict[str, Any] = _arrays(linear_bytes)
-    arrays["coef"] = np.array([{"x": 1}], dtype=object)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+@pytest.mark.parametrize(("archive", "array"), [("linear_bytes", "coef"), ("tree_bytes", "meta")])
+def test_loader_refuses_an_object_array_without_running_it(
+    archive: str, array: str, request: pytest.FixtureRequest
+) -> None:
+    poisoned = rewrite(
+        request.getfixturevalue(archive), **{array: np.array([{"x": 1}], dtype=object)}
+    )
     with pytest.raises(compiled_model.CompiledModelError, match="not a compiled model archive"):
-        compiled_model.load(buffer.getvalue())
+        compiled_model.load(poisoned)
 
 
 # ---- the committed churn artifacts --------------------------------------------------------
@@ -471,17 +439,19 @@ def test_committed_churn_artifacts_load_unchanged_and_answer_their_golden_set(ve
     assert np.array_equal(model.outputs(X_golden), recorded)
 
 
-def test_first_format_cold_start_does_not_import_the_second_format() -> None:
+def test_first_format_cold_start_imports_neither_sklearn_nor_the_second_format() -> None:
     script = (
         "import sys; sys.path.insert(0, 'lambda_src');"
-        "from inference import compiled_model as c;"
-        "c.load(open('model_artifacts/churn/v1/model.compiled.npz', 'rb').read());"
-        "print('inference.compiled_pipeline' in sys.modules)"
+        "import numpy as np; from inference import compiled_model as c;"
+        "m = c.load(open('model_artifacts/churn/v1/model.compiled.npz', 'rb').read());"
+        "p = m.outputs(np.zeros((2, 7)));"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in {'sklearn','joblib','scipy'}"
+        " or k == 'inference.compiled_pipeline'))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "[]"
 
 
 def test_compiled_model_repeats_the_second_format_array_names() -> None:
@@ -534,3 +504,8 @@ def test_deep_forests_take_the_level_walk_with_class_fractions() -> None:
     assert isinstance(model.estimator, compiled_pipeline._Trees)
     assert model.estimator.forest.method == "level-walk"
     assert check_parity(pipeline, data, X[:100], FEATURES).passed
+
+
+def test_the_combinations_cover_every_estimator_the_compiler_takes() -> None:
+    assert {type(e) for e in CLASSIFIERS + REGRESSORS} == set(compile_estimators.COMPILERS)
+    assert len(compile_estimators.SUPPORTED_ESTIMATORS) == 13

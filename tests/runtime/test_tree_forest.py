@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import joblib
@@ -13,7 +12,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from inference import compiled_model, compiled_pipeline, tree_forest
-from training.compile import check_parity, compile_pipeline
+from tests.training import compiled_archives
+from training.compile import compile_pipeline
+from training.parity import check_parity
 from training.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +56,7 @@ def test_matches_scikit_learn_within_an_ulp_on_the_reference_model(
 
 
 def rebuild(data: bytes, **options: int) -> tree_forest.Forest:
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
+    arrays = compiled_archives.arrays(data)
     return tree_forest.build(
         init_raw=float(arrays["init_raw"]),
         roots=arrays["roots"].astype(np.intp),

@@ -3,16 +3,35 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from training.schema import FEATURE_NAMES, LABEL
 from training.synthetic import generate
+from training.train import TrainingData, train
 
 # Few trees keep each training test well under a second; the estimator is the same.
 FAST_PARAMS = {"n_estimators": 10}
 
 WriteCsv = Callable[..., Path]
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def train_churn(output: Path, data: TrainingData, version: str = "v1", **options: Any) -> Path:
+    """Train churn ``version`` on ``data`` into ``output`` with FAST_PARAMS, logging nothing."""
+    return train(
+        data,
+        model_name="churn",
+        version=version,
+        output=output,
+        params=FAST_PARAMS,
+        log=quiet,
+        **options,
+    )
 
 
 @pytest.fixture

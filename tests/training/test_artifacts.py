@@ -23,6 +23,24 @@ def listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
+def fail_rename(
+    monkeypatch: pytest.MonkeyPatch, *, call: int, error: BaseException, after_renaming: bool
+) -> None:
+    """Make write_version's ``call``-th rename raise ``error``, before or after renaming."""
+    real_rename = os.rename
+    calls = 0
+
+    def rename(src: Any, dst: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if after_renaming or calls != call:
+            real_rename(src, dst)
+        if calls == call:
+            raise error
+
+    monkeypatch.setattr(versions.os, "rename", rename)
+
+
 def test_version_appears_complete_with_checksums(tmp_path: Path) -> None:
     final = write_version(tmp_path, "m", "v1", writer(b"abc"))
     manifest = artifacts.load_manifest(final)
@@ -45,16 +63,8 @@ def test_crash_while_replacing_keeps_the_old_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     final = write_version(tmp_path, "m", "v1", writer(b"old"))
-    real_rename = os.rename
-    calls: list[tuple[Any, Any]] = []
-
-    def failing_second_rename(src: Any, dst: Any) -> None:
-        calls.append((src, dst))
-        if len(calls) == 2:  # the new version moving into place
-            raise OSError("disk gone")
-        real_rename(src, dst)
-
-    monkeypatch.setattr(versions.os, "rename", failing_second_rename)
+    # The second rename moves the new version into place: it fails.
+    fail_rename(monkeypatch, call=2, error=OSError("disk gone"), after_renaming=False)
     with pytest.raises(OSError, match="disk gone"):
         write_version(tmp_path, "m", "v1", writer(b"new"), force=True)
     monkeypatch.undo()
@@ -67,16 +77,8 @@ def test_version_set_aside_by_a_crash_between_the_renames_is_restored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     final = write_version(tmp_path, "m", "v1", writer(b"old"))
-    real_rename = os.rename
-    calls: list[tuple[Any, Any]] = []
-
-    def die_after_setting_aside(src: Any, dst: Any) -> None:
-        calls.append((src, dst))
-        real_rename(src, dst)
-        if len(calls) == 1:  # old version moved aside; the process dies here
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(versions.os, "rename", die_after_setting_aside)
+    # The first rename sets the old version aside; the process dies right after it.
+    fail_rename(monkeypatch, call=1, error=KeyboardInterrupt(), after_renaming=True)
     with pytest.raises(KeyboardInterrupt):
         write_version(tmp_path, "m", "v1", writer(b"new"), force=True)
     monkeypatch.undo()

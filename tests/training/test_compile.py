@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import joblib
@@ -17,18 +14,15 @@ from sklearn.svm import SVC
 
 from inference import compiled_model
 from serving.artifacts import sha256_file
-from tests.training.conftest import FAST_PARAMS
-from training import compile as compile_module
-from training.compile import (
-    ParityError,
-    UnsupportedModelError,
-    check_parity,
-    compile_pipeline,
-    parity_rows,
-    tie_rows,
-)
+from tests.training.compiled_archives import arrays, rewrite
+from tests.training.conftest import train_churn
+from training import parity
+from training.compile import compile_pipeline
+from training.compile_support import UnsupportedModelError
+from training.parity import PARITY_BOUND, ParityError, check_parity
+from training.parity_inputs import parity_rows, tie_rows
 from training.synthetic import generate
-from training.train import synthetic_data, train
+from training.train import synthetic_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,29 +39,18 @@ def compiled_bytes(payload: dict) -> bytes:  # type: ignore[type-arg]
     )
 
 
-def rewrite(data: bytes, **changes: np.ndarray) -> bytes:
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    arrays.update(changes)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
-
-
 def test_compiled_model_matches_sklearn_on_holdout_and_random_rows(reference: dict) -> None:  # type: ignore[type-arg]
     X_holdout, _ = generate(4000, seed=123)
     X = parity_rows(X_holdout, reference["features"])
     expected = reference["pipeline"].predict_proba(X)[:, 1]
     actual = compiled_model.load(compiled_bytes(reference)).outputs(X)
     assert np.array_equal(actual >= 0.5, expected >= 0.5)
-    assert np.max(np.abs(actual - expected)) <= compile_module.PARITY_BOUND
+    assert np.max(np.abs(actual - expected)) <= PARITY_BOUND
 
 
 def test_parity_gate_refuses_a_model_that_drifts_and_names_the_figures(reference: dict) -> None:  # type: ignore[type-arg]
     good = compiled_bytes(reference)
-    with np.load(io.BytesIO(good), allow_pickle=False) as archive:
-        value = archive["value"].copy()
-    value += 1e-7  # far below what a user would notice, far above the bound
+    value = arrays(good)["value"] + 1e-7  # far below what a user would notice, far above the bound
     drifted = rewrite(good, value=value)
     X_holdout, _ = generate(500, seed=5)
     with pytest.raises(
@@ -81,25 +64,18 @@ def test_parity_gate_refuses_a_model_that_drifts_and_names_the_figures(reference
 def test_training_writes_no_compiled_artifact_when_the_parity_gate_refuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = compile_module.compile_pipeline
+    real = compile_pipeline
 
     def float32_thresholds(pipeline: Pipeline, **kwargs: object) -> bytes:
         # The naive conversion many converters do: thresholds in float32.
         data = real(pipeline, **kwargs)  # type: ignore[arg-type]
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            threshold = archive["threshold"].astype(np.float32).astype(np.float64)
-            value = archive["value"].astype(np.float32).astype(np.float64)
+        original = arrays(data)
+        threshold = original["threshold"].astype(np.float32).astype(np.float64)
+        value = original["value"].astype(np.float32).astype(np.float64)
         return rewrite(data, threshold=threshold, value=value)
 
     monkeypatch.setattr("training.publish.compile_pipeline", float32_thresholds)
-    out = train(
-        synthetic_data(800, 1),
-        model_name="churn",
-        version="v1",
-        output=tmp_path,
-        params=FAST_PARAMS,
-        log=lambda _: None,
-    )
+    out = train_churn(tmp_path, synthetic_data(800, 1))
     # Issue 13's contract: the version serves on the sklearn runtime and says why not compiled.
     manifest = json.loads((out / "manifest.json").read_text())
     assert "compiled" not in manifest["artifacts"]
@@ -137,7 +113,7 @@ def test_gate_refuses_a_runtime_that_sends_ties_right_on_tie_rows_alone(
 
     good = compiled_bytes(reference)
     no_sampled_rows = np.empty((0, 7))
-    monkeypatch.setattr(compile_module, "parity_rows", lambda X, features: no_sampled_rows)
+    monkeypatch.setattr(parity, "parity_rows", lambda X, features: no_sampled_rows)
     passed = check_parity(reference["pipeline"], good, no_sampled_rows, reference["features"])
     assert passed.rows == passed.tie_rows == 5766
     monkeypatch.setattr(tree_forest, "_SEARCH_SIDE", "right")
@@ -146,20 +122,13 @@ def test_gate_refuses_a_runtime_that_sends_ties_right_on_tie_rows_alone(
 
 
 def test_manifest_records_the_parity_check(tmp_path: Path) -> None:
-    out = train(
-        synthetic_data(800, 1),
-        model_name="churn",
-        version="v1",
-        output=tmp_path,
-        params=FAST_PARAMS,
-        log=lambda _: None,
-    )
+    out = train_churn(tmp_path, synthetic_data(800, 1))
     entry = json.loads((out / "manifest.json").read_text())["artifacts"]["compiled"]
     assert entry["sha256"] == sha256_file(out / "model.compiled.npz")
     assert entry["format"] == compiled_model.FORMAT_V2 == "sklearn-compiled-npz/2"
     parity = entry["parity"]
     assert parity["passed"] is True and parity["label_mismatches"] == 0
-    assert parity["max_abs_diff"] <= parity["bound"] == compile_module.PARITY_BOUND
+    assert parity["max_abs_diff"] <= parity["bound"] == PARITY_BOUND
     assert parity["holdout_rows"] == 160 and parity["random_rows"] == 10000
     assert parity["tie_rows"] > 0
 
@@ -203,7 +172,7 @@ def test_unsupported_pipeline_is_refused_naming_what_does_not_compile(
         (lambda good: rewrite(good, left=np.full(5, 10**9, dtype=np.int32)), "inconsistent"),
         (
             lambda good: rewrite(
-                good, feature=np.full(len(np.load(io.BytesIO(good))["feature"]), 99, dtype=np.int32)
+                good, feature=np.full(len(arrays(good)["feature"]), 99, dtype=np.int32)
             ),
             "inconsistent",
         ),
@@ -217,26 +186,6 @@ def test_unsupported_pipeline_is_refused_naming_what_does_not_compile(
 def test_loader_refuses_malformed_archives(reference: dict, make_bytes, message: str) -> None:  # type: ignore[no-untyped-def, type-arg]
     with pytest.raises(compiled_model.CompiledModelError, match=message):
         compiled_model.load(make_bytes(compiled_bytes(reference)))
-
-
-def test_loader_refuses_an_archive_holding_a_pickle(reference: dict) -> None:  # type: ignore[type-arg]
-    poisoned = rewrite(compiled_bytes(reference), meta=np.array([{"x": 1}], dtype=object))
-    with pytest.raises(compiled_model.CompiledModelError, match="not a compiled model archive"):
-        compiled_model.load(poisoned)
-
-
-def test_compiled_runtime_imports_neither_sklearn_nor_joblib() -> None:
-    script = (
-        "import sys; sys.path.insert(0, 'lambda_src');"
-        "import numpy as np; from inference import compiled_model as c;"
-        "m = c.load(open('model_artifacts/churn/v1/model.compiled.npz', 'rb').read());"
-        "p = m.outputs(np.zeros((2, 7)));"
-        "print(sorted(k for k in sys.modules if k.split('.')[0] in {'sklearn','joblib','scipy'}))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"
 
 
 def test_no_compiled_flag_writes_only_the_sklearn_artifact(tmp_path: Path) -> None:

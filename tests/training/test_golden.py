@@ -11,28 +11,17 @@ import pytest
 
 from serving import artifacts
 from serving.distributions import read_reference
-from tests.training.conftest import FAST_PARAMS
+from tests.training.conftest import train_churn
 from training import golden
-from training.train import add_quality_records, synthetic_data, train
+from training.train import add_quality_records, synthetic_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def quiet(_: str) -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
 def version(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train(
-        synthetic_data(2000, 3),
-        model_name="churn",
-        version="v3",
-        output=tmp_path_factory.mktemp("artifacts"),
-        params=FAST_PARAMS,
-        golden_rows=150,
-        log=quiet,
-    )
+    output = tmp_path_factory.mktemp("artifacts")
+    return train_churn(output, synthetic_data(2000, 3), "v3", golden_rows=150)
 
 
 def test_golden_set_is_a_pinned_artifact_with_every_runtimes_answers(version: Path) -> None:
@@ -63,15 +52,7 @@ def test_golden_set_keeps_the_holdouts_class_balance(version: Path) -> None:
 
 
 def test_a_small_holdout_gives_all_its_rows(tmp_path: Path) -> None:
-    out = train(
-        synthetic_data(400, 2),
-        model_name="churn",
-        version="v1",
-        output=tmp_path,
-        params=FAST_PARAMS,
-        compiled=False,
-        log=quiet,
-    )
+    out = train_churn(tmp_path, synthetic_data(400, 2), compiled=False)
     read = golden.read(out)
     assert read.rows == 80  # the whole 20 % holdout, fewer than the default 1,000
     assert set(read.predictions) == {"sklearn", "sklearn-joblib"}
@@ -115,9 +96,7 @@ def test_a_malformed_golden_set_is_named() -> None:
 
 def test_adding_records_to_an_older_version_keeps_its_model_files(tmp_path: Path) -> None:
     data = synthetic_data(600, 4)
-    out = train(
-        data, model_name="churn", version="v1", output=tmp_path, params=FAST_PARAMS, log=quiet
-    )
+    out = train_churn(tmp_path, data)
     fresh = artifacts.load_manifest(out)
     fresh_golden = (out / "golden.json").read_bytes()
     # An older version: no golden set, no reference distributions.

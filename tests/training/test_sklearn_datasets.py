@@ -9,7 +9,9 @@ import csv
 import json
 import math
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,20 +127,72 @@ def fit_and_package(
     return Packaged(manifest, loaded, estimator, X_test, y_test)
 
 
-def test_breast_cancer_logistic_regression_with_string_classes(tmp_path: Path) -> None:
-    bunch = load_breast_cancer()
-    result = fit_and_package(
+def _diabetes_with_sex() -> Any:
+    bunch = load_diabetes()
+    # The "sex" column holds two values: served as the categories the schema names, and
+    # encoded as their positions in that list, as the encoding contract says.
+    bunch.data = bunch.data.copy()
+    bunch.data[:, 1] = (bunch.data[:, 1] > 0).astype(np.float64)
+    return bunch
+
+
+def _scaled_logistic() -> Pipeline:
+    return Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(max_iter=1000))])
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """A dataset bundled with scikit-learn, the estimator fitted on it, how it is packaged."""
+
+    load: Callable[[], Any]
+    task: str
+    label: str
+    test_size: float
+    suffix: str
+    estimator: Callable[[], Any]
+    categorical: dict[int, list[Any]] | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of fit_and_package this case sets (task ... categorical)."""
+        made_here = ("load", "estimator")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in made_here}
+
+
+_FOREST = partial(RandomForestClassifier, n_estimators=25, random_state=0)
+_HGB = partial(HistGradientBoostingRegressor, max_iter=40, random_state=0)
+SEX_CATEGORIES: dict[int, list[Any]] = {1: ["female", "male"]}
+BUNDLED = {
+    "cancer": Bundled(load_breast_cancer, "binary", "diagnosis", 0.3, ".skops", _scaled_logistic),
+    "wine": Bundled(load_wine, "multiclass", "cultivar", 0.6, ".joblib", _FOREST),
+    "diabetes": Bundled(
+        _diabetes_with_sex, "regression", "progression", 0.3, ".joblib", _HGB, SEX_CATEGORIES
+    ),
+}
+
+
+def package_bundled(tmp_path: Path, name: str, output: Path | None = None) -> Packaged:
+    """``fit_and_package`` one of BUNDLED; a classifier's labels are the class names
+    (malignant / benign, class_0 .. class_2)."""
+    case = BUNDLED[name]
+    bunch = case.load()
+    if case.task == "regression":
+        y = bunch.target
+    else:
+        y = np.asarray(bunch.target_names)[bunch.target].astype(object)
+    return fit_and_package(
         tmp_path,
-        "cancer",
-        Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(max_iter=1000))]),
-        task="binary",
-        label="diagnosis",
+        name,
+        case.estimator(),
         feature_names=bunch.feature_names,
         X=bunch.data,
-        y=np.asarray(bunch.target_names)[bunch.target].astype(object),  # malignant / benign
-        test_size=0.3,
-        suffix=".skops",
+        y=y,
+        output=output,
+        **case.options(),
     )
+
+
+def test_breast_cancer_logistic_regression_with_string_classes(tmp_path: Path) -> None:
+    result = package_bundled(tmp_path, "cancer")
     manifest, loaded, X_test = result.manifest, result.loaded, result.X_test
 
     assert manifest["task"] == "binary"
@@ -156,19 +210,7 @@ def test_breast_cancer_logistic_regression_with_string_classes(tmp_path: Path) -
 
 
 def test_wine_random_forest_multiclass(tmp_path: Path) -> None:
-    bunch = load_wine()
-    result = fit_and_package(
-        tmp_path,
-        "wine",
-        RandomForestClassifier(n_estimators=25, random_state=0),
-        task="multiclass",
-        label="cultivar",
-        feature_names=bunch.feature_names,
-        X=bunch.data,
-        y=np.asarray(bunch.target_names)[bunch.target].astype(object),  # class_0 .. class_2
-        test_size=0.6,
-        suffix=".joblib",
-    )
+    result = package_bundled(tmp_path, "wine")
     manifest, loaded, X_test = result.manifest, result.loaded, result.X_test
 
     assert manifest["task"] == "multiclass"
@@ -186,24 +228,7 @@ def test_wine_random_forest_multiclass(tmp_path: Path) -> None:
 
 
 def test_diabetes_hist_gradient_boosting_regression_with_a_categorical(tmp_path: Path) -> None:
-    bunch = load_diabetes()
-    X = bunch.data.copy()
-    # The "sex" column holds two values: served as the categories the schema names, and
-    # encoded as their positions in that list, as the encoding contract says.
-    X[:, 1] = (X[:, 1] > 0).astype(np.float64)
-    result = fit_and_package(
-        tmp_path,
-        "diabetes",
-        HistGradientBoostingRegressor(max_iter=40, random_state=0),
-        task="regression",
-        label="progression",
-        feature_names=bunch.feature_names,
-        X=X,
-        y=bunch.target,
-        test_size=0.3,
-        suffix=".joblib",
-        categorical={1: ["female", "male"]},
-    )
+    result = package_bundled(tmp_path, "diabetes")
     manifest, loaded, X_test = result.manifest, result.loaded, result.X_test
 
     assert manifest["task"] == "regression"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from serving.artifacts import sha256_file, verify_version
-from tests.training.conftest import FAST_PARAMS, WriteCsv
+from tests.training.conftest import FAST_PARAMS, WriteCsv, quiet, train_churn
 from training import train as train_module
 from training.dataset import DatasetError
 from training.schema import FEATURE_NAMES
@@ -16,19 +16,8 @@ from training.train import csv_data, synthetic_data, train
 from training.versions import ArtifactExistsError
 
 
-def quiet(_: str) -> None:
-    pass
-
-
 def fit(tmp_path: Path, data: train_module.TrainingData, version: str = "v1") -> Path:
-    return train(
-        data,
-        model_name="churn",
-        version=version,
-        output=tmp_path / "out",
-        params=FAST_PARAMS,
-        log=quiet,
-    )
+    return train_churn(tmp_path / "out", data, version)
 
 
 def test_manifest_records_checksum_schema_versions_and_metrics(tmp_path: Path) -> None:
@@ -106,66 +95,53 @@ def _set(row: int, column: str, value: str):  # type: ignore[no-untyped-def]
     return edit
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        (
-            {"header": [*FEATURE_NAMES[:-1], "churn"], "edit": lambda r: [x.pop(6) for x in r]},
-            r"missing column\(s\) payment_method_encoded",
-        ),
-        (
-            {
-                "header": [*FEATURE_NAMES, "churn", "customer_id"],
-                "edit": lambda r: [x.append("7") for x in r],
-            },
-            r"unexpected column\(s\) 'customer_id'",
-        ),
-        (
-            {"edit": _set(4, "monthly_charges", "abc")},
-            r"line 6, column 'monthly_charges': 'abc' is not a number",
-        ),
-        (
-            {"edit": _set(0, "total_charges", "nan")},
-            r"line 2, column 'total_charges': 'nan' is not a finite number",
-        ),
-        ({"edit": _set(1, "total_charges", "")}, r"line 3, column 'total_charges': '' is not a"),
-        ({"edit": _set(9, "tenure_months", "inf")}, r"line 11, column 'tenure_months'"),
-        (
-            {"edit": _set(2, "num_products", "1.5")},
-            r"line 4, column 'num_products': '1.5' is not a whole number",
-        ),
-        (
-            {"edit": _set(3, "has_tech_support", "2")},
-            r"line 5, column 'has_tech_support': 2 is outside the allowed range \[0, 1\]",
-        ),
-        (
-            {"edit": _set(7, "churn", "2")},
-            r"line 9, column 'churn': 2 makes 3 classes: a binary label has exactly 2",
-        ),
-        ({"edit": _set(7, "churn", "yes")}, r"line 9, column 'churn': 'yes' makes 3 classes"),
-        ({"edit": lambda r: r[5].pop()}, r"line 7 has 7 fields, the header has 8"),
-        ({"rows": 50}, r"50 data rows, at least 100 are needed"),
-        (
-            {"edit": lambda r: [x.__setitem__(7, "0") for x in r]},
-            r"column 'churn' has 1 class\(es\) \(0\); a binary label needs exactly 2",
-        ),
-    ],
-    ids=[
-        "missing-column",
-        "extra-column",
-        "non-numeric",
-        "nan",
-        "empty-cell",
-        "infinity",
-        "fractional-integer",
-        "out-of-range",
-        "label-2",
-        "label-text",
-        "ragged-row",
-        "too-few-rows",
-        "single-class",
-    ],
-)
+# A cell set to a bad value: (row, column, value, what the error says after its
+# "line N, column 'C': ", N counting the header as line 1).
+BAD_CELLS: dict[str, tuple[int, str, str, str]] = {
+    "non-numeric": (4, "monthly_charges", "abc", "'abc' is not a number"),
+    "nan": (0, "total_charges", "nan", "'nan' is not a finite number"),
+    "empty-cell": (1, "total_charges", "", "'' is not a"),
+    "infinity": (9, "tenure_months", "inf", "'inf' is not a finite number"),
+    "fractional-integer": (2, "num_products", "1.5", "'1.5' is not a whole number"),
+    "out-of-range": (3, "has_tech_support", "2", r"2 is outside the allowed range \[0, 1\]"),
+    "label-2": (7, "churn", "2", "2 makes 3 classes: a binary label has exactly 2"),
+    "label-text": (7, "churn", "yes", "'yes' makes 3 classes"),
+}
+BAD_FILES = [
+    pytest.param(
+        {"header": [*FEATURE_NAMES[:-1], "churn"], "edit": lambda r: [x.pop(6) for x in r]},
+        r"missing column\(s\) payment_method_encoded",
+        id="missing-column",
+    ),
+    pytest.param(
+        {
+            "header": [*FEATURE_NAMES, "churn", "customer_id"],
+            "edit": lambda r: [x.append("7") for x in r],
+        },
+        r"unexpected column\(s\) 'customer_id'",
+        id="extra-column",
+    ),
+    *(
+        pytest.param(
+            {"edit": _set(row, column, value)},
+            rf"line {row + 2}, column '{column}': {message}",
+            id=name,
+        )
+        for name, (row, column, value, message) in BAD_CELLS.items()
+    ),
+    pytest.param(
+        {"edit": lambda r: r[5].pop()}, r"line 7 has 7 fields, the header has 8", id="ragged-row"
+    ),
+    pytest.param({"rows": 50}, r"50 data rows, at least 100 are needed", id="too-few-rows"),
+    pytest.param(
+        {"edit": lambda r: [x.__setitem__(7, "0") for x in r]},
+        r"column 'churn' has 1 class\(es\) \(0\); a binary label needs exactly 2",
+        id="single-class",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_FILES)
 def test_bad_csv_is_rejected_and_writes_nothing(
     tmp_path: Path,
     write_csv: WriteCsv,
@@ -210,15 +186,7 @@ def test_existing_version_is_kept_without_force(tmp_path: Path) -> None:
 def test_force_replaces_an_existing_version(tmp_path: Path) -> None:
     out = fit(tmp_path, synthetic_data(600, 1))
     before = sha256_file(out / "model.joblib")
-    train(
-        synthetic_data(600, 2),
-        model_name="churn",
-        version="v1",
-        output=tmp_path / "out",
-        params=FAST_PARAMS,
-        force=True,
-        log=quiet,
-    )
+    train_churn(tmp_path / "out", synthetic_data(600, 2), force=True)
     assert sha256_file(out / "model.joblib") != before
     assert verify_version(out) == []
     assert sorted(p.name for p in out.parent.iterdir()) == ["v1"]

@@ -11,12 +11,12 @@ LF line ends, quoted fields. Every refusal names the file, the line and the colu
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from serving.capture_export import excerpt
 from serving.tasks import TASKS
+from training.dataset import finite_number
 
 REQUEST_ID = "request_id"
 ROW = "row"
@@ -132,11 +132,8 @@ def _outcome(
             raise LabelsError(f"{path}: line {line}, column 'label': empty (a class label)")
         return Outcome(line, request_id, row, raw)
     if task == "regression":
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
+        value = finite_number(raw)
+        if value is None:
             raise LabelsError(
                 f"{path}: line {line}, column 'label': {excerpt(raw)} is not a finite number"
             )
