@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from inference.model_loader import runtime_loader
 from inference.runtimes import RUNTIME_OF_ARTIFACT
 from serving import histograms, stats
+from serving.golden_sets import rows_as_instances
 from serving.tasks import TASKS
 
 GOLDEN_FILE = "golden.json"
@@ -82,23 +83,7 @@ class GoldenSet:
     def instances(self) -> list[dict[str, Any]]:
         """The rows as the handler's request instances (integers stay integers, categorical
         codes become the request's values)."""
-        return instances(self.feature_names, self.X.tolist(), self.categories)
-
-
-def instances(
-    feature_names: Sequence[str],
-    rows: Sequence[Sequence[float]],
-    categories: Mapping[str, Sequence[str | int]],
-) -> list[dict[str, Any]]:
-    def value(name: str, code: float) -> Any:
-        if name in categories:
-            return categories[name][int(code)]
-        return int(code) if float(code).is_integer() else float(code)
-
-    return [
-        {name: value(name, code) for name, code in zip(feature_names, row, strict=True)}
-        for row in rows
-    ]
+        return rows_as_instances(self.feature_names, self.X.tolist(), self.categories)
 
 
 def class_indices(y: Sequence[Any] | NDArray[Any], classes: Sequence[Any]) -> NDArray[np.int64]:
