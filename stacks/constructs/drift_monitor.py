@@ -14,7 +14,7 @@ alarms).
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -28,6 +28,7 @@ from constructs import Construct
 
 from stacks import function_code
 from stacks.constructs.model_bucket import grant_read_model
+from stacks.constructs.project_function import logs_and_role
 from stacks.settings import Architecture, DriftSettings
 
 # The canary evaluator runs often enough to catch a CodeDeploy shift (canary10-5min) and
@@ -59,17 +60,8 @@ class DriftMonitor(Construct):
         """``canary_alias``: (function, alias name) to evaluate canaries of, or None."""
         super().__init__(scope, id_)
         arm = architecture is Architecture.ARM64
-        own_logs = logs.LogGroup(
-            self,
-            "Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Drift monitor: queries capture records, reads manifests, puts PSI.",
+        own_logs, role = logs_and_role(
+            self, description="Drift monitor: queries capture records, reads manifests, puts PSI."
         )
 
         def image(cmd: list[str] | None = None) -> lambda_.DockerImageCode:
@@ -104,7 +96,6 @@ class DriftMonitor(Construct):
             },
             description="Drift monitor: PSI of captured traffic against the training reference.",
         )
-        own_logs.grant_write(role)
         grant_read_model(
             role,
             model_bucket,

@@ -22,19 +22,16 @@ from aws_cdk import (
     Acknowledgment,
     CustomResource,
     Duration,
-    RemovalPolicy,
     Validations,
 )
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks import function_code
 from stacks.constructs.model_bucket import grant_read_model
-from stacks.constructs.nag_ids import logical_id
+from stacks.constructs.project_function import grant_on_versions, logs_and_role, python_function
 from stacks.settings import ModelArtifact, QualityGateSettings
 
 
@@ -61,19 +58,9 @@ class TrafficGate(Construct):
                 f"{model.model_name} {model.model_version} has no golden set: retrain it, or "
                 "add one with python -m training.reference"
             )
-        log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
+        log_group, role = logs_and_role(
+            self, description="Traffic gate: invokes new versions with their golden set."
         )
-        role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Traffic gate: invokes new versions with their golden set.",
-        )
-        log_group.grant_write(role)
         tolerance_values = {
             "MaxLogLossIncrease": f"{tolerances.max_log_loss_increase:g}",
             "MaxAucDecrease": f"{tolerances.max_auc_decrease:g}",
@@ -99,40 +86,29 @@ class TrafficGate(Construct):
         if stable_key is not None and stable_model is not None:
             environment["STABLE_GOLDEN_KEY"] = stable_key
             environment["STABLE_GOLDEN_SHA256"] = str(stable_model.golden_sha256)
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
             "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
-            handler="index.handler",
-            code=lambda_.Code.from_asset(str(function_code.stage("traffic_gate"))),
+            package="traffic_gate",
             # Both versions answer both golden sets in batches, cold starts included.
             timeout=Duration.minutes(10),
-            memory_size=512,
+            memory_mb=512,
             role=role,
             log_group=log_group,
             environment=environment if automated else {},
             description="Traffic gate: golden-set identity and quality of a new version.",
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"],
-                # Versions are qualifiers of this one function; their numbers come at deploy.
-                resources=[f"{function.function_arn}:*"],
-            )
+        grant_on_versions(
+            role,
+            function,
+            ["lambda:InvokeFunction"],
+            why="The gate invokes the published versions of this one function by qualifier",
         )
         grant_read_model(
             role,
             model_bucket,
             model.model_prefix,
             why="the gate reads the golden sets of the candidate's and the stable side's versions.",
-        )
-        Validations.of(role).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
-                reason="The gate invokes the published versions of this one function by "
-                "qualifier; the version numbers are not known at synth.",
-            )
         )
         self.role = role
         self.resource: CustomResource | None = None
