@@ -1,7 +1,7 @@
 """Provisioned-concurrency policy: how the total is shared, and what must be reserved.
 
 Lambda refuses provisioned concurrency on an alias with routing, so each version behind
-the alias gets its own share (the reconciler in stacks/handlers/provisioned_concurrency
+the alias gets its own share (the reconciler in lambda_src/reconciler
 applies it); these rules decide the shares and check the function's reserved concurrency
 against what the rollout steps allocate at once.
 """

@@ -59,7 +59,7 @@ HANDLER_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "ServerErrors": frozenset({MODEL_VERSION, FUNCTION}),
 }
 
-# The drift monitor's metrics (stacks/handlers/drift_monitor), in the same namespace.
+# The drift monitor's metrics (lambda_src/monitors), in the same namespace.
 FEATURE = frozenset({"ModelVersion", "Feature"})
 MONITOR_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "DriftRows": frozenset({MODEL_VERSION}),

@@ -1,6 +1,6 @@
 """The traffic gate: a new version answers its golden set before it takes any traffic.
 
-One function (stacks/handlers/traffic_gate, see its docstring), two ways in:
+One function (lambda_src/traffic_gate, see its docstring), two ways in:
 
 * manual mode: a custom resource that the alias waits for, run after the version is
   published and its provisioned concurrency is ready; FAILED fails the deploy before the
@@ -34,6 +34,21 @@ from stacks.constructs.model_bucket import grant_read_model
 from stacks.constructs.project_function import grant_on_versions, logs_and_role, python_function
 from stacks.settings import ModelArtifact, QualityGateSettings
 
+# The golden set and tolerances: custom-resource properties in manual mode, the hook's
+# environment variables (these names) in automated mode.
+VARIABLES = {
+    "GoldenBucket": "GOLDEN_BUCKET",
+    "GoldenKey": "GOLDEN_KEY",
+    "GoldenSha256": "GOLDEN_SHA256",
+    "Runtime": "MODEL_RUNTIME",
+    "MaxLogLossIncrease": "MAX_LOG_LOSS_INCREASE",
+    "MaxAucDecrease": "MAX_AUC_DECREASE",
+    "MaxBrierIncrease": "MAX_BRIER_INCREASE",
+    "MaxRmseIncreaseFraction": "MAX_RMSE_INCREASE_FRACTION",
+    "StableGoldenKey": "STABLE_GOLDEN_KEY",
+    "StableGoldenSha256": "STABLE_GOLDEN_SHA256",
+}
+
 
 class TrafficGate(Construct):
     def __init__(
@@ -61,31 +76,27 @@ class TrafficGate(Construct):
         log_group, role = logs_and_role(
             self, description="Traffic gate: invokes new versions with their golden set."
         )
-        tolerance_values = {
+        golden = {
+            "GoldenBucket": model_bucket.bucket_name,
+            "GoldenKey": f"{model.prefix}{model.golden_file}",
+            "GoldenSha256": model.golden_sha256,
+            "Runtime": model.runtime.value,
             "MaxLogLossIncrease": f"{tolerances.max_log_loss_increase:g}",
             "MaxAucDecrease": f"{tolerances.max_auc_decrease:g}",
             "MaxBrierIncrease": f"{tolerances.max_brier_increase:g}",
             "MaxRmseIncreaseFraction": f"{tolerances.max_rmse_increase_fraction:g}",
         }
-        golden_key = f"{model.prefix}{model.golden_file}"
-        stable_key = (
-            f"{stable_model.prefix}{stable_model.golden_file}"
+        stable_golden = (
+            {
+                "StableGoldenKey": f"{stable_model.prefix}{stable_model.golden_file}",
+                "StableGoldenSha256": str(stable_model.golden_sha256),
+            }
             if stable_model is not None and stable_model.golden_file is not None
-            else None
+            else {}
         )
         environment = {
-            "GOLDEN_BUCKET": model_bucket.bucket_name,
-            "GOLDEN_KEY": golden_key,
-            "GOLDEN_SHA256": model.golden_sha256,
-            "MODEL_RUNTIME": model.runtime.value,
-            "MAX_LOG_LOSS_INCREASE": tolerance_values["MaxLogLossIncrease"],
-            "MAX_AUC_DECREASE": tolerance_values["MaxAucDecrease"],
-            "MAX_BRIER_INCREASE": tolerance_values["MaxBrierIncrease"],
-            "MAX_RMSE_INCREASE_FRACTION": tolerance_values["MaxRmseIncreaseFraction"],
+            VARIABLES[name]: value for name, value in {**golden, **stable_golden}.items()
         }
-        if stable_key is not None and stable_model is not None:
-            environment["STABLE_GOLDEN_KEY"] = stable_key
-            environment["STABLE_GOLDEN_SHA256"] = str(stable_model.golden_sha256)
         self.function = python_function(
             self,
             "Function",
@@ -127,17 +138,11 @@ class TrafficGate(Construct):
             "CandidateWeight": f"{candidate_weight:g}",
             "FunctionName": function.function_name,
             "AliasName": alias_name,
-            "GoldenBucket": model_bucket.bucket_name,
-            "GoldenKey": golden_key,
-            "GoldenSha256": model.golden_sha256,
-            "Runtime": model.runtime.value,
-            **tolerance_values,
+            **golden,
         }
         if stable is not None:
             properties["StableFunctionArn"] = stable.function_arn
-            if stable_key is not None and stable_model is not None:
-                properties["StableGoldenKey"] = stable_key
-                properties["StableGoldenSha256"] = str(stable_model.golden_sha256)
+            properties.update(stable_golden)
         self.resource = CustomResource(
             self,
             "Check",
