@@ -120,21 +120,17 @@ class ProvisionedConcurrency(Construct):
         }
         if autoscaling_target_utilization is not None:
             properties["Autoscaling"] = {"TargetUtilization": f"{autoscaling_target_utilization:g}"}
-        self.scale_up = CustomResource(
-            self,
-            "ScaleUp",
-            service_token=reconciler.function_arn,
-            resource_type="Custom::ProvisionedConcurrency",
-            properties={**properties, "Phase": "scale_up"},
-            service_timeout=Duration.minutes(15),
-        )
-        self.settle = CustomResource(
-            self,
-            "Settle",
-            service_token=reconciler.function_arn,
-            resource_type="Custom::ProvisionedConcurrency",
-            properties={**properties, "Phase": "settle"},
-            service_timeout=Duration.minutes(15),
+        # The same allocations twice, one resource per phase.
+        self.scale_up, self.settle = (
+            CustomResource(
+                self,
+                phase_id,
+                service_token=reconciler.function_arn,
+                resource_type="Custom::ProvisionedConcurrency",
+                properties={**properties, "Phase": phase},
+                service_timeout=Duration.minutes(15),
+            )
+            for phase_id, phase in (("ScaleUp", "scale_up"), ("Settle", "settle"))
         )
 
 
