@@ -1,7 +1,7 @@
 """Scalar context values: what ``-c key=value`` (always a string) and cdk.json hold.
 
 Each parser returns a typed value or raises ConfigError naming the key, the value and what
-is allowed.
+is allowed; a ``Block`` reads the keys of one object of settings with them.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -95,3 +96,39 @@ def optional_pattern(key: str, value: Any, pattern: re.Pattern[str], what: str) 
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ConfigError(f"{key}={value!r} is not allowed: expected {what} or null")
     return value
+
+
+@dataclass(frozen=True)
+class Block:
+    """One object of settings, ``raw``, found at ``at`` (e.g. ``environments.dev.alarms``).
+
+    Reads each key with the parsers above, so that an error names the key's full path.
+    """
+
+    at: str
+    raw: Mapping[str, Any]
+
+    def sub(self, name: str) -> Block:
+        """The block ``name`` inside this one (an empty one when unset)."""
+        return Block(self.key(name), mapping(self.key(name), self.raw.get(name, {})))
+
+    def only(self, allowed: tuple[str, ...]) -> None:
+        only(self.at, self.raw, allowed)
+
+    def key(self, name: str) -> str:
+        return f"{self.at}.{name}"
+
+    def integer(self, name: str, default: Any, minimum: int, maximum: int | None) -> int:
+        return integer(self.key(name), self.raw.get(name, default), minimum, maximum)
+
+    def number(self, name: str, default: Any) -> float:
+        return number(self.key(name), self.raw.get(name, default))
+
+    def boolean(self, name: str, default: Any, *extra: str) -> bool:
+        return boolean(self.key(name), self.raw.get(name, default), *extra)
+
+    def text(self, name: str, default: Any) -> str:
+        return text(self.key(name), self.raw.get(name, default))
+
+    def choice(self, name: str, default: Any, enum: type[_Choice]) -> _Choice:
+        return choice(self.key(name), self.raw.get(name, default), enum)

@@ -54,12 +54,7 @@ class InferenceStack(Stack):
             image_directory=image_directory,
             # The runtime selects the image's requirements; the model does not touch the image.
             build_args={"MODEL_RUNTIME": model.runtime.value},
-            architecture=settings.architecture,
-            memory_mb=settings.memory_mb,
-            timeout_seconds=settings.timeout_seconds,
-            reserved_concurrency=settings.reserved_concurrency,
-            log_retention_days=settings.log_retention_days,
-            tracing=settings.tracing,
+            settings=settings,
             environment={
                 "MODEL_NAME": model.model_name,
                 "MODEL_VERSION": model.model_version,
@@ -143,9 +138,7 @@ class InferenceStack(Stack):
                 bucket_encrypted_with_kms=config.encryption.customer_managed_key,
             )
         self.drift_monitor = None
-        canary_analysis = config.drift is not None and (
-            rollout.is_canary or rollout.mode is RolloutMode.AUTOMATED
-        )
+        canary_analysis = config.drift is not None and (rollout.is_canary or automated)
         if config.drift is not None:
             self.drift_monitor = DriftMonitor(
                 self,
@@ -171,20 +164,13 @@ class InferenceStack(Stack):
             function_name=function.function_name,
             alias_name=ALIAS_NAME,
             candidate_version=self.release.candidate.version,
-            stable_lambda_version=(
-                None
-                if rollout.stable_lambda_version is None
-                else str(rollout.stable_lambda_version)
-            ),
-            model_version=model.model_version,
-            stable_model_version=rollout.stable_model_version,
-            automated=rollout.mode is RolloutMode.AUTOMATED,
+            rollout=rollout,
+            model=model,
             metrics_namespace=settings.metrics_namespace,
             dashboard_name=dashboard_name,
             alarms=config.alarms,
             drift=config.drift,
             canary_analysis=canary_analysis,
-            task=model.task,
             drift_monitor=self.drift_monitor,
             capture=self.capture,
         )

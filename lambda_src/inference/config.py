@@ -28,7 +28,7 @@ UNVERIFIED_OPT_IN = "UNSAFE_ALLOW_UNVERIFIED_MODEL"
 # are 10 GB, but a model this size would not load within the init phase anyway).
 DEFAULT_MAX_MODEL_BYTES = 1024 * 1024 * 1024
 DEFAULT_METRICS_NAMESPACE = "SklearnLambdaServing"
-# One log line per captured row: stacks/config.py allows the same at most (a test checks).
+# One log line per captured row: stacks/blocks.py allows the same at most (a test checks).
 MAX_CAPTURE_ROWS = 1000
 
 

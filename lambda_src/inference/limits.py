@@ -35,7 +35,7 @@ PREDICTION_LOG_MAX_ROWS = 10
 # per row, for churn (classes 0 and 1) at most 59 bytes as Lambda sends it
 # ({"prediction":0,"probability":1.2345678901234567e-100}, and its comma, with a backslash
 # before each of its 4 quotes in an HTTP body), as inference.answers.row_bytes measures it.
-# 6 MiB less the envelope allows ~106,000 rows; rounded down. stacks/config.py repeats this
+# 6 MiB less the envelope allows ~106,000 rows; rounded down. stacks/blocks.py repeats this
 # number; tests/reliability/test_stack_limits.py keeps them equal and checks the arithmetic.
 MAX_BATCH_SIZE_LIMIT = 100_000
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
+from stacks.constructs.model_bucket import private_bucket
 
 # Where the delivery stream writes records, and where it puts what it could not process.
 CAPTURE_PREFIX = "captures/"
@@ -35,9 +37,14 @@ class CaptureBucket(Construct):
         encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Bucket",
+            s3.LifecycleRule(
+                id="expire-captured-data",
+                expiration=Duration.days(retention_days),
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            ),
             bucket_name=bucket_name,
             encryption=(
                 s3.BucketEncryption.S3_MANAGED
@@ -46,19 +53,8 @@ class CaptureBucket(Construct):
             ),
             encryption_key=encryption_key,
             bucket_key_enabled=True if encryption_key is not None else None,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=access_logs,
             server_access_logs_prefix="capture-bucket/",
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-captured-data",
-                    expiration=Duration.days(retention_days),
-                    abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
-            ],
         )
 
 

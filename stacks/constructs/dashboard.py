@@ -66,14 +66,18 @@ class ServiceDashboard(Construct):
             )
         )
         self.dashboard.add_widgets(
-            self._executed("Invocations", "Invocations", "Sum"),
-            self._executed(
-                "Errors", "Errors", "Sum", also=self._model_series("ServerErrors", "Sum", "5xx")
+            self._versions(EXECUTED_VERSION, "Invocations", "Invocations", "Sum"),
+            self._versions(
+                EXECUTED_VERSION,
+                "Errors",
+                "Errors",
+                "Sum",
+                also=self._model_series("ServerErrors", "Sum", "5xx"),
             ),
         )
         self.dashboard.add_widgets(
-            self._executed("Duration p50 (ms)", "Duration", "p50"),
-            self._executed("Duration p99 (ms)", "Duration", "p99"),
+            self._versions(EXECUTED_VERSION, "Duration p50 (ms)", "Duration", "p50"),
+            self._versions(EXECUTED_VERSION, "Duration p99 (ms)", "Duration", "p99"),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -85,15 +89,17 @@ class ServiceDashboard(Construct):
                 width=12,
                 height=6,
             ),
-            self._per_version("Concurrent executions", "ConcurrentExecutions", "Maximum"),
+            self._versions(RESOURCE, "Concurrent executions", "ConcurrentExecutions", "Maximum"),
         )
         self.dashboard.add_widgets(
-            self._per_version(
+            self._versions(
+                RESOURCE,
                 "Provisioned concurrency utilization",
                 "ProvisionedConcurrencyUtilization",
                 "Maximum",
             ),
-            self._per_version(
+            self._versions(
+                RESOURCE,
                 "Provisioned concurrency spillover",
                 "ProvisionedConcurrencySpilloverInvocations",
                 "Sum",
@@ -125,29 +131,25 @@ class ServiceDashboard(Construct):
             self._per_model("Predictions", "Predictions", "Sum", 8),
         )
 
-    def _executed(
-        self, title: str, name: str, statistic: str, also: Sequence[cloudwatch.IMetric] = ()
+    def _versions(
+        self,
+        dimensions: frozenset[str],
+        title: str,
+        name: str,
+        statistic: str,
+        also: Sequence[cloudwatch.IMetric] = (),
     ) -> cloudwatch.GraphWidget:
+        """``name`` per version on ``dimensions`` (EXECUTED_VERSION or RESOURCE): a line
+        per side of the alias, or one SEARCH of every version when the sides are unknown."""
         metrics: list[cloudwatch.IMetric]
         if self._by_search:
-            metrics = [self._metrics.search(name, statistic, EXECUTED_VERSION)]
+            metrics = [self._metrics.search(name, statistic, dimensions)]
         else:
             metrics = [
-                self._metrics.executed_version(name, statistic, version).with_(label=label)
+                self._metrics.per_version(name, statistic, version, dimensions).with_(label=label)
                 for label, version in self._sides
             ]
         return cloudwatch.GraphWidget(title=title, left=[*metrics, *also], width=12, height=6)
-
-    def _per_version(self, title: str, name: str, statistic: str) -> cloudwatch.GraphWidget:
-        metrics: list[cloudwatch.IMetric]
-        if self._by_search:
-            metrics = [self._metrics.search(name, statistic, RESOURCE)]
-        else:
-            metrics = [
-                self._metrics.version_resource(name, statistic, version).with_(label=label)
-                for label, version in self._sides
-            ]
-        return cloudwatch.GraphWidget(title=title, left=metrics, width=12, height=6)
 
     def _per_model(
         self, title: str, name: str, statistic: str, width: int = 12

@@ -1,8 +1,9 @@
 """The scheduled drift monitor: a function on a schedule, reading captures, writing PSI metrics.
 
-Its code is lambda_src/monitors (see its docstring), built as a container image
-from the repository root but narrowed to the files its Dockerfile copies, so that the
-statistics are the ones ``python -m tools.drift`` runs, not a copy.
+Its code is lambda_src/monitors (drift.py, and canary.py for the canary evaluator), built
+as one container image from that package and the library modules it imports
+(stacks.function_code), so that the statistics are serving's, the ones
+``python -m tools.drift`` runs, not a copy.
 
 A run that fails must not look like "no drift": both functions run asynchronously from
 EventBridge, and every run that does not happen or does not finish lands in one queue,
@@ -14,7 +15,7 @@ alarms).
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -28,6 +29,7 @@ from constructs import Construct
 
 from stacks import function_code
 from stacks.constructs.model_bucket import grant_read_model
+from stacks.constructs.project_function import logs_and_role
 from stacks.settings import Architecture, DriftSettings
 
 # The canary evaluator runs often enough to catch a CodeDeploy shift (canary10-5min) and
@@ -59,52 +61,58 @@ class DriftMonitor(Construct):
         """``canary_alias``: (function, alias name) to evaluate canaries of, or None."""
         super().__init__(scope, id_)
         arm = architecture is Architecture.ARM64
-        own_logs = logs.LogGroup(
-            self,
-            "Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Drift monitor: queries capture records, reads manifests, puts PSI.",
+        own_logs, role = logs_and_role(
+            self, description="Drift monitor: queries capture records, reads manifests, puts PSI."
         )
 
-        def image(cmd: list[str] | None = None) -> lambda_.DockerImageCode:
-            return lambda_.DockerImageCode.from_image_asset(
-                # lambda_src/monitors with the library modules it imports (function_code).
-                directory=str(function_code.stage("monitors")),
-                platform=(
-                    ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64
+        # What both monitors read: captures in this log group, of this model version.
+        shared = {
+            "LOG_GROUP": log_group.log_group_name,
+            "MODEL_VERSION": model_version,
+            "METRICS_NAMESPACE": metrics_namespace,
+            "MIN_ROWS": str(settings.min_rows),
+        }
+
+        def monitor(
+            id_: str,
+            timeout: Duration,
+            environment: dict[str, str],
+            description: str,
+            cmd: list[str] | None = None,
+        ) -> lambda_.DockerImageFunction:
+            """One monitor: the one image (``cmd``: its entry point), role and log group."""
+            return lambda_.DockerImageFunction(
+                self,
+                id_,
+                code=lambda_.DockerImageCode.from_image_asset(
+                    # lambda_src/monitors with the library modules it imports (function_code).
+                    directory=str(function_code.stage("monitors")),
+                    platform=(
+                        ecr_assets.Platform.LINUX_ARM64 if arm else ecr_assets.Platform.LINUX_AMD64
+                    ),
+                    cmd=cmd,
                 ),
-                cmd=cmd,
+                architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
+                memory_size=1024,
+                timeout=timeout,
+                role=role,
+                log_group=own_logs,
+                environment={**shared, **environment},
+                description=description,
             )
 
-        self.function = lambda_.DockerImageFunction(
-            self,
+        self.function = monitor(
             "Function",
-            code=image(),
-            architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
-            memory_size=1024,
-            timeout=Duration.minutes(5),
-            role=role,
-            log_group=own_logs,
-            environment={
-                "LOG_GROUP": log_group.log_group_name,
+            Duration.minutes(5),
+            {
                 "MODEL_BUCKET": model_bucket.bucket_name,
                 "MANIFEST_KEY": manifest_key,
-                "MODEL_VERSION": model_version,
-                "METRICS_NAMESPACE": metrics_namespace,
                 "WINDOW_MINUTES": str(settings.window_minutes),
                 "PSI_WATCH": f"{settings.psi_watch:g}",
                 "PSI_ALARM": f"{settings.psi_alarm:g}",
-                "MIN_ROWS": str(settings.min_rows),
             },
-            description="Drift monitor: PSI of captured traffic against the training reference.",
+            "Drift monitor: PSI of captured traffic against the training reference.",
         )
-        own_logs.grant_write(role)
         grant_read_model(
             role,
             model_bucket,
@@ -156,26 +164,17 @@ class DriftMonitor(Construct):
         self.canary_function: lambda_.DockerImageFunction | None = None
         if canary_alias is not None:
             inference, alias_name = canary_alias
-            self.canary_function = lambda_.DockerImageFunction(
-                self,
+            self.canary_function = monitor(
                 "CanaryEvaluator",
-                # The same image (one build, one asset), another entry point.
-                code=image(["canary.handler"]),
-                architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
-                memory_size=1024,
-                timeout=Duration.minutes(4),
-                role=role,
-                log_group=own_logs,
-                environment={
+                Duration.minutes(4),
+                {
                     "FUNCTION_NAME": inference.function_name,
                     "ALIAS_NAME": alias_name,
-                    "LOG_GROUP": log_group.log_group_name,
-                    "MODEL_VERSION": model_version,
-                    "METRICS_NAMESPACE": metrics_namespace,
                     "WINDOW_MINUTES": str(CANARY_WINDOW_MINUTES),
-                    "MIN_ROWS": str(settings.min_rows),
                 },
-                description="Canary evaluator: candidate vs stable predicted probabilities.",
+                "Canary evaluator: candidate vs stable predicted probabilities.",
+                # The same image (one build, one asset), another entry point.
+                cmd=["canary.handler"],
             )
             role.add_to_policy(
                 iam.PolicyStatement(

@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks import function_code
-from stacks.settings import Architecture
+from stacks.settings import Architecture, FunctionSettings
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -53,6 +53,8 @@ class InferenceFunction(Construct):
     memory, ...): a new model (environment) or new code (image) gives a new version
     logical ID, anything else (weights, provisioned concurrency, alarms) does not.
     RETAIN keeps superseded versions, because the next canary calls one of them stable.
+    ``settings``: the configured function (its batch size and namespace reach the handler
+    through ``environment``).
     """
 
     def __init__(
@@ -62,22 +64,17 @@ class InferenceFunction(Construct):
         *,
         image_directory: Path,
         build_args: Mapping[str, str],
-        architecture: Architecture,
-        memory_mb: int,
-        timeout_seconds: int,
-        reserved_concurrency: int | None,
-        log_retention_days: int,
-        tracing: bool,
+        settings: FunctionSettings,
         environment: Mapping[str, str],
         version_description: str,
         log_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        arm = architecture is Architecture.ARM64
+        arm = settings.architecture is Architecture.ARM64
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            retention=retention(log_retention_days),
+            retention=retention(settings.log_retention_days),
             # Captured rows are log lines here too: a customer-managed key when configured
             # (switching it is an in-place update of the group; old events keep their key).
             encryption_key=log_key,
@@ -104,10 +101,10 @@ class InferenceFunction(Construct):
                 ),
             ),
             architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
-            memory_size=memory_mb,
-            timeout=Duration.seconds(timeout_seconds),
-            reserved_concurrent_executions=reserved_concurrency,
-            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
+            memory_size=settings.memory_mb,
+            timeout=Duration.seconds(settings.timeout_seconds),
+            reserved_concurrent_executions=settings.reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE if settings.tracing else lambda_.Tracing.DISABLED,
             environment=dict(environment),
             role=self.role,
             log_group=self.log_group,
@@ -118,7 +115,7 @@ class InferenceFunction(Construct):
             description="Serves predictions; traffic reaches it only through the alias.",
         )
         self.log_group.grant_write(self.role)
-        if tracing:
+        if settings.tracing:
             Validations.of(self.role).acknowledge(
                 Acknowledgment(
                     id="AwsSolutions-IAM5[Resource::*]",

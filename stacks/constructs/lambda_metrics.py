@@ -118,30 +118,26 @@ class LambdaMetrics:
             {"FunctionName": self.function_name, "Resource": self.alias_resource},
         )
 
-    def executed_version(
-        self, name: str, statistic: str, version: str, period: Duration = MINUTE
+    def per_version(
+        self,
+        name: str,
+        statistic: str,
+        version: str,
+        dimensions: frozenset[str],
+        period: Duration = MINUTE,
     ) -> cloudwatch.Metric:
-        """Invocations through the alias that ``version`` ran."""
+        """``version``'s series on ``dimensions``: EXECUTED_VERSION, the invocations through
+        the alias that it ran; RESOURCE, what Lambda publishes per version (concurrency,
+        provisioned concurrency)."""
+        by_dimensions = {
+            EXECUTED_VERSION: {"Resource": self.alias_resource, "ExecutedVersion": version},
+            RESOURCE: {"Resource": f"{self.function_name}:{version}"},
+        }
         return self._lambda(
             name,
             statistic,
             period,
-            {
-                "FunctionName": self.function_name,
-                "Resource": self.alias_resource,
-                "ExecutedVersion": version,
-            },
-        )
-
-    def version_resource(
-        self, name: str, statistic: str, version: str, period: Duration = MINUTE
-    ) -> cloudwatch.Metric:
-        """A metric Lambda publishes per version (concurrency, provisioned concurrency)."""
-        return self._lambda(
-            name,
-            statistic,
-            period,
-            {"FunctionName": self.function_name, "Resource": f"{self.function_name}:{version}"},
+            {"FunctionName": self.function_name, **by_dimensions[dimensions]},
         )
 
     def function(self, name: str, statistic: str, period: Duration = MINUTE) -> cloudwatch.Metric:

@@ -1,6 +1,8 @@
-"""The model bucket and the bucket its access logs go to."""
+"""The model bucket, the bucket its access logs go to, and what every bucket of the project is."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_iam as iam
@@ -32,16 +34,12 @@ class ModelBucket(Construct):
         bucket_name: str,
     ) -> None:
         super().__init__(scope, id_)
-        self.access_logs = s3.Bucket(
+        self.access_logs = private_bucket(
             self,
             "AccessLogs",
+            s3.LifecycleRule(expiration=Duration.days(ACCESS_LOG_DAYS)),
             # Server access logging can deliver only to SSE-S3 buckets.
             encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(ACCESS_LOG_DAYS))],
         )
         Validations.of(self.access_logs).acknowledge(
             Acknowledgment(
@@ -50,28 +48,39 @@ class ModelBucket(Construct):
                 "loop, and into another bucket only moves the question.",
             )
         )
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Bucket",
+            s3.LifecycleRule(
+                id="expire-replaced-artifacts",
+                noncurrent_version_expiration=Duration.days(NONCURRENT_DAYS),
+                abort_incomplete_multipart_upload_after=Duration.days(7),
+            ),
             # A fixed name lets the inference stack (and operators) address the bucket
             # without a cross-stack export that would pin this stack.
             bucket_name=bucket_name,
             versioned=True,
             encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="model-bucket/",
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-replaced-artifacts",
-                    noncurrent_version_expiration=Duration.days(NONCURRENT_DAYS),
-                    abort_incomplete_multipart_upload_after=Duration.days(7),
-                )
-            ],
         )
+
+
+def private_bucket(
+    scope: Construct, id_: str, lifecycle: s3.LifecycleRule, **props: Any
+) -> s3.Bucket:
+    """A bucket as every bucket of the project is: TLS-only, no public access, objects owned
+    by the bucket owner (no ACLs), kept when the stack goes, emptied by its ``lifecycle``."""
+    return s3.Bucket(
+        scope,
+        id_,
+        enforce_ssl=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        removal_policy=RemovalPolicy.RETAIN,
+        lifecycle_rules=[lifecycle],
+        **props,
+    )
 
 
 def model_bucket_name(stack_prefix: str) -> str:

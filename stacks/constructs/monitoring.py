@@ -18,7 +18,7 @@ from stacks.constructs.capture_delivery import CaptureDelivery
 from stacks.constructs.dashboard import ServiceDashboard
 from stacks.constructs.drift_monitor import DriftMonitor
 from stacks.constructs.lambda_metrics import LambdaMetrics
-from stacks.settings import AlarmSettings, DriftSettings
+from stacks.settings import AlarmSettings, DriftSettings, ModelArtifact, Rollout, RolloutMode
 
 
 class Monitoring(Construct):
@@ -30,21 +30,24 @@ class Monitoring(Construct):
         function_name: str,
         alias_name: str,
         candidate_version: str,
-        stable_lambda_version: str | None,
-        model_version: str,
-        stable_model_version: str | None,
-        automated: bool,
+        rollout: Rollout,
+        model: ModelArtifact,
         metrics_namespace: str,
         dashboard_name: str,
         alarms: AlarmSettings,
         drift: DriftSettings | None,
         canary_analysis: bool = False,
-        task: str = "binary",
         drift_monitor: DriftMonitor | None = None,
         capture: CaptureDelivery | None = None,
     ) -> None:
         """``drift_monitor`` and ``capture``: watched too (errors, failed runs, delivery)."""
         super().__init__(scope, id_)
+        automated = rollout.mode is RolloutMode.AUTOMATED
+        model_version, task = model.model_version, model.task
+        stable_model_version = rollout.stable_model_version
+        stable_lambda_version = (
+            None if rollout.stable_lambda_version is None else str(rollout.stable_lambda_version)
+        )
         metrics = LambdaMetrics(
             function_name=function_name, alias_name=alias_name, namespace=metrics_namespace
         )

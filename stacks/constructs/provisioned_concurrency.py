@@ -10,17 +10,15 @@ from aws_cdk import (
     ArnFormat,
     CustomResource,
     Duration,
-    RemovalPolicy,
     Stack,
     Validations,
 )
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks import function_code
 from stacks.constructs.nag_ids import logical_id
+from stacks.constructs.project_function import grant_on_versions, logs_and_role, python_function
 
 
 @dataclass(frozen=True)
@@ -63,19 +61,11 @@ class ProvisionedConcurrency(Construct):
         autoscaling_target_utilization: float | None,
     ) -> None:
         super().__init__(scope, id_)
-        log_group = logs.LogGroup(
+        log_group, role = logs_and_role(
             self,
-            "ReconcilerLogs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        role = iam.Role(
-            self,
-            "ReconcilerRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            prefix="Reconciler",
             description="Sets provisioned concurrency on the inference function's versions.",
         )
-        log_group.grant_write(role)
         role.add_to_policy(
             iam.PolicyStatement(
                 # IAM checks these against the unqualified function ARN (Service
@@ -86,16 +76,16 @@ class ProvisionedConcurrency(Construct):
                 resources=[function.function_arn],
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                # These check the qualified ARN: "function version" or "function alias".
-                actions=[
-                    "lambda:GetProvisionedConcurrencyConfig",
-                    "lambda:PutProvisionedConcurrencyConfig",
-                    "lambda:DeleteProvisionedConcurrencyConfig",
-                ],
-                resources=[f"{function.function_arn}:*"],
-            )
+        # These check the qualified ARN: "function version" or "function alias".
+        grant_on_versions(
+            role,
+            function,
+            [
+                "lambda:GetProvisionedConcurrencyConfig",
+                "lambda:PutProvisionedConcurrencyConfig",
+                "lambda:DeleteProvisionedConcurrencyConfig",
+            ],
+            why="Provisioned concurrency is set per version qualifier of this one function",
         )
         # Every run lists the scalable targets and releases a version's target before its
         # allocation, with autoscaling on or off (leftover targets of an earlier
@@ -103,26 +93,16 @@ class ProvisionedConcurrency(Construct):
         _grant_target_cleanup(role, function)
         if autoscaling_target_utilization is not None:
             _grant_autoscaling(role, function)
-        reconciler = lambda_.Function(
+        reconciler = python_function(
             self,
             "Reconciler",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
-            handler="index.handler",
-            code=lambda_.Code.from_asset(str(function_code.stage("reconciler"))),
+            package="reconciler",
             # Waiting for READY takes minutes; the handler answers before this runs out.
             timeout=Duration.minutes(15),
-            memory_size=256,
+            memory_mb=256,
             role=role,
             log_group=log_group,
             description="Reconciles provisioned concurrency of the inference versions.",
-        )
-        Validations.of(role).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
-                reason="Provisioned concurrency is set per version qualifier of this one "
-                "function; the qualifiers (published version numbers) are not known at synth.",
-            )
         )
         properties: dict[str, object] = {
             "FunctionName": function.function_name,
@@ -140,21 +120,17 @@ class ProvisionedConcurrency(Construct):
         }
         if autoscaling_target_utilization is not None:
             properties["Autoscaling"] = {"TargetUtilization": f"{autoscaling_target_utilization:g}"}
-        self.scale_up = CustomResource(
-            self,
-            "ScaleUp",
-            service_token=reconciler.function_arn,
-            resource_type="Custom::ProvisionedConcurrency",
-            properties={**properties, "Phase": "scale_up"},
-            service_timeout=Duration.minutes(15),
-        )
-        self.settle = CustomResource(
-            self,
-            "Settle",
-            service_token=reconciler.function_arn,
-            resource_type="Custom::ProvisionedConcurrency",
-            properties={**properties, "Phase": "settle"},
-            service_timeout=Duration.minutes(15),
+        # The same allocations twice, one resource per phase.
+        self.scale_up, self.settle = (
+            CustomResource(
+                self,
+                phase_id,
+                service_token=reconciler.function_arn,
+                resource_type="Custom::ProvisionedConcurrency",
+                properties={**properties, "Phase": phase},
+                service_timeout=Duration.minutes(15),
+            )
+            for phase_id, phase in (("ScaleUp", "scale_up"), ("Settle", "settle"))
         )
 
 

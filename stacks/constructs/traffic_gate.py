@@ -22,20 +22,32 @@ from aws_cdk import (
     Acknowledgment,
     CustomResource,
     Duration,
-    RemovalPolicy,
     Validations,
 )
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks import function_code
 from stacks.constructs.model_bucket import grant_read_model
-from stacks.constructs.nag_ids import logical_id
+from stacks.constructs.project_function import grant_on_versions, logs_and_role, python_function
 from stacks.settings import ModelArtifact, QualityGateSettings
+
+# The golden set and tolerances: custom-resource properties in manual mode, the hook's
+# environment variables (these names) in automated mode.
+VARIABLES = {
+    "GoldenBucket": "GOLDEN_BUCKET",
+    "GoldenKey": "GOLDEN_KEY",
+    "GoldenSha256": "GOLDEN_SHA256",
+    "Runtime": "MODEL_RUNTIME",
+    "MaxLogLossIncrease": "MAX_LOG_LOSS_INCREASE",
+    "MaxAucDecrease": "MAX_AUC_DECREASE",
+    "MaxBrierIncrease": "MAX_BRIER_INCREASE",
+    "MaxRmseIncreaseFraction": "MAX_RMSE_INCREASE_FRACTION",
+    "StableGoldenKey": "STABLE_GOLDEN_KEY",
+    "StableGoldenSha256": "STABLE_GOLDEN_SHA256",
+}
 
 
 class TrafficGate(Construct):
@@ -61,78 +73,53 @@ class TrafficGate(Construct):
                 f"{model.model_name} {model.model_version} has no golden set: retrain it, or "
                 "add one with python -m training.reference"
             )
-        log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
+        log_group, role = logs_and_role(
+            self, description="Traffic gate: invokes new versions with their golden set."
         )
-        role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Traffic gate: invokes new versions with their golden set.",
-        )
-        log_group.grant_write(role)
-        tolerance_values = {
+        golden = {
+            "GoldenBucket": model_bucket.bucket_name,
+            "GoldenKey": f"{model.prefix}{model.golden_file}",
+            "GoldenSha256": model.golden_sha256,
+            "Runtime": model.runtime.value,
             "MaxLogLossIncrease": f"{tolerances.max_log_loss_increase:g}",
             "MaxAucDecrease": f"{tolerances.max_auc_decrease:g}",
             "MaxBrierIncrease": f"{tolerances.max_brier_increase:g}",
             "MaxRmseIncreaseFraction": f"{tolerances.max_rmse_increase_fraction:g}",
         }
-        golden_key = f"{model.prefix}{model.golden_file}"
-        stable_key = (
-            f"{stable_model.prefix}{stable_model.golden_file}"
+        stable_golden = (
+            {
+                "StableGoldenKey": f"{stable_model.prefix}{stable_model.golden_file}",
+                "StableGoldenSha256": str(stable_model.golden_sha256),
+            }
             if stable_model is not None and stable_model.golden_file is not None
-            else None
+            else {}
         )
         environment = {
-            "GOLDEN_BUCKET": model_bucket.bucket_name,
-            "GOLDEN_KEY": golden_key,
-            "GOLDEN_SHA256": model.golden_sha256,
-            "MODEL_RUNTIME": model.runtime.value,
-            "MAX_LOG_LOSS_INCREASE": tolerance_values["MaxLogLossIncrease"],
-            "MAX_AUC_DECREASE": tolerance_values["MaxAucDecrease"],
-            "MAX_BRIER_INCREASE": tolerance_values["MaxBrierIncrease"],
-            "MAX_RMSE_INCREASE_FRACTION": tolerance_values["MaxRmseIncreaseFraction"],
+            VARIABLES[name]: value for name, value in {**golden, **stable_golden}.items()
         }
-        if stable_key is not None and stable_model is not None:
-            environment["STABLE_GOLDEN_KEY"] = stable_key
-            environment["STABLE_GOLDEN_SHA256"] = str(stable_model.golden_sha256)
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
             "Function",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
-            handler="index.handler",
-            code=lambda_.Code.from_asset(str(function_code.stage("traffic_gate"))),
+            package="traffic_gate",
             # Both versions answer both golden sets in batches, cold starts included.
             timeout=Duration.minutes(10),
-            memory_size=512,
+            memory_mb=512,
             role=role,
             log_group=log_group,
             environment=environment if automated else {},
             description="Traffic gate: golden-set identity and quality of a new version.",
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"],
-                # Versions are qualifiers of this one function; their numbers come at deploy.
-                resources=[f"{function.function_arn}:*"],
-            )
+        grant_on_versions(
+            role,
+            function,
+            ["lambda:InvokeFunction"],
+            why="The gate invokes the published versions of this one function by qualifier",
         )
         grant_read_model(
             role,
             model_bucket,
             model.model_prefix,
             why="the gate reads the golden sets of the candidate's and the stable side's versions.",
-        )
-        Validations.of(role).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
-                reason="The gate invokes the published versions of this one function by "
-                "qualifier; the version numbers are not known at synth.",
-            )
         )
         self.role = role
         self.resource: CustomResource | None = None
@@ -151,17 +138,11 @@ class TrafficGate(Construct):
             "CandidateWeight": f"{candidate_weight:g}",
             "FunctionName": function.function_name,
             "AliasName": alias_name,
-            "GoldenBucket": model_bucket.bucket_name,
-            "GoldenKey": golden_key,
-            "GoldenSha256": model.golden_sha256,
-            "Runtime": model.runtime.value,
-            **tolerance_values,
+            **golden,
         }
         if stable is not None:
             properties["StableFunctionArn"] = stable.function_arn
-            if stable_key is not None and stable_model is not None:
-                properties["StableGoldenKey"] = stable_key
-                properties["StableGoldenSha256"] = str(stable_model.golden_sha256)
+            properties.update(stable_golden)
         self.resource = CustomResource(
             self,
             "Check",

@@ -14,7 +14,7 @@ import pytest
 from inference import config, model_loader
 from inference import handler as handler_module
 from serving import capture
-from stacks import config as stack_config
+from stacks import blocks as stack_config
 from stacks.constructs.capture_delivery import CAPTURE_FILTER_PATTERN
 from tests.handler import cloudwatch_filter
 from tests.handler.conftest import (

@@ -12,7 +12,7 @@ import pytest
 from inference import answers, limits
 from inference.config import ConfigError, settings_from_env
 from inference.events import Shape
-from stacks import config as stack_config
+from stacks import blocks as stack_config
 from stacks.config import load_config
 from stacks.model_artifact import load_model_artifact
 from stacks.settings import ModelRuntime
