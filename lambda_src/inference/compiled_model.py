@@ -26,20 +26,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import tree_forest
+from inference.compiled_format import (
+    ESTIMATOR_ARRAYS,
+    FORMAT_V1,
+    FORMAT_V2,
+    PRE_ARRAYS,
+    V1_ARRAYS,
+)
 
 if TYPE_CHECKING:
     from inference.compiled_pipeline import CompiledPipeline
 
-FORMAT = "gbm-trees-npz/1"
-_ARRAYS = ("mean", "scale", "init_raw", "roots", "feature", "threshold", "left", "right", "value")
-# The second format's arrays, repeated from inference/compiled_pipeline.py (imported only
-# when such an archive is loaded); a test keeps the two equal.
-FORMAT_V2 = "sklearn-compiled-npz/2"
-_V2_PRE_ARRAYS = ("pre_input", "pre_kind", "pre_a", "pre_b", "pre_low", "pre_high")
-_V2_ESTIMATOR_ARRAYS = {
-    "trees": ("roots", "feature", "threshold", "left", "right", "value", "init"),
-    "linear": ("coef", "intercept"),
-}
+FORMAT = FORMAT_V1
 
 
 class CompiledModelError(ValueError):
@@ -118,12 +116,12 @@ def _meta(raw: NDArray[Any]) -> dict[str, Any]:
 
 def _array_names(meta: dict[str, Any]) -> tuple[str, ...]:
     if meta.get("format") == FORMAT:
-        return _ARRAYS
+        return V1_ARRAYS
     if meta.get("format") == FORMAT_V2:
-        estimator = _V2_ESTIMATOR_ARRAYS.get(str(meta.get("estimator")))
+        estimator = ESTIMATOR_ARRAYS.get(str(meta.get("estimator")))
         if estimator is None:
             raise CompiledModelError(f"unsupported compiled estimator {meta.get('estimator')!r}")
-        return (*_V2_PRE_ARRAYS, *estimator)
+        return (*PRE_ARRAYS, *estimator)
     raise CompiledModelError(f"unsupported compiled format {meta.get('format')!r}")
 
 

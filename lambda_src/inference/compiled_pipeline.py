@@ -32,13 +32,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import tree_forest
+from inference.compiled_format import FORMAT_V2, PRE_ARRAYS
 from serving.tasks import TASKS
 
-FORMAT = "sklearn-compiled-npz/2"
+FORMAT = FORMAT_V2
 PASSTHROUGH, STANDARD, MINMAX, ONEHOT = 0, 1, 2, 3
-PRE_ARRAYS = ("pre_input", "pre_kind", "pre_a", "pre_b", "pre_low", "pre_high")
-TREE_ARRAYS = ("roots", "feature", "threshold", "left", "right", "value", "init")
-LINEAR_ARRAYS = ("coef", "intercept")
 LINKS = ("identity", "expit", "softmax")
 
 

@@ -69,20 +69,23 @@ def test_the_inference_image_ships_no_statistics_and_the_gate_no_numpy() -> None
             assert "numpy" not in imported, path
 
 
-def test_a_zip_function_that_imports_numpy_is_refused_at_synth(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("function", "module", "line", "refusal"),
+    [
+        # Lambda's Python runtime has no numpy.
+        ("reconciler", "reconciler/handler.py", "import numpy", r"handler\.py: imports 'numpy'"),
+        # A deployed function never imports a command-line tool.
+        ("monitors", "monitors/drift.py", "from tools.drift import __main__", "'tools.drift'"),
+    ],
+)
+def test_an_import_the_function_is_not_given_is_refused_at_synth(
+    tmp_path: Path, function: str, module: str, line: str, refusal: str
+) -> None:
     sources = copy_sources(tmp_path)
-    handler = sources / "reconciler" / "handler.py"
-    handler.write_text(handler.read_text() + "\nimport numpy\n")
-    with pytest.raises(FunctionCodeError, match=r"reconciler/handler\.py: imports 'numpy'"):
-        shipped_files(FUNCTIONS["reconciler"], sources)
-
-
-def test_a_function_that_imports_a_tool_is_refused(tmp_path: Path) -> None:
-    sources = copy_sources(tmp_path)
-    module = sources / "monitors" / "drift.py"
-    module.write_text(module.read_text() + "\nfrom tools.drift import __main__\n")
-    with pytest.raises(FunctionCodeError, match=r"imports 'tools.drift'"):
-        shipped_files(FUNCTIONS["monitors"], sources)
+    path = sources / module
+    path.write_text(f"{path.read_text()}\n{line}\n")
+    with pytest.raises(FunctionCodeError, match=refusal):
+        shipped_files(FUNCTIONS[function], sources)
 
 
 def test_layout_of_image_and_zip_assets(tmp_path: Path) -> None:

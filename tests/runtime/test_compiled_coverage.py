@@ -454,15 +454,6 @@ def test_first_format_cold_start_imports_neither_sklearn_nor_the_second_format()
     assert result.stdout.strip() == "[]"
 
 
-def test_compiled_model_repeats_the_second_format_array_names() -> None:
-    assert compiled_model.FORMAT_V2 == compiled_pipeline.FORMAT
-    assert compiled_model._V2_PRE_ARRAYS == compiled_pipeline.PRE_ARRAYS
-    assert compiled_model._V2_ESTIMATOR_ARRAYS == {
-        "trees": compiled_pipeline.TREE_ARRAYS,
-        "linear": compiled_pipeline.LINEAR_ARRAYS,
-    }
-
-
 @pytest.mark.parametrize(
     "make",
     [

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from inference import compiled_model
+from inference import compiled_format, compiled_model
 from serving.artifacts import sha256_file
 from tests.training.compiled_archives import arrays, rewrite
 from tests.training.conftest import train_churn
@@ -125,7 +125,7 @@ def test_manifest_records_the_parity_check(tmp_path: Path) -> None:
     out = train_churn(tmp_path, synthetic_data(800, 1))
     entry = json.loads((out / "manifest.json").read_text())["artifacts"]["compiled"]
     assert entry["sha256"] == sha256_file(out / "model.compiled.npz")
-    assert entry["format"] == compiled_model.FORMAT_V2 == "sklearn-compiled-npz/2"
+    assert entry["format"] == compiled_format.FORMAT_V2 == "sklearn-compiled-npz/2"
     parity = entry["parity"]
     assert parity["passed"] is True and parity["label_mismatches"] == 0
     assert parity["max_abs_diff"] <= parity["bound"] == PARITY_BOUND
