@@ -21,7 +21,13 @@ from botocore.stub import Stubber
 from tests.rollout.conftest import edit
 from tests.rollout.test_live import CANARY, FUNCTION, FakeCloudFormation, FakeCloudWatch
 from tools.rollout.__main__ import main
-from tools.rollout.live import INSIGHTS_MAX_ROWS, PREDICTION_QUERY, Live, LiveUnavailableError
+from tools.rollout.live import (
+    INSIGHTS_MAX_ROWS,
+    PREDICTION_QUERY,
+    Live,
+    LiveUnavailableError,
+    Predictions,
+)
 
 NOW = dt.datetime(2026, 3, 1, 12, 30, 42, tzinfo=dt.UTC)
 START = int(dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp())
@@ -102,6 +108,23 @@ def requests(generator: np.random.Generator, a: float, b: float, count: int) -> 
     ]
 
 
+def compare_sides(
+    config: Path,
+    clients: Clients,
+    capsys: pytest.CaptureFixture[str],
+    sides: tuple[int, tuple[float, float, int], tuple[float, float, int]],
+    *flags: str,
+) -> str:
+    """``rollout compare`` on version 7 and 8's logged predictions; ``sides`` is the seed and
+    each side's Beta(a, b) shape and request count."""
+    seed, stable, candidate = sides
+    generator = np.random.default_rng(seed)
+    clients.log_group()
+    clients.side("7", requests(generator, *stable))
+    clients.side("8", requests(generator, *candidate))
+    return compare(config, clients, capsys, *flags)
+
+
 def compare(config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], *flags: str) -> str:
     edit(config, "prod", **CANARY)
     live = clients.live()
@@ -133,14 +156,13 @@ def test_a_candidate_predicting_otherwise_gets_roll_back(
     assert clients.slept == [1.0, 1.0, 1.0]  # one poll while running, two for the candidate
 
 
+FEW_CANDIDATES = (9, (2, 5, 300), (2, 5, 20))
+
+
 def test_a_candidate_predicting_alike_gets_promote(
     config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
 ) -> None:
-    generator = np.random.default_rng(8)
-    clients.log_group()
-    clients.side("7", requests(generator, 2, 5, 500))
-    clients.side("8", requests(generator, 2, 5, 300))
-    out = compare(config, clients, capsys)
+    out = compare_sides(config, clients, capsys, (8, (2, 5, 500), (2, 5, 300)))
     assert "  verdict: promote\n" in out
     assert "no significant change at 0.01" in out
 
@@ -148,11 +170,7 @@ def test_a_candidate_predicting_alike_gets_promote(
 def test_too_few_predictions_is_a_verdict(
     config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
 ) -> None:
-    generator = np.random.default_rng(9)
-    clients.log_group()
-    clients.side("7", requests(generator, 2, 5, 300))
-    clients.side("8", requests(generator, 2, 5, 20))
-    out = compare(config, clients, capsys)
+    out = compare_sides(config, clients, capsys, FEW_CANDIDATES)
     assert "  verdict: too few requests to judge\n" in out
     assert "candidate has " in out and "predictions, at least 200 needed" in out
 
@@ -173,13 +191,18 @@ def test_a_failed_query_is_said_not_raised(
     ) in out
 
 
-def test_a_query_that_ends_otherwise_is_named(clients: Clients) -> None:
+def version_7_predictions(clients: Clients, status: str, results: Any) -> Predictions:
+    """``Live.predictions`` of version 7 over the window, the query ending with ``status``."""
     clients.logs_stub.add_response("start_query", {"queryId": "q"})
-    clients.logs_stub.add_response("get_query_results", {"status": "Cancelled", "results": []})
+    clients.logs_stub.add_response("get_query_results", {"status": status, "results": results})
     start = dt.datetime.fromtimestamp(START, dt.UTC)
     end = dt.datetime.fromtimestamp(END, dt.UTC)
+    return clients.live().predictions(LOG_GROUP, "7", start, end)
+
+
+def test_a_query_that_ends_otherwise_is_named(clients: Clients) -> None:
     with pytest.raises(LiveUnavailableError, match="the query ended Cancelled after 0 s"):
-        clients.live().predictions(LOG_GROUP, "7", start, end)
+        version_7_predictions(clients, "Cancelled", [])
 
 
 def test_lines_that_are_not_predictions_are_skipped(clients: Clients) -> None:
@@ -187,23 +210,15 @@ def test_lines_that_are_not_predictions_are_skipped(clients: Clients) -> None:
         [{"field": "@message", "value": "START RequestId: abc Version: 7"}],
         [{"field": "@message", "value": json.dumps({"probabilities": [0.25, 0.5]})}],
     ]
-    clients.logs_stub.add_response("start_query", {"queryId": "q"})
-    clients.logs_stub.add_response("get_query_results", {"status": "Complete", "results": results})
-    start = dt.datetime.fromtimestamp(START, dt.UTC)
-    end = dt.datetime.fromtimestamp(END, dt.UTC)
-    found = clients.live().predictions(LOG_GROUP, "7", start, end)
+    found = version_7_predictions(clients, "Complete", results)
     assert found.values == [0.25, 0.5] and found.requests == 2 and not found.truncated
 
 
 def test_thresholds_are_flags(
     config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
 ) -> None:
-    generator = np.random.default_rng(9)
-    clients.log_group()
-    clients.side("7", requests(generator, 2, 5, 300))
-    clients.side("8", requests(generator, 2, 5, 20))
-    out = compare(config, clients, capsys, "--min-samples", "10", "--psi-watch", "0.5",
-                  "--psi-block", "0.9")  # fmt: skip
+    out = compare_sides(config, clients, capsys, FEW_CANDIDATES, "--min-samples", "10",
+                        "--psi-watch", "0.5", "--psi-block", "0.9")  # fmt: skip
     assert "too few requests" not in out
     assert "(fine below 0.5, watch to 0.9, block above)" in out
 
