@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +21,7 @@ ARTIFACTS = ROOT / "model_artifacts" / "churn"
 
 from inference import handler as handler_module  # noqa: E402
 from inference import state as state_module  # noqa: E402
+from inference.validation import valid_batch_matrix, validate_record  # noqa: E402
 
 
 @dataclass
@@ -150,3 +152,19 @@ def unavailable_reason(response: dict[str, Any], out: str) -> str:
     # The reason names buckets, keys, paths and checksums: none of it reaches the caller.
     assert reason not in text
     return reason
+
+
+def assert_fast_path_agrees(records: list[Any], schema: Any) -> None:
+    """The whole-array check of a batch accepts it exactly when record-by-record validation
+    finds no problem, and then gives the same matrix."""
+    slow_rows, slow_problems = [], []
+    for index, record in enumerate(records):
+        row, problems = validate_record(record, schema, row=index)
+        slow_rows.append(row)
+        slow_problems += problems
+    fast = valid_batch_matrix(records, schema)
+    if slow_problems:
+        assert fast is None
+    else:
+        assert fast is not None
+        assert np.array_equal(fast, np.array(slow_rows, dtype=np.float64))
