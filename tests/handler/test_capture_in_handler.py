@@ -163,25 +163,6 @@ def test_capture_time_is_not_in_the_reported_latency(
     assert line["latency_ms"] < 300
 
 
-@pytest.mark.parametrize(
-    ("overrides", "fragment"),
-    [
-        ({"CAPTURE_SAMPLE_RATE": "2"}, "CAPTURE_SAMPLE_RATE must be a number in [0, 1]"),
-        ({"CAPTURE_SAMPLE_RATE": "often"}, "got 'often'"),
-        ({"CAPTURE_SAMPLE_RATE": "nan"}, "CAPTURE_SAMPLE_RATE"),
-        ({"CAPTURE_MAX_ROWS": "0"}, "CAPTURE_MAX_ROWS=0 is out of range"),
-        ({"CAPTURE_MAX_ROWS": "1001"}, "CAPTURE_MAX_ROWS=1001 is out of range: allowed 1 to 1000"),
-        ({"CAPTURE_MAX_ROWS": "lots"}, "CAPTURE_MAX_ROWS='lots' is not an integer"),
-    ],
-)
-def test_a_bad_capture_setting_is_a_configuration_error_naming_it(
-    fresh_environment: Configure, overrides: dict[str, str], fragment: str
-) -> None:
-    state = fresh_environment(local_env("v1", **overrides))
-    assert isinstance(state, handler_module.Unavailable)
-    assert fragment in state.reason
-
-
 def test_a_capture_bug_keeps_the_answer_and_logs_the_failure(
     fresh_environment: Configure,
     capsys: pytest.CaptureFixture[str],
