@@ -106,7 +106,6 @@ def test_jitter_spreads_the_wait_over_its_upper_half(monkeypatch: pytest.MonkeyP
 
 def test_pinned_bytes_that_fail_to_load_are_not_loaded_again(
     fresh_environment: Configure,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
