@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -77,6 +78,37 @@ def retry_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     tests/handler/test_backoff.py checks the backoff itself, with its own clock.
     """
     monkeypatch.setattr(state_module, "BACKOFF_BASE_S", 0.0)
+
+
+class Deserialized(list[int]):
+    """The size of each artifact handed to a runtime's ``load``; with ``failure`` set, each
+    load raises it (after being counted) instead of loading."""
+
+    failure: Exception | None = None
+
+
+@pytest.fixture
+def deserialized(monkeypatch: pytest.MonkeyPatch) -> Deserialized:
+    """Both runtimes' ``load``, spied: the real load runs unless a test sets ``failure``."""
+    seen = Deserialized()
+    for runtime in ("sklearn", "compiled"):
+        module = importlib.import_module(f"inference.{runtime}_model")
+        real = module.load
+
+        def spy(data: bytes, load: Callable[[bytes], Any] = real) -> Any:
+            seen.append(len(data))
+            if seen.failure is not None:
+                raise seen.failure
+            return load(data)
+
+        monkeypatch.setattr(module, "load", spy)
+    return seen
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    """Where a test puts the artifact its MODEL_PATH names: nothing there until it writes one."""
+    return tmp_path / "model.joblib"
 
 
 @pytest.fixture(scope="session")

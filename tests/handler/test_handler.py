@@ -18,6 +18,7 @@ from inference import handler as handler_module
 from inference import model_loader
 from tests.handler.conftest import (
     ARTIFACTS,
+    Deserialized,
     FakeLambdaContext,
     emf_lines,
     http_body,
@@ -148,14 +149,13 @@ def test_warmup_mixed_with_anything_else_is_a_400_not_a_dropped_prediction(
 
 
 def test_warmup_retries_a_failed_load(
-    fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_environment: Configure, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "model.joblib"
-    fresh_environment(local_env("v1", MODEL_PATH=str(path)))
+    fresh_environment(local_env("v1", MODEL_PATH=str(model_file)))
     first = handler_module.handler({"_warmup": True}, FakeLambdaContext())
     assert "cannot read MODEL_PATH" in unavailable_reason(first, capsys.readouterr().out)
     assert (first["warmup"], first["model_loaded"]) == (True, False)
-    path.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
+    model_file.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
     second = handler_module.handler({"_warmup": True}, FakeLambdaContext())
     assert (second["statusCode"], second["model_loaded"]) == (200, True)
 
@@ -578,27 +578,23 @@ def pinned(path: Path) -> dict[str, str]:
 
 def test_checksum_mismatch_never_deserializes(
     fresh_environment: Configure,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    deserialized: Deserialized,
+    model_file: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    calls: list[bytes] = []
-    monkeypatch.setattr("inference.sklearn_model.load", calls.append)
-    tampered = tmp_path / "model.joblib"
-    tampered.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes() + b"\0")
-    reason = reason_for_unavailable(fresh_environment, capsys, MODEL_PATH=str(tampered))
-    assert reason.startswith(f"checksum mismatch for {tampered}")
-    assert calls == []
+    model_file.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes() + b"\0")
+    reason = reason_for_unavailable(fresh_environment, capsys, MODEL_PATH=str(model_file))
+    assert reason.startswith(f"checksum mismatch for {model_file}")
+    assert deserialized == []
 
 
 def test_failed_load_is_retried_and_recovers(
-    fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_environment: Configure, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "model.joblib"
-    fresh_environment(local_env("v1", MODEL_PATH=str(path)))
+    fresh_environment(local_env("v1", MODEL_PATH=str(model_file)))
     assert handler_module.handler(valid_record(), FakeLambdaContext())["statusCode"] == 503
     assert handler_module.handler(valid_record(), FakeLambdaContext())["statusCode"] == 503
-    path.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
+    model_file.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
     response = handler_module.handler(valid_record(), FakeLambdaContext())
     assert response["statusCode"] == 200
     assert isinstance(handler_module.current_state(), handler_module.Ready)
@@ -608,52 +604,41 @@ def test_failed_load_is_retried_and_recovers(
 
 
 def test_wrong_artifact_format_is_503(
-    fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_environment: Configure, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "model.joblib"
-    joblib.dump({"format": "something-else/9"}, path)
-    reason = reason_for_unavailable(fresh_environment, capsys, **pinned(path))
+    joblib.dump({"format": "something-else/9"}, model_file)
+    reason = reason_for_unavailable(fresh_environment, capsys, **pinned(model_file))
     assert "artifact format is 'something-else/9'" in reason
 
 
 def test_artifact_from_another_sklearn_version_is_refused(
     fresh_environment: Configure,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    model_file: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import sklearn.base
 
     payload = joblib.load(ARTIFACTS / "v1" / "model.joblib")
-    path = tmp_path / "model.joblib"
     with monkeypatch.context() as patch:
         patch.setattr(sklearn.base, "__version__", "0.24.2")
-        joblib.dump(payload, path)
-    reason = reason_for_unavailable(fresh_environment, capsys, **pinned(path))
+        joblib.dump(payload, model_file)
+    reason = reason_for_unavailable(fresh_environment, capsys, **pinned(model_file))
     assert "made with scikit-learn 0.24.2 but this image has" in reason
 
 
 def test_local_file_without_pin_is_refused_unless_the_unsafe_opt_in_is_set(
-    fresh_environment: Configure,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    fresh_environment: Configure, deserialized: Deserialized, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    loads: list[int] = []
-    real_load = model_loader.runtime_loader("sklearn")
-    monkeypatch.setattr(
-        model_loader,
-        "runtime_loader",
-        lambda runtime: lambda data: loads.append(1) or real_load(data),
-    )
     refused = fresh_environment(local_env("v1", MODEL_SHA256=""))
     assert isinstance(refused, handler_module.Unavailable)
     assert "MODEL_SHA256 is not set: refusing to load" in refused.reason
     assert "UNSAFE_ALLOW_UNVERIFIED_MODEL=1" in refused.reason
-    assert loads == [], "an unverified artifact must not be deserialized"
+    assert deserialized == [], "an unverified artifact must not be deserialized"
     capsys.readouterr()
     state = fresh_environment(local_env("v1", MODEL_SHA256="", UNSAFE_ALLOW_UNVERIFIED_MODEL="1"))
     assert isinstance(state, handler_module.Ready)
-    assert loads == [1]
+    assert deserialized == [len((ARTIFACTS / "v1" / "model.joblib").read_bytes())]
     assert state.loaded.verified is False
     [warning] = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
     assert "without checksum verification" in warning["message"]

@@ -24,6 +24,7 @@ from inference.config import S3Source
 from tests.handler import moto_server
 from tests.handler.conftest import (
     ARTIFACTS,
+    Deserialized,
     FakeLambdaContext,
     http_body,
     load_event,
@@ -135,11 +136,9 @@ def test_checksum_mismatch_is_503_and_no_prediction(
     bucket: str,
     runtime: Runtime,
     fresh_environment: Configure,
-    monkeypatch: pytest.MonkeyPatch,
+    deserialized: Deserialized,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    deserialized: list[bytes] = []
-    monkeypatch.setattr(f"inference.{runtime.name}_model.load", deserialized.append)
     upload(bucket, runtime.key, runtime.data + b"tampered")
     fresh_environment(runtime.env(bucket))
     response = predict()

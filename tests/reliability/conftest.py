@@ -23,13 +23,15 @@ from inference import handler as handler_module
 from tests.handler.conftest import (
     ARTIFACTS,
     FakeLambdaContext,
+    deserialized,
     manifest,
     retry_at_once,
     valid_record,
 )
 from tests.reliability.strategies import event_for
 
-__all__ = ["retry_at_once"]  # autouse here too: no backoff unless a test sets one
+# retry_at_once: autouse here too, no backoff unless a test sets one.
+__all__ = ["deserialized", "retry_at_once"]
 
 _SLOW_INPUTS_ARE_THE_POINT = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile(

@@ -271,21 +271,6 @@ def v1_probability(runtime: str) -> float:
     return float(state.loaded.model.outputs(np.array(row, dtype=np.float64))[0])
 
 
-@pytest.fixture
-def deserialized(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Sizes of the byte strings handed to the runtime's loader (spied, still loads)."""
-    module = f"inference.{deployment.runtime}_model"
-    real = __import__(module, fromlist=["load"]).load
-    sizes: list[int] = []
-
-    def spy(data: bytes) -> Any:
-        sizes.append(len(data))
-        return real(data)
-
-    monkeypatch.setattr(f"{module}.load", spy)
-    return sizes
-
-
 @dataclass
 class ShortContext(FakeLambdaContext):
     """A request with ``remaining_ms`` left before the function times out."""
