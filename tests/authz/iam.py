@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,24 +115,30 @@ def _principal_matches(principal: Any, caller: Mapping[str, str] | None) -> bool
     )
 
 
+def _element_allows(
+    body: Mapping[str, Any], element: str, value: str, match: Callable[[Any, str], bool]
+) -> bool | None:
+    """Whether ``body``'s ``element`` (or its ``Not`` form) lets ``value`` through; None when
+    the statement has neither."""
+    if element in body:
+        return match(body[element], value)
+    if f"Not{element}" in body:
+        return not match(body[f"Not{element}"], value)
+    return None
+
+
 def matches(body: Mapping[str, Any], request: Request) -> bool:
-    if "Action" in body:
-        if not _action_matches(body["Action"], request.action):
-            return False
-    elif "NotAction" in body:
-        if _action_matches(body["NotAction"], request.action):
-            return False
-    else:
+    action = _element_allows(body, "Action", request.action, _action_matches)
+    if action is None:
         raise ValueError(f"statement without Action or NotAction: {body}")
-    if "Resource" in body:
-        if not _resource_matches(body["Resource"], request.resource):
-            return False
-    elif "NotResource" in body:
-        if _resource_matches(body["NotResource"], request.resource):
-            return False
-    elif request.principal is None:
+    if not action:
+        return False
+    resource = _element_allows(body, "Resource", request.resource, _resource_matches)
+    if resource is None and request.principal is None:
         # Identity policies need a Resource; a resource policy's statements may omit it.
         raise ValueError(f"identity statement without Resource: {body}")
+    if resource is False:
+        return False
     if (request.principal is not None or "Principal" in body) and not _principal_matches(
         body.get("Principal"), request.principal
     ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +22,7 @@ ARTIFACTS = ROOT / "model_artifacts" / "churn"
 
 from inference import handler as handler_module  # noqa: E402
 from inference import state as state_module  # noqa: E402
+from inference.validation import valid_batch_matrix, validate_record  # noqa: E402
 
 
 @dataclass
@@ -75,6 +78,37 @@ def retry_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     tests/handler/test_backoff.py checks the backoff itself, with its own clock.
     """
     monkeypatch.setattr(state_module, "BACKOFF_BASE_S", 0.0)
+
+
+class Deserialized(list[int]):
+    """The size of each artifact handed to a runtime's ``load``; with ``failure`` set, each
+    load raises it (after being counted) instead of loading."""
+
+    failure: Exception | None = None
+
+
+@pytest.fixture
+def deserialized(monkeypatch: pytest.MonkeyPatch) -> Deserialized:
+    """Both runtimes' ``load``, spied: the real load runs unless a test sets ``failure``."""
+    seen = Deserialized()
+    for runtime in ("sklearn", "compiled"):
+        module = importlib.import_module(f"inference.{runtime}_model")
+        real = module.load
+
+        def spy(data: bytes, load: Callable[[bytes], Any] = real) -> Any:
+            seen.append(len(data))
+            if seen.failure is not None:
+                raise seen.failure
+            return load(data)
+
+        monkeypatch.setattr(module, "load", spy)
+    return seen
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    """Where a test puts the artifact its MODEL_PATH names: nothing there until it writes one."""
+    return tmp_path / "model.joblib"
 
 
 @pytest.fixture(scope="session")
@@ -150,3 +184,19 @@ def unavailable_reason(response: dict[str, Any], out: str) -> str:
     # The reason names buckets, keys, paths and checksums: none of it reaches the caller.
     assert reason not in text
     return reason
+
+
+def assert_fast_path_agrees(records: list[Any], schema: Any) -> None:
+    """The whole-array check of a batch accepts it exactly when record-by-record validation
+    finds no problem, and then gives the same matrix."""
+    slow_rows, slow_problems = [], []
+    for index, record in enumerate(records):
+        row, problems = validate_record(record, schema, row=index)
+        slow_rows.append(row)
+        slow_problems += problems
+    fast = valid_batch_matrix(records, schema)
+    if slow_problems:
+        assert fast is None
+    else:
+        assert fast is not None
+        assert np.array_equal(fast, np.array(slow_rows, dtype=np.float64))

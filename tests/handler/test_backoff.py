@@ -17,6 +17,7 @@ from inference import state as state_module
 from tests.handler.conftest import (
     ARTIFACTS,
     LAMBDA_SRC,
+    Deserialized,
     FakeLambdaContext,
     emf_lines,
     load_event,
@@ -51,11 +52,10 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 def test_failed_loads_back_off_exponentially_to_a_cap_and_recover_after(
     fresh_environment: Configure,
     clock: Clock,
-    tmp_path: Path,
+    model_file: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = tmp_path / "model.joblib"
-    fresh_environment(local_env("v1", MODEL_PATH=str(path)))  # failure 1: wait 1 s
+    fresh_environment(local_env("v1", MODEL_PATH=str(model_file)))  # failure 1: wait 1 s
     waits = []
     for _ in range(6):
         # Requests inside the wait are answered at once, without touching the artifact.
@@ -71,18 +71,17 @@ def test_failed_loads_back_off_exponentially_to_a_cap_and_recover_after(
     attempts = [line["attempt"] for line in log_lines(out, "model load attempt")]
     assert attempts == [2, 3, 4, 5, 6]
     assert len([d for d in emf_lines(out) if "ModelLoadErrors" in d]) == 6
-    path.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
+    model_file.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
     assert handler_module.handler(valid_record(), FakeLambdaContext())["statusCode"] == 200
 
 
 def test_requests_inside_the_backoff_do_not_retry(
     fresh_environment: Configure,
     clock: Clock,
-    tmp_path: Path,
+    model_file: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path = tmp_path / "model.joblib"
-    fresh_environment(local_env("v1", MODEL_PATH=str(path)))
+    fresh_environment(local_env("v1", MODEL_PATH=str(model_file)))
     reads: list[object] = []
     real_fetch = model_loader.fetch_bytes
     monkeypatch.setattr(
@@ -105,24 +104,15 @@ def test_jitter_spreads_the_wait_over_its_upper_half(monkeypatch: pytest.MonkeyP
 
 
 def test_pinned_bytes_that_fail_to_load_are_not_loaded_again(
-    fresh_environment: Configure,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    fresh_environment: Configure, deserialized: Deserialized, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A pickle that fails after running its code would run it again on every request.
-    calls: list[int] = []
-
-    def fails(data: bytes) -> Any:
-        calls.append(len(data))
-        raise ValueError("ran the artifact's code, then failed")
-
-    monkeypatch.setattr(model_loader, "runtime_loader", lambda runtime: fails)
+    deserialized.failure = ValueError("ran the artifact's code, then failed")
     fresh_environment(local_env("v1"))
     for _ in range(5):
         response = handler_module.handler(valid_record(), FakeLambdaContext())
         assert "ran the artifact's code" in unavailable_reason(response, capsys.readouterr().out)
-    assert len(calls) == 1
+    assert len(deserialized) == 1
     state = handler_module.current_state()
     assert isinstance(state, handler_module.Unavailable) and state.final
 

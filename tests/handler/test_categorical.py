@@ -11,12 +11,8 @@ from hypothesis import strategies as st
 
 from inference.errors import RequestError
 from inference.limits import MESSAGE_MAX_CHARS
-from inference.validation import (
-    parse_instances,
-    schema_from_artifact,
-    valid_batch_matrix,
-    validate_record,
-)
+from inference.validation import parse_instances, schema_from_artifact
+from tests.handler.conftest import assert_fast_path_agrees
 
 FEATURES = [
     {"name": "tenure_months", "dtype": "integer", "allowed": {"min": 0, "max": 240}},
@@ -157,17 +153,7 @@ def record_strategy() -> st.SearchStrategy[Any]:
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.lists(record_strategy(), min_size=1, max_size=5))
 def test_fast_path_accepts_exactly_what_the_slow_path_accepts(records: list[Any]) -> None:
-    slow_rows, slow_problems = [], []
-    for index, each in enumerate(records):
-        row, problems = validate_record(each, SCHEMA, row=index)
-        slow_rows.append(row)
-        slow_problems += problems
-    fast = valid_batch_matrix(records, SCHEMA)
-    if slow_problems:
-        assert fast is None
-    else:
-        assert fast is not None
-        assert np.array_equal(fast, np.array(slow_rows, dtype=np.float64))
+    assert_fast_path_agrees(records, SCHEMA)
 
 
 CODES = {"contract": ["monthly", "yearly"], "plan": [3, 1, 2]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import types
@@ -17,6 +18,7 @@ from inference import handler as handler_module
 from inference import model_loader
 from tests.handler.conftest import (
     ARTIFACTS,
+    Deserialized,
     FakeLambdaContext,
     emf_lines,
     http_body,
@@ -147,14 +149,13 @@ def test_warmup_mixed_with_anything_else_is_a_400_not_a_dropped_prediction(
 
 
 def test_warmup_retries_a_failed_load(
-    fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_environment: Configure, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "model.joblib"
-    fresh_environment(local_env("v1", MODEL_PATH=str(path)))
+    fresh_environment(local_env("v1", MODEL_PATH=str(model_file)))
     first = handler_module.handler({"_warmup": True}, FakeLambdaContext())
     assert "cannot read MODEL_PATH" in unavailable_reason(first, capsys.readouterr().out)
     assert (first["warmup"], first["model_loaded"]) == (True, False)
-    path.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
+    model_file.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
     second = handler_module.handler({"_warmup": True}, FakeLambdaContext())
     assert (second["statusCode"], second["model_loaded"]) == (200, True)
 
@@ -234,26 +235,37 @@ def test_client_errors_emit_no_metrics_but_one_log_line(
 # --- genuine bugs: 500 ----------------------------------------------------------------
 
 
-def _broken_state(ready: Any, predict: Callable[[Any], Any]) -> Any:
-    model = types.SimpleNamespace(
-        model_name="churn",
-        model_version="v1",
-        features=[],
-        outputs=predict,
-        task="binary",
-        classes=(0, 1),
-    )
-    loaded = model_loader.LoadedModel(**{**ready.loaded.__dict__, "model": model})
-    return handler_module.Ready(ready.settings, loaded)
+Outputs = Callable[[Any], Any]
+
+
+@pytest.fixture
+def broken(ready_v1: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[[Outputs], None]:
+    """``broken(outputs)``: serve v1 warm with a model answering ``outputs(X)``."""
+
+    def serve(outputs: Outputs) -> None:
+        model = types.SimpleNamespace(
+            model_name="churn",
+            model_version="v1",
+            features=[],
+            outputs=outputs,
+            task="binary",
+            classes=(0, 1),
+        )
+        loaded = model_loader.LoadedModel(**{**ready_v1.loaded.__dict__, "model": model})
+        state = handler_module.Ready(ready_v1.settings, loaded)
+        monkeypatch.setattr(handler_module, "_state", state)
+
+    return serve
+
+
+def explode(X: Any) -> Any:
+    raise ZeroDivisionError("secret internal detail")
 
 
 def test_a_bug_is_500_with_a_generic_message_and_a_logged_stack(
-    ready_v1: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    broken: Callable[[Outputs], None], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def explode(X: Any) -> Any:
-        raise ZeroDivisionError("secret internal detail")
-
-    monkeypatch.setattr(handler_module, "_state", _broken_state(ready_v1, explode))
+    broken(explode)
     context = FakeLambdaContext()
     response = handler_module.handler(load_event("function_url_v2.json"), context)
     assert response["statusCode"] == 500
@@ -272,9 +284,9 @@ def test_a_bug_is_500_with_a_generic_message_and_a_logged_stack(
     [lambda X: np.zeros((len(X), 2)), lambda X: np.full(len(X), 1.5), lambda X: np.full(1, 0.5)],
 )
 def test_a_runtime_answering_nonsense_is_500_not_a_prediction(
-    ready_v1: Any, monkeypatch: pytest.MonkeyPatch, bad_output: Callable[[Any], Any]
+    broken: Callable[[Outputs], None], bad_output: Outputs
 ) -> None:
-    monkeypatch.setattr(handler_module, "_state", _broken_state(ready_v1, bad_output))
+    broken(bad_output)
     response = handler_module.handler(load_event("direct_batch.json"), FakeLambdaContext())
     assert response["statusCode"] == 500
     assert "predictions" not in response
@@ -319,12 +331,21 @@ def test_emf_document_follows_the_specification(
     assert isinstance(doc["_aws"]["Timestamp"], int)
 
 
+def batch_served(
+    serving: Invoke, capsys: pytest.CaptureFixture[str], rows: int
+) -> tuple[dict[str, Any], str]:
+    """A batch of ``rows`` records (tenure varying) through the warm handler: its answer and
+    what it wrote."""
+    records = [{**valid_record(), "tenure_months": month % 72} for month in range(rows)]
+    response = serving({"instances": records})
+    return response, capsys.readouterr().out
+
+
 def test_a_large_batch_writes_one_emf_document_of_its_order_statistics(
     serving: Invoke, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    records = [{**valid_record(), "tenure_months": month % 72} for month in range(250)]
-    response = serving({"instances": records})
-    [doc] = emf_lines(capsys.readouterr().out)
+    response, out = batch_served(serving, capsys, 250)
+    [doc] = emf_lines(out)
     assert doc["Predictions"] == 250
     answered = sorted(p["probability"] for p in response["predictions"])
     # 100 values: rank (2i + 1) * 250 // 200 of the sorted batch stands for its i-th 1 %.
@@ -336,18 +357,16 @@ def test_a_large_batch_writes_one_emf_document_of_its_order_statistics(
 def test_a_batch_of_100_keeps_every_probability_in_order_in_emf(
     serving: Invoke, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    records = [{**valid_record(), "tenure_months": month % 72} for month in range(100)]
-    response = serving({"instances": records})
-    [doc] = emf_lines(capsys.readouterr().out)
+    response, out = batch_served(serving, capsys, 100)
+    [doc] = emf_lines(out)
     assert doc["PredictionProbability"] == [p["probability"] for p in response["predictions"]]
 
 
 def test_a_batch_log_line_summarises_every_row_and_shows_the_first(
     serving: Invoke, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    records = [{**valid_record(), "tenure_months": month % 72} for month in range(250)]
-    response = serving({"instances": records})
-    [line] = log_lines(capsys.readouterr().out, "prediction")
+    response, out = batch_served(serving, capsys, 250)
+    [line] = log_lines(out, "prediction")
     answered = [p["probability"] for p in response["predictions"]]
     labels = [p["prediction"] for p in response["predictions"]]
     assert line["rows"] == 250
@@ -440,12 +459,9 @@ def test_server_errors_are_also_counted_per_function_for_the_errors_alarm(
 
 
 def test_a_bug_emits_one_server_error(
-    ready_v1: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    broken: Callable[[Outputs], None], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def explode(X: Any) -> Any:
-        raise ZeroDivisionError("bug")
-
-    monkeypatch.setattr(handler_module, "_state", _broken_state(ready_v1, explode))
+    broken(explode)
     capsys.readouterr()
     response = handler_module.handler(load_event("function_url_v2.json"), FakeLambdaContext())
     assert response["statusCode"] == 500
@@ -524,6 +540,13 @@ def test_answers_below_500_emit_no_server_errors(
         ({"MODEL_VERSION": "v2"}, "holds churn v1 but MODEL_VERSION is 'v2'"),
         ({"MODEL_NAME": "fraud"}, "holds model 'churn' but MODEL_NAME is 'fraud'"),
         ({"MODEL_SHA256": "0" * 64}, "checksum mismatch"),
+        # Data capture's settings are checked with the rest.
+        ({"CAPTURE_SAMPLE_RATE": "2"}, "CAPTURE_SAMPLE_RATE must be a number in [0, 1]"),
+        ({"CAPTURE_SAMPLE_RATE": "often"}, "got 'often'"),
+        ({"CAPTURE_SAMPLE_RATE": "nan"}, "CAPTURE_SAMPLE_RATE"),
+        ({"CAPTURE_MAX_ROWS": "0"}, "CAPTURE_MAX_ROWS=0 is out of range"),
+        ({"CAPTURE_MAX_ROWS": "1001"}, "CAPTURE_MAX_ROWS=1001 is out of range: allowed 1 to 1000"),
+        ({"CAPTURE_MAX_ROWS": "lots"}, "CAPTURE_MAX_ROWS='lots' is not an integer"),
     ],
 )
 def test_unusable_configuration_or_model_is_503_with_the_reason_in_the_logs_only(
@@ -539,31 +562,39 @@ def test_unusable_configuration_or_model_is_503_with_the_reason_in_the_logs_only
     assert fragment not in response["body"]
 
 
+def reason_for_unavailable(
+    fresh_environment: Configure, capsys: pytest.CaptureFixture[str], **overrides: str
+) -> str:
+    """Init with v1's environment and ``overrides``, then a request: the reason its 503 logged."""
+    fresh_environment(local_env("v1", **overrides))
+    response = handler_module.handler(valid_record(), FakeLambdaContext())
+    return unavailable_reason(response, capsys.readouterr().out)
+
+
+def pinned(path: Path) -> dict[str, str]:
+    """The artifact at ``path``, pinned by its own SHA-256."""
+    return {"MODEL_PATH": str(path), "MODEL_SHA256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def test_checksum_mismatch_never_deserializes(
     fresh_environment: Configure,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    deserialized: Deserialized,
+    model_file: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    calls: list[bytes] = []
-    monkeypatch.setattr("inference.sklearn_model.load", calls.append)
-    tampered = tmp_path / "model.joblib"
-    tampered.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes() + b"\0")
-    fresh_environment(local_env("v1", MODEL_PATH=str(tampered)))
-    response = handler_module.handler(valid_record(), FakeLambdaContext())
-    reason = unavailable_reason(response, capsys.readouterr().out)
-    assert reason.startswith(f"checksum mismatch for {tampered}")
-    assert calls == []
+    model_file.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes() + b"\0")
+    reason = reason_for_unavailable(fresh_environment, capsys, MODEL_PATH=str(model_file))
+    assert reason.startswith(f"checksum mismatch for {model_file}")
+    assert deserialized == []
 
 
 def test_failed_load_is_retried_and_recovers(
-    fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_environment: Configure, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "model.joblib"
-    fresh_environment(local_env("v1", MODEL_PATH=str(path)))
+    fresh_environment(local_env("v1", MODEL_PATH=str(model_file)))
     assert handler_module.handler(valid_record(), FakeLambdaContext())["statusCode"] == 503
     assert handler_module.handler(valid_record(), FakeLambdaContext())["statusCode"] == 503
-    path.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
+    model_file.write_bytes((ARTIFACTS / "v1" / "model.joblib").read_bytes())
     response = handler_module.handler(valid_record(), FakeLambdaContext())
     assert response["statusCode"] == 200
     assert isinstance(handler_module.current_state(), handler_module.Ready)
@@ -573,56 +604,41 @@ def test_failed_load_is_retried_and_recovers(
 
 
 def test_wrong_artifact_format_is_503(
-    fresh_environment: Configure, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_environment: Configure, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "model.joblib"
-    joblib.dump({"format": "something-else/9"}, path)
-    fresh_environment(local_env("v1", MODEL_PATH=str(path), MODEL_SHA256=_sha(path)))
-    response = handler_module.handler(valid_record(), FakeLambdaContext())
-    reason = unavailable_reason(response, capsys.readouterr().out)
+    joblib.dump({"format": "something-else/9"}, model_file)
+    reason = reason_for_unavailable(fresh_environment, capsys, **pinned(model_file))
     assert "artifact format is 'something-else/9'" in reason
 
 
 def test_artifact_from_another_sklearn_version_is_refused(
     fresh_environment: Configure,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    model_file: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import sklearn.base
 
     payload = joblib.load(ARTIFACTS / "v1" / "model.joblib")
-    path = tmp_path / "model.joblib"
     with monkeypatch.context() as patch:
         patch.setattr(sklearn.base, "__version__", "0.24.2")
-        joblib.dump(payload, path)
-    fresh_environment(local_env("v1", MODEL_PATH=str(path), MODEL_SHA256=_sha(path)))
-    response = handler_module.handler(valid_record(), FakeLambdaContext())
-    reason = unavailable_reason(response, capsys.readouterr().out)
+        joblib.dump(payload, model_file)
+    reason = reason_for_unavailable(fresh_environment, capsys, **pinned(model_file))
     assert "made with scikit-learn 0.24.2 but this image has" in reason
 
 
 def test_local_file_without_pin_is_refused_unless_the_unsafe_opt_in_is_set(
-    fresh_environment: Configure,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    fresh_environment: Configure, deserialized: Deserialized, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    loads: list[int] = []
-    real_load = model_loader.runtime_loader("sklearn")
-    monkeypatch.setattr(
-        model_loader,
-        "runtime_loader",
-        lambda runtime: lambda data: loads.append(1) or real_load(data),
-    )
     refused = fresh_environment(local_env("v1", MODEL_SHA256=""))
     assert isinstance(refused, handler_module.Unavailable)
     assert "MODEL_SHA256 is not set: refusing to load" in refused.reason
     assert "UNSAFE_ALLOW_UNVERIFIED_MODEL=1" in refused.reason
-    assert loads == [], "an unverified artifact must not be deserialized"
+    assert deserialized == [], "an unverified artifact must not be deserialized"
     capsys.readouterr()
     state = fresh_environment(local_env("v1", MODEL_SHA256="", UNSAFE_ALLOW_UNVERIFIED_MODEL="1"))
     assert isinstance(state, handler_module.Ready)
-    assert loads == [1]
+    assert deserialized == [len((ARTIFACTS / "v1" / "model.joblib").read_bytes())]
     assert state.loaded.verified is False
     [warning] = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
     assert "without checksum verification" in warning["message"]
@@ -637,9 +653,7 @@ def test_compiled_runtime_missing_from_the_image_is_a_clear_503(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, "inference.compiled_model", None)
-    fresh_environment(local_env("v1", MODEL_RUNTIME="compiled"))
-    response = handler_module.handler(valid_record(), FakeLambdaContext())
-    reason = unavailable_reason(response, capsys.readouterr().out)
+    reason = reason_for_unavailable(fresh_environment, capsys, MODEL_RUNTIME="compiled")
     assert reason == "runtime 'compiled' is not available in this image"
 
 
@@ -667,9 +681,3 @@ def test_compiled_runtime_is_plugged_in_by_its_load_function(
     response = handler_module.handler(load_event("direct_batch.json"), FakeLambdaContext())
     assert response["predictions"] == [{"prediction": 0, "probability": 0.25}] * 2
     assert seen == [(ARTIFACTS / "v1" / "model.joblib").read_bytes()]
-
-
-def _sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -27,6 +27,7 @@ from inference.events import Shape, parse_json, parse_json_fast
 from inference.request import read_instances
 from inference.responses import render
 from inference.validation import Feature, parse_instances
+from tests.handler import json_texts
 from tests.handler.conftest import http_body, load_event, log_lines, valid_record
 
 PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None)
@@ -177,17 +178,7 @@ numbers = st.one_of(
 )
 strings = st.text(max_size=5).map(lambda s: json.dumps(s, ensure_ascii=False))
 scalars = st.one_of(numbers, strings, st.sampled_from(["true", "false", "null", '"\\ud800"']))
-
-
-def containers(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    pairs = st.lists(st.tuples(keys, children), max_size=4)
-    return st.one_of(
-        pairs.map(lambda ps: "{" + ", ".join(f'"{k}": {v}' for k, v in ps) + "}"),
-        st.lists(children, max_size=4).map(lambda vs: "[" + ", ".join(vs) + "]"),
-    )
-
-
-documents = st.recursive(scalars, containers, max_leaves=20)
+documents = json_texts.documents(keys, scalars)
 
 
 @PROPERTY

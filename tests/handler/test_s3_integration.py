@@ -17,13 +17,14 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from inference import handler as handler_module
 from inference import model_loader, s3_fetch
 from inference.config import S3Source
+from tests.handler import moto_server
 from tests.handler.conftest import (
     ARTIFACTS,
+    Deserialized,
     FakeLambdaContext,
     http_body,
     load_event,
@@ -63,11 +64,8 @@ def runtime(request: pytest.FixtureRequest) -> Runtime:
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server.running() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -138,11 +136,9 @@ def test_checksum_mismatch_is_503_and_no_prediction(
     bucket: str,
     runtime: Runtime,
     fresh_environment: Configure,
-    monkeypatch: pytest.MonkeyPatch,
+    deserialized: Deserialized,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    deserialized: list[bytes] = []
-    monkeypatch.setattr(f"inference.{runtime.name}_model.load", deserialized.append)
     upload(bucket, runtime.key, runtime.data + b"tampered")
     fresh_environment(runtime.env(bucket))
     response = predict()
@@ -183,17 +179,13 @@ def test_unreachable_s3_fails_fast_then_recovers_when_it_returns(
     response = predict()
     assert "cannot download" in unavailable_reason(response, capsys.readouterr().out)
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
+    with moto_server.running(port):
         s3 = boto3.client("s3")
         s3.create_bucket(
             Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
         )
         s3.put_object(Bucket=bucket, Key=runtime.key, Body=runtime.data)
         assert predict()["statusCode"] == 200
-    finally:
-        server.stop()
 
 
 def test_s3_client_has_bounded_timeouts_and_standard_retries(

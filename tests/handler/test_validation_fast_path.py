@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference.errors import RequestError
-from inference.validation import Feature, parse_instances, valid_batch_matrix, validate_record
+from inference.validation import Feature, parse_instances, valid_batch_matrix
+from tests.handler.conftest import assert_fast_path_agrees
 
 SCHEMA = (
     Feature("tenure_months", True, 0, 240),
@@ -41,17 +41,7 @@ def record_strategy() -> st.SearchStrategy[Any]:
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.lists(record_strategy(), min_size=1, max_size=6))
 def test_fast_path_accepts_exactly_what_the_slow_path_accepts(records: list[Any]) -> None:
-    slow_rows, slow_problems = [], []
-    for index, record in enumerate(records):
-        row, problems = validate_record(record, SCHEMA, row=index)
-        slow_rows.append(row)
-        slow_problems += problems
-    fast = valid_batch_matrix(records, SCHEMA)
-    if slow_problems:
-        assert fast is None
-    else:
-        assert fast is not None
-        assert np.array_equal(fast, np.array(slow_rows, dtype=np.float64))
+    assert_fast_path_agrees(records, SCHEMA)
 
 
 def test_clean_batch_takes_the_fast_path_and_keeps_input_order() -> None:

@@ -7,13 +7,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 from botocore.stub import Stubber
 
 from monitors import canary
 from serving.insights import query
+from tests.infra.test_drift_monitor import stubbed_clients
 
 SETTINGS = canary.Settings(
     function_name="fn", alias_name="production", log_group="/aws/fn", model_version="v2",
@@ -23,16 +23,7 @@ SETTINGS = canary.Settings(
 
 @pytest.fixture
 def stubbed() -> Iterator[tuple[dict[str, Any], dict[str, Stubber]]]:
-    session = boto3.Session(aws_access_key_id="t", aws_secret_access_key="t",
-                            region_name="eu-west-1")  # fmt: skip
-    clients = {name: session.client(name) for name in ("lambda", "logs", "cloudwatch")}
-    stubbers = {name: Stubber(client) for name, client in clients.items()}
-    for stub in stubbers.values():
-        stub.activate()
-    yield clients, stubbers
-    for stub in stubbers.values():
-        stub.assert_no_pending_responses()
-        stub.deactivate()
+    yield from stubbed_clients("lambda", "logs", "cloudwatch")
 
 
 def alias(stubbers: dict[str, Stubber], weights: dict[str, float]) -> None:
@@ -44,12 +35,10 @@ def alias(stubbers: dict[str, Stubber], weights: dict[str, float]) -> None:
     )
 
 
-def side(stubbers: dict[str, Stubber], version: str, probabilities: np.ndarray) -> None:
-    results = [
-        [{"field": "@message", "value": json.dumps(
-            {"capture": 1, "features": {"x": 1.0}, "probability": float(p)})}]
-        for p in probabilities
-    ]  # fmt: skip
+def side(stubbers: dict[str, Stubber], version: str, records: list[dict[str, Any]]) -> None:
+    """``version``'s capture records, as the evaluator's Logs Insights query finds them."""
+    results = [[{"field": "@message", "value": json.dumps({"capture": 1, "features": {"x": 1.0},
+                                                           **r})}] for r in records]  # fmt: skip
     stubbers["logs"].add_response(
         "start_query", {"queryId": f"q{version}"},
         {"logGroupName": "/aws/fn", "startTime": 1_000_000 - 1800, "endTime": 1_000_000,
@@ -58,6 +47,10 @@ def side(stubbers: dict[str, Stubber], version: str, probabilities: np.ndarray) 
     stubbers["logs"].add_response(
         "get_query_results", {"status": "Complete", "results": results}, {"queryId": f"q{version}"}
     )
+
+
+def scored(probabilities: np.ndarray) -> list[dict[str, Any]]:
+    return [{"probability": float(p)} for p in probabilities]
 
 
 def published(stubbers: dict[str, Stubber], seen: dict[str, float]) -> None:
@@ -81,31 +74,40 @@ def run(clients: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def evaluate(
+    stubbed: Any,
+    stable: list[dict[str, Any]],
+    candidate: list[dict[str, Any]],
+    *,
+    weight: float = 0.1,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """One run with version 8 on ``weight`` beside version 7, each side having captured these
+    records: the evaluator's summary and the metrics it published."""
+    clients, stubbers = stubbed
+    alias(stubbers, {"8": weight})
+    side(stubbers, "7", stable)
+    side(stubbers, "8", candidate)
+    seen: dict[str, float] = {}
+    published(stubbers, seen)
+    return run(clients), seen
+
+
 @pytest.mark.parametrize(("shift", "high"), [(0.0, False), (0.3, True)])
 def test_a_candidate_that_predicts_differently_gets_a_high_psi(
     stubbed: Any, shift: float, high: bool
 ) -> None:
-    clients, stubbers = stubbed
     rng = np.random.default_rng(1)
-    alias(stubbers, {"8": 0.1})
-    side(stubbers, "7", rng.beta(2, 5, 1500))
-    side(stubbers, "8", np.clip(rng.beta(2, 5, 400) + shift, 0, 1))
-    seen: dict[str, float] = {}
-    published(stubbers, seen)
-    summary = run(clients)
+    summary, seen = evaluate(
+        stubbed, scored(rng.beta(2, 5, 1500)), scored(np.clip(rng.beta(2, 5, 400) + shift, 0, 1))
+    )
     assert (summary["stable"], summary["candidate"], seen["CanarySamples"]) == ("7", "8", 400)
     assert (seen["PredictionShiftPSI"] > 0.25) is high
 
 
 def test_too_few_candidate_rows_publish_only_the_sample_count(stubbed: Any) -> None:
-    clients, stubbers = stubbed
     rng = np.random.default_rng(2)
-    alias(stubbers, {"8": 0.05})
-    side(stubbers, "7", rng.uniform(0, 1, 1000))
-    side(stubbers, "8", rng.uniform(0, 1, 50))
-    seen: dict[str, float] = {}
-    published(stubbers, seen)
-    run(clients)
+    stable, candidate = scored(rng.uniform(0, 1, 1000)), scored(rng.uniform(0, 1, 50))
+    _, seen = evaluate(stubbed, stable, candidate, weight=0.05)
     assert seen == {"CanarySamples": 50}
 
 
@@ -113,19 +115,6 @@ def test_one_version_behind_the_alias_publishes_nothing(stubbed: Any) -> None:
     clients, stubbers = stubbed
     alias(stubbers, {})
     assert run(clients) == {"canary": None}
-
-
-def side_records(stubbers: dict[str, Stubber], version: str, records: list[dict[str, Any]]) -> None:
-    results = [[{"field": "@message", "value": json.dumps({"capture": 1, "features": {"x": 1.0},
-                                                           **r})}] for r in records]  # fmt: skip
-    stubbers["logs"].add_response(
-        "start_query", {"queryId": f"q{version}"},
-        {"logGroupName": "/aws/fn", "startTime": 1_000_000 - 1800, "endTime": 1_000_000,
-         "queryString": query(version, field="lambda_version"), "limit": 10_000},
-    )  # fmt: skip
-    stubbers["logs"].add_response(
-        "get_query_results", {"status": "Complete", "results": results}, {"queryId": f"q{version}"}
-    )
 
 
 def classes(rng: np.random.Generator, rows: int, shares: list[float]) -> list[dict[str, Any]]:
@@ -137,43 +126,31 @@ def classes(rng: np.random.Generator, rows: int, shares: list[float]) -> list[di
 def test_multiclass_sides_are_compared_on_predicted_class_frequencies(
     stubbed: Any, shares: list[float], high: bool
 ) -> None:
-    clients, stubbers = stubbed
     rng = np.random.default_rng(4)
-    alias(stubbers, {"8": 0.1})
-    side_records(stubbers, "7", classes(rng, 1500, [0.6, 0.3, 0.1]))
-    side_records(stubbers, "8", classes(rng, 400, shares))
-    seen: dict[str, float] = {}
-    published(stubbers, seen)
-    summary = run(clients)
+    stable = classes(rng, 1500, [0.6, 0.3, 0.1])
+    summary, seen = evaluate(stubbed, stable, classes(rng, 400, shares))
     assert summary["report"]["task"] == "multiclass" and seen["CanarySamples"] == 400
     assert (seen["PredictionShiftPSI"] > 0.25) is high
+
+
+def values(predictions: Any) -> list[dict[str, Any]]:
+    return [{"prediction": float(v)} for v in predictions]
 
 
 @pytest.mark.parametrize(("shift", "high"), [(0.0, False), (15.0, True)])
 def test_regression_sides_are_compared_on_value_bins(
     stubbed: Any, shift: float, high: bool
 ) -> None:
-    clients, stubbers = stubbed
     rng = np.random.default_rng(5)
-    alias(stubbers, {"8": 0.1})
-    side_records(stubbers, "7", [{"prediction": float(v)} for v in rng.normal(100, 20, 1500)])
-    side_records(
-        stubbers, "8", [{"prediction": float(v)} for v in rng.normal(100 + shift, 20, 400)]
-    )
-    seen: dict[str, float] = {}
-    published(stubbers, seen)
-    assert run(clients)["report"]["task"] == "regression"
+    stable = values(rng.normal(100, 20, 1500))
+    summary, seen = evaluate(stubbed, stable, values(rng.normal(100 + shift, 20, 400)))
+    assert summary["report"]["task"] == "regression"
     assert (seen["PredictionShiftPSI"] > 0.25) is high
 
 
 def test_too_few_regression_rows_publish_only_the_sample_count(stubbed: Any) -> None:
-    clients, stubbers = stubbed
-    alias(stubbers, {"8": 0.1})
-    side_records(stubbers, "7", [{"prediction": float(v)} for v in range(1000)])
-    side_records(stubbers, "8", [{"prediction": float(v)} for v in range(20)])
-    seen: dict[str, float] = {}
-    published(stubbers, seen)
-    assert run(clients)["report"]["verdict"] == "too few requests to judge"
+    summary, seen = evaluate(stubbed, values(range(1000)), values(range(20)))
+    assert summary["report"]["verdict"] == "too few requests to judge"
     assert seen == {"CanarySamples": 20}
 
 
@@ -181,7 +158,8 @@ def test_too_few_regression_rows_publish_only_the_sample_count(stubbed: Any) -> 
 
 from collections.abc import Callable  # noqa: E402
 
-from tests.infra.conftest import CANARY, Synth, cdk_context  # noqa: E402
+from tests.infra.conftest import CANARY, Synth  # noqa: E402
+from tests.infra.test_monitor_health import automated_prod_alarms  # noqa: E402
 
 
 def evaluators(synth: Synth) -> dict[str, dict[str, Any]]:
@@ -221,11 +199,5 @@ def test_a_steady_deploy_has_no_canary_to_evaluate(prod: Synth) -> None:
 def test_automated_mode_rolls_back_on_the_prediction_shift(
     synth_context: Callable[[dict[str, Any]], Synth],
 ) -> None:
-    context = cdk_context()
-    context["environments"]["prod"]["rollout"]["mode"] = "automated"
-    result = synth_context({**context, "env": "prod"})
-    (group,) = result.resources("inference", "AWS::CodeDeploy::DeploymentGroup").values()
-    alarms = result.resources("inference", "AWS::CloudWatch::Alarm")
-    watched = {alarms[a["Name"]["Ref"]]["Properties"]["AlarmName"]
-               for a in group["Properties"]["AlarmConfiguration"]["Alarms"]}  # fmt: skip
+    watched, _ = automated_prod_alarms(synth_context)
     assert "sklearn-serving-prod-churn-prediction-shift" in watched

@@ -53,12 +53,14 @@ SETTINGS = monitor.Settings(
 )  # fmt: skip
 
 
-@pytest.fixture
-def stubbed() -> Iterator[tuple[dict[str, Any], dict[str, Stubber]]]:
+def stubbed_clients(*services: str) -> Iterator[tuple[dict[str, Any], dict[str, Stubber]]]:
+    """A client of each of ``services`` under an active Stubber; each queued answer is used.
+
+    The monitors' tests (this one and the canary evaluator's) yield from it in a fixture."""
     session = boto3.Session(
         aws_access_key_id="test", aws_secret_access_key="test", region_name="eu-west-1"
     )
-    clients = {name: session.client(name) for name in ("s3", "logs", "cloudwatch")}
+    clients = {name: session.client(name) for name in services}
     stubbers = {name: Stubber(client) for name, client in clients.items()}
     for stub in stubbers.values():
         stub.activate()
@@ -66,6 +68,11 @@ def stubbed() -> Iterator[tuple[dict[str, Any], dict[str, Stubber]]]:
     for stub in stubbers.values():
         stub.assert_no_pending_responses()
         stub.deactivate()
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[dict[str, Any], dict[str, Stubber]]]:
+    yield from stubbed_clients("s3", "logs", "cloudwatch")
 
 
 def queue(

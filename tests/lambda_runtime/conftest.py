@@ -11,9 +11,9 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from stacks import function_code
+from tests.handler import moto_server
 from tests.lambda_runtime import build, deployed, sandbox
 
 Launch = Callable[..., AbstractContextManager[sandbox.Environment]]
@@ -48,11 +48,8 @@ def launch() -> Launch:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server.running() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.lambda_runtime.loopback import JsonAnswers, LoopbackServer
 
 PREFIX = "/2018-06-01/runtime"
 _RESULT = re.compile(rf"^{PREFIX}/invocation/([^/]+)/(response|error)$")
@@ -57,7 +59,7 @@ class _Invocation:
     outcome: Outcome | None = None
 
 
-class RuntimeAPI:
+class RuntimeAPI(LoopbackServer):
     """One execution environment's Runtime API. ``invoke`` queues an event and waits."""
 
     def __init__(self, function_arn: str, timeout_s: int) -> None:
@@ -70,23 +72,15 @@ class RuntimeAPI:
         self.init_error: Outcome | None = None
         self._init_failed = threading.Event()
         self.next_calls = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler_class())
 
     @property
     def address(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"{host!s}:{port}"
-
-    def __enter__(self) -> RuntimeAPI:
-        self._thread.start()
-        return self
+        return self.host_port
 
     def __exit__(self, *exc: object) -> None:
         self._closed.set()
-        self._server.shutdown()
-        self._server.server_close()
+        super().__exit__(*exc)
 
     def invoke(self, event: Any, *, wait_s: float = 60.0, alive: Any = None) -> Outcome:
         """Queue ``event``; return what the runtime posted (or its init error).
@@ -138,20 +132,9 @@ class RuntimeAPI:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(JsonAnswers, BaseHTTPRequestHandler):
             def _answer(self, status: int, body: bytes = b"{}", **headers: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in headers.items():
-                    self.send_header(name.replace("_", "-"), value)
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_json(status, body, {k.replace("_", "-"): v for k, v in headers.items()})
 
             def do_GET(self) -> None:
                 if self.path != f"{PREFIX}/invocation/next":

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from tests.lambda_runtime.loopback import JsonAnswers, LoopbackServer
 from tests.lambda_runtime.sandbox import ACCOUNT, REGION
 
 _ALIAS = re.compile(r"^/2015-03-31/functions/([^/]+)/aliases/([^/]+)$")
@@ -31,29 +31,18 @@ def function_name(raw: str) -> str:
     return name.split(":")[6] if name.startswith("arn:") else name.split(":")[0]
 
 
-class StandIn:
+class StandIn(LoopbackServer):
     def __init__(self) -> None:
         self.aliases: dict[tuple[str, str], dict[str, Any]] = {}
         self.allocations: dict[tuple[str, str], int] = {}
         self.calls: list[tuple[str, str]] = []
         self.responses: dict[str, dict[str, Any]] = {}
         self.invoke: Callable[[str, bytes], tuple[bytes, str | None]] | None = None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler_class())
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> StandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"http://{self.host_port}"
 
     def _config(self, name: str, qualifier: str) -> dict[str, Any]:
         executions = self.allocations[(name, qualifier)]
@@ -108,12 +97,7 @@ class StandIn:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(JsonAnswers, BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -121,13 +105,7 @@ class StandIn:
                 body = self.rfile.read(length) if length else b""
                 status, answer, headers = standin._route(self.command, url.path, query, body)
                 data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, data, headers)
 
             def do_GET(self) -> None:
                 self._serve()

@@ -64,6 +64,19 @@ def log_group(aws: Callable[[str], Any], name: str) -> None:
         logs.create_log_group(logGroupName=name)
 
 
+def run_scheduled(
+    launch: Launch, aws: Callable[[str], Any], moto_endpoint: str, function: sandbox.Function
+) -> Any:
+    """One scheduled run of ``function`` against moto, its log group made first: the summary
+    it returned."""
+    log_group(aws, function.environment["LOG_GROUP"])
+    with launch(function, extra_env={"AWS_ENDPOINT_URL": moto_endpoint}) as environment:
+        outcome = environment.invoke(SCHEDULED)
+        logs = environment.logs()
+    assert outcome.kind == "response", (outcome, logs)
+    return outcome.json()
+
+
 def metrics(aws: Callable[[str], Any], namespace: str) -> set[str]:
     listed = aws("cloudwatch").list_metrics(Namespace=namespace)["Metrics"]
     return {metric["MetricName"] for metric in listed}
@@ -79,12 +92,7 @@ def test_drift_monitor_runs_one_schedule(
     assert function.handler == "index.handler"  # the Dockerfile's CMD
     env = function.environment
     model_store(env["MODEL_BUCKET"], env["MANIFEST_KEY"])
-    log_group(aws, env["LOG_GROUP"])
-    with launch(function, extra_env={"AWS_ENDPOINT_URL": moto_endpoint}) as environment:
-        outcome = environment.invoke(SCHEDULED)
-        logs = environment.logs()
-    assert outcome.kind == "response", (outcome, logs)
-    summary = outcome.json()
+    summary = run_scheduled(launch, aws, moto_endpoint, function)
     assert summary["model_version"] == env["MODEL_VERSION"] and summary["rows"] == 0
     assert "DriftRows" in metrics(aws, env["METRICS_NAMESPACE"])
 
@@ -117,11 +125,6 @@ def test_canary_evaluator_runs_one_schedule(
         FunctionVersion=stable,
         RoutingConfig={"AdditionalVersionWeights": {candidate: 0.1}},
     )
-    log_group(aws, env["LOG_GROUP"])
-    with launch(function, extra_env={"AWS_ENDPOINT_URL": moto_endpoint}) as environment:
-        outcome = environment.invoke(SCHEDULED)
-        logs = environment.logs()
-    assert outcome.kind == "response", (outcome, logs)
-    summary = outcome.json()
+    summary = run_scheduled(launch, aws, moto_endpoint, function)
     assert (summary["stable"], summary["candidate"], summary["samples"]) == (stable, candidate, 0)
     assert "CanarySamples" in metrics(aws, env["METRICS_NAMESPACE"])

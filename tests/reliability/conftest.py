@@ -23,12 +23,15 @@ from inference import handler as handler_module
 from tests.handler.conftest import (
     ARTIFACTS,
     FakeLambdaContext,
+    deserialized,
     manifest,
     retry_at_once,
     valid_record,
 )
+from tests.reliability.strategies import event_for
 
-__all__ = ["retry_at_once"]  # autouse here too: no backoff unless a test sets one
+# retry_at_once: autouse here too, no backoff unless a test sets one.
+__all__ = ["deserialized", "retry_at_once"]
 
 _SLOW_INPUTS_ARE_THE_POINT = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile(
@@ -127,13 +130,8 @@ class Served:
 
 
 def valid_http_event(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": "2.0",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {"http": {"method": "POST"}, "requestId": "valid"},
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
+    event: dict[str, Any] = event_for("http-v2", body)
+    return event
 
 
 @contextlib.contextmanager
@@ -155,9 +153,18 @@ def serving(runtime: str, **limits: str) -> Iterator[Served]:
         yield Served(runtime, state, valid_probability=expected)
 
 
-@pytest.fixture(scope="module", params=sorted(RUNTIME_FILES))
-def served(request: pytest.FixtureRequest) -> Iterator[Served]:
-    with serving(
-        request.param, MAX_BATCH_SIZE=str(MAX_BATCH_SIZE), MAX_BODY_BYTES=str(MAX_BODY_BYTES)
-    ) as warm:
-        yield warm
+def served_by_each_runtime(name: str, *, max_batch_size: int, max_body_bytes: int) -> Any:
+    """A module-scoped fixture ``name``: the handler warm with these limits, once per runtime."""
+
+    @pytest.fixture(name=name, scope="module", params=sorted(RUNTIME_FILES))
+    def each_runtime(request: pytest.FixtureRequest) -> Iterator[Served]:
+        limits = {"MAX_BATCH_SIZE": str(max_batch_size), "MAX_BODY_BYTES": str(max_body_bytes)}
+        with serving(request.param, **limits) as warm:
+            yield warm
+
+    return each_runtime
+
+
+served = served_by_each_runtime(
+    "served", max_batch_size=MAX_BATCH_SIZE, max_body_bytes=MAX_BODY_BYTES
+)

@@ -32,6 +32,7 @@ from inference.events import Shape
 from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
 from tests.handler.conftest import valid_record
 from tests.reliability.conftest import PROFILE, Served, serving
+from tests.reliability.strategies import event_for
 
 SHAPES = ("http-v2", "rest-v1", "direct")
 
@@ -124,26 +125,8 @@ class WorstModel:
         return np.tile(row, (rows, 1))
 
 
-def event(shape: str, rows: int) -> dict[str, Any]:
-    payload = {"instances": [valid_record()] * rows}
-    if shape == "direct":
-        return payload
-    if shape == "rest-v1":
-        return {
-            "resource": "/",
-            "httpMethod": "POST",
-            "headers": {"Content-Type": "application/json"},
-            "requestContext": {"requestId": "r-1", "stage": "prod"},
-            "body": json.dumps(payload),
-            "isBase64Encoded": False,
-        }
-    return {
-        "version": "2.0",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {"http": {"method": "POST"}, "requestId": "r-1"},
-        "body": json.dumps(payload),
-        "isBase64Encoded": False,
-    }
+def event(shape: str, rows: int) -> Any:
+    return event_for(shape, {"instances": [valid_record()] * rows})
 
 
 @pytest.fixture(scope="module")

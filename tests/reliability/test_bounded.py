@@ -8,7 +8,6 @@ every log line under 64 KB (``inference.limits``) for any request Lambda accepts
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 
 from inference import limits
 from tests.handler.conftest import valid_record
-from tests.reliability.conftest import RUNTIME_FILES, Served, count_input, serving
+from tests.reliability.conftest import Served, count_input, served_by_each_runtime, serving
 from tests.reliability.strategies import ALL_SHAPES, NAMES, event_for, http_event, json_values
 
 LIMIT = 64 * 1024
@@ -26,13 +25,8 @@ WIDE_BODY = limits.LAMBDA_PAYLOAD_LIMIT_BYTES
 WIDE_BATCH = 1000
 
 
-@pytest.fixture(scope="module", params=sorted(RUNTIME_FILES))
-def wide(request: pytest.FixtureRequest) -> Iterator[Served]:
-    """The production defaults' batch size with the largest body Lambda lets through."""
-    with serving(
-        request.param, MAX_BATCH_SIZE=str(WIDE_BATCH), MAX_BODY_BYTES=str(WIDE_BODY)
-    ) as warm:
-        yield warm
+# The production defaults' batch size with the largest body Lambda lets through.
+wide = served_by_each_runtime("wide", max_batch_size=WIDE_BATCH, max_body_bytes=WIDE_BODY)
 
 
 def sizes(response: dict[str, Any], logged: str) -> tuple[int, list[int]]:

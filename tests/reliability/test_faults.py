@@ -13,23 +13,25 @@ tests/handler/test_s3_integration.py.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import http.server
 import threading
 import time
+import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from inference import handler as handler_module
 from inference import model_loader
 from inference import state as state_module
+from tests.handler import moto_server
 from tests.handler.conftest import (
     ARTIFACTS,
     FakeLambdaContext,
@@ -156,11 +158,10 @@ class FaultProxy:
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[tuple[str, int]]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield host, port
-    server.stop()
+    with moto_server.running() as endpoint:
+        address = urllib.parse.urlsplit(endpoint)
+        assert address.hostname is not None and address.port is not None
+        yield address.hostname, address.port
 
 
 @pytest.fixture
@@ -215,6 +216,15 @@ class Deployment:
     def upload(self, data: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=data)
 
+    def init_with_fault(self, fault: str) -> tuple[handler_module.State, float]:
+        """v1 in the bucket, ``fault`` on the way to it, then a new environment's init: the
+        state it left and the seconds it took."""
+        self.upload(self.artifact("v1"))
+        self.proxy.fault = fault
+        started = time.monotonic()
+        state = handler_module.configure(self.env())
+        return state, time.monotonic() - started
+
 
 @pytest.fixture(params=sorted(RUNTIME_FILES))
 def deployment(
@@ -250,38 +260,15 @@ def deployment(
     return Deployment(runtime, bucket, f"churn/v1/{RUNTIME_FILES[runtime]}", s3, proxy, aws)
 
 
-@pytest.fixture(scope="module")
-def v1_probability() -> Callable[[str], float]:
+@functools.cache
+def v1_probability(runtime: str) -> float:
     """What v1 answers for the sample record, loaded from the local artifact."""
-    answers: dict[str, float] = {}
+    state = handler_module.init_state(runtime_env(runtime))
+    assert isinstance(state, handler_module.Ready)
+    import numpy as np
 
-    def probability(runtime: str) -> float:
-        if runtime not in answers:
-            state = handler_module.init_state(runtime_env(runtime))
-            assert isinstance(state, handler_module.Ready)
-            import numpy as np
-
-            row = [[float(valid_record()[f.name]) for f in state.loaded.schema]]
-            proba = state.loaded.model.outputs(np.array(row, dtype=np.float64))
-            answers[runtime] = float(proba[0])
-        return answers[runtime]
-
-    return probability
-
-
-@pytest.fixture
-def deserialized(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Sizes of the byte strings handed to the runtime's loader (spied, still loads)."""
-    module = f"inference.{deployment.runtime}_model"
-    real = __import__(module, fromlist=["load"]).load
-    sizes: list[int] = []
-
-    def spy(data: bytes) -> Any:
-        sizes.append(len(data))
-        return real(data)
-
-    monkeypatch.setattr(f"{module}.load", spy)
-    return sizes
+    row = [[float(valid_record()[f.name]) for f in state.loaded.schema]]
+    return float(state.loaded.model.outputs(np.array(row, dtype=np.float64))[0])
 
 
 @dataclass
@@ -310,9 +297,10 @@ def assert_unavailable(
     return message
 
 
-def assert_serves_v1(deployment: Deployment, expected: float) -> None:
+def assert_serves_v1(deployment: Deployment) -> None:
     response = invoke()
     assert response["statusCode"] == 200, response
+    expected = v1_probability(deployment.runtime)
     assert (response["model_version"], response["probability"]) == ("v1", expected)
     state = handler_module.current_state()
     assert isinstance(state, handler_module.Ready)
@@ -321,55 +309,45 @@ def assert_serves_v1(deployment: Deployment, expected: float) -> None:
 
 def test_slower_than_the_read_timeout_is_503_then_recovers(
     deployment: Deployment,
-    v1_probability: Callable[[str], float],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(model_loader, "S3_READ_TIMEOUT_S", READ_TIMEOUT_S)
     monkeypatch.setattr(model_loader, "S3_CONNECT_TIMEOUT_S", READ_TIMEOUT_S)
-    deployment.upload(deployment.artifact("v1"))
-    deployment.proxy.fault = "slow"
-    started = time.monotonic()
-    handler_module.configure(deployment.env())
+    _, init_s = deployment.init_with_fault("slow")
     # A bound that detects a hang (2 attempts of 0.3 s plus backoff), not a timing claim.
-    assert time.monotonic() - started < SLOW_ANSWER_S
+    assert init_s < SLOW_ANSWER_S
     assert deployment.proxy.requests == 2, "a timeout is retried, within S3_MAX_ATTEMPTS"
     message = assert_unavailable("cannot download", capsys)
     # The reload inside the request tries once: retries there could outlast the timeout.
     assert deployment.proxy.requests == 3, "a reload on the request path is not retried"
     assert "timed out" in message.lower() or "timeout" in message.lower()
     deployment.proxy.fault = None
-    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+    assert_serves_v1(deployment)
     assert len(log_lines(capsys.readouterr().out, "prediction")) == 1
 
 
 def test_access_denied_is_503_naming_it_not_retried_then_recovers(
     deployment: Deployment,
-    v1_probability: Callable[[str], float],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    deployment.upload(deployment.artifact("v1"))
-    deployment.proxy.fault = "deny"
-    handler_module.configure(deployment.env())
+    deployment.init_with_fault("deny")
     assert deployment.proxy.requests == 1, "403 is not a transient error"
     assert_unavailable("AccessDenied", capsys)
     deployment.proxy.fault = None
-    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+    assert_serves_v1(deployment)
 
 
 def test_transfer_cut_off_mid_body_is_503_and_nothing_deserialized(
     deployment: Deployment,
     deserialized: list[int],
-    v1_probability: Callable[[str], float],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    deployment.upload(deployment.artifact("v1"))
-    deployment.proxy.fault = "truncate"
-    handler_module.configure(deployment.env())
+    deployment.init_with_fault("truncate")
     assert_unavailable("cannot download", capsys)
     assert deserialized == []
     deployment.proxy.fault = None
-    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+    assert_serves_v1(deployment)
     assert deserialized == [len(deployment.artifact("v1"))]
 
 
@@ -377,7 +355,6 @@ def test_transfer_cut_off_mid_body_is_503_and_nothing_deserialized(
 def test_wrong_bytes_under_the_key_fail_the_pin_and_are_never_deserialized(
     deployment: Deployment,
     deserialized: list[int],
-    v1_probability: Callable[[str], float],
     stored: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -389,7 +366,7 @@ def test_wrong_bytes_under_the_key_fail_the_pin_and_are_never_deserialized(
     assert_unavailable("checksum mismatch", capsys)
     assert deserialized == []
     deployment.upload(v1)
-    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+    assert_serves_v1(deployment)
 
 
 def test_another_versions_artifact_with_its_own_pin_is_refused_by_identity(
@@ -425,16 +402,11 @@ def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_stalled_or_trickling_endpoint_ends_init_and_reload_within_their_deadlines(
     deployment: Deployment,
     deserialized: list[int],
-    v1_probability: Callable[[str], float],
     short_deadlines: None,
     fault: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    deployment.upload(deployment.artifact("v1"))
-    deployment.proxy.fault = fault
-    started = time.monotonic()
-    state = handler_module.configure(deployment.env())
-    init_s = time.monotonic() - started
+    state, init_s = deployment.init_with_fault(fault)
     assert isinstance(state, handler_module.Unavailable)
     assert init_s < SHORT_DEADLINE_S + SLACK_S, f"init took {init_s:.2f}s"
     # On the request path the deadline is the time Lambda gives the request, less a
@@ -446,7 +418,7 @@ def test_a_stalled_or_trickling_endpoint_ends_init_and_reload_within_their_deadl
     assert reload_s < context.remaining_ms / 1000, f"the reload took {reload_s:.2f}s"
     assert deserialized == []
     deployment.proxy.fault = None
-    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+    assert_serves_v1(deployment)
 
 
 def test_too_little_time_left_in_the_request_answers_503_without_a_reload(
@@ -469,11 +441,7 @@ def test_the_default_init_deadline_holds_against_an_endpoint_that_never_answers(
     monkeypatch.setattr(model_loader, "S3_READ_TIMEOUT_S", 10)
     monkeypatch.setattr(model_loader, "S3_CONNECT_TIMEOUT_S", 2)
     monkeypatch.setattr(model_loader, "S3_MAX_ATTEMPTS", 3)
-    deployment.upload(deployment.artifact("v1"))
-    deployment.proxy.fault = "silent"
-    started = time.monotonic()
-    state = handler_module.configure(deployment.env())
-    elapsed = time.monotonic() - started
+    state, elapsed = deployment.init_with_fault("silent")
     assert isinstance(state, handler_module.Unavailable)
     assert state_module.INIT_LOAD_DEADLINE_S == 8.0
     assert elapsed < 8.0 + SLACK_S, f"init took {elapsed:.2f}s"
@@ -486,7 +454,6 @@ def test_the_default_init_deadline_holds_against_an_endpoint_that_never_answers(
 def test_an_object_larger_than_expected_is_not_read_whole(
     deployment: Deployment,
     deserialized: list[int],
-    v1_probability: Callable[[str], float],
     fault: str | None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -500,4 +467,4 @@ def test_an_object_larger_than_expected_is_not_read_whole(
     deployment.upload(v1)
     deployment.proxy.fault = None
     handler_module.configure(env)
-    assert_serves_v1(deployment, v1_probability(deployment.runtime))
+    assert_serves_v1(deployment)

@@ -11,9 +11,28 @@ import pytest
 
 from stacks.config import CDK_JSON
 from tests.infra.conftest import Synth
-from tests.rollout.conftest import Run, block
+from tests.rollout.conftest import Result, Run, block
 
 START = ("start", "--env", "prod", "--version", "v2", "--weight", "0.1", "--stable", "7")
+
+
+@pytest.fixture
+def canary(config: Path, rollout: Run, synth_config: Callable[..., Synth]) -> Synth:
+    """Prod synthesized after ``START``: the canary the other commands act on."""
+    result = rollout(config, *START)
+    assert result.code == 0, result.err
+    return synth_config(config, "prod")
+
+
+def canary_block(weight: float) -> dict[str, Any]:
+    """Prod's rollout block with v2 on ``weight`` of the traffic beside version 7 (v1)."""
+    return {
+        "mode": "manual",
+        "model_version": "v2",
+        "stable_version": 7,
+        "canary_weight": weight,
+        "stable_model_version": "v1",
+    }
 
 
 def alias(synth: Synth) -> dict[str, Any]:
@@ -44,13 +63,7 @@ def test_start_writes_the_canary_and_nothing_else(config: Path, rollout: Run) ->
     original = config.read_text()
     result = rollout(config, *START)
     assert result.code == 0, result.err
-    assert block(config, "prod") == {
-        "mode": "manual",
-        "model_version": "v2",
-        "stable_version": 7,
-        "canary_weight": 0.1,
-        "stable_model_version": "v1",
-    }
+    assert block(config, "prod") == canary_block(0.1)
     # Everything but prod's rollout block is byte-for-byte what it was.
     document = json.loads(original)
     document["context"]["environments"]["prod"]["rollout"] = block(config, "prod")
@@ -68,25 +81,17 @@ def test_start_prints_the_plan_and_the_cdk_commands(config: Path, rollout: Run) 
     assert f"cd {config.parent} && npx cdk deploy --all -c env=prod" in out
 
 
-def test_started_canary_synthesizes_the_weighted_alias(
-    config: Path, rollout: Run, synth_config: Callable[..., Synth]
-) -> None:
-    rollout(config, *START)
-    synth = synth_config(config, "prod")
-    props = alias(synth)
+def test_started_canary_synthesizes_the_weighted_alias(canary: Synth) -> None:
+    props = alias(canary)
     assert props["FunctionVersion"] == "7"
     (weight,) = props["RoutingConfig"]["AdditionalVersionWeights"]
     assert weight["FunctionWeight"] == 0.1
-    assert weight["FunctionVersion"]["Fn::GetAtt"][0] in synth.version_ids()
+    assert weight["FunctionVersion"]["Fn::GetAtt"][0] in canary.version_ids()
     assert "ProvisionedConcurrencyConfig" not in props
 
 
-def test_dashboard_and_alarm_name_both_model_versions(
-    config: Path, rollout: Run, synth_config: Callable[..., Synth]
-) -> None:
-    rollout(config, *START)
-    synth = synth_config(config, "prod")
-    widgets = dashboard_widgets(synth)
+def test_dashboard_and_alarm_name_both_model_versions(canary: Synth) -> None:
+    widgets = dashboard_widgets(canary)
     header = widgets[0]["properties"]["markdown"]
     assert "stable (version 7, model v1)" in header
     # Mean predicted probability: one line per model version, side by side, by name.
@@ -100,7 +105,7 @@ def test_dashboard_and_alarm_name_both_model_versions(
     }
     (latency,) = [
         a["Properties"]
-        for a in synth.resources("inference", "AWS::CloudWatch::Alarm").values()
+        for a in canary.resources("inference", "AWS::CloudWatch::Alarm").values()
         if "latency" in a["Properties"]["AlarmDescription"]
     ]
     assert "v1 or v2" in latency["AlarmDescription"]
@@ -124,13 +129,19 @@ def test_set_weight_ramps_only_the_weight(config: Path, rollout: Run) -> None:
     assert "no new Lambda version" in result.out
 
 
-def test_promote_gives_the_candidate_all_traffic_without_a_new_version(
-    config: Path, rollout: Run, synth_config: Callable[..., Synth]
-) -> None:
-    rollout(config, *START)
-    canary = synth_config(config, "prod")
-    result = rollout(config, "promote", "--env", "prod")
+def run_and_synth(
+    config: Path, rollout: Run, synth_config: Callable[..., Synth], command: str
+) -> tuple[Result, Synth]:
+    """``command`` on prod, which must succeed, and what prod synthesizes after it."""
+    result = rollout(config, command, "--env", "prod")
     assert result.code == 0, result.err
+    return result, synth_config(config, "prod")
+
+
+def test_promote_gives_the_candidate_all_traffic_without_a_new_version(
+    config: Path, rollout: Run, synth_config: Callable[..., Synth], canary: Synth
+) -> None:
+    result, promoted = run_and_synth(config, rollout, synth_config, "promote")
     assert block(config, "prod") == {
         "mode": "manual",
         "model_version": "v2",
@@ -138,7 +149,6 @@ def test_promote_gives_the_candidate_all_traffic_without_a_new_version(
         "canary_weight": 0,
         "stable_model_version": None,
     }
-    promoted = synth_config(config, "prod")
     props = alias(promoted)
     assert "RoutingConfig" not in props
     assert props["FunctionVersion"]["Fn::GetAtt"][0] in promoted.version_ids()
@@ -148,16 +158,12 @@ def test_promote_gives_the_candidate_all_traffic_without_a_new_version(
 
 
 def test_rollback_sends_everything_back_to_the_stable_version(
-    config: Path, rollout: Run, synth_config: Callable[..., Synth]
+    config: Path, rollout: Run, synth_config: Callable[..., Synth], canary: Synth
 ) -> None:
-    rollout(config, *START)
-    canary = synth_config(config, "prod")
-    result = rollout(config, "rollback", "--env", "prod")
-    assert result.code == 0, result.err
+    result, rolled_back = run_and_synth(config, rollout, synth_config, "rollback")
     assert block(config, "prod")["stable_version"] == 7
     assert block(config, "prod")["canary_weight"] == 0
     assert block(config, "prod")["stable_model_version"] == "v1"
-    rolled_back = synth_config(config, "prod")
     props = alias(rolled_back)
     assert props["FunctionVersion"] == "7"
     assert "RoutingConfig" not in props
@@ -174,13 +180,7 @@ def test_start_after_a_rollback_keeps_the_stable_version(config: Path, rollout: 
     # No --stable and no credentials: the rolled-back config already names the stable side.
     result = rollout(config, "start", "--env", "prod", "--version", "v2", "--weight", "0.2")
     assert result.code == 0, result.err
-    assert block(config, "prod") == {
-        "mode": "manual",
-        "model_version": "v2",
-        "stable_version": 7,
-        "canary_weight": 0.2,
-        "stable_model_version": "v1",
-    }
+    assert block(config, "prod") == canary_block(0.2)
 
 
 def test_status_without_credentials_prints_the_configured_part(config: Path, rollout: Run) -> None:

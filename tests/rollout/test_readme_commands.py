@@ -202,26 +202,28 @@ def check_python_module(words: list[str], monkeypatch: pytest.MonkeyPatch) -> No
         main(argv)
 
 
-def _tool_env() -> dict[str, str]:
-    return {
+def _run_tool(command: list[str], *, timeout: int) -> subprocess.CompletedProcess[str]:
+    """``command`` from the repository root with the project's tools first on PATH."""
+    env = {
         **os.environ,
         "PATH": f"{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         "CDK_DISABLE_VERSION_CHECK": "1",
         "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1",
     }
+    return subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @cache
 def make_dry_run(arguments: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "-n", *arguments],
-        cwd=REPO_ROOT,
-        env=_tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return _run_tool(["make", "-n", *arguments], timeout=60)
 
 
 def check_make(words: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,15 +244,7 @@ def check_make(words: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _cdk_help(arguments: list[str]) -> str:
-    result = subprocess.run(
-        [str(CDK), *arguments, "--help"],
-        cwd=REPO_ROOT,
-        env=_tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_tool([str(CDK), *arguments, "--help"], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
