@@ -34,6 +34,8 @@ RECORD_FORMAT = "capture/1"
 MAX_RECORD_BYTES = 64 * 1024
 # Rows captured from one request at most: a 10,000-row batch must not write 10,000 lines.
 DEFAULT_MAX_ROWS = 100
+# One log line per captured row: the handler and the stack allow at most this many.
+MAX_ROWS_PER_REQUEST = 1000
 
 
 def check_rate(rate: float) -> float:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from serving.capture import MAX_ROWS_PER_REQUEST
+from serving.payload import MAX_BATCH_SIZE_LIMIT
 from stacks.context_values import Block, boolean, integer, mapping, optional_pattern
 from stacks.settings import (
     AlarmSettings,
@@ -38,10 +40,6 @@ LOG_RETENTION_DAYS = (
 )  # fmt: skip
 _NAMESPACE = re.compile(r"^[A-Za-z0-9._/#:-]{1,255}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# Equal to the handler's inference.limits.MAX_BATCH_SIZE_LIMIT (derived there from Lambda's
-# 6 MB response limit); repeated because the CDK app cannot import lambda_src.
-# tests/reliability/test_stack_limits.py keeps the two equal.
-MAX_BATCH_SIZE_LIMIT = 100_000
 
 
 def default_metrics_namespace(environment: str) -> str:
@@ -152,8 +150,6 @@ def alarm_settings(block: Block, context: Mapping[str, Any]) -> AlarmSettings:
 
 
 CAPTURE_KEYS = ("enabled", "sample_rate", "max_rows_per_request", "retention_days")
-# The handler's own bound (inference.config.MAX_CAPTURE_ROWS): one line per captured row.
-MAX_CAPTURED_ROWS = 1000
 
 
 def capture_settings(block: Block) -> CaptureSettings:
@@ -167,7 +163,7 @@ def capture_settings(block: Block) -> CaptureSettings:
     return CaptureSettings(
         enabled=block.boolean("enabled", False),
         sample_rate=rate,
-        max_rows_per_request=block.integer("max_rows_per_request", 100, 1, MAX_CAPTURED_ROWS),
+        max_rows_per_request=block.integer("max_rows_per_request", 100, 1, MAX_ROWS_PER_REQUEST),
         # S3 lifecycle expiration takes whole days.
         retention_days=block.integer("retention_days", 90, 1, 3650),
     )

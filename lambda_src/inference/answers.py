@@ -23,8 +23,9 @@ from numpy.typing import NDArray
 
 from inference import json_codec, metrics, summaries
 from inference.events import Shape
-from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, PREDICTION_LOG_MAX_ROWS
+from inference.limits import PREDICTION_LOG_MAX_ROWS
 from inference.responses import payload_bytes, render
+from serving.payload import LAMBDA_PAYLOAD_LIMIT_BYTES
 from serving.tasks import TASKS
 
 THRESHOLD = 0.5

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from inference import runtimes
+from serving import capture
+from serving.artifacts import SHA256_PATTERN
 
 # Lambda refuses synchronous request payloads above 6 MB before the handler runs, so a
 # larger MAX_BODY_BYTES would only pretend to allow something.
-from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
-from serving import capture
-from serving.artifacts import SHA256_PATTERN
+from serving.payload import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
 
 RUNTIMES = runtimes.NAMES
 DEFAULT_RUNTIME = runtimes.DEFAULT
@@ -28,8 +28,6 @@ UNVERIFIED_OPT_IN = "UNSAFE_ALLOW_UNVERIFIED_MODEL"
 # are 10 GB, but a model this size would not load within the init phase anyway).
 DEFAULT_MAX_MODEL_BYTES = 1024 * 1024 * 1024
 DEFAULT_METRICS_NAMESPACE = "SklearnLambdaServing"
-# One log line per captured row: stacks/blocks.py allows the same at most (a test checks).
-MAX_CAPTURE_ROWS = 1000
 
 
 class ConfigError(ValueError):
@@ -116,7 +114,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         provisioned=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency",
         capture_sample_rate=_capture_rate(env),
         capture_max_rows=_positive_int(
-            env, "CAPTURE_MAX_ROWS", capture.DEFAULT_MAX_ROWS, MAX_CAPTURE_ROWS
+            env, "CAPTURE_MAX_ROWS", capture.DEFAULT_MAX_ROWS, capture.MAX_ROWS_PER_REQUEST
         ),
     )
 

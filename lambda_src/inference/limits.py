@@ -14,8 +14,6 @@ from typing import TypeVar
 
 _Item = TypeVar("_Item")
 
-# Lambda's limit on a synchronous request and response payload.
-LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 # Every 4xx/5xx answer and every log line stays below this, whatever the request.
 ANSWER_MAX_BYTES = 64 * 1024
 LOG_LINE_MAX_BYTES = 64 * 1024
@@ -30,14 +28,6 @@ DETAILS_MAX_BYTES = 24 * 1024
 # says how many it left out); aggregates over every row stand for the rest
 # (inference/summaries.py), so a batch's line stays near 1 KB.
 PREDICTION_LOG_MAX_ROWS = 10
-
-# The largest MAX_BATCH_SIZE that can work at all: a 200 answer grows by one prediction
-# per row, for churn (classes 0 and 1) at most 59 bytes as Lambda sends it
-# ({"prediction":0,"probability":1.2345678901234567e-100}, and its comma, with a backslash
-# before each of its 4 quotes in an HTTP body), as inference.answers.row_bytes measures it.
-# 6 MiB less the envelope allows ~106,000 rows; rounded down. stacks/blocks.py repeats this
-# number; tests/reliability/test_stack_limits.py keeps them equal and checks the arithmetic.
-MAX_BATCH_SIZE_LIMIT = 100_000
 
 
 def echo(text: object, limit: int = ECHO_MAX_CHARS) -> str:

@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inference import config, model_loader
 from inference import handler as handler_module
+from inference import model_loader
 from serving import capture
-from stacks import blocks as stack_config
 from stacks.constructs.capture_delivery import CAPTURE_FILTER_PATTERN
 from tests.handler import cloudwatch_filter
 from tests.handler.conftest import (
@@ -47,10 +46,6 @@ def capture_all(fresh_environment: Configure) -> None:
 
 def test_the_filter_pattern_is_the_one_the_stack_subscribes_with() -> None:
     assert capture.FILTER_PATTERN == CAPTURE_FILTER_PATTERN
-
-
-def test_the_handler_allows_as_many_rows_as_the_stack_configuration() -> None:
-    assert config.MAX_CAPTURE_ROWS == stack_config.MAX_CAPTURED_ROWS
 
 
 @pytest.mark.parametrize("rate", ["", "0"])

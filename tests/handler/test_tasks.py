@@ -352,7 +352,7 @@ def test_a_batch_whose_answer_would_pass_lambda_s_limit_is_a_413_before_predicti
 
 
 def test_churn_s_batch_bound_is_the_stack_s() -> None:
-    from inference.limits import MAX_BATCH_SIZE_LIMIT
+    from serving.payload import MAX_BATCH_SIZE_LIMIT
 
     # The stack already bounds a binary 0/1 model's batches: the guard never refuses them.
     envelope = {"model_name": "churn", "model_version": "v1", "request_id": "r" * 64}

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from inference import answers
 from inference import handler as handler_module
 from inference.events import Shape
-from inference.limits import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
+from serving.payload import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
 from tests.handler.conftest import valid_record
 from tests.reliability.conftest import PROFILE, Served, serving
 from tests.reliability.strategies import event_for

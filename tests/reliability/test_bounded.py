@@ -15,13 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inference import limits
+from serving import payload
 from tests.handler.conftest import valid_record
 from tests.reliability.conftest import Served, count_input, served_by_each_runtime, serving
 from tests.reliability.strategies import ALL_SHAPES, NAMES, event_for, http_event, json_values
 
 LIMIT = 64 * 1024
 # What Lambda itself accepts: a 6 MB request. Bodies this big are parsed for real.
-WIDE_BODY = limits.LAMBDA_PAYLOAD_LIMIT_BYTES
+WIDE_BODY = payload.LAMBDA_PAYLOAD_LIMIT_BYTES
 WIDE_BATCH = 1000
 
 

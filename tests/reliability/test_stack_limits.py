@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from inference import answers, limits
+from inference import answers
 from inference.config import ConfigError, settings_from_env
 from inference.events import Shape
-from stacks import blocks as stack_config
+from serving import payload
 from stacks.config import load_config
 from stacks.model_artifact import load_model_artifact
+from stacks.settings import ConfigError as StackConfigError
 from stacks.settings import ModelRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +27,6 @@ def context(**function: Any) -> dict[str, Any]:
     return dict(cdk)
 
 
-def test_the_batch_size_bound_is_one_number_in_stack_and_handler() -> None:
-    assert stack_config.MAX_BATCH_SIZE_LIMIT == limits.MAX_BATCH_SIZE_LIMIT
-
-
 def test_the_bound_fits_a_full_batchs_answer_in_lambdas_6_mb() -> None:
     # Churn's widest row, as Lambda sends an HTTP body, measured by the handler's own bound
     # (tests/reliability/test_answer_size.py proves that bound against real answers).
@@ -37,22 +34,22 @@ def test_the_bound_fits_a_full_batchs_answer_in_lambdas_6_mb() -> None:
         assert answers.row_bytes("binary", (0, 1), shape) == 59
         envelope = {"model_name": "m" * 256, "model_version": "v" * 256, "request_id": "r" * 256}
         assert answers.max_answer_rows("binary", (0, 1), shape, envelope) >= (
-            limits.MAX_BATCH_SIZE_LIMIT
+            payload.MAX_BATCH_SIZE_LIMIT
         )
 
 
 def test_synth_refuses_a_batch_size_above_the_bound() -> None:
-    assert load_config(context(max_batch_size=limits.MAX_BATCH_SIZE_LIMIT)).function
-    with pytest.raises(stack_config.ConfigError, match=r"max_batch_size=100001 is not allowed"):
-        load_config(context(max_batch_size=limits.MAX_BATCH_SIZE_LIMIT + 1))
+    assert load_config(context(max_batch_size=payload.MAX_BATCH_SIZE_LIMIT)).function
+    with pytest.raises(StackConfigError, match=r"max_batch_size=100001 is not allowed"):
+        load_config(context(max_batch_size=payload.MAX_BATCH_SIZE_LIMIT + 1))
 
 
 def test_the_handler_refuses_one_above_the_bound_too() -> None:
     env = {"MODEL_PATH": "/m", "MODEL_SHA256": "0" * 64}
-    ok = settings_from_env({**env, "MAX_BATCH_SIZE": str(limits.MAX_BATCH_SIZE_LIMIT)})
-    assert ok.max_batch_size == limits.MAX_BATCH_SIZE_LIMIT
+    ok = settings_from_env({**env, "MAX_BATCH_SIZE": str(payload.MAX_BATCH_SIZE_LIMIT)})
+    assert ok.max_batch_size == payload.MAX_BATCH_SIZE_LIMIT
     with pytest.raises(ConfigError, match="MAX_BATCH_SIZE=100001 is out of range"):
-        settings_from_env({**env, "MAX_BATCH_SIZE": str(limits.MAX_BATCH_SIZE_LIMIT + 1)})
+        settings_from_env({**env, "MAX_BATCH_SIZE": str(payload.MAX_BATCH_SIZE_LIMIT + 1)})
 
 
 @pytest.mark.parametrize("runtime", list(ModelRuntime))
