@@ -105,3 +105,16 @@ def test_an_import_against_the_direction_is_named(
     path.write_text(body)
     found = violations([path])
     assert len(found) == 1 and expected in found[0] and found[0].startswith(where)
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """A module that outgrows this is split by job (docs/architecture.md says where)."""
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sources()
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
