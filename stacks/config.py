@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.artifacts import NAME_PATTERN
+from serving.runtimes import ModelRuntime
 from stacks.blocks import (
     alarm_settings,
     capture_settings,
@@ -62,7 +63,6 @@ from stacks.settings import (
     EndpointAuth,
     EnvironmentConfig,
     ModelArtifact,
-    ModelRuntime,
     Rollout,
 )
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from serving.artifacts import MANIFEST, SHA256_PATTERN, check_artifact_files, sha256_file
+from serving.runtimes import ModelRuntime
 from serving.tasks import TASKS
-from stacks.settings import ConfigError, ModelArtifact, ModelRuntime
+from stacks.settings import ConfigError, ModelArtifact
 
 
 def load_model_artifact(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from serving.runtimes import ModelRuntime
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ARTIFACTS_ROOT = REPO_ROOT / "model_artifacts"
 DEFAULT_ENVIRONMENT = "dev"
@@ -41,11 +43,6 @@ class ConfigError(ValueError):
 class Architecture(StrEnum):
     ARM64 = "arm64"
     X86_64 = "x86_64"
-
-
-class ModelRuntime(StrEnum):
-    SKLEARN = "sklearn"
-    COMPILED = "compiled"
 
 
 class EndpointAuth(StrEnum):

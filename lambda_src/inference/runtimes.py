@@ -4,8 +4,8 @@ A runtime is a module of ``inference`` with ``load(data: bytes)`` returning an o
 follows ``model_loader.Model``, the artifact formats it reads, the manifest ``artifacts``
 keys it serves, and the requirements file of its image (``requirements-<name>.txt``, which
 the Dockerfile installs for ``--build-arg MODEL_RUNTIME=<name>``). Adding one is a module,
-a record below, a requirements file, and the CDK enum ``stacks.settings.ModelRuntime`` (the
-CDK app cannot import lambda_src; a test keeps the two equal).
+a record below, a requirements file, and its name in ``serving.runtimes.ModelRuntime`` (the
+list the CDK configuration reads too).
 
 The modules are imported only when ``load_module`` is called: the compiled image has no
 scikit-learn, and this module is imported on every cold start, so it holds plain tuples.
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+
+from serving.runtimes import ModelRuntime
 
 
 class Runtime:
@@ -43,14 +45,14 @@ REGISTRY: dict[str, Runtime] = {
     runtime.name: runtime
     for runtime in (
         Runtime(
-            name="sklearn",
+            name=ModelRuntime.SKLEARN.value,
             module="inference.sklearn_model",
             formats=("sklearn-pipeline-skops/1", "sklearn-pipeline-joblib/1"),
             artifact_keys=("sklearn", "sklearn-joblib"),
             lean_fetch=False,
         ),
         Runtime(
-            name="compiled",
+            name=ModelRuntime.COMPILED.value,
             module="inference.compiled_model",
             formats=("gbm-trees-npz/1", "sklearn-compiled-npz/2"),
             artifact_keys=("compiled",),
@@ -59,6 +61,8 @@ REGISTRY: dict[str, Runtime] = {
     )
 }
 NAMES: tuple[str, ...] = tuple(REGISTRY)
+if set(NAMES) != {runtime.value for runtime in ModelRuntime}:  # pragma: no cover - a code error
+    raise RuntimeError(f"registered runtimes {NAMES} are not serving.runtimes.ModelRuntime's")
 DEFAULT = "sklearn"
 # manifest artifacts key -> the runtime that loads that file
 RUNTIME_OF_ARTIFACT: dict[str, str] = {

@@ -17,8 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from serving.runtimes import ModelRuntime
 from stacks.model_artifact import load_model_artifact
-from stacks.settings import ModelRuntime
 from tests.lambda_runtime.build import ROOT
 from tests.lambda_runtime.sandbox import ACCOUNT, REGION
 

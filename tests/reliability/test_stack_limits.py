@@ -13,10 +13,10 @@ from inference import answers
 from inference.config import ConfigError, settings_from_env
 from inference.events import Shape
 from serving import payload
+from serving.runtimes import ModelRuntime
 from stacks.config import load_config
 from stacks.model_artifact import load_model_artifact
 from stacks.settings import ConfigError as StackConfigError
-from stacks.settings import ModelRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
 

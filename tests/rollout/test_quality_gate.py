@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from serving import artifacts
-from stacks.settings import DEFAULT_ARTIFACTS_ROOT, ModelRuntime, QualityGateSettings
+from serving.runtimes import ModelRuntime
+from stacks.settings import DEFAULT_ARTIFACTS_ROOT, QualityGateSettings
 from tests.rollout.conftest import Run, block
 from tools.rollout import gate
 from tools.rollout.__main__ import main

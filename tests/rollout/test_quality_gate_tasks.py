@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stacks.settings import ModelRuntime, QualityGateSettings
+from serving.runtimes import ModelRuntime
+from stacks.settings import QualityGateSettings
 from tests import task_models
 from tools.rollout import gate
 from training import golden

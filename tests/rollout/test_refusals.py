@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from stacks.settings import DEFAULT_ARTIFACTS_ROOT, ModelRuntime
+from serving.runtimes import ModelRuntime
+from stacks.settings import DEFAULT_ARTIFACTS_ROOT
 from tests.rollout.conftest import Run, edit
 from tools.rollout import steps
 from tools.rollout.config_file import RefusedError

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from serving import artifacts, gate_decision, golden_sets
-from stacks.settings import ModelRuntime, QualityGateSettings
+from serving.runtimes import ModelRuntime
+from stacks.settings import QualityGateSettings
 from training import golden
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from serving.artifacts import VERSION_PATTERN
+from serving.runtimes import ModelRuntime
 from stacks.model_artifact import load_model_artifact
-from stacks.settings import ConfigError, ModelRuntime, Rollout, RolloutMode
+from stacks.settings import ConfigError, Rollout, RolloutMode
 from tools.rollout.config_file import RefusedError
 
 
