@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from serving.labels import finite_number
 from serving.schema import FeatureSpec, Schema, listing, quote
 from training.schema import CHURN
 
@@ -126,15 +127,6 @@ def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
     if labels and isinstance(labels[0], int):
         return np.asarray(labels, dtype=np.int64)
     return np.asarray(labels, dtype=object)
-
-
-def finite_number(text: str) -> float | None:
-    """``text`` as a finite float; None when it is not a number, or is NaN or infinite."""
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _as_integer(text: str) -> int | None:

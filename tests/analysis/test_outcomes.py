@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from serving import labels
 from tests.analysis import synthetic
-from tools.outcomes import labels
 from tools.outcomes.__main__ import EXIT_BAD_INPUT, main
 
 ROUNDS = "300"
@@ -206,7 +206,7 @@ def captured_row(version: str, request: str, task: str, prediction: Any) -> Any:
 def test_multiclass_versions_are_compared_on_the_class_they_answered(tmp_path: Path) -> None:
     import numpy as np
 
-    from tools.outcomes.report import compare, join
+    from serving.outcomes import compare, join
 
     rng = np.random.default_rng(3)
     truth = rng.choice(["ant", "bee", "2"], 600)
@@ -232,7 +232,7 @@ def test_multiclass_versions_are_compared_on_the_class_they_answered(tmp_path: P
 def test_regression_versions_are_compared_on_rmse_and_mae(tmp_path: Path) -> None:
     import numpy as np
 
-    from tools.outcomes.report import compare, join
+    from serving.outcomes import compare, join
 
     rng = np.random.default_rng(4)
     rows, outcomes = [], []
@@ -262,7 +262,7 @@ def test_labels_are_read_as_the_task_labels_them(tmp_path: Path) -> None:
 
 
 def test_a_capture_of_two_tasks_is_refused() -> None:
-    from tools.outcomes.report import join
+    from serving.outcomes import join
 
     rows = [captured_row("v1", "r1", "regression", 1.0),
             captured_row("v2", "r2", "multiclass", "bee")]  # fmt: skip

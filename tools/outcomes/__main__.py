@@ -25,10 +25,10 @@ from typing import TextIO
 from serving import bootstrap
 from serving.capture_export import CaptureFileError
 from serving.capture_export import read as read_capture
+from serving.labels import LabelsError
+from serving.labels import read as read_labels
+from serving.outcomes import compare, join, task_of
 from tools import capture_cli
-from tools.outcomes.labels import LabelsError
-from tools.outcomes.labels import read as read_labels
-from tools.outcomes.report import compare, join, task_of
 from tools.stack_outputs import stack_outputs
 
 EXIT_BAD_INPUT = 2

@@ -21,7 +21,7 @@ import numpy as np
 
 from serving import bootstrap, stats
 from serving.capture_export import CapturedRow, version_key
-from tools.outcomes.labels import Outcome
+from serving.labels import Outcome
 
 # name, function, whether higher is better
 METRICS: tuple[tuple[str, stats.Metric, bool], ...] = (

@@ -11,12 +11,12 @@ LF line ends, quoted fields. Every refusal names the file, the line and the colu
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from serving.capture_export import excerpt
 from serving.tasks import TASKS
-from training.dataset import finite_number
 
 REQUEST_ID = "request_id"
 ROW = "row"
@@ -147,3 +147,12 @@ def _outcome(
             f"{path}: line {line}, column 'label': {excerpt(raw)} is not a label (0 or 1)"
         )
     return Outcome(line, request_id, row, label)
+
+
+def finite_number(text: str) -> float | None:
+    """``text`` as a finite float; None when it is not a number, or is NaN or infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
