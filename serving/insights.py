@@ -44,6 +44,16 @@ class CapturedRows:
     # Records that could not be read (bad JSON, missing fields, another task than the
     # first record's): counted, not used.
     skipped: int = 0
+    # The request each row came from (its capture record's request_id), one per row: rows
+    # of one request are correlated, so statistics count requests, not rows.
+    request_ids: list[str] = field(default_factory=list)
+    # True when the window held more records than were read (a query's row limit).
+    truncated: bool = False
+
+    @property
+    def requests(self) -> int:
+        """How many distinct requests the rows came from."""
+        return len(set(self.request_ids))
 
 
 def prediction_of(record: Mapping[str, Any]) -> tuple[str, Any]:
@@ -117,6 +127,7 @@ def parse(results: list[list[Mapping[str, str]]]) -> CapturedRows:
         rows.task = task
         rows.features.append(values)
         rows.predictions.append(prediction)
+        rows.request_ids.append(str(record.get("request_id", "")))
     return rows
 
 
