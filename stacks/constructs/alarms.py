@@ -11,6 +11,12 @@ stable model is not recorded, is covered too. In automated mode the rollback ala
 only the new model's 5xx answers (rolling back cannot fix the old one), and a second,
 page-only alarm counts every version's.
 
+A canary (manual, or a CodeDeploy shift) is judged by the canary evaluator every 5 minutes,
+on the same traffic: ``CanaryHarm`` (1 when its sequential test finds a significant shift of
+the positive rate, the mean prediction or the class mix) rolls back in automated mode and
+pages in manual mode; ``PredictionShiftPSI`` (a difference, not harm: a better-calibrated
+candidate differs too) pages with a hold in both modes and never rolls back.
+
 The monitors are watched too, or a broken one looks like "no drift": each monitor
 function's Errors, the queue their failed runs land in (stacks.constructs.drift_monitor),
 and the capture stream's delivery to S3. These page; none rolls a deployment back.
@@ -38,6 +44,7 @@ THROTTLES = "throttles"
 FEATURE_DRIFT = "feature-drift"
 PREDICTION_DRIFT = "prediction-drift"
 PREDICTION_SHIFT = "prediction-shift"
+CANARY_HARM = "canary-harm"
 DRIFT_MONITOR_FAILURES = "drift-monitor-failures"
 CANARY_EVALUATOR_FAILURES = "canary-evaluator-failures"
 MONITOR_FAILED_RUNS = "monitor-failed-runs"
@@ -47,6 +54,14 @@ CAPTURE_DELIVERY = "capture-delivery"
 # age of the oldest record not yet delivered to S3 (seconds), exceeds the buffering limit,
 # at most 15 minutes. The stream buffers 5 minutes; three intervals without delivery page.
 CAPTURE_FRESHNESS_SECONDS = 3 * BUFFERING_MINUTES * 60
+# The prediction-shift hold: PSI above the block's psi_alarm in 2 of the last 3 evaluator
+# runs (5-minute looks). One look is one noisy estimate, noisiest just after the evaluator
+# first has enough requests; the next looks add 5 minutes of requests each, so a breach
+# that is noise tends to fall back while a real shift stays. Two of three, not three of
+# three: one dip below the level does not reset a shift that hovers at it. A persistent
+# shift pages 10 to 15 minutes after it shows; it only pages, harm is CanaryHarm's job.
+PREDICTION_SHIFT_DATAPOINTS = 2
+PREDICTION_SHIFT_EVALUATION_PERIODS = 3
 
 
 def alarm_names(
@@ -61,7 +76,7 @@ def alarm_names(
     purposes = [LATENCY, ERRORS, THROTTLES]
     purposes += [ERRORS_ALL_VERSIONS] if automated else []
     purposes += [FEATURE_DRIFT, PREDICTION_DRIFT] if drift else []
-    purposes += [PREDICTION_SHIFT] if canary_analysis else []
+    purposes += [PREDICTION_SHIFT, CANARY_HARM] if canary_analysis else []
     purposes += [DRIFT_MONITOR_FAILURES, MONITOR_FAILED_RUNS] if drift else []
     purposes += [CANARY_EVALUATOR_FAILURES] if drift and canary_analysis else []
     purposes += [CAPTURE_DELIVERY] if capture else []
@@ -187,48 +202,94 @@ class Alarms(Construct):
                         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                     )
                 )  # fmt: skip
-        # A candidate that predicts very differently from the stable side, on the same
-        # traffic (the canary evaluator, every 5 minutes): pages in manual mode, rolls the
-        # shift back in automated mode.
         self.prediction_shift: cloudwatch.Alarm | None = None
+        self.canary_harm: cloudwatch.Alarm | None = None
         if canary_analysis and drift is not None:
-            self.prediction_shift = cloudwatch.Alarm(
-                self,
-                "PredictionShift",
-                alarm_name=names[PREDICTION_SHIFT],
-                alarm_description=f"PSI of the candidate's (model {model_version}) predicted "
-                "probabilities against the stable side's on the same traffic above "
-                f"{drift.psi_alarm:g} (canary evaluator, last 30 minutes).",
-                metric=metrics.model(
-                    "PredictionShiftPSI", "Maximum", model_version, Duration.minutes(5)
-                ),
-                threshold=drift.psi_alarm,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                # The evaluator publishes PredictionShiftPSI only once both sides have
-                # drift.min_rows captured rows in its window: a young canary (and any time
-                # between shifts in automated mode) has none. Breaching on missing data
-                # would roll back every young canary, so silence is not a shift; a broken
-                # evaluator is what canary-evaluator-failures and monitor-failed-runs report.
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            self.prediction_shift, self.canary_harm = self._canary(
+                names, metrics, model_version, drift, automated=automated
             )
         self.monitor_health = self._monitor_health(names, drift_monitor, capture)
-        # What CodeDeploy rolls back on in automated mode.
+        # What CodeDeploy rolls back on in automated mode: the new version's errors and
+        # latency, throttles, and evidence of harm. Never the prediction shift: PSI measures
+        # a difference, and a better-calibrated candidate differs too.
         self.rollback: Sequence[cloudwatch.Alarm] = (
             self.latency,
             self.errors,
             self.throttles,
-            *([self.prediction_shift] if self.prediction_shift else []),
+            *([self.canary_harm] if self.canary_harm else []),
         )
-        self.all: Sequence[cloudwatch.Alarm] = (
-            *self.rollback,
+        # Every alarm notifies the topic (a rollback too); these only notify.
+        self.page_only: Sequence[cloudwatch.Alarm] = (
             *([self.errors_all_versions] if self.errors_all_versions else []),
+            *([self.prediction_shift] if self.prediction_shift else []),
             *self.drift,
             *self.monitor_health,
         )
+        self.all: Sequence[cloudwatch.Alarm] = (*self.rollback, *self.page_only)
         for alarm in self.all:
             alarm.add_alarm_action(cw_actions.SnsAction(topic))
             alarm.add_ok_action(cw_actions.SnsAction(topic))
+
+    def _canary(
+        self,
+        names: dict[str, str],
+        metrics: LambdaMetrics,
+        model_version: str,
+        drift: DriftSettings,
+        *,
+        automated: bool,
+    ) -> tuple[cloudwatch.Alarm, cloudwatch.Alarm]:
+        """The canary evaluator's two alarms: (prediction shift, harm), on the candidate.
+
+        Missing data is not breaching in both. The evaluator publishes PredictionShiftPSI
+        and CanaryHarm only once both sides have its minimum of requests in the window: a
+        young canary, a quiet night and the time between CodeDeploy shifts publish
+        nothing, and no test is no evidence of a shift or of harm (breaching would roll back
+        every young canary). It also lets a harm alarm left in ALARM by the previous
+        candidate return to OK: an updated alarm keeps its state, and with "ignore" it would
+        keep ALARM into the next deployment, which CodeDeploy would roll back at once. A
+        broken evaluator is what canary-evaluator-failures and monitor-failed-runs report.
+        """
+        period = Duration.minutes(CANARY_SCHEDULE_MINUTES)
+        shift = cloudwatch.Alarm(
+            self,
+            "PredictionShift",
+            alarm_name=names[PREDICTION_SHIFT],
+            alarm_description=f"PSI of the candidate's (model {model_version}) predictions "
+            f"against the stable side's on the same traffic above {drift.psi_alarm:g} in "
+            f"{PREDICTION_SHIFT_DATAPOINTS} of the last {PREDICTION_SHIFT_EVALUATION_PERIODS} "
+            f"canary evaluator runs (every {CANARY_SCHEDULE_MINUTES} minutes). Pages only: a "
+            "difference is not harm, and it never rolls a deployment back.",
+            metric=metrics.model("PredictionShiftPSI", "Maximum", model_version, period),
+            threshold=drift.psi_alarm,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=PREDICTION_SHIFT_EVALUATION_PERIODS,
+            datapoints_to_alarm=PREDICTION_SHIFT_DATAPOINTS,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        action = (
+            "CodeDeploy rolls the shift back"
+            if automated
+            else "pages (manual mode: nothing rolls back by itself)"
+        )
+        harm = cloudwatch.Alarm(
+            self,
+            "CanaryHarm",
+            alarm_name=names[CANARY_HARM],
+            alarm_description=f"The canary evaluator's sequential test finds that the candidate "
+            f"(model {model_version}) shifts the positive rate, the mean prediction or the "
+            f"class mix from the stable side's on the same traffic: {action}.",
+            metric=metrics.model("CanaryHarm", "Maximum", model_version, period),
+            threshold=1,
+            comparison_operator=(cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD),
+            # One datapoint, no hold: the test is always valid (its false-rollback rate holds
+            # however often it is looked at, every 5 minutes here), so it has already paid
+            # for the repeated looks. A hold on top would only delay a rollback.
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return shift, harm
 
     def _monitor_health(
         self,

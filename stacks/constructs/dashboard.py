@@ -119,11 +119,17 @@ class ServiceDashboard(Construct):
                 self._per_model("Rows judged for drift", "DriftRows", "Sum", 8),
             )
         if canary_analysis:
+            # The canary evaluator, per candidate model version: harm (which rolls back in
+            # automated mode) beside the shift (which pages), and the sample behind both.
             self.dashboard.add_widgets(
+                self._per_model("Canary harm (1 = significant shift)", "CanaryHarm", "Maximum", 6),
                 self._per_model(
-                    "Candidate vs stable predictions: PSI", "PredictionShiftPSI", "Maximum"
+                    "Candidate vs stable predictions: PSI", "PredictionShiftPSI", "Maximum", 6
                 ),
-                self._per_model("Canary rows compared (fewer side)", "CanarySamples", "Maximum"),
+                self._per_model(
+                    "Canary requests compared (fewer side)", "CanaryRequests", "Maximum", 6
+                ),
+                self._per_model("Canary rows compared (fewer side)", "CanarySamples", "Maximum", 6),
             )
         self.dashboard.add_widgets(
             self._per_model("Cold starts", "ColdStart", "Sum", 8),

@@ -63,12 +63,16 @@ HANDLER_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
 FEATURE = frozenset({"ModelVersion", "Feature"})
 MONITOR_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "DriftRows": frozenset({MODEL_VERSION}),
+    "DriftRequests": frozenset({MODEL_VERSION}),  # distinct requests judged
     "FeaturePSI": frozenset({FEATURE}),
     "MaxFeaturePSI": frozenset({MODEL_VERSION}),
+    "DriftedFeatures": frozenset({MODEL_VERSION}),  # flagged after the multiple-test correction
     "PredictionPSI": frozenset({MODEL_VERSION}),
-    # The canary evaluator (lambda_src/monitors/canary.py).
-    "CanarySamples": frozenset({MODEL_VERSION}),
+    # The canary evaluator (lambda_src/monitors/canary.py), per candidate model version.
+    "CanarySamples": frozenset({MODEL_VERSION}),  # the fewer side's captured rows
+    "CanaryRequests": frozenset({MODEL_VERSION}),  # the fewer side's distinct requests
     "PredictionShiftPSI": frozenset({MODEL_VERSION}),
+    "CanaryHarm": frozenset({MODEL_VERSION}),  # 0/1: the sequential test's verdict
 }
 NAMESPACE_DIMENSIONS = {**HANDLER_DIMENSIONS, **MONITOR_DIMENSIONS}
 
