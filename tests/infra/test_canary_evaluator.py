@@ -196,8 +196,9 @@ def test_a_steady_deploy_has_no_canary_to_evaluate(prod: Synth) -> None:
     assert evaluators(prod) == {}
 
 
-def test_automated_mode_rolls_back_on_the_prediction_shift(
+def test_automated_mode_rolls_back_on_harm_not_on_the_prediction_shift(
     synth_context: Callable[[dict[str, Any]], Synth],
 ) -> None:
-    watched, _ = automated_prod_alarms(synth_context)
-    assert "sklearn-serving-prod-churn-prediction-shift" in watched
+    watched, names = automated_prod_alarms(synth_context)
+    assert "sklearn-serving-prod-churn-canary-harm" in watched
+    assert "sklearn-serving-prod-churn-prediction-shift" in names - watched

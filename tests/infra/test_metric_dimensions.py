@@ -158,6 +158,17 @@ def test_the_check_catches_a_widget_on_an_unpublished_dimension_set() -> None:
     ]
 
 
+def test_the_monitor_table_names_the_evaluators_and_the_drift_monitors_metrics() -> None:
+    # The names fixed for issue 22: per candidate (or served) model version only, so the
+    # harm alarm that rolls back and the graphs beside it read the series published.
+    model_version = frozenset({frozenset({"ModelVersion"})})
+    for name in ("CanarySamples", "CanaryRequests", "PredictionShiftPSI", "CanaryHarm",
+                 "DriftRows", "DriftRequests", "MaxFeaturePSI", "DriftedFeatures",
+                 "PredictionPSI"):  # fmt: skip
+        assert NAMESPACE_DIMENSIONS[name] == model_version, name
+    assert NAMESPACE_DIMENSIONS["FeaturePSI"] == {frozenset({"ModelVersion", "Feature"})}
+
+
 def test_the_handler_table_matches_what_the_handler_emits() -> None:
     from inference import metrics
 

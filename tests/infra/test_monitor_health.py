@@ -136,10 +136,11 @@ def test_capture_delivery_to_s3_pages_when_records_go_stale(prod_canary: Synth) 
 
 def test_missing_data_is_treated_per_alarm(prod_canary: Synth) -> None:
     found = alarms(prod_canary)
-    # PSI is published only with enough captured rows: a quiet window or a young canary is
-    # silent, and that is neither drift nor a shift (breaching would roll back every young
-    # canary in automated mode). The health alarms report a broken monitor instead.
-    for name in ("feature-drift", "prediction-drift", "prediction-shift",
+    # PSI and CanaryHarm are published only with enough captured requests: a quiet window or
+    # a young canary is silent, and that is neither drift, nor a shift, nor harm (breaching
+    # would roll back every young canary in automated mode). The health alarms report a
+    # broken monitor instead.
+    for name in ("feature-drift", "prediction-drift", "prediction-shift", "canary-harm",
                  "drift-monitor-failures", "canary-evaluator-failures", "monitor-failed-runs",
                  "capture-delivery"):  # fmt: skip
         assert found[name]["TreatMissingData"] == "notBreaching", name
@@ -201,6 +202,7 @@ def test_health_alarms_page_but_never_roll_a_deployment_back(
     prefix = "sklearn-serving-prod-churn-"
     alarms = automated_prod_alarms(synth_context)
     watched, names = ({name.removeprefix(prefix) for name in found} for found in alarms)
-    assert watched == {"latency-p99", "errors", "throttles", "prediction-shift"}
+    # Harm rolls back; the prediction shift, like the health alarms, only pages.
+    assert watched == {"latency-p99", "errors", "throttles", "canary-harm"}
     assert {"drift-monitor-failures", "canary-evaluator-failures", "monitor-failed-runs",
-            "capture-delivery"} <= names  # fmt: skip
+            "capture-delivery", "prediction-shift"} <= names - watched  # fmt: skip

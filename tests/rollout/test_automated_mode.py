@@ -57,12 +57,20 @@ def test_deployment_group_shifts_the_alias_and_rolls_back_on_alarm(automated: Sy
     assert props["AlarmConfiguration"]["Enabled"] is True
     alarms = automated.resources("inference", "AWS::CloudWatch::Alarm")
     names = {i: a["Properties"]["AlarmName"].rsplit("-churn-", 1)[1] for i, a in alarms.items()}
+    # Evidence of harm rolls back (CanaryHarm, the evaluator's sequential test); the
+    # prediction shift (PSI, a difference) only pages.
     assert {names[i] for i in alarm_ids} == {
         "latency-p99",
         "errors",
         "throttles",
-        "prediction-shift",
+        "canary-harm",
     }
+    assert "prediction-shift" in names.values()
+    (harm,) = [alarms[i]["Properties"] for i in alarm_ids if names[i] == "canary-harm"]
+    assert (harm["MetricName"], harm["Dimensions"]) == (
+        "CanaryHarm",
+        [{"Name": "ModelVersion", "Value": "v2"}],
+    )
     # The errors alarm that rolls back counts the handler's 5xx answers of the new model,
     # not only Lambda's Errors; not the previous model's, although start recorded it:
     # rolling back cannot fix the model it rolls back to.
