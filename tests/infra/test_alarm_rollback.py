@@ -71,40 +71,29 @@ def topic(synth: Synth) -> list[dict[str, str]]:
     return [{"Ref": topic_id}]
 
 
-def metric(alarm: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        alarm["Namespace"],
-        alarm["MetricName"],
-        alarm["Statistic"],
-        alarm["Dimensions"],
-        alarm["Period"],
-    )
+METRIC = ("Namespace", "MetricName", "Statistic", "Dimensions", "Period")
+RULE = ("ComparisonOperator", "Threshold", "DatapointsToAlarm", "EvaluationPeriods",
+        "TreatMissingData")  # fmt: skip
 
 
-def rule(alarm: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        alarm["ComparisonOperator"],
-        alarm["Threshold"],
-        alarm["DatapointsToAlarm"],
-        alarm["EvaluationPeriods"],
-        alarm["TreatMissingData"],
-    )
+def fields(alarm: dict[str, Any], keys: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(alarm[key] for key in keys)
 
 
 CANDIDATE = [{"Name": "ModelVersion", "Value": "v2"}]
 
 
 def check_harm(alarm: dict[str, Any], synth: Synth) -> None:
-    assert metric(alarm) == (NAMESPACE, "CanaryHarm", "Maximum", CANDIDATE, 300)
+    assert fields(alarm, METRIC) == (NAMESPACE, "CanaryHarm", "Maximum", CANDIDATE, 300)
     # One datapoint at 1: the always-valid test already pays for the repeated looks. A
     # canary with too few requests publishes nothing, which is no evidence of harm.
-    assert rule(alarm) == ("GreaterThanOrEqualToThreshold", 1, 1, 1, "notBreaching")
+    assert fields(alarm, RULE) == ("GreaterThanOrEqualToThreshold", 1, 1, 1, "notBreaching")
     assert alarm["AlarmActions"] == alarm["OKActions"] == topic(synth)
 
 
 def check_shift(alarm: dict[str, Any], synth: Synth, threshold: float = 0.25) -> None:
-    assert metric(alarm) == (NAMESPACE, "PredictionShiftPSI", "Maximum", CANDIDATE, 300)
-    assert rule(alarm) == ("GreaterThanThreshold", threshold, 2, 3, "notBreaching")
+    assert fields(alarm, METRIC) == (NAMESPACE, "PredictionShiftPSI", "Maximum", CANDIDATE, 300)
+    assert fields(alarm, RULE) == ("GreaterThanThreshold", threshold, 2, 3, "notBreaching")
     assert (PREDICTION_SHIFT_DATAPOINTS, PREDICTION_SHIFT_EVALUATION_PERIODS) == (2, 3)
     assert "never rolls a deployment back" in alarm["AlarmDescription"]
     assert alarm["AlarmActions"] == alarm["OKActions"] == topic(synth)
