@@ -194,11 +194,19 @@ def test_a_single_version_gets_its_figures_and_no_comparison(
     assert result["versions"]["v2"]["ROC AUC"]["rounds"] == int(ROUNDS)
 
 
-def captured_row(version: str, request: str, task: str, prediction: Any) -> Any:
+def captured_row(
+    version: str,
+    request: str,
+    task: str,
+    prediction: Any,
+    timestamp: str = "2026-11-25T10:00:00.000Z",
+    row: int = 0,
+) -> Any:
     from serving.capture_export import CapturedRow
 
-    return CapturedRow(line=1, request_id=request, row=0, model_name="m", model_version=version,
-                       lambda_version="3", timestamp="t", prediction=prediction, features=None,
+    return CapturedRow(line=1, request_id=request, row=row, model_name="m",
+                       model_version=version, lambda_version="3", timestamp=timestamp,
+                       prediction=prediction, features=None,
                        task=task, probability=None,
                        probabilities=(0.5, 0.3, 0.2) if task == "multiclass" else None)  # fmt: skip
 
