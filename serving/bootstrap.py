@@ -15,7 +15,7 @@ from those counts at once for thousands of resamples (``RESAMPLED``: the same fi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,7 +297,9 @@ RESAMPLED: dict[Metric, Resampled] = {
 }
 
 
-def request_counts(clusters: int, rounds: int, rng: np.random.Generator) -> Any:
+def request_counts(
+    clusters: int, rounds: int, rng: np.random.Generator
+) -> Iterator[NDArray[np.float64]]:
     """Chunks of the (resamples x requests) matrix: how often each resample drew each
     request, ``clusters`` draws with replacement per resample."""
     step = max(1, CELLS // clusters)

@@ -327,7 +327,7 @@ def compare(
         )
     metrics = [function for _, function, _ in joined.metrics]
     windows = {v: _overlap(joined, chosen, v) for v in versions if v != chosen}
-    compared = [v for v, w in windows.items() if not isinstance(w, str)]
+    compared = {v: w for v, w in windows.items() if isinstance(w, Overlap)}
     family = len(metrics) * max(1, len(compared))
     wide = bonferroni(confidence, family)
     # Each compared pair is one bootstrap pass over its window's requests, giving both
@@ -336,9 +336,7 @@ def compare(
     counts: dict[str, int] = {}
     positives: dict[str, int] = {}
     differences = {}
-    for version in compared:
-        window = windows[version]
-        assert not isinstance(window, str)
+    for version, window in compared.items():
         first, second = (_sample(joined, v, window) for v in (chosen, version))
         pairs = bootstrap.cluster_compare(
             metrics, first, second, rounds=rounds, seed=seed, confidence=confidence,
