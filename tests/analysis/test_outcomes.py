@@ -435,3 +435,13 @@ def test_bad_bootstrap_input_is_named() -> None:
     sample = bootstrap.clustered([0, 1, 1], [0.2, 0.4, 0.9], ["a", "b", "b"])
     with pytest.raises(ValueError, match="no request-resampled form of r2"):
         bootstrap.cluster_intervals([stats.r2], sample)
+
+
+def test_the_json_report_names_its_window_and_correction(better: dict[str, Path]) -> None:
+    result = report(better)
+    assert result["family"] == 4 and result["difference_confidence"] == pytest.approx(0.9875)
+    window = result["windows"]["v2"]
+    assert window["start"] <= window["end"] and window["start"].endswith("Z")
+    assert window["left_out"] == {v: {"rows": 0, "requests": 0} for v in ("v1", "v2")}
+    assert result["differences"]["v2"]["log loss"]["confidence"] == pytest.approx(0.9875)
+    assert result["versions"]["v2"]["log loss"]["confidence"] == pytest.approx(0.95)
