@@ -3,11 +3,23 @@
 Why Logs Insights and not Athena over the capture bucket: the capture records are already
 in the function's log group (the subscription copies them to the bucket), a query over an
 hour of them scans only that hour's log events ($0.005 per GB scanned), and it needs no
-Glue table, no Athena workgroup and no result bucket. Its limit is 10,000 rows per query:
-the monitor judges drift on at most that many captured rows per window (PSI over ten
-deciles is stable long before that), and says how many it used.
+Glue table, no Athena workgroup and no result bucket.
 
-Used by the scheduled drift monitor (lambda_src/monitors) and by
+The service's limits (CloudWatch Logs documentation): a query returns at most 10,000 log
+events when it names no larger limit ("If you omit limit, the query will return as many as
+10,000 log events", CWL_QuerySyntax-Limit.html), and one GetQueryResults call returns at
+most 10,000 ("The maximum events returned in a single GetQueryResults API call is 10,000",
+the StartQuery API reference; newer SDKs accept up to 100,000 with ``nextToken`` paging,
+which the Lambda base image's boto3 need not know). ``startTime`` and ``endTime`` are epoch
+seconds and both inclusive (StartQuery API reference). So a query keeps the newest 10,000
+records of its window, and ``fetch`` pages beyond that by time: a window whose query
+returns the limit is split in two halves of whole seconds, each queried again, breadth
+first, up to ``MAX_QUERIES`` queries (at most ``MAX_QUERIES`` x 10,000 rows). A window of
+one second cannot be split; a window the query budget leaves unsplit keeps its newest
+10,000 rows. Either way rows were left out and ``CapturedRows.truncated`` says so. Every
+side of a canary is read with the same budget, so neither is cut before the other.
+
+Used by the scheduled drift monitor and canary evaluator (lambda_src/monitors) and by
 ``python -m tools.drift --env E``.
 """
 
@@ -16,12 +28,16 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 # Logs Insights returns at most this many rows per query.
 MAX_ROWS = 10_000
+# Queries one fetch may run, splitting its window (so at most 160,000 rows per side): a
+# query over an hour of capture records takes seconds, and a monitor run has minutes.
+MAX_QUERIES = 16
 POLL_SECONDS = 1.0
 DONE = frozenset({"Complete", "Failed", "Cancelled", "Timeout", "Unknown"})
 
@@ -141,13 +157,62 @@ def fetch(
     sleep: Callable[[float], None] = time.sleep,
     limit: int = MAX_ROWS,
     field: str = "model_version",
+    max_queries: int = MAX_QUERIES,
 ) -> CapturedRows:
-    """Run the query and wait for it; ``TimeoutError`` (after stopping it) when out of time."""
+    """The window's capture records, paged by splitting the window where a query returned
+    ``limit`` rows (module docstring); ``truncated`` when rows were left out.
+
+    ``TimeoutError`` (after stopping the running query) when ``expired`` says so while a
+    query runs; ``RuntimeError`` when a query fails.
+    """
+    if not 1 <= limit <= MAX_ROWS:
+        raise ValueError(f"limit {limit} is not a Logs Insights row limit (1 to {MAX_ROWS})")
+    if max_queries < 1:
+        raise ValueError(f"max_queries {max_queries} is not allowed: at least 1")
+    if window.end < window.start:
+        raise ValueError(f"window ends ({window.end}) before it starts ({window.start})")
+    text = query(model_version, limit, field)
+    pending = deque([window])
+    kept: list[tuple[Window, list[list[Mapping[str, str]]]]] = []
+    queries = 0
+    truncated = False
+    while pending:
+        part = pending.popleft()
+        results = _run(logs, log_group, text, part, limit, expired, sleep)
+        queries += 1
+        if len(results) < limit:
+            kept.append((part, results))
+            continue
+        # Splitting costs two more queries, on top of those already waiting.
+        if part.end > part.start and queries + len(pending) + 2 <= max_queries:
+            middle = (part.start + part.end) // 2
+            pending.append(Window(middle + 1, part.end))  # newer half first
+            pending.append(Window(part.start, middle))
+        else:
+            kept.append((part, results))
+            truncated = True
+    # Newest first, as one query would have returned them.
+    kept.sort(key=lambda item: item[0].start, reverse=True)
+    rows = parse([result for _, results in kept for result in results])
+    rows.truncated = truncated
+    return rows
+
+
+def _run(
+    logs: Any,
+    log_group: str,
+    text: str,
+    window: Window,
+    limit: int,
+    expired: Callable[[], bool],
+    sleep: Callable[[float], None],
+) -> list[list[Mapping[str, str]]]:
+    """One query's results; ``TimeoutError`` (after stopping it) when out of time."""
     started = logs.start_query(
         logGroupName=log_group,
         startTime=window.start,
         endTime=window.end,
-        queryString=query(model_version, limit, field),
+        queryString=text,
         limit=limit,
     )
     query_id = started["queryId"]
@@ -155,7 +220,8 @@ def fetch(
         answer = logs.get_query_results(queryId=query_id)
         status = answer["status"]
         if status == "Complete":
-            return parse(answer.get("results", []))
+            results: list[list[Mapping[str, str]]] = answer.get("results", [])
+            return results
         if status in DONE:
             raise RuntimeError(f"Logs Insights query {query_id} ended {status}")
         if expired():

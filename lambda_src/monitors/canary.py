@@ -110,6 +110,8 @@ def run(
         )  # fmt: skip
     cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
     summary = {"stable": split[0], "candidate": split[1], "samples": samples,
+               "sample_truncated": {"stable": stable.truncated,
+                                    "candidate": candidate.truncated},
                "report": described}  # fmt: skip
     print(json.dumps(summary, default=str))
     return summary

@@ -97,7 +97,8 @@ def run(
         ]  # fmt: skip
     cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
     summary = {"model_version": settings.model_version, "rows": len(rows.features),
-               "skipped": rows.skipped, "report": report.to_json()}  # fmt: skip
+               "skipped": rows.skipped, "sample_truncated": rows.truncated,
+               "report": report.to_json()}  # fmt: skip
     print(json.dumps(summary, default=str))
     return summary
 

@@ -59,7 +59,9 @@ def records(rows: int, shift: float) -> list[list[dict[str, str]]]:
     return out
 
 
-def stub(cfn: Stubber, logs: Stubber, results: list[list[dict[str, str]]]) -> None:
+def stub(
+    cfn: Stubber, logs: Stubber, results: list[list[dict[str, str]]], limit: int = 10_000
+) -> None:
     cfn.add_response(
         "describe_stacks",
         {"Stacks": [{"StackName": STACK, "CreationTime": "2026-11-25T00:00:00Z",
@@ -70,7 +72,7 @@ def stub(cfn: Stubber, logs: Stubber, results: list[list[dict[str, str]]]) -> No
     logs.add_response(
         "start_query", {"queryId": "q"},
         {"logGroupName": "/aws/fn", "startTime": ANY, "endTime": ANY,
-         "queryString": query("v1"), "limit": 10_000},
+         "queryString": query("v1", limit), "limit": limit},
     )  # fmt: skip
     logs.add_response("get_query_results", {"status": "Complete", "results": results},
                       {"queryId": "q"})  # fmt: skip
@@ -146,3 +148,23 @@ def test_model_picks_one_of_the_environments_models(
     assert "model 'fraud' is not a model of environment prod (it has: churn)" in (
         capsys.readouterr().err
     )
+
+
+def test_a_truncated_sample_is_said(
+    manifest: Path, clients: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    import functools
+
+    from serving import insights
+
+    cloudformation, logs, cfn, lg = clients
+    # The real fetch with a limit of 300 rows and one query: the window holds more.
+    monkeypatch.setattr(drift, "fetch", functools.partial(insights.fetch, limit=300,
+                                                          max_queries=1))  # fmt: skip
+    for as_json in ([], ["--json"]):
+        stub(cfn, lg, records(300, 0.0), limit=300)
+        out = io.StringIO()
+        argv = ["--env", "prod", "--manifest", str(manifest), *as_json]
+        drift.main(argv, out, lambda region: (cloudformation, logs))
+        said = out.getvalue() if not as_json else capsys.readouterr().err
+        assert "sample truncated: the window held more capture records" in said

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -194,11 +195,19 @@ def test_a_single_version_gets_its_figures_and_no_comparison(
     assert result["versions"]["v2"]["ROC AUC"]["rounds"] == int(ROUNDS)
 
 
-def captured_row(version: str, request: str, task: str, prediction: Any) -> Any:
+def captured_row(
+    version: str,
+    request: str,
+    task: str,
+    prediction: Any,
+    timestamp: str = "2026-11-25T10:00:00.000Z",
+    row: int = 0,
+) -> Any:
     from serving.capture_export import CapturedRow
 
-    return CapturedRow(line=1, request_id=request, row=0, model_name="m", model_version=version,
-                       lambda_version="3", timestamp="t", prediction=prediction, features=None,
+    return CapturedRow(line=1, request_id=request, row=row, model_name="m",
+                       model_version=version, lambda_version="3", timestamp=timestamp,
+                       prediction=prediction, features=None,
                        task=task, probability=None,
                        probabilities=(0.5, 0.3, 0.2) if task == "multiclass" else None)  # fmt: skip
 
@@ -268,3 +277,171 @@ def test_a_capture_of_two_tasks_is_refused() -> None:
             captured_row("v2", "r2", "multiclass", "bee")]  # fmt: skip
     with pytest.raises(ValueError, match="records of multiclass and regression models"):
         join(rows, [])
+
+
+# ---------------------------------------------------------------- requests, windows, families
+
+
+def test_resampled_metrics_at_one_count_each_are_the_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    from serving import bootstrap, stats
+
+    rng = np.random.default_rng(8)
+    request = np.repeat(np.arange(50), rng.integers(1, 9, 50))
+    p = rng.uniform(0, 1, request.size).round(1)  # ties, and 1.0 at a bin's edge
+    y = (rng.random(request.size) < p).astype(float)
+    sample = bootstrap.clustered(y, p, request)
+    ones = np.ones((1, sample.clusters))
+    binary = [stats.roc_auc, stats.log_loss, stats.brier, stats.expected_calibration_error]
+    for metric in binary:
+        assert bootstrap.RESAMPLED[metric](sample)(ones)[0] == pytest.approx(metric(y, p))
+    # ROC AUC over the rows (many requests for their rows) gives the same figure.
+    monkeypatch.setattr(bootstrap, "PAIRS_PER_ROW", 0)
+    auc = bootstrap.RESAMPLED[stats.roc_auc](sample)(np.vstack([ones, 2 * ones]))
+    assert auc == pytest.approx([stats.roc_auc(y, p)] * 2)
+    # Counts weight rows by their request: twice request 0 is request 0's rows twice.
+    counts = ones.copy()
+    counts[0, 0] = 2
+    doubled = np.r_[np.flatnonzero(request == 0), np.arange(request.size)]
+    for metric in binary:
+        got = bootstrap.RESAMPLED[metric](sample)(counts)[0]
+        assert got == pytest.approx(metric(y[doubled], p[doubled])), metric.__name__
+    values = rng.normal(0, 1, request.size)
+    regression = bootstrap.clustered(values, values + 0.5, request, pairing="regression")
+    for metric in (stats.rmse, stats.mae):
+        assert bootstrap.RESAMPLED[metric](regression)(ones)[0] == pytest.approx(0.5)
+    answered = np.array(["a", "b", "a", "c"], dtype=object)
+    truth = np.array(["a", "b", "b", "b"], dtype=object)
+    labels = bootstrap.clustered(truth, answered, [1, 1, 2, 3], pairing="labels")
+    accuracy = bootstrap.RESAMPLED[stats.label_accuracy](labels)
+    assert accuracy(np.array([[1.0, 1, 1], [2, 0, 1]]))[0] == pytest.approx(0.5)
+
+
+def test_resampling_requests_widens_intervals_by_the_design_effect() -> None:
+    import numpy as np
+
+    from serving import bootstrap, stats
+
+    rng = np.random.default_rng(9)
+    p = rng.uniform(0, 1, 300)
+    y = (rng.random(300) < p).astype(float)
+    one_row_each = bootstrap.cluster_intervals([stats.brier], bootstrap.clustered(y, p, range(300)))
+    by_rows = bootstrap.bootstrap_interval(stats.brier, y, p, rounds=2000)
+    width = one_row_each[0].high - one_row_each[0].low
+    assert width == pytest.approx(by_rows.high - by_rows.low, rel=0.15)
+    # Ten identical rows per request: the rows say no more than the requests, so the
+    # interval is about sqrt(10) times the one that takes the rows as independent.
+    tenfold = bootstrap.clustered(np.repeat(y, 10), np.repeat(p, 10), np.repeat(range(300), 10))
+    (clustered,) = bootstrap.cluster_intervals([stats.brier], tenfold)
+    naive = bootstrap.bootstrap_interval(stats.brier, tenfold.y, tenfold.p, rounds=2000)
+    ratio = (clustered.high - clustered.low) / (naive.high - naive.low)
+    assert 2.5 < ratio < 4.0, ratio
+
+
+def spread(days: tuple[int, int], version: str, rng: Any, rows: int = 200) -> list[Any]:
+    """Captured binary predictions of ``version``, one request a row, over ``days``."""
+    first, last = days
+    out = []
+    for i in range(rows):
+        day = first + (last - first) * i / (rows - 1)
+        stamp = f"2026-11-{1 + int(day):02d}T{int(day % 1 * 24):02d}:00:00.000Z"
+        row = captured_row(version, f"{version}-{i}", "binary", None, stamp)
+        out.append(dataclasses.replace(row, probability=float(rng.uniform())))
+    return out
+
+
+def outcomes_of(rows: list[Any], rng: Any) -> list[labels.Outcome]:
+    return [labels.Outcome(i + 2, r.request_id, 0, int(rng.random() < r.probability))
+            for i, r in enumerate(rows)]  # fmt: skip
+
+
+def test_versions_are_compared_only_while_both_served() -> None:
+    import numpy as np
+
+    from serving.outcomes import compare, epoch_seconds, join
+
+    rng = np.random.default_rng(10)
+    # v1 served days 0-10, v2 days 5-15: compared from v2's first to v1's last record.
+    v1, v2 = spread((0, 10), "v1", rng), spread((5, 15), "v2", rng)
+    result = compare(join(v1 + v2, outcomes_of(v1 + v2, rng)), rounds=200)
+    window = result.windows["v2"]
+    assert not isinstance(window, str)
+    start, end = epoch_seconds(v2[0]), epoch_seconds(v1[-1])
+    assert (window.start, window.end) == (start, end)
+    inside = {
+        "v1": sum(epoch_seconds(r) >= start for r in v1),
+        "v2": sum(epoch_seconds(r) <= end for r in v2),
+    }
+    assert 50 < inside["v1"] < 150 and 50 < inside["v2"] < 150
+    assert {r.version: r.count for r in result.versions} == inside
+    for version, rows in inside.items():
+        assert window.left_out[version] == (200 - rows, 200 - rows)  # a request a row
+    text = result.render()
+    assert "v2 against v1, compared while both served, 2026-11-06T00:00:00Z to 2026-11-11T" in text
+    assert f"(labelled rows left out: v1 {200 - inside['v1']} rows of " in text
+    assert result.to_json()["windows"]["v2"]["left_out"]["v2"]["rows"] == 200 - inside["v2"]  # type: ignore[index]
+
+
+def test_versions_that_never_served_together_are_not_compared() -> None:
+    import numpy as np
+
+    from serving.outcomes import compare, join
+
+    rng = np.random.default_rng(11)
+    rows = spread((0, 4), "v1", rng) + spread((6, 9), "v2", rng)
+    result = compare(join(rows, outcomes_of(rows, rng)), rounds=200)
+    assert result.differences == {}
+    assert [r.count for r in result.versions] == [200, 200]
+    assert "v2 against v1: not compared: they never served at the same time (v1 " in (
+        result.render()
+    )
+    windows = result.to_json()["windows"]
+    assert "never served" in windows["v2"]["not_compared"]  # type: ignore[index]
+
+
+def test_the_correction_counts_every_verdict_the_report_gives() -> None:
+    import numpy as np
+
+    from serving.outcomes import compare, join
+
+    rng = np.random.default_rng(12)
+    rows = [r for v in ("v1", "v2", "v3") for r in spread((0, 4), v, rng)]
+    result = compare(join(rows, outcomes_of(rows, rng)), rounds=200, confidence=0.9)
+    assert result.family == 8  # four metrics, two versions against the baseline
+    assert result.difference_confidence == pytest.approx(1 - 0.1 / 8)
+    for differences in result.differences.values():
+        for d in differences:
+            assert d.interval.confidence == pytest.approx(0.9875)
+    assert all(i.confidence == 0.9 for r in result.versions for i in r.metrics.values())
+    assert "differences: 98.75 % intervals (Bonferroni over 8 verdicts" in result.render()
+
+
+@pytest.mark.parametrize("stamp", ["t", "2026-11-25T10:00:00", ""])
+def test_a_timestamp_that_is_not_a_time_is_named(stamp: str) -> None:
+    from serving.outcomes import join
+
+    with pytest.raises(ValueError, match=f"line 1: timestamp {re.escape(repr(stamp))} is not"):
+        join([captured_row("v1", "r", "binary", None, stamp)], [])
+
+
+def test_bad_bootstrap_input_is_named() -> None:
+    from serving import bootstrap, stats
+
+    with pytest.raises(ValueError, match="2 request ids for 3 rows"):
+        bootstrap.clustered([0, 1, 1], [0.2, 0.4, 0.9], ["a", "b"])
+    sample = bootstrap.clustered([0, 1, 1], [0.2, 0.4, 0.9], ["a", "b", "b"])
+    with pytest.raises(ValueError, match="no request-resampled form of r2"):
+        bootstrap.cluster_intervals([stats.r2], sample)
+
+
+def test_the_json_report_names_its_window_and_correction(better: dict[str, Path]) -> None:
+    result = report(better)
+    assert result["family"] == 4 and result["difference_confidence"] == pytest.approx(0.9875)
+    window = result["windows"]["v2"]
+    assert window["start"] <= window["end"] and window["start"].endswith("Z")
+    assert window["left_out"] == {v: {"rows": 0, "requests": 0} for v in ("v1", "v2")}
+    assert result["differences"]["v2"]["log loss"]["confidence"] == pytest.approx(0.9875)
+    assert result["versions"]["v2"]["log loss"]["confidence"] == pytest.approx(0.95)

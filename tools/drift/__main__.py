@@ -192,14 +192,20 @@ def _live(args: argparse.Namespace, out: TextIO, clients: capture_cli.Clients) -
         print(f"error: reading the capture records of {stack} failed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     report = drift_report(reference, rows.features, rows.predictions, thresholds)
+    if rows.truncated and args.json:
+        print(TRUNCATED, end="", file=sys.stderr)
     return _verdict(
         out,
         report,
         args.json,
         f"drift of {config.model.model_name} {version} ({args.env}) against its training "
         f"reference\ncapture: {len(rows.features)} rows of the last {args.minutes} minutes"
-        f" ({rows.skipped} unreadable records skipped)\n\n",
+        f" ({rows.skipped} unreadable records skipped)\n"
+        f"{TRUNCATED if rows.truncated else ''}\n",
     )
+
+
+TRUNCATED = "sample truncated: the window held more capture records than its queries read\n"
 
 
 def _manifest(path: Path) -> dict[str, Any]:

@@ -6,6 +6,10 @@ a capture export (JSON lines, plain or .gz) and reports, per model version, the 
 count, ROC AUC, log loss, Brier score and calibration error with bootstrap intervals (a
 multiclass model: the accuracy of the class answered; a regression model: RMSE and MAE),
 then each version against the baseline: the difference with its interval and a verdict.
+Each pair is compared only on the rows captured while both versions served (the report
+names the window and what it left out); the bootstrap resamples requests, not rows; the
+difference intervals are Bonferroni-corrected over every verdict the report gives, so any
+false "better" verdict has at most 1 - --confidence chance (docs/capture-and-drift.md).
 With --env, the captures of the last --days come from the environment's capture bucket
 (AWS credentials needed; the bucket is the model-store stack's CaptureBucketName output).
 
