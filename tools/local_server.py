@@ -271,6 +271,10 @@ class LocalServer:
         self._stop = threading.Event()
         self._started = threading.Event()
         self._stopped = threading.Event()
+        # Held while the loop closes its sockets and while shutdown wakes the loop: waking it
+        # after the close would write to a closed (or by then reused) file descriptor.
+        self._closing = threading.Lock()
+        self._closed = False
         self.server_address: tuple[str, int] = (
             str(raw.effective_host),
             int(raw.effective_port),
@@ -291,9 +295,11 @@ class LocalServer:
             self._stopped.set()
 
     def shutdown(self) -> None:
-        self._stop.set()
+        with self._closing:
+            self._stop.set()
+            if self._started.is_set() and not self._closed:
+                self._server.pull_trigger()  # wake the loop now, not at its next timeout
         if self._started.is_set():
-            self._server.pull_trigger()  # wake the loop now, not at its next timeout
             self._stopped.wait()
 
     def server_close(self) -> None:
@@ -301,8 +307,10 @@ class LocalServer:
             self._close()
 
     def _close(self) -> None:
-        self._server.task_dispatcher.shutdown(timeout=5)
-        wasyncore.close_all(self._map)
+        with self._closing:
+            self._closed = True
+            self._server.task_dispatcher.shutdown(timeout=5)
+            wasyncore.close_all(self._map)
 
 
 def make_server(

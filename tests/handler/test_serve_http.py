@@ -433,3 +433,16 @@ def test_a_chunked_body_over_the_limit_is_a_413_envelope(server: tuple[str, int]
     [(status, _, body)] = parse_responses(received)
     assert status == 413
     assert "Function URL limit" in envelope(body, "payload_too_large")["error"]["message"]
+
+
+def test_shutdown_after_the_loop_closed_touches_no_closed_descriptor(isolated_env: None) -> None:
+    """The loop may close its sockets (and its wake-up pipe) before shutdown runs: waking it
+    then would write to a closed, or reused, file descriptor."""
+    module = serve.load_handler(serve.model_env("churn", "v1", "sklearn"))
+    local = local_server.make_server("127.0.0.1", 0, module.handler, module.identity)
+    thread = threading.Thread(target=local.serve_forever, daemon=True)
+    thread.start()
+    local._stop.set()  # the loop ends by itself, as it does when its map empties
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    local.shutdown()  # raised OSError (EBADF) when it pulled the closed trigger
