@@ -111,7 +111,8 @@ def summarize(
         if unknown:
             raise ValueError(f"class labels {unknown[:5]} are not among {list(columns)}")
         counts = np.zeros((len(index), len(columns)))
-        np.add.at(counts, (groups, [position[t] for t in text]), 1.0)
+        classes = np.array([position[t] for t in text], dtype=np.int64)
+        np.add.at(counts, (groups, classes), 1.0)
         return RequestSummaries(task, columns, counts / sizes[:, None], len(ids))
     values = np.asarray(predictions, dtype=np.float64).reshape(-1)
     if values.size and not np.all(np.isfinite(values)):
