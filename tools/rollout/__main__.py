@@ -18,7 +18,7 @@ from stacks.settings import (
     RolloutMode,
     stack_name_of,
 )
-from tools.rollout import gate, steps
+from tools.rollout import export_compare, gate, steps
 from tools.rollout.config_file import (
     DeploymentConfig,
     RefusedError,
@@ -113,11 +113,28 @@ def parser() -> argparse.ArgumentParser:
         help=f"PSI above which the verdict is roll back (default {defaults.psi_block:g})",
     )
     compare.add_argument(
-        "--min-samples",
+        "--min-requests",
         type=int,
-        default=defaults.min_samples,
-        help="predictions each side needs before a verdict other than 'too few requests "
-        f"to judge' (default {defaults.min_samples})",
+        default=defaults.min_requests,
+        help="requests each side needs before the harm test judges (default "
+        f"{defaults.min_requests}); rows of one request count once",
+    )
+    compare.add_argument(
+        "--export",
+        type=Path,
+        metavar="FILE",
+        help="judge a capture export (JSON lines, plain or .gz) with the canary evaluator's "
+        "rule instead of asking AWS; the sides are two model versions in it",
+    )
+    compare.add_argument(
+        "--stable-version",
+        metavar="V",
+        help="with --export: the stable side's model version (default: the older of two)",
+    )
+    compare.add_argument(
+        "--candidate-version",
+        metavar="V",
+        help="with --export: the candidate's model version (default: the newer of two)",
     )
     return top
 
@@ -131,6 +148,10 @@ def main(
 ) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "compare" and args.export is not None:
+            return export_compare.run(
+                args.export, args.stable_version, args.candidate_version, _thresholds(args)
+            )
         if args.command in ("status", "compare"):
             config_file = read(args.config)
             current = select_model(config_file.parse(args.env, artifacts_root), args.model)
@@ -347,12 +368,12 @@ def status(
 def _thresholds(args: argparse.Namespace) -> canary.Thresholds:
     try:
         return canary.Thresholds(
-            min_samples=args.min_samples, psi_watch=args.psi_watch, psi_block=args.psi_block
+            min_requests=args.min_requests, psi_watch=args.psi_watch, psi_block=args.psi_block
         )
     except ValueError as error:
         raise RefusedError(
-            f"--psi-watch {args.psi_watch:g} --psi-block {args.psi_block:g} --min-samples "
-            f"{args.min_samples} is not allowed: {error}"
+            f"--psi-watch {args.psi_watch:g} --psi-block {args.psi_block:g} --min-requests "
+            f"{args.min_requests} is not allowed: {error}"
         ) from None
 
 
@@ -425,37 +446,34 @@ def prediction_analysis(
     thresholds: canary.Thresholds | None = None,
     task: str = "binary",
 ) -> None:
-    """Do the two sides predict alike? Answers from the prediction logs."""
+    """The canary evaluator's rule (serving.canary) on each side's capture records, their
+    rows grouped by request."""
     stable, candidate = results
     try:
         group = live.log_group(function)
-        samples = [
-            live.predictions(group, r.side.lambda_version, start, end, task)
-            for r in (stable, candidate)
-        ]
+        samples = [live.captured(group, r.side.lambda_version, start, end)
+                   for r in (stable, candidate)]  # fmt: skip
     except LiveUnavailableError as error:
         print(f"prediction analysis {_phrase(error)}")
         return
-    print(f"predictions (Logs Insights on {group}, the prediction lines of each version):")
-    if task == "binary":
-        report = canary.analyse(
-            samples[0].values,
-            samples[1].values,
-            stable_requests=samples[0].requests,
-            candidate_requests=samples[1].requests,
-            thresholds=thresholds,
-        ).render()
-    else:
-        report = canary.shift_report(
-            samples[0].values, samples[1].values, task, thresholds or canary.Thresholds()
+    print(f"predictions (Logs Insights on {group}, the capture records of each version):")
+    try:
+        report = canary.evaluate(
+            (samples[0].request_ids, samples[0].predictions),
+            (samples[1].request_ids, samples[1].predictions),
+            samples[0].task or samples[1].task or task,
+            thresholds,
         )
-    for line in report.splitlines():
+    except ValueError as error:
+        print(f"  prediction analysis refused: {error}")
+        return
+    for line in report.render().splitlines():
         print(f"  {line}")
     for result, sample in zip((stable, candidate), samples, strict=True):
         if sample.truncated:
             print(
-                f"  note: the {result.side.label} side has more than {sample.requests} requests "
-                "in the window; the analysis uses the first ones Logs Insights returned"
+                f"  note: the {result.side.label} side has more capture records in the window "
+                f"than the {len(sample.predictions)} read; the analysis uses the newest ones"
             )
 
 
