@@ -18,7 +18,7 @@ from stacks.settings import (
     RolloutMode,
     stack_name_of,
 )
-from tools.rollout import export_compare, gate, steps
+from tools.rollout import gate, steps, verdict
 from tools.rollout.config_file import (
     DeploymentConfig,
     RefusedError,
@@ -34,6 +34,7 @@ from tools.rollout.live import (
     LiveUnavailableError,
     Side,
     from_environment,
+    phrase,
 )
 from tools.rollout.plan import cdk_commands, next_steps, routing
 from tools.rollout.steps import State, state_of
@@ -149,7 +150,7 @@ def main(
     args = parser().parse_args(argv)
     try:
         if args.command == "compare" and args.export is not None:
-            return export_compare.run(
+            return verdict.export(
                 args.export, args.stable_version, args.candidate_version, _thresholds(args)
             )
         if args.command in ("status", "compare"):
@@ -264,7 +265,7 @@ def _published_version(config: EnvironmentConfig, live_factory: LiveFactory) -> 
     except LiveUnavailableError as error:
         raise RefusedError(
             f"start needs the stable version: the currently published version is the "
-            f"PublishedVersion output of stack {stack}, and reading it {_phrase(error)}; "
+            f"PublishedVersion output of stack {stack}, and reading it {phrase(error)}; "
             "pass --stable N (the PublishedVersion output of the last deploy)"
         ) from None
     published = outputs.get("PublishedVersion", "")
@@ -273,11 +274,6 @@ def _published_version(config: EnvironmentConfig, live_factory: LiveFactory) -> 
             f"stack {stack} has no numeric PublishedVersion output ({published!r}); pass --stable N"
         )
     return int(published), outputs.get("ModelVersion", config.rollout.model_version)
-
-
-def _phrase(error: LiveUnavailableError) -> str:
-    message = str(error)
-    return message if message.startswith("needs") else f"failed: {message}"
 
 
 def apply(
@@ -353,7 +349,7 @@ def status(
         alias = live.alias(function)
         provisioned = live.provisioned_concurrency(function)
     except LiveUnavailableError as error:
-        print(f"live status {_phrase(error)}")
+        print(f"live status {phrase(error)}")
         return 0
     print(f"live (stack {stack_name_of(config)}):")
     for key in sorted(outputs):
@@ -415,7 +411,7 @@ def compare(
             task=config.model.task,
         )
     except LiveUnavailableError as error:
-        print(f"compare {_phrase(error)}")
+        print(f"compare {phrase(error)}")
         return 1
     print(
         f"compare {env} over {minutes} minutes, {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC "
@@ -433,48 +429,8 @@ def compare(
         print("  note: the stable side's model is not recorded (rollout.stable_model_version)")
     if [s.label for s in sides] == ["stable", "candidate"]:
         print()
-        prediction_analysis(live, function, results, start, end, thresholds, config.model.task)
+        verdict.live(live, function, results, start, end, thresholds, config.model.task)
     return 0
-
-
-def prediction_analysis(
-    live: Live,
-    function: str,
-    results: Sequence[Comparison],
-    start: dt.datetime,
-    end: dt.datetime,
-    thresholds: canary.Thresholds | None = None,
-    task: str = "binary",
-) -> None:
-    """The canary evaluator's rule (serving.canary) on each side's capture records, their
-    rows grouped by request."""
-    stable, candidate = results
-    try:
-        group = live.log_group(function)
-        samples = [live.captured(group, r.side.lambda_version, start, end)
-                   for r in (stable, candidate)]  # fmt: skip
-    except LiveUnavailableError as error:
-        print(f"prediction analysis {_phrase(error)}")
-        return
-    print(f"predictions (Logs Insights on {group}, the capture records of each version):")
-    try:
-        report = canary.evaluate(
-            (samples[0].request_ids, samples[0].predictions),
-            (samples[1].request_ids, samples[1].predictions),
-            samples[0].task or samples[1].task or task,
-            thresholds,
-        )
-    except ValueError as error:
-        print(f"  prediction analysis refused: {error}")
-        return
-    for line in report.render().splitlines():
-        print(f"  {line}")
-    for result, sample in zip((stable, candidate), samples, strict=True):
-        if sample.truncated:
-            print(
-                f"  note: the {result.side.label} side has more capture records in the window "
-                f"than the {len(sample.predictions)} read; the analysis uses the newest ones"
-            )
 
 
 def comparison_table(results: Sequence[Comparison], task: str = "binary") -> list[str]:

@@ -29,6 +29,12 @@ class LiveUnavailableError(Exception):
     """AWS could not be asked; the message says why and what to do."""
 
 
+def phrase(error: LiveUnavailableError) -> str:
+    """The error as the rest of a sentence: "needs ..." or "failed: ..."."""
+    message = str(error)
+    return message if message.startswith("needs") else f"failed: {message}"
+
+
 @contextmanager
 def _aws_errors(what: str) -> Iterator[None]:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError

@@ -1,24 +1,27 @@
-"""``python -m tools.rollout compare --export FILE``: the canary evaluator's rule on a
-capture export.
+"""``python -m tools.rollout compare``'s verdict: the canary evaluator's rule on the live
+capture records of the two sides (``live``), or on a capture export (``export``).
 
-The export is the one ``tools.drift`` and ``tools.outcomes`` read
+With ``--export FILE``, the export is the one ``tools.drift`` and ``tools.outcomes`` read
 (``serving.capture_export``). Its rows are split by model version into the stable and the
 candidate side, grouped by request, and judged by ``serving.canary.evaluate``, the function
 the deployed evaluator (lambda_src/monitors/canary.py) calls: the same export gets the
 same verdict from both.
 
-Exit status: 0 promote, 1 roll back, 3 hold (a page, or too few requests), 2 refused (an
-unreadable export, an unknown or ambiguous version).
+Exit status of ``--export``: 0 promote, 1 roll back, 3 hold (a page, or too few
+requests), 2 refused (an unreadable export, an unknown or ambiguous version).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from serving import canary
 from serving.capture_export import CapturedRow, CaptureFileError, read, version_key
+from tools.rollout.live import Comparison, Live, LiveUnavailableError, phrase
 
 EXIT = {"promote": 0, "roll back": 1, "hold": 3}
 EXIT_REFUSED = 2
@@ -68,7 +71,7 @@ def judge(
     return report, stable, candidate
 
 
-def run(
+def export(
     path: Path, stable: str | None, candidate: str | None, thresholds: canary.Thresholds
 ) -> int:
     try:
@@ -80,3 +83,43 @@ def run(
     for line in report.render().splitlines():
         print(f"  {line}")
     return EXIT[report.verdict]
+
+
+def live(
+    client: Live,
+    function: str,
+    results: Sequence[Comparison],
+    start: dt.datetime,
+    end: dt.datetime,
+    thresholds: canary.Thresholds | None = None,
+    task: str = "binary",
+) -> None:
+    """The canary evaluator's rule (serving.canary) on each side's capture records, their
+    rows grouped by request."""
+    stable, candidate = results
+    try:
+        group = client.log_group(function)
+        samples = [client.captured(group, r.side.lambda_version, start, end)
+                   for r in (stable, candidate)]  # fmt: skip
+    except LiveUnavailableError as error:
+        print(f"prediction analysis {phrase(error)}")
+        return
+    print(f"predictions (Logs Insights on {group}, the capture records of each version):")
+    try:
+        report = canary.evaluate(
+            (samples[0].request_ids, samples[0].predictions),
+            (samples[1].request_ids, samples[1].predictions),
+            samples[0].task or samples[1].task or task,
+            thresholds,
+        )
+    except ValueError as error:
+        print(f"  prediction analysis refused: {error}")
+        return
+    for line in report.render().splitlines():
+        print(f"  {line}")
+    for result, sample in zip((stable, candidate), samples, strict=True):
+        if sample.truncated:
+            print(
+                f"  note: the {result.side.label} side has more capture records in the window "
+                f"than the {len(sample.predictions)} read; the analysis uses the newest ones"
+            )
