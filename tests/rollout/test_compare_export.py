@@ -16,8 +16,14 @@ from botocore.stub import Stubber
 from monitors import canary as evaluator
 from serving import capture
 from serving.canary import Thresholds
-from serving.insights import query
-from tests.infra.test_canary_evaluator import NOW, STARTED, alias, first_record, published
+from tests.infra.test_canary_evaluator import (
+    NOW,
+    STARTED,
+    alias,
+    first_record,
+    published,
+    side,
+)
 from tests.infra.test_drift_monitor import stubbed_clients
 from tools.rollout import verdict as rule
 from tools.rollout.__main__ import main
@@ -64,16 +70,7 @@ def deployed_run(stubbed: Any, records: dict[str, list[dict[str, Any]]]) -> dict
     alias(stubbers, {"8": 0.1})
     first_record(stubbers, STARTED)
     for version in ("7", "8"):
-        results = [[{"field": "@message", "value": json.dumps(r)}] for r in records[version]]
-        stubbers["logs"].add_response(
-            "start_query", {"queryId": f"q{version}"},
-            {"logGroupName": "/aws/fn", "startTime": STARTED, "endTime": NOW,
-             "queryString": query(version, field="lambda_version"), "limit": 10_000},
-        )  # fmt: skip
-        stubbers["logs"].add_response(
-            "get_query_results", {"status": "Complete", "results": results},
-            {"queryId": f"q{version}"},
-        )  # fmt: skip
+        side(stubbers, version, records[version])  # capture records carry their own fields
     seen: dict[str, float] = {}
     published(stubbers, seen)
     summary: dict[str, Any] = evaluator.run(
