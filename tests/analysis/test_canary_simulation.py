@@ -64,14 +64,16 @@ def positive_shares(rng: np.random.Generator, size: int, rate: float) -> np.ndar
 
 def harm_p_values(
     rng: np.random.Generator, runs: int, candidate_rate: float, looks: int
-) -> np.ndarray:
-    """Always-valid p-values, (runs, looks), of canaries with this candidate rate."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Always-valid p-values, (runs, looks), of canaries with this candidate rate; and the
+    fixed-sample two-sided p-values of the same looks (what the mSPRT replaces)."""
     sides = (
         ("stable", STABLE_PER_LOOK, share_distribution(BASE)),
         ("candidate", CANDIDATE_PER_LOOK, share_distribution(candidate_rate)),
     )
     counts = {side: np.zeros((runs, ROWS + 1)) for side, _, _ in sides}
     found = np.empty((runs, looks))
+    naive = np.empty((runs, looks))
     for look in range(looks):
         stats = {}
         for side, per_look, pmf in sides:
@@ -83,7 +85,8 @@ def harm_p_values(
         (ns, ms, vs), (nc, mc, vc) = stats["stable"], stats["candidate"]
         tau = T.tau_sd * np.sqrt(vs)
         found[:, look] = sequential.always_valid_p(mc - ms, vs / ns + vc / nc, tau)
-    return found
+        naive[:, look] = 2 * ndtr(-np.abs(mc - ms) / np.sqrt(vs / ns + vc / nc))
+    return found, naive
 
 
 def test_the_vectorised_harm_test_is_the_rules_own() -> None:
@@ -150,14 +153,15 @@ def pages(rng: np.random.Generator, runs: int) -> tuple[np.ndarray, np.ndarray]:
 
 def figures() -> dict[str, float]:
     rng = np.random.default_rng(SEED)
-    null = harm_p_values(rng, HARM_RUNS, BASE, LOOKS)
-    shifted = harm_p_values(rng, HARM_RUNS, SHIFTED, 6)  # 30 minutes
+    null, naive = harm_p_values(rng, HARM_RUNS, BASE, LOOKS)
+    shifted, _ = harm_p_values(rng, HARM_RUNS, SHIFTED, 6)  # 30 minutes
     paged, _ = pages(rng, PSI_RUNS)
     return {
         "rollback": float(np.mean((null <= T.alpha).any(axis=1))),
         "page": float(np.mean(paged.any(axis=1))),
         "caught_30min": float(np.mean((shifted <= T.alpha).any(axis=1))),
         "caught_first_look": float(np.mean(shifted[:, 0] <= T.alpha)),
+        "naive_rollback": float(np.mean((naive <= T.alpha).any(axis=1))),
     }
 
 
@@ -170,6 +174,14 @@ def test_a_healthy_canary_is_rarely_rolled_back(measured: dict[str, float]) -> N
     assert measured["rollback"] <= 0.01
 
 
+def test_the_same_looks_with_a_fixed_sample_test_break_the_budget(
+    measured: dict[str, float],
+) -> None:
+    """The simulation can fail a rule: a p < 0.01 test repeated at each of the 24 looks
+    (requests as the unit, still) rolls back far more than 1 % of healthy canaries."""
+    assert measured["naive_rollback"] > 0.03
+
+
 def test_a_healthy_canary_rarely_pages(measured: dict[str, float]) -> None:
     assert measured["page"] <= 0.05
 
@@ -180,5 +192,11 @@ def test_a_positive_rate_shift_is_caught_within_30_minutes(measured: dict[str, f
 
 def test_figures(measured: dict[str, float]) -> None:
     """Prints the figures under -s (docs/quality-gate.md quotes them)."""
-    assert set(measured) == {"rollback", "page", "caught_30min", "caught_first_look"}
+    assert set(measured) == {
+        "rollback",
+        "page",
+        "caught_30min",
+        "caught_first_look",
+        "naive_rollback",
+    }
     print(f"seed {SEED}: {HARM_RUNS} harm runs, {PSI_RUNS} PSI runs: {measured}")
