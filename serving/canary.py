@@ -205,9 +205,7 @@ def decide(
                 f"PSI {psi:.3f} between the sides' predictions is {band} (from "
                 f"{t.psi_watch:g}) and above its noise {noise:.3f}: page, do not roll back"
             )
-    notes = () if psi is not None else (
-        f"PSI is judged from {t.psi_min_requests} requests a side",
-    )
+    notes = () if psi is not None else (f"PSI is judged from {t.psi_min_requests} requests a side",)
 
     verdict: CanaryVerdict
     if reasons:
