@@ -227,6 +227,19 @@ def test_sides_of_different_tasks_are_refused(stubbed: Any) -> None:
         run(clients)
 
 
+def test_a_start_query_still_running_when_time_is_up_is_stopped(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    alias(stubbers, {"8": 0.1})
+    stubbers["logs"].add_response("start_query", {"queryId": "qfirst"})
+    stubbers["logs"].add_response("get_query_results", {"status": "Running", "results": []},
+                                  {"queryId": "qfirst"})  # fmt: skip
+    stubbers["logs"].add_response("stop_query", {"success": True}, {"queryId": "qfirst"})
+    with pytest.raises(TimeoutError, match="qfirst still running; stopped it"):
+        canary.run(SETTINGS, lambda_client=clients["lambda"], logs=clients["logs"],
+                   cloudwatch=clients["cloudwatch"], now=NOW, expired=lambda: True,
+                   sleep=lambda _: None)  # fmt: skip
+
+
 def test_the_minimum_requests_come_from_the_environment() -> None:
     env = {"LOG_GROUP": "/aws/fn", "MODEL_VERSION": "v2", "METRICS_NAMESPACE": "N",
            "WINDOW_MINUTES": "30", "FUNCTION_NAME": "fn", "ALIAS_NAME": "production"}  # fmt: skip

@@ -206,6 +206,16 @@ def test_a_query_that_ends_otherwise_is_named(clients: Clients) -> None:
         clients.live().captured(LOG_GROUP, "7", *WINDOW)
 
 
+def test_a_query_running_past_the_wait_is_stopped_and_named(clients: Clients) -> None:
+    clients.logs_stub.add_response("start_query", {"queryId": "q"})
+    for _ in range(121):
+        clients.logs_stub.add_response("get_query_results", {"status": "Running", "results": []})
+    clients.logs_stub.add_response("stop_query", {"success": True}, {"queryId": "q"})
+    with pytest.raises(LiveUnavailableError, match=r"failed after 120 s: .* still Running"):
+        clients.live().captured(LOG_GROUP, "7", *WINDOW)
+    assert sum(clients.slept) == 120
+
+
 def test_lines_that_are_not_capture_records_are_skipped(clients: Clients) -> None:
     record = {"capture": 1, "request_id": "r1", "features": {"x": 1.0}}
     results: Any = [
