@@ -1,50 +1,64 @@
-"""Canary analysis of predictions: does the candidate answer like the stable version?
+"""The canary decision rule: does the candidate harm, or only differ from, the stable side?
 
 Weighted routing sends each request to a side at random, so both sides see the same
-input distribution and a difference in what they predict is the models'. ``analyse``
-takes each side's predicted probabilities (from the prediction logs) and request counts
-(from the metrics) and returns a ``CanaryReport`` whose verdict is one of:
+input distribution and a difference in what they predict is the models'. One rule, used
+by the canary evaluator (lambda_src/monitors/canary.py, on every look) and by
+``python -m tools.rollout compare`` (live, or ``--export FILE``), over each side's captured
+rows grouped by request (``serving.sequential``: the request is the unit):
 
-- ``too few requests to judge``: a side has fewer than ``min_samples`` predictions;
-- ``roll back``: the PSI between the sides exceeds ``psi_block``, or the positive rate
-  moved by more than ``max_rate_shift`` and the two-proportion test is significant at
-  ``alpha``;
-- ``hold``: the PSI is in the watch band [``psi_watch``, ``psi_block``], or the positive
-  rate moved significantly but within ``max_rate_shift``, or moved by more than it
-  without significance yet;
+- ``hold`` with "too few requests": a side has fewer than ``min_requests`` requests;
+- ``roll back``: the always-valid harm test (mSPRT) finds a shift of the positive rate
+  (binary), the mean prediction (regression) or the class mix (multiclass) at
+  ``alpha``, the false-rollback rate over the whole canary however often it looks;
+- ``hold`` and page: the PSI of the prediction distribution (requests' summaries) is at
+  least ``psi_watch`` and beyond the PSI two samples of one distribution reach with
+  probability ``page_alpha`` at these request counts (``sequential.psi_noise``), with at
+  least ``psi_min_requests`` per side. PSI measures difference, not harm (a better
+  calibrated candidate has a high PSI): it pages a person, it never rolls back;
 - ``promote``: none of the above.
 
-Pure: no AWS calls; ``tools.rollout compare`` fetches the samples and calls this.
+Pure: no AWS calls.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import numpy as np
+from serving import histograms, sequential
+from serving.sequential import HarmTest, RequestSummaries
 
-from serving import histograms, stats
+CanaryVerdict = Literal["promote", "hold", "roll back"]
 
-CanaryVerdict = Literal["promote", "hold", "roll back", "too few requests to judge"]
+# The fewest requests a side needs for the harm test: its normal approximation of the
+# request summaries' mean holds from a few dozen requests (the simulation's null runs
+# start at 50 and keep the false-rollback rate under alpha).
+DEFAULT_MIN_REQUESTS = 50
+# The fewest requests a side needs before its PSI is published and judged: at 200 and 9
+# times as many stable requests, PSI above 0.25 from sampling alone has probability
+# under 1e-6, and the noise bound is near the watch level.
+DEFAULT_PSI_MIN_REQUESTS = 200
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    min_samples: int = 200
+    min_requests: int = DEFAULT_MIN_REQUESTS
+    psi_min_requests: int = DEFAULT_PSI_MIN_REQUESTS
     psi_watch: float = histograms.PSI_WATCH
     psi_block: float = histograms.PSI_ALARM
-    alpha: float = 0.01
-    max_rate_shift: float = 0.05
+    alpha: float = 0.01  # the false-rollback rate of a whole canary
+    page_alpha: float = 0.001  # per look: the chance a healthy PSI is called beyond noise
     decision_threshold: float = 0.5
     bins: int = histograms.DEFAULT_BINS
+    tau_sd: float = sequential.TAU_SD
 
     def __post_init__(self) -> None:
-        if self.min_samples < 1:
-            raise ValueError(f"min_samples must be a positive integer, got {self.min_samples}")
+        for name in ("min_requests", "psi_min_requests"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name} must be an integer of at least 2, got {value!r}")
         try:
             histograms.check_thresholds(self.psi_watch, self.psi_block)
         except ValueError:
@@ -52,264 +66,184 @@ class Thresholds:
                 "PSI thresholds must satisfy 0 < psi_watch <= psi_block, got "
                 f"psi_watch={self.psi_watch}, psi_block={self.psi_block}"
             ) from None
-        for name in ("alpha", "max_rate_shift", "decision_threshold"):
+        for name in ("alpha", "page_alpha", "decision_threshold"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 < value < 1):
                 raise ValueError(f"{name} must lie strictly between 0 and 1, got {value}")
-        if self.bins < 1:
-            raise ValueError(f"bins must be a positive integer, got {self.bins}")
+        if not (math.isfinite(self.tau_sd) and self.tau_sd > 0):
+            raise ValueError(f"tau_sd must be a positive number, got {self.tau_sd}")
+        if self.bins < 2:
+            raise ValueError(f"bins must be an integer of at least 2, got {self.bins}")
 
 
 @dataclass(frozen=True)
 class SideSummary:
     name: str
+    rows: int
     requests: int
-    predictions: int
-    mean: float | None
-    p5: float | None
-    p50: float | None
-    p95: float | None
-    positives: int
-    positive_rate: float | None
-    positive_rate_low: float
-    positive_rate_high: float
+    # The mean request summary per column (each request weighing one).
+    means: dict[str, float]
 
 
 @dataclass(frozen=True)
 class CanaryReport:
+    task: str
     stable: SideSummary
     candidate: SideSummary
     verdict: CanaryVerdict
     reasons: tuple[str, ...]
     thresholds: Thresholds
-    rate_test: stats.ProportionTest | None = None
+    harm: tuple[HarmTest, ...] = ()
     psi: float | None = None
-    psi_band: histograms.Verdict | None = field(default=None)
+    psi_noise: float | None = None
+    page: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def judged(self) -> bool:
+        """Both sides have the minimum requests: the harm test ran."""
+        return bool(self.harm)
+
+    @property
+    def harmful(self) -> bool:
+        return any(test.significant for test in self.harm)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "task": self.task,
             "verdict": self.verdict,
             "reasons": list(self.reasons),
             "stable": asdict(self.stable),
             "candidate": asdict(self.candidate),
-            "rate_test": asdict(self.rate_test) if self.rate_test else None,
+            "harm": [asdict(t) | {"significant": t.significant} for t in self.harm],
             "psi": self.psi,
+            "psi_noise": self.psi_noise,
+            "page": self.page,
+            "notes": list(self.notes),
             "thresholds": asdict(self.thresholds),
         }
 
     def render(self) -> str:
-        header = (
-            f"{'side':<10} {'requests':>8} {'predictions':>11} {'mean':>6} {'p5':>6} "
-            f"{'p50':>6} {'p95':>6}  positive rate [95 % interval]"
+        columns = list(self.stable.means) or list(self.candidate.means)
+        header = f"{'side':<10} {'requests':>8} {'rows':>8}  " + "  ".join(
+            f"{c[:16]:>16}" for c in columns
         )
         lines = [header]
         for side in (self.stable, self.candidate):
+            cells = "  ".join(f"{_f(side.means.get(c)):>16}" for c in columns)
+            lines.append(f"{side.name:<10} {side.requests:>8} {side.rows:>8}  {cells}")
+        for test in self.harm:
             lines.append(
-                f"{side.name:<10} {side.requests:>8} {side.predictions:>11} "
-                f"{_f(side.mean):>6} {_f(side.p5):>6} {_f(side.p50):>6} {_f(side.p95):>6}  "
-                f"{_f(side.positive_rate)} [{_f(side.positive_rate_low)}, "
-                f"{_f(side.positive_rate_high)}]"
-            )
-        if self.rate_test:
-            lines.append(
-                f"positive rate, candidate - stable: {self.rate_test.difference:+.3f} "
-                f"(z = {self.rate_test.z:.2f}, p = {_p(self.rate_test.p_value)})"
+                f"{test.column}, candidate - stable: {test.difference:+.4g} "
+                f"(se {test.standard_error:.2g}, always-valid p = {_p(test.p_value)}, "
+                f"rollback at p <= {test.alpha:g})"
             )
         if self.psi is not None:
             t = self.thresholds
             lines.append(
-                f"PSI of the candidate's predictions in the stable side's bins: {self.psi:.3f} "
-                f"(fine below {t.psi_watch:g}, watch to {t.psi_block:g}, block above)"
+                f"PSI of the candidate's request summaries in the stable side's bins: "
+                f"{self.psi:.3f} (pages from {t.psi_watch:g} when above the noise "
+                f"{_f(self.psi_noise)} at these request counts)"
             )
         lines.append(f"verdict: {self.verdict}")
         lines.extend(f"  - {reason}" for reason in self.reasons)
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
-def summarize(
-    name: str,
-    probabilities: Sequence[float],
-    *,
-    requests: int | None = None,
-    decision_threshold: float = 0.5,
-) -> SideSummary:
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim != 1 or not np.all((p >= 0) & (p <= 1)):
-        raise ValueError(f"{name}: predictions must be a list of probabilities in [0, 1]")
-    count = int(p.size)
-    if requests is not None and requests < 0:
-        raise ValueError(f"{name}: request count must be >= 0, got {requests}")
-    positives = int(np.sum(p >= decision_threshold))
-    low, high = stats.wilson_interval(positives, count)
-    if count == 0:
-        return SideSummary(name, requests or 0, 0, None, None, None, None, 0, None, low, high)
-    q = stats.percentiles(p, (5, 50, 95))
-    return SideSummary(
-        name,
-        requests if requests is not None else count,
-        count,
-        float(p.mean()),
-        q[5],
-        q[50],
-        q[95],
-        positives,
-        positives / count,
-        low,
-        high,
+def side_summary(name: str, summaries: RequestSummaries) -> SideSummary:
+    means = (
+        {c: float(v) for c, v in zip(summaries.columns, summaries.values.mean(axis=0), strict=True)}
+        if summaries.requests
+        else {}
     )
+    return SideSummary(name, summaries.rows, summaries.requests, means)
 
 
-def analyse(
-    stable_probabilities: Sequence[float],
-    candidate_probabilities: Sequence[float],
-    *,
-    stable_requests: int | None = None,
-    candidate_requests: int | None = None,
+def decide(
+    stable: RequestSummaries, candidate: RequestSummaries, thresholds: Thresholds | None = None
+) -> CanaryReport:
+    """The verdict on two sides' request summaries (module docstring)."""
+    t = thresholds or Thresholds()
+    if stable.task != candidate.task:
+        # A model of another task cannot shift "the same way": there is nothing to compare.
+        raise ValueError(
+            f"the candidate's predictions are {candidate.task}, the stable side's {stable.task}"
+        )
+    sides = (side_summary("stable", stable), side_summary("candidate", candidate))
+    counts = f"{stable.requests} stable and {candidate.requests} candidate requests"
+    short = [
+        f"{s.name} has {s.requests} requests, at least {t.min_requests} needed"
+        for s in sides
+        if s.requests < t.min_requests
+    ]
+    if short:
+        return CanaryReport(stable.task, *sides, "hold", (*short, f"based on {counts}"), t)
+
+    harm = tuple(sequential.harm_tests(stable, candidate, alpha=t.alpha, tau_sd=t.tau_sd))
+    reasons: list[str] = []
+    for test in harm:
+        text = (
+            f"{test.column} {test.stable_mean:.4g} -> {test.candidate_mean:.4g} "
+            f"({test.difference:+.4g}, always-valid p = {_p(test.p_value)})"
+        )
+        if test.significant:
+            reasons.append(f"{text}: a significant shift at {test.alpha:g}")
+
+    psi: float | None = None
+    noise: float | None = None
+    page = False
+    psi_reasons: list[str] = []
+    if min(stable.requests, candidate.requests) >= t.psi_min_requests:
+        psi = sequential.prediction_psi(stable, candidate, bins=t.bins)
+        noise = float(sequential.psi_noise(stable.requests, candidate.requests, t.bins,
+                                           t.page_alpha))  # fmt: skip
+        page = psi >= t.psi_watch and psi > noise
+        band = "above the block level" if psi > t.psi_block else "in the watch band"
+        if page:
+            psi_reasons.append(
+                f"PSI {psi:.3f} between the sides' predictions is {band} (from "
+                f"{t.psi_watch:g}) and above its noise {noise:.3f}: page, do not roll back"
+            )
+    notes = () if psi is not None else (f"PSI is judged from {t.psi_min_requests} requests a side",)
+
+    verdict: CanaryVerdict
+    if reasons:
+        verdict = "roll back"
+        reasons += psi_reasons
+    elif page:
+        verdict, reasons = "hold", psi_reasons
+    else:
+        verdict = "promote"
+        reasons = [f"no significant shift at {t.alpha:g}"]
+    return CanaryReport(
+        stable.task, *sides, verdict, (*reasons, f"based on {counts}"), t,
+        harm=harm, psi=psi, psi_noise=noise, page=page, notes=notes,
+    )  # fmt: skip
+
+
+def evaluate(
+    stable: tuple[Sequence[str], Sequence[Any]],
+    candidate: tuple[Sequence[str], Sequence[Any]],
+    task: str,
     thresholds: Thresholds | None = None,
 ) -> CanaryReport:
+    """``decide`` on rows: each side's (request ids, predictions), one of each per row."""
     t = thresholds or Thresholds()
-    stable = summarize(
-        "stable",
-        stable_probabilities,
-        requests=stable_requests,
-        decision_threshold=t.decision_threshold,
-    )
-    candidate = summarize(
-        "candidate",
-        candidate_probabilities,
-        requests=candidate_requests,
-        decision_threshold=t.decision_threshold,
-    )
-    short = [
-        f"{side.name} has {side.predictions} predictions, at least {t.min_samples} needed"
-        for side in (stable, candidate)
-        if side.predictions < t.min_samples
-    ]
-    if short:
-        return CanaryReport(stable, candidate, "too few requests to judge", tuple(short), t)
-
-    rate = stats.two_proportion_test(
-        stable.positives, stable.predictions, candidate.positives, candidate.predictions
-    )
-    histogram = histograms.numeric_histogram(stable_probabilities, t.bins)
-    psi = histogram.psi(candidate_probabilities)
-    band = histograms.psi_verdict(psi, watch=t.psi_watch, alarm=t.psi_block)
-
-    block: list[str] = []
-    watch: list[str] = []
-    fine: list[str] = []
-    psi_text = f"PSI {psi:.3f} between the sides' predictions"
-    if band == "drift":
-        block.append(f"{psi_text} is above {t.psi_block:g}")
-    elif band == "watch":
-        watch.append(f"{psi_text} is in the watch band [{t.psi_watch:g}, {t.psi_block:g}]")
-    else:
-        fine.append(f"{psi_text} is below {t.psi_watch:g}")
-
-    shift = rate.difference
-    significant = rate.p_value < t.alpha
-    rate_text = (
-        f"positive rate {stable.positive_rate:.3f} -> {candidate.positive_rate:.3f} "
-        f"({shift:+.3f}, p = {_p(rate.p_value)})"
-    )
-    if significant and abs(shift) > t.max_rate_shift:
-        block.append(
-            f"{rate_text} moved by more than {t.max_rate_shift:g}, significant at {t.alpha:g}"
-        )
-    elif significant:
-        watch.append(f"{rate_text} moved significantly at {t.alpha:g}, within {t.max_rate_shift:g}")
-    elif abs(shift) > t.max_rate_shift:
-        watch.append(
-            f"{rate_text} moved by more than {t.max_rate_shift:g}, not yet significant "
-            f"at {t.alpha:g}: wait for more requests"
-        )
-    else:
-        fine.append(f"{rate_text}: no significant change at {t.alpha:g}")
-
-    sample = (
-        f"based on {stable.predictions} stable and {candidate.predictions} candidate predictions"
-    )
-    verdict: CanaryVerdict
-    if block:
-        verdict, reasons = "roll back", [*block, *watch]
-    elif watch:
-        verdict, reasons = "hold", watch
-    else:
-        verdict, reasons = "promote", fine
-    return CanaryReport(
-        stable, candidate, verdict, (*reasons, sample), t, rate_test=rate, psi=psi, psi_band=band
-    )
-
-
-def shift_report(
-    stable: Sequence[Any], candidate: Sequence[Any], task: str, thresholds: Thresholds
-) -> str:
-    """The prediction comparison of a multiclass (class labels) or regression (values)
-    canary: each side's answers and the PSI between them, judged by the PSI bands."""
-    t = thresholds
-    lines = []
-    for name, values in (("stable", stable), ("candidate", candidate)):
-        if task == "multiclass":
-            counts = Counter(str(value) for value in values)
-            shares = ", ".join(
-                f"{label} {count / len(values):.1%}" for label, count in counts.most_common(10)
-            )
-            lines.append(f"{name:<10} {len(values):>8} predictions  classes: {shares or '-'}")
-        else:
-            array = np.asarray(values, dtype=np.float64)
-            q = stats.percentiles(array, (5, 50, 95)) if array.size else {}
-            described = (
-                f"mean {array.mean():.6g}, p5 {q[5]:.6g}, p50 {q[50]:.6g}, p95 {q[95]:.6g}"
-                if array.size
-                else "-"
-            )
-            lines.append(f"{name:<10} {len(values):>8} predictions  {described}")
-    short = [
-        f"{name} has {len(values)} predictions, at least {t.min_samples} needed"
-        for name, values in (("stable", stable), ("candidate", candidate))
-        if len(values) < t.min_samples
-    ]
-    if short:
-        return "\n".join(
-            [*lines, "verdict: too few requests to judge", *(f"  - {r}" for r in short)]
-        )
-    psi = prediction_shift_psi(stable, candidate, task, bins=t.bins)
-    band = histograms.psi_verdict(psi, watch=t.psi_watch, alarm=t.psi_block)
-    what = "predicted classes" if task == "multiclass" else "predicted values"
-    verdict = {"drift": "roll back", "watch": "hold"}.get(band, "promote")
-    lines.append(
-        f"PSI of the candidate's {what} in the stable side's bins: {psi:.3f} "
-        f"(fine below {t.psi_watch:g}, watch to {t.psi_block:g}, block above)"
-    )
-    lines.append(f"verdict: {verdict}")
-    lines.append(f"  - based on {len(stable)} stable and {len(candidate)} candidate predictions")
-    return "\n".join(lines)
+    labels = None
+    if task == "multiclass":
+        labels = sorted({str(p) for p in (*stable[1], *candidate[1])})
+    stable_summaries, candidate_summaries = (
+        sequential.summarize(ids, predictions, task, decision_threshold=t.decision_threshold,
+                             labels=labels)
+        for ids, predictions in (stable, candidate)
+    )  # fmt: skip
+    return decide(stable_summaries, candidate_summaries, t)
 
 
 def _f(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _p(value: float) -> str:
     return f"{value:.2g}" if value >= 1e-4 else "< 1e-4"
-
-
-def prediction_shift_psi(
-    stable: Sequence[Any],
-    candidate: Sequence[Any],
-    task: str,
-    *,
-    bins: int = histograms.DEFAULT_BINS,
-) -> float:
-    """PSI of the candidate's predictions in bins taken from the stable side's, per task:
-    binary probabilities and regression values in the stable side's quantile bins (as
-    ``analyse``); multiclass class labels, one bin per label the stable side answered plus
-    one for labels it never did."""
-    if not stable or not candidate:
-        raise ValueError("both sides need predictions to compare")
-    if task == "multiclass":
-        labels = sorted({histograms.category_key(v): v for v in stable}.items())
-        return histograms.value_histogram(stable, [v for _, v in labels]).psi(candidate)
-    if task not in ("binary", "regression"):
-        raise ValueError(f"task {task!r} is not one of binary, multiclass, regression")
-    return histograms.numeric_histogram(stable, bins).psi(candidate)

@@ -1,23 +1,37 @@
-"""Scheduled canary evaluator: do the candidate's predictions shift from the stable side's?
+"""Scheduled canary evaluator: does the candidate harm, or only differ from, the stable side?
 
 While the alias splits traffic between two versions (a manual canary, or a CodeDeploy
-shift), every run reads both versions' capture records of the last window (Logs Insights,
-by ``lambda_version``), and compares the candidate's predictions with the stable side's
-(serving.canary, bins from the stable side): binary probabilities (PSI,
-positive-rate test) and regression values in the stable side's quantile bins, multiclass
-predicted classes one bin per class.
-Because weighted routing is random per request, both sides see the same input
-distribution: a shift is the model's. It publishes, per candidate model version:
+shift), every run reads both versions' capture records **since the canary began**
+(Logs Insights, by ``lambda_version``) and applies the canary rule
+(``serving.canary.decide`` over the rows grouped by request, the rule
+``python -m tools.rollout compare`` applies too). Because weighted routing is random per
+request, both sides see the same input distribution: a shift is the model's. It
+publishes, per candidate model version:
 
 * ``CanarySamples`` {ModelVersion}: the fewer of the two sides' captured rows;
-* ``PredictionShiftPSI`` {ModelVersion}: only with at least ``MIN_ROWS`` rows per side.
+* ``CanaryRequests`` {ModelVersion}: the fewer of the two sides' distinct requests;
+* ``CanaryHarm`` {ModelVersion}: 1 when the always-valid harm test finds a shift of the
+  positive rate, the mean prediction or the class mix at the rule's alpha, else 0; only
+  with at least the minimum requests per side (the stack's alarm rolls back on it in
+  automated mode, pages in manual mode);
+* ``PredictionShiftPSI`` {ModelVersion}: only with the rule's ``psi_min_requests`` per
+  side; it pages, never rolls back.
 
-The stack's prediction-shift alarm pages in manual mode and rolls the shift back in
-automated mode. With one version behind the alias it publishes nothing.
+Why the window starts at the canary's first captured request, not "the last N minutes":
+the harm test is valid over repeated looks only when each look sees the data of the
+previous ones and more (``serving.sequential``). The first candidate record is when the
+alias began sending it traffic (the traffic gate's own requests are not captured), and it
+does not move between runs, so run after run reads nested samples of the same canary and
+the false-rollback rate stays at alpha over the whole canary. A sliding window would
+restart the test every run and spend alpha 12 times an hour. The look-back is capped at
+``LOOKBACK_HOURS`` (the query's cost); a canary older than that is judged on its last
+``LOOKBACK_HOURS``, and the summary says so. With one version behind the alias it
+publishes nothing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -25,23 +39,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitors.schedule import MonitorSettings, scheduled_run
-from serving.canary import Thresholds, analyse, prediction_shift_psi
-from serving.insights import Window, fetch, setting
+from serving.canary import DEFAULT_MIN_REQUESTS, Thresholds, evaluate
+from serving.insights import POLL_SECONDS, Window, fetch, query, setting
+
+LOOKBACK_HOURS = 24
 
 
 @dataclass(frozen=True)
 class Settings(MonitorSettings):
     function_name: str
     alias_name: str
-    min_rows: int
+    # The fewest requests a side needs before the harm test runs (serving.canary).
+    min_requests: int = DEFAULT_MIN_REQUESTS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
+        minimum = env.get("MIN_REQUESTS", "").strip()
         return cls(
             **MonitorSettings.common(env),
             function_name=setting(env, "FUNCTION_NAME"),
             alias_name=setting(env, "ALIAS_NAME"),
-            min_rows=int(setting(env, "MIN_ROWS")),
+            min_requests=int(minimum) if minimum else DEFAULT_MIN_REQUESTS,
         )
 
 
@@ -53,6 +71,44 @@ def sides(lambda_client: Any, settings: Settings) -> tuple[str, str] | None:
         return None
     (candidate,) = weights
     return str(alias["FunctionVersion"]), str(candidate)
+
+
+def first_record_query(candidate: str) -> str:
+    """The candidate's oldest capture record in the look-back: when its canary began."""
+    newest = query(candidate, 1, field="lambda_version")
+    return newest.replace("fields @message", "fields @timestamp").replace(
+        "sort @timestamp desc", "sort @timestamp asc"
+    )
+
+
+def canary_start(
+    logs: Any,
+    settings: Settings,
+    candidate: str,
+    now: int,
+    *,
+    expired: Callable[[], bool],
+    sleep: Callable[[float], None],
+) -> int | None:
+    """Epoch seconds of the candidate's first capture record, or None (none yet)."""
+    query_id = logs.start_query(
+        logGroupName=settings.log_group, startTime=now - LOOKBACK_HOURS * 3600, endTime=now,
+        queryString=first_record_query(candidate), limit=1,
+    )["queryId"]  # fmt: skip
+    while (answer := logs.get_query_results(queryId=query_id))["status"] != "Complete":
+        if answer["status"] not in ("Scheduled", "Running"):
+            raise RuntimeError(f"Logs Insights query {query_id} ended {answer['status']}")
+        if expired():
+            logs.stop_query(queryId=query_id)
+            raise TimeoutError(f"Logs Insights query {query_id} still running; stopped it")
+        sleep(POLL_SECONDS)
+    for row in answer.get("results", []):
+        for found in row:
+            if found.get("field") == "@timestamp":
+                # Logs Insights writes times in UTC: "2026-03-01 12:00:00.000".
+                moment = dt.datetime.strptime(found["value"], "%Y-%m-%d %H:%M:%S.%f")
+                return int(moment.replace(tzinfo=dt.UTC).timestamp())
+    return None
 
 
 def run(
@@ -69,50 +125,55 @@ def run(
     if split is None:
         print(json.dumps({"canary": None, "reason": "one version behind the alias"}))
         return {"canary": None}
-    window = Window(start=now - settings.window_minutes * 60, end=now)
+    version = [{"Name": "ModelVersion", "Value": settings.model_version}]
+
+    def metric(name: str, value: float, unit: str = "Count") -> dict[str, Any]:
+        return {"MetricName": name, "Dimensions": version, "Value": value, "Unit": unit}
+
+    start = canary_start(logs, settings, split[1], now, expired=expired, sleep=sleep)
+    if start is None:
+        data = [metric("CanarySamples", 0), metric("CanaryRequests", 0)]
+        cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
+        summary = {"stable": split[0], "candidate": split[1], "samples": 0, "requests": 0,
+                   "report": None, "reason": "no capture record of the candidate yet"}  # fmt: skip
+        print(json.dumps(summary))
+        return summary
+    window = Window(start=start, end=now)
     stable, candidate = (
         fetch(logs, settings.log_group, version, window, expired=expired, sleep=sleep,
               field="lambda_version")
         for version in split
     )  # fmt: skip
     samples = min(len(stable.predictions), len(candidate.predictions))
-    version = [{"Name": "ModelVersion", "Value": settings.model_version}]
-    data: list[dict[str, Any]] = [
-        {"MetricName": "CanarySamples", "Dimensions": version, "Value": samples, "Unit": "Count"}
-    ]
-    task = stable.task or candidate.task or "binary"
-    if candidate.task is not None and stable.task is not None and candidate.task != task:
+    requests = min(stable.requests, candidate.requests)
+    data = [metric("CanarySamples", samples), metric("CanaryRequests", requests)]
+    if stable.task and candidate.task and stable.task != candidate.task:
         # A model of another task cannot shift "the same way": there is nothing to compare.
         raise ValueError(
-            f"the candidate's capture records are {candidate.task}, the stable side's {task}"
+            f"the candidate's capture records are {candidate.task}, the stable side's {stable.task}"
         )
-    psi: float | None
-    if task == "binary":
-        report = analyse(
-            stable.predictions,
-            candidate.predictions,
-            thresholds=Thresholds(min_samples=settings.min_rows),
-        )
-        psi, described = report.psi, report.to_json()
-    else:
-        judged = samples >= settings.min_rows
-        psi = (
-            prediction_shift_psi(stable.predictions, candidate.predictions, task)
-            if judged
-            else None
-        )
-        described = {"task": task, "psi": psi,
-                     "verdict": None if judged else "too few requests to judge"}  # fmt: skip
-    if samples >= settings.min_rows and psi is not None:
-        data.append(
-            {"MetricName": "PredictionShiftPSI", "Dimensions": version, "Value": psi,
-             "Unit": "None"}
-        )  # fmt: skip
+    report = evaluate(
+        (stable.request_ids, stable.predictions),
+        (candidate.request_ids, candidate.predictions),
+        stable.task or candidate.task or "binary",
+        Thresholds(min_requests=settings.min_requests),
+    )
+    if report.judged:
+        data.append(metric("CanaryHarm", 1 if report.harmful else 0))
+    if report.psi is not None:
+        data.append(metric("PredictionShiftPSI", report.psi, "None"))
     cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
-    summary = {"stable": split[0], "candidate": split[1], "samples": samples,
+    notes = [
+        f"the {name} side's records were truncated at the query's limit: the newest ones"
+        for name, rows in (("stable", stable), ("candidate", candidate))
+        if rows.truncated
+    ]
+    if now - start >= LOOKBACK_HOURS * 3600:
+        notes.append(f"the canary is older than {LOOKBACK_HOURS} h: judged on its last ones")
+    summary = {"stable": split[0], "candidate": split[1], "since": start, "samples": samples,
+               "requests": requests, "report": report.to_json(), "notes": notes,
                "sample_truncated": {"stable": stable.truncated,
-                                    "candidate": candidate.truncated},
-               "report": described}  # fmt: skip
+                                    "candidate": candidate.truncated}}  # fmt: skip
     print(json.dumps(summary, default=str))
     return summary
 

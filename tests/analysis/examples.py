@@ -20,7 +20,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from serving.canary import analyse
+from serving.canary import evaluate
 from tests.analysis import synthetic
 from tools.drift.__main__ import main as drift_main
 from tools.outcomes.__main__ import main as outcomes_main
@@ -29,7 +29,7 @@ from training.synthetic import generate
 DOC = Path(__file__).resolve().parents[2] / "docs" / "capture-and-drift.md"
 DRIFT = "python -m tools.drift --capture capture-drifted.jsonl --manifest manifest.json"
 OUTCOMES = "python -m tools.outcomes --capture capture.jsonl --labels outcomes.csv"
-CANARY = "serving.canary.analyse(stable, candidate)"
+CANARY = 'serving.canary.evaluate(stable, candidate, "binary")'
 
 
 @contextlib.contextmanager
@@ -50,13 +50,19 @@ def _run(main: object, command: str, directory: Path) -> str:
 
 
 def canary_report() -> str:
-    """v1 (stable) and v2 (candidate) answering requests drawn alike, 90/10 split."""
+    """v1 (stable) and v2 (candidate) answering requests drawn alike, 90/10 split, one row
+    a request."""
     X, _ = generate(6000, seed=303)
     side = np.random.default_rng(304).random(len(X)) < 0.1
     v2 = joblib.load(synthetic.V1.parent / "v2" / "model.joblib")["pipeline"]
     stable = synthetic.predict(X[~side])
     candidate = v2.predict_proba(X[side])[:, 1]
-    return analyse(stable.tolist(), candidate.tolist()).render()
+    ids = [str(i) for i in range(len(X))]
+    return evaluate(
+        ([i for i, s in zip(ids, side, strict=True) if not s], stable.tolist()),
+        ([i for i, s in zip(ids, side, strict=True) if s], candidate.tolist()),
+        "binary",
+    ).render()
 
 
 @cache

@@ -1,5 +1,5 @@
-"""The canary evaluator: the candidate's prediction shift against the stable side, from the
-two versions' capture records, under botocore's Stubber (Lambda, CloudWatch Logs, CloudWatch)."""
+"""The canary evaluator: the canary rule over the two versions' capture records since the
+canary began, under botocore's Stubber (Lambda, CloudWatch Logs, CloudWatch)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from monitors import canary
 from serving.insights import query
 from tests.infra.test_drift_monitor import stubbed_clients
 
+NOW = 1_000_000
+STARTED = NOW - 2 * 3600  # the candidate's first capture record: 2 hours ago
 SETTINGS = canary.Settings(
     function_name="fn", alias_name="production", log_group="/aws/fn", model_version="v2",
-    namespace="SklearnLambdaServing/prod", window_minutes=30, min_rows=200,
+    namespace="SklearnLambdaServing/prod", window_minutes=30, min_requests=50,
 )  # fmt: skip
 
 
@@ -35,13 +37,30 @@ def alias(stubbers: dict[str, Stubber], weights: dict[str, float]) -> None:
     )
 
 
+def first_record(stubbers: dict[str, Stubber], at: int | None) -> None:
+    """The candidate's oldest capture record in the look-back, at epoch ``at`` (None: none)."""
+    moment = np.datetime64(at, "s").astype("datetime64[ms]") if at is not None else None
+    results = [] if moment is None else [
+        [{"field": "@timestamp", "value": str(moment).replace("T", " ")}]
+    ]  # fmt: skip
+    stubbers["logs"].add_response(
+        "start_query", {"queryId": "qfirst"},
+        {"logGroupName": "/aws/fn", "startTime": NOW - canary.LOOKBACK_HOURS * 3600,
+         "endTime": NOW, "queryString": canary.first_record_query("8"), "limit": 1},
+    )  # fmt: skip
+    stubbers["logs"].add_response(
+        "get_query_results", {"status": "Complete", "results": results}, {"queryId": "qfirst"}
+    )
+
+
 def side(stubbers: dict[str, Stubber], version: str, records: list[dict[str, Any]]) -> None:
-    """``version``'s capture records, as the evaluator's Logs Insights query finds them."""
+    """``version``'s capture records since the canary began, as the evaluator's query finds
+    them."""
     results = [[{"field": "@message", "value": json.dumps({"capture": 1, "features": {"x": 1.0},
                                                            **r})}] for r in records]  # fmt: skip
     stubbers["logs"].add_response(
         "start_query", {"queryId": f"q{version}"},
-        {"logGroupName": "/aws/fn", "startTime": 1_000_000 - 1800, "endTime": 1_000_000,
+        {"logGroupName": "/aws/fn", "startTime": STARTED, "endTime": NOW,
          "queryString": query(version, field="lambda_version"), "limit": 10_000},
     )  # fmt: skip
     stubbers["logs"].add_response(
@@ -49,8 +68,26 @@ def side(stubbers: dict[str, Stubber], version: str, records: list[dict[str, Any
     )
 
 
-def scored(probabilities: np.ndarray) -> list[dict[str, Any]]:
-    return [{"probability": float(p)} for p in probabilities]
+def requests(
+    rng: np.random.Generator, count: int, rows: int, answer: Any, name: str = "r"
+) -> list[dict[str, Any]]:
+    """``count`` requests of ``rows`` rows; ``answer(rng, rows)`` the fields of each row."""
+    return [
+        {"request_id": f"{name}{i}", **fields} for i in range(count) for fields in answer(rng, rows)
+    ]
+
+
+def scored(rate: float, spread: float = 0.3) -> Any:
+    """Binary rows: a request-level positive tendency around ``rate`` (rows correlated)."""
+
+    def answer(rng: np.random.Generator, rows: int) -> list[dict[str, Any]]:
+        level = np.clip(rate + rng.normal(0, 0.1), 0.01, 0.99)
+        positive = rng.uniform(size=rows) < level
+        probability = np.where(positive, 0.5 + spread * rng.uniform(size=rows),
+                               0.5 - spread * rng.uniform(size=rows))  # fmt: skip
+        return [{"probability": float(p)} for p in probability]
+
+    return answer
 
 
 def published(stubbers: dict[str, Stubber], seen: dict[str, float]) -> None:
@@ -68,23 +105,20 @@ def published(stubbers: dict[str, Stubber], seen: dict[str, float]) -> None:
 def run(clients: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = canary.run(
         SETTINGS, lambda_client=clients["lambda"], logs=clients["logs"],
-        cloudwatch=clients["cloudwatch"], now=1_000_000, expired=lambda: False,
+        cloudwatch=clients["cloudwatch"], now=NOW, expired=lambda: False,
         sleep=lambda _: None,
     )  # fmt: skip
     return summary
 
 
 def evaluate(
-    stubbed: Any,
-    stable: list[dict[str, Any]],
-    candidate: list[dict[str, Any]],
-    *,
-    weight: float = 0.1,
+    stubbed: Any, stable: list[dict[str, Any]], candidate: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """One run with version 8 on ``weight`` beside version 7, each side having captured these
-    records: the evaluator's summary and the metrics it published."""
+    """One run with version 8 beside version 7, each side having captured these records
+    since the canary began: the evaluator's summary and the metrics it published."""
     clients, stubbers = stubbed
-    alias(stubbers, {"8": weight})
+    alias(stubbers, {"8": 0.1})
+    first_record(stubbers, STARTED)
     side(stubbers, "7", stable)
     side(stubbers, "8", candidate)
     seen: dict[str, float] = {}
@@ -92,23 +126,51 @@ def evaluate(
     return run(clients), seen
 
 
-@pytest.mark.parametrize(("shift", "high"), [(0.0, False), (0.3, True)])
-def test_a_candidate_that_predicts_differently_gets_a_high_psi(
-    stubbed: Any, shift: float, high: bool
-) -> None:
+def test_a_healthy_canary_is_judged_from_its_start_and_not_harmful(stubbed: Any) -> None:
     rng = np.random.default_rng(1)
-    summary, seen = evaluate(
-        stubbed, scored(rng.beta(2, 5, 1500)), scored(np.clip(rng.beta(2, 5, 400) + shift, 0, 1))
-    )
-    assert (summary["stable"], summary["candidate"], seen["CanarySamples"]) == ("7", "8", 400)
-    assert (seen["PredictionShiftPSI"] > 0.25) is high
+    stable = requests(rng, 900, 5, scored(0.22), "s")
+    candidate = requests(rng, 220, 5, scored(0.22), "c")
+    summary, seen = evaluate(stubbed, stable, candidate)
+    assert (summary["stable"], summary["candidate"], summary["since"]) == ("7", "8", STARTED)
+    assert (seen["CanarySamples"], seen["CanaryRequests"], seen["CanaryHarm"]) == (1100, 220, 0)
+    assert seen["PredictionShiftPSI"] < 0.1
+    assert summary["report"]["verdict"] == "promote"
 
 
-def test_too_few_candidate_rows_publish_only_the_sample_count(stubbed: Any) -> None:
+def test_a_shift_of_the_positive_rate_is_harm(stubbed: Any) -> None:
     rng = np.random.default_rng(2)
-    stable, candidate = scored(rng.uniform(0, 1, 1000)), scored(rng.uniform(0, 1, 50))
-    _, seen = evaluate(stubbed, stable, candidate, weight=0.05)
-    assert seen == {"CanarySamples": 50}
+    stable = requests(rng, 900, 5, scored(0.22), "s")
+    summary, seen = evaluate(stubbed, stable, requests(rng, 220, 5, scored(0.40), "c"))
+    assert seen["CanaryHarm"] == 1 and summary["report"]["verdict"] == "roll back"
+
+
+def test_a_better_calibrated_candidate_pages_but_is_no_harm(stubbed: Any) -> None:
+    """Same positives at the threshold, probabilities squeezed toward it: PSI high (a page
+    and a hold), positive rate unchanged (no rollback)."""
+    rng = np.random.default_rng(3)
+    stable = requests(rng, 900, 5, scored(0.22, spread=0.45), "s")
+    candidate = requests(rng, 220, 5, scored(0.22, spread=0.1), "c")
+    summary, seen = evaluate(stubbed, stable, candidate)
+    assert seen["PredictionShiftPSI"] > 0.25 and seen["CanaryHarm"] == 0
+    assert summary["report"]["verdict"] == "hold" and summary["report"]["page"]
+
+
+def test_many_rows_from_few_requests_are_too_few_to_judge(stubbed: Any) -> None:
+    """4,000 candidate rows from 40 requests: the unit is the request, so no verdict."""
+    rng = np.random.default_rng(4)
+    stable = requests(rng, 400, 100, scored(0.22), "s")
+    _, seen = evaluate(stubbed, stable, requests(rng, 40, 100, scored(0.5), "c"))
+    assert seen == {"CanarySamples": 4000, "CanaryRequests": 40}
+
+
+def test_no_candidate_record_yet_publishes_zero_requests(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    alias(stubbers, {"8": 0.1})
+    first_record(stubbers, None)
+    seen: dict[str, float] = {}
+    published(stubbers, seen)
+    assert run(clients)["report"] is None
+    assert seen == {"CanarySamples": 0, "CanaryRequests": 0}
 
 
 def test_one_version_behind_the_alias_publishes_nothing(stubbed: Any) -> None:
@@ -117,41 +179,72 @@ def test_one_version_behind_the_alias_publishes_nothing(stubbed: Any) -> None:
     assert run(clients) == {"canary": None}
 
 
-def classes(rng: np.random.Generator, rows: int, shares: list[float]) -> list[dict[str, Any]]:
-    labels = rng.choice(["ant", "bee", "cat"], rows, p=shares)
-    return [{"prediction": str(v), "probabilities": [0.4, 0.3, 0.3]} for v in labels]
+def classes(shares: list[float]) -> Any:
+    def answer(rng: np.random.Generator, rows: int) -> list[dict[str, Any]]:
+        labels = rng.choice(["ant", "bee", "cat"], rows, p=shares)
+        return [{"prediction": str(v), "probabilities": [0.4, 0.3, 0.3]} for v in labels]
+
+    return answer
 
 
-@pytest.mark.parametrize(("shares", "high"), [([0.6, 0.3, 0.1], False), ([0.2, 0.3, 0.5], True)])
-def test_multiclass_sides_are_compared_on_predicted_class_frequencies(
-    stubbed: Any, shares: list[float], high: bool
-) -> None:
-    rng = np.random.default_rng(4)
-    stable = classes(rng, 1500, [0.6, 0.3, 0.1])
-    summary, seen = evaluate(stubbed, stable, classes(rng, 400, shares))
-    assert summary["report"]["task"] == "multiclass" and seen["CanarySamples"] == 400
-    assert (seen["PredictionShiftPSI"] > 0.25) is high
-
-
-def values(predictions: Any) -> list[dict[str, Any]]:
-    return [{"prediction": float(v)} for v in predictions]
-
-
-@pytest.mark.parametrize(("shift", "high"), [(0.0, False), (15.0, True)])
-def test_regression_sides_are_compared_on_value_bins(
-    stubbed: Any, shift: float, high: bool
+@pytest.mark.parametrize(("shares", "harm"), [([0.6, 0.3, 0.1], 0), ([0.4, 0.3, 0.3], 1)])
+def test_multiclass_harm_is_a_shift_of_the_class_mix(
+    stubbed: Any, shares: list[float], harm: int
 ) -> None:
     rng = np.random.default_rng(5)
-    stable = values(rng.normal(100, 20, 1500))
-    summary, seen = evaluate(stubbed, stable, values(rng.normal(100 + shift, 20, 400)))
-    assert summary["report"]["task"] == "regression"
-    assert (seen["PredictionShiftPSI"] > 0.25) is high
+    stable = requests(rng, 900, 4, classes([0.6, 0.3, 0.1]), "s")
+    summary, seen = evaluate(stubbed, stable, requests(rng, 220, 4, classes(shares), "c"))
+    assert summary["report"]["task"] == "multiclass" and seen["CanaryRequests"] == 220
+    assert seen["CanaryHarm"] == harm
 
 
-def test_too_few_regression_rows_publish_only_the_sample_count(stubbed: Any) -> None:
-    summary, seen = evaluate(stubbed, values(range(1000)), values(range(20)))
-    assert summary["report"]["verdict"] == "too few requests to judge"
-    assert seen == {"CanarySamples": 20}
+def values(mean: float) -> Any:
+    def answer(rng: np.random.Generator, rows: int) -> list[dict[str, Any]]:
+        level = rng.normal(mean, 20)
+        return [{"prediction": float(v)} for v in rng.normal(level, 5, rows)]
+
+    return answer
+
+
+@pytest.mark.parametrize(("mean", "harm"), [(100.0, 0), (110.0, 1)])
+def test_regression_harm_is_a_shift_of_the_mean_prediction(
+    stubbed: Any, mean: float, harm: int
+) -> None:
+    rng = np.random.default_rng(6)
+    stable = requests(rng, 900, 3, values(100.0), "s")
+    summary, seen = evaluate(stubbed, stable, requests(rng, 220, 3, values(mean), "c"))
+    assert summary["report"]["task"] == "regression" and seen["CanaryHarm"] == harm
+
+
+def test_sides_of_different_tasks_are_refused(stubbed: Any) -> None:
+    rng = np.random.default_rng(7)
+    clients, stubbers = stubbed
+    alias(stubbers, {"8": 0.1})
+    first_record(stubbers, STARTED)
+    side(stubbers, "7", requests(rng, 60, 2, scored(0.2), "s"))
+    side(stubbers, "8", requests(rng, 60, 2, values(1.0), "c"))
+    with pytest.raises(ValueError, match="regression, the stable side's binary"):
+        run(clients)
+
+
+def test_a_start_query_still_running_when_time_is_up_is_stopped(stubbed: Any) -> None:
+    clients, stubbers = stubbed
+    alias(stubbers, {"8": 0.1})
+    stubbers["logs"].add_response("start_query", {"queryId": "qfirst"})
+    stubbers["logs"].add_response("get_query_results", {"status": "Running", "results": []},
+                                  {"queryId": "qfirst"})  # fmt: skip
+    stubbers["logs"].add_response("stop_query", {"success": True}, {"queryId": "qfirst"})
+    with pytest.raises(TimeoutError, match="qfirst still running; stopped it"):
+        canary.run(SETTINGS, lambda_client=clients["lambda"], logs=clients["logs"],
+                   cloudwatch=clients["cloudwatch"], now=NOW, expired=lambda: True,
+                   sleep=lambda _: None)  # fmt: skip
+
+
+def test_the_minimum_requests_come_from_the_environment() -> None:
+    env = {"LOG_GROUP": "/aws/fn", "MODEL_VERSION": "v2", "METRICS_NAMESPACE": "N",
+           "WINDOW_MINUTES": "30", "FUNCTION_NAME": "fn", "ALIAS_NAME": "production"}  # fmt: skip
+    assert canary.Settings.from_env(env).min_requests == canary.DEFAULT_MIN_REQUESTS
+    assert canary.Settings.from_env({**env, "MIN_REQUESTS": "80"}).min_requests == 80
 
 
 # ---------------------------------------------------------------------------- templates

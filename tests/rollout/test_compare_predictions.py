@@ -1,4 +1,5 @@
-"""`rollout compare` analyses what each side predicted, from its prediction log lines.
+"""`rollout compare` judges what each side predicted with the canary evaluator's rule, from
+its capture records grouped by request.
 
 Lambda and CloudWatch Logs are real boto3 clients under botocore's ``Stubber`` (every
 parameter and answer checked against the service models); the stack outputs and metrics
@@ -18,15 +19,16 @@ import numpy as np
 import pytest
 from botocore.stub import Stubber
 
+from serving.insights import MAX_ROWS, query
 from tests.rollout.conftest import edit
 from tests.rollout.test_live import CANARY, FUNCTION, FakeCloudFormation, FakeCloudWatch
 from tools.rollout.__main__ import main
-from tools.rollout.live import INSIGHTS_MAX_ROWS, PREDICTION_QUERY, Live, LiveUnavailableError
+from tools.rollout.live import Live, LiveUnavailableError
 
 NOW = dt.datetime(2026, 3, 1, 12, 30, 42, tzinfo=dt.UTC)
 START = int(dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp())
 END = int(dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC).timestamp())
-# The queried window as ``Live.predictions`` takes it.
+# The queried window as ``Live.captured`` takes it.
 WINDOW = (dt.datetime.fromtimestamp(START, dt.UTC), dt.datetime.fromtimestamp(END, dt.UTC))
 LOG_GROUP = "sklearn-serving-prod-inference-InferenceFunctionLogs-XYZ"
 
@@ -57,6 +59,7 @@ class Clients:
         )  # fmt: skip
 
     def side(self, version: str, batches: list[list[float]], *, running: int = 1) -> None:
+        """``version``'s capture records: one per row of each batch (one request each)."""
         query_id = f"query-{version}"
         self.logs_stub.add_response(
             "start_query",
@@ -65,8 +68,8 @@ class Clients:
                 "logGroupName": LOG_GROUP,
                 "startTime": START,
                 "endTime": END,
-                "queryString": PREDICTION_QUERY.format(version=version, limit=INSIGHTS_MAX_ROWS),
-                "limit": INSIGHTS_MAX_ROWS,
+                "queryString": query(version, field="lambda_version"),
+                "limit": MAX_ROWS,
             },
         )
         for _ in range(running):
@@ -76,11 +79,13 @@ class Clients:
         rows = [
             [
                 {"field": "@message", "value": json.dumps(
-                    {"message": "prediction", "lambda_version": version, "rows": len(batch),
-                     "probabilities": batch, "predictions": [int(p >= 0.5) for p in batch]})},
-                {"field": "@ptr", "value": f"ptr-{index}"},
+                    {"capture": 1, "request_id": f"{version}-{index}", "row": row,
+                     "lambda_version": version, "features": {"x": 1.0}, "probability": p,
+                     "prediction": int(p >= 0.5)})},
+                {"field": "@ptr", "value": f"ptr-{index}-{row}"},
             ]
             for index, batch in enumerate(batches)
+            for row, p in enumerate(batch)
         ]  # fmt: skip
         self.logs_stub.add_response(
             "get_query_results", {"status": "Complete", "results": rows}, {"queryId": query_id}
@@ -142,13 +147,14 @@ def test_a_candidate_predicting_otherwise_gets_roll_back(
     config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
 ) -> None:
     out = compare_sides(config, clients, capsys, (7, (2, 5, 400), (5, 2, 150)), running=2)
-    assert f"predictions (Logs Insights on {LOG_GROUP}" in out
+    assert f"predictions (Logs Insights on {LOG_GROUP}, the capture records" in out
     assert "  verdict: roll back\n" in out
-    assert "    - PSI " in out and "is above 0.25" in out
-    assert "significant at 0.01" in out
-    assert "based on" in out and "stable and" in out and "candidate predictions" in out
+    assert "positive share" in out and "a significant shift at 0.01" in out
+    assert "page, do not roll back" not in out  # fewer than 200 candidate requests: no PSI
+    assert "based on 400 stable and 150 candidate requests" in out
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert lines["stable"][1] == "400" and lines["candidate"][1] == "150"  # requests
+    assert int(lines["candidate"][2]) > 150  # rows: one to three a request
     assert clients.slept == [1.0, 1.0, 1.0]  # one poll while running, two for the candidate
 
 
@@ -159,15 +165,8 @@ FEW = (9, (2, 5, 300), (2, 5, 20))
 @pytest.mark.parametrize(
     ("sides", "said"),
     [
-        (ALIKE, ["  verdict: promote\n", "no significant change at 0.01"]),
-        (
-            FEW,
-            [
-                "  verdict: too few requests to judge\n",
-                "candidate has ",
-                "predictions, at least 200 needed",
-            ],
-        ),
+        (ALIKE, ["  verdict: promote\n", "no significant shift at 0.01", "PSI of the"]),
+        (FEW, ["  verdict: hold\n", "candidate has 20 requests, at least 50 needed"]),
     ],
     ids=["alike-promote", "too-few"],
 )
@@ -195,7 +194,7 @@ def test_a_failed_query_is_said_not_raised(
     )
     out = compare(config, clients, capsys)
     assert (
-        f"prediction analysis failed: querying the prediction logs of version 7 in {LOG_GROUP} "
+        f"prediction analysis failed: querying the capture records of version 7 in {LOG_GROUP} "
         "failed: ResourceNotFoundException: The specified log group does not exist."
     ) in out
 
@@ -203,28 +202,39 @@ def test_a_failed_query_is_said_not_raised(
 def test_a_query_that_ends_otherwise_is_named(clients: Clients) -> None:
     clients.logs_stub.add_response("start_query", {"queryId": "q"})
     clients.logs_stub.add_response("get_query_results", {"status": "Cancelled", "results": []})
-    with pytest.raises(LiveUnavailableError, match="the query ended Cancelled after 0 s"):
-        clients.live().predictions(LOG_GROUP, "7", *WINDOW)
+    with pytest.raises(LiveUnavailableError, match=r"failed after 0 s: .* ended Cancelled"):
+        clients.live().captured(LOG_GROUP, "7", *WINDOW)
 
 
-def test_lines_that_are_not_predictions_are_skipped(clients: Clients) -> None:
+def test_a_query_running_past_the_wait_is_stopped_and_named(clients: Clients) -> None:
+    clients.logs_stub.add_response("start_query", {"queryId": "q"})
+    for _ in range(121):
+        clients.logs_stub.add_response("get_query_results", {"status": "Running", "results": []})
+    clients.logs_stub.add_response("stop_query", {"success": True}, {"queryId": "q"})
+    with pytest.raises(LiveUnavailableError, match=r"failed after 120 s: .* still Running"):
+        clients.live().captured(LOG_GROUP, "7", *WINDOW)
+    assert sum(clients.slept) == 120
+
+
+def test_lines_that_are_not_capture_records_are_skipped(clients: Clients) -> None:
+    record = {"capture": 1, "request_id": "r1", "features": {"x": 1.0}}
     results: Any = [
         [{"field": "@message", "value": "START RequestId: abc Version: 7"}],
-        [{"field": "@message", "value": json.dumps({"probabilities": [0.25, 0.5]})}],
+        [{"field": "@message", "value": json.dumps({**record, "probability": 0.25})}],
+        [{"field": "@message", "value": json.dumps({**record, "probability": 0.5})}],
     ]
     clients.logs_stub.add_response("start_query", {"queryId": "q"})
     clients.logs_stub.add_response("get_query_results", {"status": "Complete", "results": results})
-    found = clients.live().predictions(LOG_GROUP, "7", *WINDOW)
-    assert found.values == [0.25, 0.5] and found.requests == 2 and not found.truncated
+    found = clients.live().captured(LOG_GROUP, "7", *WINDOW)
+    assert found.predictions == [0.25, 0.5] and found.requests == 1 and found.skipped == 1
 
 
 def test_thresholds_are_flags(
     config: Path, clients: Clients, capsys: pytest.CaptureFixture[str], no_aws: None
 ) -> None:
-    out = compare_sides(config, clients, capsys, FEW, "--min-samples", "10", "--psi-watch",
-                        "0.5", "--psi-block", "0.9")  # fmt: skip
-    assert "too few requests" not in out
-    assert "(fine below 0.5, watch to 0.9, block above)" in out
+    out = compare_sides(config, clients, capsys, FEW, "--min-requests", "10")
+    assert "too few" not in out and "at least" not in out
+    assert "always-valid p" in out
 
 
 def test_impossible_thresholds_are_refused(
@@ -235,6 +245,6 @@ def test_impossible_thresholds_are_refused(
          "--config", str(config)],
     )  # fmt: skip
     assert code == 2
-    assert "--psi-watch 0.3 --psi-block 0.2 --min-samples 200 is not allowed: PSI thresholds" in (
+    assert "--psi-watch 0.3 --psi-block 0.2 --min-requests 50 is not allowed: PSI thresholds" in (
         capsys.readouterr().err
     )

@@ -1,5 +1,6 @@
-"""`rollout compare` of a multiclass or regression model: the answers each side logged (class
-labels, values) and the PSI between them; the summary metric the handler emits per task."""
+"""`rollout compare` of a multiclass or regression model: each side's captured answers (class
+labels, values) grouped by request and judged by the canary rule; the summary metric the
+handler emits per task."""
 
 from __future__ import annotations
 
@@ -13,21 +14,16 @@ import pytest
 from botocore.stub import Stubber
 
 from serving import canary
+from serving.insights import MAX_ROWS, query
 from tools.rollout.__main__ import comparison_table
-from tools.rollout.live import (
-    INSIGHTS_MAX_ROWS,
-    PREDICTION_QUERY,
-    Comparison,
-    Live,
-    Side,
-)
+from tools.rollout.live import Comparison, Live, Side
 
 START = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 END = dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC)
 GROUP = "/aws/lambda/wine"
 
 
-def logged(lines: list[dict[str, Any]]) -> Any:
+def captured(records: list[dict[str, Any]]) -> Any:
     logs = boto3.client("logs", region_name="eu-west-1")
     stub = Stubber(logs)
     stub.add_response(
@@ -37,11 +33,12 @@ def logged(lines: list[dict[str, Any]]) -> Any:
             "logGroupName": GROUP,
             "startTime": int(START.timestamp()),
             "endTime": int(END.timestamp()),
-            "queryString": PREDICTION_QUERY.format(version="4", limit=INSIGHTS_MAX_ROWS),
-            "limit": INSIGHTS_MAX_ROWS,
+            "queryString": query("4", field="lambda_version"),
+            "limit": MAX_ROWS,
         },
     )
-    rows = [[{"field": "@message", "value": json.dumps(line)}] for line in lines]
+    base = {"capture": 1, "features": {"x": 1.0}}
+    rows = [[{"field": "@message", "value": json.dumps({**base, **r})}] for r in records]
     stub.add_response(
         "get_query_results", {"status": "Complete", "results": rows}, {"queryId": "q"}
     )
@@ -53,59 +50,57 @@ def live(logs: Any) -> Live:
     return Live(cloudformation=None, lambda_client=None, cloudwatch=None, logs=logs)
 
 
-def test_multiclass_sides_are_read_as_the_class_labels_they_answered() -> None:
-    # The handler's multiclass prediction line: labels under "predictions", and the
-    # top-class probabilities under "confidences" (inference/answers.py).
-    lines = [
-        {"message": "prediction", "predictions": ["class_0", "class_2"], "confidences": [0.9, 0.8]},
-        {"message": "prediction", "predictions": [1], "confidences": [0.7]},
-        {"message": "request rejected"},
+def test_multiclass_sides_are_read_as_class_labels_by_request() -> None:
+    records = [
+        {"request_id": "a", "prediction": "class_0", "probabilities": [0.9, 0.05, 0.05]},
+        {"request_id": "a", "prediction": "class_2", "probabilities": [0.1, 0.1, 0.8]},
+        {"request_id": "b", "prediction": 1, "probabilities": [0.2, 0.7, 0.1]},
     ]
-    logs, stub = logged(lines)
-    found = live(logs).predictions(GROUP, "4", START, END, "multiclass")
+    logs, stub = captured(records)
+    found = live(logs).captured(GROUP, "4", START, END)
     stub.assert_no_pending_responses()
-    assert found.values == ["class_0", "class_2", 1]
-    assert found.requests == 3
+    assert found.predictions == ["class_0", "class_2", 1] and found.task == "multiclass"
+    assert found.request_ids == ["a", "a", "b"] and found.requests == 2
 
 
 def test_regression_sides_are_read_as_values() -> None:
-    lines = [{"message": "prediction", "predictions": [151.5, 80.25], "value_mean": 115.875}]
-    logs, _ = logged(lines)
-    assert live(logs).predictions(GROUP, "4", START, END, "regression").values == [151.5, 80.25]
+    records = [{"request_id": "a", "prediction": 151.5}, {"request_id": "b", "prediction": 80.25}]
+    logs, _ = captured(records)
+    found = live(logs).captured(GROUP, "4", START, END)
+    assert found.predictions == [151.5, 80.25] and found.task == "regression"
+
+
+def batches(values: list[Any], size: int, name: str) -> tuple[list[str], list[Any]]:
+    return [f"{name}{i // size}" for i in range(len(values))], values
 
 
 def test_a_multiclass_candidate_answering_other_classes_gets_roll_back() -> None:
     generator = np.random.default_rng(1)
-    stable = list(generator.choice(["a", "b", "c"], 600, p=[0.5, 0.3, 0.2]))
-    alike = list(generator.choice(["a", "b", "c"], 600, p=[0.5, 0.3, 0.2]))
-    shifted = list(generator.choice(["a", "b", "c"], 600, p=[0.1, 0.2, 0.7]))
-    thresholds = canary.Thresholds()
-    report = canary.shift_report(stable, alike, "multiclass", thresholds)
-    assert "verdict: promote" in report and "classes: a " in report
-    report = canary.shift_report(stable, shifted, "multiclass", thresholds)
-    assert "verdict: roll back" in report
-    assert "PSI of the candidate's predicted classes" in report
+    stable = batches(list(generator.choice(["a", "b", "c"], 1200, p=[0.5, 0.3, 0.2])), 3, "s")
+    alike = batches(list(generator.choice(["a", "b", "c"], 600, p=[0.5, 0.3, 0.2])), 3, "c")
+    shifted = batches(list(generator.choice(["a", "b", "c"], 600, p=[0.1, 0.2, 0.7])), 3, "c")
+    assert canary.evaluate(stable, alike, "multiclass").verdict == "promote"
+    report = canary.evaluate(stable, shifted, "multiclass")
+    assert report.verdict == "roll back" and report.harmful
+    assert {t.column for t in report.harm} == {"a", "b", "c"}  # each class at alpha / 3
+    assert all(t.alpha == pytest.approx(0.01 / 3) for t in report.harm)
 
 
 def test_a_regression_candidate_with_shifted_values_gets_roll_back() -> None:
     generator = np.random.default_rng(2)
-    stable = list(generator.normal(150, 40, 500))
-    thresholds = canary.Thresholds()
-    alike = canary.shift_report(
-        stable, list(generator.normal(150, 40, 500)), "regression", thresholds
-    )
-    assert "verdict: promote" in alike and "mean 1" in alike
-    shifted = canary.shift_report(
-        stable, list(generator.normal(220, 40, 500)), "regression", thresholds
-    )
-    assert "verdict: roll back" in shifted
+    stable = batches(list(generator.normal(150, 40, 1000)), 2, "s")
+    alike = batches(list(generator.normal(150, 40, 500)), 2, "c")
+    assert canary.evaluate(stable, alike, "regression").verdict == "promote"
+    shifted = batches(list(generator.normal(220, 40, 500)), 2, "c")
+    assert canary.evaluate(stable, shifted, "regression").verdict == "roll back"
 
 
-def test_too_few_answers_is_a_verdict_not_a_guess() -> None:
-    report = canary.shift_report([1.0] * 10, [2.0] * 500, "regression",
-                                          canary.Thresholds())  # fmt: skip
-    assert "verdict: too few requests to judge" in report
-    assert "stable has 10 predictions, at least 200 needed" in report
+def test_too_few_requests_is_a_hold_not_a_guess() -> None:
+    """500 rows from 10 requests are 10 requests."""
+    report = canary.evaluate(batches([1.0] * 500, 50, "s"), batches([2.0] * 500, 1, "c"),
+                             "regression")  # fmt: skip
+    assert report.verdict == "hold" and not report.judged
+    assert "stable has 10 requests, at least 50 needed" in report.render()
 
 
 @pytest.mark.parametrize(

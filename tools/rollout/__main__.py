@@ -18,7 +18,7 @@ from stacks.settings import (
     RolloutMode,
     stack_name_of,
 )
-from tools.rollout import gate, steps
+from tools.rollout import gate, steps, verdict
 from tools.rollout.config_file import (
     DeploymentConfig,
     RefusedError,
@@ -34,6 +34,7 @@ from tools.rollout.live import (
     LiveUnavailableError,
     Side,
     from_environment,
+    phrase,
 )
 from tools.rollout.plan import cdk_commands, next_steps, routing
 from tools.rollout.steps import State, state_of
@@ -113,11 +114,28 @@ def parser() -> argparse.ArgumentParser:
         help=f"PSI above which the verdict is roll back (default {defaults.psi_block:g})",
     )
     compare.add_argument(
-        "--min-samples",
+        "--min-requests",
         type=int,
-        default=defaults.min_samples,
-        help="predictions each side needs before a verdict other than 'too few requests "
-        f"to judge' (default {defaults.min_samples})",
+        default=defaults.min_requests,
+        help="requests each side needs before the harm test judges (default "
+        f"{defaults.min_requests}); rows of one request count once",
+    )
+    compare.add_argument(
+        "--export",
+        type=Path,
+        metavar="FILE",
+        help="judge a capture export (JSON lines, plain or .gz) with the canary evaluator's "
+        "rule instead of asking AWS; the sides are two model versions in it",
+    )
+    compare.add_argument(
+        "--stable-version",
+        metavar="V",
+        help="with --export: the stable side's model version (default: the older of two)",
+    )
+    compare.add_argument(
+        "--candidate-version",
+        metavar="V",
+        help="with --export: the candidate's model version (default: the newer of two)",
     )
     return top
 
@@ -131,6 +149,10 @@ def main(
 ) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "compare" and args.export is not None:
+            return verdict.export(
+                args.export, args.stable_version, args.candidate_version, _thresholds(args)
+            )
         if args.command in ("status", "compare"):
             config_file = read(args.config)
             current = select_model(config_file.parse(args.env, artifacts_root), args.model)
@@ -243,7 +265,7 @@ def _published_version(config: EnvironmentConfig, live_factory: LiveFactory) -> 
     except LiveUnavailableError as error:
         raise RefusedError(
             f"start needs the stable version: the currently published version is the "
-            f"PublishedVersion output of stack {stack}, and reading it {_phrase(error)}; "
+            f"PublishedVersion output of stack {stack}, and reading it {phrase(error)}; "
             "pass --stable N (the PublishedVersion output of the last deploy)"
         ) from None
     published = outputs.get("PublishedVersion", "")
@@ -252,11 +274,6 @@ def _published_version(config: EnvironmentConfig, live_factory: LiveFactory) -> 
             f"stack {stack} has no numeric PublishedVersion output ({published!r}); pass --stable N"
         )
     return int(published), outputs.get("ModelVersion", config.rollout.model_version)
-
-
-def _phrase(error: LiveUnavailableError) -> str:
-    message = str(error)
-    return message if message.startswith("needs") else f"failed: {message}"
 
 
 def apply(
@@ -332,7 +349,7 @@ def status(
         alias = live.alias(function)
         provisioned = live.provisioned_concurrency(function)
     except LiveUnavailableError as error:
-        print(f"live status {_phrase(error)}")
+        print(f"live status {phrase(error)}")
         return 0
     print(f"live (stack {stack_name_of(config)}):")
     for key in sorted(outputs):
@@ -347,12 +364,12 @@ def status(
 def _thresholds(args: argparse.Namespace) -> canary.Thresholds:
     try:
         return canary.Thresholds(
-            min_samples=args.min_samples, psi_watch=args.psi_watch, psi_block=args.psi_block
+            min_requests=args.min_requests, psi_watch=args.psi_watch, psi_block=args.psi_block
         )
     except ValueError as error:
         raise RefusedError(
-            f"--psi-watch {args.psi_watch:g} --psi-block {args.psi_block:g} --min-samples "
-            f"{args.min_samples} is not allowed: {error}"
+            f"--psi-watch {args.psi_watch:g} --psi-block {args.psi_block:g} --min-requests "
+            f"{args.min_requests} is not allowed: {error}"
         ) from None
 
 
@@ -394,7 +411,7 @@ def compare(
             task=config.model.task,
         )
     except LiveUnavailableError as error:
-        print(f"compare {_phrase(error)}")
+        print(f"compare {phrase(error)}")
         return 1
     print(
         f"compare {env} over {minutes} minutes, {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC "
@@ -412,51 +429,8 @@ def compare(
         print("  note: the stable side's model is not recorded (rollout.stable_model_version)")
     if [s.label for s in sides] == ["stable", "candidate"]:
         print()
-        prediction_analysis(live, function, results, start, end, thresholds, config.model.task)
+        verdict.live(live, function, results, start, end, thresholds, config.model.task)
     return 0
-
-
-def prediction_analysis(
-    live: Live,
-    function: str,
-    results: Sequence[Comparison],
-    start: dt.datetime,
-    end: dt.datetime,
-    thresholds: canary.Thresholds | None = None,
-    task: str = "binary",
-) -> None:
-    """Do the two sides predict alike? Answers from the prediction logs."""
-    stable, candidate = results
-    try:
-        group = live.log_group(function)
-        samples = [
-            live.predictions(group, r.side.lambda_version, start, end, task)
-            for r in (stable, candidate)
-        ]
-    except LiveUnavailableError as error:
-        print(f"prediction analysis {_phrase(error)}")
-        return
-    print(f"predictions (Logs Insights on {group}, the prediction lines of each version):")
-    if task == "binary":
-        report = canary.analyse(
-            samples[0].values,
-            samples[1].values,
-            stable_requests=samples[0].requests,
-            candidate_requests=samples[1].requests,
-            thresholds=thresholds,
-        ).render()
-    else:
-        report = canary.shift_report(
-            samples[0].values, samples[1].values, task, thresholds or canary.Thresholds()
-        )
-    for line in report.splitlines():
-        print(f"  {line}")
-    for result, sample in zip((stable, candidate), samples, strict=True):
-        if sample.truncated:
-            print(
-                f"  note: the {result.side.label} side has more than {sample.requests} requests "
-                "in the window; the analysis uses the first ones Logs Insights returned"
-            )
 
 
 def comparison_table(results: Sequence[Comparison], task: str = "binary") -> list[str]:

@@ -7,13 +7,14 @@ for the operator (no credentials, no region, no stack, no network), never a trac
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from serving import insights
+from serving.insights import CapturedRows
 from stacks.settings import ALIAS_NAME, ANSWER_METRIC
 from tools.stack_outputs import stack_outputs
 
@@ -26,6 +27,12 @@ NO_CREDENTIALS = (
 
 class LiveUnavailableError(Exception):
     """AWS could not be asked; the message says why and what to do."""
+
+
+def phrase(error: LiveUnavailableError) -> str:
+    """The error as the rest of a sentence: "needs ..." or "failed: ..."."""
+    message = str(error)
+    return message if message.startswith("needs") else f"failed: {message}"
 
 
 @contextmanager
@@ -86,32 +93,9 @@ class Comparison:
         return self.failed / self.invocations
 
 
-# Logs Insights returns at most this many rows per query; each row is one request.
-INSIGHTS_MAX_ROWS = 10_000
+# How long compare waits for a Logs Insights query, polling every INSIGHTS_POLL_SECONDS.
 INSIGHTS_WAIT_SECONDS = 120
 INSIGHTS_POLL_SECONDS = 1.0
-# The handler's prediction line (inference/handler.py): one per answered request, with the
-# first 500 probabilities of its batch and the Lambda version that answered.
-PREDICTION_QUERY = (
-    "fields @message\n"
-    '| filter message = "prediction" and lambda_version = "{version}"\n'
-    "| limit {limit}"
-)
-
-
-# Per task: the prediction line's field of per-row answers (inference/answers.py) and the
-# EMF metric that summarizes them (stacks.settings.ANSWER_METRIC).
-ANSWER_FIELD = {"binary": "probabilities", "multiclass": "predictions", "regression": "predictions"}
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """One side's logged answers, from its prediction log lines: probabilities (binary),
-    class labels (multiclass) or values (regression)."""
-
-    values: list[Any]
-    requests: int  # log lines read: one per request
-    truncated: bool  # Logs Insights stopped at INSIGHTS_MAX_ROWS lines
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,60 +116,34 @@ class Live:
         group = answer.get("LoggingConfig", {}).get("LogGroup")
         return str(group) if group else f"/aws/lambda/{function_name}"
 
-    def predictions(
-        self,
-        log_group: str,
-        lambda_version: str,
-        start: dt.datetime,
-        end: dt.datetime,
-        task: str = "binary",
-    ) -> Predictions:
-        """The answers ``lambda_version`` logged in [start, end), via Logs Insights."""
+    def captured(
+        self, log_group: str, lambda_version: str, start: dt.datetime, end: dt.datetime
+    ) -> CapturedRows:
+        """The capture records ``lambda_version`` wrote in [start, end), via Logs Insights
+        (the canary evaluator's query): every captured row with its request id."""
         if self.logs is None:
             raise LiveUnavailableError("needs a CloudWatch Logs client")
         if not lambda_version.isdigit():
             raise LiveUnavailableError(f"Lambda version {lambda_version!r} is not a number")
-        what = f"querying the prediction logs of version {lambda_version} in {log_group}"
+        what = f"querying the capture records of version {lambda_version} in {log_group}"
+        waited = [0.0]
+
+        def sleep(seconds: float) -> None:
+            self.sleep(seconds)
+            waited[0] += seconds
+
         with _aws_errors(what):
-            query_id = self.logs.start_query(
-                logGroupName=log_group,
-                startTime=int(start.timestamp()),
-                endTime=int(end.timestamp()),
-                queryString=PREDICTION_QUERY.format(
-                    version=lambda_version, limit=INSIGHTS_MAX_ROWS
-                ),
-                limit=INSIGHTS_MAX_ROWS,
-            )["queryId"]
-            waited = 0.0
-            while True:
-                answer = self.logs.get_query_results(queryId=query_id)
-                status = answer["status"]
-                if status == "Complete":
-                    break
-                if status not in ("Scheduled", "Running") or waited >= INSIGHTS_WAIT_SECONDS:
-                    raise LiveUnavailableError(
-                        f"{what} failed: the query ended {status} after {waited:.0f} s"
-                    )
-                self.sleep(INSIGHTS_POLL_SECONDS)
-                waited += INSIGHTS_POLL_SECONDS
-        found: list[Any] = []
-        rows = answer.get("results", [])
-        numeric = task != "multiclass"
-        for row in rows:
-            message = next((f["value"] for f in row if f.get("field") == "@message"), None)
             try:
-                record = json.loads(message) if message else {}
-            except json.JSONDecodeError:
-                continue  # a line that is not the handler's JSON is not a prediction
-            values = record.get(ANSWER_FIELD[task]) if isinstance(record, dict) else None
-            if isinstance(values, list):
-                found.extend(
-                    (float(v) if numeric else v)
-                    for v in values
-                    if (isinstance(v, int | float) and not isinstance(v, bool))
-                    or (not numeric and isinstance(v, str))
-                )
-        return Predictions(found, len(rows), len(rows) >= INSIGHTS_MAX_ROWS)
+                return insights.fetch(
+                    self.logs, log_group, lambda_version,
+                    insights.Window(int(start.timestamp()), int(end.timestamp())),
+                    expired=lambda: waited[0] >= INSIGHTS_WAIT_SECONDS, sleep=sleep,
+                    field="lambda_version",
+                )  # fmt: skip
+            except (RuntimeError, TimeoutError) as error:
+                raise LiveUnavailableError(
+                    f"{what} failed after {waited[0]:.0f} s: {error}"
+                ) from None
 
     def outputs(self, stack: str) -> dict[str, str]:
         with _aws_errors(f"reading the outputs of stack {stack}"):
