@@ -17,6 +17,7 @@ from typing import Any
 from inference import json_codec
 from inference.errors import ErrorCode, RequestError, bad_request, too_large
 from inference.limits import ECHO_MAX_CHARS, echo
+from serving.reserved import GATE_KEY as GATE_KEY
 from serving.reserved import WARMUP_KEY as WARMUP_KEY
 
 
@@ -49,6 +50,13 @@ def is_warmup(shape: Shape, event: object) -> bool:
     )
 
 
+def is_gate_request(shape: Shape, event: object) -> bool:
+    """Whether the event is the traffic gate's (``serving.reserved.GATE_KEY``): answered as
+    any request, kept out of logs, metrics and capture. Only a direct invocation can be one;
+    ``read_payload`` refuses the key with any value but ``true``, and on any HTTP shape."""
+    return shape is Shape.DIRECT and isinstance(event, Mapping) and GATE_KEY in event
+
+
 def http_request_id(shape: Shape, event: object) -> str | None:
     if shape is Shape.DIRECT or not isinstance(event, Mapping):
         return None
@@ -70,6 +78,8 @@ def read_payload(
                 f"{WARMUP_KEY!r} is allowed only alone: a warm-up ping is exactly "
                 f'{{"{WARMUP_KEY}": true}}; remove it from a prediction request'
             )
+        if isinstance(event, Mapping) and GATE_KEY in event:
+            return _unmarked(event)
         return event
     assert isinstance(event, Mapping)
     method = _method(shape, event)
@@ -79,7 +89,30 @@ def read_payload(
         )
     _check_content_type(_headers(event))
     raw = _body_bytes(event, max_body_bytes)
-    return parse_json(raw) if exact else parse_json_fast(raw)
+    value = parse_json(raw) if exact else parse_json_fast(raw)
+    if isinstance(value, Mapping) and GATE_KEY in value:
+        # Only the gate may keep its traffic out of the numbers, and it invokes directly
+        # (IAM): an HTTP caller must not be able to hide requests from metrics and capture.
+        raise bad_request(
+            f"{GATE_KEY!r} is reserved for the traffic gate's direct invocations and is not "
+            f"accepted over {_over(shape)}: remove it from the request body"
+        )
+    return value
+
+
+def _unmarked(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The gate's request without its mark, once the mark is exactly ``true``."""
+    mark = event[GATE_KEY]
+    if mark is not True:
+        raise bad_request(
+            f"{GATE_KEY!r} must be true (the traffic gate's mark), got "
+            f"{_plain(json.dumps(mark, default=str))}"
+        )
+    return {key: value for key, value in event.items() if key != GATE_KEY}
+
+
+def _over(shape: Shape) -> str:
+    return "a Function URL or HTTP API" if shape is Shape.HTTP_V2 else "API Gateway"
 
 
 def parse_json_fast(raw: bytes) -> object:

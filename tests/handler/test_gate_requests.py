@@ -1,0 +1,202 @@
+"""The traffic gate's requests (``serving.reserved.GATE_KEY``): answered as any request,
+kept out of prediction logs, metrics and capture, and accepted only on a direct invocation.
+
+The warmer's pings are the other traffic the function sends itself; test_handler.py and
+test_capture_in_handler.py hold that they write no prediction line, metric or capture.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from inference import handler as handler_module
+from inference.events import Shape, detect_shape, is_gate_request
+from serving.reserved import GATE_KEY, RESERVED_FEATURE_NAMES
+from tests.handler.conftest import (
+    FakeLambdaContext,
+    capture_lines,
+    emf_lines,
+    http_body,
+    json_lines,
+    load_event,
+    local_env,
+    log_lines,
+    valid_record,
+)
+
+Configure = Callable[[dict[str, str]], Any]
+
+# What a "gate request" line may hold: who, when, how long, how many rows; never a value.
+GATE_LINE_FIELDS = {
+    "timestamp", "level", "message", "request_id", "event_shape", "status", "model_name",
+    "model_version", "lambda_version", "latency_ms", "predict_ms", "rows",
+}  # fmt: skip
+
+
+def records(rows: int) -> list[dict[str, Any]]:
+    return [{**valid_record(), "tenure_months": (7 * i) % 72} for i in range(rows)]
+
+
+def call(event: Any, request_id: str) -> dict[str, Any]:
+    return handler_module.handler(event, FakeLambdaContext(aws_request_id=request_id))
+
+
+def without_request_id(answer: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in answer.items() if key != "request_id"}
+
+
+@pytest.fixture
+def capture_all(fresh_environment: Configure) -> None:
+    """A warm environment serving v1 that captures every row of every request, as dev does."""
+    fresh_environment(local_env("v1", CAPTURE_SAMPLE_RATE="1", CAPTURE_MAX_ROWS="1000"))
+    handler_module.handler({"_warmup": True}, FakeLambdaContext())
+
+
+def test_the_mark_is_reserved_so_no_feature_can_be_named_by_it() -> None:
+    assert GATE_KEY == "_gate"
+    assert "traffic gate" in RESERVED_FEATURE_NAMES[GATE_KEY]
+
+
+def test_a_marked_request_is_answered_as_any_other_and_leaves_no_trace(
+    capture_all: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = records(25)
+    capsys.readouterr()
+    marked = call({"instances": rows, GATE_KEY: True}, "gate-1")
+    out = capsys.readouterr().out
+    ordinary = call({"instances": rows}, "caller-1")
+    ordinary_out = capsys.readouterr().out
+
+    assert marked["statusCode"] == 200 and marked["request_id"] == "gate-1"
+    assert len(marked["predictions"]) == 25
+    assert without_request_id(marked) == without_request_id(ordinary)
+    # Nothing a dashboard, alarm, comparison or monitor reads ...
+    assert capture_lines(out) == []
+    assert emf_lines(out) == []
+    assert log_lines(out, "prediction") == []
+    # ... and one line saying the gate asked, with no value of the request or the answer.
+    [line] = json_lines(out)
+    assert line["message"] == "gate request" and line["level"] == "INFO"
+    assert set(line) <= GATE_LINE_FIELDS
+    assert (line["request_id"], line["rows"], line["status"]) == ("gate-1", 25, 200)
+    assert (line["event_shape"], line["model_version"]) == ("direct", "v1")
+    # The same rows unmarked are counted and captured: the environment does capture.
+    assert len(capture_lines(ordinary_out)) == 25
+    assert len(log_lines(ordinary_out, "prediction")) == 1
+    assert {m for d in emf_lines(ordinary_out) for m in d} >= {"Predictions", "InferenceLatency"}
+
+
+def test_a_marked_single_record_is_answered_as_the_record(
+    capture_all: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marked = call({**valid_record(), GATE_KEY: True}, "gate-2")
+    ordinary = call(valid_record(), "caller-2")
+    assert marked["statusCode"] == 200
+    assert without_request_id(marked) == without_request_id(ordinary)
+    assert "prediction" in marked and "predictions" not in marked
+    captured = capture_lines(capsys.readouterr().out)
+    assert [line["request_id"] for line in captured] == ["caller-2"]
+
+
+def test_a_marked_request_is_validated_as_any_other(
+    capture_all: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = records(3)
+    bad[1]["tenure_months"] = -5
+    marked = call({"instances": bad, GATE_KEY: True}, "gate-3")
+    ordinary = call({"instances": bad}, "caller-3")
+    assert marked["statusCode"] == 400
+    assert marked["error"] == ordinary["error"]
+    out = capsys.readouterr().out
+    assert capture_lines(out) == [] and emf_lines(out) == []
+    assert [line["request_id"] for line in log_lines(out, "request rejected")] == [
+        "gate-3",
+        "caller-3",
+    ]
+
+
+def test_a_cold_start_answered_to_the_gate_is_not_reported(
+    fresh_environment: Configure, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The gate is the first caller of a new version: its cold start is not a caller's.
+    fresh_environment(local_env("v1", CAPTURE_SAMPLE_RATE="1"))
+    capsys.readouterr()
+    assert call({"instances": records(2), GATE_KEY: True}, "gate-4")["statusCode"] == 200
+    call(valid_record(), "caller-4")
+    out = capsys.readouterr().out
+    assert not [d for d in emf_lines(out) if "ColdStart" in d]
+    [prediction] = log_lines(out, "prediction")
+    assert prediction["cold_start"] is False
+
+
+@pytest.mark.parametrize(
+    ("mark", "shown"),
+    [(False, "false"), ("true", '"true"'), (1, "1"), (None, "null"), ({"a": 1}, '{"a": 1}')],
+)
+def test_a_mark_other_than_true_is_a_400_naming_it(
+    capture_all: None, capsys: pytest.CaptureFixture[str], mark: Any, shown: str
+) -> None:
+    response = call({"instances": records(2), GATE_KEY: mark}, "gate-5")
+    assert response["statusCode"] == 400
+    assert response["error"]["code"] == "invalid_request"
+    assert response["error"]["message"] == (
+        f"'{GATE_KEY}' must be true (the traffic gate's mark), got {shown}"
+    )
+    out = capsys.readouterr().out
+    assert capture_lines(out) == [] and log_lines(out, "prediction") == []
+
+
+@pytest.mark.parametrize("event_file", ["function_url_v2.json", "rest_api_v1.json"])
+@pytest.mark.parametrize("batch", [True, False])
+@pytest.mark.parametrize("mark", [True, False])
+def test_the_mark_over_http_is_a_400_naming_it(
+    capture_all: None,
+    capsys: pytest.CaptureFixture[str],
+    event_file: str,
+    batch: bool,
+    mark: bool,
+) -> None:
+    # An HTTP caller must not be able to hide its traffic from metrics and capture.
+    event = load_event(event_file)
+    body = {"instances": records(2)} if batch else valid_record()
+    event["body"] = json.dumps({**body, GATE_KEY: mark})
+    event["isBase64Encoded"] = False
+    response = call(event, "http-1")
+    assert response["statusCode"] == 400
+    error = http_body(response)["error"]
+    assert error["code"] == "invalid_request"
+    over = "a Function URL or HTTP API" if event_file == "function_url_v2.json" else "API Gateway"
+    assert error["message"] == (
+        f"'{GATE_KEY}' is reserved for the traffic gate's direct invocations and is not "
+        f"accepted over {over}: remove it from the request body"
+    )
+    out = capsys.readouterr().out
+    assert log_lines(out, "gate request") == []
+    [rejected] = log_lines(out, "request rejected")
+    assert rejected["status"] == 400
+    # The same body without the mark is answered over the same route.
+    event["body"] = json.dumps(body)
+    assert call(event, "http-2")["statusCode"] == 200
+
+
+def test_only_a_direct_invocation_is_a_gate_request() -> None:
+    direct = {"instances": records(1), GATE_KEY: True}
+    assert is_gate_request(Shape.DIRECT, direct)
+    assert not is_gate_request(Shape.DIRECT, {"instances": records(1)})
+    assert not is_gate_request(Shape.DIRECT, [direct])
+    http = load_event("function_url_v2.json")
+    http[GATE_KEY] = True  # even on the event itself, outside the body
+    http["body"] = json.dumps(direct)
+    assert not is_gate_request(detect_shape(http), http)
+
+
+def test_a_warm_up_ping_carrying_the_mark_is_refused(
+    capture_all: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = call({"_warmup": True, GATE_KEY: True}, "gate-6")
+    assert response["statusCode"] == 400
+    assert response["error"]["message"].startswith("'_warmup' is allowed only alone")
