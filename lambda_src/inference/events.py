@@ -57,6 +57,27 @@ def is_gate_request(shape: Shape, event: object) -> bool:
     return shape is Shape.DIRECT and isinstance(event, Mapping) and GATE_KEY in event
 
 
+def check_gate_invocation(invoked_arn: object) -> None:
+    """Refuse the gate's mark unless the function was invoked as the traffic gate invokes
+    it: a published version by its qualified ARN (``function:NAME:VERSION``).
+
+    Callers are granted the alias (docs/calling.md), whose name is the qualifier of their
+    invocations; invoking a version by its number needs ``lambda:InvokeFunction`` on
+    ``function:NAME:VERSION``, which the gate's role has. So a caller holding the alias's
+    ``lambda:InvokeFunction`` (a Function URL needs it too) still cannot mark its traffic.
+    """
+    parts = invoked_arn.split(":") if isinstance(invoked_arn, str) else []
+    qualifier = parts[7] if len(parts) == 8 else None
+    if qualifier is not None and qualifier.isascii() and qualifier.isdigit():
+        return
+    named = "no qualifier" if qualifier is None else f"the qualifier {echo(qualifier)}"
+    raise bad_request(
+        f"{GATE_KEY!r} is accepted only on an invocation of a published version by its "
+        f"qualified ARN (function:NAME:VERSION), as the traffic gate invokes; this "
+        f"invocation had {named}: remove {GATE_KEY!r} from the request"
+    )
+
+
 def http_request_id(shape: Shape, event: object) -> str | None:
     if shape is Shape.DIRECT or not isinstance(event, Mapping):
         return None

@@ -21,7 +21,14 @@ from inference import allocator, answers, logs, metrics
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
 from inference.errors import ErrorCode, RequestError, too_large
-from inference.events import Shape, detect_shape, http_request_id, is_gate_request, is_warmup
+from inference.events import (
+    Shape,
+    check_gate_invocation,
+    detect_shape,
+    http_request_id,
+    is_gate_request,
+    is_warmup,
+)
 from inference.limits import clip
 from inference.request import read_instances
 from inference.responses import error_answer, render
@@ -101,6 +108,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         return _unavailable(shape, state, request_id, started)
     try:
         if is_gate_request(shape, event):
+            check_gate_invocation(getattr(context, "invoked_function_arn", None))
             return _gate(shape, event, state, request_id, started)
         return _predict(shape, event, state, request_id, started, cold)
     except RequestError as exc:

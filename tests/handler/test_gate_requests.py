@@ -41,8 +41,14 @@ def records(rows: int) -> list[dict[str, Any]]:
     return [{**valid_record(), "tenure_months": (7 * i) % 72} for i in range(rows)]
 
 
-def call(event: Any, request_id: str) -> dict[str, Any]:
-    return handler_module.handler(event, FakeLambdaContext(aws_request_id=request_id))
+FUNCTION = "arn:aws:lambda:eu-west-1:123456789012:function:churn-inference"
+# The traffic gate invokes a published version by its qualified ARN; callers, the alias.
+VERSION_ARN = f"{FUNCTION}:7"
+
+
+def call(event: Any, request_id: str, invoked: str = VERSION_ARN) -> dict[str, Any]:
+    context = FakeLambdaContext(aws_request_id=request_id, invoked_function_arn=invoked)
+    return handler_module.handler(event, context)
 
 
 def without_request_id(answer: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +187,40 @@ def test_the_mark_over_http_is_a_400_naming_it(
     # The same body without the mark is answered over the same route.
     event["body"] = json.dumps(body)
     assert call(event, "http-2")["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("invoked", "named"),
+    [
+        (f"{FUNCTION}:production", "the qualifier 'production'"),
+        (f"{FUNCTION}:$LATEST", "the qualifier '$LATEST'"),
+        (FUNCTION, "no qualifier"),
+        (f"{FUNCTION}:\u0667", "the qualifier '\u0667'"),
+    ],
+)
+def test_the_mark_on_an_invocation_of_the_alias_or_latest_is_a_400_naming_it(
+    capture_all: None, capsys: pytest.CaptureFixture[str], invoked: str, named: str
+) -> None:
+    # Callers hold lambda:InvokeFunction on the alias (a Function URL needs it too): only
+    # the gate's grant on function:NAME:VERSION can invoke a version by its number.
+    response = call({"instances": records(2), GATE_KEY: True}, "alias-1", invoked)
+    assert response["statusCode"] == 400
+    assert response["error"]["message"] == (
+        f"'{GATE_KEY}' is accepted only on an invocation of a published version by its "
+        "qualified ARN (function:NAME:VERSION), as the traffic gate invokes; this "
+        f"invocation had {named}: remove '{GATE_KEY}' from the request"
+    )
+    out = capsys.readouterr().out
+    assert log_lines(out, "gate request") == [] and log_lines(out, "prediction") == []
+    # The same request unmarked, on the same alias, is answered and counted.
+    assert call({"instances": records(2)}, "alias-2", invoked)["statusCode"] == 200
+    assert len(capture_lines(capsys.readouterr().out)) == 2
+
+
+def test_without_a_context_the_mark_is_refused(capture_all: None) -> None:
+    response = handler_module.handler({"instances": records(1), GATE_KEY: True}, None)
+    assert response["statusCode"] == 400
+    assert "this invocation had no qualifier" in response["error"]["message"]
 
 
 def test_only_a_direct_invocation_is_a_gate_request() -> None:

@@ -68,8 +68,10 @@ class LocalLambda:
         body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
         event = json.loads(body)
         self.payloads.append(event)
-        self.functions.append(unquote(request.url.split("/functions/")[1].split("/")[0]))
-        answer = handler_module.handler(event, FakeLambdaContext())
+        function = unquote(request.url.split("/functions/")[1].split("/")[0])
+        self.functions.append(function)
+        # Lambda's context names the ARN the caller invoked, with its qualifier.
+        answer = handler_module.handler(event, FakeLambdaContext(invoked_function_arn=function))
         data = json.dumps(answer).encode()
         raw = urllib3.HTTPResponse(
             body=io.BytesIO(data), status=200, headers={}, preload_content=False
