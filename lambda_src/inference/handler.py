@@ -184,15 +184,24 @@ def _gate(
     done = _answer(shape, event, state, request_id)
     logs.info(
         "gate request",
-        request_id=request_id,
-        event_shape=shape.value,
-        status=200,
-        **_identity(state),
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        **_request_fields(shape, state, request_id, 200, started),
         predict_ms=round(done.predict_ms, 3),
         rows=done.answered.rows,
     )
     return done.response
+
+
+def _request_fields(
+    shape: Shape, state: State, request_id: str, status: int, started: float
+) -> dict[str, Any]:
+    """The fields every line about one answered request starts with."""
+    return {
+        "request_id": request_id,
+        "event_shape": shape.value,
+        "status": status,
+        **_identity(state),
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
 
 
 def _predict(
@@ -272,11 +281,7 @@ def _rejected(
     # Never the request's values: the error's log form names fields (truncated) and kinds.
     logs.info(
         "request rejected",
-        request_id=request_id,
-        event_shape=shape.value,
-        status=exc.status,
-        **identity,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        **_request_fields(shape, state, request_id, exc.status, started),
         error_code=exc.code.value,
         error=clip(exc.log_message),
         **({"problems": exc.log_details} if exc.log_details else {}),
@@ -300,11 +305,7 @@ def _unavailable(
     # The reason (bucket, key, checksums, S3's error) is for the operator, never the caller.
     logs.error(
         "model unavailable",
-        request_id=request_id,
-        event_shape=shape.value,
-        status=503,
-        **identity,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        **_request_fields(shape, state, request_id, 503, started),
         reason=clip(state.reason, state_module.REASON_MAX_CHARS),
     )
     _server_error(state, request_id, 503)
