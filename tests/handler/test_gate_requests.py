@@ -8,12 +8,14 @@ test_capture_in_handler.py hold that they write no prediction line, metric or ca
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from inference import handler as handler_module
+from inference import model_loader
 from inference.events import Shape, detect_shape, is_gate_request
 from serving.reserved import GATE_KEY, RESERVED_FEATURE_NAMES
 from tests.handler.conftest import (
@@ -137,6 +139,30 @@ def test_a_cold_start_answered_to_the_gate_is_not_reported(
     assert not [d for d in emf_lines(out) if "ColdStart" in d]
     [prediction] = log_lines(out, "prediction")
     assert prediction["cold_start"] is False
+
+
+def test_a_marked_request_that_fails_still_counts_as_a_server_error(
+    capture_all: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A version that fails the gate is broken: the errors alarm should see it.
+    state = handler_module.current_state()
+    assert isinstance(state, handler_module.Ready)
+
+    def broken(X: Any) -> Any:
+        raise RuntimeError("model bug")
+
+    model = types.SimpleNamespace(task="binary", classes=(0, 1), outputs=broken)
+    loaded = model_loader.LoadedModel(**{**state.loaded.__dict__, "model": model})
+    monkeypatch.setattr(handler_module, "_state", handler_module.Ready(state.settings, loaded))
+    capsys.readouterr()
+    response = call({"instances": records(2), GATE_KEY: True}, "gate-7")
+    assert response["statusCode"] == 500
+    out = capsys.readouterr().out
+    [document] = emf_lines(out)
+    assert document["ServerErrors"] == 1 and document["request_id"] == "gate-7"
+    assert capture_lines(out) == [] and log_lines(out, "gate request") == []
+    [failed] = log_lines(out, "request failed")
+    assert failed["request_id"] == "gate-7" and "RuntimeError: model bug" in failed["exception"]
 
 
 @pytest.mark.parametrize(
