@@ -53,7 +53,10 @@ def is_warmup(shape: Shape, event: object) -> bool:
 def is_gate_request(shape: Shape, event: object) -> bool:
     """Whether the event is the traffic gate's (``serving.reserved.GATE_KEY``): answered as
     any request, kept out of logs, metrics and capture. Only a direct invocation can be one;
-    ``read_payload`` refuses the key with any value but ``true``, and on any HTTP shape."""
+    ``read_payload`` refuses the key with any value but ``true``, and on any HTTP shape, and
+    ``check_gate_invocation`` unless a version was invoked by number. Lambda passes the
+    invoked ARN in full (``Lambda-Runtime-Invoked-Function-Arn``), with the qualifier the
+    caller named, even when it named the function by a partial ARN (``NAME:8``)."""
     return shape is Shape.DIRECT and isinstance(event, Mapping) and GATE_KEY in event
 
 
