@@ -54,9 +54,8 @@ def is_gate_request(shape: Shape, event: object) -> bool:
     """Whether the event is the traffic gate's (``serving.reserved.GATE_KEY``): answered as
     any request, kept out of logs, metrics and capture. Only a direct invocation can be one;
     ``read_payload`` refuses the key with any value but ``true``, and on any HTTP shape, and
-    ``check_gate_invocation`` unless a version was invoked by number. Lambda passes the
-    invoked ARN in full (``Lambda-Runtime-Invoked-Function-Arn``), with the qualifier the
-    caller named, even when it named the function by a partial ARN (``NAME:8``)."""
+    ``check_gate_invocation`` unless a version was invoked by number (the invoked ARN,
+    Lambda's ``Lambda-Runtime-Invoked-Function-Arn``, names the qualifier the caller used)."""
     return shape is Shape.DIRECT and isinstance(event, Mapping) and GATE_KEY in event
 
 
@@ -69,8 +68,7 @@ def check_gate_invocation(invoked_arn: object) -> None:
     ``function:NAME:VERSION``, which the gate's role has. So a caller holding the alias's
     ``lambda:InvokeFunction`` (a Function URL needs it too) still cannot mark its traffic.
     """
-    parts = invoked_arn.split(":") if isinstance(invoked_arn, str) else []
-    qualifier = parts[7] if len(parts) == 8 else None
+    qualifier = _qualifier(invoked_arn) if isinstance(invoked_arn, str) else None
     if qualifier is not None and qualifier.isascii() and qualifier.isdigit():
         return
     named = "no qualifier" if qualifier is None else f"the qualifier {echo(qualifier)}"
@@ -79,6 +77,18 @@ def check_gate_invocation(invoked_arn: object) -> None:
         f"qualified ARN (function:NAME:VERSION), as the traffic gate invokes; this "
         f"invocation had {named}: remove {GATE_KEY!r} from the request"
     )
+
+
+def _qualifier(invoked: str) -> str | None:
+    """The version or alias an invocation named, or None when it named neither."""
+    parts = invoked.split(":")
+    if parts[0] == "arn":  # arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+        return parts[7] if len(parts) == 8 else None
+    # Lambda passes the full ARN; the partial forms NAME:Q and ACCOUNT:function:NAME:Q
+    # are read too, so that a runtime passing them on still serves the gate.
+    if len(parts) == 2:
+        return parts[1]
+    return parts[3] if len(parts) == 4 and parts[1] == "function" else None
 
 
 def http_request_id(shape: Shape, event: object) -> str | None:

@@ -243,6 +243,26 @@ def test_the_mark_on_an_invocation_of_the_alias_or_latest_is_a_400_naming_it(
     assert len(capture_lines(capsys.readouterr().out)) == 2
 
 
+@pytest.mark.parametrize(
+    ("invoked", "accepted"),
+    [
+        ("churn-inference:12", True),
+        ("123456789012:function:churn-inference:12", True),
+        ("arn:aws-cn:lambda:cn-north-1:123456789012:function:churn-inference:3", True),
+        ("churn-inference:production", False),
+        ("123456789012:function:churn-inference", False),
+        ("123456789012:function:churn-inference:live", False),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:123", False),  # a name, no version
+        ("churn-inference", False),
+    ],
+)
+def test_the_invoked_version_is_read_from_full_and_partial_arns(
+    capture_all: None, invoked: str, accepted: bool
+) -> None:
+    response = call({"instances": records(1), GATE_KEY: True}, "arn-1", invoked)
+    assert response["statusCode"] == (200 if accepted else 400), response
+
+
 def test_without_a_context_the_mark_is_refused(capture_all: None) -> None:
     response = handler_module.handler({"instances": records(1), GATE_KEY: True}, None)
     assert response["statusCode"] == 400
