@@ -129,7 +129,7 @@ def captured_rows(out: str) -> list[tuple[float, ...]]:
     return [tuple(float(line["features"][name]) for name in FEATURES) for line in lines]
 
 
-def test_a_run_of_the_gate_captures_counts_and_logs_no_golden_row(
+def test_a_run_of_the_gate_and_a_warm_up_capture_count_and_log_no_row(
     fresh_environment: Configure,
     capsys: pytest.CaptureFixture[str],
     lambda_client: LocalLambda,
@@ -144,6 +144,10 @@ def test_a_run_of_the_gate_captures_counts_and_logs_no_golden_row(
     status, reason, _ = cloudformation.on_custom_resource(
         gate_event(), lambda_client=lambda_client.client, s3=s3
     )
+    functions, payloads = list(lambda_client.functions), list(lambda_client.payloads)
+    # The warmer's ping to the candidate, the other traffic the function sends itself.
+    ping = lambda_client.client.invoke(FunctionName=CANDIDATE, Payload=b'{"_warmup": true}')
+    assert json.loads(ping["Payload"].read())["warmup"] is True
     gate_out = capsys.readouterr().out
     handler_module.handler(caller, FakeLambdaContext(aws_request_id="caller-after"))
     after_out = capsys.readouterr().out
@@ -152,14 +156,15 @@ def test_a_run_of_the_gate_captures_counts_and_logs_no_golden_row(
     assert status == "SUCCESS", reason
     rows = GOLDEN["rows"]
     batches = -(-rows // 150)
-    assert lambda_client.functions == [CANDIDATE] * batches + [STABLE] * batches
-    assert all(payload.get(GATE_KEY) is True for payload in lambda_client.payloads)
-    sent = [row for payload in lambda_client.payloads[:batches] for row in payload["instances"]]
+    assert functions == [CANDIDATE] * batches + [STABLE] * batches
+    assert all(payload.get(GATE_KEY) is True for payload in payloads)
+    sent = [row for payload in payloads[:batches] for row in payload["instances"]]
     assert sent == golden_sets.instances(GOLDEN)
     # Not one golden row captured, counted or logged with its values.
     assert capture_lines(gate_out) == []
     assert emf_lines(gate_out) == []
     assert log_lines(gate_out, "prediction") == []
+    assert len(log_lines(gate_out, "warm-up")) == 1
     gate_lines = log_lines(gate_out, "gate request")
     assert len(gate_lines) == 2 * batches
     assert sum(line["rows"] for line in gate_lines) == 2 * rows
