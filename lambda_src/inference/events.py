@@ -17,6 +17,7 @@ from typing import Any
 from inference import json_codec
 from inference.errors import ErrorCode, RequestError, bad_request, too_large
 from inference.limits import ECHO_MAX_CHARS, echo
+from serving.reserved import GATE_KEY as GATE_KEY
 from serving.reserved import WARMUP_KEY as WARMUP_KEY
 
 
@@ -49,6 +50,47 @@ def is_warmup(shape: Shape, event: object) -> bool:
     )
 
 
+def is_gate_request(shape: Shape, event: object) -> bool:
+    """Whether the event is the traffic gate's (``serving.reserved.GATE_KEY``): answered as
+    any request, kept out of logs, metrics and capture. Only a direct invocation can be one;
+    ``read_payload`` refuses the key with any value but ``true``, and on any HTTP shape, and
+    ``check_gate_invocation`` unless a version was invoked by number (the invoked ARN,
+    Lambda's ``Lambda-Runtime-Invoked-Function-Arn``, names the qualifier the caller used)."""
+    return shape is Shape.DIRECT and isinstance(event, Mapping) and GATE_KEY in event
+
+
+def check_gate_invocation(invoked_arn: object) -> None:
+    """Refuse the gate's mark unless the function was invoked as the traffic gate invokes
+    it: a published version by its qualified ARN (``function:NAME:VERSION``).
+
+    Callers are granted the alias (docs/calling.md), whose name is the qualifier of their
+    invocations; invoking a version by its number needs ``lambda:InvokeFunction`` on
+    ``function:NAME:VERSION``, which the gate's role has. So a caller holding the alias's
+    ``lambda:InvokeFunction`` (a Function URL needs it too) still cannot mark its traffic.
+    """
+    qualifier = _qualifier(invoked_arn) if isinstance(invoked_arn, str) else None
+    if qualifier is not None and qualifier.isascii() and qualifier.isdigit():
+        return
+    named = "no qualifier" if qualifier is None else f"the qualifier {echo(qualifier)}"
+    raise bad_request(
+        f"{GATE_KEY!r} is accepted only on an invocation of a published version by its "
+        f"qualified ARN (function:NAME:VERSION), as the traffic gate invokes; this "
+        f"invocation had {named}: remove {GATE_KEY!r} from the request"
+    )
+
+
+def _qualifier(invoked: str) -> str | None:
+    """The version or alias an invocation named, or None when it named neither."""
+    parts = invoked.split(":")
+    if parts[0] == "arn":  # arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+        return parts[7] if len(parts) == 8 else None
+    # Lambda passes the full ARN; the partial forms NAME:Q and ACCOUNT:function:NAME:Q
+    # are read too, so that a runtime passing them on still serves the gate.
+    if len(parts) == 2:
+        return parts[1]
+    return parts[3] if len(parts) == 4 and parts[1] == "function" else None
+
+
 def http_request_id(shape: Shape, event: object) -> str | None:
     if shape is Shape.DIRECT or not isinstance(event, Mapping):
         return None
@@ -70,6 +112,8 @@ def read_payload(
                 f"{WARMUP_KEY!r} is allowed only alone: a warm-up ping is exactly "
                 f'{{"{WARMUP_KEY}": true}}; remove it from a prediction request'
             )
+        if isinstance(event, Mapping) and GATE_KEY in event:
+            return _unmarked(event)
         return event
     assert isinstance(event, Mapping)
     method = _method(shape, event)
@@ -79,7 +123,30 @@ def read_payload(
         )
     _check_content_type(_headers(event))
     raw = _body_bytes(event, max_body_bytes)
-    return parse_json(raw) if exact else parse_json_fast(raw)
+    value = parse_json(raw) if exact else parse_json_fast(raw)
+    if isinstance(value, Mapping) and GATE_KEY in value:
+        # Only the gate may keep its traffic out of the numbers, and it invokes directly
+        # (IAM): an HTTP caller must not be able to hide requests from metrics and capture.
+        raise bad_request(
+            f"{GATE_KEY!r} is reserved for the traffic gate's direct invocations and is not "
+            f"accepted over {_over(shape)}: remove it from the request body"
+        )
+    return value
+
+
+def _unmarked(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The gate's request without its mark, once the mark is exactly ``true``."""
+    mark = event[GATE_KEY]
+    if mark is not True:
+        raise bad_request(
+            f"{GATE_KEY!r} must be true (the traffic gate's mark), got "
+            f"{_plain(json.dumps(mark, default=str))}"
+        )
+    return {key: value for key, value in event.items() if key != GATE_KEY}
+
+
+def _over(shape: Shape) -> str:
+    return "a Function URL or HTTP API" if shape is Shape.HTTP_V2 else "API Gateway"
 
 
 def parse_json_fast(raw: bytes) -> object:

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,11 +21,19 @@ from inference import allocator, answers, logs, metrics
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
 from inference.errors import ErrorCode, RequestError, too_large
-from inference.events import Shape, detect_shape, http_request_id, is_warmup
+from inference.events import (
+    Shape,
+    check_gate_invocation,
+    detect_shape,
+    http_request_id,
+    is_gate_request,
+    is_warmup,
+)
 from inference.limits import clip
 from inference.request import read_instances
 from inference.responses import error_answer, render
 from inference.state import Ready, State, Unavailable, init_state
+from inference.validation import Instances
 from serving import capture
 
 __all__ = [
@@ -99,6 +107,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if isinstance(state, Unavailable):
         return _unavailable(shape, state, request_id, started)
     try:
+        if is_gate_request(shape, event):
+            check_gate_invocation(getattr(context, "invoked_function_arn", None))
+            return _gate(shape, event, state, request_id, started)
         return _predict(shape, event, state, request_id, started, cold)
     except RequestError as exc:
         return _rejected(shape, state, request_id, started, exc)
@@ -125,14 +136,15 @@ def _remaining_ms(context: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _predict(
-    shape: Shape,
-    event: Any,
-    state: Ready,
-    request_id: str,
-    started: float,
-    cold: bool,
-) -> dict[str, Any]:
+class _Answered(NamedTuple):
+    instances: Instances
+    answered: answers.Answers
+    response: dict[str, Any]
+    predict_ms: float
+
+
+def _answer(shape: Shape, event: Any, state: Ready, request_id: str) -> _Answered:
+    """Validate, predict and render: the same for every request, the gate's included."""
     settings, loaded = state.settings, state.loaded
     instances = read_instances(
         shape,
@@ -144,8 +156,7 @@ def _predict(
     model = loaded.model
     rows = instances.X.shape[0]
     classes = tuple(model.classes) if model.classes is not None else None
-    identity = _identity(state)
-    envelope = {**identity, "request_id": request_id}
+    envelope = {**_identity(state), "request_id": request_id}
     most = answers.max_answer_rows(model.task, classes, shape, envelope)
     if rows > most:
         raise too_large(
@@ -160,6 +171,50 @@ def _predict(
     answered = answers.answers(model.task, classes, outputs, rows=rows, batch=instances.batch)
     # The only encode of every output: the log line and EMF carry bounded summaries.
     response = render(shape, 200, {**answered.body, **envelope})
+    return _Answered(instances, answered, response, predict_ms)
+
+
+def _gate(
+    shape: Shape, event: Any, state: Ready, request_id: str, started: float
+) -> dict[str, Any]:
+    """The traffic gate's golden rows (``serving.reserved.GATE_KEY``): the answer any caller
+    gets, and one line without values. No prediction line, no EMF and no capture record:
+    the rows would otherwise reach the dashboards, the canary evaluator, the drift monitor
+    and every comparison as if callers had sent them."""
+    done = _answer(shape, event, state, request_id)
+    logs.info(
+        "gate request",
+        **_request_fields(shape, state, request_id, 200, started),
+        predict_ms=round(done.predict_ms, 3),
+        rows=done.answered.rows,
+    )
+    return done.response
+
+
+def _request_fields(
+    shape: Shape, state: State, request_id: str, status: int, started: float
+) -> dict[str, Any]:
+    """The fields every line about one answered request starts with."""
+    return {
+        "request_id": request_id,
+        "event_shape": shape.value,
+        "status": status,
+        **_identity(state),
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+
+
+def _predict(
+    shape: Shape,
+    event: Any,
+    state: Ready,
+    request_id: str,
+    started: float,
+    cold: bool,
+) -> dict[str, Any]:
+    settings, loaded = state.settings, state.loaded
+    instances, answered, response, predict_ms = _answer(shape, event, state, request_id)
+    identity = _identity(state)
     latency_ms = (time.perf_counter() - started) * 1000
     line = logs.entry(
         "INFO",
@@ -226,11 +281,7 @@ def _rejected(
     # Never the request's values: the error's log form names fields (truncated) and kinds.
     logs.info(
         "request rejected",
-        request_id=request_id,
-        event_shape=shape.value,
-        status=exc.status,
-        **identity,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        **_request_fields(shape, state, request_id, exc.status, started),
         error_code=exc.code.value,
         error=clip(exc.log_message),
         **({"problems": exc.log_details} if exc.log_details else {}),
@@ -254,11 +305,7 @@ def _unavailable(
     # The reason (bucket, key, checksums, S3's error) is for the operator, never the caller.
     logs.error(
         "model unavailable",
-        request_id=request_id,
-        event_shape=shape.value,
-        status=503,
-        **identity,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        **_request_fields(shape, state, request_id, 503, started),
         reason=clip(state.reason, state_module.REASON_MAX_CHARS),
     )
     _server_error(state, request_id, 503)

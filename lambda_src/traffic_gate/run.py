@@ -7,6 +7,10 @@ to the decision (``serving.gate_decision.evaluate``). Before each batch it check
 ``Deadline``: with less than ``DEADLINE_MARGIN_MS`` of the function's time left it stops
 with a ``GateError`` naming the deadline, so that the answer still reaches CloudFormation
 or CodeDeploy.
+
+Every request carries the gate's mark (``serving.reserved.GATE_KEY``): the version answers
+it as any other, and keeps the golden rows out of its prediction logs, metrics and capture,
+which the dashboards, alarms, the canary evaluator and the drift monitor read.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from serving.gate_decision import CANDIDATE_ROWS, STABLE_ROWS, Scored, Verdict, evaluate
 from serving.golden_sets import BINARY, Answers, GateError, Kind, instances, kind_of, same_kind
+from serving.reserved import BATCH_KEY, GATE_KEY
 from traffic_gate.settings import GateSettings, GoldenObject
 
 # Time kept to send the answer (CloudFormation's response URL is given 30 s) before the
@@ -63,6 +68,11 @@ def read_golden(s3: Any, bucket: str, key: str, sha256: str) -> dict[str, Any]:
     return golden
 
 
+def gate_request(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The body the gate sends: a batch, marked as the gate's own traffic."""
+    return {BATCH_KEY: list(rows), GATE_KEY: True}
+
+
 def invoke(
     lambda_client: Any,
     function: str,
@@ -82,7 +92,7 @@ def invoke(
         response = lambda_client.invoke(
             FunctionName=function,
             InvocationType="RequestResponse",
-            Payload=json.dumps({"instances": batch}).encode(),
+            Payload=json.dumps(gate_request(batch)).encode(),
         )
         payload = response["Payload"].read()
         if response.get("FunctionError"):

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from serving.reserved import GATE_KEY
 from tests.authz.account import Account, local_file
 from tests.authz.functions import (
     Made,
@@ -46,6 +47,10 @@ class GateAccount(Account):
     def invoke(self, p: Mapping[str, Any]) -> Any:
         answers = _golden()
         payload = json.loads(p["Payload"])
+        # The gate marks its golden rows, and the handler takes the mark only on a version
+        # invoked by number (docs/calling.md): the grant proved is on function:NAME:VERSION.
+        version = str(p["FunctionName"]).rsplit(":", 1)[-1]
+        assert payload.get(GATE_KEY) is True and version.isdigit(), (p["FunctionName"], payload)
         rows = [answers[json.dumps(row, sort_keys=True)] for row in payload["instances"]]
         return {"statusCode": 200, "predictions": rows}
 

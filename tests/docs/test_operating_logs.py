@@ -75,8 +75,8 @@ def documented_metrics() -> set[str]:
 def handler_output(
     fresh_environment: Callable[[dict[str, str]], Any], capsys: pytest.CaptureFixture[str]
 ) -> str:
-    """Stdout of a load, predictions (one record, a batch; captured), a rejection, a warm-up
-    and a failed load."""
+    """Stdout of a load, predictions (one record, a batch; captured), a rejection, a warm-up,
+    a gate request and a failed load."""
     capsys.readouterr()
     fresh_environment(local_env("v1", CAPTURE_SAMPLE_RATE="1"))
     handler_module.handler(load_event("direct_single.json"), FakeLambdaContext())
@@ -84,6 +84,10 @@ def handler_output(
     handler_module.handler(batch, FakeLambdaContext())
     handler_module.handler({"tenure_months": 3.5}, FakeLambdaContext())
     handler_module.handler({"_warmup": True}, FakeLambdaContext())
+    # The traffic gate's marked request, on a version by number as the gate invokes.
+    alias = FakeLambdaContext().invoked_function_arn
+    gate = FakeLambdaContext(invoked_function_arn=alias.rsplit(":", 1)[0] + ":7")
+    handler_module.handler({**batch, "_gate": True}, gate)
     fresh_environment(local_env("v1", MODEL_SHA256="0" * 64))
     handler_module.handler(load_event("direct_single.json"), FakeLambdaContext())
     return capsys.readouterr().out
@@ -111,7 +115,8 @@ def test_the_log_table_names_every_field_of_every_line(
     seen: dict[str, set[str]] = {}
     for line in handler_lines:
         seen.setdefault(line["message"], set()).update(set(line) - COMMON)
-    assert {"model loaded", "prediction", "request rejected", "warm-up"} <= set(seen)
+    written = {"model loaded", "prediction", "request rejected", "warm-up", "gate request"}
+    assert written <= set(seen)
     wrong = [
         f"{message!r}: the handler writes {sorted(fields)}, "
         f"{DOC.name} lists {sorted(documented.get(message, ()))}"

@@ -82,8 +82,18 @@ class RuntimeAPI(LoopbackServer):
         self._closed.set()
         super().__exit__(*exc)
 
-    def invoke(self, event: Any, *, wait_s: float = 60.0, alive: Any = None) -> Outcome:
+    def invoke(
+        self,
+        event: Any,
+        *,
+        wait_s: float = 60.0,
+        alive: Any = None,
+        invoked_arn: str | None = None,
+    ) -> Outcome:
         """Queue ``event``; return what the runtime posted (or its init error).
+
+        ``invoked_arn`` is the ARN the caller named (Lambda passes it on, with its
+        qualifier, as ``Lambda-Runtime-Invoked-Function-Arn``); by default the function's.
 
         ``alive`` (a callable) is polled: a runtime that exited without answering fails
         at once instead of after ``wait_s``.
@@ -92,7 +102,7 @@ class RuntimeAPI(LoopbackServer):
             request_id=str(uuid.uuid4()),
             payload=json.dumps(event).encode(),
             deadline_ms=int(time.time() * 1000) + self.timeout_s * 1000,
-            function_arn=self.function_arn,
+            function_arn=invoked_arn or self.function_arn,
         )
         with self._lock:
             self._pending[invocation.request_id] = invocation

@@ -54,8 +54,13 @@ class Environment:
         self.process = process
         self.log_path = log
 
-    def invoke(self, event: Any, wait_s: float = 60.0) -> Outcome:
-        return self.api.invoke(event, wait_s=wait_s, alive=lambda: self.process.poll() is None)
+    def invoke(self, event: Any, wait_s: float = 60.0, invoked_arn: str | None = None) -> Outcome:
+        return self.api.invoke(
+            event,
+            wait_s=wait_s,
+            alive=lambda: self.process.poll() is None,
+            invoked_arn=invoked_arn,
+        )
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -157,7 +157,8 @@ def test_traffic_gate(
 
         def invoke(name: str, payload: bytes) -> tuple[bytes, str | None]:
             assert name == arn
-            outcome = inference.invoke(json.loads(payload))
+            # Invoked by its qualified ARN, as the gate's marked requests must be.
+            outcome = inference.invoke(json.loads(payload), invoked_arn=name)
             error = outcome.headers.get("lambda-runtime-function-error-type")
             return outcome.body, "Unhandled" if outcome.kind == "error" or error else None
 
@@ -170,6 +171,13 @@ def test_traffic_gate(
             assert response["PhysicalResourceId"] == arn
         invocations = [c for c in standin.calls if c[1].endswith("/invocations")]
         assert len(invocations) == 2 * 5  # 1,000 golden rows, 200 per request, twice
+        # Answered as the gate's (marked) requests: no prediction line, request metric or
+        # capture record (init's ModelLoadTime is the only EMF).
+        written = [json.loads(x) for x in inference.logs().splitlines() if x.startswith("{")]
+        messages = [line.get("message") for line in written]
+        assert messages.count("gate request") == 10 and "prediction" not in messages
+        per_request = [line for line in written if "_aws" in line and "request_id" in line]
+        assert not per_request and not [line for line in written if "capture" in line]
         deleted = answer(
             gate, standin, cfn_event(standin, "Delete", stack, "TrafficGateCheck", kind, **fixed)
         )
