@@ -178,7 +178,7 @@ def fetch(
     truncated = False
     while pending:
         part = pending.popleft()
-        results = _run(logs, log_group, text, part, limit, expired, sleep)
+        results = run_query(logs, log_group, text, part, limit, expired, sleep)
         queries += 1
         if len(results) < limit:
             kept.append((part, results))
@@ -198,7 +198,7 @@ def fetch(
     return rows
 
 
-def _run(
+def run_query(
     logs: Any,
     log_group: str,
     text: str,

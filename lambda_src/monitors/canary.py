@@ -40,7 +40,7 @@ from typing import Any
 
 from monitors.schedule import MonitorSettings, scheduled_run
 from serving.canary import DEFAULT_MIN_REQUESTS, Thresholds, evaluate
-from serving.insights import POLL_SECONDS, Window, fetch, query, setting
+from serving.insights import Window, fetch, query, run_query, setting
 
 LOOKBACK_HOURS = 24
 
@@ -91,18 +91,11 @@ def canary_start(
     sleep: Callable[[float], None],
 ) -> int | None:
     """Epoch seconds of the candidate's first capture record, or None (none yet)."""
-    query_id = logs.start_query(
-        logGroupName=settings.log_group, startTime=now - LOOKBACK_HOURS * 3600, endTime=now,
-        queryString=first_record_query(candidate), limit=1,
-    )["queryId"]  # fmt: skip
-    while (answer := logs.get_query_results(queryId=query_id))["status"] != "Complete":
-        if answer["status"] not in ("Scheduled", "Running"):
-            raise RuntimeError(f"Logs Insights query {query_id} ended {answer['status']}")
-        if expired():
-            logs.stop_query(queryId=query_id)
-            raise TimeoutError(f"Logs Insights query {query_id} still running; stopped it")
-        sleep(POLL_SECONDS)
-    for row in answer.get("results", []):
+    window = Window(start=now - LOOKBACK_HOURS * 3600, end=now)
+    results = run_query(
+        logs, settings.log_group, first_record_query(candidate), window, 1, expired, sleep
+    )
+    for row in results:
         for found in row:
             if found.get("field") == "@timestamp":
                 # Logs Insights writes times in UTC: "2026-03-01 12:00:00.000".

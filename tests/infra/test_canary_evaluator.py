@@ -234,7 +234,7 @@ def test_a_start_query_still_running_when_time_is_up_is_stopped(stubbed: Any) ->
     stubbers["logs"].add_response("get_query_results", {"status": "Running", "results": []},
                                   {"queryId": "qfirst"})  # fmt: skip
     stubbers["logs"].add_response("stop_query", {"success": True}, {"queryId": "qfirst"})
-    with pytest.raises(TimeoutError, match="qfirst still running; stopped it"):
+    with pytest.raises(TimeoutError, match="query qfirst still Running; stopped it"):
         canary.run(SETTINGS, lambda_client=clients["lambda"], logs=clients["logs"],
                    cloudwatch=clients["cloudwatch"], now=NOW, expired=lambda: True,
                    sleep=lambda _: None)  # fmt: skip
