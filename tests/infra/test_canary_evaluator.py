@@ -158,7 +158,7 @@ def test_a_better_calibrated_candidate_pages_but_is_no_harm(stubbed: Any) -> Non
 def test_many_rows_from_few_requests_are_too_few_to_judge(stubbed: Any) -> None:
     """4,000 candidate rows from 40 requests: the unit is the request, so no verdict."""
     rng = np.random.default_rng(4)
-    stable = requests(rng, 400, 100, scored(0.22), "s")
+    stable = requests(rng, 400, 20, scored(0.22), "s")  # under one query's 10,000 rows
     _, seen = evaluate(stubbed, stable, requests(rng, 40, 100, scored(0.5), "c"))
     assert seen == {"CanarySamples": 4000, "CanaryRequests": 40}
 
