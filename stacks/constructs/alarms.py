@@ -26,6 +26,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from serving.drift import DEFAULT_ALPHA
 from stacks.constructs.capture_delivery import BUFFERING_MINUTES, CaptureDelivery
 from stacks.constructs.drift_monitor import CANARY_SCHEDULE_MINUTES, DriftMonitor
 from stacks.constructs.lambda_metrics import MINUTE, LambdaMetrics
@@ -159,34 +160,57 @@ class Alarms(Construct):
         # reference, not the previous version, is what the live data moved away from).
         self.drift: list[cloudwatch.Alarm] = []
         if drift is not None:
-            for id_, purpose, metric, what in (
-                ("FeatureDrift", FEATURE_DRIFT, "MaxFeaturePSI", "a feature's"),
-                ("PredictionDrift", PREDICTION_DRIFT, "PredictionPSI", "the predictions'"),
-            ):
-                self.drift.append(
-                    cloudwatch.Alarm(
-                        self,
-                        id_,
-                        alarm_name=names[purpose],
-                        alarm_description=f"PSI of {what} live distribution against the "
-                        f"training reference of model {model_version} above "
-                        f"{drift.psi_alarm:g} (drift monitor, every "
-                        f"{drift.schedule_minutes} minutes).",
-                        metric=metrics.model(
-                            metric, "Maximum", model_version,
-                            Duration.minutes(drift.schedule_minutes),
-                        ),
-                        threshold=drift.psi_alarm,
-                        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                        evaluation_periods=1,
-                        # The monitor publishes PSI only for a window of at least
-                        # drift.min_rows captured rows: a quiet window publishes none, and
-                        # that is no drift (breaching would page every quiet night). A
-                        # monitor that is broken is what the drift-monitor-failures and
-                        # monitor-failed-runs alarms report.
-                        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                    )
-                )  # fmt: skip
+            # A feature drifted: its PSI is above psi_alarm and beyond what the reference
+            # itself reaches at that many requests, Holm-corrected over the features, so
+            # that P(page | no drift) <= DEFAULT_ALPHA (1 %) per run (serving.drift).
+            self.drift.append(
+                cloudwatch.Alarm(
+                    self,
+                    "FeatureDrift",
+                    alarm_name=names[FEATURE_DRIFT],
+                    alarm_description="At least one feature's live distribution drifted from "
+                    f"the training reference of model {model_version}: PSI above "
+                    f"{drift.psi_alarm:g} and beyond the reference's own spread at that many "
+                    f"requests (p <= {DEFAULT_ALPHA:g} after Holm's correction over the "
+                    f"features; drift monitor, every {drift.schedule_minutes} minutes).",
+                    metric=metrics.model(
+                        "DriftedFeatures", "Maximum", model_version,
+                        Duration.minutes(drift.schedule_minutes),
+                    ),
+                    threshold=1,
+                    comparison_operator=(
+                        cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+                    ),
+                    evaluation_periods=1,
+                    # The monitor publishes DriftedFeatures only for a window of at least
+                    # drift.min_requests requests: a quiet window publishes none, and that
+                    # is no drift (breaching would page every quiet night). A monitor that
+                    # is broken is what the drift-monitor-failures and monitor-failed-runs
+                    # alarms report.
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )  # fmt: skip
+            self.drift.append(
+                cloudwatch.Alarm(
+                    self,
+                    "PredictionDrift",
+                    alarm_name=names[PREDICTION_DRIFT],
+                    alarm_description="PSI of the predictions' live distribution against the "
+                    f"training reference of model {model_version} above "
+                    f"{drift.psi_alarm:g} (drift monitor, every "
+                    f"{drift.schedule_minutes} minutes).",
+                    metric=metrics.model(
+                        "PredictionPSI", "Maximum", model_version,
+                        Duration.minutes(drift.schedule_minutes),
+                    ),
+                    threshold=drift.psi_alarm,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    evaluation_periods=1,
+                    # Published, as above, only from drift.min_requests requests: the floor
+                    # of that key keeps P(PSI > 0.25 | no drift) below 0.1 % per run.
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )  # fmt: skip
         # A candidate that predicts very differently from the stable side, on the same
         # traffic (the canary evaluator, every 5 minutes): pages in manual mode, rolls the
         # shift back in automated mode.

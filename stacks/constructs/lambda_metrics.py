@@ -63,6 +63,8 @@ HANDLER_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
 FEATURE = frozenset({"ModelVersion", "Feature"})
 MONITOR_DIMENSIONS: dict[str, frozenset[frozenset[str]]] = {
     "DriftRows": frozenset({MODEL_VERSION}),
+    "DriftRequests": frozenset({MODEL_VERSION}),
+    "DriftedFeatures": frozenset({MODEL_VERSION}),
     "FeaturePSI": frozenset({FEATURE}),
     "MaxFeaturePSI": frozenset({MODEL_VERSION}),
     "PredictionPSI": frozenset({MODEL_VERSION}),
