@@ -59,7 +59,7 @@ from serving.distributions import Reference
 DEFAULT_MIN_REQUESTS = 200
 # The fewest requests the configuration allows. The features' alarm keeps its rate at any
 # count, but the prediction-drift alarm compares PredictionPSI with psi_alarm alone: over
-# ten deciles, one row per request, P(PSI > 0.25 | no drift) is 1.05 % at 100 requests,
+# ten deciles, one row per request, P(PSI > 0.25 | no drift) is 1.0 % at 100 requests,
 # 0.03 % at 150 and 0 in 20,000 runs at 200 (docs/capture-and-drift.md, "False alarms").
 MIN_REQUESTS_FLOOR = 150
 DEFAULT_ALPHA = 0.01
