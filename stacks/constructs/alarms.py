@@ -160,57 +160,58 @@ class Alarms(Construct):
         # reference, not the previous version, is what the live data moved away from).
         self.drift: list[cloudwatch.Alarm] = []
         if drift is not None:
-            # A feature drifted: its PSI is above psi_alarm and beyond what the reference
-            # itself reaches at that many requests, Holm-corrected over the features, so
-            # that P(page | no drift) <= DEFAULT_ALPHA (1 %) per run (serving.drift).
-            self.drift.append(
-                cloudwatch.Alarm(
-                    self,
+            every = f"drift monitor, every {drift.schedule_minutes} minutes"
+            greater = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+            at_least = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+            for id_, purpose, metric, threshold, operator, description in (
+                # A feature drifted: its PSI is above psi_alarm and beyond what the
+                # reference itself reaches at that many requests, Holm-corrected over the
+                # features, so that P(page | no drift) <= DEFAULT_ALPHA per run
+                # (serving.drift).
+                (
                     "FeatureDrift",
-                    alarm_name=names[FEATURE_DRIFT],
-                    alarm_description="At least one feature's live distribution drifted from "
-                    f"the training reference of model {model_version}: PSI above "
-                    f"{drift.psi_alarm:g} and beyond the reference's own spread at that many "
-                    f"requests (p <= {DEFAULT_ALPHA:g} after Holm's correction over the "
-                    f"features; drift monitor, every {drift.schedule_minutes} minutes).",
-                    metric=metrics.model(
-                        "DriftedFeatures", "Maximum", model_version,
-                        Duration.minutes(drift.schedule_minutes),
-                    ),
-                    threshold=1,
-                    comparison_operator=(
-                        cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
-                    ),
-                    evaluation_periods=1,
-                    # The monitor publishes DriftedFeatures only for a window of at least
-                    # drift.min_requests requests: a quiet window publishes none, and that
-                    # is no drift (breaching would page every quiet night). A monitor that
-                    # is broken is what the drift-monitor-failures and monitor-failed-runs
-                    # alarms report.
-                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                )
-            )  # fmt: skip
-            self.drift.append(
-                cloudwatch.Alarm(
-                    self,
+                    FEATURE_DRIFT,
+                    "DriftedFeatures",
+                    1,
+                    at_least,
+                    "At least one feature's live distribution drifted from the training "
+                    f"reference of model {model_version}: PSI above {drift.psi_alarm:g} and "
+                    "beyond the reference's own spread at that many requests (p <= "
+                    f"{DEFAULT_ALPHA:g} after Holm's correction over the features; {every}).",
+                ),
+                # PSI alone: the floor of drift.min_requests keeps P(PSI > 0.25 | no drift)
+                # below 0.1 % per run (docs/capture-and-drift.md, "False alarms").
+                (
                     "PredictionDrift",
-                    alarm_name=names[PREDICTION_DRIFT],
-                    alarm_description="PSI of the predictions' live distribution against the "
-                    f"training reference of model {model_version} above "
-                    f"{drift.psi_alarm:g} (drift monitor, every "
-                    f"{drift.schedule_minutes} minutes).",
-                    metric=metrics.model(
-                        "PredictionPSI", "Maximum", model_version,
-                        Duration.minutes(drift.schedule_minutes),
-                    ),
-                    threshold=drift.psi_alarm,
-                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    evaluation_periods=1,
-                    # Published, as above, only from drift.min_requests requests: the floor
-                    # of that key keeps P(PSI > 0.25 | no drift) below 0.1 % per run.
-                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                )
-            )  # fmt: skip
+                    PREDICTION_DRIFT,
+                    "PredictionPSI",
+                    drift.psi_alarm,
+                    greater,
+                    "PSI of the predictions' live distribution against the training reference "
+                    f"of model {model_version} above {drift.psi_alarm:g} ({every}).",
+                ),
+            ):
+                self.drift.append(
+                    cloudwatch.Alarm(
+                        self,
+                        id_,
+                        alarm_name=names[purpose],
+                        alarm_description=description,
+                        metric=metrics.model(
+                            metric, "Maximum", model_version,
+                            Duration.minutes(drift.schedule_minutes),
+                        ),
+                        threshold=threshold,
+                        comparison_operator=operator,
+                        evaluation_periods=1,
+                        # The monitor publishes both only for a window of at least
+                        # drift.min_requests requests: a quiet window publishes none, and
+                        # that is no drift (breaching would page every quiet night). A
+                        # monitor that is broken is what the drift-monitor-failures and
+                        # monitor-failed-runs alarms report.
+                        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    )
+                )  # fmt: skip
         # A candidate that predicts very differently from the stable side, on the same
         # traffic (the canary evaluator, every 5 minutes): pages in manual mode, rolls the
         # shift back in automated mode.
