@@ -103,3 +103,36 @@ def test_numbers_in_an_array_bin_as_the_lookup_does() -> None:
     assert CODES.bin_index(values).tolist() == CODES.bin_index(values.tolist()).tolist()
     mixed = histograms.Histogram("categorical", (0.5, 0.5, 0.0), 10, categories=("a", 3))
     assert mixed.bin_index(np.array([3.0, 4.0])).tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_committed_manifests_are_judged_as_they_are(version: str) -> None:
+    """No retraining: the rule needs only what each manifest's reference already holds.
+    Traffic drawn from the reference itself is not drift; moving one feature's values to
+    its largest bin is, in that feature alone."""
+    import json
+    from pathlib import Path
+
+    from serving.distributions import read_reference
+
+    path = Path(__file__).parents[2] / "model_artifacts" / "churn" / version / "manifest.json"
+    ref = read_reference(json.loads(path.read_text()), where=str(path))
+    rng = np.random.default_rng(21)
+    n = drift.DEFAULT_MIN_REQUESTS
+
+    def draw(histogram: histograms.Histogram) -> list[object]:
+        bins = rng.choice(len(histogram.proportions), size=n, p=histogram.proportions)
+        if histogram.kind == "numeric":  # a bin holds its lower edge
+            return [histogram.edges[b] for b in bins]
+        return [histogram.categories[b] for b in bins]
+
+    columns = {name: draw(h) for name, h in ref.features.items()}
+    rows = [{name: columns[name][i] for name in columns} for i in range(n)]
+    ids = [f"r{i}" for i in range(n)]
+    kwargs = {"feature_requests": ids, "prediction_requests": ids}
+    same = drift.drift_report(ref, rows, draw(ref.prediction), **kwargs)  # type: ignore[arg-type]
+    assert same.judged and same.drifted == [], same.render()
+    name, histogram = next((k, h) for k, h in ref.features.items() if h.kind == "numeric")
+    moved = [row | {name: histogram.edges[-2]} for row in rows]
+    shifted = drift.drift_report(ref, moved, draw(ref.prediction), **kwargs)  # type: ignore[arg-type]
+    assert shifted.drifted == [name] and shifted.drifted_features == 1
