@@ -295,3 +295,21 @@ def test_a_capture_of_another_task_than_the_reference_is_named(
     assert "line 1: a binary capture record, but the manifest's reference is of a multiclass " in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--alpha", "0.7"), r"alpha must be a number in \(0, 0.5\), got 0.7"),
+        (("--min-requests", "0"), "min_requests must be a positive integer, got 0"),
+    ],
+)
+def test_bad_rule_options_are_named(
+    example: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    option: tuple[str, str],
+    message: str,
+) -> None:
+    status, _ = run("--capture", example["same"], "--manifest", example["manifest"], *option)
+    assert status == EXIT_BAD_INPUT
+    assert re.search(message, capsys.readouterr().err)
