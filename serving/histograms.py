@@ -69,14 +69,32 @@ class Histogram:
             # side="right": a value equal to an edge belongs to the bin above it, as the
             # reference's own values did when the proportions were counted.
             return np.searchsorted(np.asarray(self.edges[1:-1]), x, side="right").astype(np.int64)
-        lookup = {category_key(category): index for index, category in enumerate(self.categories)}
         unseen = len(self.categories)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+            numbers = [c for c in self.categories if not isinstance(c, str)]
+            return self._number_index(finite_array(values, "values"), numbers, unseen)
+        lookup = {category_key(category): index for index, category in enumerate(self.categories)}
         items: list[Any] = (
             values.tolist() if isinstance(values, np.ndarray) else list(values)  # type: ignore[arg-type]
         )
         if not all(_is_category(v) for v in items):
             raise ValueError("values must be finite numbers or strings")
         return np.array([lookup.get(category_key(v), unseen) for v in items], dtype=np.int64)
+
+    def _number_index(
+        self, x: NDArray[np.float64], numbers: Sequence[Category], unseen: int
+    ) -> NDArray[np.int64]:
+        """``bin_index`` of numbers, vectorised: the same bins as the lookup by key."""
+        if not numbers:
+            return np.full(x.shape, unseen, dtype=np.int64)
+        keys = np.asarray([float(c) for c in numbers])
+        positions = np.asarray(
+            [i for i, c in enumerate(self.categories) if not isinstance(c, str)], dtype=np.int64
+        )
+        order = np.argsort(keys)
+        found = np.clip(np.searchsorted(keys[order], x), 0, keys.size - 1)
+        hit = keys[order][found] == x
+        return np.where(hit, positions[order][found], unseen).astype(np.int64)
 
     def proportions_of(self, values: ArrayLike) -> NDArray[np.float64]:
         """The share of ``values`` in each of this histogram's bins."""

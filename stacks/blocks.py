@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from serving.capture import MAX_ROWS_PER_REQUEST
+from serving.drift import DEFAULT_MIN_REQUESTS, MIN_REQUESTS_FLOOR
 from serving.payload import MAX_BATCH_SIZE_LIMIT
 from stacks.context_values import Block, boolean, integer, mapping, optional_pattern
 from stacks.settings import (
@@ -177,12 +178,21 @@ def encryption_settings(block: Block) -> EncryptionSettings:
     return EncryptionSettings(customer_managed_key=block.boolean("customer_managed_key", False))
 
 
+# The most requests a window can be asked for (a Logs Insights query returned 10,000 rows).
+MAX_MIN_REQUESTS = 10_000
 DRIFT_KEYS = ("enabled", "schedule_minutes", "window_minutes", "psi_watch", "psi_alarm",
-              "min_rows")  # fmt: skip
+              "min_requests")  # fmt: skip
 
 
 def drift_settings(block: Block, capture: CaptureSettings) -> DriftSettings | None:
     at = block.at
+    if "min_rows" in block.raw:
+        # Renamed when the unit became the request: say what to write, not "unknown key".
+        raise ConfigError(
+            f"{at}.min_rows={block.raw['min_rows']!r} is not allowed any more: the minimum "
+            f"counts distinct requests now; write {at}.min_requests (an integer from "
+            f"{MIN_REQUESTS_FLOOR} to {MAX_MIN_REQUESTS}, default {DEFAULT_MIN_REQUESTS})"
+        )
     block.only(DRIFT_KEYS)
     # "auto": on exactly when there is captured traffic to judge.
     enabled = _on_or_auto(block, capture.effective_rate > 0)
@@ -203,7 +213,11 @@ def drift_settings(block: Block, capture: CaptureSettings) -> DriftSettings | No
         window_minutes=block.integer("window_minutes", 60, 5, 1440),
         psi_watch=watch,
         psi_alarm=alarm,
-        min_rows=block.integer("min_rows", 200, 10, 10_000),
+        # The floor: below it, chance alone pushes the prediction's PSI over psi_alarm
+        # (serving.drift.MIN_REQUESTS_FLOOR, docs/capture-and-drift.md "False alarms").
+        min_requests=block.integer(
+            "min_requests", DEFAULT_MIN_REQUESTS, MIN_REQUESTS_FLOOR, MAX_MIN_REQUESTS
+        ),
     )
     return settings if enabled else None
 

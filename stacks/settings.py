@@ -179,7 +179,8 @@ class DriftSettings:
     window_minutes: int
     psi_watch: float
     psi_alarm: float
-    min_rows: int
+    # Distinct requests a window needs for a verdict (serving.drift.MIN_REQUESTS_FLOOR up).
+    min_requests: int
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,18 @@ Every ``schedule`` (an EventBridge rule) it reads the deployed model version's m
 from the model bucket (its ``reference_distributions``), queries the function's log group
 for that version's capture records of the last window (serving.insights, Logs Insights),
 computes PSI per feature and for the prediction (binary: the probability; multiclass: the
-predicted class; regression: the value) (serving.drift, the same
-code as ``python -m tools.drift``), and publishes them:
+predicted class; regression: the value), each request weighing 1, and judges each line
+against the reference's own PSI spread at that many requests with Holm's correction over
+the features (serving.drift, the same code as ``python -m tools.drift``), and publishes:
 
-* ``DriftRows`` {ModelVersion}: captured rows judged (0 is published too);
-* ``FeaturePSI`` {ModelVersion, Feature}, ``MaxFeaturePSI`` and ``PredictionPSI``
-  {ModelVersion}: only when there were at least ``MIN_ROWS`` rows.
+* ``DriftRows`` and ``DriftRequests`` {ModelVersion}: captured rows and distinct requests
+  judged (0 is published too);
+* ``FeaturePSI`` {ModelVersion, Feature}, ``MaxFeaturePSI``, ``PredictionPSI`` and
+  ``DriftedFeatures`` (how many features drifted by that rule) {ModelVersion}: only when
+  there were at least ``MIN_REQUESTS`` requests.
 
-The stack alarms on MaxFeaturePSI and PredictionPSI. Runs off the request path; its one
-PutMetricData call per run is not on any caller's way.
+The stack alarms on DriftedFeatures >= 1 and on PredictionPSI. Runs off the request path;
+its one PutMetricData call per run is not on any caller's way.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class Settings(MonitorSettings):
             thresholds=DriftThresholds(
                 watch=float(setting(env, "PSI_WATCH")),
                 alarm=float(setting(env, "PSI_ALARM")),
-                min_rows=int(setting(env, "MIN_ROWS")),
+                min_requests=int(setting(env, "MIN_REQUESTS")),
             ),
         )
 
@@ -72,10 +75,19 @@ def run(
             f"{settings.model_version}'s capture records are {rows.task} but its manifest's "
             f"reference is {reference.task}"
         )
-    report = drift_report(reference, rows.features, rows.predictions, settings.thresholds)
+    report = drift_report(
+        reference,
+        rows.features,
+        rows.predictions,
+        settings.thresholds,
+        feature_requests=rows.request_ids,
+        prediction_requests=rows.request_ids,
+    )
     version = {"Name": "ModelVersion", "Value": settings.model_version}
     data: list[dict[str, Any]] = [
         {"MetricName": "DriftRows", "Dimensions": [version], "Value": len(rows.features),
+         "Unit": "Count"},
+        {"MetricName": "DriftRequests", "Dimensions": [version], "Value": rows.requests,
          "Unit": "Count"},
     ]  # fmt: skip
     if report.judged:
@@ -89,6 +101,10 @@ def run(
             {"MetricName": "MaxFeaturePSI", "Dimensions": [version], "Unit": "None",
              "Value": max(line.psi for line in feature_lines)}
         )  # fmt: skip
+        data.append(
+            {"MetricName": "DriftedFeatures", "Dimensions": [version], "Unit": "Count",
+             "Value": report.drifted_features}
+        )  # fmt: skip
         data += [
             {"MetricName": "PredictionPSI", "Dimensions": [version], "Unit": "None",
              "Value": line.psi}
@@ -97,8 +113,8 @@ def run(
         ]  # fmt: skip
     cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
     summary = {"model_version": settings.model_version, "rows": len(rows.features),
-               "skipped": rows.skipped, "sample_truncated": rows.truncated,
-               "report": report.to_json()}  # fmt: skip
+               "requests": rows.requests, "sample_truncated": rows.truncated,
+               "skipped": rows.skipped, "report": report.to_json()}  # fmt: skip
     print(json.dumps(summary, default=str))
     return summary
 

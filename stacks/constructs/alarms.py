@@ -32,6 +32,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from serving.drift import DEFAULT_ALPHA
 from stacks.constructs.capture_delivery import BUFFERING_MINUTES, CaptureDelivery
 from stacks.constructs.drift_monitor import CANARY_SCHEDULE_MINUTES, DriftMonitor
 from stacks.constructs.lambda_metrics import MINUTE, LambdaMetrics
@@ -174,28 +175,52 @@ class Alarms(Construct):
         # reference, not the previous version, is what the live data moved away from).
         self.drift: list[cloudwatch.Alarm] = []
         if drift is not None:
-            for id_, purpose, metric, what in (
-                ("FeatureDrift", FEATURE_DRIFT, "MaxFeaturePSI", "a feature's"),
-                ("PredictionDrift", PREDICTION_DRIFT, "PredictionPSI", "the predictions'"),
+            every = f"drift monitor, every {drift.schedule_minutes} minutes"
+            greater = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+            at_least = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+            for id_, purpose, metric, threshold, operator, description in (
+                # A feature drifted: its PSI is above psi_alarm and beyond what the
+                # reference itself reaches at that many requests, Holm-corrected over the
+                # features, so that P(page | no drift) <= DEFAULT_ALPHA per run
+                # (serving.drift).
+                (
+                    "FeatureDrift",
+                    FEATURE_DRIFT,
+                    "DriftedFeatures",
+                    1,
+                    at_least,
+                    "At least one feature's live distribution drifted from the training "
+                    f"reference of model {model_version}: PSI above {drift.psi_alarm:g} and "
+                    "beyond the reference's own spread at that many requests (p <= "
+                    f"{DEFAULT_ALPHA:g} after Holm's correction over the features; {every}).",
+                ),
+                # PSI alone: the floor of drift.min_requests keeps P(PSI > 0.25 | no drift)
+                # below 0.1 % per run (docs/capture-and-drift.md, "False alarms").
+                (
+                    "PredictionDrift",
+                    PREDICTION_DRIFT,
+                    "PredictionPSI",
+                    drift.psi_alarm,
+                    greater,
+                    "PSI of the predictions' live distribution against the training reference "
+                    f"of model {model_version} above {drift.psi_alarm:g} ({every}).",
+                ),
             ):
                 self.drift.append(
                     cloudwatch.Alarm(
                         self,
                         id_,
                         alarm_name=names[purpose],
-                        alarm_description=f"PSI of {what} live distribution against the "
-                        f"training reference of model {model_version} above "
-                        f"{drift.psi_alarm:g} (drift monitor, every "
-                        f"{drift.schedule_minutes} minutes).",
+                        alarm_description=description,
                         metric=metrics.model(
                             metric, "Maximum", model_version,
                             Duration.minutes(drift.schedule_minutes),
                         ),
-                        threshold=drift.psi_alarm,
-                        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                        threshold=threshold,
+                        comparison_operator=operator,
                         evaluation_periods=1,
-                        # The monitor publishes PSI only for a window of at least
-                        # drift.min_rows captured rows: a quiet window publishes none, and
+                        # The monitor publishes both only for a window of at least
+                        # drift.min_requests requests: a quiet window publishes none, and
                         # that is no drift (breaching would page every quiet night). A
                         # monitor that is broken is what the drift-monitor-failures and
                         # monitor-failed-runs alarms report.

@@ -33,7 +33,7 @@ from stacks.constructs.project_function import logs_and_role
 from stacks.settings import Architecture, DriftSettings
 
 # The canary evaluator runs often enough to catch a CodeDeploy shift (canary10-5min) and
-# reads a window long enough for the candidate's small share to reach MIN_ROWS.
+# reads a window long enough for the candidate's small share to reach its minimum.
 CANARY_SCHEDULE_MINUTES = 5
 CANARY_WINDOW_MINUTES = 30
 # Failed runs stay readable for SQS's longest retention; Lambda keeps an asynchronous event
@@ -70,7 +70,6 @@ class DriftMonitor(Construct):
             "LOG_GROUP": log_group.log_group_name,
             "MODEL_VERSION": model_version,
             "METRICS_NAMESPACE": metrics_namespace,
-            "MIN_ROWS": str(settings.min_rows),
         }
 
         def monitor(
@@ -110,6 +109,7 @@ class DriftMonitor(Construct):
                 "WINDOW_MINUTES": str(settings.window_minutes),
                 "PSI_WATCH": f"{settings.psi_watch:g}",
                 "PSI_ALARM": f"{settings.psi_alarm:g}",
+                "MIN_REQUESTS": str(settings.min_requests),
             },
             "Drift monitor: PSI of captured traffic against the training reference.",
         )
@@ -171,6 +171,9 @@ class DriftMonitor(Construct):
                     "FUNCTION_NAME": inference.function_name,
                     "ALIAS_NAME": alias_name,
                     "WINDOW_MINUTES": str(CANARY_WINDOW_MINUTES),
+                    # The evaluator's minimum per side: drift.min_requests (the canary
+                    # evaluator's owner decides whether it counts rows or requests).
+                    "MIN_ROWS": str(settings.min_requests),
                 },
                 "Canary evaluator: candidate vs stable predicted probabilities.",
                 # The same image (one build, one asset), another entry point.

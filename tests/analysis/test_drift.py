@@ -54,8 +54,10 @@ def test_shifted_tenure_and_charges_are_detected(example: dict[str, Path]) -> No
 def test_the_table_names_each_line_and_the_result(example: dict[str, Path]) -> None:
     status, text = run("--capture", example["drifted"], "--manifest", example["manifest"])
     assert status == EXIT_DRIFT
-    assert "3000 rows of v1 in capture-drifted.jsonl" in text
-    assert text.rstrip().endswith("drift (PSI above 0.25) in tenure_months, monthly_charges")
+    assert "3000 rows (3000 requests) of v1 in capture-drifted.jsonl" in text
+    assert text.rstrip().endswith(
+        "drift (PSI above 0.25, p <= 0.01 after Holm) in tenure_months, monthly_charges"
+    )
 
 
 def test_thresholds_are_configurable(example: dict[str, Path]) -> None:
@@ -71,9 +73,31 @@ def test_too_few_rows_give_no_verdict(example: dict[str, Path], tmp_path: Path) 
     small.write_text("".join(example["drifted"].read_text().splitlines(True)[:50]))
     status, text = run("--capture", small, "--manifest", example["manifest"])
     assert status == EXIT_TOO_FEW
-    assert "too few rows (< 200)" in text and "result: too few rows to judge" in text
-    status, _ = run("--capture", small, "--manifest", example["manifest"], "--min-rows", "50")
+    assert "too few requests (< 200)" in text and "result: too few requests to judge" in text
+    status, _ = run("--capture", small, "--manifest", example["manifest"], "--min-requests", "50")
     assert status == EXIT_DRIFT
+
+
+def test_the_old_min_rows_option_says_what_to_write(
+    example: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _ = run("--capture", example["same"], "--manifest", example["manifest"],
+                    "--min-rows", "50")  # fmt: skip
+    assert status == EXIT_BAD_INPUT
+    assert "--min-rows 50 is not an option any more" in capsys.readouterr().err
+
+
+def test_rows_of_one_request_count_once(example: dict[str, Path], tmp_path: Path) -> None:
+    """3,000 drifted rows sent as 30 requests of 100 rows are 30 requests: too few."""
+    lines = [json.loads(line) for line in example["drifted"].read_text().splitlines()]
+    batched = tmp_path / "batched.jsonl"
+    batched.write_text(
+        "\n".join(json.dumps(r | {"request_id": f"b-{i // 100}"}) for i, r in enumerate(lines))
+    )
+    status, text = run("--capture", batched, "--manifest", example["manifest"], "--json")
+    table = {line["name"]: line for line in json.loads(text)["lines"]}
+    assert status == EXIT_TOO_FEW
+    assert (table["tenure_months"]["rows"], table["tenure_months"]["requests"]) == (3000, 30)
 
 
 def test_other_log_lines_and_other_versions_are_skipped(
@@ -198,7 +222,9 @@ def test_rows_without_features_still_count_for_the_prediction(
     assert table["tenure_months"] == {
         "name": "tenure_months",
         "rows": 0,
+        "requests": 0,
         "psi": None,
+        "p_value": None,
         "verdict": None,
     }
     assert table["prediction"]["rows"] == 3000 and table["prediction"]["verdict"] == "stable"
@@ -269,3 +295,21 @@ def test_a_capture_of_another_task_than_the_reference_is_named(
     assert "line 1: a binary capture record, but the manifest's reference is of a multiclass " in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--alpha", "0.7"), r"alpha must be a number in \(0, 0.5\), got 0.7"),
+        (("--min-requests", "0"), "min_requests must be a positive integer, got 0"),
+    ],
+)
+def test_bad_rule_options_are_named(
+    example: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    option: tuple[str, str],
+    message: str,
+) -> None:
+    status, _ = run("--capture", example["same"], "--manifest", example["manifest"], *option)
+    assert status == EXIT_BAD_INPUT
+    assert re.search(message, capsys.readouterr().err)

@@ -50,11 +50,12 @@ def clients() -> Iterator[tuple[Any, Any, Stubber, Stubber]]:
 def records(rows: int, shift: float) -> list[list[dict[str, str]]]:
     rng = np.random.default_rng(5)
     out = []
-    for _ in range(rows):
+    for row in range(rows):
         features = {f.name: float(round(rng.uniform(f.minimum, min(f.maximum, 100)))) for f in
                     FEATURES}  # fmt: skip
         features["tenure_months"] += shift
-        record = {"capture": 1, "features": features, "probability": float(rng.uniform(0, 1))}
+        record = {"capture": 1, "features": features, "probability": float(rng.uniform(0, 1)),
+                  "request_id": f"r-{row // 2}"}  # fmt: skip
         out.append([{"field": "@message", "value": json.dumps(record)}])
     return out
 
@@ -88,7 +89,7 @@ def test_live_drift_of_the_deployed_version(
     code = drift.main(["--env", "prod", "--manifest", str(manifest)], out,
                       lambda region: (cloudformation, logs))  # fmt: skip
     assert code == status, out.getvalue()
-    assert "capture: 800 rows of the last 60 minutes" in out.getvalue()
+    assert "capture: 800 rows (400 requests) of the last 60 minutes" in out.getvalue()
 
 
 def test_a_stack_without_the_output_is_named(manifest: Path, clients: Any, capsys: Any) -> None:
@@ -139,7 +140,7 @@ def test_model_picks_one_of_the_environments_models(
 ) -> None:
     cloudformation, logs, cfn, lg = clients
     # The environment's first model by name: the stack of a one-model app.
-    stub(cfn, lg, records(300, 0.0))
+    stub(cfn, lg, records(500, 0.0))
     argv = ["--env", "prod", "--model", "churn", "--manifest", str(manifest)]
     assert drift.main(argv, io.StringIO(), lambda region: (cloudformation, logs)) == 0
     argv = ["--env", "prod", "--model", "fraud", "--manifest", str(manifest)]

@@ -32,11 +32,11 @@ def manifest() -> dict[str, Any]:
     return {"reference_distributions": reference_distributions(X, SCHEMA, proba)}
 
 
-def captured(rows: int, shift: float) -> list[list[dict[str, str]]]:
+def captured(rows: int, shift: float, per_request: int = 1) -> list[list[dict[str, str]]]:
     rng = np.random.default_rng(11)
     results = []
-    for _ in range(rows):
-        record = {"capture": 1, "model_version": "v1",
+    for row in range(rows):
+        record = {"capture": 1, "model_version": "v1", "request_id": f"r-{row // per_request}",
                   "features": {"tenure_months": int(rng.integers(0, 72)),
                                "monthly_charges": float(rng.normal(70 + shift, 20))},
                   "probability": float(rng.uniform(0, 1))}  # fmt: skip
@@ -49,7 +49,7 @@ SETTINGS = monitor.Settings(
     log_group="/aws/lambda/fn", bucket="models-bucket",
     manifest_key="models/churn/v1/x/manifest.json", model_version="v1",
     namespace="SklearnLambdaServing/dev", window_minutes=60,
-    thresholds=DriftThresholds(watch=0.1, alarm=0.25, min_rows=200),
+    thresholds=DriftThresholds(watch=0.1, alarm=0.25, min_requests=200),
 )  # fmt: skip
 
 
@@ -120,12 +120,16 @@ def put_metrics(
 
 def test_drifted_traffic_publishes_psi_above_the_alarm(stubbed: Any) -> None:
     clients, stubbers = stubbed
-    queue(stubbers, captured(1000, shift=25.0))
+    queue(stubbers, captured(1000, shift=25.0, per_request=2))
 
     def check(data: list[dict[str, Any]]) -> None:
         by_name = {(d["MetricName"], json.dumps(d["Dimensions"])): d["Value"] for d in data}
-        assert by_name[("DriftRows", '[{"Name": "ModelVersion", "Value": "v1"}]')] == 1000
-        assert by_name[("MaxFeaturePSI", '[{"Name": "ModelVersion", "Value": "v1"}]')] > 0.25
+        version = '[{"Name": "ModelVersion", "Value": "v1"}]'
+        assert by_name[("DriftRows", version)] == 1000
+        assert by_name[("DriftRequests", version)] == 500
+        assert by_name[("MaxFeaturePSI", version)] > 0.25
+        # monthly_charges drifted; tenure_months did not.
+        assert by_name[("DriftedFeatures", version)] == 1
         charges = [d for d in data if {"Name": "Feature", "Value": "monthly_charges"}
                    in d.get("Dimensions", [])]  # fmt: skip
         assert charges and charges[0]["Value"] > 0.25
@@ -142,20 +146,29 @@ def test_traffic_like_training_publishes_low_psi(stubbed: Any) -> None:
     def check(data: list[dict[str, Any]]) -> None:
         values = {d["MetricName"]: d["Value"] for d in data if len(d["Dimensions"]) == 1}
         assert values["MaxFeaturePSI"] < 0.1 and values["PredictionPSI"] < 0.1
+        assert (values["DriftRequests"], values["DriftedFeatures"]) == (1000, 0)
 
     put_metrics(stubbers, check)
     run(clients)
 
 
-def test_too_few_rows_publish_only_the_count(stubbed: Any) -> None:
+@pytest.mark.parametrize(("rows", "per_request"), [(50, 1), (1000, 10)])
+def test_too_few_requests_publish_only_the_counts(
+    stubbed: Any, rows: int, per_request: int
+) -> None:
+    """1,000 rows of 100 requests are 100 requests: below min_requests (200), as 50 are."""
     clients, stubbers = stubbed
-    queue(stubbers, captured(50, shift=0.0))
+    queue(stubbers, captured(rows, shift=25.0, per_request=per_request))
 
     def check(data: list[dict[str, Any]]) -> None:
-        assert [d["MetricName"] for d in data] == ["DriftRows"]
+        assert [(d["MetricName"], d["Value"]) for d in data] == [
+            ("DriftRows", rows),
+            ("DriftRequests", rows // per_request),
+        ]
 
     put_metrics(stubbers, check)
-    run(clients)
+    summary = run(clients)
+    assert summary["report"]["result"].startswith("too few requests to judge")
 
 
 def test_settings_name_what_is_missing() -> None:
@@ -169,7 +182,7 @@ def test_the_monitor_runs_on_schedule_with_least_privilege(dev: Synth) -> None:
     variables = functions[monitor_id]["Properties"]["Environment"]["Variables"]
     assert variables["MANIFEST_KEY"].startswith("models/churn/v1/")
     assert variables["MANIFEST_KEY"].endswith("/manifest.json")
-    assert (variables["PSI_ALARM"], variables["MIN_ROWS"]) == ("0.25", "200")
+    assert (variables["PSI_ALARM"], variables["MIN_REQUESTS"]) == ("0.25", "200")
     rules = [r["Properties"] for r in dev.resources("inference", "AWS::Events::Rule").values()
              if monitor_id in json.dumps(r)]  # fmt: skip
     assert [r["ScheduleExpression"] for r in rules] == ["rate(1 hour)"]
@@ -183,12 +196,19 @@ def test_the_monitor_runs_on_schedule_with_least_privilege(dev: Synth) -> None:
     ]
 
 
-def test_drift_alarms_page_on_either_psi(dev: Synth) -> None:
+def test_drift_alarms_page_on_a_drifted_feature_or_the_prediction_psi(dev: Synth) -> None:
     alarms = {a["Properties"]["AlarmName"]: a["Properties"]
               for a in dev.resources("inference", "AWS::CloudWatch::Alarm").values()}  # fmt: skip
-    for name, metric in (("feature-drift", "MaxFeaturePSI"), ("prediction-drift", "PredictionPSI")):
+    for name, metric, threshold, operator in (
+        ("feature-drift", "DriftedFeatures", 1, "GreaterThanOrEqualToThreshold"),
+        ("prediction-drift", "PredictionPSI", 0.25, "GreaterThanThreshold"),
+    ):
         alarm = alarms[f"sklearn-serving-dev-churn-{name}"]
-        assert (alarm["MetricName"], alarm["Threshold"], alarm["Period"]) == (metric, 0.25, 3600)
+        assert (alarm["MetricName"], alarm["Threshold"], alarm["Period"]) == (
+            metric, threshold, 3600
+        )  # fmt: skip
+        assert alarm["ComparisonOperator"] == operator
+        assert alarm["TreatMissingData"] == "notBreaching"
         assert alarm["Dimensions"] == [{"Name": "ModelVersion", "Value": "v1"}]
 
 
@@ -234,9 +254,9 @@ def multiclass_manifest() -> dict[str, Any]:
 def multiclass_capture(rows: int, colours: list[float], answers: list[float]) -> list[Any]:
     rng = np.random.default_rng(12)
     results = []
-    for _ in range(rows):
+    for row in range(rows):
         label = CLASSES[int(rng.choice(3, p=answers))]
-        record = {"capture": 1, "model_version": "v1",
+        record = {"capture": 1, "model_version": "v1", "request_id": f"r-{row}",
                   "features": {"size": float(rng.normal()),
                                "colour": COLOURS[int(rng.choice(3, p=colours))]},
                   "prediction": label, "probabilities": [0.5, 0.3, 0.2]}  # fmt: skip
@@ -282,3 +302,36 @@ def test_capture_records_of_another_task_than_the_reference_are_named(stubbed: A
     with pytest.raises(ValueError, match="v1's capture records are binary but its manifest's "
                        "reference is multiclass"):  # fmt: skip
         run(clients)
+
+
+@pytest.mark.parametrize(
+    ("drift", "message"),
+    [
+        (
+            {"min_rows": 200},
+            r"drift.min_rows=200 is not allowed any more: the minimum counts distinct requests "
+            r"now; write environments.dev.drift.min_requests \(an integer from 150 to 10000",
+        ),
+        ({"min_requests": 100}, r"drift.min_requests=100 is not allowed: an integer from 150"),
+        ({"min_requests": 10_001}, r"drift.min_requests=10001 is not allowed: .* to 10000"),
+    ],
+)
+def test_min_requests_has_the_simulation_s_floor_and_min_rows_says_what_to_write(
+    drift: dict[str, Any], message: str
+) -> None:
+    from stacks.config import load_config
+
+    context = cdk_context()
+    context["environments"]["dev"]["drift"].pop("min_requests")
+    context["environments"]["dev"]["drift"].update(drift)
+    with pytest.raises(ConfigError, match=message):
+        load_config({**context, "env": "dev"})
+
+
+def test_min_requests_reaches_the_monitor() -> None:
+    from stacks.config import load_config
+
+    context = cdk_context()
+    context["environments"]["dev"]["drift"]["min_requests"] = 150
+    config = load_config({**context, "env": "dev"})
+    assert config.drift is not None and config.drift.min_requests == 150

@@ -51,7 +51,8 @@ BASE: list[dict[str, Any]] = [
 
 def run(tool: str, files: dict[str, Path], capture: Path) -> tuple[int, str]:
     if tool == "drift":
-        argv = ["--capture", str(capture), "--manifest", str(files["manifest"]), "--min-rows", "5"]
+        manifest = str(files["manifest"])
+        argv = ["--capture", str(capture), "--manifest", manifest, "--min-requests", "5"]
         module: Any = drift
     else:
         argv = ["--capture", str(capture), "--labels", str(files["labels"]), "--rounds", "20"]

@@ -7,8 +7,11 @@ reference distributions that training recorded in the model version's manifest, 
 verdict per line: of a capture export (JSON lines, plain or .gz), or,
 with --env, of the deployed model version's capture records of the last minutes, read
 from the function's log group with Logs Insights (as the scheduled monitor does).
+The rule is the monitor's (serving.drift): each request weighs 1, a line drifts when its
+PSI is above --alarm and the reference itself reaches that PSI at this many requests with
+probability at most --alpha (features: Holm-adjusted over the features).
 
-Exit status: 0 no drift, 1 drift in at least one line, 3 too few rows to judge,
+Exit status: 0 no drift, 1 drift in at least one line, 3 too few requests to judge,
 2 bad input (the message names the file, line and field, with at most 80 characters of
 the bad value), 4 the tool failed (a bug). Nothing else exits 1.
 """
@@ -25,7 +28,13 @@ from typing import Any, TextIO
 from serving import histograms
 from serving.capture_export import CaptureFileError, excerpt, read
 from serving.distributions import read_reference
-from serving.drift import DEFAULT_MIN_ROWS, DriftReport, DriftThresholds, drift_report
+from serving.drift import (
+    DEFAULT_ALPHA,
+    DEFAULT_MIN_REQUESTS,
+    DriftReport,
+    DriftThresholds,
+    drift_report,
+)
 from serving.insights import Window, fetch
 from tools import capture_cli
 from tools.stack_outputs import stack_outputs
@@ -66,11 +75,19 @@ def parser() -> argparse.ArgumentParser:
         help="PSI above which it is drift (0.25)",
     )
     top.add_argument(
-        "--min-rows",
+        "--min-requests",
         type=int,
-        default=DEFAULT_MIN_ROWS,
-        help=f"rows needed for a verdict ({DEFAULT_MIN_ROWS})",
+        default=DEFAULT_MIN_REQUESTS,
+        help=f"distinct requests needed for a verdict ({DEFAULT_MIN_REQUESTS})",
     )
+    top.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        help=f"false-alarm rate per run over all features ({DEFAULT_ALPHA:g})",
+    )
+    # Renamed: the minimum counts requests. Refused with what to write instead.
+    top.add_argument("--min-rows", type=int, help=argparse.SUPPRESS)
     return capture_cli.with_json_option(top, "the table")
 
 
@@ -80,7 +97,7 @@ def _from_file(args: argparse.Namespace, out: TextIO) -> int:
         print("error: --capture needs --manifest (the model version's manifest)", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        thresholds = DriftThresholds(args.watch, args.alarm, args.min_rows)
+        thresholds = _thresholds(args)
         manifest = _manifest(args.manifest)
         reference = read_reference(manifest, where=str(args.manifest))
         model_name, model_version = manifest.get("model_name"), manifest.get("model_version")
@@ -129,6 +146,8 @@ def _from_file(args: argparse.Namespace, out: TextIO) -> int:
             # binary: the probability; multiclass: the class answered; regression: the value.
             [row.probability if row.task == "binary" else row.prediction for row in rows],
             thresholds,
+            feature_requests=[row.request_id for row in with_features],
+            prediction_requests=[row.request_id for row in rows],
         )
     except (InputError, CaptureFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -141,7 +160,8 @@ def _from_file(args: argparse.Namespace, out: TextIO) -> int:
         report,
         args.json,
         f"drift of {model_name} {model_version} against its training reference\n"
-        f"capture: {len(rows)} rows of {model_version} in {args.capture.name}"
+        f"capture: {len(rows)} rows ({len({row.request_id for row in rows})} requests) of "
+        f"{model_version} in {args.capture.name}"
         f" ({other} rows of other versions and {export.skipped_lines} other lines skipped"
         f"{f'; {omitted} rows without features' if omitted else ''})\n\n",
     )
@@ -167,7 +187,7 @@ def _live(args: argparse.Namespace, out: TextIO, clients: capture_cli.Clients) -
         version = config.model.model_version
         manifest = _manifest(args.manifest or config.model.directory / "manifest.json")
         reference = read_reference(manifest, where=str(args.manifest or config.model.directory))
-        thresholds = DriftThresholds(args.watch, args.alarm, args.min_rows)
+        thresholds = _thresholds(args)
         if args.minutes < 1:
             raise InputError(f"--minutes {args.minutes} is not allowed: at least 1")
     except (ConfigError, InputError, ValueError) as exc:
@@ -191,7 +211,14 @@ def _live(args: argparse.Namespace, out: TextIO, clients: capture_cli.Clients) -
     except (BotoCoreError, ClientError, InputError, RuntimeError, TimeoutError) as exc:
         print(f"error: reading the capture records of {stack} failed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    report = drift_report(reference, rows.features, rows.predictions, thresholds)
+    report = drift_report(
+        reference,
+        rows.features,
+        rows.predictions,
+        thresholds,
+        feature_requests=rows.request_ids,
+        prediction_requests=rows.request_ids,
+    )
     if rows.truncated and args.json:
         print(TRUNCATED, end="", file=sys.stderr)
     return _verdict(
@@ -199,13 +226,22 @@ def _live(args: argparse.Namespace, out: TextIO, clients: capture_cli.Clients) -
         report,
         args.json,
         f"drift of {config.model.model_name} {version} ({args.env}) against its training "
-        f"reference\ncapture: {len(rows.features)} rows of the last {args.minutes} minutes"
-        f" ({rows.skipped} unreadable records skipped)\n"
+        f"reference\ncapture: {len(rows.features)} rows ({rows.requests} requests) of the last "
+        f"{args.minutes} minutes ({rows.skipped} unreadable records skipped)\n"
         f"{TRUNCATED if rows.truncated else ''}\n",
     )
 
 
 TRUNCATED = "sample truncated: the window held more capture records than its queries read\n"
+
+
+def _thresholds(args: argparse.Namespace) -> DriftThresholds:
+    if args.min_rows is not None:
+        raise InputError(
+            f"--min-rows {args.min_rows} is not an option any more: the minimum counts "
+            f"distinct requests, write --min-requests N (default {DEFAULT_MIN_REQUESTS})"
+        )
+    return DriftThresholds(args.watch, args.alarm, args.min_requests, args.alpha)
 
 
 def _manifest(path: Path) -> dict[str, Any]:
