@@ -28,7 +28,15 @@ from serving.golden_sets import (
     recorded_answers,
 )
 
+# Identity: |candidate - recorded| <= IDENTITY_BOUND * max(1, |recorded|) for every answer.
+# Relative above 1: a float64 has 52 bits of mantissa, so one step (ulp) at 8.4e6 is already
+# 1.9e-9 and an absolute 1e-9 would refuse a regressor whose runtime rounds one step apart.
+# Absolute below 1 (probabilities, small values): a relative bound there would demand
+# ever more digits of a value near 0. Two runs of the same artifact differ by a few ulps
+# (2.2e-16 relative each); any other model differs by far more than 1e-9.
 IDENTITY_BOUND = 1e-9
+# The configuration key that lets a golden set without labels through (quality unchecked).
+ALLOW_UNLABELLED_KEY = "quality_gate.allow_unlabelled_golden"
 # A golden set or stack without the regression tolerance (a stack synthesized before it
 # existed) gets the configuration's default.
 DEFAULT_MAX_RMSE_INCREASE_FRACTION = 0.02
@@ -77,6 +85,8 @@ class Verdict:
     comparisons: list[Comparison] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
     kind: Kind = BINARY
+    # The golden sets compared without labels: their quality was not checked.
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -91,6 +101,8 @@ class Verdict:
                     lines.append(
                         f"  {metric}: candidate {value:.6f}, stable {comparison.stable[metric]:.6f}"
                     )
+            else:
+                lines.append("  quality not checked: the golden set has no labels")
             if comparison.label_flip_rate is not None:
                 lines.append(
                     f"  label flip rate against the stable model: {comparison.label_flip_rate:.2%}"
@@ -104,7 +116,7 @@ class Verdict:
 
 
 def _difference_name(kind: Kind) -> str:
-    return "max |d value|" if kind.task == "regression" else "max |dp|"
+    return "max |d value| / max(1, |value|)" if kind.task == "regression" else "max |dp|"
 
 
 def _identity(verdict: Verdict) -> str:
@@ -135,11 +147,17 @@ def evaluate(
     candidate: Answers,
     scored: Sequence[Scored],
     tolerances: Tolerances,
+    *,
+    allow_unlabelled: bool = False,
 ) -> Verdict:
     """Identity of ``candidate`` (the answers on ``golden``'s rows) against the answers
     recorded for ``runtime``; quality of the candidate against the stable side on each of
     ``scored``. The stable model's golden set belongs there: the candidate's own labels
-    come from the same pipeline as the candidate, and cannot vouch for it alone."""
+    come from the same pipeline as the candidate, and cannot vouch for it alone.
+
+    A NaN or infinity anywhere in an answer is refused, naming the side and the row. A
+    golden set without labels compares nothing ("quality not checked"); it is refused
+    unless ``allow_unlabelled`` (``quality_gate.allow_unlabelled_golden``)."""
     kind = kind_of(golden)
     recorded = recorded_answers(golden, runtime)
     rows = len(recorded.outputs)
@@ -147,27 +165,60 @@ def evaluate(
         candidate.labels is not None and len(candidate.labels) != rows
     ):
         raise GateError(f"the candidate answered {len(candidate.outputs)} of {rows} rows")
+    refusals: list[str] = []
+    _refuse_not_finite("the candidate", "its golden set", candidate.outputs, refusals)
     differences = [
-        abs(a - b)
+        abs(a - b) / max(1.0, abs(b))
         for got, expected in zip(candidate.outputs, recorded.outputs, strict=True)
         for a, b in _cells(got, expected)
     ]
+    # max() skips a NaN after the first element: a NaN is reported as such, never as 0.
+    largest = math.nan if any(math.isnan(d) for d in differences) else max(differences)
     mismatches = (
         0
         if recorded.labels is None or candidate.labels is None
         else sum(a != b for a, b in zip(candidate.labels, recorded.labels, strict=True))
     )
-    verdict = Verdict(rows, max(differences), mismatches, kind=kind)
-    if verdict.max_abs_diff > IDENTITY_BOUND or mismatches:
+    verdict = Verdict(rows, largest, mismatches, refusals=refusals, kind=kind)
+    if not largest <= IDENTITY_BOUND or mismatches:
         labels = "" if kind.task == "regression" else f", {mismatches} of {rows} labels differ"
         verdict.refusals.append(
-            f"identity: {_difference_name(kind)} {verdict.max_abs_diff:.3g} against "
+            f"identity: {_difference_name(kind)} {largest:.3g} against "
             f"golden.json's {runtime} answers (tolerance {IDENTITY_BOUND:g}){labels}: "
             "the version does not run the artifact that was tested"
         )
     for rows_scored in scored:
+        if rows_scored.candidate.outputs is not candidate.outputs:
+            # The same answers as identity's are refused there already.
+            _refuse_not_finite(
+                "the candidate", rows_scored.name, rows_scored.candidate.outputs, refusals
+            )
         verdict.comparisons.append(_compare(rows_scored, kind, tolerances, verdict.refusals))
+        if rows_scored.labels is None:
+            verdict.unchecked.append(rows_scored.name)
+    if verdict.unchecked and not allow_unlabelled:
+        verdict.refusals.append(
+            f"quality not checked: {' and '.join(verdict.unchecked)} "
+            f"{'has' if len(verdict.unchecked) == 1 else 'have'} no labels (packaged "
+            "without labelled data), so nothing shows the candidate predicts as well as the "
+            f"stable model; package it with labelled data, or set {ALLOW_UNLABELLED_KEY}: "
+            "true to deploy it with quality unchecked"
+        )
     return verdict
+
+
+def _refuse_not_finite(side: str, where: str, outputs: Sequence[Any], refusals: list[str]) -> None:
+    """A refusal naming the first row (and the count) of answers that are not finite."""
+    bad = [
+        index
+        for index, output in enumerate(outputs)
+        if not all(math.isfinite(v) for v in (output if isinstance(output, list) else [output]))
+    ]
+    if bad:
+        refusals.append(
+            f"answers: {side} answered a value that is not a finite number on {where} at row "
+            f"{bad[0]} ({len(bad)} of {len(outputs)} rows, e.g. {outputs[bad[0]]!r})"
+        )
 
 
 def _cells(got: Any, expected: Any) -> list[tuple[float, float]]:
@@ -185,6 +236,7 @@ def _compare(scored: Scored, kind: Kind, tolerances: Tolerances, refusals: list[
         scored.labels is not None and len(scored.labels) != rows
     ):
         raise GateError(f"{scored.name}: the two sides answered different numbers of rows")
+    _refuse_not_finite("the stable version", scored.name, scored.stable.outputs, refusals)
     flip_rate = None
     if scored.candidate.labels is not None and scored.stable.labels is not None:
         pairs = zip(scored.candidate.labels, scored.stable.labels, strict=True)

@@ -43,6 +43,7 @@ from training.publish import (
 )
 from training.schema import CHURN, CHURN_SCHEMA_FILE, load_schema
 from training.synthetic import generate
+from training.training_rows import RowFilter
 
 __all__ = ["ARTIFACT_FILE", "ARTIFACT_FORMAT", "GBM_PARAMS", "feature_schema_with_observed"]
 
@@ -148,6 +149,8 @@ def train(
             {"sample": "stratified from the holdout", "seed": golden.SAMPLE_SEED},
         ),
         data_fingerprint=fingerprint(data.X, data.y, schema),
+        # The next version compares with this one only on rows this one did not see.
+        training_rows=RowFilter.of(X_train, y_train),
         force=force,
         compiled=compiled,
         accept_regression=accept_regression,

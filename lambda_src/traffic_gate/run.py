@@ -159,4 +159,11 @@ def run_gate(
                     ask(stable, other_rows),
                 )
             )
-    return evaluate(golden, settings.runtime, candidate, scored, settings.tolerances)
+    return evaluate(
+        golden,
+        settings.runtime,
+        candidate,
+        scored,
+        settings.tolerances,
+        allow_unlabelled=settings.allow_unlabelled_golden,
+    )

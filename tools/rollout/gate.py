@@ -66,7 +66,10 @@ def check(
                     gate_decision.Scored(
                         f"{name} ({candidate if rows is golden_set else stable})",
                         None if rows.y is None else rows.y.tolist(),
-                        answers(candidate_dir, runtime, rows),
+                        # The candidate's answers on its own rows: identity's, once.
+                        candidate_answers
+                        if rows is golden_set
+                        else answers(candidate_dir, runtime, rows),
                         answers(stable_dir, runtime, rows),
                     )
                 )
@@ -81,6 +84,7 @@ def check(
                 tolerances.max_brier_increase,
                 tolerances.max_rmse_increase_fraction,
             ),
+            allow_unlabelled=tolerances.allow_unlabelled_golden,
         )
     except golden_sets.GateError as error:
         raise GateRefusedError(f"--version {candidate!r}: {error}") from None
