@@ -113,9 +113,9 @@ def stratified_sample(
 ) -> NDArray[np.int64]:
     """Indices of a class-stratified sample of ``rows`` rows (all of them if fewer), sorted.
 
-    Every class keeps at least ``MIN_ROWS_PER_CLASS`` rows (or all it has), taken from the
-    largest classes' shares; when ``rows`` is smaller than that many per class, the
-    sample has those rows and no more. Regression targets have no classes: the sample is
+    Every class keeps at least ``MIN_ROWS_PER_CLASS`` rows (or all it has; in a sample of
+    under 40 rows per class, a quarter of an even share, at least 1), taken from the
+    largest classes' shares. Regression targets have no classes: the sample is
     stratified on the target's deciles, so that the tails the gate should see are in it."""
     if rows < 1:
         raise ValueError(f"golden set size {rows} is not allowed: at least 1 row")
@@ -132,7 +132,10 @@ def stratified_sample(
     quota = np.floor(exact).astype(np.int64)
     for index in np.argsort(-(exact - quota), kind="stable")[: rows - int(quota.sum())]:
         quota[index] += 1
-    quota = _with_floor(quota, np.minimum(counts, MIN_ROWS_PER_CLASS).astype(np.int64))
+    # A small sample (under 4 x 10 rows per class) keeps a quarter of an even share, at
+    # least 1 row: the floor must not outweigh the proportions it corrects.
+    floor = min(MIN_ROWS_PER_CLASS, max(1, rows // (4 * len(classes))))
+    quota = _with_floor(quota, np.minimum(counts, floor).astype(np.int64))
     picked = [
         generator.choice(np.flatnonzero(y == cls), size=int(n), replace=False)
         for cls, n in zip(classes, quota, strict=True)
