@@ -155,6 +155,11 @@ def test_a_version_without_a_golden_set_is_refused(root: Path, tmp_path: Path) -
             r"max_rmse_increase_fraction=1\.5 is not allowed: 0 .* to 1$",
         ),
         ("max_auc", 0.1, r"unknown key\(s\) environments\.dev\.quality_gate\.max_auc"),
+        (
+            "allow_unlabelled_golden",
+            "yes",
+            r"allow_unlabelled_golden='yes' is not allowed: use true, false$",
+        ),
     ],
 )
 def test_a_bad_tolerance_is_refused_naming_key_and_value(
@@ -177,3 +182,21 @@ def test_tolerances_parse_from_cdk_json() -> None:
         max_log_loss_increase=0.025, max_auc_decrease=0.015, max_brier_increase=0.008
     )
     assert load_committed("dev").quality_gate == DEFAULTS
+
+
+def test_unlabelled_golden_sets_are_refused_unless_the_environment_allows_them() -> None:
+    from stacks.config import committed_context, load_config
+
+    assert DEFAULTS.allow_unlabelled_golden is False
+    assert load_committed_gate("prod").allow_unlabelled_golden is False
+    context = committed_context()
+    context["environments"]["dev"]["quality_gate"] = {"allow_unlabelled_golden": True}
+    assert load_config({**context, "env": "dev"}).quality_gate == QualityGateSettings(
+        allow_unlabelled_golden=True
+    )
+
+
+def load_committed_gate(env: str) -> QualityGateSettings:
+    from stacks.config import load_committed
+
+    return load_committed(env).quality_gate
