@@ -240,8 +240,13 @@ def document(
     task: str = "binary",
     classes: Sequence[Any] | None = DEFAULT_CLASSES,
     features: Sequence[Mapping[str, Any]] | None = None,
+    training_rows: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON content of ``golden.json``.
+
+    ``training_rows``: the version's training-row filter (the manifest's), so that the
+    traffic gate can leave out of another version's golden set the rows this one
+    trained on; absent, the file is as it was before filters.
 
     ``predictions``: each runtime's ``outputs`` on ``X``. ``X``: the encoded matrix (a
     categorical column holds positions in its values). ``y``: class labels (classifiers)
@@ -290,6 +295,8 @@ def document(
     else:
         content["labels"] = [_scalar(v) for v in np.asarray(y).tolist()]
     content["predictions"] = recorded
+    if training_rows is not None:
+        content["training_rows"] = dict(training_rows)
     return content
 
 

@@ -236,6 +236,7 @@ def write_golden_set(
     X: NDArray[np.float64],
     y: Labels | None,
     source: Mapping[str, Any],
+    training_rows: Mapping[str, Any] | None = None,
     **task_kw: Any,
 ) -> None:
     """Write ``golden.json`` (each runtime's answers, from the bytes written, by the app's
@@ -251,7 +252,17 @@ def write_golden_set(
         "rows": int(X.shape[0]),
     }
     (directory / golden.GOLDEN_FILE).write_bytes(
-        golden.dumps(golden.document(feature_names, X, y, predictions, source=source, **task_kw))
+        golden.dumps(
+            golden.document(
+                feature_names,
+                X,
+                y,
+                predictions,
+                source=source,
+                training_rows=training_rows,
+                **task_kw,
+            )
+        )
     )
 
 
@@ -388,6 +399,7 @@ def publish(
                 labelled.X[index],
                 labelled.y[index],
                 labelled.golden_source,
+                training_rows=None if training_rows is None else training_rows.record(),
                 features=feature_schema,
                 **task_kw,
             )

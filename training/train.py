@@ -43,6 +43,7 @@ from training.publish import (
 )
 from training.schema import CHURN, CHURN_SCHEMA_FILE, load_schema
 from training.synthetic import generate
+from training.training_rows import MANIFEST_KEY as TRAINING_ROWS_KEY
 from training.training_rows import RowFilter
 
 __all__ = ["ARTIFACT_FILE", "ARTIFACT_FORMAT", "GBM_PARAMS", "feature_schema_with_observed"]
@@ -204,6 +205,8 @@ def add_quality_records(
             X_test[golden_index],
             y_test[golden_index],
             {"sample": "stratified from the holdout", "seed": golden.SAMPLE_SEED},
+            # A version with a training-row fingerprint gets it in its golden set too.
+            training_rows=manifest.get(TRAINING_ROWS_KEY),
         )
         # Same keys in the same order as a version trained today.
         updated: dict[str, Any] = {}

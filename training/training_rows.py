@@ -37,7 +37,7 @@ def row_digests(X: NDArray[np.float64], y: Any) -> list[bytes]:
     """SHA-256 of each row: its features as big-endian float64 (``-0.0`` as ``0.0``), then
     its label: ``s`` and UTF-8 for a string, ``n`` and float64 for a number (1 and 1.0
     are one label, as everywhere else; ``"1"`` another)."""
-    features = np.ascontiguousarray(np.asarray(X, dtype=">f8") + 0.0)
+    features = np.ascontiguousarray((np.asarray(X, dtype=np.float64) + 0.0).astype(">f8"))
     labels = np.asarray(y).tolist()
     if features.ndim != 2 or len(labels) != features.shape[0]:
         raise ValueError(f"rows {features.shape} and {len(labels)} labels do not match")

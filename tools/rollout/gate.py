@@ -71,6 +71,11 @@ def check(
                         if rows is golden_set
                         else answers(candidate_dir, runtime, rows),
                         answers(stable_dir, runtime, rows),
+                        # The rows the other version (not the one sampling them) trained on.
+                        golden_sets.seen_by(
+                            stable_document if rows is golden_set else document,
+                            document if rows is golden_set else stable_document,
+                        ),
                     )
                 )
         verdict = gate_decision.evaluate(
