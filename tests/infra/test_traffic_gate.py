@@ -886,3 +886,40 @@ def test_a_bad_acknowledgement_is_named(aws: Aws) -> None:
     status, reason, _ = custom_resource(aws, request(AllowUnlabelledGolden="yes"))
     assert status == "FAILED"
     assert "AllowUnlabelledGolden='yes' is not allowed: 'true' or 'false'" in reason
+
+
+def test_a_golden_set_is_compared_only_on_rows_the_other_version_did_not_train_on() -> None:
+    labels = [i % 2 for i in range(400)]
+    # On the first 200 rows the stable version answers perfectly: rows it trained on.
+    # On the other 200 it is no better than the candidate.
+    candidate = golden_sets.Answers([0.3 + 0.4 * y for y in labels], None)
+    stable = golden_sets.Answers(
+        [(0.01 + 0.98 * y) if i < 200 else 0.3 + 0.4 * y for i, y in enumerate(labels)], None
+    )
+    seen = [i < 200 for i in range(400)]
+    kind_golden = {**golden_document([0.5] * 4, [0, 1, 0, 1])}
+
+    def verdict(seen_rows: list[bool] | None) -> gate_decision.Verdict:
+        scored = gate_decision.Scored(
+            "the candidate's golden set", labels, candidate, stable, seen_rows
+        )
+        recorded = golden_sets.Answers([0.5] * 4, [1, 1, 1, 1])
+        return gate_decision.evaluate(kind_golden, "compiled", recorded, [scored], TOLERANCES)
+
+    # On every row the stable version looks far better: refused.
+    everything = verdict(None)
+    assert any(r.startswith("quality: log loss") for r in everything.refusals)
+    assert "compared on every row (no fingerprint" in "\n".join(everything.lines())
+    # On the 200 rows it did not train on the two are equal: passed.
+    fresh = verdict(seen)
+    assert fresh.passed, fresh.refusals
+    assert "compared on the 200 rows neither version trained on (200 left out)" in (
+        "\n".join(fresh.lines())
+    )
+    assert fresh.comparisons[0].rows == 200
+    # Too few left: said, and neither passed nor refused on it.
+    few = verdict([i < 250 for i in range(400)])
+    assert few.passed
+    assert (
+        "not compared: 150 of 400 rows neither version trained on; the comparison needs 200"
+    ) in "\n".join(few.lines())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from serving import quality
+from serving import golden_sets, quality
 from serving.quality import QualityGateError
 from tests.training.conftest import FAST_PARAMS
 from training import golden
@@ -168,3 +168,29 @@ def test_every_version_records_its_training_rows(tmp_path: Path) -> None:
     assert rows.contains(X_train, y_train).all()
     assert rows.contains(X_test, y_test).mean() < 0.03
     assert np.asarray(y_test).size == 600
+
+
+def test_the_gates_pure_python_reading_agrees_with_training() -> None:
+    # The traffic gate runs without numpy: serving.golden_sets reads the same filter.
+    X_train, X_test, y_train, y_test = split(3000)
+    record = RowFilter.of(X_train, y_train).record()
+    rows = np.vstack([X_train[:300], X_test[:300]])
+    labels = np.concatenate([y_train[:300], y_test[:300]])
+    found = golden_sets.trained_on(record, rows.tolist(), labels.tolist())
+    assert found == RowFilter.from_record(record, "m").contains(rows, labels).tolist()
+    assert all(found[:300]) and sum(found[300:]) < 10
+    # String labels: the same encoding on both sides.
+    names = np.asarray(["churned" if v else "stayed" for v in y_train[:50]])
+    strings = RowFilter.of(X_train[:50], names).record()
+    assert all(golden_sets.trained_on(strings, X_train[:50].tolist(), names.tolist()))
+
+
+def test_a_golden_set_carries_its_versions_training_rows(tmp_path: Path) -> None:
+    v1 = fit(tmp_path, 3000, "v1", FAST_PARAMS)
+    document = json.loads((v1 / "golden.json").read_text())
+    assert document["training_rows"] == manifest(v1)["training_rows"]
+    # Its own golden rows are its holdout's: it trained on none of them (but for the
+    # filter's 1 % false positives).
+    seen = golden_sets.seen_by(document, document)
+    assert seen is not None and len(seen) == document["rows"] == 600
+    assert sum(seen) < 0.03 * 600
