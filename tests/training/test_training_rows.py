@@ -36,17 +36,9 @@ def data(rows: int) -> TrainingData:
     return TrainingData(ALL_X[:rows], ALL_Y[:rows], {"kind": "synthetic", "rows": rows})
 
 
-def fit(out: Path, rows: int, version: str, params: dict[str, Any], **kw: Any) -> Path:
-    return train(
-        data(rows),
-        model_name="churn",
-        version=version,
-        output=out,
-        params=params,
-        compiled=False,
-        log=quiet,
-        **kw,
-    )
+def fit(out: Path, rows: int, version: str, params: dict[str, Any]) -> Path:
+    options: dict[str, Any] = {"model_name": "churn", "compiled": False, "log": quiet}
+    return train(data(rows), version=version, output=out, params=params, **options)
 
 
 def manifest(path: Path) -> dict[str, Any]:
