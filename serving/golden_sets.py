@@ -9,7 +9,10 @@ gate runs on Lambda's Python runtime, which has no numpy.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,3 +136,50 @@ def rows_as_instances(
         {name: value(name, code) for name, code in zip(feature_names, row, strict=True)}
         for row in rows
     ]
+
+
+# A version's training rows as a Bloom filter (training/training_rows.py writes it into
+# the manifest and the golden set): SHA-256 of each row's big-endian float64 features and
+# its label, bit positions h1 + i * h2 (mod bits) from the digest's first two 64-bit words.
+ROWS_FORMAT = "bloom-sha256/1"
+
+
+def row_digest(features: Sequence[float], label: Any) -> bytes:
+    encoded = struct.pack(f">{len(features)}d", *(float(v) + 0.0 for v in features))
+    if isinstance(label, str):
+        encoded += b"s" + label.encode()
+    else:
+        encoded += b"n" + struct.pack(">d", float(label) + 0.0)
+    return hashlib.sha256(encoded).digest()
+
+
+def trained_on(record: Any, rows: Sequence[Sequence[float]], labels: Sequence[Any]) -> list[bool]:
+    """Per row: whether the version whose ``training_rows`` ``record`` is may have trained
+    on it (a false positive at the filter's rate), or certainly did not."""
+    if not isinstance(record, Mapping) or record.get("format") != ROWS_FORMAT:
+        raise GateError(f"training_rows is not a {ROWS_FORMAT} filter")
+    try:
+        bits, hashes = int(record["bits"]), int(record["hashes"])
+        array = base64.b64decode(record["filter"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        raise GateError("training_rows needs bits, hashes and a base64 filter") from None
+    if bits < 1 or hashes < 1 or len(array) != (bits + 7) // 8:
+        raise GateError(f"training_rows has {len(array)} bytes for {bits} bits")
+    found = []
+    for features, label in zip(rows, labels, strict=True):
+        digest = row_digest(features, label)
+        h1 = int.from_bytes(digest[:8], "big") % bits
+        h2 = int.from_bytes(digest[8:16], "big") % bits
+        found.append(
+            all(array[(p := (h1 + i * h2) % bits) // 8] >> (p % 8) & 1 for i in range(hashes))
+        )
+    return found
+
+
+def seen_by(version: Mapping[str, Any] | None, rows: Mapping[str, Any]) -> list[bool] | None:
+    """Which of golden set ``rows``'s rows the version of golden set ``version`` may have
+    trained on (its ``training_rows``); None when it records none (or ``rows`` has no
+    labels, which are part of a row)."""
+    if version is None or "training_rows" not in version or rows.get("labels") is None:
+        return None
+    return trained_on(version["training_rows"], rows["features"], rows["labels"])

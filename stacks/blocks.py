@@ -231,7 +231,7 @@ _QUALITY_GATE_MAXIMA = {"max_log_loss_increase": 1.0, "max_auc_decrease": 0.5,
 
 
 def quality_gate_settings(block: Block) -> QualityGateSettings:
-    block.only(QUALITY_GATE_KEYS)
+    block.only((*QUALITY_GATE_KEYS, "allow_unlabelled_golden"))
     defaults = QualityGateSettings()
     values = {}
     for key in QUALITY_GATE_KEYS:
@@ -242,4 +242,6 @@ def quality_gate_settings(block: Block) -> QualityGateSettings:
                 f"model) to {_QUALITY_GATE_MAXIMA[key]:g}"
             )
         values[key] = value
-    return QualityGateSettings(**values)
+    # A golden set without labels compares nothing: deploying one is an explicit choice.
+    allow = block.boolean("allow_unlabelled_golden", defaults.allow_unlabelled_golden)
+    return QualityGateSettings(**values, allow_unlabelled_golden=allow)

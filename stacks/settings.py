@@ -271,6 +271,9 @@ class QualityGateSettings:
     # Regression models: how much higher the candidate's RMSE may be, as a fraction of the
     # stable model's (RMSE is in the target's unit, so the bound is relative).
     max_rmse_increase_fraction: float = 0.02
+    # A golden set without labels (a model packaged without labelled data) lets the gate
+    # check identity only: refused unless this acknowledges that quality goes unchecked.
+    allow_unlabelled_golden: bool = False
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,11 @@ FORMAT = "golden-set/1"
 ARTIFACT_KEY = "golden"
 DEFAULT_ROWS = 1000
 SAMPLE_SEED = 42
+# Every class keeps at least this many golden rows (all of them when the holdout has
+# fewer): a proportional share rounds a rare class to 0, its one-vs-rest ROC AUC is then
+# NaN and the gate refuses every release. 10 rows give each class's AUC 10 x (n - 10)
+# pairs rather than none.
+MIN_ROWS_PER_CLASS = 10
 # The handler's own decision threshold (inference/handler.py THRESHOLD).
 THRESHOLD = 0.5
 # Which of the app's loaders reads each artifact the manifest can list (the sklearn runtime
@@ -108,8 +113,10 @@ def stratified_sample(
 ) -> NDArray[np.int64]:
     """Indices of a class-stratified sample of ``rows`` rows (all of them if fewer), sorted.
 
-    Regression targets have no classes: the sample is stratified on the target's deciles,
-    so that the tails the gate should see are in it."""
+    Every class keeps at least ``MIN_ROWS_PER_CLASS`` rows (or all it has; in a sample of
+    under 40 rows per class, a quarter of an even share, at least 1), taken from the
+    largest classes' shares. Regression targets have no classes: the sample is
+    stratified on the target's deciles, so that the tails the gate should see are in it."""
     if rows < 1:
         raise ValueError(f"golden set size {rows} is not allowed: at least 1 row")
     total = len(y)
@@ -125,11 +132,25 @@ def stratified_sample(
     quota = np.floor(exact).astype(np.int64)
     for index in np.argsort(-(exact - quota), kind="stable")[: rows - int(quota.sum())]:
         quota[index] += 1
+    # A small sample (under 4 x 10 rows per class) keeps a quarter of an even share, at
+    # least 1 row: the floor must not outweigh the proportions it corrects.
+    floor = min(MIN_ROWS_PER_CLASS, max(1, rows // (4 * len(classes))))
+    quota = _with_floor(quota, np.minimum(counts, floor).astype(np.int64))
     picked = [
         generator.choice(np.flatnonzero(y == cls), size=int(n), replace=False)
         for cls, n in zip(classes, quota, strict=True)
     ]
     return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def _with_floor(quota: NDArray[np.int64], floor: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``quota`` raised to ``floor``, the rows added taken back one by one from the class
+    with the most rows above its floor: the total stays, unless the floors alone exceed it."""
+    total = int(quota.sum())
+    quota = np.maximum(quota, floor)
+    while int(quota.sum()) > max(total, int(floor.sum())):
+        quota[int(np.argmax(quota - floor))] -= 1
+    return quota
 
 
 def predict(artifact_key: str, data: bytes, X: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -219,8 +240,13 @@ def document(
     task: str = "binary",
     classes: Sequence[Any] | None = DEFAULT_CLASSES,
     features: Sequence[Mapping[str, Any]] | None = None,
+    training_rows: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON content of ``golden.json``.
+
+    ``training_rows``: the version's training-row filter (the manifest's), so that the
+    traffic gate can leave out of another version's golden set the rows this one
+    trained on; absent, the file is as it was before filters.
 
     ``predictions``: each runtime's ``outputs`` on ``X``. ``X``: the encoded matrix (a
     categorical column holds positions in its values). ``y``: class labels (classifiers)
@@ -269,6 +295,8 @@ def document(
     else:
         content["labels"] = [_scalar(v) for v in np.asarray(y).tolist()]
     content["predictions"] = recorded
+    if training_rows is not None:
+        content["training_rows"] = dict(training_rows)
     return content
 
 

@@ -33,6 +33,7 @@ from training import cli, estimators, golden, versions
 from training.dataset import Labels, fingerprint, load_csv
 from training.publish import Labelled, publish
 from training.schema import load_schema
+from training.training_rows import RowFilter
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "model_artifacts"
 FORMATS = {".joblib": "joblib", ".skops": "skops"}
@@ -175,6 +176,7 @@ def package(
     version: str,
     output: Path = DEFAULT_OUTPUT,
     data: Path | None = None,
+    training_data: Path | None = None,
     sha256: str | None = None,
     accept_regression: str | None = None,
     compiled: bool = True,
@@ -183,7 +185,9 @@ def package(
 ) -> Path:
     """Check ``estimator_file`` against ``schema`` and write the version; returns its
     directory. Raises ``PackagingError``, ``DatasetError`` or ``gate.QualityGateError``
-    with nothing written."""
+    with nothing written. ``training_data``: the CSV the estimator was fitted on, when
+    known: its rows' filter goes into the manifest (``training_rows``), and its rows are
+    left out of the comparison with the previous version."""
     artifacts.check_identity(model_name, version)
     if (output / model_name / version).exists() and not force:
         raise versions.ArtifactExistsError(
@@ -215,6 +219,10 @@ def package(
         observed, data_fingerprint = X, fingerprint(X, y, schema)
     else:
         unlabelled = inputs_across_the_schema(schema, UNLABELLED_ROWS, UNLABELLED_SEED)
+    training_rows = None
+    if training_data is not None:
+        training_rows = RowFilter.of(*load_csv(training_data, schema))
+        record["training_rows_source"] = {"kind": "csv", "file": training_data.name}
     return publish(
         estimator,
         schema=schema,
@@ -226,6 +234,7 @@ def package(
         labelled=labelled,
         unlabelled_X=unlabelled,
         data_fingerprint=data_fingerprint,
+        training_rows=training_rows,
         force=force,
         compiled=compiled,
         accept_regression=accept_regression,
@@ -284,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         help="labelled rows to judge the model on (metrics, quality gate, model card, golden "
         "set with labels); without it the gate does not check and demo/serve do not pick it",
     )
+    parser.add_argument(
+        "--training-data",
+        type=Path,
+        metavar="TRAINING.csv",
+        help="the rows the estimator was fitted on (same columns as --data): recorded as a "
+        "fingerprint, so that the quality gate compares versions only on rows neither saw",
+    )
     cli.add_version_options(parser, DEFAULT_OUTPUT)
     args = cli.parse(parser, argv)
     if args.sha256 is not None and not SHA256.fullmatch(args.sha256):
@@ -293,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             args.estimator,
             schema=load_schema(args.schema),
             data=args.data,
+            training_data=args.training_data,
             sha256=args.sha256,
             **cli.version_arguments(args),
         )

@@ -38,6 +38,8 @@ from training.compile import COMPILED_FILE, COMPILED_FORMAT, compile_pipeline
 from training.compile_support import UnsupportedModelError
 from training.dataset import Labels
 from training.parity import ParityError, check_parity, parity_record
+from training.training_rows import MANIFEST_KEY as TRAINING_ROWS_KEY
+from training.training_rows import NO_FINGERPRINT, RowFilter
 
 ARTIFACT_FILE = "model.joblib"
 ARTIFACT_FORMAT = "sklearn-pipeline-joblib/1"
@@ -148,9 +150,19 @@ def previous_on_holdout(
     labelled: Labelled,
     classes: list[Any] | None,
     log: Log,
+    own_rows: RowFilter | None,
+    outputs: NDArray[np.float64],
 ) -> quality.Previous | None:
-    """The model's newest other version, scored on these rows (None when there is none or
-    its features, task or classes differ, so that the two cannot answer the same rows)."""
+    """The model's newest other version, scored with this one on the holdout rows that
+    neither trained on (None when there is none or its features, task or classes differ,
+    so that the two cannot answer the same rows). ``outputs``: the new version's answers
+    on the holdout, scored on the same rows.
+
+    The rows the previous version trained on are dropped by its ``training_rows``
+    filter (and, when given, ``own_rows``: a packaged model's labelled rows may be its
+    training rows). Without that filter, or with fewer than ``quality.MIN_FRESH_ROWS``
+    rows left (``MIN_FRESH_PER_CLASS`` of each class), the two are not compared: the
+    record says why, and the gate neither passes nor refuses on it."""
     others = [v for v in artifacts.versions(model_dir) if v != version]
     if not others:
         return None
@@ -171,11 +183,50 @@ def previous_on_holdout(
     if previous_task != schema.task or (classes is not None and previous_classes != classes):
         log(f"not compared with {others[-1]}: its task or classes differ")
         return None
+    if TRAINING_ROWS_KEY not in manifest:
+        log(f"not compared with {others[-1]}: {NO_FINGERPRINT}")
+        return quality.Previous(others[-1], {}, not_compared=NO_FINGERPRINT)
+    trained = RowFilter.from_record(manifest[TRAINING_ROWS_KEY], str(directory)).contains(
+        labelled.X, labelled.y
+    )
+    if own_rows is not None:
+        trained |= own_rows.contains(labelled.X, labelled.y)
+    fresh = ~trained
+    too_few = _too_few(labelled.y[fresh], schema.task, len(labelled.y))
+    if too_few is not None:
+        log(f"not compared with {others[-1]}: {too_few}")
+        return quality.Previous(others[-1], {}, not_compared=too_few)
+    X, y = labelled.X[fresh], labelled.y[fresh]
     # The skops file when there is one: loading it runs no pickled code.
     key = "sklearn" if "sklearn" in manifest["artifacts"] else skops_artifact.JOBLIB_KEY
     data = (directory / manifest["artifacts"][key]["file"]).read_bytes()
-    answers = golden.predict(key, data, labelled.X)
-    return quality.Previous(others[-1], evaluate(schema.task, labelled.y, answers, classes))
+    answers = golden.predict(key, data, X)
+    return quality.Previous(
+        others[-1],
+        evaluate(schema.task, y, answers, classes),
+        candidate=evaluate(schema.task, y, outputs[fresh], classes),
+        rows=int(fresh.sum()),
+        dropped=int(trained.sum()),
+    )
+
+
+def _too_few(y: Labels, task: str, holdout: int) -> str | None:
+    """Why ``y``, the fresh rows' labels, are too few to compare on; None when enough."""
+    if len(y) < quality.MIN_FRESH_ROWS:
+        return (
+            f"too few holdout rows that neither version trained on: {len(y)} of {holdout}, "
+            f"the comparison needs {quality.MIN_FRESH_ROWS}"
+        )
+    if task == "regression":
+        return None
+    values, counts = np.unique(np.asarray(y), return_counts=True)
+    if len(values) < 2 or counts.min() < quality.MIN_FRESH_PER_CLASS:
+        found = ", ".join(f"{v!r}: {c}" for v, c in zip(values.tolist(), counts, strict=True))
+        return (
+            f"too few holdout rows of a class that neither version trained on ({found}); "
+            f"the comparison needs {quality.MIN_FRESH_PER_CLASS} of each class"
+        )
+    return None
 
 
 def write_golden_set(
@@ -185,6 +236,7 @@ def write_golden_set(
     X: NDArray[np.float64],
     y: Labels | None,
     source: Mapping[str, Any],
+    training_rows: Mapping[str, Any] | None = None,
     **task_kw: Any,
 ) -> None:
     """Write ``golden.json`` (each runtime's answers, from the bytes written, by the app's
@@ -200,7 +252,17 @@ def write_golden_set(
         "rows": int(X.shape[0]),
     }
     (directory / golden.GOLDEN_FILE).write_bytes(
-        golden.dumps(golden.document(feature_names, X, y, predictions, source=source, **task_kw))
+        golden.dumps(
+            golden.document(
+                feature_names,
+                X,
+                y,
+                predictions,
+                source=source,
+                training_rows=training_rows,
+                **task_kw,
+            )
+        )
     )
 
 
@@ -226,6 +288,7 @@ def publish(
     labelled: Labelled | None,
     unlabelled_X: NDArray[np.float64] | None = None,
     data_fingerprint: dict[str, Any] | None = None,
+    training_rows: RowFilter | None = None,
     force: bool = False,
     compiled: bool = True,
     accept_regression: str | None = None,
@@ -236,8 +299,10 @@ def publish(
 
     ``labelled``: rows to judge the model on (metrics, gate, model card, golden labels);
     without it, ``unlabelled_X`` gives the golden set's inputs (``labels: null``), and the
-    gate records that it did not check. Raises ``quality.QualityGateError`` with nothing
-    written when the gate refuses.
+    gate records that it did not check. ``training_rows``: the filter of the rows the
+    model was fitted on, recorded in the manifest (the next version drops them from its
+    comparison with this one) and used to drop them here. Raises
+    ``quality.QualityGateError`` with nothing written when the gate refuses.
     """
     task = schema.task
     classes = classes_of(pipeline, task)
@@ -257,7 +322,14 @@ def publish(
             metrics=metrics,
             base_rate=quality.baseline(task, labelled.baseline_y, labelled.y, classes),
             previous=previous_on_holdout(
-                output / model_name, version, schema, labelled, classes, log
+                output / model_name,
+                version,
+                schema,
+                labelled,
+                classes,
+                log,
+                training_rows,
+                outputs,
             ),
             accept_regression=accept_regression,
             enforce=enforce_gate,
@@ -327,6 +399,7 @@ def publish(
                 labelled.X[index],
                 labelled.y[index],
                 labelled.golden_source,
+                training_rows=None if training_rows is None else training_rows.record(),
                 features=feature_schema,
                 **task_kw,
             )
@@ -355,6 +428,8 @@ def publish(
         manifest["training"] = training_record
         if data_fingerprint is not None:
             manifest["data_fingerprint"] = data_fingerprint
+        if training_rows is not None:
+            manifest[TRAINING_ROWS_KEY] = training_rows.record()
         if metrics is not None and labelled is not None:
             manifest["metrics"] = {**metrics, "holdout_rows": len(labelled.y)}
         manifest[quality.MANIFEST_KEY] = gate_record

@@ -43,6 +43,8 @@ from training.publish import (
 )
 from training.schema import CHURN, CHURN_SCHEMA_FILE, load_schema
 from training.synthetic import generate
+from training.training_rows import MANIFEST_KEY as TRAINING_ROWS_KEY
+from training.training_rows import RowFilter
 
 __all__ = ["ARTIFACT_FILE", "ARTIFACT_FORMAT", "GBM_PARAMS", "feature_schema_with_observed"]
 
@@ -148,6 +150,8 @@ def train(
             {"sample": "stratified from the holdout", "seed": golden.SAMPLE_SEED},
         ),
         data_fingerprint=fingerprint(data.X, data.y, schema),
+        # The next version compares with this one only on rows this one did not see.
+        training_rows=RowFilter.of(X_train, y_train),
         force=force,
         compiled=compiled,
         accept_regression=accept_regression,
@@ -201,6 +205,8 @@ def add_quality_records(
             X_test[golden_index],
             y_test[golden_index],
             {"sample": "stratified from the holdout", "seed": golden.SAMPLE_SEED},
+            # A version with a training-row fingerprint gets it in its golden set too.
+            training_rows=manifest.get(TRAINING_ROWS_KEY),
         )
         # Same keys in the same order as a version trained today.
         updated: dict[str, Any] = {}

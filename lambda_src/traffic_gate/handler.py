@@ -24,8 +24,10 @@ A refusal names the metric, the value and the tolerance. Two ways in, one check:
   ``GoldenBucket``, ``GoldenKey``, ``GoldenSha256`` (the candidate model's golden.json),
   ``StableGoldenKey``, ``StableGoldenSha256`` (the stable model's; optional, same bucket),
   ``Runtime``, ``MaxLogLossIncrease``,
-  ``MaxAucDecrease``, ``MaxBrierIncrease``, optional ``MaxRmseIncreaseFraction`` and
-  ``BatchSize``; ``CandidateWeight`` (the candidate's share of traffic after this deploy),
+  ``MaxAucDecrease``, ``MaxBrierIncrease``, optional ``MaxRmseIncreaseFraction``,
+  ``BatchSize`` and ``AllowUnlabelledGolden`` (``true``: a golden set without labels
+  passes with quality unchecked; otherwise it is refused); ``CandidateWeight`` (the
+  candidate's share of traffic after this deploy),
   ``FunctionName`` (unqualified) and ``AliasName``. FAILED fails the deploy before the
   alias update; Delete always succeeds. The check runs only when the candidate's traffic
   grows (``cloudformation.not_needed``): SUCCESS at once, with the reason, for
@@ -39,7 +41,7 @@ A refusal names the metric, the value and the tolerance. Two ways in, one check:
   the rest from the environment: ``GOLDEN_BUCKET``, ``GOLDEN_KEY``, ``GOLDEN_SHA256``,
   ``STABLE_GOLDEN_KEY``, ``STABLE_GOLDEN_SHA256`` (optional), ``MODEL_RUNTIME``,
   ``MAX_LOG_LOSS_INCREASE``, ``MAX_AUC_DECREASE``, ``MAX_BRIER_INCREASE``, optional
-  ``MAX_RMSE_INCREASE_FRACTION`` and ``BATCH_SIZE``. It reports with
+  ``MAX_RMSE_INCREASE_FRACTION``, ``BATCH_SIZE`` and ``ALLOW_UNLABELLED_GOLDEN``. It reports with
   ``PutLifecycleEventHookExecutionStatus``; Failed stops the shift before any traffic moves.
 
 **Deadline.** The function's timeout is 600 s. Before each invocation batch the gate

@@ -21,7 +21,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from serving.gate_decision import CANDIDATE_ROWS, STABLE_ROWS, Scored, Verdict, evaluate
-from serving.golden_sets import BINARY, Answers, GateError, Kind, instances, kind_of, same_kind
+from serving.golden_sets import (
+    BINARY,
+    Answers,
+    GateError,
+    Kind,
+    instances,
+    kind_of,
+    same_kind,
+    seen_by,
+)
 from serving.reserved import BATCH_KEY, GATE_KEY
 from traffic_gate.settings import GateSettings, GoldenObject
 
@@ -158,7 +167,16 @@ def run_gate(
         if other is not None:
             # Before any invocation of the stable side: its answers would not parse.
             same_kind(kind, kind_of(other))
-        scored.append(Scored(CANDIDATE_ROWS, golden.get("labels"), candidate, ask(stable, rows)))
+        # Each golden set is compared on the rows the other version did not train on.
+        scored.append(
+            Scored(
+                CANDIDATE_ROWS,
+                golden.get("labels"),
+                candidate,
+                ask(stable, rows),
+                seen_by(other, golden),
+            )
+        )
         if other is not None:
             other_rows = instances(other)
             scored.append(
@@ -167,6 +185,14 @@ def run_gate(
                     other.get("labels"),
                     ask(settings.candidate_function, other_rows),
                     ask(stable, other_rows),
+                    seen_by(golden, other),
                 )
             )
-    return evaluate(golden, settings.runtime, candidate, scored, settings.tolerances)
+    return evaluate(
+        golden,
+        settings.runtime,
+        candidate,
+        scored,
+        settings.tolerances,
+        allow_unlabelled=settings.allow_unlabelled_golden,
+    )

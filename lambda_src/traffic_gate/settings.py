@@ -44,6 +44,8 @@ class GateSettings:
     runtime: str
     tolerances: Tolerances
     batch_size: int = DEFAULT_BATCH_SIZE
+    # quality_gate.allow_unlabelled_golden: a golden set without labels passes unchecked.
+    allow_unlabelled_golden: bool = False
 
 
 # Each setting's key: (in the custom resource's properties, in the hook's environment).
@@ -59,6 +61,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "max_auc_decrease": ("MaxAucDecrease", "MAX_AUC_DECREASE"),
     "max_brier_increase": ("MaxBrierIncrease", "MAX_BRIER_INCREASE"),
     "max_rmse_increase_fraction": ("MaxRmseIncreaseFraction", "MAX_RMSE_INCREASE_FRACTION"),
+    "allow_unlabelled_golden": ("AllowUnlabelledGolden", "ALLOW_UNLABELLED_GOLDEN"),
 }
 PROPERTIES = {setting: keys[0] for setting, keys in KEYS.items()}
 ENVIRONMENT = {setting: keys[1] for setting, keys in KEYS.items()}
@@ -89,6 +92,7 @@ def read_settings(
         runtime=required(raw, keys["runtime"]),
         tolerances=tolerances(raw, {name: keys[name] for name in TOLERANCES}, OPTIONAL_TOLERANCES),
         batch_size=batch_size(raw.get(keys["batch_size"])),
+        allow_unlabelled_golden=flag(raw, keys["allow_unlabelled_golden"]),
     )
 
 
@@ -121,6 +125,16 @@ def tolerances(
             raise GateError(f"{key}={text!r} is not allowed: a finite number >= 0")
         values[attribute] = value
     return Tolerances(**values)
+
+
+def flag(raw: Mapping[str, Any], key: str) -> bool:
+    """``"true"`` or ``"false"``; absent (a stack synthesized before the key) is false."""
+    text = raw.get(key)
+    if text is None or text == "false":
+        return False
+    if text == "true":
+        return True
+    raise GateError(f"{key}={text!r} is not allowed: 'true' or 'false'")
 
 
 def batch_size(text: Any) -> int:

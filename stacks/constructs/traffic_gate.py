@@ -47,6 +47,7 @@ VARIABLES = {
     "MaxRmseIncreaseFraction": "MAX_RMSE_INCREASE_FRACTION",
     "StableGoldenKey": "STABLE_GOLDEN_KEY",
     "StableGoldenSha256": "STABLE_GOLDEN_SHA256",
+    "AllowUnlabelledGolden": "ALLOW_UNLABELLED_GOLDEN",
 }
 
 
@@ -85,6 +86,8 @@ class TrafficGate(Construct):
             "MaxAucDecrease": f"{tolerances.max_auc_decrease:g}",
             "MaxBrierIncrease": f"{tolerances.max_brier_increase:g}",
             "MaxRmseIncreaseFraction": f"{tolerances.max_rmse_increase_fraction:g}",
+            # Only when set: templates without it stay as they were (the gate reads false).
+            **({"AllowUnlabelledGolden": "true"} if tolerances.allow_unlabelled_golden else {}),
         }
         stable_golden = (
             {

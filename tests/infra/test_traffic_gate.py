@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import io
 import json
+import math
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -23,7 +24,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from custom_resource import response as cfn_response
-from serving import golden_metrics, golden_sets, stats
+from serving import gate_decision, golden_metrics, golden_sets, stats
 from serving.reserved import GATE_KEY
 from traffic_gate import cloudformation, hook, run
 from traffic_gate import handler as gate
@@ -508,7 +509,7 @@ def test_a_regression_candidate_within_the_fraction_passes(aws: Aws) -> None:
     stable = [t + 1.02 * (v - t) for v, t in zip(VALUES, TARGETS, strict=True)]  # RMSE +2 %
     status, reason = task_gate(aws, REGRESSION, VALUES, stable)
     assert status == "SUCCESS", reason
-    assert "identity on 4 golden rows: max |d value| 0 (bound 1e-09)" in reason
+    assert "identity on 4 golden rows: max |d value| / max(1, |value|) 0 (bound 1e-09)" in reason
     assert "rmse: candidate" in reason and "label flip rate" not in reason
 
 
@@ -787,3 +788,145 @@ def test_a_bad_candidate_weight_is_named(aws: Aws) -> None:
         "FAILED",
         "traffic gate could not run: CandidateWeight='half' is not allowed: a number from 0 to 1",
     )
+
+
+# The decision's own cases (serving/gate_decision.py): the relative identity bound, NaN
+# anywhere in an answer, and golden sets without labels.
+TOLERANCES = gate_decision.Tolerances(0.03, 0.02, 0.01)
+
+
+def regression_golden(values: list[float]) -> dict[str, Any]:
+    return {
+        **golden_document([0.5] * len(values), [0] * len(values)),
+        "task": "regression",
+        "classes": None,
+        "labels": values,
+        "predictions": {"compiled": {"values": values}},
+    }
+
+
+def test_the_identity_bound_is_relative_above_one() -> None:
+    # One float64 step at 8.4e6 is 1.9e-9: above an absolute 1e-9, within the relative one.
+    recorded = [8.4e6, 1.5e7, 0.25]
+    stepped = [math.nextafter(v, math.inf) for v in recorded]
+    assert stepped[0] - recorded[0] > gate_decision.IDENTITY_BOUND
+    verdict = gate_decision.evaluate(
+        regression_golden(recorded), "compiled", golden_sets.Answers(stepped, None), [], TOLERANCES
+    )
+    assert verdict.passed, verdict.refusals
+    # A relative change of 1e-8 is another model's answer, large or small.
+    moved = [v * (1 + 1e-8) for v in recorded]
+    verdict = gate_decision.evaluate(
+        regression_golden(recorded), "compiled", golden_sets.Answers(moved, None), [], TOLERANCES
+    )
+    assert verdict.refusals[0].startswith("identity: max |d value| / max(1, |value|) 1e-08")
+    # Below 1 the bound stays absolute: 0.25 + 2e-9 is refused.
+    small = [*recorded[:2], 0.25 + 2e-9]
+    verdict = gate_decision.evaluate(
+        regression_golden(recorded), "compiled", golden_sets.Answers(small, None), [], TOLERANCES
+    )
+    assert not verdict.passed
+
+
+@pytest.mark.parametrize("row", [0, 3, 5])
+def test_a_nan_anywhere_in_the_candidates_answer_is_refused(row: int) -> None:
+    answers = list(CANDIDATE_P)
+    answers[row] = math.nan
+    labels = [int(p >= 0.5) for p in CANDIDATE_P]
+    verdict = gate_decision.evaluate(
+        GOLDEN, "compiled", golden_sets.Answers(answers, labels), [], TOLERANCES
+    )
+    assert not verdict.passed
+    assert verdict.refusals[0] == (
+        "answers: the candidate answered a value that is not a finite number on its golden "
+        f"set at row {row} (1 of 6 rows, e.g. nan)"
+    )
+    # Reported as NaN, never as a largest difference of 0.
+    assert math.isnan(verdict.max_abs_diff)
+    assert "identity: max |dp| nan" in verdict.refusals[1]
+
+
+def test_a_nan_in_the_stable_versions_answer_is_refused_naming_it() -> None:
+    candidate = golden_sets.Answers(list(CANDIDATE_P), [int(p >= 0.5) for p in CANDIDATE_P])
+    stable = golden_sets.Answers([0.8, 0.3, 0.6, 0.45, math.inf, 0.2], [1, 0, 1, 0, 1, 0])
+    scored = [gate_decision.Scored(gate_decision.CANDIDATE_ROWS, LABELS, candidate, stable)]
+    verdict = gate_decision.evaluate(GOLDEN, "compiled", candidate, scored, TOLERANCES)
+    assert (
+        "answers: the stable version answered a value that is not a finite number on the "
+        "candidate's golden set at row 4 (1 of 6 rows, e.g. inf)"
+    ) in verdict.refusals
+
+
+UNLABELLED = {**GOLDEN, "labels": None}
+
+
+def unlabelled_gate(aws: Aws, **changes: Any) -> tuple[str, str, str]:
+    aws.golden(KEY, UNLABELLED)
+    # An inverting candidate: with no labels, nothing could tell.
+    aws.answers(CANDIDATE, UNLABELLED, CANDIDATE_P, 4)
+    aws.answers(STABLE, UNLABELLED, [1 - p for p in CANDIDATE_P], 4)
+    return custom_resource(
+        aws,
+        request(StableGoldenKey=None, GoldenSha256=sha(UNLABELLED), **changes),
+    )
+
+
+def test_a_golden_set_without_labels_is_refused_naming_the_key(aws: Aws) -> None:
+    status, reason, _ = unlabelled_gate(aws)
+    assert status == "FAILED"
+    assert reason == (
+        "quality not checked: the candidate's golden set has no labels (packaged without "
+        "labelled data), so nothing shows the candidate predicts as well as the stable "
+        "model; package it with labelled data, or set quality_gate.allow_unlabelled_golden: "
+        "true to deploy it with quality unchecked"
+    )
+
+
+def test_a_golden_set_without_labels_passes_unchecked_when_acknowledged(aws: Aws) -> None:
+    status, reason, _ = unlabelled_gate(aws, AllowUnlabelledGolden="true")
+    assert status == "SUCCESS"
+    assert "quality not checked: the golden set has no labels" in reason
+    assert "label flip rate against the stable model: 100.00%" in reason
+
+
+def test_a_bad_acknowledgement_is_named(aws: Aws) -> None:
+    status, reason, _ = custom_resource(aws, request(AllowUnlabelledGolden="yes"))
+    assert status == "FAILED"
+    assert "AllowUnlabelledGolden='yes' is not allowed: 'true' or 'false'" in reason
+
+
+def test_a_golden_set_is_compared_only_on_rows_the_other_version_did_not_train_on() -> None:
+    labels = [i % 2 for i in range(400)]
+    # On the first 200 rows the stable version answers perfectly: rows it trained on.
+    # On the other 200 it is no better than the candidate.
+    candidate = golden_sets.Answers([0.3 + 0.4 * y for y in labels], None)
+    stable = golden_sets.Answers(
+        [(0.01 + 0.98 * y) if i < 200 else 0.3 + 0.4 * y for i, y in enumerate(labels)], None
+    )
+    seen = [i < 200 for i in range(400)]
+    kind_golden = {**golden_document([0.5] * 4, [0, 1, 0, 1])}
+
+    def verdict(seen_rows: list[bool] | None) -> gate_decision.Verdict:
+        scored = gate_decision.Scored(
+            "the candidate's golden set", labels, candidate, stable, seen_rows
+        )
+        recorded = golden_sets.Answers([0.5] * 4, [1, 1, 1, 1])
+        return gate_decision.evaluate(kind_golden, "compiled", recorded, [scored], TOLERANCES)
+
+    # On every row the stable version looks far better: refused.
+    everything = verdict(None)
+    assert any(r.startswith("quality: log loss") for r in everything.refusals)
+    assert "compared on every row (no fingerprint" in "\n".join(everything.lines())
+    # On the 200 rows it did not train on the two are equal: passed.
+    fresh = verdict(seen)
+    assert fresh.passed, fresh.refusals
+    assert "compared on the 200 rows neither version trained on (200 left out)" in (
+        "\n".join(fresh.lines())
+    )
+    assert fresh.comparisons[0].rows == 200
+    # Too few left: said, and neither passed nor refused on it.
+    few = verdict([i < 250 for i in range(400)])
+    assert few.passed
+    assert (
+        "not compared: 150 of 400 rows neither version trained on; the comparison needs 200"
+    ) in "\n".join(few.lines())

@@ -104,7 +104,9 @@ def test_a_regressor_must_beat_the_mean_and_its_previous_version() -> None:
 def test_a_version_packaged_without_labels_is_not_picked_as_passed() -> None:
     manifest = {quality.MANIFEST_KEY: quality.not_checked("packaged without labelled data")}
     assert not quality.passed(manifest)
-    assert quality.describe(manifest) == "gate: not checked (packaged without labelled data)"
+    assert quality.describe(manifest) == (
+        "gate: quality not checked (packaged without labelled data)"
+    )
 
 
 def test_metrics_per_task_follow_the_contract() -> None:

@@ -68,6 +68,25 @@ def test_stratified_sample_sizes_and_refusal() -> None:
         golden.stratified_sample(y, 0)
 
 
+def test_a_rare_class_keeps_its_minimum_rows_so_its_auc_is_defined() -> None:
+    # 0.3 % of the holdout: a proportional share of 1,000 rows would be 3 of its rows, of
+    # 150 rows none, and its one-vs-rest ROC AUC NaN.
+    y = np.array([0] * 6000 + [1] * 3970 + [2] * 30)
+    for size in (150, 1000):
+        picked = golden.stratified_sample(y, size)
+        counts = np.bincount(y[picked], minlength=3)
+        assert len(picked) == size
+        assert counts[2] == golden.MIN_ROWS_PER_CLASS
+        # The rows it gains come from the largest class.
+        assert counts[1] == round(size * 3970 / 10_000)
+        assert counts[0] == size - counts[1] - counts[2]
+    # A class with fewer rows than the minimum keeps all of them.
+    y = np.array([0] * 995 + [1] * 4)
+    assert np.bincount(y[golden.stratified_sample(y, 100)])[1] == 4
+    # A sample of a few rows keeps at least one of each class.
+    assert np.bincount(y[golden.stratified_sample(y, 6)]).tolist() == [5, 1]
+
+
 def test_manifest_records_reference_distributions(version: Path) -> None:
     reference = read_reference(artifacts.load_manifest(version))
     assert reference.prediction.count == 400  # the holdout's answers

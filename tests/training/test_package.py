@@ -25,8 +25,10 @@ from sklearn.tree import DecisionTreeClassifier
 from serving import artifacts
 from tests.training.conftest import WriteCsv
 from training import package
-from training.schema import CHURN_SCHEMA_FILE, FEATURE_NAMES
+from training.dataset import load_csv
+from training.schema import CHURN, CHURN_SCHEMA_FILE, FEATURE_NAMES
 from training.synthetic import generate
+from training.training_rows import RowFilter
 
 
 def _churn_pipeline(rows: int = 1500) -> Pipeline:
@@ -274,3 +276,31 @@ def test_a_bare_estimator_is_packaged_and_the_compiled_runtime_says_whether_it_t
         assert f"compiled runtime: not supported, written without it: {reason}" in (
             capsys.readouterr().err
         )
+
+
+def test_the_training_rows_given_are_fingerprinted_and_left_out_of_the_comparison(
+    tmp_path: Path, write_csv: WriteCsv
+) -> None:
+    path = tmp_path / "churn.skops"
+    path.write_bytes(skops.io.dumps(_churn_pipeline()))
+    # The same seeded rows: the labelled rows are the ones the estimator is said to fit.
+    training, labelled = write_csv(600, name="train.csv"), write_csv(600, name="labelled.csv")
+    for version in ("v1", "v2"):
+        code = package.main(
+            ["--model", "churn", "--version", version, "--schema", str(CHURN_SCHEMA_FILE),
+             "--estimator", str(path), "--data", str(labelled), "--training-data",
+             str(training), "--output", str(tmp_path / "out"), "--no-compiled"]
+        )  # fmt: skip
+        assert code == 0
+    manifest = json.loads((tmp_path / "out/churn/v2/manifest.json").read_text())
+    assert manifest["training"]["training_rows_source"] == {"kind": "csv", "file": "train.csv"}
+    rows = RowFilter.from_record(manifest["training_rows"], "v2")
+    X, y = load_csv(training, CHURN)
+    assert rows.rows == 600 and rows.contains(X, y).all()
+    # Every labelled row is one v1 trained on: nothing is left to compare on, and it says so.
+    assert manifest["quality_gate"]["previous"] == {
+        "version": "v1",
+        "compared": False,
+        "reason": "too few holdout rows that neither version trained on: 0 of 600, the "
+        "comparison needs 500",
+    }

@@ -66,8 +66,16 @@ def check(
                     gate_decision.Scored(
                         f"{name} ({candidate if rows is golden_set else stable})",
                         None if rows.y is None else rows.y.tolist(),
-                        answers(candidate_dir, runtime, rows),
+                        # The candidate's answers on its own rows: identity's, once.
+                        candidate_answers
+                        if rows is golden_set
+                        else answers(candidate_dir, runtime, rows),
                         answers(stable_dir, runtime, rows),
+                        # The rows the other version (not the one sampling them) trained on.
+                        golden_sets.seen_by(
+                            stable_document if rows is golden_set else document,
+                            document if rows is golden_set else stable_document,
+                        ),
                     )
                 )
         verdict = gate_decision.evaluate(
@@ -81,6 +89,7 @@ def check(
                 tolerances.max_brier_increase,
                 tolerances.max_rmse_increase_fraction,
             ),
+            allow_unlabelled=tolerances.allow_unlabelled_golden,
         )
     except golden_sets.GateError as error:
         raise GateRefusedError(f"--version {candidate!r}: {error}") from None
