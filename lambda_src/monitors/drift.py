@@ -36,6 +36,7 @@ from serving.insights import Window, fetch, setting
 class Settings(MonitorSettings):
     bucket: str
     manifest_key: str
+    window_minutes: int
     thresholds: DriftThresholds
 
     @classmethod
@@ -44,6 +45,7 @@ class Settings(MonitorSettings):
             **MonitorSettings.common(env),
             bucket=setting(env, "MODEL_BUCKET"),
             manifest_key=setting(env, "MANIFEST_KEY"),
+            window_minutes=int(setting(env, "WINDOW_MINUTES")),
             thresholds=DriftThresholds(
                 watch=float(setting(env, "PSI_WATCH")),
                 alarm=float(setting(env, "PSI_ALARM")),

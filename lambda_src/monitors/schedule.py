@@ -22,7 +22,6 @@ class MonitorSettings:
     log_group: str
     model_version: str
     namespace: str
-    window_minutes: int
 
     @staticmethod
     def common(env: Mapping[str, str]) -> dict[str, Any]:
@@ -31,7 +30,6 @@ class MonitorSettings:
             "log_group": setting(env, "LOG_GROUP"),
             "model_version": setting(env, "MODEL_VERSION"),
             "namespace": setting(env, "METRICS_NAMESPACE"),
-            "window_minutes": int(setting(env, "WINDOW_MINUTES")),
         }
 
 

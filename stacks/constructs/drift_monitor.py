@@ -27,15 +27,16 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from serving.canary import DEFAULT_MIN_REQUESTS
 from stacks import function_code
 from stacks.constructs.model_bucket import grant_read_model
 from stacks.constructs.project_function import logs_and_role
 from stacks.settings import Architecture, DriftSettings
 
-# The canary evaluator runs often enough to catch a CodeDeploy shift (canary10-5min) and
-# reads a window long enough for the candidate's small share to reach its minimum.
+# The canary evaluator runs often enough to catch a CodeDeploy shift (canary10-5min); each
+# run reads the whole canary so far (from the candidate's first capture record), which keeps
+# its sequential test valid across runs.
 CANARY_SCHEDULE_MINUTES = 5
-CANARY_WINDOW_MINUTES = 30
 # Failed runs stay readable for SQS's longest retention; Lambda keeps an asynchronous event
 # for at most six hours.
 FAILED_RUN_RETENTION = Duration.days(14)
@@ -170,10 +171,9 @@ class DriftMonitor(Construct):
                 {
                     "FUNCTION_NAME": inference.function_name,
                     "ALIAS_NAME": alias_name,
-                    "WINDOW_MINUTES": str(CANARY_WINDOW_MINUTES),
-                    # The evaluator's minimum per side: drift.min_requests (the canary
-                    # evaluator's owner decides whether it counts rows or requests).
-                    "MIN_ROWS": str(settings.min_requests),
+                    # Requests per side before a verdict: the canary simulation's minimum
+                    # (docs/quality-gate.md), not drift.min_requests.
+                    "MIN_REQUESTS": str(DEFAULT_MIN_REQUESTS),
                 },
                 "Canary evaluator: candidate vs stable predicted probabilities.",
                 # The same image (one build, one asset), another entry point.

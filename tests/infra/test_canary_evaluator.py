@@ -12,6 +12,7 @@ import pytest
 from botocore.stub import Stubber
 
 from monitors import canary
+from serving.canary import DEFAULT_MIN_REQUESTS
 from serving.insights import query
 from tests.infra.test_drift_monitor import stubbed_clients
 
@@ -19,7 +20,7 @@ NOW = 1_000_000
 STARTED = NOW - 2 * 3600  # the candidate's first capture record: 2 hours ago
 SETTINGS = canary.Settings(
     function_name="fn", alias_name="production", log_group="/aws/fn", model_version="v2",
-    namespace="SklearnLambdaServing/prod", window_minutes=30, min_requests=50,
+    namespace="SklearnLambdaServing/prod", min_requests=50,
 )  # fmt: skip
 
 
@@ -242,7 +243,7 @@ def test_a_start_query_still_running_when_time_is_up_is_stopped(stubbed: Any) ->
 
 def test_the_minimum_requests_come_from_the_environment() -> None:
     env = {"LOG_GROUP": "/aws/fn", "MODEL_VERSION": "v2", "METRICS_NAMESPACE": "N",
-           "WINDOW_MINUTES": "30", "FUNCTION_NAME": "fn", "ALIAS_NAME": "production"}  # fmt: skip
+           "FUNCTION_NAME": "fn", "ALIAS_NAME": "production"}  # fmt: skip
     assert canary.Settings.from_env(env).min_requests == canary.DEFAULT_MIN_REQUESTS
     assert canary.Settings.from_env({**env, "MIN_REQUESTS": "80"}).min_requests == 80
 
@@ -269,9 +270,10 @@ def test_a_manual_canary_is_evaluated_every_five_minutes_and_pages(
     result = synth(env="prod", **CANARY)
     ((evaluator_id, evaluator),) = evaluators(result).items()
     variables = evaluator["Environment"]["Variables"]
-    assert (variables["MODEL_VERSION"], variables["ALIAS_NAME"], variables["WINDOW_MINUTES"]) == (
-        "v2", "production", "30",
+    assert (variables["MODEL_VERSION"], variables["ALIAS_NAME"], variables["MIN_REQUESTS"]) == (
+        "v2", "production", str(DEFAULT_MIN_REQUESTS),
     )  # fmt: skip
+    assert "WINDOW_MINUTES" not in variables  # each run reads the canary since it began
     rules = [r["Properties"] for r in result.resources("inference", "AWS::Events::Rule").values()
              if evaluator_id in json.dumps(r)]  # fmt: skip
     assert [r["ScheduleExpression"] for r in rules] == ["rate(5 minutes)"]
