@@ -31,7 +31,7 @@ def monitor_functions(synth: Synth) -> dict[str, str]:
         variables = function["Properties"].get("Environment", {}).get("Variables", {})
         if "PSI_ALARM" in variables:
             found["index"] = logical_id
-        elif "ALIAS_NAME" in variables and "MIN_ROWS" in variables:
+        elif "ALIAS_NAME" in variables and "MIN_REQUESTS" in variables:
             found["canary"] = logical_id
     return found
 

@@ -75,8 +75,7 @@ def deployed_run(stubbed: Any, records: dict[str, list[dict[str, Any]]]) -> dict
     published(stubbers, seen)
     summary: dict[str, Any] = evaluator.run(
         evaluator.Settings(function_name="fn", alias_name="production", log_group="/aws/fn",
-                           model_version="v2", namespace="SklearnLambdaServing/prod",
-                           window_minutes=30),
+                           model_version="v2", namespace="SklearnLambdaServing/prod"),
         lambda_client=clients["lambda"], logs=clients["logs"], cloudwatch=clients["cloudwatch"],
         now=NOW, expired=lambda: False, sleep=lambda _: None,
     )  # fmt: skip
