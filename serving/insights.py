@@ -165,13 +165,34 @@ def fetch(
     ``TimeoutError`` (after stopping the running query) when ``expired`` says so while a
     query runs; ``RuntimeError`` when a query fails.
     """
+    results, truncated = _paged(
+        logs, log_group, query(model_version, limit, field), window,
+        expired=expired, sleep=sleep, limit=limit, max_queries=max_queries,
+    )  # fmt: skip
+    rows = parse(results)
+    rows.truncated = truncated
+    return rows
+
+
+def _paged(
+    logs: Any,
+    log_group: str,
+    text: str,
+    window: Window,
+    *,
+    expired: Callable[[], bool],
+    sleep: Callable[[float], None],
+    limit: int,
+    max_queries: int,
+) -> tuple[list[list[Mapping[str, str]]], bool]:
+    """Every result of ``text`` over ``window``, newest window first, split where a query
+    returned ``limit`` rows; and whether rows were left out."""
     if not 1 <= limit <= MAX_ROWS:
         raise ValueError(f"limit {limit} is not a Logs Insights row limit (1 to {MAX_ROWS})")
     if max_queries < 1:
         raise ValueError(f"max_queries {max_queries} is not allowed: at least 1")
     if window.end < window.start:
         raise ValueError(f"window ends ({window.end}) before it starts ({window.start})")
-    text = query(model_version, limit, field)
     pending = deque([window])
     kept: list[tuple[Window, list[list[Mapping[str, str]]]]] = []
     queries = 0
@@ -193,9 +214,120 @@ def fetch(
             truncated = True
     # Newest first, as one query would have returned them.
     kept.sort(key=lambda item: item[0].start, reverse=True)
-    rows = parse([result for _, results in kept for result in results])
-    rows.truncated = truncated
-    return rows
+    return [result for _, results in kept for result in results], truncated
+
+
+# One result row per request (binary and multiclass: per request and predicted label), so
+# a canary's requests fit a query where its rows do not: the rows of one request share one
+# log event's timestamp, so a window split never cuts a request in two.
+_REQUEST_STATS = {
+    "binary": "stats count(*) as rows, avg(probability) as mean_probability, "
+    "min(probability) as lowest by request_id, prediction",
+    # count(probability): binary records among them, which a side of another task cannot
+    # mean (count of a field counts the records that have it).
+    "multiclass": "stats count(*) as rows, count(probability) as binary_rows "
+    "by request_id, prediction",
+    "regression": "stats count(*) as rows, avg(prediction) as mean_value, "
+    "count(probability) as binary_rows by request_id",
+}
+
+
+@dataclass
+class RequestAggregates:
+    """Per request: its captured rows, and per summary column the sum over those rows
+    (binary: rows predicted positive and the probabilities; regression: the values;
+    multiclass: rows per predicted class label, as text)."""
+
+    task: str
+    rows: dict[str, int] = field(default_factory=dict)
+    sums: dict[str, dict[str, float]] = field(default_factory=dict)
+    truncated: bool = False
+    skipped: int = 0
+
+    @property
+    def requests(self) -> int:
+        return len(self.rows)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+def request_query(value: str, task: str, field: str = "lambda_version") -> str:
+    """The Logs Insights query of ``value``'s capture records aggregated per request."""
+    if task not in _REQUEST_STATS:
+        raise ValueError(f"task {task!r} is not one of {', '.join(_REQUEST_STATS)}")
+    selection = (
+        query(value, MAX_ROWS, field).split(" | sort ")[0].removeprefix("fields @message | ")
+    )
+    return f"{selection} | {_REQUEST_STATS[task]}"
+
+
+def fetch_requests(
+    logs: Any,
+    log_group: str,
+    value: str,
+    task: str,
+    window: Window,
+    *,
+    expired: Callable[[], bool],
+    sleep: Callable[[float], None] = time.sleep,
+    field: str = "lambda_version",
+    max_queries: int = MAX_QUERIES,
+) -> RequestAggregates:
+    """``value``'s capture records of ``window``, aggregated per request by Logs Insights,
+    paged as ``fetch`` pages (``truncated`` when requests were left out)."""
+    results, truncated = _paged(
+        logs, log_group, request_query(value, task, field), window,
+        expired=expired, sleep=sleep, limit=MAX_ROWS, max_queries=max_queries,
+    )  # fmt: skip
+    aggregates = parse_requests(results, task)
+    aggregates.truncated = truncated
+    return aggregates
+
+
+def parse_requests(
+    results: list[list[Mapping[str, str]]], task: str, threshold: float = 0.5
+) -> RequestAggregates:
+    """The per-request query's results; a result that cannot be read is counted, not used.
+
+    Binary: a group's rows all carry one predicted label, positive when the probability is
+    at least ``threshold`` (the handler's rule), so the group is positive when its lowest
+    probability is.
+    """
+    aggregates = RequestAggregates(task)
+    for result in results:
+        found = {str(f.get("field")): str(f.get("value", "")) for f in result}
+        try:
+            request, rows = found["request_id"], int(found["rows"])
+            if not request or rows < 1:
+                raise ValueError("no request id or no rows")
+            if int(found.get("binary_rows") or 0):
+                raise ValueError(f"binary records read as {task} ones")
+            added: dict[str, float]
+            if task == "binary":
+                mean, lowest = float(found["mean_probability"]), float(found["lowest"])
+                if not (0 <= lowest <= mean <= 1):
+                    raise ValueError(f"probabilities {lowest}, {mean} are not in [0, 1]")
+                added = {
+                    "positive share": rows if lowest >= threshold else 0,
+                    "mean probability": mean * rows,
+                }
+            elif task == "regression":
+                value = float(found["mean_value"])
+                if not math.isfinite(value):
+                    raise ValueError(f"mean value {value} is not finite")
+                added = {"mean value": value * rows}
+            else:
+                added = {found["prediction"]: rows}
+        except (KeyError, ValueError):
+            aggregates.skipped += 1
+            continue
+        sums = aggregates.sums.setdefault(request, {})
+        for column, amount in added.items():
+            sums[column] = sums.get(column, 0.0) + amount
+        aggregates.rows[request] = aggregates.rows.get(request, 0) + rows
+    return aggregates
 
 
 def run_query(

@@ -53,6 +53,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from serving import histograms
+from serving.insights import RequestAggregates
 
 TASKS = ("binary", "multiclass", "regression")
 # The prior scale of the mixture, in request-level standard deviations of the stable side.
@@ -129,6 +130,34 @@ def summarize(
     columns = ("positive share", "mean probability")
     stacked = np.column_stack([positive, mean]) / np.maximum(sizes, 1)[:, None]
     return RequestSummaries(task, columns, stacked.reshape(-1, 2), len(ids))
+
+
+def from_aggregates(
+    aggregates: RequestAggregates, labels: Sequence[str] | None = None
+) -> RequestSummaries:
+    """The same summaries as ``summarize``, from per-request sums that Logs Insights
+    computed (``serving.insights.fetch_requests``). Multiclass: one column per label in
+    ``labels`` (default: the labels seen, sorted as text)."""
+    task = aggregates.task
+    requests = list(aggregates.rows)
+    sizes = np.array([aggregates.rows[r] for r in requests], dtype=np.float64)
+    if task == "multiclass":
+        seen = {label for r in requests for label in aggregates.sums[r]}
+        columns = tuple(sorted(seen) if labels is None else (str(x) for x in labels))
+        unknown = sorted(seen - set(columns))
+        if unknown:
+            raise ValueError(f"class labels {unknown[:5]} are not among {list(columns)}")
+    elif task == "regression":
+        columns = ("mean value",)
+    elif task == "binary":
+        columns = ("positive share", "mean probability")
+    else:
+        raise ValueError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    sums = np.array(
+        [[aggregates.sums[r].get(c, 0.0) for c in columns] for r in requests], dtype=np.float64
+    ).reshape(len(requests), len(columns))
+    values = sums / np.maximum(sizes, 1)[:, None]
+    return RequestSummaries(task, columns, values, int(sizes.sum()))
 
 
 def log_mixture_ratio(

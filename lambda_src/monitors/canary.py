@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitors.schedule import MonitorSettings, scheduled_run
-from serving.canary import DEFAULT_MIN_REQUESTS, Thresholds, evaluate
-from serving.insights import Window, fetch, query, run_query, setting
+from serving.canary import DEFAULT_MIN_REQUESTS, Thresholds, decide
+from serving.insights import Window, fetch_requests, prediction_of, query, run_query, setting
+from serving.sequential import from_aggregates
 
 LOOKBACK_HOURS = 24
 
@@ -74,9 +75,10 @@ def sides(lambda_client: Any, settings: Settings) -> tuple[str, str] | None:
 
 
 def first_record_query(candidate: str) -> str:
-    """The candidate's oldest capture record in the look-back: when its canary began."""
+    """The candidate's oldest capture record in the look-back: when its canary began, and
+    (its fields say) the task."""
     newest = query(candidate, 1, field="lambda_version")
-    return newest.replace("fields @message", "fields @timestamp").replace(
+    return newest.replace("fields @message", "fields @timestamp, @message").replace(
         "sort @timestamp desc", "sort @timestamp asc"
     )
 
@@ -89,18 +91,18 @@ def canary_start(
     *,
     expired: Callable[[], bool],
     sleep: Callable[[float], None],
-) -> int | None:
-    """Epoch seconds of the candidate's first capture record, or None (none yet)."""
+) -> tuple[int, str] | None:
+    """Epoch seconds and task of the candidate's first capture record, or None (none yet)."""
     window = Window(start=now - LOOKBACK_HOURS * 3600, end=now)
     results = run_query(
         logs, settings.log_group, first_record_query(candidate), window, 1, expired, sleep
     )
     for row in results:
-        for found in row:
-            if found.get("field") == "@timestamp":
-                # Logs Insights writes times in UTC: "2026-03-01 12:00:00.000".
-                moment = dt.datetime.strptime(found["value"], "%Y-%m-%d %H:%M:%S.%f")
-                return int(moment.replace(tzinfo=dt.UTC).timestamp())
+        fields = {str(f.get("field")): str(f.get("value", "")) for f in row}
+        # Logs Insights writes times in UTC: "2026-03-01 12:00:00.000".
+        moment = dt.datetime.strptime(fields["@timestamp"], "%Y-%m-%d %H:%M:%S.%f")
+        task, _ = prediction_of(json.loads(fields["@message"]))
+        return int(moment.replace(tzinfo=dt.UTC).timestamp()), task
     return None
 
 
@@ -123,32 +125,35 @@ def run(
     def metric(name: str, value: float, unit: str = "Count") -> dict[str, Any]:
         return {"MetricName": name, "Dimensions": version, "Value": value, "Unit": unit}
 
-    start = canary_start(logs, settings, split[1], now, expired=expired, sleep=sleep)
-    if start is None:
+    began = canary_start(logs, settings, split[1], now, expired=expired, sleep=sleep)
+    if began is None:
         data = [metric("CanarySamples", 0), metric("CanaryRequests", 0)]
         cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
         summary = {"stable": split[0], "candidate": split[1], "samples": 0, "requests": 0,
                    "report": None, "reason": "no capture record of the candidate yet"}  # fmt: skip
         print(json.dumps(summary))
         return summary
+    start, task = began
     window = Window(start=start, end=now)
+    # Aggregated per request by Logs Insights: a side's requests fit a query where its rows
+    # (up to 100 captured a request) would not, so every look reads the canary whole.
     stable, candidate = (
-        fetch(logs, settings.log_group, version, window, expired=expired, sleep=sleep,
-              field="lambda_version")
+        fetch_requests(logs, settings.log_group, version, task, window, expired=expired,
+                       sleep=sleep)
         for version in split
     )  # fmt: skip
-    samples = min(len(stable.predictions), len(candidate.predictions))
+    for name, side in (("stable", stable), ("candidate", candidate)):
+        if side.skipped and not side.rows:
+            # A model of another task cannot shift "the same way": there is nothing to compare.
+            raise ValueError(f"the {name} side's capture records are not {task} ones")
+    samples = min(stable.total_rows, candidate.total_rows)
     requests = min(stable.requests, candidate.requests)
     data = [metric("CanarySamples", samples), metric("CanaryRequests", requests)]
-    if stable.task and candidate.task and stable.task != candidate.task:
-        # A model of another task cannot shift "the same way": there is nothing to compare.
-        raise ValueError(
-            f"the candidate's capture records are {candidate.task}, the stable side's {stable.task}"
-        )
-    report = evaluate(
-        (stable.request_ids, stable.predictions),
-        (candidate.request_ids, candidate.predictions),
-        stable.task or candidate.task or "binary",
+    labels = sorted({label for side in (stable, candidate) for s in side.sums.values()
+                     for label in s}) if task == "multiclass" else None  # fmt: skip
+    report = decide(
+        from_aggregates(stable, labels),
+        from_aggregates(candidate, labels),
         Thresholds(min_requests=settings.min_requests),
     )
     if report.judged:
@@ -157,7 +162,7 @@ def run(
         data.append(metric("PredictionShiftPSI", report.psi, "None"))
     cloudwatch.put_metric_data(Namespace=settings.namespace, MetricData=data)
     notes = [
-        f"the {name} side's records were truncated at the query's limit: the newest ones"
+        f"the {name} side's requests were truncated at the queries' limit: the newest ones"
         for name, rows in (("stable", stable), ("candidate", candidate))
         if rows.truncated
     ]

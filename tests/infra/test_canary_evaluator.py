@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 
 from monitors import canary
 from serving.canary import DEFAULT_MIN_REQUESTS
-from serving.insights import query
+from serving.insights import request_query
 from tests.infra.test_drift_monitor import stubbed_clients
 
 NOW = 1_000_000
@@ -38,11 +38,16 @@ def alias(stubbers: dict[str, Stubber], weights: dict[str, float]) -> None:
     )
 
 
-def first_record(stubbers: dict[str, Stubber], at: int | None) -> None:
-    """The candidate's oldest capture record in the look-back, at epoch ``at`` (None: none)."""
+def first_record(
+    stubbers: dict[str, Stubber], at: int | None, record: dict[str, Any] | None = None
+) -> None:
+    """The candidate's oldest capture record in the look-back, at epoch ``at`` (None: none);
+    ``record``'s fields give its task (default: a binary one)."""
     moment = np.datetime64(at, "s").astype("datetime64[ms]") if at is not None else None
+    message = json.dumps({"capture": 1, **(record or {"probability": 0.5, "prediction": 1})})
     results = [] if moment is None else [
-        [{"field": "@timestamp", "value": str(moment).replace("T", " ")}]
+        [{"field": "@timestamp", "value": str(moment).replace("T", " ")},
+         {"field": "@message", "value": message}]
     ]  # fmt: skip
     stubbers["logs"].add_response(
         "start_query", {"queryId": "qfirst"},
@@ -54,18 +59,47 @@ def first_record(stubbers: dict[str, Stubber], at: int | None) -> None:
     )
 
 
-def side(stubbers: dict[str, Stubber], version: str, records: list[dict[str, Any]]) -> None:
-    """``version``'s capture records since the canary began, as the evaluator's query finds
-    them."""
-    results = [[{"field": "@message", "value": json.dumps({"capture": 1, "features": {"x": 1.0},
-                                                           **r})}] for r in records]  # fmt: skip
+def request_stats(records: list[dict[str, Any]], task: str) -> list[list[dict[str, str]]]:
+    """What Logs Insights answers ``request_query(version, task)`` on these capture records:
+    per group (request; binary and multiclass: request and predicted label) count(*), avg,
+    min, and count(probability) (the records that have the field)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in records:
+        key = (
+            (r["request_id"],) if task == "regression" else (r["request_id"], str(r["prediction"]))
+        )
+        groups.setdefault(key, []).append(r)
+    results = []
+    for key, rows in groups.items():
+        found = {"request_id": key[0], "rows": str(len(rows))}
+        if task != "regression":
+            found["prediction"] = key[1]
+        if task == "binary":
+            found["mean_probability"] = repr(float(np.mean([r["probability"] for r in rows])))
+            found["lowest"] = repr(float(min(r["probability"] for r in rows)))
+        else:
+            found["binary_rows"] = str(sum("probability" in r for r in rows))
+        if task == "regression":
+            found["mean_value"] = repr(float(np.mean([float(r["prediction"]) for r in rows])))
+        results.append([{"field": k, "value": v} for k, v in found.items()])
+    return results
+
+
+def side(
+    stubbers: dict[str, Stubber], version: str, records: list[dict[str, Any]], task: str = ""
+) -> None:
+    """``version``'s capture records since the canary began, as the evaluator's per-request
+    query finds them (``task``: the candidate's, which the query is written for)."""
+    task = task or canary.prediction_of(records[0])[0]
     stubbers["logs"].add_response(
         "start_query", {"queryId": f"q{version}"},
         {"logGroupName": "/aws/fn", "startTime": STARTED, "endTime": NOW,
-         "queryString": query(version, field="lambda_version"), "limit": 10_000},
+         "queryString": request_query(version, task), "limit": 10_000},
     )  # fmt: skip
     stubbers["logs"].add_response(
-        "get_query_results", {"status": "Complete", "results": results}, {"queryId": f"q{version}"}
+        "get_query_results",
+        {"status": "Complete", "results": request_stats(records, task)},
+        {"queryId": f"q{version}"},
     )
 
 
@@ -86,7 +120,8 @@ def scored(rate: float, spread: float = 0.3) -> Any:
         positive = rng.uniform(size=rows) < level
         probability = np.where(positive, 0.5 + spread * rng.uniform(size=rows),
                                0.5 - spread * rng.uniform(size=rows))  # fmt: skip
-        return [{"probability": float(p)} for p in probability]
+        # As the handler writes them: the label answered at 0.5 beside the probability.
+        return [{"probability": float(p), "prediction": int(p >= 0.5)} for p in probability]
 
     return answer
 
@@ -119,8 +154,8 @@ def evaluate(
     since the canary began: the evaluator's summary and the metrics it published."""
     clients, stubbers = stubbed
     alias(stubbers, {"8": 0.1})
-    first_record(stubbers, STARTED)
-    side(stubbers, "7", stable)
+    first_record(stubbers, STARTED, candidate[0])
+    side(stubbers, "7", stable, canary.prediction_of(candidate[0])[0])
     side(stubbers, "8", candidate)
     seen: dict[str, float] = {}
     published(stubbers, seen)
@@ -221,10 +256,11 @@ def test_sides_of_different_tasks_are_refused(stubbed: Any) -> None:
     rng = np.random.default_rng(7)
     clients, stubbers = stubbed
     alias(stubbers, {"8": 0.1})
-    first_record(stubbers, STARTED)
-    side(stubbers, "7", requests(rng, 60, 2, scored(0.2), "s"))
-    side(stubbers, "8", requests(rng, 60, 2, values(1.0), "c"))
-    with pytest.raises(ValueError, match="regression, the stable side's binary"):
+    candidate = requests(rng, 60, 2, values(1.0), "c")
+    first_record(stubbers, STARTED, candidate[0])
+    side(stubbers, "7", requests(rng, 60, 2, scored(0.2), "s"), "regression")
+    side(stubbers, "8", candidate)
+    with pytest.raises(ValueError, match="the stable side's capture records are not regression"):
         run(clients)
 
 

@@ -68,9 +68,10 @@ def deployed_run(stubbed: Any, records: dict[str, list[dict[str, Any]]]) -> dict
     """The evaluator's run over these records (its Logs Insights answers)."""
     clients, stubbers = stubbed
     alias(stubbers, {"8": 0.1})
-    first_record(stubbers, STARTED)
+    first_record(stubbers, STARTED, records["8"][0])
+    task = evaluator.prediction_of(records["8"][0])[0]
     for version in ("7", "8"):
-        side(stubbers, version, records[version])  # capture records carry their own fields
+        side(stubbers, version, records[version], task)
     seen: dict[str, float] = {}
     published(stubbers, seen)
     summary: dict[str, Any] = evaluator.run(
