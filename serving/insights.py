@@ -115,14 +115,17 @@ def query(value: str, limit: int = MAX_ROWS, field: str = "model_version") -> st
     ``field`` is ``model_version`` (drift: one model version) or ``lambda_version`` (the
     canary evaluator: one side of the alias).
     """
+    return f"fields @message | {selection(value, field)} | sort @timestamp desc | limit {limit}"
+
+
+def selection(value: str, field: str) -> str:
+    """The filter every capture query starts from: capture records whose ``field`` is
+    ``value`` (a version name, checked, since it is written into the query text)."""
     if field not in SELECTABLE:
         raise ValueError(f"field {field!r} is not one of {', '.join(SELECTABLE)}")
     if not value.replace("-", "").replace(".", "").isalnum():
         raise ValueError(f"{field} {value!r} is not a version name (e.g. v2 or 7)")
-    return (
-        f"fields @message | filter capture = 1 and {field} = "
-        f'"{value}" | sort @timestamp desc | limit {limit}'
-    )
+    return f'filter capture = 1 and {field} = "{value}"'
 
 
 def parse(results: list[list[Mapping[str, str]]]) -> CapturedRows:
@@ -257,10 +260,7 @@ def request_query(value: str, task: str, field: str = "lambda_version") -> str:
     """The Logs Insights query of ``value``'s capture records aggregated per request."""
     if task not in _REQUEST_STATS:
         raise ValueError(f"task {task!r} is not one of {', '.join(_REQUEST_STATS)}")
-    selection = (
-        query(value, MAX_ROWS, field).split(" | sort ")[0].removeprefix("fields @message | ")
-    )
-    return f"{selection} | {_REQUEST_STATS[task]}"
+    return f"{selection(value, field)} | {_REQUEST_STATS[task]}"
 
 
 def fetch_requests(

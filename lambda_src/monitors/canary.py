@@ -40,7 +40,14 @@ from typing import Any
 
 from monitors.schedule import MonitorSettings, scheduled_run
 from serving.canary import DEFAULT_MIN_REQUESTS, Thresholds, decide
-from serving.insights import Window, fetch_requests, prediction_of, query, run_query, setting
+from serving.insights import (
+    Window,
+    fetch_requests,
+    prediction_of,
+    run_query,
+    selection,
+    setting,
+)
 from serving.sequential import from_aggregates
 
 LOOKBACK_HOURS = 24
@@ -77,9 +84,9 @@ def sides(lambda_client: Any, settings: Settings) -> tuple[str, str] | None:
 def first_record_query(candidate: str) -> str:
     """The candidate's oldest capture record in the look-back: when its canary began, and
     (its fields say) the task."""
-    newest = query(candidate, 1, field="lambda_version")
-    return newest.replace("fields @message", "fields @timestamp, @message").replace(
-        "sort @timestamp desc", "sort @timestamp asc"
+    return (
+        f"fields @timestamp, @message | {selection(candidate, 'lambda_version')} "
+        "| sort @timestamp asc | limit 1"
     )
 
 

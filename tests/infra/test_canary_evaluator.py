@@ -333,3 +333,19 @@ def test_automated_mode_rolls_back_on_harm_not_on_the_prediction_shift(
     watched, names = automated_prod_alarms(synth_context)
     assert "sklearn-serving-prod-churn-canary-harm" in watched
     assert "sklearn-serving-prod-churn-prediction-shift" in names - watched
+
+
+def test_the_query_texts_are_written_out() -> None:
+    """The Stubber answers above are matched against these functions' own output; here the
+    text Logs Insights receives is spelled out, so a change to it is seen."""
+    assert canary.first_record_query("8") == (
+        'fields @timestamp, @message | filter capture = 1 and lambda_version = "8" '
+        "| sort @timestamp asc | limit 1"
+    )
+    assert request_query("8", "binary") == (
+        'filter capture = 1 and lambda_version = "8" | stats count(*) as rows, '
+        "avg(probability) as mean_probability, min(probability) as lowest "
+        "by request_id, prediction"
+    )
+    with pytest.raises(ValueError, match=r"lambda_version '8\" or 1=1' is not a version name"):
+        request_query('8" or 1=1', "binary")
