@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from serving import stats
+from serving.golden_metrics import LOG_LOSS_EPS
 from serving.stats import Metric, Pairing, paired
 
 # 5,000 rounds: with a 95 % family split over four metrics (Bonferroni: 98.75 % each), a
@@ -218,7 +219,7 @@ def _mean_of(rowwise: Callable[[NDArray[Any], NDArray[Any]], NDArray[Any]], *,
 
 
 def _log_loss_rows(y: NDArray[Any], p: NDArray[Any]) -> NDArray[Any]:
-    q = np.clip(p.astype(np.float64), stats.LOG_LOSS_EPS, 1 - stats.LOG_LOSS_EPS)
+    q = np.clip(p.astype(np.float64), LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
     return np.asarray(-(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
 

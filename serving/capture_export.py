@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
-CAPTURE_FIELD = "capture"
-CAPTURE_MARKER = 1
-RECORD_FORMAT = "capture/1"
+from serving.capture import CAPTURE_FIELD, CAPTURE_MARKER, RECORD_FORMAT
+
 # A capture record is under 64 KB and CloudWatch Logs keeps events under 256 KB: a longer
 # line is no line of an export, and is refused without being held whole.
 MAX_LINE_BYTES = 1024 * 1024

@@ -54,8 +54,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from serving import histograms
 from serving.insights import RequestAggregates
+from serving.tasks import TASKS
 
-TASKS = ("binary", "multiclass", "regression")
 # The prior scale of the mixture, in request-level standard deviations of the stable side.
 TAU_SD = 0.3
 

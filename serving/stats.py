@@ -16,9 +16,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from serving.golden_metrics import LOG_LOSS_EPS
+
 Z_95 = 1.959963984540054
 ECE_BINS = 10
-LOG_LOSS_EPS = 1e-15
 
 # A metric of (truth, answer) arrays: binary labels 0/1 and probabilities; regression
 # targets and predicted values; multiclass (outcomes) true and answered class labels.

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from serving import capture, capture_export
+from serving import capture_export
 from tests.analysis import synthetic
 from tools.drift.__main__ import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_TOO_FEW, main
 from training.schema import FEATURE_NAMES
@@ -189,12 +189,6 @@ def test_a_non_utf8_export_is_refused_naming_the_file(tmp_path: Path) -> None:
     path.write_bytes(b'{"capture": 1, "x": "\xe9"}\n')
     with pytest.raises(capture_export.CaptureFileError, match=r"latin\.jsonl: line 1: not UTF-8"):
         capture_export.read(path)
-
-
-def test_the_reader_and_the_writer_agree_on_the_marker() -> None:
-    assert capture_export.CAPTURE_FIELD == capture.CAPTURE_FIELD
-    assert capture_export.CAPTURE_MARKER == capture.CAPTURE_MARKER
-    assert capture_export.RECORD_FORMAT == capture.RECORD_FORMAT
 
 
 def test_versions_sort_by_number() -> None:
