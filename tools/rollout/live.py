@@ -119,8 +119,9 @@ class Live:
     def captured(
         self, log_group: str, lambda_version: str, start: dt.datetime, end: dt.datetime
     ) -> CapturedRows:
-        """The capture records ``lambda_version`` wrote in [start, end), via Logs Insights
-        (the canary evaluator's query): every captured row with its request id."""
+        """The capture records ``lambda_version`` wrote in [start, end), via Logs Insights:
+        every captured row with its request id (the deployed evaluator reads the same records
+        aggregated per request, ``serving.insights.fetch_requests``; the rule is the same)."""
         if self.logs is None:
             raise LiveUnavailableError("needs a CloudWatch Logs client")
         if not lambda_version.isdigit():
