@@ -9,8 +9,17 @@ what a manifest carries) has this shape:
         {"name": "...", "type": "categorical", "values": ["a", "b", 3], "description": "..."},
         ...]}
 
-A categorical feature reaches the model as the 0-based position of its value in
-``values`` (the encoding contract shared with the handler). Every refusal is a
+Any feature may say ``"nullable": true``: a request may then send JSON ``null``, and the
+model receives a missing value. A categorical feature may say ``"unknown": "pass"``: a value
+of the right JSON type that is not listed reaches a model whose encoder handles unknown
+values (``handle_unknown="ignore"`` and the like) instead of being refused (``"refuse"``,
+the default).
+
+Inside the handler and training, rows are one float64 matrix in schema order: a number as
+itself, a categorical value as the 0-based position of its value in ``values``, a null as
+NaN and a passed unknown category as ``UNKNOWN_CODE``. A model fitted on a numpy array of
+codes reads that matrix (the codes contract); a pipeline fitted on a DataFrame gets the
+values themselves, by column name (``inference.frames``). Every refusal is a
 ``SchemaError`` naming the file, the key and the value.
 """
 
@@ -35,6 +44,16 @@ FEATURE_TYPES: tuple[FeatureType, ...] = ("integer", "number", "categorical")
 CATEGORICAL: FeatureType = "categorical"
 
 
+UnknownPolicy = Literal["refuse", "pass"]
+
+
+UNKNOWN_POLICIES: tuple[UnknownPolicy, ...] = ("refuse", "pass")
+
+
+# The code a passed unknown category has in the model input matrix (null is NaN).
+UNKNOWN_CODE = -1.0
+
+
 MAX_CATEGORIES = 1000
 
 
@@ -57,6 +76,10 @@ class FeatureSpec:
     description: str
     # Categorical only: the allowed values, in code order (minimum 0, maximum len - 1).
     values: tuple[str | int, ...] | None = None
+    # JSON null accepted, reaching the model as a missing value (NaN in the matrix).
+    nullable: bool = False
+    # Categorical only: "pass" sends an unlisted value on to the model's encoder.
+    unknown: UnknownPolicy = "refuse"
 
     def to_json(self) -> dict[str, object]:
         allowed: dict[str, object] = (
@@ -64,12 +87,18 @@ class FeatureSpec:
             if self.values is not None
             else {"min": self.minimum, "max": self.maximum}
         )
-        return {
+        out: dict[str, object] = {
             "name": self.name,
             "dtype": self.dtype,
             "allowed": allowed,
             "description": self.description,
         }
+        # Written only when set: the entries of every earlier version stay byte for byte.
+        if self.nullable:
+            out["nullable"] = True
+        if self.unknown != "refuse":
+            out["unknown"] = self.unknown
+        return out
 
 
 @dataclass(frozen=True)
@@ -117,8 +146,8 @@ def _feature(path: Path, index: int, raw: Any) -> FeatureSpec:
     if not isinstance(raw, dict):
         raise SchemaError(f"{path}: {where} must be an object, got {quote(raw)}")
     dtype = raw.get("type")
-    extra = {"values"} if dtype == CATEGORICAL else {"min", "max"}
-    _only_keys(path, where, raw, {"name", "type", "description", *extra})
+    extra = {"values", "unknown"} if dtype == CATEGORICAL else {"min", "max"}
+    _only_keys(path, where, raw, {"name", "type", "description", "nullable", *extra})
     name = _name(path, f"{where}.name", raw.get("name"))
     if name in RESERVED_FEATURE_NAMES:
         raise SchemaError(
@@ -134,16 +163,34 @@ def _feature(path: Path, index: int, raw: Any) -> FeatureSpec:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SchemaError(f"{path}: {where}.description must be text, got {quote(description)}")
+    nullable = raw.get("nullable", False)
+    if not isinstance(nullable, bool):
+        raise SchemaError(f"{path}: {where}.nullable must be true or false, got {quote(nullable)}")
     if dtype == CATEGORICAL:
         values = _values(path, f"{where}.values", raw.get("values"))
-        return FeatureSpec(name, CATEGORICAL, 0, len(values) - 1, description, values)
+        unknown = raw.get("unknown", "refuse")
+        if unknown not in UNKNOWN_POLICIES:
+            raise SchemaError(
+                f"{path}: {where}.unknown {quote(unknown)} is not allowed; allowed: "
+                f"{', '.join(UNKNOWN_POLICIES)}"
+            )
+        return FeatureSpec(
+            name,
+            CATEGORICAL,
+            0,
+            len(values) - 1,
+            description,
+            values,
+            nullable=nullable,
+            unknown=cast(UnknownPolicy, unknown),
+        )
     bounds = [_bound(path, f"{where}.{key}", raw.get(key), dtype) for key in ("min", "max")]
     if not bounds[0] <= bounds[1]:
         raise SchemaError(f"{path}: {where}: min {bounds[0]} is above max {bounds[1]}")
     # The type as the one shared constant, not a string per feature: pickle writes a repeated
     # object once, so the artifact's bytes stay what they were when the types were literals.
     canonical = FEATURE_TYPES[FEATURE_TYPES.index(dtype)]
-    return FeatureSpec(name, canonical, bounds[0], bounds[1], description)
+    return FeatureSpec(name, canonical, bounds[0], bounds[1], description, nullable=nullable)
 
 
 def _values(path: Path, where: str, raw: Any) -> tuple[str | int, ...]:

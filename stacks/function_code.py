@@ -70,7 +70,15 @@ FUNCTIONS: dict[str, DeployedFunction] = {
             "inference",
             "inference",
             image=True,
-            provided=("numpy", "orjson", "joblib", "sklearn", "skops", *LAMBDA_RUNTIME_PACKAGES),
+            provided=(
+                "numpy",
+                "orjson",
+                "joblib",
+                "sklearn",
+                "skops",
+                "pandas",
+                *LAMBDA_RUNTIME_PACKAGES,
+            ),
         ),
         DeployedFunction(
             "monitors",

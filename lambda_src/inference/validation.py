@@ -50,6 +50,11 @@ class Feature:
     minimum: float
     maximum: float
     values: tuple[CategoryValue, ...] | None = None
+    # JSON null accepted: NaN in the matrix (the artifact entry's "nullable": true).
+    nullable: bool = False
+    # Categorical: an unlisted value of the right JSON type is passed on to the model as
+    # serving.schema.UNKNOWN_CODE, its raw value in Instances.unknown ("unknown": "pass").
+    pass_unknown: bool = False
     # (type, value) -> code: the type keeps 1 apart from "1", and true (a bool) from 1.
     codes: Mapping[tuple[type, CategoryValue], int] = field(
         init=False, repr=False, compare=False, default_factory=dict
@@ -71,6 +76,9 @@ class Feature:
 class Instances:
     X: NDArray[np.float64]
     batch: bool
+    # (row, column) -> the request's value, for each passed unknown category (its code in
+    # X is serving.schema.UNKNOWN_CODE): a pipeline fitted on a DataFrame gets the value.
+    unknown: Mapping[tuple[int, int], CategoryValue] = field(default_factory=dict)
 
 
 def schema_from_artifact(features: object) -> tuple[Feature, ...]:
@@ -85,8 +93,27 @@ def schema_from_artifact(features: object) -> tuple[Feature, ...]:
         name, dtype, allowed = entry.get("name"), entry.get("dtype"), entry.get("allowed")
         if not isinstance(name, str) or not name:
             raise ValueError(f"{where} has no name")
+        nullable, unknown = entry.get("nullable", False), entry.get("unknown", "refuse")
+        if not isinstance(nullable, bool):
+            raise ValueError(f"{where} ({name}) has nullable {nullable!r}: expected true or false")
+        if unknown not in ("refuse", "pass") or (unknown == "pass" and dtype != "categorical"):
+            raise ValueError(
+                f"{where} ({name}) has unknown {unknown!r}: expected 'refuse' or 'pass' (a "
+                "categorical feature only)"
+            )
         if dtype == "categorical":
-            parsed.append(_categorical(f"{where} ({name})", name, allowed))
+            feature = _categorical(f"{where} ({name})", name, allowed)
+            parsed.append(
+                Feature(
+                    name,
+                    True,
+                    feature.minimum,
+                    feature.maximum,
+                    feature.values,
+                    nullable=nullable,
+                    pass_unknown=unknown == "pass",
+                )
+            )
             continue
         if dtype not in ("integer", "number"):
             raise ValueError(
@@ -99,7 +126,7 @@ def schema_from_artifact(features: object) -> tuple[Feature, ...]:
         minimum, maximum = float(allowed["min"]), float(allowed["max"])
         if not minimum <= maximum:
             raise ValueError(f"{where} ({name}) has allowed.min {minimum} > allowed.max {maximum}")
-        parsed.append(Feature(name, dtype == "integer", minimum, maximum))
+        parsed.append(Feature(name, dtype == "integer", minimum, maximum, nullable=nullable))
     names = [feature.name for feature in parsed]
     if len(set(names)) != len(names):
         raise ValueError(f"artifact feature schema repeats a name: {names}")
