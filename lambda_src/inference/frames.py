@@ -104,3 +104,54 @@ def _categorical(
     if dtype == "category":
         return pd.Categorical(out, categories=list(feature.values))
     return pd.Series(out, dtype=object).astype(dtype)
+
+
+def fitted_on_frame(pipeline: Any) -> bool:
+    """Whether ``pipeline`` was fitted on a DataFrame: it then records its columns' names
+    (``feature_names_in_``, every one a string) and is called with a DataFrame."""
+    names = getattr(pipeline, "feature_names_in_", None)
+    return names is not None and all(isinstance(name, str) for name in names)
+
+
+class FramePipeline:
+    """A frame model seen through the codes matrix: ``predict``/``predict_proba`` take the
+    matrix (and the raw unknown values) and call the pipeline with ``to_frame``'s DataFrame.
+    Training, packaging and the gates hold one of these where they would hold a codes model,
+    so every figure they produce is of what the handler sends."""
+
+    def __init__(
+        self,
+        pipeline: Any,
+        features: Sequence[Feature],
+        dtypes: Mapping[str, str] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.features = tuple(features)
+        self.dtypes = dict(dtypes or {})
+
+    def frame(
+        self,
+        X: NDArray[np.float64],
+        unknown: Mapping[tuple[int, int], CategoryValue] | None = None,
+    ) -> Any:
+        return to_frame(X, self.features, unknown=unknown, dtypes=self.dtypes)
+
+    def predict(
+        self,
+        X: NDArray[np.float64],
+        unknown: Mapping[tuple[int, int], CategoryValue] | None = None,
+    ) -> Any:
+        return self.pipeline.predict(self.frame(X, unknown))
+
+    def predict_proba(
+        self,
+        X: NDArray[np.float64],
+        unknown: Mapping[tuple[int, int], CategoryValue] | None = None,
+    ) -> Any:
+        return self.pipeline.predict_proba(self.frame(X, unknown))
+
+    def __getattr__(self, name: str) -> Any:
+        # classes_, n_features_in_, steps...: the pipeline's own.
+        if name == "pipeline":
+            raise AttributeError(name)
+        return getattr(self.pipeline, name)
