@@ -1,16 +1,24 @@
-"""Format ``sklearn-compiled-npz/2``: a preprocessing step and an estimator, with numpy alone.
+"""Formats ``sklearn-compiled-npz/3`` and ``/2``: preprocessing and an estimator, with numpy alone.
 
-Written by ``training/compile.py`` for every pipeline it supports; ``compiled_model.load``
-reads it (and still reads the first format, ``gbm-trees-npz/1``, unchanged). Each stage
+Format 3 is written by ``training/compile.py`` for every pipeline it supports;
+``compiled_model.load`` reads it, format 2 (format 3 without ``pre_fill`` and
+``pre_table``: read as no fill and no tables) and the first format, ``gbm-trees-npz/1``,
+unchanged. Each stage
 repeats scikit-learn's own arithmetic, operation for operation, so that the outputs match
 to the last bits on typical inputs; the packaging parity gate enforces the bound anyway.
 
 Arrays (all plain numbers: the archive is read with ``allow_pickle=False``):
 
 * preprocessing, one entry per column of the estimator's input: ``pre_input`` (the model
-  input column it reads), ``pre_kind`` (0 passthrough; 1 standard: ``(x - a) / b``;
-  2 min-max: ``x * a + b`` then clipped to ``[pre_low, pre_high]``; 3 one-hot: ``x == a``),
-  ``pre_a``, ``pre_b``, ``pre_low``, ``pre_high``.
+  input column it reads), ``pre_fill`` (NaN: none; else a missing input value, NaN, is
+  replaced by it before the transform: ``SimpleImputer``), ``pre_kind`` (0 passthrough;
+  1 standard: ``(x - a) / b``, also ``RobustScaler``; 2 min-max: ``x * a + b`` then
+  clipped to ``[pre_low, pre_high]``; 3 one-hot: ``x == a``; 4 table: the column's value
+  is ``pre_table[a + row]``, ``row`` the input's code 0..K-1, K (``pre_b``) for a null and
+  K + 1 for an unknown category, -1), ``pre_a``, ``pre_b``, ``pre_low``, ``pre_high``, and
+  ``pre_table`` (every table, flat). A table holds what the fitted scikit-learn
+  transformer itself gave for each value of the feature's domain at compile time
+  (encoders, imputers of categories, whole sub-pipelines over categorical columns).
 * trees (``meta.estimator == "trees"``): the flat node arrays of ``tree_forest``, ``value``
   of shape ``(nodes,)`` or ``(nodes, K)``, ``init`` of shape ``(K,)``. ``meta.tree_input``
   says whether the trees compare in float32 (scikit-learn's trees, forests, gradient
@@ -32,11 +40,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import tree_forest
-from inference.compiled_format import FORMAT_V2, PRE_ARRAYS
+from inference.compiled_format import FORMAT_V3, PRE_ARRAYS
 from serving.tasks import TASKS
 
-FORMAT = FORMAT_V2
-PASSTHROUGH, STANDARD, MINMAX, ONEHOT = 0, 1, 2, 3
+FORMAT = FORMAT_V3
+PASSTHROUGH, STANDARD, MINMAX, ONEHOT, TABLE = 0, 1, 2, 3, 4
 LINKS = ("identity", "expit", "softmax")
 
 
@@ -45,7 +53,7 @@ class FormatError(ValueError):
 
 
 class _Preprocess:
-    __slots__ = ("groups", "identity", "input")
+    __slots__ = ("fill", "groups", "identity", "input")
 
     def __init__(self, arrays: Mapping[str, NDArray[Any]], n_features: int) -> None:
         input_ = arrays["pre_input"].astype(np.intp)
@@ -53,28 +61,46 @@ class _Preprocess:
         a, b = arrays["pre_a"].astype(np.float64), arrays["pre_b"].astype(np.float64)
         low, high = arrays["pre_low"].astype(np.float64), arrays["pre_high"].astype(np.float64)
         width = input_.shape[0]
+        # A format 2 archive has neither: no fill, no tables.
+        fill = np.asarray(arrays.get("pre_fill", np.full(width, np.nan)), dtype=np.float64)
+        table = np.asarray(arrays.get("pre_table", np.empty(0)), dtype=np.float64)
         if (
             any(arrays[k].ndim != 1 or arrays[k].shape[0] != width for k in PRE_ARRAYS)
+            or fill.shape != (width,)
+            or table.ndim != 1
             or (width and (input_.min() < 0 or input_.max() >= n_features))
-            or (width and (kind.min() < PASSTHROUGH or kind.max() > ONEHOT))
+            or (width and (kind.min() < PASSTHROUGH or kind.max() > TABLE))
             or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)))
             or np.any(b[kind == STANDARD] == 0)
             or np.any(np.isnan(low) | np.isnan(high) | (low > high))
+            or np.any(np.isinf(fill))
+            or np.any(~np.isnan(fill[kind == TABLE]))
+            or not _tables_fit(a[kind == TABLE], b[kind == TABLE], table.shape[0])
         ):
             raise FormatError("preprocessing arrays are inconsistent")
         self.input = input_
         self.identity = bool(
             width == n_features
             and np.all(kind == PASSTHROUGH)
+            and np.all(np.isnan(fill))
             and np.array_equal(input_, np.arange(n_features))
         )
+        filled = np.flatnonzero(~np.isnan(fill))
+        self.fill = (filled, fill[filled]) if filled.size else None
         # One whole-array operation per kind present; ``None`` columns: every column.
         self.groups: list[tuple[int, Any, Any, Any, Any, Any]] = []
-        for k in (STANDARD, MINMAX, ONEHOT):
+        for k in (STANDARD, MINMAX, ONEHOT, TABLE):
             cols = np.flatnonzero(kind == k)
             if not cols.size:
                 continue
             clip = k == MINMAX and bool(np.any(np.isfinite(low[cols]) | np.isfinite(high[cols])))
+            if k == TABLE:
+                # pre_a: each table's offset, pre_b: its K; rows K (null) and K + 1 (unknown);
+                # the flat tables in the place of the clip bounds.
+                self.groups.append(
+                    (k, cols, a[cols].astype(np.intp), b[cols].astype(np.intp), table, None)
+                )
+                continue
             self.groups.append(
                 (
                     k,
@@ -92,23 +118,43 @@ class _Preprocess:
         # A new C-ordered array, like the scalers' copy and ColumnTransformer's hstack (X[:, idx]
         # would be F-ordered, and a matrix product over it sums in another order).
         out = np.take(X, self.input, axis=1)
+        if self.fill is not None:
+            # SimpleImputer.transform: X[mask] = statistics_, before the column's transform.
+            cols, values = self.fill
+            part = out[:, cols]
+            out[:, cols] = np.where(np.isnan(part), values, part)
         for kind, cols, a, b, low, high in self.groups:
             part = out if cols is None else out[:, cols]
             if kind == STANDARD:
-                # StandardScaler.transform: X -= mean_; X /= scale_
+                # StandardScaler/RobustScaler.transform: X -= center; X /= scale
                 part = (part - a) / b
             elif kind == MINMAX:
                 # MinMaxScaler.transform: X *= scale_; X += min_; then np.clip if clip
                 part = part * a + b
                 if low is not None:
                     part = np.clip(part, low, high)
-            else:
+            elif kind == ONEHOT:
                 part = (part == a).astype(np.float64)
+            else:
+                # The feature's code 0..K-1, null (NaN) at row K, unknown (-1) at row K + 1.
+                with np.errstate(invalid="ignore"):
+                    row = np.where(np.isnan(part), b, np.where(part < 0, b + 1, part))
+                part = low[a + row.astype(np.intp)]
             if cols is None:
                 out = part
             else:
                 out[:, cols] = part
         return np.ascontiguousarray(out)
+
+
+def _tables_fit(offset: NDArray[np.float64], k: NDArray[np.float64], size: int) -> bool:
+    return bool(
+        np.all(offset == np.floor(offset))
+        and np.all(k == np.floor(k))
+        and np.all(offset >= 0)
+        and np.all(k >= 1)
+        and np.all(offset + k + 2 <= size)
+    )
 
 
 class _Trees:
@@ -178,7 +224,9 @@ class CompiledPipeline:
         self.estimator = estimator
         self.link = link
 
-    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def outputs(self, X: NDArray[np.float64], unknown: Any = None) -> NDArray[np.float64]:
+        # ``unknown`` (the raw values of passed unknown categories) is not needed: every
+        # unknown value of a feature reads the same table row.
         raw = self.estimator.raw(self.preprocess.apply(X))
         if raw.ndim == 2 and raw.shape[1] == 1:
             raw = raw[:, 0]
