@@ -268,7 +268,8 @@ def test_string_class_labels_are_kept_in_scikit_learn_order() -> None:
                 ]
             ),
             "binary",
-            "OneHotEncoder with drop or infrequent categories",
+            # An encoder of numbers (a categorical feature's encoder compiles, any option).
+            r"step OneHotEncoder over numeric column\(s\) 'x0'",
         ),
     ],
     ids=["hgb-native-categorical", "gbm-exponential", "hgb-poisson", "onehot-drop"],
