@@ -11,6 +11,7 @@ the manifest (``parity_record``).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -88,23 +89,25 @@ def check_parity(
     *,
     task: str | None = None,
     bound: float = PARITY_BOUND,
+    frame_dtypes: Mapping[str, str] | None = None,
 ) -> ParityReport:
     """Compare the compiled model with the pipeline; raise ``ParityError`` if it misses.
 
     ``task`` defaults to the compiled model's own; given, it must agree with it. A frame
     model (fitted on a DataFrame, or a ``frames.FramePipeline``) answers through
-    ``FramePipeline``: the DataFrame the handler's sklearn runtime would build.
+    ``FramePipeline``: the DataFrame the handler's sklearn runtime would build
+    (``frame_dtypes``: the payload's ``"frame_dtypes"``).
     """
     model = compiled_model.load(compiled)
     if task is not None and task != model.task:
         raise ParityError(f"compiled model is a {model.task} model, not {task}")
     task = model.task
     sampled = parity_rows(X_holdout, features)
-    boundary, on_boundary = boundary_rows(pipeline, sampled, features)
-    ties = np.vstack([tie_rows(pipeline, features), boundary])
+    boundary, on_boundary = boundary_rows(pipeline, sampled, features, frame_dtypes)
+    ties = np.vstack([tie_rows(pipeline, features, frame_dtypes), boundary])
     X = np.vstack([sampled, ties])
     labelled = np.concatenate([np.ones(len(X) - len(boundary), dtype=bool), ~on_boundary])
-    expected = expected_outputs(_as_called(pipeline, features), task, X)
+    expected = expected_outputs(_as_called(pipeline, features, frame_dtypes), task, X)
     actual = _outputs_in_chunks(model, X)
     if actual.shape != expected.shape:
         raise ParityError(
@@ -132,9 +135,11 @@ def check_parity(
     return report
 
 
-def _as_called(pipeline: Any, features: list[dict[str, Any]]) -> Any:
+def _as_called(
+    pipeline: Any, features: list[dict[str, Any]], frame_dtypes: Mapping[str, str] | None
+) -> Any:
     """The pipeline as the handler calls it: through ``FramePipeline`` for a frame model."""
-    fitted, frame, dtypes = unwrap(pipeline)
+    fitted, frame, dtypes = unwrap(pipeline, frame_dtypes)
     if not frame or isinstance(pipeline, FramePipeline):
         return pipeline
     return FramePipeline(fitted, schema_features(features, fitted, frame), dtypes)

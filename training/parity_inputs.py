@@ -16,7 +16,7 @@ model (fitted on a DataFrame) is given them through ``inference.frames.to_frame`
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -45,8 +45,14 @@ class _Step:
     """A pipeline's preprocessing as the parity rows need it: its compiled entries and its
     own ``transform`` of model input rows (through ``to_frame`` for a frame model)."""
 
-    def __init__(self, pipeline: Any, n_inputs: int, features: list[dict[str, Any]] | None) -> None:
-        pipeline, self.frame, self.dtypes = unwrap(pipeline)
+    def __init__(
+        self,
+        pipeline: Any,
+        n_inputs: int,
+        features: list[dict[str, Any]] | None,
+        frame_dtypes: Mapping[str, str] | None = None,
+    ) -> None:
+        pipeline, self.frame, self.dtypes = unwrap(pipeline, frame_dtypes)
         self.step, self.estimator = split_pipeline(pipeline)
         self.features = (
             None if features is None else schema_features(features, pipeline, self.frame)
@@ -95,7 +101,11 @@ def parity_rows(
     return np.vstack([X_holdout, random])
 
 
-def tie_rows(pipeline: Any, features: list[dict[str, Any]] | None = None) -> NDArray[np.float64]:
+def tie_rows(
+    pipeline: Any,
+    features: list[dict[str, Any]] | None = None,
+    frame_dtypes: Mapping[str, str] | None = None,
+) -> NDArray[np.float64]:
     """Two rows per split node: each reaches the node, its feature on either side of the split.
 
     Built in the trees' input space (after preprocessing, in the trees' precision) along
@@ -103,10 +113,10 @@ def tie_rows(pipeline: Any, features: list[dict[str, Any]] | None = None) -> NDA
     numeric values are not exactly the ones aimed at is dropped (the report counts the rows
     kept). Splits on one-hot or table columns have no ties to test (their inputs are a
     categorical feature's few values). ``features``: the artifact's entries (needed for a
-    frame model and for categorical features' tables).
+    frame model and for categorical features' tables), ``frame_dtypes`` its DataFrame's.
     """
     n_inputs = int(getattr(pipeline, "n_features_in_", 0))
-    inputs = _Step(pipeline, n_inputs, features)
+    inputs = _Step(pipeline, n_inputs, features, frame_dtypes)
     pre = inputs.pre
     meta, trees, _ = compile_estimator(inputs.estimator, len(pre.input))
     if trees is None:
@@ -248,7 +258,10 @@ def _invert(
 
 
 def boundary_rows(
-    pipeline: Any, base: NDArray[np.float64], features: list[dict[str, Any]] | None = None
+    pipeline: Any,
+    base: NDArray[np.float64],
+    features: list[dict[str, Any]] | None = None,
+    frame_dtypes: Mapping[str, str] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """For a linear classifier: ``base`` rows moved, along one numeric input, onto each
     decision boundary (P = 0.5, or two classes' scores equal), and to either side of it by
@@ -261,7 +274,7 @@ def boundary_rows(
     """
     n_inputs = base.shape[1]
     nothing = (np.empty((0, n_inputs)), np.zeros(0, dtype=bool))
-    inputs = _Step(pipeline, n_inputs, features)
+    inputs = _Step(pipeline, n_inputs, features, frame_dtypes)
     estimator, pre = inputs.estimator, inputs.pre
     if type(estimator) is not LogisticRegression or not len(base):
         return nothing

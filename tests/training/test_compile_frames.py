@@ -418,3 +418,35 @@ def test_a_frame_model_whose_columns_differ_from_the_schema_is_refused_naming_bo
         ValueError, match=r"fitted on columns \['bill', 'mass'.*schema lists \['mass', 'bill'"
     ):
         compile_pipeline(pipeline, model_name="m", model_version="v1", features=swapped)
+
+
+def test_frame_dtypes_are_the_ones_the_tables_are_probed_with() -> None:
+    # A pandas "category" column: the encoder sees what the handler's DataFrame holds.
+    df, y = _frame()
+    df["island"] = pd.Categorical(df["island"], categories=ISLANDS)
+    dtypes = {"island": "category"}
+    pipeline = Pipeline(
+        [
+            (
+                "pre",
+                _ct(
+                    SimpleImputer(),
+                    OrdinalEncoder(
+                        handle_unknown="use_encoded_value",
+                        unknown_value=-1,
+                        encoded_missing_value=-2,
+                    ),
+                ),
+            ),
+            ("lr", LogisticRegression(max_iter=2000)),
+        ]
+    ).fit(df, y)
+    data = compile_pipeline(
+        pipeline, model_name="m", model_version="v1", features=FEATURES, frame_dtypes=dtypes
+    )
+    X = _rows(FEATURES)
+    called = FramePipeline(pipeline, schema_from_artifact(FEATURES), dtypes)
+    expected = called.predict_proba(X)[:, 1]
+    assert np.max(np.abs(compiled_model.load(data).outputs(X) - expected)) <= PARITY_BOUND
+    report = check_parity(pipeline, data, X, FEATURES, frame_dtypes=dtypes)
+    assert report.passed and report.label_mismatches == 0
