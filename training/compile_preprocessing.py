@@ -2,11 +2,14 @@
 
 Each column of the estimator's input becomes one entry (see compiled_pipeline's
 docstring): the model input it reads, a fill for a missing value, how it is transformed
-(``compiled_pipeline.PASSTHROUGH``, ``STANDARD``, ``MINMAX``, ``ONEHOT``, ``TABLE``) and
+(``compiled_pipeline.PASSTHROUGH``, ``STANDARD``, ``MINMAX``, ``ONEHOT``, ``TABLE``,
+``MISSING``) and
 that transform's numbers.
 
 What compiles: no step; a chain of ``SimpleImputer`` (then) ``StandardScaler`` /
-``MinMaxScaler`` / ``RobustScaler`` (a fill and an arithmetic transform per column); a
+``MinMaxScaler`` / ``RobustScaler`` (a fill and an arithmetic transform per column; the
+imputer's ``add_indicator`` columns as ``MISSING`` entries: one value for a present input,
+another for a null, both computed by the chain itself); a
 ``ColumnTransformer`` (columns by name or index, remainder dropped or passed through) of
 such chains, ``"passthrough"`` and transformers of categorical features (``OneHotEncoder``,
 ``OrdinalEncoder``, a ``SimpleImputer`` of categories before them, any option): over a
@@ -151,17 +154,7 @@ def _group(step: Any, columns: list[int], probe: Probe, pre: Preprocessing, *, w
     # model's categories are numbers, its codes, and go through the arithmetic as they are).
     by_table = [p for p, c in enumerate(columns) if probe.frame and probe.categorical(c)]
     if all(type(s) in (SimpleImputer, *SCALERS) for s in steps):
-        looked_up = (
-            tables(step, columns, by_table, probe, where=where, aligned=True) if by_table else {}
-        )
-        for position, column in enumerate(columns):
-            if position in looked_up:
-                _, values = looked_up[position][0]
-                pre.add_table(column, values)
-            else:
-                fill, kind, a, b, low, high = _arithmetic(steps, position, where)
-                pre.add(column, kind, a, b)
-                pre.fill[-1], pre.low[-1], pre.high[-1] = fill, low, high
+        _arithmetic_group(step, steps, columns, by_table, probe, pre, where)
         return
     if (
         not probe.frame
@@ -193,6 +186,54 @@ def _group(step: Any, columns: list[int], probe: Probe, pre: Preprocessing, *, w
         pre.add_table(column, values)
 
 
+def _arithmetic_group(
+    step: Any,
+    steps: list[Any],
+    columns: list[int],
+    by_table: list[int],
+    probe: Probe,
+    pre: Preprocessing,
+    where: str,
+) -> None:
+    """An imputer/scaler chain: per column a fill and an arithmetic transform, then the
+    imputer's missing-value indicators (``add_indicator``) after every column."""
+    width = len(columns)
+    indicators = _indicators(steps)
+    # A table column moves its own output and its indicator's.
+    outputs_of = {
+        p: [p, *(width + i for i, q in enumerate(indicators) if q == p)] for p in by_table
+    }
+    looked_up = tables(step, columns, by_table, probe, where=where, aligned=outputs_of)
+    found = {out: values for outs in looked_up.values() for out, values in outs}
+    for position, column in enumerate(columns):
+        if position in found:
+            pre.add_table(column, found[position])
+        else:
+            fill, kind, a, b, low, high = _arithmetic(steps, position, where)
+            pre.add(column, kind, a, b)
+            pre.fill[-1], pre.low[-1], pre.high[-1] = fill, low, high
+    if not indicators:
+        return
+    # Each indicator column's two values (present, missing), by the chain itself.
+    X = np.zeros((2, probe.n_features))
+    X[1, columns] = np.nan
+    pair = probe.run(step, X, columns, where)
+    for i, position in enumerate(indicators):
+        out = width + i
+        if out in found:
+            pre.add_table(columns[position], found[out])
+        else:
+            pre.add(columns[position], compiled_pipeline.MISSING, pair[0, out], pair[1, out])
+
+
+def _indicators(steps: list[Any]) -> list[int]:
+    """The input positions a leading ``SimpleImputer(add_indicator=True)`` adds an indicator
+    column for, in its order."""
+    if not steps or type(steps[0]) is not SimpleImputer or not steps[0].add_indicator:
+        return []
+    return [int(f) for f in steps[0].indicator_.features_]
+
+
 def _plain_one_hot(step: Any) -> bool:
     return bool(
         type(step) is OneHotEncoder
@@ -211,8 +252,13 @@ def _arithmetic(
 ) -> tuple[float, int, float, float, float, float]:
     """(fill, kind, a, b, low, high) of input column ``i`` through an imputer/scaler chain."""
     fill, kind, a, b, low, high = np.nan, compiled_pipeline.PASSTHROUGH, 0.0, 1.0, -np.inf, np.inf
-    for step in steps:
+    for n, step in enumerate(steps):
         if type(step) is SimpleImputer:
+            if n and step.add_indicator:
+                raise UnsupportedModelError(
+                    f"{where}: SimpleImputer(add_indicator=True) after another step is not "
+                    f"supported; {FALLBACK}"
+                )
             if kind != compiled_pipeline.PASSTHROUGH:
                 raise UnsupportedModelError(
                     f"{where}: a SimpleImputer after a scaler is not supported; {FALLBACK}"
@@ -244,10 +290,6 @@ def _fill(step: SimpleImputer, i: int, where: str) -> float:
         raise UnsupportedModelError(
             f"{where}: SimpleImputer(missing_values={missing!r}) is not supported "
             f"(only NaN, the schema's null); {FALLBACK}"
-        )
-    if step.add_indicator:
-        raise UnsupportedModelError(
-            f"{where}: SimpleImputer(add_indicator=True) is not supported; {FALLBACK}"
         )
     statistics = np.asarray(step.statistics_)
     try:

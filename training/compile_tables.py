@@ -107,16 +107,18 @@ def tables(
     probe: Probe,
     *,
     where: str,
-    aligned: bool = False,
+    aligned: dict[int, list[int]] | None = None,
 ) -> dict[int, list[tuple[int, NDArray[np.float64]]]]:
     """For each position (into ``columns``) in ``positions``: the output columns it moves,
     each with its table (K + 2 values; NaN in the rows of a null or an unknown the schema
     does not let through).
 
-    ``aligned``: the step writes input position p to output column p (imputers and
-    scalers), and only ``positions`` are tabled; otherwise every output column must belong
-    to one of ``positions`` (every input column of the step).
+    ``aligned``: the output columns each position writes (imputers and scalers: its own,
+    and its missing-value indicator's), and only ``positions`` are tabled; otherwise every
+    output column must belong to one of ``positions`` (every input column of the step).
     """
+    if not positions:
+        return {}
     base = np.zeros((1, probe.n_features))
     width = probe.run(step, base, columns, where).shape[1]
     owner: dict[int, int] = {}
@@ -128,13 +130,13 @@ def tables(
         X[:, column] = codes
         out = probe.run(step, X, columns, where)
         moved = np.flatnonzero(~np.all(_same(out, out[:1]), axis=0))
-        if aligned:
-            if np.any(moved != position):
+        if aligned is not None:
+            if not set(moved.tolist()) <= set(aligned[position]):
                 raise UnsupportedModelError(
                     f"{where}: input {probe.name(column)!r} moves output columns "
                     f"{moved.tolist()}, not its own; {FALLBACK}"
                 )
-            moved = np.asarray([position])
+            moved = np.asarray(aligned[position])
         for o in moved.tolist():
             if o in owner:
                 raise UnsupportedModelError(
@@ -147,10 +149,10 @@ def tables(
             values = np.full(k + 2, np.nan)
             values[_row_of(codes, k)] = out[:, o]
             found[o] = values
-    if not aligned:
+    if aligned is None:
         # Output columns no single input moves: constants, read with the first input.
         for o in range(width):
-            if o not in owner and positions:
+            if o not in owner:
                 column = columns[positions[0]]
                 codes = probe.domain(column)
                 k = len(probe.features[column].values or ()) if probe.features else 0

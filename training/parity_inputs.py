@@ -133,7 +133,9 @@ def tie_rows(
     aimed = np.vstack(targets)
     X = _to_raw(aimed, pre, n_inputs, dtype)
     transformed = inputs.transform(X)
-    numeric = ~np.isin(pre.kind, (compiled_pipeline.ONEHOT, compiled_pipeline.TABLE))
+    numeric = ~np.isin(
+        pre.kind, (compiled_pipeline.ONEHOT, compiled_pipeline.TABLE, compiled_pipeline.MISSING)
+    )
     exact = np.all(transformed.astype(dtype)[:, numeric] == aimed[:, numeric], axis=1)
     return X[exact]
 

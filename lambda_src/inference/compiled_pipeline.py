@@ -15,7 +15,9 @@ Arrays (all plain numbers: the archive is read with ``allow_pickle=False``):
   1 standard: ``(x - a) / b``, also ``RobustScaler``; 2 min-max: ``x * a + b`` then
   clipped to ``[pre_low, pre_high]``; 3 one-hot: ``x == a``; 4 table: the column's value
   is ``pre_table[a + row]``, ``row`` the input's code 0..K-1, K (``pre_b``) for a null and
-  K + 1 for an unknown category, -1), ``pre_a``, ``pre_b``, ``pre_low``, ``pre_high``, and
+  K + 1 for an unknown category, -1; 5 missing: ``pre_b`` where the input is null,
+  ``pre_a`` elsewhere: ``SimpleImputer(add_indicator=True)``'s indicator, through any
+  scaler after it), ``pre_a``, ``pre_b``, ``pre_low``, ``pre_high``, and
   ``pre_table`` (every table, flat). A table holds what the fitted scikit-learn
   transformer itself gave for each value of the feature's domain at compile time
   (encoders, imputers of categories, whole sub-pipelines over categorical columns).
@@ -44,7 +46,7 @@ from inference.compiled_format import FORMAT_V3, PRE_ARRAYS
 from serving.tasks import TASKS
 
 FORMAT = FORMAT_V3
-PASSTHROUGH, STANDARD, MINMAX, ONEHOT, TABLE = 0, 1, 2, 3, 4
+PASSTHROUGH, STANDARD, MINMAX, ONEHOT, TABLE, MISSING = 0, 1, 2, 3, 4, 5
 LINKS = ("identity", "expit", "softmax")
 
 
@@ -69,12 +71,12 @@ class _Preprocess:
             or fill.shape != (width,)
             or table.ndim != 1
             or (width and (input_.min() < 0 or input_.max() >= n_features))
-            or (width and (kind.min() < PASSTHROUGH or kind.max() > TABLE))
+            or (width and (kind.min() < PASSTHROUGH or kind.max() > MISSING))
             or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)))
             or np.any(b[kind == STANDARD] == 0)
             or np.any(np.isnan(low) | np.isnan(high) | (low > high))
             or np.any(np.isinf(fill))
-            or np.any(~np.isnan(fill[kind == TABLE]))
+            or np.any(~np.isnan(fill[(kind == TABLE) | (kind == MISSING)]))
             or not _tables_fit(a[kind == TABLE], b[kind == TABLE], table.shape[0])
         ):
             raise FormatError("preprocessing arrays are inconsistent")
@@ -89,7 +91,7 @@ class _Preprocess:
         self.fill = (filled, fill[filled]) if filled.size else None
         # One whole-array operation per kind present; ``None`` columns: every column.
         self.groups: list[tuple[int, Any, Any, Any, Any, Any]] = []
-        for k in (STANDARD, MINMAX, ONEHOT, TABLE):
+        for k in (STANDARD, MINMAX, ONEHOT, TABLE, MISSING):
             cols = np.flatnonzero(kind == k)
             if not cols.size:
                 continue
@@ -135,6 +137,9 @@ class _Preprocess:
                     part = np.clip(part, low, high)
             elif kind == ONEHOT:
                 part = (part == a).astype(np.float64)
+            elif kind == MISSING:
+                # SimpleImputer's add_indicator column (through any scaler after it).
+                part = np.where(np.isnan(part), b, a)
             else:
                 # The feature's code 0..K-1, null (NaN) at row K, unknown (-1) at row K + 1.
                 with np.errstate(invalid="ignore"):

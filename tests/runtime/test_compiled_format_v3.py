@@ -132,10 +132,10 @@ def test_fill_then_transform_and_table_rows_for_codes_null_and_unknown() -> None
         {"pre_fill": np.asarray([5.0, 0.0])},  # a table column with a fill
         {"pre_fill": np.asarray([np.inf, np.nan])},
         {"pre_fill": np.asarray([5.0])},
-        {"pre_kind": np.asarray([compiled_pipeline.STANDARD, 5], dtype=np.int8)},
+        {"pre_kind": np.asarray([compiled_pipeline.STANDARD, 6], dtype=np.int8)},
         {"pre_a": np.asarray([1.0, 0.5])},  # a table offset that is not a whole number
     ],
-    ids=["table-too-short", "fill-on-table", "infinite-fill", "fill-length", "kind-5", "offset"],
+    ids=["table-too-short", "fill-on-table", "infinite-fill", "fill-length", "kind-6", "offset"],
 )
 def test_inconsistent_fills_and_tables_are_refused(changes: dict[str, Any]) -> None:
     data = _v3_regression([10.0, 11.0, 12.0, 13.0, 14.0], **changes)
@@ -143,3 +143,27 @@ def test_inconsistent_fills_and_tables_are_refused(changes: dict[str, Any]) -> N
         compiled_model.CompiledModelError, match="preprocessing arrays are inconsistent"
     ):
         compiled_model.load(data)
+
+
+def test_missing_indicator_entries_read_whether_the_input_is_null() -> None:
+    contents = {
+        **_pre(
+            [compiled_pipeline.MISSING, compiled_pipeline.PASSTHROUGH],
+            [0.25, 0.0],
+            [-4.0, 1.0],
+            [0, 0],
+        ),
+        "pre_fill": np.asarray([np.nan, 7.0]),
+        "pre_table": np.empty(0),
+        "coef": np.asarray([1.0, 10.0]),
+        "intercept": np.asarray(0.0),
+        "meta": _meta(
+            format=compiled_format.FORMAT_V3, estimator="linear", link="identity", task="regression"
+        ),
+    }
+    model = compiled_model.load(archive(contents))
+    # Column 0: 0.25 when x is present, -4.0 when null; column 1: x, 7.0 when null.
+    X = np.array([[1.0, 0.0], [np.nan, 0.0], [-2.0, 1.0]])
+    np.testing.assert_array_equal(model.outputs(X), [10.25, 66.0, -19.75])
+    with pytest.raises(compiled_model.CompiledModelError, match="preprocessing arrays"):
+        compiled_model.load(archive({**contents, "pre_fill": np.asarray([1.0, 7.0])}))

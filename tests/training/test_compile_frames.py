@@ -383,8 +383,12 @@ def test_bundled_breast_cancer_with_nan_and_a_string_column_boosting() -> None:
     ("preprocess", "message"),
     [
         (
-            _ct(SimpleImputer(add_indicator=True), OneHotEncoder(handle_unknown="ignore")),
-            r"SimpleImputer \(ColumnTransformer step 'num'\): SimpleImputer\(add_indicator=True\)",
+            _ct(
+                make_pipeline(SimpleImputer(), SimpleImputer(add_indicator=True)),
+                OneHotEncoder(handle_unknown="ignore"),
+            ),
+            r"SimpleImputer \+ SimpleImputer \(ColumnTransformer step 'num'\): "
+            r"SimpleImputer\(add_indicator=True\) after another step",
         ),
         (
             _ct(make_pipeline(StandardScaler(), SimpleImputer()), OneHotEncoder()),
@@ -400,7 +404,7 @@ def test_bundled_breast_cancer_with_nan_and_a_string_column_boosting() -> None:
             r"over numeric column\(s\) 'mass'",
         ),
     ],
-    ids=["add-indicator", "imputer-after-scaler", "encoder-over-a-number"],
+    ids=["second-indicator", "imputer-after-scaler", "encoder-over-a-number"],
 )
 def test_unsupported_preprocessing_is_refused_naming_the_step(
     preprocess: Any, message: str
@@ -450,3 +454,23 @@ def test_frame_dtypes_are_the_ones_the_tables_are_probed_with() -> None:
     assert np.max(np.abs(compiled_model.load(data).outputs(X) - expected)) <= PARITY_BOUND
     report = check_parity(pipeline, data, X, FEATURES, frame_dtypes=dtypes)
     assert report.passed and report.label_mismatches == 0
+
+
+@pytest.mark.parametrize(
+    "numeric",
+    [
+        SimpleImputer(add_indicator=True),
+        make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
+        make_pipeline(SimpleImputer(add_indicator=True), MinMaxScaler(clip=True)),
+    ],
+    ids=["alone", "then-standard", "then-minmax"],
+)
+def test_missing_value_indicators_are_read_from_the_null_itself(numeric: Any) -> None:
+    categorical = _impute_then(OneHotEncoder(handle_unknown="ignore"))
+    categorical.steps[0][1].set_params(add_indicator=True)
+    model = _check(_fit(_ct(numeric, categorical)), FEATURES)
+    kinds = model.preprocess.input.shape[0]
+    missing = [g for g in model.preprocess.groups if g[0] == compiled_pipeline.MISSING]
+    assert kinds == model.estimator.coef.shape[-1] and len(missing) == 1
+    # bill is the only numeric input with nulls at fit time: one indicator column, on bill.
+    assert model.preprocess.input[missing[0][1]].tolist() == [0]
