@@ -17,7 +17,11 @@ import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_wine
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -474,3 +478,16 @@ def test_missing_value_indicators_are_read_from_the_null_itself(numeric: Any) ->
     assert kinds == model.estimator.coef.shape[-1] and len(missing) == 1
     # bill is the only numeric input with nulls at fit time: one indicator column, on bill.
     assert model.preprocess.input[missing[0][1]].tolist() == [0]
+
+
+def test_the_issues_pipeline_imputed_numbers_and_one_hot_strings_into_hist_boosting() -> None:
+    # No NaN reaches the trees here (imputed, one-hot): missing-value routing inside
+    # HistGradientBoosting is not needed.
+    preprocess = _ct(
+        make_pipeline(SimpleImputer(), StandardScaler()),
+        OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+        cat_columns=["island", "sex"],
+    )
+    estimator = HistGradientBoostingClassifier(max_iter=20, random_state=0)
+    model = _check(_fit(preprocess, estimator), FEATURES)
+    assert compiled_pipeline.TABLE in {g[0] for g in model.preprocess.groups}
