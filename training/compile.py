@@ -82,8 +82,8 @@ def compile_pipeline(
         tree_arrays, depth = flatten(trees)
         arrays.update(tree_arrays, init=meta.pop("init"))
         meta["depth"] = depth
-    else:
-        arrays.update(linear)
+    # The linear arrays, or the trees' per-input arrays (their categories).
+    arrays.update(linear)
     meta.update(
         format=COMPILED_FORMAT,
         model_name=model_name,
