@@ -91,6 +91,7 @@ class _Bitvectors:
     __slots__ = (
         "blocks",
         "cat_base",
+        "categorical",
         "keys",
         "leaf_base",
         "leaf_value",
@@ -174,14 +175,18 @@ class _Bitvectors:
             )
 
         self.routing = routing
+        self.categorical = routing.categorical
         self.split_features = split_features.astype(np.intp)
         self.thresholds = thresholds  # per split feature, ascending
         # Every threshold as block + 1j * threshold: numpy orders complex numbers
         # lexicographically, so one searchsorted finds every feature's prefix at once.
-        # (Set part by part: 1j * inf would be nan + inf j.)
-        self.keys = np.empty(splits.shape[0], dtype=np.complex128)
-        self.keys.real = np.repeat(np.arange(blocks), counts)
-        self.keys.imag = np.concatenate([np.zeros(0), *thresholds])
+        # (Set part by part: 1j * inf would be nan + inf j.) Then one key -1 + nan j per
+        # block: numpy sorts a NaN imaginary part after every number, so those keys stay
+        # above every query of a number, and a query b + nan j lands past every key, at
+        # len(keys) + b = prefix_rows + b: block b's missing row, with no isnan on the way.
+        self.keys = np.empty(splits.shape[0] + blocks, dtype=np.complex128)
+        self.keys.real = np.concatenate([np.repeat(np.arange(blocks), counts), np.full(blocks, -1)])
+        self.keys.imag = np.concatenate([np.zeros(0), *thresholds, np.full(blocks, np.nan)])
         self.starts = starts  # each block's first table row
         self.blocks = np.arange(blocks, dtype=np.intp)
         self.table = table  # (rows of all blocks, trees): the AND of each prefix's masks
@@ -200,16 +205,16 @@ class _Bitvectors:
             query.real = self.blocks
             query.imag = values
             index = np.searchsorted(self.keys, query, side=_SEARCH_SIDE)
-            index += self.blocks
+            index += self.blocks  # a NaN: its block's missing row (see the keys)
         else:
             index = np.empty(values.shape, dtype=np.intp)
             for column, thresholds in enumerate(self.thresholds):
                 index[:, column] = np.searchsorted(thresholds, values[:, column], side=_SEARCH_SIDE)
             index += self.starts
-        missing = np.isnan(values)
-        if missing.any():
-            index = np.where(missing, self.missing_rows, index)
-        if self.routing.categorical:
+            missing = np.isnan(values)
+            if missing.any():
+                index = np.where(missing, self.missing_rows, index)
+        if self.categorical:
             index = np.concatenate([index, self.routing.codes(scaled) + self.cat_base], axis=1)
         reachable = np.bitwise_and.reduce(self.table[index], axis=1)
         if self.lowest_bit is not None:
