@@ -38,7 +38,17 @@ class Routing:
     -1, or the offset in ``right`` of the node's flags for codes ``0..K``, ``K`` = unknown).
     """
 
-    __slots__ = ("features", "missing_right", "right", "right_start", "values")
+    __slots__ = (
+        "_key_start",
+        "_keys",
+        "_slots",
+        "_unknown",
+        "features",
+        "missing_right",
+        "right",
+        "right_start",
+        "values",
+    )
 
     def __init__(
         self,
@@ -65,6 +75,14 @@ class Routing:
                 raise RoutingError(f"categorical feature {f}'s known values are not finite numbers")
             if np.any(np.diff(known) <= 0):
                 raise RoutingError(f"categorical feature {f}'s known values are not ascending")
+        sizes = np.array([v.shape[0] for v in self.values], dtype=np.intp)
+        self._slots = np.arange(sizes.shape[0], dtype=np.intp)
+        self._key_start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self._unknown = sizes
+        # Every known value as slot + 1j * value, then one NaN key that matches no query.
+        self._keys = np.empty(int(sizes.sum()) + 1, dtype=np.complex128)
+        self._keys.real = np.concatenate([np.repeat(self._slots, sizes), [np.nan]])
+        self._keys.imag = np.concatenate([np.zeros(0), *self.values, [np.nan]])
         self.right_start = np.full(nodes, -1, dtype=np.intp)
         self.right = np.zeros(0, dtype=np.bool_)
         categorical = np.zeros(nodes, dtype=np.bool_)
@@ -118,10 +136,11 @@ class Routing:
 
     def codes(self, X: NDArray[np.float64]) -> NDArray[np.intp]:
         """(rows, categorical features): each value's index among the known values, or K."""
-        out = np.empty((X.shape[0], self.features.shape[0]), dtype=np.intp)
-        for column, (f, known) in enumerate(zip(self.features.tolist(), self.values, strict=True)):
-            x = X[:, f]
-            position = np.searchsorted(known, x)
-            hit = np.take(known, np.minimum(position, known.shape[0] - 1)) == x  # NaN: False
-            out[:, column] = np.where(hit, position, known.shape[0])
-        return out
+        # One searchsorted over every feature's values as slot + 1j * value (numpy orders
+        # complex numbers lexicographically; a NaN part sorts last and equals nothing).
+        query = np.empty((X.shape[0], self.features.shape[0]), dtype=np.complex128)
+        query.real = self._slots
+        query.imag = X[:, self.features]
+        position = np.searchsorted(self._keys, query)
+        hit = np.take(self._keys, position) == query
+        return np.where(hit, position - self._key_start, self._unknown)
