@@ -31,7 +31,7 @@ from inference import compiled_model, compiled_pipeline, tree_forest
 from tests.training.compiled_archives import arrays, rewrite
 from training.compile import compile_pipeline
 from training.compile_support import UnsupportedModelError
-from training.parity import expected_outputs, labels_of
+from training.parity import check_parity, expected_outputs, labels_of
 
 BOUND = 1e-12
 ROWS = 500
@@ -336,3 +336,23 @@ def test_without_missing_left_nan_goes_right_in_both_evaluators() -> None:
             missing_left=np.array([1, 0, 0], dtype=np.uint8),
         )
         assert left.raw(rows).tolist() == [1.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_a_split_that_sends_only_nan_right_has_threshold_inf(task: str) -> None:
+    """When NaN alone decides, scikit-learn splits at +inf (x <= inf for every number)."""
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(300, 2))
+    data[::3, 1] = np.nan
+    target = np.isnan(data[:, 1]).astype(np.int64)
+    estimator = SMALL["DecisionTree"](task).fit(data, target)
+    assert np.isposinf(estimator.tree_.threshold[0]) and not estimator.tree_.missing_go_to_left[0]
+    features = [
+        {"name": f"x{i}", "dtype": "number", "allowed": {"min": -1e6, "max": 1e6}} for i in range(2)
+    ]
+    data_bytes = compiled(estimator, task, width=2)
+    model = compiled_model.load(data_bytes)
+    rows = np.vstack([data, [[0.0, 1e6], [0.0, -1e6], [0.0, np.nan]]])
+    assert_parity(model, estimator, task, rows)
+    # The packaging gate's tie rows skip the +inf split (no number ties it): no crash on inf.
+    assert check_parity(estimator, data_bytes, data[:50], features, task=task).passed
