@@ -76,7 +76,9 @@ def compile_pipeline(
             f"the pipeline takes {n_inputs} inputs but the schema lists {len(features)} features"
         )
     pre = preprocessing(step, n_inputs)
-    meta, trees, linear = compile_estimator(estimator, len(pre.input))
+    # Without a preprocessing step the estimator reads the schema's columns: their values.
+    values = [f.get("allowed", {}).get("values") for f in features] if step is None else None
+    meta, trees, linear = compile_estimator(estimator, len(pre.input), values)
     arrays = pre.arrays()
     if trees is not None:
         tree_arrays, depth = flatten(trees)

@@ -356,3 +356,37 @@ def test_a_split_that_sends_only_nan_right_has_threshold_inf(task: str) -> None:
     assert_parity(model, estimator, task, rows)
     # The packaging gate's tie rows skip the +inf split (no number ties it): no crash on inf.
     assert check_parity(estimator, data_bytes, data[:50], features, task=task).passed
+
+
+def test_pandas_string_categories_read_the_schema_codes() -> None:
+    """``from_dtype`` on a DataFrame: the runtime's column holds the schema's code of each
+    value (schema order, not the encoder's sorted order); unknown (-1) and NaN go missing."""
+    rng = np.random.default_rng(9)
+    colours = np.array(["red", "green", "blue", "teal"])
+    frame = pd.DataFrame(X[:, :4], columns=["a", "b", "c", "d"])
+    picked = colours[rng.integers(0, 4, ROWS)].astype(object)
+    picked[rng.random(ROWS) < 0.1] = np.nan
+    frame["colour"] = pd.Categorical(picked, categories=["blue", "green", "red", "teal"])
+    target = (frame["colour"].isin(["red", "teal"]).to_numpy() ^ (X[:, 0] > 0)).astype(np.int64)
+    estimator = _hgb("binary", categorical_features="from_dtype").fit(frame, target)
+    schema_values = ["teal", "red", "purple", "green", "blue"]  # "purple": unseen at fit
+    features = [{"name": n, "dtype": "number"} for n in "abcd"]
+    features.append(
+        {"name": "colour", "dtype": "categorical", "allowed": {"values": schema_values}}
+    )
+    data = compile_pipeline(
+        estimator, model_name="m", model_version="v1", features=features, classes=[0, 1]
+    )
+    assert arrays(data)["cat_values"].tolist() == [0.0, 1.0, 3.0, 4.0]
+    codes = np.tile([0.0, 1.0, 2.0, 3.0, 4.0, -1.0, np.nan], 30)[:200]
+    rows = np.column_stack([ROWS_TO_PREDICT[:200, :4], codes])
+    named = np.array([*schema_values, "unseen"], dtype=object)
+    as_frame = pd.DataFrame(rows[:, :4], columns=["a", "b", "c", "d"])
+    values = named[np.nan_to_num(codes, nan=0).astype(int)].astype(object)
+    values[np.isnan(codes)] = np.nan
+    as_frame["colour"] = pd.Categorical(values, categories=sorted(named))  # unseen ones too
+    expected = estimator.predict_proba(as_frame)[:, 1]
+    for model in (compiled_model.load(data), level_walk(data, width=5)):
+        actual = model.outputs(rows)
+        assert np.max(np.abs(actual - expected)) <= BOUND
+        assert np.array_equal(labels_of(actual, "binary"), labels_of(expected, "binary"))
