@@ -255,24 +255,34 @@ class _LevelWalk:
         rows, n_features = scaled.shape
         routing = self.routing
         missing = bool(np.isnan(scaled).any())
-        if routing.categorical:
+        categorical = routing.categorical
+        if categorical:
             # A categorical column reads as its code, whose flags each categorical node holds.
             scaled = scaled.copy()
             scaled[:, routing.features] = routing.codes(scaled)
         flat = scaled.ravel()
         row_offset = np.arange(rows, dtype=np.intp) * n_features
         node = np.repeat(self.roots[:, None], rows, axis=1)
+        if not (missing or categorical):
+            # The clean path as it always was: no (trees, rows) temporary outlives its level.
+            for _ in range(self.depth):
+                go_right = flat[row_offset + self.feature[node]] > self.threshold[node]
+                node = self.children[node * 2 + go_right]
+            return self._values(node)
         for _ in range(self.depth):
             x = flat[row_offset + self.feature[node]]
             go_right = x > self.threshold[node]
             if missing:
                 go_right = np.where(np.isnan(x), routing.missing_right[node], go_right)
-            if routing.categorical:
+            if categorical:
                 start = routing.right_start[node]
-                categorical = start >= 0
-                code = np.where(categorical, x, 0).astype(np.intp)
-                go_right = np.where(categorical, routing.right[start + code], go_right)
+                is_categorical = start >= 0
+                code = np.where(is_categorical, x, 0).astype(np.intp)
+                go_right = np.where(is_categorical, routing.right[start + code], go_right)
             node = self.children[node * 2 + go_right]
+        return self._values(node)
+
+    def _values(self, node: NDArray[np.intp]) -> NDArray[np.float64]:
         if self.value.ndim == 1:
             return np.take(self.value, node)
         return np.take(self.value, node, axis=0)
