@@ -17,12 +17,13 @@ Trees with more leaves than 64 bits hold fall back to the level-by-level walk.
 Missing values and categories (``tree_routing``): a NaN goes to its node's missing side
 (``missing_left``), never through a comparison. The bitvector evaluator gives each split
 feature one more table row, the AND of the masks of that feature's splits whose NaN goes
-right, and a NaN selects it instead of its ``searchsorted`` prefix. A categorical feature
-(histogram gradient boosting's native categories) has one row per code ``0..K-1`` of its
-known values and one for ``K`` (unknown values and NaN): the AND of the masks of its splits
-that send that code right. The level walk compares as before and then overrides the
-direction of a NaN, and of every categorical node, from the same flags. A clean batch of a
-forest without categorical splits pays one ``isnan`` over its values for this.
+right; a NaN selects it instead of a ``searchsorted`` prefix (below 64 rows the complex
+search lands there by itself, see ``keys``; larger batches pay one ``isnan`` per block). A
+categorical feature (histogram gradient boosting's native categories) has one row per code
+``0..K-1`` of its known values and one for ``K`` (unknown values and NaN): the AND of the
+masks of its splits that send that code right. The level walk keeps its loop for a clean
+batch without categorical splits; otherwise it overrides each level's direction of a NaN
+and of every categorical node from the same flags.
 
 A leaf's value is a number (one output: log-odds, a regression value) or a row of ``K``
 numbers (a forest's class fractions, or one class's score with zeros elsewhere when each
@@ -158,8 +159,8 @@ class _Bitvectors:
         block_of = np.searchsorted(split_features, feature[goes_right])
         np.bitwise_and.at(table, (prefix_rows + block_of, tree_of[goes_right]), mask[goes_right])
         self.missing_rows = prefix_rows + np.arange(blocks, dtype=np.intp)
-        self.cat_base = prefix_rows + blocks + np.concatenate([[0], np.cumsum(cat_sizes)[:-1]])
-        self.cat_base = self.cat_base.astype(np.intp)[: len(cat_sizes)]
+        first = np.cumsum([0, *cat_sizes])[:-1]
+        self.cat_base = (prefix_rows + blocks + first).astype(np.intp)  # each one's code 0 row
         if routing.categorical:
             cat_nodes = np.flatnonzero(routing.right_start >= 0)
             slot = np.searchsorted(routing.features, feature[cat_nodes])
