@@ -43,6 +43,7 @@ class Routing:
         "_keys",
         "_slots",
         "_unknown",
+        "categorical",
         "features",
         "missing_right",
         "right",
@@ -96,7 +97,9 @@ class Routing:
                 "a split's kind does not match its feature: numeric splits read numeric "
                 "features, categorical splits the features with known categories"
             )
-        if categorical.any():
+        # Codes are looked up only when some split reads them.
+        self.categorical = bool(categorical.any())
+        if self.categorical:
             self._categorical(np.flatnonzero(categorical), feature, cat_split, cat_left)
 
     def _categorical(
@@ -129,10 +132,6 @@ class Routing:
             in_left = (words[row, code // BITSET_WORD_BITS] >> shift) & np.uint64(1)
             right.append(np.append(in_left == 0, self.missing_right[node]))
         self.right = np.concatenate(right)
-
-    @property
-    def categorical(self) -> bool:
-        return bool(self.features.size)
 
     def codes(self, X: NDArray[np.float64]) -> NDArray[np.intp]:
         """(rows, categorical features): each value's index among the known values, or K."""
