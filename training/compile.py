@@ -112,14 +112,16 @@ def compile_pipeline(
     pre = preprocessing(
         step, n_inputs, schema_features(features, pipeline, frame), frame=frame, dtypes=dtypes
     )
-    meta, trees, linear = compile_estimator(estimator, len(pre.input))
+    # Without a preprocessing step the estimator reads the schema's columns: their values.
+    values = [f.get("allowed", {}).get("values") for f in features] if step is None else None
+    meta, trees, linear = compile_estimator(estimator, len(pre.input), values)
     arrays = pre.arrays()
     if trees is not None:
         tree_arrays, depth = flatten(trees)
         arrays.update(tree_arrays, init=meta.pop("init"))
         meta["depth"] = depth
-    else:
-        arrays.update(linear)
+    # The linear arrays, or the trees' per-input arrays (their categories).
+    arrays.update(linear)
     meta.update(
         format=COMPILED_FORMAT,
         model_name=model_name,

@@ -153,6 +153,12 @@ def _tie_rows_below(
     if left == -1:
         return
     feature, threshold = int(tree.feature[node]), float(tree.threshold[node])
+    categorical = tree.cat_split is not None and tree.cat_split[node] >= 0
+    if categorical or not np.isfinite(threshold):
+        # No number ties a categorical split, nor one at +inf (only NaN goes right).
+        _tie_rows_below(tree, left, low, high, out, dtype)
+        _tie_rows_below(tree, right, low, high, out, dtype)
+        return
     base = np.empty(low.shape[0], dtype=dtype)
     for f, (lo, hi) in enumerate(zip(low, high, strict=True)):
         value = _at_or_below(hi, dtype) if np.isfinite(hi) else None

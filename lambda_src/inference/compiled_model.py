@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from inference import tree_forest
 from inference.compiled_format import (
     ESTIMATOR_ARRAYS,
+    ESTIMATOR_OPTIONAL_ARRAYS,
     FORMAT_V1,
     FORMAT_V2,
     FORMAT_V3,
@@ -89,6 +90,8 @@ def load(data: bytes) -> CompiledModel | CompiledPipeline:
                     f"compiled model archive lacks array(s) {', '.join(missing)}"
                 )
             arrays = {name: archive[name] for name in names}
+            optional = ESTIMATOR_OPTIONAL_ARRAYS.get(str(meta.get("estimator")), ())
+            arrays.update({name: archive[name] for name in optional if name in archive.files})
     except CompiledModelError:
         raise
     except (OSError, ValueError, KeyError, EOFError) as exc:

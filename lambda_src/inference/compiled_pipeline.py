@@ -26,7 +26,15 @@ Arrays (all plain numbers: the archive is read with ``allow_pickle=False``):
   says whether the trees compare in float32 (scikit-learn's trees, forests, gradient
   boosting) or float64 (histogram gradient boosting); ``meta.combine`` is ``sum`` (boosting:
   init plus every tree in stage order) or ``mean`` (forests: the sum divided by the number
-  of trees).
+  of trees). Missing values and categories (``tree_routing``; all optional, absent in a v2
+  archive): ``missing_left`` (uint8 per node: 1 sends a NaN left, 0 right; default 0);
+  ``cat_split`` (int32 per node: -1, or for histogram gradient boosting's native
+  categorical split the row of ``cat_left``, uint32 ``(splits, 8)``: bit ``c`` of a row set
+  sends the category of index ``c`` left, a known category without its bit goes right);
+  ``cat_values`` (float64) and ``cat_offsets`` (int64, estimator input columns + 1): column
+  ``j``'s known category values are ``cat_values[cat_offsets[j]:cat_offsets[j + 1]]``,
+  ascending, and a value's index is its position there. A value that is none of them (an
+  unknown code such as -1, NaN) goes where the node sends a NaN.
 * linear (``meta.estimator == "linear"``): ``coef`` and ``intercept`` in scikit-learn's own
   shapes, evaluated as ``X @ coef.T + intercept`` (``X @ coef`` for a 1-D ``coef``).
 
@@ -342,6 +350,7 @@ def _trees(
         or arrays["roots"].shape[0] == 0
     ):
         raise FormatError("tree arrays are inconsistent")
+    routing = _routing(arrays, nodes, width)
     try:
         forest = tree_forest.build(
             init_raw=float(init[0]) if value.ndim == 1 else init.astype(np.float64),
@@ -352,10 +361,54 @@ def _trees(
             right=arrays["right"].astype(np.intp),
             value=value.astype(np.float64),
             depth=int(depth),
+            **routing,
         )
     except tree_forest.ForestStructureError as exc:
         raise FormatError(f"tree arrays are inconsistent: {exc}") from None
     return _Trees(forest, float32=tree_input == "float32", mean_of=int(mean_of)), outputs
+
+
+def _routing(arrays: Mapping[str, NDArray[Any]], nodes: int, width: int) -> dict[str, Any]:
+    """``tree_forest.build``'s missing-value and categorical arguments, shapes checked."""
+    routing: dict[str, Any] = {}
+    missing_left = arrays.get("missing_left")
+    if missing_left is not None:
+        if missing_left.shape != (nodes,) or missing_left.dtype.kind not in "biu":
+            raise FormatError("missing_left is not one integer per node")
+        routing["missing_left"] = missing_left.astype(np.uint8)
+    cat_split, cat_left = arrays.get("cat_split"), arrays.get("cat_left")
+    if (cat_split is None) != (cat_left is None):
+        raise FormatError("cat_split and cat_left come together")
+    if cat_split is not None and cat_left is not None:
+        if (
+            cat_split.shape != (nodes,)
+            or cat_split.dtype.kind not in "iu"
+            or cat_left.ndim != 2
+            or cat_left.dtype.kind not in "iu"
+        ):
+            raise FormatError("cat_split or cat_left have the wrong shape or type")
+        routing["cat_split"] = cat_split.astype(np.intp)
+        routing["cat_left"] = cat_left.astype(np.uint32)
+    values, offsets = arrays.get("cat_values"), arrays.get("cat_offsets")
+    if (values is None) != (offsets is None):
+        raise FormatError("cat_values and cat_offsets come together")
+    if values is not None and offsets is not None:
+        if (
+            values.ndim != 1
+            or offsets.shape != (width + 1,)
+            or offsets.dtype.kind not in "iu"
+            or offsets[0] != 0
+            or offsets[-1] != values.shape[0]
+            or np.any(np.diff(offsets) < 0)
+        ):
+            raise FormatError("cat_offsets do not cut cat_values into one slice per input column")
+        values = values.astype(np.float64)
+        routing["cat_values"] = {
+            j: values[offsets[j] : offsets[j + 1]]
+            for j in range(width)
+            if offsets[j + 1] > offsets[j]
+        }
+    return routing
 
 
 def _linear(arrays: Mapping[str, NDArray[Any]], width: int) -> tuple[_Linear, int]:
