@@ -115,6 +115,13 @@ def preprocessing(
     probe = Probe(features, n_features, frame=frame, dtypes=dtypes)
     pre = Preprocessing()
     columns = list(range(n_features))
+    if step is None:
+        # The estimator reads the schema's columns themselves: numbers, and for categorical
+        # features their codes (the tree compiler maps a DataFrame's category values onto
+        # the codes: training.compile_estimators).
+        for column in columns:
+            pre.add(column, compiled_pipeline.PASSTHROUGH)
+        return pre
     if isinstance(step, ColumnTransformer):
         _column_transformer(step, probe, pre)
     else:

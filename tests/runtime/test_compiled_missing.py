@@ -119,9 +119,13 @@ CASES = [
 ]
 
 
-def compiled(estimator: Any, task: str, width: int = 6) -> bytes:
+NUMBER = {"dtype": "number", "allowed": {"min": -1e9, "max": 1e9}}
+
+
+def compiled(estimator: Any, task: str, width: int = 6, names: list[str] | None = None) -> bytes:
     classes = None if task == "regression" else [int(c) for c in estimator.classes_]
-    features = [{"name": f"x{i}", "dtype": "number"} for i in range(width)]
+    names = names or [f"x{i}" for i in range(width)]
+    features = [{"name": name, **NUMBER} for name in names]
     return compile_pipeline(
         estimator, model_name="m", model_version="v1", features=features, task=task, classes=classes
     )
@@ -262,7 +266,7 @@ def test_pandas_string_categories_fall_back_naming_the_feature() -> None:
     frame["colour"] = pd.Categorical(np.array(["red", "green", "blue"])[np.arange(ROWS) % 3])
     estimator = _hgb("binary", categorical_features="from_dtype").fit(frame, TARGETS["binary"])
     with pytest.raises(UnsupportedModelError, match="categorical feature 4 of object categories"):
-        compiled(estimator, "binary", width=5)
+        compiled(estimator, "binary", names=["a", "b", "c", "d", "colour"])
 
 
 # ---- archives ----------------------------------------------------------------------------
@@ -370,7 +374,7 @@ def test_pandas_string_categories_read_the_schema_codes() -> None:
     target = (frame["colour"].isin(["red", "teal"]).to_numpy() ^ (X[:, 0] > 0)).astype(np.int64)
     estimator = _hgb("binary", categorical_features="from_dtype").fit(frame, target)
     schema_values = ["teal", "red", "purple", "green", "blue"]  # "purple": unseen at fit
-    features = [{"name": n, "dtype": "number"} for n in "abcd"]
+    features: list[dict[str, Any]] = [{"name": n, **NUMBER} for n in "abcd"]
     features.append(
         {"name": "colour", "dtype": "categorical", "allowed": {"values": schema_values}}
     )
