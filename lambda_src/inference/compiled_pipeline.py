@@ -178,7 +178,8 @@ class CompiledPipeline:
         self.estimator = estimator
         self.link = link
 
-    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def outputs(self, X: NDArray[np.float64], unknown: object = None) -> NDArray[np.float64]:
+        # ``unknown`` (raw values of passed unknown categories) is ignored: -1 in X suffices.
         raw = self.estimator.raw(self.preprocess.apply(X))
         if raw.ndim == 2 and raw.shape[1] == 1:
             raw = raw[:, 0]
