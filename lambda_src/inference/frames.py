@@ -102,7 +102,10 @@ def _categorical(
             return out.astype(np.int64)
         return out
     if dtype == "category":
-        return pd.Categorical(out, categories=list(feature.values))
+        # An unknown value must stay itself: a Categorical turns values outside its
+        # categories into NaN, which an encoder would read as missing, not unknown.
+        passed = dict.fromkeys(out[~missing & (column < 0)].tolist())
+        return pd.Categorical(out, categories=[*feature.values, *passed])
     return pd.Series(out, dtype=object).astype(dtype)
 
 
