@@ -3,6 +3,7 @@ keeps what the request sent, every reader takes it, and the report counts it."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from serving import capture, capture_export, histograms, insights
 from serving.distributions import read_reference, reference_distributions
 from serving.drift import drift_report
 from serving.schema import UNKNOWN_CODE
+from tools.drift.__main__ import main
 
 SCHEMA: list[dict[str, Any]] = [
     {"name": "age", "dtype": "number", "allowed": {"min": 0, "max": 100}, "nullable": True},
@@ -165,3 +167,42 @@ def test_an_all_missing_reference_column_still_builds_and_reads() -> None:
     again = histograms.Histogram.from_json(json.loads(json.dumps(hist.to_json())))
     assert again == hist
     assert again.bin_index([5.0, None]).tolist() == [0, 1]
+
+
+def test_the_drift_tool_reads_an_export_with_nulls_and_unlisted_values(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    X = np.column_stack([rng.uniform(0, 100, 400), rng.integers(0, 2, 400), np.zeros(400)])
+    X[::4, 1] = math.nan
+    manifest = {
+        "model_name": "penguins",
+        "model_version": "v1",
+        "features": SCHEMA,
+        "reference_distributions": reference_distributions(X, SCHEMA, rng.uniform(size=400)),
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    lines = []
+    for i in range(250):
+        rows = [[float(i % 90), math.nan if i % 2 else UNKNOWN_CODE, 0.0]]
+        unknown = {} if i % 2 else {(0, 1): "Torgersen"}
+        (record,) = capture.records(
+            request_id=f"req-{i}",
+            timestamp=datetime(2026, 12, 8, tzinfo=UTC),
+            model_name="penguins",
+            model_version="v1",
+            lambda_version="3",
+            feature_names=NAMES,
+            rows=rows,
+            row_fields=lambda index: {"probability": 0.5, "prediction": 1},
+            categories=CATEGORIES,
+            unknown=unknown,
+        )
+        lines.append(capture.encode(record))
+    (tmp_path / "capture.jsonl").write_text("\n".join(lines) + "\n")
+    out = io.StringIO()
+    capture_file, manifest_file = tmp_path / "capture.jsonl", tmp_path / "manifest.json"
+    argv = ["--capture", str(capture_file), "--manifest", str(manifest_file), "--json"]
+    status = main(argv, out=out)
+    table = {line["name"]: line for line in json.loads(out.getvalue())["lines"]}
+    assert status == 1  # half the islands unlisted, half missing: drift, not a crash
+    assert (table["island"]["missing"], table["island"]["unknown"]) == (0.5, 0.5)
+    assert table["island"]["verdict"] == "drift" and table["island"]["rows"] == 250
