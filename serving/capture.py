@@ -99,6 +99,7 @@ def records(
     row_fields: Callable[[int], Mapping[str, Any]] | None = None,
     categories: Sequence[Sequence[Any] | None] | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
+    unknown: Mapping[tuple[int, int], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One capture record per captured row of a request (``rows``: validated features).
 
@@ -106,7 +107,9 @@ def records(
     and ``probability`` or ``probabilities``), or for a binary model from
     ``probabilities`` and ``predictions``. ``categories`` lists, per feature, a categorical
     feature's values (None for a numeric one): the record holds the request's value, not
-    the code the model read.
+    the code the model read. A null (NaN) is recorded as null; a passed unknown category
+    (a negative code) as the request's value, from ``unknown`` by (row, column)
+    (``ValueError`` when it is not there: a record never names another category).
 
     Each record says how many rows the request had and how many were captured, so a
     consumer can tell a sampled-down batch from a small one. A record that would reach
@@ -159,8 +162,12 @@ def records(
             "model_version": model_version,
             "lambda_version": lambda_version,
             "features": {
-                name: _json_number(value) if allowed is None else allowed[int(value)]
-                for name, value, allowed in zip(feature_names, values, kinds, strict=True)
+                name: _json_number(value)
+                if allowed is None
+                else _category(allowed, value, index, column, unknown, name)
+                for column, (name, value, allowed) in enumerate(
+                    zip(feature_names, values, kinds, strict=True)
+                )
             },
             **row_fields(index),
         }
@@ -179,6 +186,26 @@ def _bounded(record: dict[str, Any]) -> dict[str, Any]:
         return record
     features_size = len(encode(record["features"]))
     return {**record, "features": None, "features_omitted_bytes": features_size}
+
+
+def _category(
+    allowed: Sequence[Any],
+    code: float,
+    row: int,
+    column: int,
+    unknown: Mapping[tuple[int, int], Any] | None,
+    name: str,
+) -> Any:
+    """The request's value of a categorical feature from its code in the model's matrix."""
+    if math.isnan(code):
+        return None  # a null of a nullable feature
+    if code < 0:
+        # A passed unknown category: its value is not in ``allowed`` (allowed[-1] would
+        # silently name the last listed value instead).
+        if unknown is None or (row, column) not in unknown:
+            raise ValueError(f"row {row}, feature {name!r}: an unknown category without its value")
+        return unknown[(row, column)]
+    return allowed[int(code)]
 
 
 def _json_number(value: float) -> float | int | None:

@@ -47,8 +47,8 @@ class CapturedRow:
     probability: float | None
     # binary and multiclass: the class label answered; regression: the value.
     prediction: Any
-    # Numbers as floats; a categorical feature's value as the request sent it.
-    features: dict[str, float | str] | None
+    # Numbers as floats; a categorical feature's value as the request sent it; None a null.
+    features: dict[str, float | str | None] | None
     task: str = "binary"
     # multiclass: the probability per class, in class order.
     probabilities: tuple[float, ...] | None = None
@@ -251,18 +251,18 @@ def _probability(value: Any) -> bool:
     return _number(value) and 0 <= value <= 1
 
 
-def _features(where: str, features: Any) -> dict[str, float | str]:
+def _features(where: str, features: Any) -> dict[str, float | str | None]:
     if not isinstance(features, dict):
         raise CaptureFileError(f"{where}: field 'features' must be an object or null")
-    out: dict[str, float | str] = {}
+    out: dict[str, float | str | None] = {}
     for name, value in features.items():
-        if isinstance(value, str):
-            out[name] = value  # a categorical feature's value
+        if isinstance(value, str) or value is None:
+            out[name] = value  # a categorical feature's value, or a null (nullable feature)
             continue
         if not _number(value):
             raise CaptureFileError(
-                f"{where}: field 'features.{clip(name)}' must be a finite number or a "
-                f"categorical value, got {excerpt(value)}"
+                f"{where}: field 'features.{clip(name)}' must be a finite number, a "
+                f"categorical value or null, got {excerpt(value)}"
             )
         out[name] = float(value)
     return out

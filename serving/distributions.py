@@ -8,13 +8,15 @@ monitor read it back with ``read_reference``. Bins come from ``serving.histogram
 sides bin alike: quantile bins (deciles) for numbers, one bin per value for integer
 features with at most ``serving.histograms.MAX_CATEGORIES`` distinct values (codes such as the
 contract type), one bin per allowed value for categorical features (the values requests
-send, strings or integers), plus a bin for categories the reference never saw. The
+send, strings or integers), plus a bin for categories the reference never saw, and for a
+nullable feature (``"nullable": true``) a last bin for nulls (NaN in the matrix). The
 prediction is binned per task: binary the probability of the positive class and
 regression the value (deciles), multiclass the predicted class (one bin per class).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,9 +53,11 @@ def reference_distributions(
     """The JSON-serializable reference for a manifest.
 
     ``features``: a matrix with the schema's columns in order (a categorical column holds
-    each value's position in its ``allowed.values``), or records keyed by feature name
-    (categorical features as the request's values). ``schema``: the manifest's
-    ``features`` entries (``name``, ``dtype``, ``allowed``). ``predictions``: the model's
+    each value's position in its ``allowed.values``; NaN a null of a nullable feature,
+    -1 an unlisted category of one with ``"unknown": "pass"``), or records keyed by
+    feature name (categorical features as the request's values, None for null).
+    ``schema``: the manifest's ``features`` entries (``name``, ``dtype``, ``allowed``,
+    ``nullable``, ``unknown``). ``predictions``: the model's
     ``outputs`` on the holdout: binary the probabilities of classes[1]; multiclass the
     probability rows (binned as the predicted class, over ``classes``); regression the
     predicted values (quantile bins). ``kinds`` forces a numeric feature to be binned as
@@ -66,20 +70,24 @@ def reference_distributions(
     if unknown:
         raise ValueError(f"kinds names features not in the schema: {', '.join(unknown)}")
     allowed = {name: _values(entry) for name, entry in zip(names, schema, strict=True)}
-    matrix = _matrix(features, names, allowed)
+    matrix = _matrix(features, names, allowed, schema)
     by_feature = {}
     for column, (name, entry) in enumerate(zip(names, schema, strict=True)):
         values = allowed[name]
+        missing = entry.get("nullable") is True
         if values is not None:
             # Requests send (and capture records keep) the value, not its code.
-            observed = [values[int(code)] for code in matrix[:, column].tolist()]
-            by_feature[name] = histograms.value_histogram(observed, values).to_json()
+            observed = [_value(values, code) for code in matrix[:, column].tolist()]
+            by_feature[name] = histograms.value_histogram(
+                observed, values, missing=missing
+            ).to_json()
             continue
         by_feature[name] = histograms.reference_histogram(
             matrix[:, column],
             integer=entry.get("dtype") == "integer",
             bins=bins,
             kind=(kinds or {}).get(name),
+            missing=missing,
         ).to_json()
     reference = {
         "format": FORMAT,
@@ -156,6 +164,16 @@ def read_reference(manifest: Mapping[str, Any], where: str = "manifest") -> Refe
     )
 
 
+# Stands for an unlisted category (code -1) in a reference: it falls into the unseen bin.
+_UNLISTED = "\x00unlisted category"
+
+
+def _value(values: Sequence[Any], code: float) -> Any:
+    if math.isnan(code):
+        return None
+    return _UNLISTED if code < 0 else values[int(code)]
+
+
 def _values(entry: Mapping[str, Any]) -> list[Any] | None:
     """A categorical feature's allowed values (None for numbers)."""
     if entry.get("dtype") != "categorical":
@@ -177,7 +195,10 @@ def _matrix(
     features: NDArray[np.float64] | Sequence[Mapping[str, Any]],
     names: Sequence[str],
     allowed: Mapping[str, list[Any] | None],
+    schema: Sequence[Mapping[str, Any]],
 ) -> NDArray[np.float64]:
+    nullable = {entry.get("name") for entry in schema if entry.get("nullable") is True}
+    passing = {entry.get("name") for entry in schema if entry.get("unknown") == "pass"}
     if isinstance(features, np.ndarray):
         matrix = np.asarray(features, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != len(names):
@@ -188,12 +209,14 @@ def _matrix(
         for column, name in enumerate(names):
             values = allowed[name]
             codes = matrix[:, column]
-            if values is not None and not np.all(
-                (codes == np.floor(codes)) & (codes >= 0) & (codes < len(values))
-            ):
+            lowest = -1 if name in passing else 0
+            valid = (codes == np.floor(codes)) & (codes >= lowest) & (codes < len(values or ()))
+            if values is not None and not np.all(valid | (np.isnan(codes) & (name in nullable))):
                 raise ValueError(
                     f"feature {name!r} is categorical: its column must hold positions "
                     f"0..{len(values) - 1} in its values"
+                    + (" (-1: an unlisted one)" if lowest else "")
+                    + (" or NaN (null)" if name in nullable else "")
                 )
     else:
         codes_of = {
@@ -208,8 +231,12 @@ def _matrix(
                 raise ValueError(f"feature record {index} lacks {', '.join(missing)}")
             row = []
             for name in names:
-                if name in codes_of:
+                if record[name] is None and name in nullable:
+                    row.append(math.nan)
+                elif name in codes_of:
                     code = codes_of[name].get(histograms.category_key(record[name]))
+                    if code is None and name in passing and isinstance(record[name], str | int):
+                        code = -1
                     if code is None:
                         raise ValueError(
                             f"feature record {index}: {name}={record[name]!r} is not one of "

@@ -35,6 +35,15 @@ The correction for the number of features: Holm
     family-wise rate only when nothing drifted, and Evidently's share of drifted features
     has no stated rate at all. The prediction line is its own test at ``alpha``.
 
+Missing values and unlisted categories
+    Each feature line also says what share of its rows were null (``missing``) and what
+    share held a value the reference's categories do not list (``unknown``: an unlisted
+    category passed on to the model, or an integer code the reference never saw). Both
+    are in the PSI too: nulls in the missing-value bin of a nullable feature's reference,
+    unlisted values in the unseen bin. A reference without a missing-value bin (a feature
+    that was not nullable when the version was trained) leaves its null rows out of the
+    line's PSI and rows; ``missing`` still counts them.
+
 The verdict of a line
     drift: Holm-adjusted p-value <= ``alpha`` and PSI above ``alarm`` (a significant change
     that is also large enough to matter: with many requests, a negligible shift is
@@ -46,7 +55,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -94,6 +103,10 @@ class DriftLine:
     # Holm-adjusted over the features); None without rows.
     p_value: float | None
     verdict: histograms.Verdict | None  # None: fewer requests than min_requests
+    # Shares of the captured rows that were null, and that held a value the reference's
+    # categories do not list (0 for numbers and for the prediction).
+    missing: float = 0.0
+    unknown: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -141,9 +154,14 @@ class DriftReport:
         for line in self.lines:
             verdict = line.verdict or f"too few requests (< {self.thresholds.min_requests})"
             p = "-" if line.p_value is None else f"{line.p_value:.4f}"
+            shares = [
+                f"{what} {share:.1%}"
+                for what, share in (("null", line.missing), ("unlisted", line.unknown))
+                if share
+            ]
             out.append(
                 f"{line.name:<{width}}  {line.rows:>7}  {line.requests:>8}  {line.psi:>6.3f}  "
-                f"{p:>7}  {verdict}"
+                f"{p:>7}  {verdict}" + (f" ({', '.join(shares)} of rows)" if shares else "")
             )
         t = self.thresholds
         out.append(
@@ -165,6 +183,8 @@ class DriftReport:
                     "psi": None if math.isnan(x.psi) else x.psi,
                     "p_value": x.p_value,
                     "verdict": x.verdict,
+                    "missing": x.missing,
+                    "unknown": x.unknown,
                 }
                 for x in self.lines
             ],
@@ -185,8 +205,8 @@ def drift_report(
     prediction_requests: Sequence[str],
 ) -> DriftReport:
     """``features``: one mapping per captured row (name to value; a categorical feature's
-    value as the request sent it); every reference feature must be present (a KeyError
-    names the first missing one). ``predictions``: what the rows predicted, as
+    value as the request sent it; None for null); every reference feature must be present
+    (a KeyError names the first missing one). ``predictions``: what the rows predicted, as
     ``reference.task`` bins it (binary: the probability; multiclass: the class label;
     regression: the value). ``feature_requests`` and ``prediction_requests``: the request
     id of each row of ``features`` and of ``predictions``, in order."""
@@ -198,9 +218,18 @@ def drift_report(
         if len(ids) != len(given):
             raise ValueError(f"{what} has {len(ids)} request ids for {len(given)} rows")
     measured: list[tuple[str, int, int, float, float | None]] = []
+    shares: list[tuple[float, float]] = []
     for name, histogram in reference.features.items():
         values = [row[name] for row in features]
-        measured.append((name, *_measure(histogram, values, feature_requests)))
+        ids = feature_requests
+        absent = histograms.missing_mask(values)
+        missing = float(absent.mean()) if values else 0.0
+        if absent.any() and not histogram.missing:
+            # No bin for nulls in this reference: the line's PSI is of the present values.
+            values = [v for v, gone in zip(values, absent.tolist(), strict=True) if not gone]
+            ids = [i for i, gone in zip(ids, absent.tolist(), strict=True) if not gone]
+        shares.append((missing, _unlisted(histogram, values, len(absent))))
+        measured.append((name, *_measure(histogram, values, ids)))
     # Holm over the features with rows (a line without rows has no p-value to correct).
     tested = [i for i, line in enumerate(measured) if line[4] is not None]
     raws = [float(measured[i][4] or 0.0) for i in tested]
@@ -208,8 +237,10 @@ def drift_report(
     for i, p in zip(tested, holm(raws).tolist(), strict=True):
         adjusted[i] = p
     lines = [
-        _line(name, rows, requests, psi, raw, adj, t)
-        for (name, rows, requests, psi, raw), adj in zip(measured, adjusted, strict=True)
+        replace(_line(name, rows, requests, psi, raw, adj, t), missing=missing, unknown=unknown)
+        for (name, rows, requests, psi, raw), adj, (missing, unknown) in zip(
+            measured, adjusted, shares, strict=True
+        )
     ]
     rows, requests, psi, p = _measure(reference.prediction, predictions, prediction_requests)
     lines.append(_line(PREDICTION, rows, requests, psi, p, p, t))
@@ -291,6 +322,14 @@ def verdicts(
     drift = (psi_ > t.alarm) & (adjusted_ <= t.alpha)
     watch = ~drift & (psi_ >= t.watch) & (raw_ <= t.alpha)
     return np.where(drift, "drift", np.where(watch, "watch", "stable"))
+
+
+def _unlisted(histogram: histograms.Histogram, values: Sequence[Any], rows: int) -> float:
+    """The share of ``rows`` whose value falls into ``histogram``'s unseen-category bin."""
+    if histogram.kind != "categorical" or not values:
+        return 0.0
+    index = histogram.bin_index(values)
+    return float(np.count_nonzero(index == len(histogram.categories))) / rows
 
 
 def _measure(

@@ -14,6 +14,10 @@ Population stability index (PSI)
     seen in the reference (or, for a categorical feature or a class label, per allowed
     value, strings and integers as requests send them), plus one bin for categories it
     never saw (reference share 0).
+    Missing values: a nullable feature's histogram (``missing``) has one more bin, last,
+    for null (NaN) values, so a change in how often a feature is missing counts in its PSI
+    like any other bin; values a histogram never saw (an unlisted category passed on to the
+    model) fall into the categories' unseen bin.
     An empty bin would make the logarithm infinite, so both proportions are floored at
     ``PSI_FLOOR`` (1e-4) first. Each term is >= 0 (``a - e`` and ``ln(a / e)`` share their
     sign), so PSI >= 0, and it is 0 only when every bin's shares agree.
@@ -25,7 +29,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -53,6 +57,8 @@ class Histogram:
     max (informational: values outside them fall into the outer bins).
     categorical: ``categories`` in order; ``proportions`` has one more entry, the share
     of categories the reference never saw (0 for the reference itself).
+    missing: ``proportions`` ends with one more entry, the share of missing values (None
+    or NaN); without it a missing value is refused (``ValueError``).
     """
 
     kind: Kind
@@ -62,10 +68,22 @@ class Histogram:
     # Numbers (integer codes, as the first references hold) or the values a categorical
     # feature or a class label takes in requests and answers (strings and integers).
     categories: tuple[Category, ...] = ()
+    missing: bool = False
 
-    def bin_index(self, values: ArrayLike | Sequence[Category]) -> NDArray[np.int64]:
+    def bin_index(self, values: ArrayLike | Sequence[Category | None]) -> NDArray[np.int64]:
+        if self.missing:
+            absent = missing_mask(values)
+            if absent.any():
+                index = np.full(absent.shape, len(self.proportions) - 1, dtype=np.int64)
+                items = np.asarray(values, dtype=object)[~absent]
+                present = items.astype(np.float64) if self.kind == "numeric" else items.tolist()
+                index[~absent] = self._present_index(present)
+                return index
+        return self._present_index(values)
+
+    def _present_index(self, values: ArrayLike | Sequence[Category | None]) -> NDArray[np.int64]:
         if self.kind == "numeric":
-            x = finite_array(values, "values")
+            x = finite_array(cast(ArrayLike, values), "values")
             # side="right": a value equal to an edge belongs to the bin above it, as the
             # reference's own values did when the proportions were counted.
             return np.searchsorted(np.asarray(self.edges[1:-1]), x, side="right").astype(np.int64)
@@ -113,6 +131,8 @@ class Histogram:
             out["edges"] = list(self.edges)
         else:
             out["categories"] = list(self.categories)
+        if self.missing:
+            out["missing"] = True  # only when set: references without it stay as they were
         out["proportions"] = list(self.proportions)
         return out
 
@@ -130,30 +150,41 @@ class Histogram:
             raise ValueError(f"{where}.count must be a positive integer, got {count!r}")
         if any(p < 0 for p in proportions) or not math.isclose(sum(proportions), 1.0, abs_tol=1e-6):
             raise ValueError(f"{where}.proportions must be >= 0 and sum to 1, got {proportions}")
+        missing = data.get("missing", False)
+        if not isinstance(missing, bool):
+            raise ValueError(f"{where}.missing must be true or false, got {missing!r}")
+        # The bins' proportions, without the missing values' share.
+        binned = len(proportions) - missing
         if kind == "numeric":
             edges = _number_list(data.get("edges"), f"{where}.edges")
-            if len(edges) != len(proportions) + 1 or any(
-                b <= a for a, b in itertools.pairwise(edges[1:-1])
-            ):
+            if len(edges) != binned + 1 or any(b <= a for a, b in itertools.pairwise(edges[1:-1])):
                 raise ValueError(
-                    f"{where}.edges must be {len(proportions) + 1} increasing numbers "
-                    f"(one more than the proportions), got {edges}"
+                    f"{where}.edges must be {binned + 1} increasing numbers "
+                    f"(one more than the bins' proportions), got {edges}"
                 )
-            return cls("numeric", tuple(proportions), count, edges=tuple(edges))
+            return cls("numeric", tuple(proportions), count, edges=tuple(edges), missing=missing)
         categories = _category_list(data.get("categories"), f"{where}.categories")
         keys = {category_key(c) for c in categories}
-        if len(categories) + 1 != len(proportions) or len(keys) != len(categories):
+        if len(categories) + 1 != binned or len(keys) != len(categories):
             raise ValueError(
-                f"{where}: {len(categories)} distinct categories need {len(categories) + 1} "
-                f"proportions (the last for unseen ones), got {len(proportions)}"
+                f"{where}: {len(categories)} distinct categories need "
+                f"{len(categories) + 1 + missing} proportions (then one for unseen ones"
+                f"{', one for missing values' if missing else ''}), got {len(proportions)}"
             )
-        return cls("categorical", tuple(proportions), count, categories=tuple(categories))
+        return cls(
+            "categorical", tuple(proportions), count, categories=tuple(categories), missing=missing
+        )
 
 
-def numeric_histogram(values: ArrayLike, bins: int = DEFAULT_BINS) -> Histogram:
-    """Quantile bins of ``values`` (deciles by default); tied quantiles collapse."""
+def numeric_histogram(
+    values: ArrayLike, bins: int = DEFAULT_BINS, *, missing: bool = False
+) -> Histogram:
+    """Quantile bins of ``values`` (deciles by default); tied quantiles collapse.
+    ``missing``: NaN values are counted in a last bin of their own."""
     if bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins}")
+    if missing:
+        return _with_missing(np.asarray(values, dtype=np.float64).ravel(), numeric_histogram, bins)
     x = finite_array(values, "values")
     if x.size == 0:
         raise ValueError("cannot build a reference histogram from no values")
@@ -168,12 +199,17 @@ def numeric_histogram(values: ArrayLike, bins: int = DEFAULT_BINS) -> Histogram:
     return Histogram("numeric", shares, int(x.size), edges=edges)
 
 
-def value_histogram(values: Sequence[Category], allowed: Sequence[Category]) -> Histogram:
+def value_histogram(
+    values: Sequence[Category | None], allowed: Sequence[Category], *, missing: bool = False
+) -> Histogram:
     """One bin per allowed value, in the given order (a value never seen in ``values``
     keeps its bin at share 0), plus a last bin for values not allowed. Strings and numbers
-    are different values: the string "1" is not the integer 1."""
+    are different values: the string "1" is not the integer 1. ``missing``: None values
+    are counted in a bin of their own, after those."""
     if not allowed:
         raise ValueError("a value histogram needs at least one allowed value")
+    if missing:
+        return _with_missing(values, value_histogram, allowed)
     probe = Histogram("categorical", (1.0, *([0.0] * len(allowed))), 1, categories=tuple(allowed))
     index = probe.bin_index(values)
     if index.size == 0:
@@ -183,8 +219,11 @@ def value_histogram(values: Sequence[Category], allowed: Sequence[Category]) -> 
     return Histogram("categorical", shares, int(index.size), categories=tuple(allowed))
 
 
-def categorical_histogram(values: ArrayLike) -> Histogram:
-    """One bin per distinct value (sorted), plus a last bin for values never seen."""
+def categorical_histogram(values: ArrayLike, *, missing: bool = False) -> Histogram:
+    """One bin per distinct value (sorted), plus a last bin for values never seen
+    (``missing``: and one for NaN values)."""
+    if missing:
+        return _with_missing(np.asarray(values, dtype=np.float64).ravel(), categorical_histogram)
     x = finite_array(values, "values")
     if x.size == 0:
         raise ValueError("cannot build a reference histogram from no values")
@@ -196,14 +235,61 @@ def categorical_histogram(values: ArrayLike) -> Histogram:
 
 
 def reference_histogram(
-    values: ArrayLike, *, integer: bool, bins: int = DEFAULT_BINS, kind: Kind | None = None
+    values: ArrayLike,
+    *,
+    integer: bool,
+    bins: int = DEFAULT_BINS,
+    kind: Kind | None = None,
+    missing: bool = False,
 ) -> Histogram:
-    """Categories for integer data with few distinct values, quantile bins otherwise."""
-    x = finite_array(values, "values")
+    """Categories for integer data with few distinct values, quantile bins otherwise
+    (``missing``: NaN values in a last bin of their own)."""
+    x = np.asarray(values, dtype=np.float64).ravel() if missing else finite_array(values, "values")
     if kind is None:
-        few = np.unique(x).size <= MAX_CATEGORIES
+        few = np.unique(x[~np.isnan(x)]).size <= MAX_CATEGORIES
         kind = "categorical" if integer and few else "numeric"
-    return categorical_histogram(x) if kind == "categorical" else numeric_histogram(x, bins)
+    if kind == "categorical":
+        return categorical_histogram(x, missing=missing)
+    return numeric_histogram(x, bins, missing=missing)
+
+
+def missing_mask(values: ArrayLike | Sequence[Any]) -> NDArray[np.bool_]:
+    """Which of ``values`` are missing: None, or a float NaN."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return np.isnan(values).ravel()
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)  # type: ignore[arg-type]
+    return np.fromiter(
+        (v is None or (isinstance(v, float) and math.isnan(v)) for v in items),
+        dtype=bool,
+        count=len(items),
+    )
+
+
+def _with_missing(values: Any, build: Any, *args: Any) -> Histogram:
+    """``build``'s histogram of the present values, its shares scaled to their part of all
+    values, with the missing values' share appended as a last bin."""
+    absent = missing_mask(values)
+    if absent.size == 0:
+        raise ValueError("cannot build a reference histogram from no values")
+    present = [v for v, gone in zip(list(values), absent.tolist(), strict=True) if not gone]
+    share = float(absent.mean())
+    if present:
+        inner = build(np.asarray(present) if isinstance(values, np.ndarray) else present, *args)
+        scaled = tuple(p * (1.0 - share) for p in inner.proportions)
+    else:
+        # Every reference value missing: bins of share 0 (a numeric one over no range).
+        inner = (
+            build([0.0], *args) if isinstance(values, np.ndarray) else build([args[0][0]], *args)
+        )
+        scaled = tuple(0.0 for _ in inner.proportions)
+    return Histogram(
+        inner.kind,
+        (*scaled, share),
+        int(absent.size),
+        edges=inner.edges,
+        categories=inner.categories,
+        missing=True,
+    )
 
 
 def psi(expected: ArrayLike, actual: ArrayLike, *, floor: float = PSI_FLOOR) -> float:

@@ -51,7 +51,7 @@ class Window:
 @dataclass
 class CapturedRows:
     # Numbers as floats; a categorical feature's value as the request sent it.
-    features: list[dict[str, float | str]] = field(default_factory=list)
+    features: list[dict[str, float | str | None]] = field(default_factory=list)
     # What each record predicted, per task: binary the probability of the positive class,
     # multiclass the class label answered, regression the value.
     predictions: list[Any] = field(default_factory=list)
@@ -93,8 +93,9 @@ def prediction_of(record: Mapping[str, Any]) -> tuple[str, Any]:
     return "regression", value
 
 
-def _feature_value(value: Any) -> float | str:
-    return value if isinstance(value, str) else float(value)
+def _feature_value(value: Any) -> float | str | None:
+    # None: a null of a nullable feature (drift counts it), not an unreadable record.
+    return value if isinstance(value, str) or value is None else float(value)
 
 
 # The capture record fields a query may select on.

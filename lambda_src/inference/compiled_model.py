@@ -59,8 +59,9 @@ class CompiledModel:
     task: str = "binary"
     classes: tuple[Any, ...] | None = (0, 1)
 
-    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        """P(positive class) for each row of ``X`` (shape ``(n, n_features)``)."""
+    def outputs(self, X: NDArray[np.float64], unknown: object = None) -> NDArray[np.float64]:
+        """P(positive class) for each row of ``X`` (shape ``(n, n_features)``); ``unknown``
+        (the raw values of passed unknown categories) is not needed: ignored."""
         scaled = ((X - self.mean) / self.scale).astype(np.float32).astype(np.float64)
         # NaN never reaches here (validation); scikit-learn goes left when x <= threshold.
         return _expit(self.forest.raw(scaled))

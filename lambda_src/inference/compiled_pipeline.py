@@ -237,9 +237,8 @@ class CompiledPipeline:
         self.estimator = estimator
         self.link = link
 
-    def outputs(self, X: NDArray[np.float64], unknown: Any = None) -> NDArray[np.float64]:
-        # ``unknown`` (the raw values of passed unknown categories) is not needed: every
-        # unknown value of a feature reads the same table row.
+    def outputs(self, X: NDArray[np.float64], unknown: object = None) -> NDArray[np.float64]:
+        # ``unknown`` (raw values of passed unknown categories) is ignored: -1 in X suffices.
         raw = self.estimator.raw(self.preprocess.apply(X))
         if raw.ndim == 2 and raw.shape[1] == 1:
             raw = raw[:, 0]

@@ -12,7 +12,9 @@ the parity and quality gates judge is what the handler sends.
 ``dtypes`` (the payload's ``"frame_dtypes"``, recorded by packaging from the user's data)
 gives each column the pandas dtype it had at fit time; without it a numeric column is
 float64, a categorical one holds Python values (object dtype). pandas is imported here
-only: the compiled runtime and codes-contract models never load it.
+lazily; the compiled runtime never loads it, but scikit-learn (1.9) imports it at
+``import sklearn`` whenever it is installed, so in the sklearn image every model pays for
+it (docs/performance.md, "sklearn runtime: pipelines fitted on a DataFrame").
 """
 
 from __future__ import annotations
@@ -102,7 +104,10 @@ def _categorical(
             return out.astype(np.int64)
         return out
     if dtype == "category":
-        return pd.Categorical(out, categories=list(feature.values))
+        # An unknown value must stay itself: a Categorical turns values outside its
+        # categories into NaN, which an encoder would read as missing, not unknown.
+        passed = dict.fromkeys(out[~missing & (column < 0)].tolist())
+        return pd.Categorical(out, categories=[*feature.values, *passed])
     return pd.Series(out, dtype=object).astype(dtype)
 
 

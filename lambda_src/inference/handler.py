@@ -14,9 +14,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import numpy as np
-from numpy.typing import NDArray
-
 from inference import allocator, answers, logs, metrics
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
@@ -166,7 +163,7 @@ def _answer(shape: Shape, event: Any, state: Ready, request_id: str) -> _Answere
             "per request"
         )
     predict_started = time.perf_counter()
-    outputs = model.outputs(instances.X)
+    outputs = model.outputs(instances.X, unknown=instances.unknown)
     predict_ms = (time.perf_counter() - predict_started) * 1000
     answered = answers.answers(model.task, classes, outputs, rows=rows, batch=instances.batch)
     # The only encode of every output: the log line and EMF carry bounded summaries.
@@ -248,7 +245,7 @@ def _predict(
         request_id, settings.capture_sample_rate
     ):
         try:
-            _capture(state, request_id, instances.X, answered)
+            _capture(state, request_id, instances, answered)
         except Exception:
             # The caller's answer is ready and right: a capture bug costs the record only.
             logs.exception("capture failed", request_id=request_id, **identity)
@@ -256,7 +253,7 @@ def _predict(
 
 
 def _capture(
-    state: Ready, request_id: str, X: NDArray[np.float64], answered: answers.Answers
+    state: Ready, request_id: str, instances: Instances, answered: answers.Answers
 ) -> None:
     loaded, settings = state.loaded, state.settings
     records = capture.records(
@@ -266,10 +263,11 @@ def _capture(
         model_version=loaded.model_version,
         lambda_version=settings.lambda_version,
         feature_names=[feature.name for feature in loaded.schema],
-        rows=X.tolist(),
+        rows=instances.X.tolist(),
         row_fields=answered.row_fields,
         categories=[feature.values for feature in loaded.schema],
         max_rows=settings.capture_max_rows,
+        unknown=instances.unknown,
     )
     logs.write_lines(records)
 

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from inference import runtimes
 from inference.config import DEFAULT_MAX_MODEL_BYTES, LocalSource, S3Source, Settings
-from inference.validation import Feature, schema_from_artifact
+from inference.validation import CategoryValue, Feature, schema_from_artifact
 
 # Per request: a sick endpoint is detected within seconds. The deadline below bounds
 # the whole download whatever these say.
@@ -73,9 +73,17 @@ class Model(Protocol):
         regression."""
         ...
 
-    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def outputs(
+        self,
+        X: NDArray[np.float64],
+        unknown: Mapping[tuple[int, int], CategoryValue] | None = None,
+    ) -> NDArray[np.float64]:
         """binary: P(classes[1]), shape (n,); multiclass: shape (n, len(classes)), rows
-        summing to 1; regression: the value, shape (n,)."""
+        summing to 1; regression: the value, shape (n,). ``X`` is the codes matrix (NaN
+        for null, ``UNKNOWN_CODE`` for a passed unknown category); ``unknown`` holds the
+        request's value of each passed unknown by (row, column)
+        (``inference.validation.Instances.unknown``): a frame model hands it to its
+        pipeline, the compiled runtime ignores it."""
         ...
 
 

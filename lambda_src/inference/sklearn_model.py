@@ -7,18 +7,27 @@
   for local use and older deployments, always behind the SHA-256 check.
 
 Only ``model_loader`` imports this module, and only after the SHA-256 check passed.
+
+A payload with ``"input": "frame"`` holds a pipeline fitted on a pandas DataFrame: its
+``feature_names_in_`` must be the artifact's feature names in order (checked at load), and
+it is called with ``inference.frames.to_frame``'s DataFrame of the codes matrix, the
+columns given the payload's ``"frame_dtypes"``. Without ``"input"`` the pipeline gets the
+codes matrix itself (every artifact written before frame models).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from inference.frames import FRAME_INPUT, FramePipeline
+from inference.validation import CategoryValue, schema_from_artifact
 from serving.tasks import TASKS
 
 FORMAT = "sklearn-pipeline-joblib/1"
@@ -49,13 +58,21 @@ class SklearnModel:
     # Classification: the class labels in the pipeline's column order (binary: the second
     # is the positive class). Regression: None.
     classes: tuple[Any, ...] | None
+    # A frame model (payload "input": "frame"): the pipeline called with a DataFrame.
+    frame: FramePipeline | None = None
 
-    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def outputs(
+        self,
+        X: NDArray[np.float64],
+        unknown: Mapping[tuple[int, int], CategoryValue] | None = None,
+    ) -> NDArray[np.float64]:
         """binary: P(classes[1]) per row, shape (n,); multiclass: (n, len(classes));
-        regression: the predicted value per row, shape (n,)."""
+        regression: the predicted value per row, shape (n,). ``unknown``: the request's
+        value of each passed unknown category (a frame model's DataFrame holds it)."""
+        given = X if self.frame is None else self.frame.frame(X, unknown)
         if self.task == "regression":
-            return np.asarray(self.pipeline.predict(X), dtype=np.float64).reshape(-1)
-        proba = np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
+            return np.asarray(self.pipeline.predict(given), dtype=np.float64).reshape(-1)
+        proba = np.asarray(self.pipeline.predict_proba(given), dtype=np.float64)
         return proba[:, 1] if self.task == "binary" else proba
 
 
@@ -101,7 +118,52 @@ def load(data: bytes) -> SklearnModel:
         pipeline=pipeline,
         task=task,
         classes=classes,
+        frame=_frame(payload, pipeline, features),
     )
+
+
+def _frame(payload: dict[str, Any], pipeline: Any, features: Any) -> FramePipeline | None:
+    """The frame model of a payload with ``"input": "frame"`` (None without), after
+    checking that the pipeline was fitted on the artifact's features, by name and order."""
+    given = payload.get("input")
+    if given is None:
+        return None
+    if given != FRAME_INPUT:
+        raise SklearnModelError(
+            f"artifact input is {given!r}: expected {FRAME_INPUT!r} or no input (the codes)"
+        )
+    dtypes = payload.get("frame_dtypes") or {}
+    if not isinstance(dtypes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in dtypes.items()
+    ):
+        raise SklearnModelError(f"artifact frame_dtypes must map names to dtypes, got {dtypes!r}")
+    names = [str(entry.get("name")) for entry in features]
+    fitted = getattr(pipeline, "feature_names_in_", None)
+    if fitted is None:
+        raise SklearnModelError(
+            "artifact input is 'frame' but the pipeline has no feature_names_in_ (it was not "
+            "fitted on a DataFrame)"
+        )
+    fitted = [str(name) for name in fitted]
+    if fitted != names:
+        at = next(
+            (i for i, pair in enumerate(zip(fitted, names, strict=False)) if pair[0] != pair[1]),
+            min(len(fitted), len(names)),
+        )
+        seen = repr(fitted[at]) if at < len(fitted) else "nothing"
+        wanted = repr(names[at]) if at < len(names) else "nothing"
+        raise SklearnModelError(
+            f"pipeline was fitted on column {seen} at position {at} where the artifact's "
+            f"features have {wanted}: feature_names_in_ must be the feature names in order"
+        )
+    unused = sorted(set(dtypes) - set(names))
+    if unused:
+        raise SklearnModelError(f"artifact frame_dtypes names no feature: {unused[0]!r}")
+    try:
+        schema = schema_from_artifact(features)
+    except ValueError as exc:
+        raise SklearnModelError(str(exc)) from None
+    return FramePipeline(pipeline, schema, dtypes)
 
 
 def _classes(pipeline: Any, task: str, recorded: Any) -> tuple[Any, ...] | None:

@@ -7,10 +7,8 @@ new model version with other ranges is validated by its own rules.
 from __future__ import annotations
 
 import heapq
-import itertools
 import json
 import math
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,11 +16,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from inference.batch_matrix import valid_batch, valid_batch_matrix
 from inference.errors import ErrorCode, RequestError, bad_request, too_large
 from inference.limits import ECHO_MAX_CHARS, MAX_REPORTED_PROBLEMS, echo
 from serving.reserved import BATCH_KEY, RESERVED_FEATURE_NAMES
+from serving.schema import UNKNOWN_CODE
 
-_NUMBER_TYPES = {int, float}
 __all__ = [
     "BATCH_KEY",
     "MAX_REPORTED_PROBLEMS",
@@ -30,6 +29,8 @@ __all__ = [
     "Feature",
     "Instances",
     "parse_instances",
+    "valid_batch",
+    "valid_batch_matrix",
 ]
 
 
@@ -59,11 +60,14 @@ class Feature:
     codes: Mapping[tuple[type, CategoryValue], int] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    # The JSON types of ``values`` (str, int): an unknown of another type is refused.
+    value_types: frozenset[type] = field(init=False, repr=False, compare=False, default=frozenset())
 
     def __post_init__(self) -> None:
         if self.values is not None:
             codes = {(type(value), value): code for code, value in enumerate(self.values)}
             object.__setattr__(self, "codes", codes)
+            object.__setattr__(self, "value_types", frozenset(map(type, self.values)))
 
     def code_of(self, value: object) -> int | None:
         """The position of ``value`` in ``values`` (same JSON type), or None."""
@@ -170,9 +174,10 @@ def parse_instances(
             f'{{"{BATCH_KEY}": [...]}} for a batch; got {_json_type(payload)}'
         )
     if BATCH_KEY not in payload:
-        row, problems, found = _checked(payload, schema, None, MAX_REPORTED_PROBLEMS)
+        unknown: dict[tuple[int, int], CategoryValue] = {}
+        row, problems, found = _checked(payload, schema, None, MAX_REPORTED_PROBLEMS, unknown)
         _raise_for(problems, found)
-        return Instances(np.array([row], dtype=np.float64), batch=False)
+        return Instances(np.array([row], dtype=np.float64), batch=False, unknown=unknown)
     extra = sorted(set(payload) - {BATCH_KEY})
     if extra:
         raise bad_request(
@@ -189,98 +194,22 @@ def parse_instances(
             f"batch of {len(records)} instances exceeds MAX_BATCH_SIZE={max_batch_size}: "
             "split it into smaller requests"
         )
-    matrix = valid_batch_matrix(records, schema)
-    if matrix is not None:
-        return Instances(matrix, batch=True)
+    fast = valid_batch(records, schema)
+    if fast is not None:
+        return Instances(fast[0], batch=True, unknown=fast[1])
     rows: list[list[float]] = []
+    unknown = {}
     batch_problems: list[Problem] = []
     found = 0
     for index, record in enumerate(records):
         # Only what can be reported is built: a batch of bad rows could hold millions.
         budget = MAX_REPORTED_PROBLEMS - len(batch_problems)
-        row, row_problems, row_found = _checked(record, schema, index, budget)
+        row, row_problems, row_found = _checked(record, schema, index, budget, unknown)
         rows.append(row)
         found += row_found
         batch_problems.extend(row_problems)
     _raise_for(batch_problems, found)
-    return Instances(np.array(rows, dtype=np.float64), batch=True)
-
-
-def valid_batch_matrix(records: list[Any], schema: Sequence[Feature]) -> NDArray[np.float64] | None:
-    """The batch as a matrix when every record is exactly valid, else None.
-
-    Checking value by value costs about 10 us a record, most of a large batch's time. This
-    checks the common case, a clean batch, with a few whole-array operations; anything
-    else returns None and goes through ``validate_record``, which finds and names every
-    problem. The two agree on which batches are valid (a property test checks it).
-    """
-    names = [feature.name for feature in schema]
-    pick = operator.itemgetter(*names)
-    try:
-        # A record that is not a mapping or lacks a field raises here. itemgetter and map
-        # run in C: a Python loop over every value was most of a clean batch's cost.
-        rows = list(map(pick, records))
-    except (KeyError, TypeError, IndexError):
-        return None
-    if len(names) == 1:
-        rows = [(value,) for value in rows]  # itemgetter of one name returns the value
-    if set(map(len, records)) != {len(names)}:
-        return None  # unknown fields
-    categorical = [index for index, feature in enumerate(schema) if feature.values is not None]
-    if categorical:
-        matrix = _coded_matrix(rows, schema, categorical)
-        if matrix is None:
-            return None
-    else:
-        matrix = _numbers(rows, rows, (len(rows), len(names)))
-        if matrix is None:
-            return None
-    minimum = np.array([feature.minimum for feature in schema])
-    maximum = np.array([feature.maximum for feature in schema])
-    integer = np.array([feature.integer for feature in schema])
-    if not np.isfinite(matrix).all() or (matrix < minimum).any() or (matrix > maximum).any():
-        return None
-    if (matrix[:, integer] != np.floor(matrix[:, integer])).any():
-        return None
-    return matrix
-
-
-def _coded_matrix(
-    rows: list[Any], schema: Sequence[Feature], categorical: list[int]
-) -> NDArray[np.float64] | None:
-    """The batch's matrix with each categorical value replaced by its code, column by column
-    (the all-numeric path above never pays for this); None at the first value that is not
-    exactly valid."""
-    columns: list[Any] = list(zip(*rows, strict=True))
-    for index in categorical:
-        codes = schema[index].codes
-        try:
-            # The key's type keeps 1 apart from "1" and true; a list or object is unhashable.
-            coded = [codes.get((type(value), value)) for value in columns[index]]
-        except TypeError:
-            return None
-        if None in coded:
-            return None
-        columns[index] = coded
-    numeric = [column for index, column in enumerate(columns) if index not in categorical]
-    by_column = _numbers(numeric, columns, (len(schema), len(rows)))
-    return None if by_column is None else np.ascontiguousarray(by_column.T)
-
-
-def _numbers(
-    checked: Sequence[Any], values: Sequence[Any], shape: tuple[int, int]
-) -> NDArray[np.float64] | None:
-    """``values`` (sequences, flattened in order) as a float matrix of ``shape``; None when a
-    value of ``checked`` is not a JSON number or one is too large for a float."""
-    # type() rather than isinstance(): bool is an int subclass, and true/false is refused.
-    if not set(map(type, itertools.chain.from_iterable(checked))) <= _NUMBER_TYPES:
-        return None
-    try:
-        # fromiter over the flat values: half the time of np.array on a list of tuples.
-        flat = itertools.chain.from_iterable(values)
-        return np.fromiter(flat, np.float64, count=shape[0] * shape[1]).reshape(shape)
-    except OverflowError:
-        return None  # an integer too large for a float is out of range anyway
+    return Instances(np.array(rows, dtype=np.float64), batch=True, unknown=unknown)
 
 
 @dataclass(frozen=True)
@@ -317,19 +246,29 @@ class Problem:
 
 
 def validate_record(
-    record: object, schema: Sequence[Feature], *, row: int | None
+    record: object,
+    schema: Sequence[Feature],
+    *,
+    row: int | None,
+    unknown: dict[tuple[int, int], CategoryValue] | None = None,
 ) -> tuple[list[float], list[Problem]]:
-    """The record's values in schema order, and every problem found (empty when valid)."""
-    values, problems, _ = _checked(record, schema, row, None)
+    """The record's values in schema order, and every problem found (empty when valid);
+    each passed unknown category's value goes into ``unknown`` by (row, column)."""
+    values, problems, _ = _checked(record, schema, row, None, unknown)
     return values, problems
 
 
 def _checked(
-    record: object, schema: Sequence[Feature], row: int | None, budget: int | None
+    record: object,
+    schema: Sequence[Feature],
+    row: int | None,
+    budget: int | None,
+    passed: dict[tuple[int, int], CategoryValue] | None = None,
 ) -> tuple[list[float], list[Problem], int]:
     """The record's values, its first ``budget`` problems (all when None), and how many
-    problems it has. Past the budget a problem is counted, never worded: one record of
-    110,000 unknown keys cost ~1.1 s of CPU when each got its message and 20 were shown."""
+    problems it has; passed unknown categories go into ``passed``. Past the budget a
+    problem is counted, never worded: one record of 110,000 unknown keys cost ~1.1 s of CPU
+    when each got its message and 20 were shown."""
     if not isinstance(record, Mapping):
         if budget == 0:
             return [], [], 1
@@ -356,17 +295,28 @@ def _checked(
             report(name, "unknown_field", expected)
         found += len(unknown) - len(shown)
     values = []
-    for feature in schema:
+    for column, feature in enumerate(schema):
         if feature.name not in record:
             report(feature.name, "missing", "required field is missing")
             continue
         value = record[feature.name]
+        if value is None:
+            if feature.nullable:
+                values.append(math.nan)
+            else:
+                text = check_value(feature, value)
+                report(feature.name, "not_nullable", f"{text} (the feature is not nullable)")
+            continue
         if feature.values is not None:
             code = feature.code_of(value)
-            if code is None:
-                report(feature.name, "not_allowed", _not_one_of(feature.values, value))
-            else:
+            if code is not None:
                 values.append(float(code))
+            elif isinstance(value, str | int) and _passed(feature, value):
+                values.append(UNKNOWN_CODE)
+                if passed is not None:
+                    passed[(row or 0, column)] = value
+            else:
+                report(feature.name, "not_allowed", _not_one_of(feature.values, value))
             continue
         problem = judge_value(feature, value)
         if problem:
@@ -386,12 +336,18 @@ def _not_one_of(allowed: Sequence[CategoryValue], value: object) -> str:
     return f"must be one of {shown}, got {got}"
 
 
-def check_value(feature: Feature, value: object) -> str | None:
-    """Why ``value`` is not acceptable for ``feature``, or None when it is."""
+def _passed(feature: Feature, value: object) -> bool:
+    """Whether ``value`` is an unlisted category ``feature`` passes on: one of the JSON
+    types its values have (a string, or an integer; never a bool)."""
+    return feature.pass_unknown and type(value) in feature.value_types
+
+
+def check_value(feature: Feature, value: object) -> str:
+    """Why ``value`` (not one of ``feature``'s values) is not acceptable for ``feature``."""
     if feature.values is not None:
-        return None if feature.code_of(value) is not None else _not_one_of(feature.values, value)
+        return _not_one_of(feature.values, value)
     problem = judge_value(feature, value)
-    return None if problem is None else problem[1]
+    return "" if problem is None else problem[1]
 
 
 def judge_value(feature: Feature, value: object) -> tuple[str, str] | None:

@@ -220,6 +220,8 @@ def test_rows_without_features_still_count_for_the_prediction(
         "psi": None,
         "p_value": None,
         "verdict": None,
+        "missing": 0.0,
+        "unknown": 0.0,
     }
     assert table["prediction"]["rows"] == 3000 and table["prediction"]["verdict"] == "stable"
 

@@ -22,7 +22,7 @@ ARTIFACTS = ROOT / "model_artifacts" / "churn"
 
 from inference import handler as handler_module  # noqa: E402
 from inference import state as state_module  # noqa: E402
-from inference.validation import valid_batch_matrix, validate_record  # noqa: E402
+from inference.validation import valid_batch, validate_record  # noqa: E402
 
 
 @dataclass
@@ -190,13 +190,17 @@ def assert_fast_path_agrees(records: list[Any], schema: Any) -> None:
     """The whole-array check of a batch accepts it exactly when record-by-record validation
     finds no problem, and then gives the same matrix."""
     slow_rows, slow_problems = [], []
+    unknown: dict[tuple[int, int], Any] = {}
     for index, record in enumerate(records):
-        row, problems = validate_record(record, schema, row=index)
+        row, problems = validate_record(record, schema, row=index, unknown=unknown)
         slow_rows.append(row)
         slow_problems += problems
-    fast = valid_batch_matrix(records, schema)
+    fast = valid_batch(records, schema)
     if slow_problems:
         assert fast is None
     else:
         assert fast is not None
-        assert np.array_equal(fast, np.array(slow_rows, dtype=np.float64))
+        # A null is NaN on both paths, a passed unknown UNKNOWN_CODE with its value kept.
+        assert np.array_equal(fast[0], np.array(slow_rows, dtype=np.float64), equal_nan=True)
+        assert fast[1] == unknown
+        assert all(type(fast[1][key]) is type(value) for key, value in unknown.items())

@@ -108,7 +108,7 @@ def test_warm_ups_rejections_and_failures_capture_nothing(
     model = types.SimpleNamespace(
         model_name="churn",
         model_version="v1",
-        outputs=lambda X: np.full(len(X), 1.5),
+        outputs=lambda X, unknown=None: np.full(len(X), 1.5),
         task="binary",
         classes=(0, 1),
     )

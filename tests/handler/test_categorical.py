@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from inference.errors import RequestError
 from inference.limits import MESSAGE_MAX_CHARS
 from inference.validation import parse_instances, schema_from_artifact
+from serving.schema import UNKNOWN_CODE
 from tests.handler.conftest import assert_fast_path_agrees
 
 FEATURES = [
@@ -23,6 +25,15 @@ FEATURES = [
 ]
 SCHEMA = schema_from_artifact(FEATURES)
 NAMES = [feature.name for feature in SCHEMA]
+# The same features with unknown categories passed and nulls accepted (numeric and categorical).
+OPEN = schema_from_artifact(
+    [
+        {**FEATURES[0], "nullable": True},
+        {**FEATURES[1], "unknown": "pass", "nullable": True},
+        FEATURES[2],
+        {**FEATURES[3], "unknown": "pass"},
+    ]
+)
 
 
 def record(**changes: object) -> dict[str, Any]:
@@ -63,7 +74,6 @@ def test_a_categorical_schema_entry_keeps_its_values() -> None:
         ("weekly", 'contract: "weekly" is not one of "monthly", "yearly"'),
         ("Monthly", 'contract: "Monthly" is not one of "monthly", "yearly"'),
         (1, 'contract: must be one of "monthly", "yearly", got number 1'),
-        (None, 'contract: must be one of "monthly", "yearly", got null'),
         (["monthly"], 'contract: must be one of "monthly", "yearly", got array ["monthly"]'),
     ],
 )
@@ -150,10 +160,54 @@ def record_strategy() -> st.SearchStrategy[Any]:
     return st.one_of(full, full, fields, st.none())
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
-@given(st.lists(record_strategy(), min_size=1, max_size=5))
-def test_fast_path_accepts_exactly_what_the_slow_path_accepts(records: list[Any]) -> None:
-    assert_fast_path_agrees(records, SCHEMA)
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.lists(record_strategy(), min_size=1, max_size=5), st.sampled_from([SCHEMA, OPEN]))
+def test_fast_path_accepts_exactly_what_the_slow_path_accepts(
+    records: list[Any], schema: Any
+) -> None:
+    assert_fast_path_agrees(records, schema)
+
+
+def test_a_null_category_is_refused_saying_the_feature_is_not_nullable() -> None:
+    error = rejected(record(contract=None))
+    assert error.message == (
+        'contract: must be one of "monthly", "yearly", got null (the feature is not nullable)'
+    )
+    assert error.log_details == [{"field": "contract", "kind": "not_nullable"}]
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_passed_unknown_is_coded_minus_one_with_its_value_kept(batch: bool) -> None:
+    rows = [record(), record(contract="weekly", plan=7, tenure_months=None), record(contract=None)]
+    payload: Any = {"instances": rows} if batch else rows[1]
+    instances = parse_instances(payload, OPEN, max_batch_size=10)
+    row = 1 if batch else 0
+    x = instances.X[row].tolist()
+    assert math.isnan(x[0]) and x[1:] == [UNKNOWN_CODE, 50.5, UNKNOWN_CODE]
+    assert instances.unknown == {(row, 1): "weekly", (row, 3): 7}
+    if batch:
+        assert math.isnan(instances.X[2, 1]) and instances.X[0].tolist() == [12, 1, 50.5, 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        # The JSON type of the listed values only: an integer is not a string category,
+        # a string not an integer one, and a bool or a float never a category.
+        ("contract", 4, 'contract: must be one of "monthly", "yearly", got number 4'),
+        ("plan", "4", 'plan: must be one of 3, 1, 2, got string "4"'),
+        ("plan", True, "plan: must be one of 3, 1, 2, got boolean true"),
+        ("plan", 4.0, "plan: must be one of 3, 1, 2, got number 4.0"),
+        ("plan", None, "plan: must be one of 3, 1, 2, got null (the feature is not nullable)"),
+    ],
+)
+def test_a_passed_feature_still_refuses_the_wrong_json_type(
+    name: str, value: object, message: str
+) -> None:
+    for payload in (record(**{name: value}), {"instances": [record(), record(**{name: value})]}):
+        with pytest.raises(RequestError) as info:
+            parse_instances(payload, OPEN, max_batch_size=10)
+        assert info.value.message.replace("instances[1].", "") == message
 
 
 CODES = {"contract": ["monthly", "yearly"], "plan": [3, 1, 2]}

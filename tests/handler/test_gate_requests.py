@@ -148,7 +148,7 @@ def test_a_marked_request_that_fails_still_counts_as_a_server_error(
     state = handler_module.current_state()
     assert isinstance(state, handler_module.Ready)
 
-    def broken(X: Any) -> Any:
+    def broken(X: Any, unknown: Any = None) -> Any:
         raise RuntimeError("model bug")
 
     model = types.SimpleNamespace(task="binary", classes=(0, 1), outputs=broken)

@@ -247,7 +247,7 @@ def broken(ready_v1: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[[Outputs]
             model_name="churn",
             model_version="v1",
             features=[],
-            outputs=outputs,
+            outputs=lambda X, unknown=None: outputs(X),
             task="binary",
             classes=(0, 1),
         )
@@ -669,7 +669,7 @@ def test_compiled_runtime_is_plugged_in_by_its_load_function(
             model_name="churn",
             model_version="v1",
             features=features,
-            outputs=lambda X: np.full(len(X), 0.25),
+            outputs=lambda X, unknown=None: np.full(len(X), 0.25),
             task="binary",
             classes=(0, 1),
         )

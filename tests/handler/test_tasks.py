@@ -212,8 +212,8 @@ class Wrong:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def outputs(self, X: Any) -> Any:
-        return self._outputs(self.inner.outputs(X))
+    def outputs(self, X: Any, unknown: Any = None) -> Any:
+        return self._outputs(self.inner.outputs(X, unknown))
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_batch_keeps_input_order() -> None:
     ("name", "value", "fragment"),
     [
         ("tenure_months", "12", 'must be a number, got string "12"'),
-        ("tenure_months", None, "must be a number, got null"),
+        ("tenure_months", None, "must be a number, got null (the feature is not nullable)"),
         ("tenure_months", [1], "must be a number, got array [1]"),
         ("tenure_months", {"v": 1}, 'must be a number, got object {"v": 1}'),
         ("has_tech_support", True, "must be a number, got boolean true"),

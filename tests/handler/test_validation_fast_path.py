@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +17,12 @@ from tests.handler.conftest import assert_fast_path_agrees
 SCHEMA = (
     Feature("tenure_months", True, 0, 240),
     Feature("monthly_charges", False, 0.0, 1000.0),
+    Feature("has_tech_support", True, 0, 1),
+)
+# The same features, two of them nullable: null is NaN there, refused in the third.
+NULLABLE = (
+    Feature("tenure_months", True, 0, 240, nullable=True),
+    Feature("monthly_charges", False, 0.0, 1000.0, nullable=True),
     Feature("has_tech_support", True, 0, 1),
 )
 
@@ -39,9 +47,42 @@ def record_strategy() -> st.SearchStrategy[Any]:
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(st.lists(record_strategy(), min_size=1, max_size=6))
-def test_fast_path_accepts_exactly_what_the_slow_path_accepts(records: list[Any]) -> None:
-    assert_fast_path_agrees(records, SCHEMA)
+@given(st.lists(record_strategy(), min_size=1, max_size=6), st.sampled_from([SCHEMA, NULLABLE]))
+def test_fast_path_accepts_exactly_what_the_slow_path_accepts(
+    records: list[Any], schema: tuple[Feature, ...]
+) -> None:
+    assert_fast_path_agrees(records, schema)
+
+
+def test_a_null_of_a_nullable_feature_is_nan_on_both_paths() -> None:
+    clean = {"tenure_months": 3, "monthly_charges": 9.5, "has_tech_support": 1}
+    records = [clean, {**clean, "monthly_charges": None}, {**clean, "tenure_months": None}]
+    X = valid_batch_matrix(records, NULLABLE)
+    assert X is not None
+    assert np.isnan(X).tolist() == [[False] * 3, [False, True, False], [True, False, False]]
+    single = parse_instances(records[1], NULLABLE, max_batch_size=1).X
+    assert np.array_equal(single, X[1:2], equal_nan=True)
+    # A NaN number is not a null: refused by both paths, nullable or not.
+    nan = [clean, {**clean, "monthly_charges": math.nan}]
+    assert valid_batch_matrix(nan, NULLABLE) is None
+    with pytest.raises(RequestError, match=r"instances\[1\]\.monthly_charges: must be a finite"):
+        parse_instances({"instances": nan}, NULLABLE, max_batch_size=10)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_null_for_a_feature_that_is_not_nullable_says_so(batch: bool) -> None:
+    record = {"tenure_months": None, "monthly_charges": 9.5, "has_tech_support": None}
+    payload: Any = {"instances": [record]} if batch else record
+    with pytest.raises(RequestError) as info:
+        parse_instances(payload, NULLABLE, max_batch_size=10)
+    # tenure_months is nullable; has_tech_support is not, and the message says so.
+    where = "instances[0].has_tech_support" if batch else "has_tech_support"
+    assert info.value.message == (
+        f"{where}: must be a number, got null (the feature is not nullable)"
+    )
+    assert info.value.log_details == [
+        {"field": "has_tech_support", "kind": "not_nullable", **({"row": 0} if batch else {})}
+    ]
 
 
 def test_clean_batch_takes_the_fast_path_and_keeps_input_order() -> None:

@@ -112,7 +112,7 @@ class WorstModel:
     winner: int = 0
     probability: float = answers.WIDEST_PROBABILITY
 
-    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def outputs(self, X: NDArray[np.float64], unknown: Any = None) -> NDArray[np.float64]:
         rows = X.shape[0]
         if self.task == "regression":
             return np.full(rows, answers.WIDEST_VALUE)

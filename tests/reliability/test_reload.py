@@ -77,10 +77,10 @@ class Paused:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def outputs(self, X: NDArray[np.float64], unknown: Any = None) -> NDArray[np.float64]:
         self.entered.set()
         assert self.release.wait(30), "test never released the paused request"
-        result: NDArray[np.float64] = self.inner.outputs(X)
+        result: NDArray[np.float64] = self.inner.outputs(X, unknown)
         return result
 
 
