@@ -205,11 +205,11 @@ def package(
     where = str(estimator_file)
     check_estimator(estimator, schema, where)
     table = load_table(data, schema) if data is not None else None
+    frame: FrameModel | None = None
     if fitted_on_frame(estimator):
-        frame: FrameModel | None = prepare(estimator, schema, table, data, where, log)
+        frame = prepare(estimator, schema, table, data, where, log)
         extra: dict[str, Any] = {"model_input": "frame", "feature_order": frame.order}
     else:
-        frame = None
         extra = {
             "model_input": "matrix",
             "feature_order": feature_order.decide(estimator, schema, confirm_order, where),

@@ -79,7 +79,8 @@ def complete_rows(X: NDArray[np.float64], schema: Schema) -> NDArray[np.bool_]:
     """Rows without a null (NaN) or a passed unknown category (a negative code)."""
     categorical = np.zeros(X.shape[1], dtype=bool)
     categorical[list(schema.categorical_indices)] = True
-    return ~(np.isnan(X).any(axis=1) | ((X < 0) & categorical).any(axis=1))
+    incomplete = np.isnan(X).any(axis=1) | ((X < 0) & categorical).any(axis=1)
+    return np.asarray(~incomplete, dtype=np.bool_)
 
 
 def evaluate(
@@ -464,12 +465,12 @@ def publish(
             manifest["metrics"] = {**metrics, "holdout_rows": len(labelled.y)}
         manifest[quality.MANIFEST_KEY] = gate_record
         if observed_X is not None and labelled is not None:
-            # Of the complete rows: the reference histograms hold values, not nulls or
-            # unknown categories (every row, as before, when the data has neither).
+            # The features' histograms of the complete rows: they hold values, not nulls
+            # or unknown categories (every row, as before, when the data has neither).
             complete = complete_rows(observed_X, schema)
             if complete.any():
                 manifest[REFERENCE_KEY] = reference_distributions(
-                    observed_X[complete], feature_schema, outputs[complete], **task_kw
+                    observed_X[complete], feature_schema, outputs, **task_kw
                 )
         card: dict[str, str] = {"markdown": "model_card.md"}
         if labelled is not None:

@@ -100,7 +100,7 @@ def _walk_named(
             label = json.loads(parts[0].get("content", ""))
         except (TypeError, ValueError):
             label = None
-    if not isinstance(label, str):
+    if not isinstance(label, str) or not isinstance(parts, list):
         _walk(entry, trail, refused, found)
         return
     for part in parts[1:]:
