@@ -6,11 +6,15 @@ swapped penguins model: accuracy 0.45 against 0.99, log loss still below the pri
 such a model is packaged only when the user confirms the order (``--confirm-feature-order``),
 and the refusal shows the order that would be used. With the rows it was fitted on
 (``--training-data``), a holdout figure far below the training one is flagged (printed and
-recorded in the manifest), by ``RULE``.
+recorded in the manifest), by ``RULE``. The training rows reach the model in the order of
+their file's columns (the order they were fitted in, as the user wrote them), the holdout's
+in the schema's: a schema that swaps two columns then shows as a holdout figure far below.
 """
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any
 
 from serving.schema import Schema
@@ -48,6 +52,14 @@ def decide(estimator: Any, schema: Schema, confirmed: bool, where: str) -> dict[
             "DataFrame with these column names"
         )
     return {"source": f"confirmed with {CONFIRM_FLAG}", "order": list(schema.feature_names)}
+
+
+def file_order(path: Path, schema: Schema) -> list[int]:
+    """The schema positions of ``path``'s feature columns, in the file's order."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        header = [h.strip() for h in next(csv.reader(handle, skipinitialspace=True), [])]
+    names = list(schema.feature_names)
+    return [names.index(h) for h in header if h in names]
 
 
 def compare(task: str, training: dict[str, float], holdout: dict[str, float]) -> dict[str, Any]:

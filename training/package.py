@@ -244,9 +244,13 @@ def package(
         training_rows = RowFilter.of(trained.X, trained.y)
         record["training_rows_source"] = {"kind": "csv", "file": training_data.name}
         if table is not None:
+            fitted_X = trained.X
+            if frame is None:
+                # A model of positions was fitted on the columns in its file's order.
+                fitted_X = fitted_X[:, feature_order.file_order(training_data, schema)]
             check = feature_order.compare(
                 schema.task,
-                _metrics(model, schema, trained.X, trained.y),
+                _metrics(model, schema, fitted_X, trained.y),
                 _metrics(model, schema, table.X, table.y),
             )
             log(feature_order.describe(check))
@@ -346,11 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         "--training-data",
         type=Path,
         metavar="TRAINING.csv",
-        help="the rows the estimator was fitted on (same columns as --data): recorded as a "
-        "fingerprint, so that the quality gate compares versions only on rows neither saw; "
-        "with --data, a holdout metric far below the training one is flagged ("
-        + feature_order.RULE
-        + ")",
+        help="the rows the estimator was fitted on (same columns as --data; for a model "
+        "fitted on a numpy array, in the order of the fit): recorded as a fingerprint, so "
+        "that the quality gate compares versions only on rows neither saw; with --data, a "
+        "holdout metric far below the training one is flagged (" + feature_order.RULE + ")",
     )
     parser.add_argument(
         feature_order.CONFIRM_FLAG,
