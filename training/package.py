@@ -232,7 +232,7 @@ def package(
             X,
             y,
             y,
-            _golden_rows(X, strata),
+            _golden_rows(X, strata, schema),
             {"sample": "stratified from the labelled data", "seed": golden.SAMPLE_SEED},
         )
         observed, data_fingerprint = X, fingerprint(X, y, schema)
@@ -278,10 +278,11 @@ def package(
     )
 
 
-def _golden_rows(X: NDArray[np.float64], strata: NDArray[Any]) -> NDArray[np.int64]:
+def _golden_rows(X: NDArray[np.float64], strata: NDArray[Any], schema: Schema) -> NDArray[np.int64]:
     """The golden sample, of rows without a passed unknown category (its value is not in
     the matrix, and the gate sends the golden rows as requests); nulls stay."""
-    keep = np.flatnonzero(~(X < 0).any(axis=1))
+    categorical = list(schema.categorical_indices)
+    keep = np.flatnonzero(~(X[:, categorical] < 0).any(axis=1))
     return keep[golden.stratified_sample(strata[keep])].astype(np.int64)
 
 
