@@ -286,3 +286,25 @@ def test_a_refused_skops_type_names_the_step_that_holds_it(
         "(attribute '_fit_dtype')" in err
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unlisted_category_in_the_holdout_reaches_the_encoder_as_itself(
+    tmp_path: Path, fitted: dict[str, Any]
+) -> None:
+    # unknown: pass with OneHotEncoder(handle_unknown="ignore"): the row is judged with its
+    # raw value (the answers check compares it with the user's own DataFrame row), and
+    # left out of the golden set, whose rows are sent as requests by their codes.
+    frame = pd.read_csv(fitted["holdout"])
+    frame.loc[3, "island"] = "Anvers"
+    data = tmp_path / "holdout.csv"
+    frame.to_csv(data, index=False)
+    schema = write_json(tmp_path / "penguins.json", penguin_schema())
+    assert _package(tmp_path, fitted["joblib"], schema, "--data", str(data)) == 0
+    version = tmp_path / "out/penguins/v1"
+    document = json.loads((version / "golden.json").read_text())
+    assert document["rows"] == len(frame) - 1
+    assert all(row["island"] != "Anvers" for row in instances(document))
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["metrics"]["holdout_rows"] == len(frame)
+    island = next(f for f in manifest["features"] if f["name"] == "island")
+    assert island["observed"]["values"] == ["Biscoe", "Dream", "Torgersen"]
