@@ -133,9 +133,16 @@ def check_encoders(pipeline: Any, schema: Schema, where: str) -> None:
         refuses = getattr(found.encoder, "handle_unknown", "error") == "error"
         for column, categories in zip(found.columns, found.encoder.categories_, strict=True):
             spec = specs.get(column)
-            if spec is not None:
-                _check_column(
-                    f"{where}: {found.path}, column {column!r}", spec, categories, refuses
+            if spec is None:
+                continue
+            at = f"{where}: {found.path}, column {column!r}"
+            _check_column(at, spec, categories, refuses)
+            missing_known = any(_is_missing(c) for c in categories)
+            if spec.nullable and refuses and not found.imputed and not missing_known:
+                raise FrameCheckError(
+                    f"{at}: the schema says nullable, but a null would reach an encoder that "
+                    "never saw a missing value and refuses unknown values "
+                    "(handle_unknown='error'): impute it first, or remove nullable"
                 )
 
 

@@ -229,6 +229,20 @@ def test_an_encoder_that_refuses_unknowns_is_checked_against_the_schema(
     assert f"{path}: the schema lists 'Anvers', which the encoder does not know" in (
         capsys.readouterr().err
     )
+    # Without an imputer before it, a null would reach the strict encoder.
+    known = train["sex"].notna()
+    bare = issue_pipeline(encoder=OneHotEncoder())
+    bare.fit(train.loc[known, PENGUIN_FEATURES], train.loc[known, "species"])
+    skops.io.dump(bare, estimator)
+    nullable = penguin_schema(island={"nullable": True})
+    for feature in nullable["features"]:
+        feature.pop("unknown", None)
+    schema = write_json(tmp_path / "nullable.json", nullable)
+    assert _package(tmp_path, estimator, schema) == 2
+    assert (
+        "step 'pre' > transformer 'cat', column 'island': the schema says nullable, but a "
+        "null would reach an encoder that never saw a missing value" in capsys.readouterr().err
+    )
     assert not (tmp_path / "out").exists()
 
 
