@@ -23,6 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import sklearn_model
+from inference.frames import FRAME_INPUT, FramePipeline
+from inference.validation import schema_from_artifact
 from serving import artifacts
 from training import tracked, versions
 
@@ -145,13 +147,17 @@ def dumps(payload: dict[str, Any]) -> bytes:
 def checked_dumps(payload: dict[str, Any], X: NDArray[np.float64], model: Any = None) -> bytes:
     """``payload`` as skops bytes, after the runtime's loader read them back and agreed
     with ``model`` (the pipeline as training calls it: a ``FramePipeline`` for a frame
-    model; by default the payload's pipeline)."""
+    model; by default the payload's pipeline, through ``FramePipeline`` when the payload
+    says ``"input": "frame"``)."""
     data = dumps(payload)
     try:
         loaded = sklearn_model.load(data)
     except sklearn_model.SklearnModelError as exc:
         raise SkopsParityError(f"the skops artifact does not load: {exc}") from exc
     pipeline = payload["pipeline"] if model is None else model
+    if model is None and payload.get("input") == FRAME_INPUT:
+        features = schema_from_artifact(payload["features"])
+        pipeline = FramePipeline(pipeline, features, payload.get("frame_dtypes"))
     task = payload.get("task", "binary")
     if task == "regression":
         expected = np.asarray(pipeline.predict(X), dtype=np.float64).reshape(-1)

@@ -322,3 +322,32 @@ def test_an_unlisted_category_in_the_holdout_reaches_the_encoder_as_itself(
     assert manifest["metrics"]["holdout_rows"] == len(frame)
     island = next(f for f in manifest["features"] if f["name"] == "island")
     assert island["observed"]["values"] == ["Biscoe", "Dream", "Torgersen"]
+
+
+def test_the_skops_round_trip_of_a_frame_payload_is_judged_through_its_frame(
+    fitted: dict[str, Any],
+) -> None:
+    from serving.schema import schema_from_document
+    from training import skops_artifact
+
+    schema = schema_from_document(Path("p.json"), penguin_schema())
+    pipeline = fitted["pipeline"]
+    payload = {
+        "format": skops_artifact.SKOPS_FORMAT,
+        "model_name": "penguins",
+        "model_version": "v1",
+        "features": [spec.to_json() for spec in schema.features],
+        "pipeline": pipeline,
+        "task": "multiclass",
+        "classes": pipeline.classes_.tolist(),
+        "input": "frame",
+        "frame_dtypes": {name: "object" for name in ("island", "sex")},
+    }
+    X = np.array([[39.1, 18.7, 181.0, 3750.0, 2.0, 1.0], [np.nan] * 4 + [0.0, np.nan]])
+    data = skops_artifact.checked_dumps(payload, X)
+    loaded = sklearn_model.load(data)
+    own = pd.DataFrame(
+        {**dict(zip(PENGUIN_FEATURES[:4], X[:, :4].T, strict=True)),
+         "island": ["Torgersen", "Biscoe"], "sex": ["male", np.nan]}
+    )  # fmt: skip
+    assert np.max(np.abs(loaded.outputs(X) - pipeline.predict_proba(own))) <= 1e-9
