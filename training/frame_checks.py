@@ -225,7 +225,12 @@ def check_answers(
     """Refuse unless the handler's frame gives the pipeline's answers on ``own_frame`` (the
     user's DataFrame of the same rows); returns the largest difference."""
     pipeline = frame_model.pipeline
-    expected = outputs(pipeline, task, own_frame)
+    try:
+        expected = outputs(pipeline, task, own_frame)
+    except Exception as exc:
+        raise FrameCheckError(
+            f"{where}: the pipeline fails on your own DataFrame of these rows: {exc}"
+        ) from None
     try:
         actual = outputs(frame_model, task, X, unknown=unknown)
     except Exception as exc:

@@ -92,3 +92,13 @@ def test_the_right_order_is_not_flagged() -> None:
     check = feature_order.compare("binary", {"accuracy": 1.0}, {"accuracy": 0.95})
     assert check["flagged"] is False and check["drop"] == 0.05
     assert feature_order.compare("regression", {"r2": 0.9}, {"r2": 0.55})["flagged"] is True
+
+
+def test_a_schema_cannot_be_drafted_from_a_model_without_column_names(
+    tmp_path: Path, swapped: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = tmp_path / "draft.json"
+    argv = ["--estimator", str(swapped["estimator"]), "--data", str(swapped["holdout"])]
+    assert package.main([*argv, "--write-schema", str(draft)]) == 2
+    assert "not fitted on a DataFrame (no feature_names_in_)" in capsys.readouterr().err
+    assert not draft.exists()
