@@ -1,9 +1,11 @@
 """Package a fitted pipeline for the "compiled" runtime: the entry of compiling.
 
-The compiled artifact (format ``sklearn-compiled-npz/2``) is evaluated by
+The compiled artifact (format ``sklearn-compiled-npz/3``) is evaluated by
 ``lambda_src/inference/compiled_pipeline.py`` with numpy alone: no scikit-learn import
 and no pickle at cold start. ``compile_pipeline`` checks the task and classes against the
-estimator, compiles the preprocessing step (``training.compile_preprocessing``) and the
+estimator, compiles the preprocessing (``training.compile_preprocessing``: given the
+schema's features and whether the pipeline was fitted on a DataFrame, so that a
+categorical feature's tables are computed from the values the handler sends) and the
 estimator (``training.compile_estimators``; see docs/performance.md for the table of what
 compiles), writes the archive and loads it back with the runtime's own loader. Anything
 that does not compile raises ``UnsupportedModelError`` naming what is not supported, and
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from inference import compiled_model, compiled_pipeline
+from inference.frames import FramePipeline, fitted_on_frame
+from inference.validation import Feature, schema_from_artifact
 from serving.tasks import TASKS
 from training.compile_estimators import compile_estimator, flatten
 from training.compile_preprocessing import preprocessing
@@ -54,6 +58,32 @@ def _check_task(estimator: Any, task: str, classes: Sequence[Any] | None) -> tup
     return labels
 
 
+def unwrap(
+    pipeline: Any, frame_dtypes: Mapping[str, str] | None = None
+) -> tuple[Any, bool, dict[str, str] | None]:
+    """(the scikit-learn pipeline, whether it takes a DataFrame, that DataFrame's dtypes)."""
+    if isinstance(pipeline, FramePipeline):
+        return pipeline.pipeline, True, dict(frame_dtypes or pipeline.dtypes) or None
+    frame = fitted_on_frame(pipeline)
+    return pipeline, frame, (dict(frame_dtypes) if frame and frame_dtypes else None)
+
+
+def schema_features(
+    features: Sequence[Mapping[str, Any]], pipeline: Any, frame: bool
+) -> tuple[Feature, ...]:
+    """The artifact's feature entries as the handler reads them; a frame model's columns
+    must be the schema's names in order."""
+    parsed = schema_from_artifact(list(features))
+    if frame:
+        names = [str(n) for n in getattr(pipeline, "feature_names_in_", [])]
+        if names != [f.name for f in parsed]:
+            raise ValueError(
+                f"the pipeline was fitted on columns {names}, the schema lists "
+                f"{[f.name for f in parsed]}"
+            )
+    return parsed
+
+
 def compile_pipeline(
     pipeline: Any,
     *,
@@ -62,12 +92,16 @@ def compile_pipeline(
     features: list[dict[str, Any]],
     task: str = "binary",
     classes: Sequence[Any] | None = (0, 1),
+    frame_dtypes: Mapping[str, str] | None = None,
 ) -> bytes:
-    """Return the ``.npz`` bytes of the compiled model (format ``sklearn-compiled-npz/2``).
+    """Return the ``.npz`` bytes of the compiled model (format ``sklearn-compiled-npz/3``).
 
-    Raises ``UnsupportedModelError`` naming the step that does not compile (the version is
-    then served by runtime ``sklearn`` only).
+    ``pipeline``: fitted on the codes matrix, or on a DataFrame (``frames.fitted_on_frame``;
+    also as a ``frames.FramePipeline``, whose dtypes are then used), ``frame_dtypes``: the
+    payload's ``"frame_dtypes"``. Raises ``UnsupportedModelError`` naming the step that does
+    not compile (the version is then served by runtime ``sklearn`` only).
     """
+    pipeline, frame, dtypes = unwrap(pipeline, frame_dtypes)
     step, estimator = split_pipeline(pipeline)
     labels = _check_task(estimator, task, classes)
     n_inputs = getattr(pipeline, "n_features_in_", len(features))
@@ -75,15 +109,19 @@ def compile_pipeline(
         raise ValueError(
             f"the pipeline takes {n_inputs} inputs but the schema lists {len(features)} features"
         )
-    pre = preprocessing(step, n_inputs)
-    meta, trees, linear = compile_estimator(estimator, len(pre.input))
+    pre = preprocessing(
+        step, n_inputs, schema_features(features, pipeline, frame), frame=frame, dtypes=dtypes
+    )
+    # Without a preprocessing step the estimator reads the schema's columns: their values.
+    values = [f.get("allowed", {}).get("values") for f in features] if step is None else None
+    meta, trees, linear = compile_estimator(estimator, len(pre.input), values)
     arrays = pre.arrays()
     if trees is not None:
         tree_arrays, depth = flatten(trees)
         arrays.update(tree_arrays, init=meta.pop("init"))
         meta["depth"] = depth
-    else:
-        arrays.update(linear)
+    # The linear arrays, or the trees' per-input arrays (their categories).
+    arrays.update(linear)
     meta.update(
         format=COMPILED_FORMAT,
         model_name=model_name,

@@ -11,6 +11,7 @@ the manifest (``parity_record``).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import compiled_model
+from inference.frames import FramePipeline
+from training.compile import schema_features, unwrap
 from training.parity_inputs import boundary_rows, parity_rows, tie_rows
 
 # Measured on the reference models: 2.2e-16 (one ulp); the bound leaves room for
@@ -86,21 +89,25 @@ def check_parity(
     *,
     task: str | None = None,
     bound: float = PARITY_BOUND,
+    frame_dtypes: Mapping[str, str] | None = None,
 ) -> ParityReport:
     """Compare the compiled model with the pipeline; raise ``ParityError`` if it misses.
 
-    ``task`` defaults to the compiled model's own; given, it must agree with it.
+    ``task`` defaults to the compiled model's own; given, it must agree with it. A frame
+    model (fitted on a DataFrame, or a ``frames.FramePipeline``) answers through
+    ``FramePipeline``: the DataFrame the handler's sklearn runtime would build
+    (``frame_dtypes``: the payload's ``"frame_dtypes"``).
     """
     model = compiled_model.load(compiled)
     if task is not None and task != model.task:
         raise ParityError(f"compiled model is a {model.task} model, not {task}")
     task = model.task
     sampled = parity_rows(X_holdout, features)
-    boundary, on_boundary = boundary_rows(pipeline, sampled)
-    ties = np.vstack([tie_rows(pipeline), boundary])
+    boundary, on_boundary = boundary_rows(pipeline, sampled, features, frame_dtypes)
+    ties = np.vstack([tie_rows(pipeline, features, frame_dtypes), boundary])
     X = np.vstack([sampled, ties])
     labelled = np.concatenate([np.ones(len(X) - len(boundary), dtype=bool), ~on_boundary])
-    expected = expected_outputs(pipeline, task, X)
+    expected = expected_outputs(_as_called(pipeline, features, frame_dtypes), task, X)
     actual = _outputs_in_chunks(model, X)
     if actual.shape != expected.shape:
         raise ParityError(
@@ -126,6 +133,16 @@ def check_parity(
             f"{report.rows - report.unlabelled_rows} labels differ"
         )
     return report
+
+
+def _as_called(
+    pipeline: Any, features: list[dict[str, Any]], frame_dtypes: Mapping[str, str] | None
+) -> Any:
+    """The pipeline as the handler calls it: through ``FramePipeline`` for a frame model."""
+    fitted, frame, dtypes = unwrap(pipeline, frame_dtypes)
+    if not frame or isinstance(pipeline, FramePipeline):
+        return pipeline
+    return FramePipeline(fitted, schema_features(features, fitted, frame), dtypes)
 
 
 def parity_record(report: ParityReport) -> dict[str, Any]:

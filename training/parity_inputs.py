@@ -7,12 +7,16 @@ trees' own precision (on the threshold itself when it is representable), where a
 against ``<=`` slip would show. ``boundary_rows``: for a linear classifier, rows on its
 decision boundaries and just beside them. Rows aimed at in the estimator's input space are
 mapped back through the preprocessing to model inputs (``_to_raw``).
+
+Rows are the handler's model input matrix (serving/schema.py): NaN for a null of a nullable
+feature, ``UNKNOWN_CODE`` for an unknown category of a feature that passes them. A frame
+model (fitted on a DataFrame) is given them through ``inference.frames.to_frame``.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +24,9 @@ from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 
 from inference import compiled_pipeline
+from inference.frames import to_frame
+from serving.schema import UNKNOWN_CODE
+from training.compile import schema_features, unwrap
 from training.compile_estimators import Tree, compile_estimator
 from training.compile_preprocessing import Preprocessing, preprocessing
 from training.compile_support import split_pipeline
@@ -28,13 +35,49 @@ PARITY_RANDOM_ROWS = 10000
 PARITY_SEED = 20261125
 # Rows placed on each decision boundary of a linear classifier.
 BOUNDARY_ROWS = 1000
+# The share of random rows with a null (nullable features) or an unknown category
+# (features that pass them), each feature on its own.
+NULL_SHARE = 0.1
+UNKNOWN_SHARE = 0.1
+
+
+class _Step:
+    """A pipeline's preprocessing as the parity rows need it: its compiled entries and its
+    own ``transform`` of model input rows (through ``to_frame`` for a frame model)."""
+
+    def __init__(
+        self,
+        pipeline: Any,
+        n_inputs: int,
+        features: list[dict[str, Any]] | None,
+        frame_dtypes: Mapping[str, str] | None = None,
+    ) -> None:
+        pipeline, self.frame, self.dtypes = unwrap(pipeline, frame_dtypes)
+        self.step, self.estimator = split_pipeline(pipeline)
+        self.features = (
+            None if features is None else schema_features(features, pipeline, self.frame)
+        )
+        self.pre = preprocessing(
+            self.step, n_inputs, self.features, frame=self.frame, dtypes=self.dtypes
+        )
+
+    def transform(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        inputs: Any = X
+        if self.frame:
+            assert self.features is not None
+            inputs = to_frame(X, self.features, dtypes=self.dtypes)
+        out = inputs if self.step is None else self.step.transform(inputs)
+        if hasattr(out, "toarray"):
+            out = out.toarray()
+        return np.asarray(out, dtype=np.float64)
 
 
 def parity_rows(
     X_holdout: NDArray[np.float64], features: list[dict[str, Any]]
 ) -> NDArray[np.float64]:
     """The holdout plus random rows over each feature's observed range (every code of a
-    categorical feature)."""
+    categorical feature), with nulls where a feature is nullable and unknown categories
+    where a feature passes them."""
     rng = np.random.default_rng(PARITY_SEED)
     columns = []
     for spec in features:
@@ -47,21 +90,35 @@ def parity_rows(
             columns.append(rng.integers(int(low), int(high) + 1, PARITY_RANDOM_ROWS))
         else:
             columns.append(np.round(rng.uniform(low, high, PARITY_RANDOM_ROWS), 2))
-    return np.vstack([X_holdout, np.column_stack(columns).astype(np.float64)])
+    random = np.column_stack(columns).astype(np.float64)
+    # A second generator: the rows of a schema without nulls or unknowns stay as they were.
+    extra = np.random.default_rng(PARITY_SEED + 1)
+    for j, spec in enumerate(features):
+        if spec.get("unknown") == "pass":
+            random[extra.random(PARITY_RANDOM_ROWS) < UNKNOWN_SHARE, j] = UNKNOWN_CODE
+        if spec.get("nullable"):
+            random[extra.random(PARITY_RANDOM_ROWS) < NULL_SHARE, j] = np.nan
+    return np.vstack([X_holdout, random])
 
 
-def tie_rows(pipeline: Any) -> NDArray[np.float64]:
+def tie_rows(
+    pipeline: Any,
+    features: list[dict[str, Any]] | None = None,
+    frame_dtypes: Mapping[str, str] | None = None,
+) -> NDArray[np.float64]:
     """Two rows per split node: each reaches the node, its feature on either side of the split.
 
     Built in the trees' input space (after preprocessing, in the trees' precision) along
     the node's path, then mapped back through the preprocessing; a row whose transformed
     numeric values are not exactly the ones aimed at is dropped (the report counts the rows
-    kept). Splits on one-hot columns have no ties to test (their inputs are 0 or 1).
+    kept). Splits on one-hot or table columns have no ties to test (their inputs are a
+    categorical feature's few values). ``features``: the artifact's entries (needed for a
+    frame model and for categorical features' tables), ``frame_dtypes`` its DataFrame's.
     """
-    step, estimator = split_pipeline(pipeline)
     n_inputs = int(getattr(pipeline, "n_features_in_", 0))
-    pre = preprocessing(step, n_inputs)
-    meta, trees, _ = compile_estimator(estimator, len(pre.input))
+    inputs = _Step(pipeline, n_inputs, features, frame_dtypes)
+    pre = inputs.pre
+    meta, trees, _ = compile_estimator(inputs.estimator, len(pre.input))
     if trees is None:
         return np.empty((0, n_inputs))
     dtype = np.dtype(meta["tree_input"])
@@ -75,8 +132,10 @@ def tie_rows(pipeline: Any) -> NDArray[np.float64]:
         return np.empty((0, n_inputs))
     aimed = np.vstack(targets)
     X = _to_raw(aimed, pre, n_inputs, dtype)
-    transformed = X if step is None else np.asarray(step.transform(X), dtype=np.float64)
-    numeric = np.asarray(pre.kind) != compiled_pipeline.ONEHOT
+    transformed = inputs.transform(X)
+    numeric = ~np.isin(
+        pre.kind, (compiled_pipeline.ONEHOT, compiled_pipeline.TABLE, compiled_pipeline.MISSING)
+    )
     exact = np.all(transformed.astype(dtype)[:, numeric] == aimed[:, numeric], axis=1)
     return X[exact]
 
@@ -94,6 +153,12 @@ def _tie_rows_below(
     if left == -1:
         return
     feature, threshold = int(tree.feature[node]), float(tree.threshold[node])
+    categorical = tree.cat_split is not None and tree.cat_split[node] >= 0
+    if categorical or not np.isfinite(threshold):
+        # No number ties a categorical split, nor one at +inf (only NaN goes right).
+        _tie_rows_below(tree, left, low, high, out, dtype)
+        _tie_rows_below(tree, right, low, high, out, dtype)
+        return
     base = np.empty(low.shape[0], dtype=dtype)
     for f, (lo, hi) in enumerate(zip(low, high, strict=True)):
         value = _at_or_below(hi, dtype) if np.isfinite(hi) else None
@@ -133,7 +198,8 @@ def _to_raw(
     aimed: NDArray[Any], pre: Preprocessing, n_inputs: int, dtype: np.dtype[Any]
 ) -> NDArray[np.float64]:
     """Model input rows whose preprocessing gives ``aimed`` (numeric columns, found by
-    bisection; a categorical code: the category whose one-hot column is aimed highest)."""
+    bisection; a categorical code: the category whose one-hot column is aimed highest; a
+    feature read through tables: its first code)."""
     X = np.zeros((aimed.shape[0], n_inputs))
     onehot: dict[int, list[tuple[int, float]]] = {}
     for j, (column, kind, a, b) in enumerate(zip(pre.input, pre.kind, pre.a, pre.b, strict=True)):
@@ -144,7 +210,7 @@ def _to_raw(
             onehot.setdefault(column, []).append((j, a))
         elif kind == compiled_pipeline.STANDARD:
             X[:, column] = _invert(target, _standard(a, b), target * b + a, dtype)
-        elif a != 0:
+        elif kind == compiled_pipeline.MINMAX and a != 0:
             X[:, column] = _invert(target, _minmax(a, b), (target - b) / a, dtype)
     for column, entries in onehot.items():
         positions = [j for j, _ in entries]
@@ -200,7 +266,10 @@ def _invert(
 
 
 def boundary_rows(
-    pipeline: Any, base: NDArray[np.float64]
+    pipeline: Any,
+    base: NDArray[np.float64],
+    features: list[dict[str, Any]] | None = None,
+    frame_dtypes: Mapping[str, str] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """For a linear classifier: ``base`` rows moved, along one numeric input, onto each
     decision boundary (P = 0.5, or two classes' scores equal), and to either side of it by
@@ -211,12 +280,12 @@ def boundary_rows(
     the batch size (BLAS sums in another order), so the gate holds them to the probability
     bound only, and the rows just beside the boundary to identical labels.
     """
-    step, estimator = split_pipeline(pipeline)
     n_inputs = base.shape[1]
     nothing = (np.empty((0, n_inputs)), np.zeros(0, dtype=bool))
+    inputs = _Step(pipeline, n_inputs, features, frame_dtypes)
+    estimator, pre = inputs.estimator, inputs.pre
     if type(estimator) is not LogisticRegression or not len(base):
         return nothing
-    pre = preprocessing(step, n_inputs)
     kinds = np.asarray(pre.kind)
     usable = np.flatnonzero(
         (kinds == compiled_pipeline.PASSTHROUGH)
@@ -226,7 +295,7 @@ def boundary_rows(
     if not usable.size:
         return nothing
     base = base[:BOUNDARY_ROWS]
-    Z = base if step is None else np.asarray(step.transform(base), dtype=np.float64)
+    Z = inputs.transform(base)
     coef, intercept = estimator.coef_, estimator.intercept_
     pairs = [(0, None)] if coef.shape[0] == 1 else list(itertools.pairwise(range(coef.shape[0])))
     rows, on_boundary = [], []

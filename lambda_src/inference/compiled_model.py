@@ -1,8 +1,9 @@
 """The "compiled" runtime: scikit-learn pipelines evaluated with numpy alone.
 
-Two artifact formats. ``sklearn-compiled-npz/2`` (everything ``training/compile.py``
-writes today: scalers, one-hot encoding, tree ensembles, linear models, every task) is
-evaluated by ``inference/compiled_pipeline.py``. ``gbm-trees-npz/1``, the first format,
+Three artifact formats. ``sklearn-compiled-npz/3`` (everything ``training/compile.py``
+writes today: imputers, scalers, encoders as lookup tables, tree ensembles, linear models,
+every task) and ``sklearn-compiled-npz/2`` (its predecessor: the same without fills and
+tables) are evaluated by ``inference/compiled_pipeline.py``. ``gbm-trees-npz/1``, the first format,
 is kept as it was because the committed churn v1/v2 artifacts are deployed by checksum:
 
 The artifact is an ``.npz`` file (read with ``allow_pickle=False``: loading it runs no
@@ -28,9 +29,12 @@ from numpy.typing import NDArray
 from inference import tree_forest
 from inference.compiled_format import (
     ESTIMATOR_ARRAYS,
+    ESTIMATOR_OPTIONAL_ARRAYS,
     FORMAT_V1,
     FORMAT_V2,
+    FORMAT_V3,
     PRE_ARRAYS,
+    PRE_V3_ARRAYS,
     V1_ARRAYS,
 )
 
@@ -73,7 +77,8 @@ def load(data: bytes) -> CompiledModel | CompiledPipeline:
     """Parse verified artifact bytes. Raises ``CompiledModelError`` on any malformation.
 
     ``gbm-trees-npz/1`` (the first churn artifacts, whose bytes are deployed) gives a
-    ``CompiledModel``; ``sklearn-compiled-npz/2`` a ``compiled_pipeline.CompiledPipeline``.
+    ``CompiledModel``; ``sklearn-compiled-npz/2`` and ``/3`` a
+    ``compiled_pipeline.CompiledPipeline``.
     """
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
@@ -85,6 +90,8 @@ def load(data: bytes) -> CompiledModel | CompiledPipeline:
                     f"compiled model archive lacks array(s) {', '.join(missing)}"
                 )
             arrays = {name: archive[name] for name in names}
+            optional = ESTIMATOR_OPTIONAL_ARRAYS.get(str(meta.get("estimator")), ())
+            arrays.update({name: archive[name] for name in optional if name in archive.files})
     except CompiledModelError:
         raise
     except (OSError, ValueError, KeyError, EOFError) as exc:
@@ -117,11 +124,13 @@ def _meta(raw: NDArray[Any]) -> dict[str, Any]:
 def _array_names(meta: dict[str, Any]) -> tuple[str, ...]:
     if meta.get("format") == FORMAT:
         return V1_ARRAYS
-    if meta.get("format") == FORMAT_V2:
+    if meta.get("format") in (FORMAT_V2, FORMAT_V3):
         estimator = ESTIMATOR_ARRAYS.get(str(meta.get("estimator")))
         if estimator is None:
             raise CompiledModelError(f"unsupported compiled estimator {meta.get('estimator')!r}")
-        return (*PRE_ARRAYS, *estimator)
+        # A format 2 archive has none of format 3's new arrays (their defaults: none).
+        extra = PRE_V3_ARRAYS if meta["format"] == FORMAT_V3 else ()
+        return (*PRE_ARRAYS, *extra, *estimator)
     raise CompiledModelError(f"unsupported compiled format {meta.get('format')!r}")
 
 

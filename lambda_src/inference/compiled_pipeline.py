@@ -1,22 +1,40 @@
-"""Format ``sklearn-compiled-npz/2``: a preprocessing step and an estimator, with numpy alone.
+"""Formats ``sklearn-compiled-npz/3`` and ``/2``: preprocessing and an estimator, with numpy alone.
 
-Written by ``training/compile.py`` for every pipeline it supports; ``compiled_model.load``
-reads it (and still reads the first format, ``gbm-trees-npz/1``, unchanged). Each stage
+Format 3 is written by ``training/compile.py`` for every pipeline it supports;
+``compiled_model.load`` reads it, format 2 (format 3 without ``pre_fill`` and
+``pre_table``: read as no fill and no tables) and the first format, ``gbm-trees-npz/1``,
+unchanged. Each stage
 repeats scikit-learn's own arithmetic, operation for operation, so that the outputs match
 to the last bits on typical inputs; the packaging parity gate enforces the bound anyway.
 
 Arrays (all plain numbers: the archive is read with ``allow_pickle=False``):
 
 * preprocessing, one entry per column of the estimator's input: ``pre_input`` (the model
-  input column it reads), ``pre_kind`` (0 passthrough; 1 standard: ``(x - a) / b``;
-  2 min-max: ``x * a + b`` then clipped to ``[pre_low, pre_high]``; 3 one-hot: ``x == a``),
-  ``pre_a``, ``pre_b``, ``pre_low``, ``pre_high``.
+  input column it reads), ``pre_fill`` (NaN: none; else a missing input value, NaN, is
+  replaced by it before the transform: ``SimpleImputer``), ``pre_kind`` (0 passthrough;
+  1 standard: ``(x - a) / b``, also ``RobustScaler``; 2 min-max: ``x * a + b`` then
+  clipped to ``[pre_low, pre_high]``; 3 one-hot: ``x == a``; 4 table: the column's value
+  is ``pre_table[a + row]``, ``row`` the input's code 0..K-1, K (``pre_b``) for a null and
+  K + 1 for an unknown category, -1; 5 missing: ``pre_b`` where the input is null,
+  ``pre_a`` elsewhere: ``SimpleImputer(add_indicator=True)``'s indicator, through any
+  scaler after it), ``pre_a``, ``pre_b``, ``pre_low``, ``pre_high``, and
+  ``pre_table`` (every table, flat). A table holds what the fitted scikit-learn
+  transformer itself gave for each value of the feature's domain at compile time
+  (encoders, imputers of categories, whole sub-pipelines over categorical columns).
 * trees (``meta.estimator == "trees"``): the flat node arrays of ``tree_forest``, ``value``
   of shape ``(nodes,)`` or ``(nodes, K)``, ``init`` of shape ``(K,)``. ``meta.tree_input``
   says whether the trees compare in float32 (scikit-learn's trees, forests, gradient
   boosting) or float64 (histogram gradient boosting); ``meta.combine`` is ``sum`` (boosting:
   init plus every tree in stage order) or ``mean`` (forests: the sum divided by the number
-  of trees).
+  of trees). Missing values and categories (``tree_routing``; all optional, absent in a v2
+  archive): ``missing_left`` (uint8 per node: 1 sends a NaN left, 0 right; default 0);
+  ``cat_split`` (int32 per node: -1, or for histogram gradient boosting's native
+  categorical split the row of ``cat_left``, uint32 ``(splits, 8)``: bit ``c`` of a row set
+  sends the category of index ``c`` left, a known category without its bit goes right);
+  ``cat_values`` (float64) and ``cat_offsets`` (int64, estimator input columns + 1): column
+  ``j``'s known category values are ``cat_values[cat_offsets[j]:cat_offsets[j + 1]]``,
+  ascending, and a value's index is its position there. A value that is none of them (an
+  unknown code such as -1, NaN) goes where the node sends a NaN.
 * linear (``meta.estimator == "linear"``): ``coef`` and ``intercept`` in scikit-learn's own
   shapes, evaluated as ``X @ coef.T + intercept`` (``X @ coef`` for a 1-D ``coef``).
 
@@ -32,11 +50,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import tree_forest
-from inference.compiled_format import FORMAT_V2, PRE_ARRAYS
+from inference.compiled_format import FORMAT_V3, PRE_ARRAYS
 from serving.tasks import TASKS
 
-FORMAT = FORMAT_V2
-PASSTHROUGH, STANDARD, MINMAX, ONEHOT = 0, 1, 2, 3
+FORMAT = FORMAT_V3
+PASSTHROUGH, STANDARD, MINMAX, ONEHOT, TABLE, MISSING = 0, 1, 2, 3, 4, 5
 LINKS = ("identity", "expit", "softmax")
 
 
@@ -45,7 +63,7 @@ class FormatError(ValueError):
 
 
 class _Preprocess:
-    __slots__ = ("groups", "identity", "input")
+    __slots__ = ("fill", "groups", "identity", "input")
 
     def __init__(self, arrays: Mapping[str, NDArray[Any]], n_features: int) -> None:
         input_ = arrays["pre_input"].astype(np.intp)
@@ -53,28 +71,46 @@ class _Preprocess:
         a, b = arrays["pre_a"].astype(np.float64), arrays["pre_b"].astype(np.float64)
         low, high = arrays["pre_low"].astype(np.float64), arrays["pre_high"].astype(np.float64)
         width = input_.shape[0]
+        # A format 2 archive has neither: no fill, no tables.
+        fill = np.asarray(arrays.get("pre_fill", np.full(width, np.nan)), dtype=np.float64)
+        table = np.asarray(arrays.get("pre_table", np.empty(0)), dtype=np.float64)
         if (
             any(arrays[k].ndim != 1 or arrays[k].shape[0] != width for k in PRE_ARRAYS)
+            or fill.shape != (width,)
+            or table.ndim != 1
             or (width and (input_.min() < 0 or input_.max() >= n_features))
-            or (width and (kind.min() < PASSTHROUGH or kind.max() > ONEHOT))
+            or (width and (kind.min() < PASSTHROUGH or kind.max() > MISSING))
             or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)))
             or np.any(b[kind == STANDARD] == 0)
             or np.any(np.isnan(low) | np.isnan(high) | (low > high))
+            or np.any(np.isinf(fill))
+            or np.any(~np.isnan(fill[(kind == TABLE) | (kind == MISSING)]))
+            or not _tables_fit(a[kind == TABLE], b[kind == TABLE], table.shape[0])
         ):
             raise FormatError("preprocessing arrays are inconsistent")
         self.input = input_
         self.identity = bool(
             width == n_features
             and np.all(kind == PASSTHROUGH)
+            and np.all(np.isnan(fill))
             and np.array_equal(input_, np.arange(n_features))
         )
+        filled = np.flatnonzero(~np.isnan(fill))
+        self.fill = (filled, fill[filled]) if filled.size else None
         # One whole-array operation per kind present; ``None`` columns: every column.
         self.groups: list[tuple[int, Any, Any, Any, Any, Any]] = []
-        for k in (STANDARD, MINMAX, ONEHOT):
+        for k in (STANDARD, MINMAX, ONEHOT, TABLE, MISSING):
             cols = np.flatnonzero(kind == k)
             if not cols.size:
                 continue
             clip = k == MINMAX and bool(np.any(np.isfinite(low[cols]) | np.isfinite(high[cols])))
+            if k == TABLE:
+                # pre_a: each table's offset, pre_b: its K; rows K (null) and K + 1 (unknown);
+                # the flat tables in the place of the clip bounds.
+                self.groups.append(
+                    (k, cols, a[cols].astype(np.intp), b[cols].astype(np.intp), table, None)
+                )
+                continue
             self.groups.append(
                 (
                     k,
@@ -92,23 +128,46 @@ class _Preprocess:
         # A new C-ordered array, like the scalers' copy and ColumnTransformer's hstack (X[:, idx]
         # would be F-ordered, and a matrix product over it sums in another order).
         out = np.take(X, self.input, axis=1)
+        if self.fill is not None:
+            # SimpleImputer.transform: X[mask] = statistics_, before the column's transform.
+            cols, values = self.fill
+            part = out[:, cols]
+            out[:, cols] = np.where(np.isnan(part), values, part)
         for kind, cols, a, b, low, high in self.groups:
             part = out if cols is None else out[:, cols]
             if kind == STANDARD:
-                # StandardScaler.transform: X -= mean_; X /= scale_
+                # StandardScaler/RobustScaler.transform: X -= center; X /= scale
                 part = (part - a) / b
             elif kind == MINMAX:
                 # MinMaxScaler.transform: X *= scale_; X += min_; then np.clip if clip
                 part = part * a + b
                 if low is not None:
                     part = np.clip(part, low, high)
-            else:
+            elif kind == ONEHOT:
                 part = (part == a).astype(np.float64)
+            elif kind == MISSING:
+                # SimpleImputer's add_indicator column (through any scaler after it).
+                part = np.where(np.isnan(part), b, a)
+            else:
+                # The feature's code 0..K-1, null (NaN) at row K, unknown (-1) at row K + 1.
+                with np.errstate(invalid="ignore"):
+                    row = np.where(np.isnan(part), b, np.where(part < 0, b + 1, part))
+                part = low[a + row.astype(np.intp)]
             if cols is None:
                 out = part
             else:
                 out[:, cols] = part
         return np.ascontiguousarray(out)
+
+
+def _tables_fit(offset: NDArray[np.float64], k: NDArray[np.float64], size: int) -> bool:
+    return bool(
+        np.all(offset == np.floor(offset))
+        and np.all(k == np.floor(k))
+        and np.all(offset >= 0)
+        and np.all(k >= 1)
+        and np.all(offset + k + 2 <= size)
+    )
 
 
 class _Trees:
@@ -178,7 +237,9 @@ class CompiledPipeline:
         self.estimator = estimator
         self.link = link
 
-    def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+    def outputs(self, X: NDArray[np.float64], unknown: Any = None) -> NDArray[np.float64]:
+        # ``unknown`` (the raw values of passed unknown categories) is not needed: every
+        # unknown value of a feature reads the same table row.
         raw = self.estimator.raw(self.preprocess.apply(X))
         if raw.ndim == 2 and raw.shape[1] == 1:
             raw = raw[:, 0]
@@ -289,6 +350,7 @@ def _trees(
         or arrays["roots"].shape[0] == 0
     ):
         raise FormatError("tree arrays are inconsistent")
+    routing = _routing(arrays, nodes, width)
     try:
         forest = tree_forest.build(
             init_raw=float(init[0]) if value.ndim == 1 else init.astype(np.float64),
@@ -299,10 +361,54 @@ def _trees(
             right=arrays["right"].astype(np.intp),
             value=value.astype(np.float64),
             depth=int(depth),
+            **routing,
         )
     except tree_forest.ForestStructureError as exc:
         raise FormatError(f"tree arrays are inconsistent: {exc}") from None
     return _Trees(forest, float32=tree_input == "float32", mean_of=int(mean_of)), outputs
+
+
+def _routing(arrays: Mapping[str, NDArray[Any]], nodes: int, width: int) -> dict[str, Any]:
+    """``tree_forest.build``'s missing-value and categorical arguments, shapes checked."""
+    routing: dict[str, Any] = {}
+    missing_left = arrays.get("missing_left")
+    if missing_left is not None:
+        if missing_left.shape != (nodes,) or missing_left.dtype.kind not in "biu":
+            raise FormatError("missing_left is not one integer per node")
+        routing["missing_left"] = missing_left.astype(np.uint8)
+    cat_split, cat_left = arrays.get("cat_split"), arrays.get("cat_left")
+    if (cat_split is None) != (cat_left is None):
+        raise FormatError("cat_split and cat_left come together")
+    if cat_split is not None and cat_left is not None:
+        if (
+            cat_split.shape != (nodes,)
+            or cat_split.dtype.kind not in "iu"
+            or cat_left.ndim != 2
+            or cat_left.dtype.kind not in "iu"
+        ):
+            raise FormatError("cat_split or cat_left have the wrong shape or type")
+        routing["cat_split"] = cat_split.astype(np.intp)
+        routing["cat_left"] = cat_left.astype(np.uint32)
+    values, offsets = arrays.get("cat_values"), arrays.get("cat_offsets")
+    if (values is None) != (offsets is None):
+        raise FormatError("cat_values and cat_offsets come together")
+    if values is not None and offsets is not None:
+        if (
+            values.ndim != 1
+            or offsets.shape != (width + 1,)
+            or offsets.dtype.kind not in "iu"
+            or offsets[0] != 0
+            or offsets[-1] != values.shape[0]
+            or np.any(np.diff(offsets) < 0)
+        ):
+            raise FormatError("cat_offsets do not cut cat_values into one slice per input column")
+        values = values.astype(np.float64)
+        routing["cat_values"] = {
+            j: values[offsets[j] : offsets[j + 1]]
+            for j in range(width)
+            if offsets[j + 1] > offsets[j]
+        }
+    return routing
 
 
 def _linear(arrays: Mapping[str, NDArray[Any]], width: int) -> tuple[_Linear, int]:

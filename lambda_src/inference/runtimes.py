@@ -54,7 +54,7 @@ REGISTRY: dict[str, Runtime] = {
         Runtime(
             name=ModelRuntime.COMPILED.value,
             module="inference.compiled_model",
-            formats=("gbm-trees-npz/1", "sklearn-compiled-npz/2"),
+            formats=("gbm-trees-npz/1", "sklearn-compiled-npz/2", "sklearn-compiled-npz/3"),
             artifact_keys=("compiled",),
             lean_fetch=True,
         ),

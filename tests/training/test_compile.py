@@ -125,7 +125,7 @@ def test_manifest_records_the_parity_check(tmp_path: Path) -> None:
     out = train_churn(tmp_path, synthetic_data(800, 1))
     entry = json.loads((out / "manifest.json").read_text())["artifacts"]["compiled"]
     assert entry["sha256"] == sha256_file(out / "model.compiled.npz")
-    assert entry["format"] == compiled_format.FORMAT_V2 == "sklearn-compiled-npz/2"
+    assert entry["format"] == compiled_format.FORMAT_V3 == "sklearn-compiled-npz/3"
     parity = entry["parity"]
     assert parity["passed"] is True and parity["label_mismatches"] == 0
     assert parity["max_abs_diff"] <= parity["bound"] == PARITY_BOUND
@@ -145,11 +145,12 @@ def test_reference_manifests_carry_a_passed_parity_check() -> None:
         ([("svc", SVC())], r"does not support the estimator SVC \(supported: "),
         (
             [("pca", PCA(3)), ("lr", LogisticRegression())],
-            r"does not support the preprocessing step PCA \(supported: StandardScaler",
+            r"does not support the preprocessing step PCA over numeric column\(s\) .*"
+            r"\(supported: SimpleImputer, StandardScaler",
         ),
         (
             [("scaler", StandardScaler()), ("pca", PCA(3)), ("lr", LogisticRegression())],
-            r"at most one preprocessing step, not StandardScaler \+ PCA",
+            r"does not support the preprocessing step StandardScaler \+ PCA over numeric",
         ),
     ],
     ids=["svc", "pca", "two-steps"],

@@ -172,7 +172,8 @@ CATEGORY = {"name": "c", "type": "categorical", "values": ["x", "y"]}
         ),
         (
             {"task": "binary", "label": "y", "features": [{**GOOD_FEATURE, "range": [0, 1]}]},
-            r"features\[0\] has unknown key\(s\) range; allowed: description, max, min, name, nullable, type",
+            r"features\[0\] has unknown key\(s\) range; allowed: description, max, min, name, "
+            r"nullable, type",
         ),
         (
             {"task": "binary", "label": "y", "features": [{"name": "c", "type": "categorical"}]},
@@ -200,7 +201,8 @@ CATEGORY = {"name": "c", "type": "categorical", "values": ["x", "y"]}
         ),
         (
             {"task": "binary", "label": "y", "features": [CATEGORY | {"min": 0}]},
-            r"features\[0\] has unknown key\(s\) min; allowed: description, name, nullable, type, unknown, values",
+            r"features\[0\] has unknown key\(s\) min; allowed: description, name, nullable, type, "
+            r"unknown, values",
         ),
     ],
     ids=[
