@@ -4,9 +4,8 @@ sklearn runtime with the pipeline's own answers on the user's DataFrame rows; ch
 against the schema (a mismatch refused naming the step and the column, exit 2, nothing
 written); the schema drafted by --write-schema packages as it is.
 
-After the compiled-runtime helpers' work is merged, the two "packages_unchanged" tests
-should also assert ``"compiled" in manifest["artifacts"]`` and that the compiled
-runtime's golden answers equal predict_proba on the DataFrame rows within 1e-9.
+Both runtimes are held to it: the sklearn runtime's and the compiled runtime's answers
+on the golden rows (nulls included) equal predict_proba on the DataFrame rows within 1e-9.
 """
 
 from __future__ import annotations
@@ -108,6 +107,9 @@ def test_the_issues_pipeline_packages_unchanged_and_serves_its_own_answers(
     own = pd.DataFrame(requests)[PENGUIN_FEATURES]
     expected = fitted["pipeline"].predict_proba(own)
     assert np.max(np.abs(_served_answers(version) - expected)) <= 1e-9
+    # And by the compiled runtime, which took the pipeline (parity held through the frame).
+    assert "compiled" in manifest["artifacts"], manifest.get("compiled_runtime")
+    assert np.max(np.abs(_served_answers(version, "compiled") - expected)) <= 1e-9
     assert manifest["quality_gate"]["status"] == "passed"
     assert manifest["metrics"]["accuracy"] > 0.9
 
@@ -149,6 +151,9 @@ def test_a_bundled_dataset_with_nan_and_a_string_column_packages_from_joblib(
     own = pd.DataFrame(requests)[features]
     expected = pipeline.predict_proba(own)[:, 1]
     assert np.max(np.abs(_served_answers(version) - expected)) <= 1e-9
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert "compiled" in manifest["artifacts"], manifest.get("compiled_runtime")
+    assert np.max(np.abs(_served_answers(version, "compiled") - expected)) <= 1e-9
 
 
 def test_the_drafted_schema_unedited_packages_the_same_pipeline(
