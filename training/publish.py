@@ -394,6 +394,7 @@ def publish(
                 model_name=model_name,
                 model_version=version,
                 features=feature_schema,
+                frame_dtypes=frame_dtypes,
                 **task_kw,
             )
             # The compiled file knows its classes; the task is checked against it.
