@@ -127,7 +127,9 @@ def rows_as_instances(
     """Encoded rows as request instances: integers kept as integers, categorical codes
     (positions in the feature's values) turned back into the values callers send."""
 
-    def value(name: str, code: float) -> Any:
+    def value(name: str, code: float | None) -> Any:
+        if code is None or code != code:
+            return None  # a nullable feature's missing value (null in golden.json)
         if name in categories:
             return categories[name][int(code)]
         return int(code) if float(code).is_integer() else float(code)
@@ -145,7 +147,10 @@ ROWS_FORMAT = "bloom-sha256/1"
 
 
 def row_digest(features: Sequence[float], label: Any) -> bytes:
-    encoded = struct.pack(f">{len(features)}d", *(float(v) + 0.0 for v in features))
+    # null (a missing value) hashes as numpy's NaN, the matrix training hashed.
+    encoded = struct.pack(
+        f">{len(features)}d", *(float("nan") if v is None else float(v) + 0.0 for v in features)
+    )
     if isinstance(label, str):
         encoded += b"s" + label.encode()
     else:

@@ -12,6 +12,9 @@ import hashlib
 import io
 import json
 import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from serving.labels import finite_number
-from serving.schema import FeatureSpec, Schema, listing, quote
+from serving.schema import UNKNOWN_CODE, FeatureSpec, Schema, listing, quote
 from training.schema import CHURN
 
 MIN_ROWS = 100
@@ -28,20 +31,73 @@ MIN_ROWS_PER_CLASS = 10
 INT64 = np.iinfo(np.int64)
 
 
+# A nullable feature's missing cell, as spreadsheets and pandas write it (pandas reads
+# each of these as NaN too): NaN in the matrix. A listed category wins over this list.
+MISSING_CELLS = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None"})
+
+
 # Class labels (int64, or object holding str) or regression targets (float64).
 Labels = NDArray[Any]
+
+Notice = Callable[[str], Any]
 
 
 class DatasetError(ValueError):
     """The training data cannot be used; the message says where and why."""
 
 
-def load_csv(path: Path, schema: Schema = CHURN) -> tuple[NDArray[np.float64], Labels]:
-    """Read ``path`` into ``(X, y)`` with columns in the order of ``schema.features``.
+@dataclass(frozen=True)
+class Table:
+    """A CSV read against a schema: the matrix, the labels, and the raw cell of each passed
+    unknown category ((row, column) -> value; the matrix holds ``UNKNOWN_CODE`` there)."""
+
+    X: NDArray[np.float64]
+    y: Labels
+    unknown: dict[tuple[int, int], str | int] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def load_csv(
+    path: Path, schema: Schema = CHURN, *, notice: Notice = _stderr
+) -> tuple[NDArray[np.float64], Labels]:
+    """``(X, y)`` of ``load_table``."""
+    table = load_table(path, schema, notice=notice)
+    return table.X, table.y
+
+
+def read_frame(path: Path, schema: Schema) -> Any:
+    """The schema's feature columns of ``path`` as the user's own code reads them
+    (``pandas.read_csv``: header names, pandas' dtypes, missing cells as NaN), in schema
+    order, one row per row of ``load_table``'s matrix."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True, encoding="utf-8-sig")
+    except Exception as exc:
+        raise DatasetError(f"{path}: pandas cannot read it ({quote(str(exc), 200)})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    names = list(schema.feature_names)
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path}: pandas reads no column(s) {listing(missing)}")
+    # Rows with no value at all are skipped by the loader: so here.
+    frame = frame.loc[~frame.isna().all(axis=1)]
+    return frame[names].reset_index(drop=True)
+
+
+def load_table(path: Path, schema: Schema = CHURN, *, notice: Notice = _stderr) -> Table:
+    """Read ``path`` into a ``Table`` with columns in the order of ``schema.features``.
 
     A categorical cell becomes its value's position in the schema's list (the encoding
-    the handler applies to requests). Labels: for a classifier, integers when every label
-    is an integer, else strings; for a regressor, finite numbers.
+    the handler applies to requests); a nullable feature's missing cell (empty, ``NA``,
+    ``NaN``, ``null``: ``MISSING_CELLS``) NaN; an unlisted category of an
+    ``unknown: pass`` feature ``UNKNOWN_CODE``. Columns the schema does not list are
+    ignored and named in one ``notice``. Labels: for a classifier, integers when every
+    label is an integer, else strings; for a regressor, finite numbers.
 
     Accepts CSV as spreadsheets and scripts write it: UTF-8 with or without a byte-order
     mark, LF, CRLF or CR line ends, quoted fields (a quoted field may span lines; an error
@@ -55,9 +111,15 @@ def load_csv(path: Path, schema: Schema = CHURN) -> tuple[NDArray[np.float64], L
         raise DatasetError(f"{path}: the file is empty (expected a header row)") from None
     except csv.Error as exc:
         raise DatasetError(f"{path}: line 1 is not valid CSV ({exc})") from None
-    column_index = _check_header(path, [h.strip() for h in header], schema)
+    column_index, ignored = _check_header(path, [h.strip() for h in header], schema)
+    if ignored:
+        notice(
+            f"note: {path}: column(s) {listing([quote(i) for i in ignored])} not in the "
+            "schema: ignored"
+        )
     codes = [_category_codes(spec) for spec in schema.features]
     features: list[list[float]] = []
+    unknown: dict[tuple[int, int], str | int] = {}
     raw_labels: list[tuple[int, str]] = []
     line = reader.line_num + 1
     try:
@@ -67,12 +129,14 @@ def load_csv(path: Path, schema: Schema = CHURN) -> tuple[NDArray[np.float64], L
                     raise DatasetError(
                         f"{path}: line {line} has {len(row)} fields, the header has {len(header)}"
                     )
-                features.append(
-                    [
-                        _feature_value(path, line, spec, row[column_index[spec.name]], code)
-                        for spec, code in zip(schema.features, codes, strict=True)
-                    ]
-                )
+                values = []
+                for j, (spec, code) in enumerate(zip(schema.features, codes, strict=True)):
+                    cell = row[column_index[spec.name]]
+                    value = _feature_value(path, line, spec, cell, code)
+                    if value == UNKNOWN_CODE and spec.values is not None:
+                        unknown[(len(features), j)] = _raw_category(spec, cell.strip())
+                    values.append(value)
+                features.append(values)
                 raw_labels.append((line, row[column_index[schema.label]].strip()))
             line = reader.line_num + 1
     except csv.Error as exc:
@@ -81,7 +145,16 @@ def load_csv(path: Path, schema: Schema = CHURN) -> tuple[NDArray[np.float64], L
     X = np.asarray(features, dtype=np.float64).reshape(-1, len(schema.features))
     y = _labels(path, schema, raw_labels)
     check_class_balance(y, source=str(path), label=schema.label, task=schema.task)
-    return X, y
+    return Table(X, y, unknown, tuple(ignored))
+
+
+def _raw_category(spec: FeatureSpec, text: str) -> str | int:
+    """An unlisted cell as a request would send it: an integer where the values are."""
+    if spec.values and all(isinstance(v, int) for v in spec.values):
+        integer = _as_integer(text)
+        if integer is not None and str(integer) == text:
+            return integer
+    return text
 
 
 def _labels(path: Path, schema: Schema, raw: list[tuple[int, str]]) -> Labels:
@@ -241,7 +314,10 @@ def fingerprint(X: NDArray[np.float64], y: Labels, schema: Schema = CHURN) -> di
     return summary
 
 
-def _check_header(path: Path, header: list[str], schema: Schema) -> dict[str, int]:
+def _check_header(
+    path: Path, header: list[str], schema: Schema
+) -> tuple[dict[str, int], list[str]]:
+    """Each expected column's index, and the columns the schema does not list (ignored)."""
     expected = (*schema.feature_names, schema.label)
     # A header line may be anything (an unclosed quote swallows the whole file into one
     # "column"): names are quoted and listed through the schema's bounded helpers.
@@ -250,16 +326,12 @@ def _check_header(path: Path, header: list[str], schema: Schema) -> dict[str, in
         raise DatasetError(f"{path}: duplicate column(s) {listing([quote(d) for d in duplicates])}")
     missing = [name for name in expected if name not in header]
     extra = [name for name in header if name not in expected]
-    problems = []
     if missing:
-        problems.append(f"missing column(s) {listing(missing, limit=len(expected))}")
-    if extra:
-        problems.append(f"unexpected column(s) {listing([quote(e) for e in extra])}")
-    if problems:
         raise DatasetError(
-            f"{path}: {'; '.join(problems)} (expected exactly: {', '.join(expected)})"
+            f"{path}: missing column(s) {listing(missing, limit=len(expected))} (expected: "
+            f"{', '.join(expected)}; other columns are ignored)"
         )
-    return {name: header.index(name) for name in expected}
+    return {name: header.index(name) for name in expected}, extra
 
 
 def _category_codes(spec: FeatureSpec) -> dict[str, int] | None:
@@ -279,6 +351,10 @@ def _feature_value(
     text = raw.strip()
     if codes is not None:
         code = codes.get(text)
+        if code is None and spec.nullable and text in MISSING_CELLS:
+            return math.nan
+        if code is None and spec.unknown == "pass" and text:
+            return UNKNOWN_CODE
         if code is None:
             allowed = ", ".join(quote(v) for v in (spec.values or ())[:20])
             more = "" if len(spec.values or ()) <= 20 else f", ... ({len(codes)} in all)"
@@ -287,6 +363,8 @@ def _feature_value(
                 f"values ({allowed}{more})"
             )
         return float(code)
+    if spec.nullable and text in MISSING_CELLS:
+        return math.nan
     try:
         value = float(text)
     except ValueError:

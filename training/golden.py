@@ -287,7 +287,8 @@ def document(
     content["feature_names"] = list(feature_names)
     if categories:
         content["categories"] = {name: list(values) for name, values in categories.items()}
-    content["features"] = X.tolist()
+    # A null (NaN, a nullable feature's missing value) as JSON null, as a request sends it.
+    content["features"] = [[None if v != v else v for v in row] for row in X.tolist()]
     if y is None:
         content["labels"] = None
     elif task == "regression":
@@ -355,9 +356,11 @@ def parse(data: bytes, where: str = GOLDEN_FILE) -> GoldenSet:
         X = np.asarray(content.get("features"), dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{where}: features must be rows of numbers") from None
-    if X.ndim != 2 or X.shape[1] != len(names) or X.shape[0] == 0 or not np.all(np.isfinite(X)):
+    # null (NaN here) is a nullable feature's missing value; no other non-finite number.
+    if X.ndim != 2 or X.shape[1] != len(names) or X.shape[0] == 0 or np.isinf(X).any():
         raise ValueError(
-            f"{where}: features has shape {X.shape}: expected rows of {len(names)} finite numbers"
+            f"{where}: features has shape {X.shape}: expected rows of {len(names)} finite "
+            "numbers or nulls"
         )
     categories = _parse_categories(content.get("categories", {}), names, X, where)
     rows = X.shape[0]
@@ -392,6 +395,7 @@ def _parse_categories(
         ):
             raise ValueError(f"{where}: categories.{name} must be a list of strings or integers")
         codes = X[:, names.index(name)]
+        codes = codes[~np.isnan(codes)]
         if not np.all((codes == np.floor(codes)) & (codes >= 0) & (codes < len(values))):
             raise ValueError(f"{where}: feature {name!r} holds codes outside 0..{len(values) - 1}")
         categories[name] = values

@@ -5,11 +5,17 @@ set, manifest with checksums and library versions), judged on a labelled CSV whe
 python -m training.package --model cancer --version v1 --schema cancer.yaml \\
     --estimator cancer.skops --data cancer.csv
 
-The model receives the schema's features in order, as float64, a categorical feature as
-the position of its value in the schema's list. A joblib file is a pickle: loading it runs
-whatever code it holds, so package only files you trust, pinned with --sha256. A skops
-file is loaded without unpickling and refused if it holds a type the runtime does not
-trust. Any refusal exits with status 2 and writes nothing.
+A pipeline fitted on a DataFrame (it has feature_names_in_) is packaged unchanged and
+called the way it was fitted: columns by name, strings as strings, NaN where a request
+sent null; it is checked against the schema first (names, order, encoders' categories,
+and its answers on the handler's DataFrame against those on yours). --write-schema FILE
+drafts that schema from the pipeline and --data instead of packaging. A model fitted on
+a numpy array receives the schema's features in order, as float64, a categorical feature
+as the position of its value in the schema's list; as nothing can check that order, it
+needs --confirm-feature-order. A joblib file is a pickle: loading it runs whatever code
+it holds, so package only files you trust, pinned with --sha256. A skops file is loaded
+without unpickling and refused if it holds a type the runtime does not trust, naming the
+step that holds it. Any refusal exits with status 2 and writes nothing.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import sklearn_model
+from inference.frames import fitted_on_frame
 from serving import artifacts
 from serving.schema import Schema
-from training import cli, estimators, golden, versions
-from training.dataset import Labels, fingerprint, load_csv
-from training.publish import Labelled, publish
+from training import cli, draft_schema, estimators, feature_order, golden, skops_artifact, versions
+from training.dataset import Labels, fingerprint, load_table
+from training.frame_model import FrameModel, prepare
+from training.publish import Labelled, evaluate, outputs_of, publish
 from training.schema import load_schema
 from training.training_rows import RowFilter
 
@@ -71,7 +79,8 @@ def read_estimator(path: Path, sha256: str | None) -> tuple[Any, dict[str, Any]]
             # refused now, by name.
             estimator = sklearn_model._load_skops(data)
         except sklearn_model.SklearnModelError as exc:
-            raise PackagingError(f"{path}: {exc}") from None
+            where = "; ".join(skops_artifact.untrusted_steps(data)[:10])
+            raise PackagingError(f"{path}: {exc}{f' ({where})' if where else ''}") from None
         except Exception as exc:
             raise PackagingError(f"{path}: not a readable skops file ({exc})") from None
     else:
@@ -112,12 +121,6 @@ def check_estimator(estimator: Any, schema: Schema, where: str) -> None:
         raise PackagingError(
             f"{where}: the model takes {count} features, the schema lists "
             f"{len(schema.features)} ({', '.join(schema.feature_names)})"
-        )
-    names = getattr(estimator, "feature_names_in_", None)
-    if names is not None and [str(n) for n in names] != list(schema.feature_names):
-        raise PackagingError(
-            f"{where}: the model was fitted on features {', '.join(str(n) for n in names)}; "
-            f"the schema lists {', '.join(schema.feature_names)} (same names, same order)"
         )
     classes = getattr(estimator, "classes_", None)
     if task == "regression":
@@ -178,6 +181,7 @@ def package(
     data: Path | None = None,
     training_data: Path | None = None,
     sha256: str | None = None,
+    confirm_order: bool = False,
     accept_regression: str | None = None,
     compiled: bool = True,
     force: bool = False,
@@ -186,8 +190,11 @@ def package(
     """Check ``estimator_file`` against ``schema`` and write the version; returns its
     directory. Raises ``PackagingError``, ``DatasetError`` or ``gate.QualityGateError``
     with nothing written. ``training_data``: the CSV the estimator was fitted on, when
-    known: its rows' filter goes into the manifest (``training_rows``), and its rows are
-    left out of the comparison with the previous version."""
+    known: its rows' filter goes into the manifest (``training_rows``), its rows are
+    left out of the comparison with the previous version, and with ``data`` a holdout
+    figure far below the training one is flagged (``feature_order.RULE``).
+    ``confirm_order``: the user confirmed the schema's order for a model fitted without
+    column names (refused otherwise)."""
     artifacts.check_identity(model_name, version)
     if (output / model_name / version).exists() and not force:
         raise versions.ArtifactExistsError(
@@ -195,7 +202,19 @@ def package(
             "--force to replace it"
         )
     estimator, source = read_estimator(estimator_file, sha256)
-    check_estimator(estimator, schema, str(estimator_file))
+    where = str(estimator_file)
+    check_estimator(estimator, schema, where)
+    table = load_table(data, schema) if data is not None else None
+    frame: FrameModel | None = None
+    if fitted_on_frame(estimator):
+        frame = prepare(estimator, schema, table, data, where, log)
+        extra: dict[str, Any] = {"model_input": "frame", "feature_order": frame.order}
+    else:
+        extra = {
+            "model_input": "matrix",
+            "feature_order": feature_order.decide(estimator, schema, confirm_order, where),
+        }
+    model = frame.model if frame is not None else estimator
     record: dict[str, Any] = {
         "estimator": estimators.describe(estimator),
         "params": _json_params(estimator),
@@ -204,8 +223,8 @@ def package(
     labelled = None
     observed = unlabelled = None
     data_fingerprint = None
-    if data is not None:
-        X, y = load_csv(data, schema)
+    if data is not None and table is not None:
+        X, y = table.X, table.y
         check_labels(y, estimator, schema, data)
         record["data_source"] = {"kind": "csv", "file": data.name}
         strata = y if schema.task != "regression" else np.zeros(len(y), dtype=np.int64)
@@ -213,7 +232,7 @@ def package(
             X,
             y,
             y,
-            golden.stratified_sample(strata),
+            _golden_rows(X, strata, schema),
             {"sample": "stratified from the labelled data", "seed": golden.SAMPLE_SEED},
         )
         observed, data_fingerprint = X, fingerprint(X, y, schema)
@@ -221,8 +240,23 @@ def package(
         unlabelled = inputs_across_the_schema(schema, UNLABELLED_ROWS, UNLABELLED_SEED)
     training_rows = None
     if training_data is not None:
-        training_rows = RowFilter.of(*load_csv(training_data, schema))
+        trained = load_table(training_data, schema)
+        training_rows = RowFilter.of(trained.X, trained.y)
         record["training_rows_source"] = {"kind": "csv", "file": training_data.name}
+        if table is not None:
+            fitted_X = trained.X
+            if frame is None:
+                # A model of positions was fitted on the columns in its file's order.
+                fitted_X = fitted_X[:, feature_order.file_order(training_data, schema)]
+            check = feature_order.compare(
+                schema.task,
+                _metrics(model, schema, fitted_X, trained.y),
+                _metrics(model, schema, table.X, table.y),
+            )
+            log(feature_order.describe(check))
+            if check["flagged"]:
+                print(feature_order.describe(check), file=sys.stderr)
+            extra["training_metric_check"] = check
     return publish(
         estimator,
         schema=schema,
@@ -238,8 +272,25 @@ def package(
         force=force,
         compiled=compiled,
         accept_regression=accept_regression,
+        frame_dtypes=None if frame is None else frame.dtypes,
+        manifest_extra=extra,
         log=log,
     )
+
+
+def _golden_rows(X: NDArray[np.float64], strata: NDArray[Any], schema: Schema) -> NDArray[np.int64]:
+    """The golden sample, of rows without a passed unknown category (its value is not in
+    the matrix, and the gate sends the golden rows as requests); nulls stay."""
+    categorical = list(schema.categorical_indices)
+    keep = np.flatnonzero(~(X[:, categorical] < 0).any(axis=1))
+    return keep[golden.stratified_sample(strata[keep])].astype(np.int64)
+
+
+def _metrics(model: Any, schema: Schema, X: NDArray[np.float64], y: Labels) -> dict[str, float]:
+    # A passed unknown category reaches a frame model as a stand-in value: an encoder
+    # treats every value it has never seen alike, so the answer is the same.
+    classes = None if schema.task == "regression" else _plain(model.classes_)
+    return evaluate(schema.task, y, outputs_of(model, schema.task, X), classes)
 
 
 def _json_params(estimator: Any) -> dict[str, Any]:
@@ -270,10 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="model name, e.g. cancer")
-    parser.add_argument("--version", required=True, help="version to write, e.g. v1")
+    parser.add_argument("--model", help="model name, e.g. cancer (needed to package)")
+    parser.add_argument("--version", help="version to write, e.g. v1 (needed to package)")
     parser.add_argument(
-        "--schema", required=True, type=Path, metavar="FILE", help="feature schema, JSON or YAML"
+        "--schema",
+        type=Path,
+        metavar="FILE",
+        help="feature schema, JSON or YAML (needed to package)",
     )
     parser.add_argument(
         "--estimator",
@@ -297,13 +351,48 @@ def main(argv: list[str] | None = None) -> int:
         "--training-data",
         type=Path,
         metavar="TRAINING.csv",
-        help="the rows the estimator was fitted on (same columns as --data): recorded as a "
-        "fingerprint, so that the quality gate compares versions only on rows neither saw",
+        help="the rows the estimator was fitted on (same columns as --data; for a model "
+        "fitted on a numpy array, in the order of the fit): recorded as a fingerprint, so "
+        "that the quality gate compares versions only on rows neither saw; with --data, a "
+        "holdout metric far below the training one is flagged (" + feature_order.RULE + ")",
+    )
+    parser.add_argument(
+        feature_order.CONFIRM_FLAG,
+        action="store_true",
+        help="package a model fitted without column names (on a numpy array): you confirm "
+        "that the schema lists its features in the order of the fit",
+    )
+    parser.add_argument(
+        "--write-schema",
+        type=Path,
+        metavar="FILE",
+        help="draft the schema (FILE.json or FILE.yaml) from the fitted pipeline and --data, "
+        "write it and package nothing; review it, then package with --schema FILE",
+    )
+    parser.add_argument(
+        "--label",
+        metavar="COLUMN",
+        help="with --write-schema: the label column of --data (default: its one column the "
+        "model does not read)",
     )
     cli.add_version_options(parser, DEFAULT_OUTPUT)
     args = cli.parse(parser, argv)
     if args.sha256 is not None and not SHA256.fullmatch(args.sha256):
         parser.error(f"--sha256 {args.sha256!r} is not 64 hex digits")
+    if args.write_schema is not None:
+        return cli.run(
+            lambda: draft_schema.write(
+                args.estimator,
+                args.write_schema,
+                data=args.data,
+                label=args.label,
+                sha256=args.sha256,
+                read=read_estimator,
+            )
+        )
+    needed = [f"--{n}" for n in ("model", "version", "schema") if getattr(args, n) is None]
+    if needed:
+        parser.error(f"the following arguments are required to package: {', '.join(needed)}")
     return cli.run(
         lambda: package(
             args.estimator,
@@ -311,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             data=args.data,
             training_data=args.training_data,
             sha256=args.sha256,
+            confirm_order=args.confirm_feature_order,
             **cli.version_arguments(args),
         )
     )

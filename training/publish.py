@@ -29,6 +29,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from inference.frames import FRAME_INPUT, FramePipeline
+from inference.validation import schema_from_artifact
 from serving import artifacts, quality
 from serving.distributions import MANIFEST_KEY as REFERENCE_KEY
 from serving.distributions import reference_distributions
@@ -71,6 +73,14 @@ def outputs_of(pipeline: Any, task: str, X: NDArray[np.float64]) -> NDArray[np.f
         return np.asarray(pipeline.predict(X), dtype=np.float64).reshape(-1)
     proba = np.asarray(pipeline.predict_proba(X), dtype=np.float64)
     return proba[:, 1] if task == "binary" else proba
+
+
+def complete_rows(X: NDArray[np.float64], schema: Schema) -> NDArray[np.bool_]:
+    """Rows without a null (NaN) or a passed unknown category (a negative code)."""
+    categorical = np.zeros(X.shape[1], dtype=bool)
+    categorical[list(schema.categorical_indices)] = True
+    incomplete = np.isnan(X).any(axis=1) | ((X < 0) & categorical).any(axis=1)
+    return np.asarray(~incomplete, dtype=np.bool_)
 
 
 def evaluate(
@@ -133,6 +143,13 @@ def feature_schema_with_observed(
         entry = spec.to_json()
         if X is not None:
             column = X[:, index]
+            # Nulls (NaN) and passed unknown categories (-1) are not observed values.
+            column = column[~np.isnan(column)]
+            if spec.values is not None:
+                column = column[column >= 0]
+            if not len(column):
+                entries.append(entry)
+                continue
             if spec.values is not None:
                 seen = sorted({int(code) for code in column})
                 entry["observed"] = {"values": [spec.values[code] for code in seen]}
@@ -293,6 +310,8 @@ def publish(
     compiled: bool = True,
     accept_regression: str | None = None,
     enforce_gate: bool = True,
+    frame_dtypes: Mapping[str, str] | None = None,
+    manifest_extra: Mapping[str, Any] | None = None,
     log: Log = print,
 ) -> Path:
     """Gate and write ``output/model_name/version`` for a fitted ``pipeline``.
@@ -303,14 +322,23 @@ def publish(
     model was fitted on, recorded in the manifest (the next version drops them from its
     comparison with this one) and used to drop them here. Raises
     ``quality.QualityGateError`` with nothing written when the gate refuses.
+
+    ``frame_dtypes``: given for a pipeline fitted on a DataFrame (``inference.frames``):
+    the payload says ``"input": "frame"`` and every figure here is of the pipeline called
+    through ``FramePipeline``, as the sklearn runtime calls it. ``manifest_extra``: keys
+    the manifest gets after ``training`` (packaging's ``model_input``, ``feature_order``).
     """
     task = schema.task
+    model = pipeline
+    if frame_dtypes is not None:
+        features = schema_from_artifact([spec.to_json() for spec in schema.features])
+        model = FramePipeline(pipeline, features, frame_dtypes)
     classes = classes_of(pipeline, task)
     task_kw = task_keywords(task, classes)
     check_X = labelled.X if labelled is not None else unlabelled_X
     if check_X is None:
         raise ValueError("publish needs labelled rows or unlabelled inputs for the golden set")
-    outputs = outputs_of(pipeline, task, check_X)
+    outputs = outputs_of(model, task, check_X)
     metrics: dict[str, float] | None = None
     if labelled is not None:
         metrics = evaluate(task, labelled.y, outputs, classes)
@@ -348,9 +376,11 @@ def publish(
     if task_kw:
         # A payload without them is binary over 0 and 1: churn's bytes stay as they were.
         payload.update(task=task, classes=classes)
+    if frame_dtypes is not None:
+        payload.update(input=FRAME_INPUT, frame_dtypes=dict(frame_dtypes))
     # What the sklearn runtime deploys: no pickle. The joblib file stays for local use.
     skops_bytes = skops_artifact.checked_dumps(
-        {**payload, "format": skops_artifact.SKOPS_FORMAT}, check_X
+        {**payload, "format": skops_artifact.SKOPS_FORMAT}, check_X, model=model
     )
     artifact_entries: dict[str, dict[str, Any]] = {
         "sklearn": skops_artifact.manifest_entry(skops_bytes),
@@ -364,11 +394,12 @@ def publish(
                 model_name=model_name,
                 model_version=version,
                 features=feature_schema,
+                frame_dtypes=frame_dtypes,
                 **task_kw,
             )
             # The compiled file knows its classes; the task is checked against it.
             parity_kw: dict[str, Any] = {"task": task} if task_kw else {}
-            report = check_parity(pipeline, compiled_bytes, check_X, feature_schema, **parity_kw)
+            report = check_parity(model, compiled_bytes, check_X, feature_schema, **parity_kw)
         except (UnsupportedModelError, ParityError) as exc:
             compiled_bytes = b""
             compiled_runtime = {"supported": False, "reason": str(exc)}
@@ -426,6 +457,7 @@ def publish(
         manifest["target"] = target_record(schema, classes)
         manifest["library_versions"] = library_versions()
         manifest["training"] = training_record
+        manifest.update(manifest_extra or {})
         if data_fingerprint is not None:
             manifest["data_fingerprint"] = data_fingerprint
         if training_rows is not None:
@@ -434,9 +466,13 @@ def publish(
             manifest["metrics"] = {**metrics, "holdout_rows": len(labelled.y)}
         manifest[quality.MANIFEST_KEY] = gate_record
         if observed_X is not None and labelled is not None:
-            manifest[REFERENCE_KEY] = reference_distributions(
-                observed_X, feature_schema, outputs, **task_kw
-            )
+            # The features' histograms of the complete rows: they hold values, not nulls
+            # or unknown categories (every row, as before, when the data has neither).
+            complete = complete_rows(observed_X, schema)
+            if complete.any():
+                manifest[REFERENCE_KEY] = reference_distributions(
+                    observed_X[complete], feature_schema, outputs, **task_kw
+                )
         card: dict[str, str] = {"markdown": "model_card.md"}
         if labelled is not None:
             card["plot"] = "model_card.png"

@@ -23,6 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference import sklearn_model
+from inference.frames import FRAME_INPUT, FramePipeline
+from inference.validation import schema_from_artifact
 from serving import artifacts
 from training import tracked, versions
 
@@ -38,6 +40,82 @@ _OBJECT_ID = re.compile(r"(?<![0-9.])[0-9]{12,}(?![0-9])")
 
 class SkopsParityError(ValueError):
     """The skops artifact does not load, or predicts differently from the pipeline."""
+
+
+# Attributes whose list holds (name, estimator, ...) tuples, and what each entry is called.
+_NAMED_LISTS = {"steps": "step", "transformers": "transformer", "transformers_": "transformer"}
+
+
+def untrusted_steps(data: bytes) -> list[str]:
+    """Each type of skops file ``data`` that the runtime does not trust, with where it sits
+    (``numpy.dtype in step 'pre' > transformer 'num' > step 'simpleimputer' (attribute
+    '_fit_dtype')``), read from the file's ``schema.json`` without loading anything."""
+    import skops.io
+
+    refused = set(skops.io.get_untrusted_types(data=data)) - set(sklearn_model.TRUSTED_TYPES)
+    if not refused:
+        return []
+    schema = json.loads(zipfile.ZipFile(io.BytesIO(data)).read(_SCHEMA))
+    found: dict[str, None] = {}
+    _walk(schema, [], refused, found)
+    return list(found)
+
+
+def _walk(
+    node: Any, trail: list[tuple[str, str]], refused: set[str], found: dict[str, None]
+) -> None:
+    if isinstance(node, list):
+        for child in node:
+            _walk(child, trail, refused, found)
+        return
+    if not isinstance(node, dict):
+        return
+    name = f"{node.get('__module__')}.{node.get('__class__')}"
+    if name in refused:
+        found.setdefault(f"{name} in {_where(trail)}", None)
+    content = node.get("content")
+    if node.get("__loader__") == "DictNode" and isinstance(content, dict):
+        for key, child in content.items():
+            kind = _NAMED_LISTS.get(key)
+            if (
+                kind is not None
+                and isinstance(child, dict)
+                and child.get("__loader__") == "ListNode"
+            ):
+                for entry in child.get("content") or []:
+                    _walk_named(entry, kind, [*trail, ("attribute", key)], refused, found)
+            else:
+                _walk(child, [*trail, ("attribute", str(key))], refused, found)
+        return
+    for key, child in node.items():
+        if key != "__class__" and isinstance(child, dict | list):
+            _walk(child, trail, refused, found)
+
+
+def _walk_named(
+    entry: Any, kind: str, trail: list[tuple[str, str]], refused: set[str], found: dict[str, None]
+) -> None:
+    parts = entry.get("content") if isinstance(entry, dict) else None
+    label = None
+    if isinstance(parts, list) and parts and isinstance(parts[0], dict):
+        try:
+            label = json.loads(parts[0].get("content", ""))
+        except (TypeError, ValueError):
+            label = None
+    if not isinstance(label, str) or not isinstance(parts, list):
+        _walk(entry, trail, refused, found)
+        return
+    for part in parts[1:]:
+        _walk(part, [*trail, (kind, label)], refused, found)
+
+
+def _where(trail: list[tuple[str, str]]) -> str:
+    named = [f"{kind} {label!r}" for kind, label in trail if kind != "attribute"]
+    last = trail[-1] if trail else None
+    text = " > ".join(named) or "the file"
+    if last is not None and last[0] == "attribute":
+        text += f" (attribute {last[1]!r})"
+    return text
 
 
 def dumps(payload: dict[str, Any]) -> bytes:
@@ -66,20 +144,27 @@ def dumps(payload: dict[str, Any]) -> bytes:
     return out.getvalue()
 
 
-def checked_dumps(payload: dict[str, Any], X: NDArray[np.float64]) -> bytes:
-    """``payload`` as skops bytes, after the runtime's loader read them back and agreed."""
+def checked_dumps(payload: dict[str, Any], X: NDArray[np.float64], model: Any = None) -> bytes:
+    """``payload`` as skops bytes, after the runtime's loader read them back and agreed
+    with ``model`` (the pipeline as training calls it: a ``FramePipeline`` for a frame
+    model; by default the payload's pipeline, through ``FramePipeline`` when the payload
+    says ``"input": "frame"``)."""
     data = dumps(payload)
     try:
-        model = sklearn_model.load(data)
+        loaded = sklearn_model.load(data)
     except sklearn_model.SklearnModelError as exc:
         raise SkopsParityError(f"the skops artifact does not load: {exc}") from exc
-    pipeline, task = payload["pipeline"], payload.get("task", "binary")
+    pipeline = payload["pipeline"] if model is None else model
+    if model is None and payload.get("input") == FRAME_INPUT:
+        features = schema_from_artifact(payload["features"])
+        pipeline = FramePipeline(pipeline, features, payload.get("frame_dtypes"))
+    task = payload.get("task", "binary")
     if task == "regression":
         expected = np.asarray(pipeline.predict(X), dtype=np.float64).reshape(-1)
     else:
         proba = np.asarray(pipeline.predict_proba(X), dtype=np.float64)
         expected = proba[:, 1] if task == "binary" else proba
-    if not np.array_equal(model.outputs(X), expected):
+    if not np.array_equal(loaded.outputs(X), expected, equal_nan=True):
         raise SkopsParityError("the skops artifact predicts differently from the pipeline")
     return data
 

@@ -32,13 +32,21 @@ from serving.tasks import TASKS
 
 FORMAT = "sklearn-pipeline-joblib/1"
 SKOPS_FORMAT = "sklearn-pipeline-skops/1"
-# Types skops does not trust by itself that the built-in estimators need (the tree of the
-# tree ensembles; the predictor of the histogram gradient boosting ones: arrays of nodes
-# and bin thresholds, no code). Anything else in an artifact is refused by name: extending
-# this list is a reviewed code change.
+# Types skops does not trust by itself that the standard steps need (found with
+# skops.io.get_untrusted_types on dumped pipelines of SimpleImputer, OneHotEncoder,
+# OrdinalEncoder, ColumnTransformer, the scalers, HistGradientBoosting*, RandomForest*,
+# ExtraTrees*, GradientBoosting*, DecisionTree*, linear models), each with why it runs no
+# code. Anything else in an artifact is refused by name: extending this list is a reviewed
+# code change.
 TRUSTED_TYPES = (
+    # The fitted tree of the tree models: arrays of nodes and thresholds, rebuilt by
+    # scikit-learn's own __setstate__ from them.
     "sklearn.tree._tree.Tree",
+    # A HistGradientBoosting* tree: an array of nodes and the bin thresholds.
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    # A dtype descriptor (SimpleImputer._fit_dtype, the encoders' dtypes): numpy builds it
+    # from a type string such as "float64" or "<U6"; it holds no data and calls nothing.
+    "numpy.dtype",
 )
 ZIP_MAGIC = b"PK\x03\x04"
 POSITIVE_CLASS = 1
@@ -111,6 +119,14 @@ def load(data: bytes) -> SklearnModel:
         raise SklearnModelError(
             f"pipeline expects {n_inputs} inputs but the artifact lists {len(features)} features"
         )
+    if payload.get("input") == "frame":
+        # Stand-in until helper A's frame support lands (take A's version on merge): a
+        # pipeline fitted on a DataFrame is called with inference.frames' DataFrame.
+        from inference.frames import FramePipeline
+        from inference.validation import schema_from_artifact
+
+        dtypes = payload.get("frame_dtypes")
+        pipeline = FramePipeline(pipeline, schema_from_artifact(features), dtypes)
     return SklearnModel(
         model_name=str(payload["model_name"]),
         model_version=str(payload["model_version"]),

@@ -36,6 +36,7 @@ def _schema(tmp_path: Path, document: Any, name: str = "schema.json") -> Path:
 
 def _package(tmp_path: Path, *extra: str, model: str = "churn", version: str = "v7") -> int:
     argv = ["--model", model, "--version", version, "--output", str(tmp_path / "out")]
+    argv += ["--confirm-feature-order"]  # models fitted on numpy arrays, in schema order
     if "--schema" not in extra:
         argv += ["--schema", str(CHURN_SCHEMA_FILE)]
     if "--estimator" not in extra:

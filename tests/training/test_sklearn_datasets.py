@@ -119,6 +119,7 @@ def fit_and_package(
     out = output or tmp_path / "out"
     argv = ["--model", name, "--version", "v1", "--schema", str(schema)]
     argv += ["--estimator", str(path), "--data", str(data), "--output", str(out)]
+    argv += ["--confirm-feature-order"]  # fitted on numpy arrays in the schema's order
     assert package.main(argv) == 0
     version = out / name / "v1"
     assert artifacts.verify_version(version) == []
