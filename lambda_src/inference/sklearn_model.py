@@ -119,14 +119,6 @@ def load(data: bytes) -> SklearnModel:
         raise SklearnModelError(
             f"pipeline expects {n_inputs} inputs but the artifact lists {len(features)} features"
         )
-    if payload.get("input") == "frame":
-        # Stand-in until helper A's frame support lands (take A's version on merge): a
-        # pipeline fitted on a DataFrame is called with inference.frames' DataFrame.
-        from inference.frames import FramePipeline
-        from inference.validation import schema_from_artifact
-
-        dtypes = payload.get("frame_dtypes")
-        pipeline = FramePipeline(pipeline, schema_from_artifact(features), dtypes)
     return SklearnModel(
         model_name=str(payload["model_name"]),
         model_version=str(payload["model_version"]),
