@@ -61,6 +61,7 @@ test: lint typecheck unit
 # benchmarks/results/ and docs/performance.md. Options: BENCH_ARGS="--cpu 0 --rounds 7".
 bench: setup models
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+	$(PY) -m benchmarks.frame_pipeline $(BENCH_ARGS)
 
 bench-record: $(STAMP)
 	$(PY) -m benchmarks.record
