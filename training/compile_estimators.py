@@ -33,6 +33,9 @@ class Tree:
     left: NDArray[np.intp]
     right: NDArray[np.intp]
     value: NDArray[np.float64]  # (nodes,) or (nodes, K): what the leaf adds
+    # The training weight that reached each node, which path-dependent TreeSHAP weighs the
+    # branches a row does not follow by (what shap.TreeExplainer reads for each family).
+    cover: NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,7 @@ def _sklearn_tree(tree: Any, value: NDArray[np.float64]) -> Tree:
         left=tree.children_left.astype(np.intp),
         right=tree.children_right.astype(np.intp),
         value=value,
+        cover=tree.weighted_n_node_samples.astype(np.float64),
     )
 
 
@@ -218,12 +222,13 @@ def _hgb_tree(nodes: NDArray[Any], k: int, per_stage: int, name: str) -> Tree:
         left=np.where(leaf, -1, nodes["left"].astype(np.intp)).astype(np.intp),
         right=np.where(leaf, -1, nodes["right"].astype(np.intp)).astype(np.intp),
         value=_in_column(value, k, per_stage) if per_stage > 1 else value,
+        cover=nodes["count"].astype(np.float64),
     )
 
 
 def flatten(trees: list[Tree]) -> tuple[dict[str, NDArray[Any]], int]:
     """The trees end to end as the runtime's arrays, and the depth of the deepest."""
-    roots, feature, threshold, left, right, value = [], [], [], [], [], []
+    roots, feature, threshold, left, right, value, cover = [], [], [], [], [], [], []
     offset, depth = 0, 0
     for tree in trees:
         leaf = tree.left == -1
@@ -236,6 +241,7 @@ def flatten(trees: list[Tree]) -> tuple[dict[str, NDArray[Any]], int]:
         left.append(np.where(leaf, local, tree.left) + offset)
         right.append(np.where(leaf, local, tree.right) + offset)
         value.append(tree.value)
+        cover.append(tree.cover)
         offset += leaf.shape[0]
         depth = max(depth, _depth(tree))
     arrays: dict[str, NDArray[Any]] = {
@@ -245,6 +251,7 @@ def flatten(trees: list[Tree]) -> tuple[dict[str, NDArray[Any]], int]:
         "left": np.concatenate(left).astype(np.int32),
         "right": np.concatenate(right).astype(np.int32),
         "value": np.concatenate(value).astype(np.float64),
+        "cover": np.concatenate(cover).astype(np.float64),
     }
     return arrays, depth
 

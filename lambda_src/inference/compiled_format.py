@@ -12,3 +12,7 @@ TREE_ARRAYS = ("roots", "feature", "threshold", "left", "right", "value", "init"
 LINEAR_ARRAYS = ("coef", "intercept")
 # The second format's arrays beyond the preprocessing, by its meta's "estimator".
 ESTIMATOR_ARRAYS = {"trees": TREE_ARRAYS, "linear": LINEAR_ARRAYS}
+# Optional tree arrays, read when present: ``cover`` (float64 per node, the training weight
+# that reached it) is what explanations need; an archive without it serves predictions
+# as before and answers explanations with ``explain.ExplanationsUnavailable``.
+OPTIONAL_TREE_ARRAYS = ("cover",)

@@ -30,6 +30,7 @@ from inference.compiled_format import (
     ESTIMATOR_ARRAYS,
     FORMAT_V1,
     FORMAT_V2,
+    OPTIONAL_TREE_ARRAYS,
     PRE_ARRAYS,
     V1_ARRAYS,
 )
@@ -85,6 +86,10 @@ def load(data: bytes) -> CompiledModel | CompiledPipeline:
                     f"compiled model archive lacks array(s) {', '.join(missing)}"
                 )
             arrays = {name: archive[name] for name in names}
+            if meta.get("estimator") == "trees" and meta["format"] != FORMAT:
+                arrays.update(
+                    (name, archive[name]) for name in OPTIONAL_TREE_ARRAYS if name in archive.files
+                )
     except CompiledModelError:
         raise
     except (OSError, ValueError, KeyError, EOFError) as exc:

@@ -26,7 +26,7 @@ Then ``meta.link``: ``identity``, ``expit`` (binary log-odds) or ``softmax``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +34,9 @@ from numpy.typing import NDArray
 from inference import tree_forest
 from inference.compiled_format import FORMAT_V2, PRE_ARRAYS
 from serving.tasks import TASKS
+
+if TYPE_CHECKING:
+    from inference.explain import Explainer
 
 FORMAT = FORMAT_V2
 PASSTHROUGH, STANDARD, MINMAX, ONEHOT = 0, 1, 2, 3
@@ -147,6 +150,8 @@ class CompiledPipeline:
     """A ``model_loader.Model``: ``outputs(X)`` per the task (see that protocol)."""
 
     __slots__ = (
+        "_explainer",
+        "arrays",
         "classes",
         "estimator",
         "features",
@@ -168,6 +173,7 @@ class CompiledPipeline:
         preprocess: _Preprocess,
         estimator: _Trees | _Linear,
         link: str,
+        arrays: Mapping[str, NDArray[Any]] | None = None,
     ) -> None:
         self.model_name = model_name
         self.model_version = model_version
@@ -177,6 +183,20 @@ class CompiledPipeline:
         self.preprocess = preprocess
         self.estimator = estimator
         self.link = link
+        self.arrays = dict(arrays or {})  # the archive's arrays, read again by explanations
+        self._explainer: Explainer | None = None
+
+    def explainer(self) -> Explainer:
+        """The model's ``explain.Explainer``, built on first use (no cost at load) and kept.
+
+        Raises ``explain.ExplanationsUnavailable`` when the archive cannot be explained
+        (an archive written before ``cover`` was, for trees).
+        """
+        if self._explainer is None:
+            from inference import explain  # imported only when explanations are asked for
+
+            self._explainer = explain.build(self)
+        return self._explainer
 
     def outputs(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         raw = self.estimator.raw(self.preprocess.apply(X))
@@ -242,6 +262,7 @@ def build(meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> Compil
         preprocess=preprocess,
         estimator=estimator,
         link=str(link),
+        arrays=arrays,
     )
 
 

@@ -1,0 +1,370 @@
+"""Exact explanations for the compiled runtime: path-dependent TreeSHAP and linear terms.
+
+``CompiledPipeline.explainer()`` builds an ``Explainer`` on first use (nothing at load) and
+keeps it. ``Explainer.explain(X)`` takes the model input matrix (schema order, codes) and
+returns an ``Explanation``: ``base`` (outputs,), ``contributions`` (rows, schema features,
+outputs) and ``space``. Each estimator input column's contribution is added onto the
+schema feature it reads (``pre_input``), so the one-hot columns of a categorical feature
+add up to that feature. ``base + contributions.sum(axis=1)`` is the model's raw output in
+``space``: ``log_odds`` (boosted and linear classifiers: one column, the log-odds of
+``classes[1]``, for a binary model; one column per class, the softmax's raw scores, for a
+multiclass one), ``probability`` (forests and single trees: the class fractions, of
+``classes[1]`` alone for a binary model) or ``value`` (regressors).
+
+Trees: path-dependent TreeSHAP (Lundberg et al., 2018), exact, the values
+``shap.TreeExplainer(model, feature_perturbation="tree_path_dependent")`` gives. A leaf ``l``
+reached through the distinct features ``j`` of its path adds to feature ``i`` of the path
+
+    v_l * (o_i - z_i) * sum_k c_k * [t^k] prod_{j != i} (z_j + o_j t),   c_k = k!(d-1-k)!/d!
+
+where ``z_j`` is the product of the cover ratios (child / parent) of the path's splits on
+``j`` and ``o_j`` is 1 when the row satisfies all of them, else 0; ``d`` is the number of
+distinct features. The weights depend on the row only through the ``2^d`` patterns of
+``o``, so at build time every leaf gets a table of its weights for each pattern (the
+polynomial is multiplied out once, and divided by each factor: shap's EXTEND and UNWIND).
+A query then computes each row's pattern at every leaf from the split conditions, level
+by level over all trees at once, gathers the weights and adds them onto the features with
+one matrix product. When the tables would be too large (deep trees: forests grown to
+purity), the same weights are computed per row instead: slower, equally exact.
+
+Linear models: the contribution of column ``c`` is ``coef_c * z_c`` in the estimator's
+input space (after the scalers and the one-hot encoding) and the base is the intercept:
+the reference point is ``z = 0``, which for a standardized column is its training mean.
+``shap.LinearExplainer(model, background)`` gives ``coef_c * (z_c - mean_c)`` with the
+background's means, and the base moved by ``coef . mean``: the two agree on standardized
+columns, and elsewhere differ by a per-feature constant (the archive holds no training
+means). Either is exact: the base plus the contributions is the model's raw output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from math import factorial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from inference.compiled_pipeline import CompiledPipeline
+
+LOG_ODDS, PROBABILITY, VALUE = "log_odds", "probability", "value"
+# Pattern tables: at most this many float64 entries (16 MB) and distinct features a path.
+MAX_TABLE_ENTRIES = 1 << 21
+MAX_TABLE_SLOTS = 12
+MAX_SLOTS = 64  # distinct features on one path: a row's pattern is one uint64
+# Rows per block: the temporaries of a block stay at about this many entries.
+_BLOCK_ENTRIES = 1 << 20
+# The (leaf slots, features x outputs) matrix that adds weights onto features, if this small.
+_DENSE_MAP_ENTRIES = 1 << 22
+
+Arrays = Mapping[str, NDArray[Any]]
+
+
+class ExplanationsUnavailable(ValueError):
+    """This model's archive cannot be explained (for example: written before ``cover``)."""
+
+
+class Explanation:
+    __slots__ = ("base", "contributions", "space")
+
+    def __init__(
+        self, base: NDArray[np.float64], contributions: NDArray[np.float64], space: str
+    ) -> None:
+        self.base = base  # (outputs,)
+        self.contributions = contributions  # (rows, schema features, outputs)
+        self.space = space
+
+
+def goes_left(Z: NDArray[np.float64], split: Arrays, nodes: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """(rows, nodes): whether each row of ``Z`` goes left at each of ``nodes``.
+
+    The one place the split rule lives, as the compiled trees evaluate it: left iff
+    ``x <= threshold`` (``Z`` already widened from float32 where the trees compare so).
+    """
+    return np.asarray(Z[:, split["feature"][nodes]] <= split["threshold"][nodes])
+
+
+class Explainer:
+    """``explain(X)``: base and per-feature contributions of each row of ``X``."""
+
+    space: str
+    base: NDArray[np.float64]
+    n_features: int
+
+    def explain(self, X: NDArray[np.float64]) -> Explanation:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"X must have shape (rows, {self.n_features}), not {X.shape}")
+        return Explanation(self.base.copy(), self._contributions(X), self.space)
+
+    def _contributions(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        raise NotImplementedError
+
+
+def build(pipeline: CompiledPipeline) -> Explainer:
+    """The explainer of a compiled pipeline; ``ExplanationsUnavailable`` if it has none."""
+    from inference.compiled_pipeline import _Linear, _Trees
+
+    estimator = pipeline.estimator
+    if isinstance(estimator, _Linear):
+        return LinearExplainer(pipeline)
+    if isinstance(estimator, _Trees):
+        return TreeExplainer(pipeline)
+    raise ExplanationsUnavailable(f"no explanations for {type(estimator).__name__}")
+
+
+def _space(pipeline: CompiledPipeline, averaged: bool) -> str:
+    if pipeline.task == "regression":
+        return VALUE
+    return PROBABILITY if averaged else LOG_ODDS
+
+
+def _feature_map(pipeline: CompiledPipeline) -> NDArray[np.float64]:
+    """(estimator input columns, schema features): 1 where the column reads the feature."""
+    input_ = pipeline.preprocess.input
+    out = np.zeros((input_.shape[0], len(pipeline.features)), dtype=np.float64)
+    out[np.arange(input_.shape[0]), input_] = 1.0
+    return out
+
+
+class LinearExplainer(Explainer):
+    def __init__(self, pipeline: CompiledPipeline) -> None:
+        linear = pipeline.estimator
+        coef = np.atleast_2d(linear.coef)  # type: ignore[union-attr]
+        self.preprocess = pipeline.preprocess
+        self.coef = coef  # (outputs, columns)
+        self.base = np.atleast_1d(np.asarray(linear.intercept, dtype=np.float64)).copy()  # type: ignore[union-attr]
+        self.map = _feature_map(pipeline)
+        self.n_features = len(pipeline.features)
+        self.space = _space(pipeline, averaged=False)
+
+    def _contributions(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        Z = self.preprocess.apply(X)
+        # (rows, outputs, columns) terms, then columns onto features.
+        terms = Z[:, None, :] * self.coef[None, :, :]
+        return np.ascontiguousarray(np.matmul(terms, self.map).transpose(0, 2, 1))
+
+
+def _shapley_coefficients(d: NDArray[np.intp], slots: int) -> NDArray[np.float64]:
+    """(len(d), slots): c_k = k!(d-1-k)!/d! for k < d, else 0."""
+    table = np.zeros((slots + 1, max(slots, 1)), dtype=np.float64)
+    for n in range(1, slots + 1):
+        for k in range(n):
+            table[n, k] = factorial(k) * factorial(n - 1 - k) / factorial(n)
+    return table[d][:, :slots]
+
+
+def _weights(
+    z: NDArray[np.float64], o: NDArray[np.float64], coef: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Each path feature's TreeSHAP weight (the leaf value's multiplier); shapes (..., slots).
+
+    ``z`` zero fractions (> 0), ``o`` one fractions (0 or 1), ``coef`` the Shapley
+    coefficients of the path's length. A padding slot has ``z = 1, o = 0`` (its factor is
+    1, its coefficients 0) and a weight the caller drops.
+    """
+    shape = np.broadcast_shapes(z.shape, o.shape, coef.shape)
+    slots = shape[-1]
+    z, o = np.broadcast_to(z, shape), np.broadcast_to(o, shape)
+    # prod_j (z_j + o_j t): coefficients of t^0 .. t^slots (EXTEND, every feature).
+    poly = np.zeros((*shape[:-1], slots + 1), dtype=np.float64)
+    poly[..., 0] = 1.0
+    for j in range(slots):
+        zj, oj = z[..., j : j + 1], o[..., j : j + 1]
+        poly[..., 1 : j + 2] = poly[..., 1 : j + 2] * zj + poly[..., : j + 1] * oj
+        poly[..., 0] *= zj[..., 0]
+    out = np.empty(shape, dtype=np.float64)
+    for i in range(slots):
+        zi, oi = z[..., i], o[..., i]
+        # Divided by (z_i + t) from the top when o_i = 1 (UNWIND), by z_i when o_i = 0.
+        q = poly[..., slots]
+        one = coef[..., slots - 1] * q
+        for k in range(slots - 1, 0, -1):
+            q = poly[..., k] - zi * q
+            one = one + coef[..., k - 1] * q
+        zero = np.einsum("...k,...k->...", poly[..., :slots], coef) / zi
+        out[..., i] = (oi - zi) * np.where(oi > 0, one, zero)
+    return out
+
+
+class TreeExplainer(Explainer):
+    def __init__(self, pipeline: CompiledPipeline) -> None:
+        trees = pipeline.estimator
+        arrays = pipeline.arrays
+        if "cover" not in arrays:
+            raise ExplanationsUnavailable(
+                f"{pipeline.model_name} {pipeline.model_version}: the compiled archive has no "
+                "'cover' array (written before explanations were); package the version again "
+                "to explain it"
+            )
+        self.float32 = bool(trees.float32)  # type: ignore[union-attr]
+        mean_of = int(trees.mean_of)  # type: ignore[union-attr]
+        self.n_features = len(pipeline.features)
+        self.preprocess = pipeline.preprocess
+        self.space = _space(pipeline, averaged=bool(mean_of))
+        feature = arrays["feature"].astype(np.intp)
+        nodes = feature.shape[0]
+        left, right = arrays["left"].astype(np.intp), arrays["right"].astype(np.intp)
+        cover = np.asarray(arrays["cover"], dtype=np.float64)
+        if cover.shape != (nodes,) or not np.all(np.isfinite(cover) & (cover > 0)):
+            raise ExplanationsUnavailable("the 'cover' array is not one positive weight per node")
+        self.split = {"feature": feature, "threshold": arrays["threshold"].astype(np.float64)}
+        self.left, self.right = left, right
+        leaf = left == np.arange(nodes)
+        self._paths(arrays["roots"].astype(np.intp), leaf, cover)
+
+        value = arrays["value"].astype(np.float64)
+        init = arrays["init"].astype(np.float64)
+        if value.ndim == 1:
+            value = value[:, None]
+        if pipeline.task == "binary" and value.shape[1] == 2:  # a forest's class fractions
+            value, init = value[:, 1:], init[1:]
+        leaf_value = value[self.leaf_node] / (mean_of or 1)  # (leaves, outputs)
+        self.leaf_value = leaf_value
+        reach = np.prod(self.leaf_zero, axis=1)  # the share of the training weight
+        self.base = init + reach @ leaf_value
+        columns = np.where(self.real, self.leaf_column, 0)
+        self.leaf_feature = pipeline.preprocess.input[columns]  # (leaves, slots)
+        self._scatter_map()
+        self.table: NDArray[np.float64] | None = None
+        self._tables()
+
+    def _paths(self, roots: NDArray[np.intp], leaf: NDArray[np.bool_], cover: Any) -> None:
+        """Every leaf's distinct path features (slots) and zero fractions, and each split's
+        slot, top-down over all trees at once."""
+        feature, left, right = self.split["feature"], self.left, self.right
+        depth = 0
+        frontier, width = roots, 1
+        columns = np.full((roots.shape[0], width), -1, dtype=np.intp)
+        zeros = np.ones((roots.shape[0], width), dtype=np.float64)
+        used = np.zeros(roots.shape[0], dtype=np.intp)
+        self.slot = np.zeros(feature.shape[0], dtype=np.intp)
+        self.levels: list[NDArray[np.intp]] = []
+        found: list[tuple[Any, ...]] = []
+        while frontier.size:
+            ends = leaf[frontier]
+            found.append((frontier[ends], columns[ends], zeros[ends], used[ends]))
+            inner = ~ends
+            parent, columns, zeros, used = (
+                frontier[inner],
+                columns[inner],
+                zeros[inner],
+                used[inner],
+            )
+            if not parent.size:
+                break
+            self.levels.append(parent)
+            depth += 1
+            if used.max() >= columns.shape[1]:  # room for one more distinct feature
+                columns = np.pad(columns, ((0, 0), (0, 1)), constant_values=-1)
+                zeros = np.pad(zeros, ((0, 0), (0, 1)), constant_values=1.0)
+            match = columns == feature[parent][:, None]
+            seen = match.any(axis=1)
+            slot = np.where(seen, match.argmax(axis=1), used)
+            rows = np.arange(parent.shape[0])
+            columns[rows, slot] = feature[parent]
+            used = used + ~seen
+            self.slot[parent] = slot
+            halves = []
+            for child in (left[parent], right[parent]):
+                z = zeros.copy()
+                z[rows, slot] *= cover[child] / cover[parent]
+                halves.append(z)
+            frontier = np.concatenate([left[parent], right[parent]])
+            columns = np.concatenate([columns, columns])
+            zeros = np.concatenate(halves)
+            used = np.concatenate([used, used])
+        slots = max(max(f[1].shape[1] for f in found), 1)
+        if slots > MAX_SLOTS:
+            raise ExplanationsUnavailable(f"a path splits on more than {MAX_SLOTS} features")
+
+        def padded(a: NDArray[Any], fill: float) -> NDArray[Any]:
+            return np.pad(a, ((0, 0), (0, slots - a.shape[1])), constant_values=fill)
+
+        self.leaf_node = np.concatenate([f[0] for f in found])
+        self.leaf_column = np.concatenate([padded(f[1], -1) for f in found])
+        self.leaf_zero = np.concatenate([padded(f[2], 1.0) for f in found])
+        self.leaf_slots = np.concatenate([f[3] for f in found])
+        self.real = np.arange(slots) < self.leaf_slots[:, None]
+        self.bits = np.left_shift(np.uint64(1), self.slot.astype(np.uint64))
+        self.n_slots = slots
+
+    def _scatter_map(self) -> None:
+        leaves, slots = self.leaf_feature.shape
+        outputs = self.leaf_value.shape[1]
+        self.map: NDArray[np.float64] | None = None
+        if leaves * slots * self.n_features * outputs > _DENSE_MAP_ENTRIES:
+            return
+        dense = np.zeros((leaves, slots, self.n_features, outputs), dtype=np.float64)
+        li, si = np.nonzero(self.real)
+        np.add.at(dense, (li, si, self.leaf_feature[li, si]), self.leaf_value[li])
+        self.map = dense.reshape(leaves * slots, self.n_features * outputs)
+
+    def _tables(self) -> None:
+        """Per leaf, the weights of each of its ``2^d`` patterns, if they fit."""
+        slots = self.n_slots
+        sizes = np.left_shift(1, self.leaf_slots)
+        if slots > MAX_TABLE_SLOTS or int(sizes.sum()) * slots > MAX_TABLE_ENTRIES:
+            return
+        self.offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        table = np.zeros((int(sizes.sum()), slots), dtype=np.float64)
+        for d in np.unique(self.leaf_slots).tolist():
+            group = np.flatnonzero(self.leaf_slots == d)
+            patterns = np.arange(1 << d)
+            # Bit s of a pattern set: the row does not follow the path on slot s (o_s = 0).
+            o = 1.0 - ((patterns[:, None] >> np.arange(d)) & 1)
+            coef = _shapley_coefficients(np.array([d]), d)[0]
+            w = _weights(self.leaf_zero[group, None, :d], o[None], coef)
+            table[(self.offset[group][:, None] + patterns).ravel(), :d] = w.reshape(-1, d)
+        self.table = table
+
+    def _misses(self, Z: NDArray[np.float64]) -> NDArray[np.uint64]:
+        """(rows, leaves): bit s set where the row does not follow the leaf's path on slot s."""
+        miss = np.zeros((Z.shape[0], self.left.shape[0]), dtype=np.uint64)
+        for parent in self.levels:
+            left = goes_left(Z, self.split, parent)
+            bit = self.bits[parent]
+            above = miss[:, parent]
+            miss[:, self.left[parent]] = above | np.where(left, np.uint64(0), bit)
+            miss[:, self.right[parent]] = above | np.where(left, bit, np.uint64(0))
+        return miss[:, self.leaf_node]
+
+    def _contributions(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        Z = self.preprocess.apply(X)
+        if self.float32:
+            Z = Z.astype(np.float32).astype(np.float64)
+        rows = Z.shape[0]
+        leaves, slots = self.leaf_zero.shape
+        per_row = max(self.left.shape[0], leaves * (slots + 1) * (1 if self.table is not None else 4))
+        block = max(1, _BLOCK_ENTRIES // per_row)
+        out = np.empty((rows, self.n_features, self.leaf_value.shape[1]), dtype=np.float64)
+        for start in range(0, rows, block):
+            part = Z[start : start + block]
+            out[start : start + block] = self._block(part)
+        return out
+
+    def _block(self, Z: NDArray[np.float64]) -> NDArray[np.float64]:
+        miss = self._misses(Z)
+        rows = Z.shape[0]
+        leaves, slots = self.leaf_zero.shape
+        if self.table is not None:
+            weights = self.table[self.offset + miss.astype(np.intp)]
+        else:
+            o = 1.0 - ((miss[:, :, None] >> np.arange(slots, dtype=np.uint64)) & np.uint64(1))
+            o = np.where(self.real, o, 0.0)
+            coef = _shapley_coefficients(self.leaf_slots, slots)
+            weights = _weights(self.leaf_zero, o, coef) * self.real
+        outputs = self.leaf_value.shape[1]
+        if self.map is not None:
+            flat = weights.reshape(rows, leaves * slots) @ self.map
+            return flat.reshape(rows, self.n_features, outputs)
+        # Large models: weighted counts, one output at a time.
+        where = (np.arange(rows)[:, None, None] * self.n_features + self.leaf_feature).ravel()
+        out = np.empty((rows, self.n_features, outputs), dtype=np.float64)
+        for k in range(outputs):
+            terms = (weights * self.leaf_value[None, :, k, None]).ravel()
+            out[:, :, k] = np.bincount(
+                where, weights=terms, minlength=rows * self.n_features
+            ).reshape(rows, self.n_features)
+        return out
