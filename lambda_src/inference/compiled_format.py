@@ -14,5 +14,5 @@ LINEAR_ARRAYS = ("coef", "intercept")
 ESTIMATOR_ARRAYS = {"trees": TREE_ARRAYS, "linear": LINEAR_ARRAYS}
 # Optional tree arrays, read when present: ``cover`` (float64 per node, the training weight
 # that reached it) is what explanations need; an archive without it serves predictions
-# as before and answers explanations with ``explain.ExplanationsUnavailable``.
+# as before and answers explanations with ``explain.ExplanationsUnavailableError``.
 OPTIONAL_TREE_ARRAYS = ("cover",)

@@ -189,7 +189,7 @@ class CompiledPipeline:
     def explainer(self) -> Explainer:
         """The model's ``explain.Explainer``, built on first use (no cost at load) and kept.
 
-        Raises ``explain.ExplanationsUnavailable`` when the archive cannot be explained
+        Raises ``explain.ExplanationsUnavailableError`` when the archive cannot be explained
         (an archive written before ``cover`` was, for trees).
         """
         if self._explainer is None:

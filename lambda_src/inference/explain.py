@@ -46,7 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from inference.compiled_pipeline import CompiledPipeline
+    from inference.compiled_pipeline import CompiledPipeline, _Linear, _Trees
 
 LOG_ODDS, PROBABILITY, VALUE = "log_odds", "probability", "value"
 # Pattern tables: at most this many float64 entries (16 MB) and distinct features a path.
@@ -61,7 +61,7 @@ _DENSE_MAP_ENTRIES = 1 << 22
 Arrays = Mapping[str, NDArray[Any]]
 
 
-class ExplanationsUnavailable(ValueError):
+class ExplanationsUnavailableError(ValueError):
     """This model's archive cannot be explained (for example: written before ``cover``)."""
 
 
@@ -76,13 +76,14 @@ class Explanation:
         self.space = space
 
 
-def goes_left(Z: NDArray[np.float64], split: Arrays, nodes: NDArray[np.intp]) -> NDArray[np.bool_]:
-    """(rows, nodes): whether each row of ``Z`` goes left at each of ``nodes``.
+def goes_left(Zt: NDArray[np.float64], split: Arrays, nodes: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """(nodes, rows): whether each row goes left at each of ``nodes``; ``Zt`` is the
+    estimator's input transposed, (columns, rows).
 
     The one place the split rule lives, as the compiled trees evaluate it: left iff
-    ``x <= threshold`` (``Z`` already widened from float32 where the trees compare so).
+    ``x <= threshold`` (``Zt`` already widened from float32 where the trees compare so).
     """
-    return np.asarray(Z[:, split["feature"][nodes]] <= split["threshold"][nodes])
+    return np.asarray(Zt[split["feature"][nodes]] <= split["threshold"][nodes, None])
 
 
 class Explainer:
@@ -103,15 +104,15 @@ class Explainer:
 
 
 def build(pipeline: CompiledPipeline) -> Explainer:
-    """The explainer of a compiled pipeline; ``ExplanationsUnavailable`` if it has none."""
+    """The explainer of a compiled pipeline; ``ExplanationsUnavailableError`` if it has none."""
     from inference.compiled_pipeline import _Linear, _Trees
 
     estimator = pipeline.estimator
     if isinstance(estimator, _Linear):
-        return LinearExplainer(pipeline)
+        return LinearExplainer(pipeline, estimator)
     if isinstance(estimator, _Trees):
-        return TreeExplainer(pipeline)
-    raise ExplanationsUnavailable(f"no explanations for {type(estimator).__name__}")
+        return TreeExplainer(pipeline, estimator)
+    raise ExplanationsUnavailableError(f"no explanations for {type(estimator).__name__}")
 
 
 def _space(pipeline: CompiledPipeline, averaged: bool) -> str:
@@ -129,12 +130,11 @@ def _feature_map(pipeline: CompiledPipeline) -> NDArray[np.float64]:
 
 
 class LinearExplainer(Explainer):
-    def __init__(self, pipeline: CompiledPipeline) -> None:
-        linear = pipeline.estimator
-        coef = np.atleast_2d(linear.coef)  # type: ignore[union-attr]
+    def __init__(self, pipeline: CompiledPipeline, linear: _Linear) -> None:
+        coef = np.atleast_2d(linear.coef)
         self.preprocess = pipeline.preprocess
         self.coef = coef  # (outputs, columns)
-        self.base = np.atleast_1d(np.asarray(linear.intercept, dtype=np.float64)).copy()  # type: ignore[union-attr]
+        self.base = np.atleast_1d(np.asarray(linear.intercept, dtype=np.float64)).copy()
         self.map = _feature_map(pipeline)
         self.n_features = len(pipeline.features)
         self.space = _space(pipeline, averaged=False)
@@ -189,17 +189,16 @@ def _weights(
 
 
 class TreeExplainer(Explainer):
-    def __init__(self, pipeline: CompiledPipeline) -> None:
-        trees = pipeline.estimator
+    def __init__(self, pipeline: CompiledPipeline, trees: _Trees) -> None:
         arrays = pipeline.arrays
         if "cover" not in arrays:
-            raise ExplanationsUnavailable(
+            raise ExplanationsUnavailableError(
                 f"{pipeline.model_name} {pipeline.model_version}: the compiled archive has no "
                 "'cover' array (written before explanations were); package the version again "
                 "to explain it"
             )
-        self.float32 = bool(trees.float32)  # type: ignore[union-attr]
-        mean_of = int(trees.mean_of)  # type: ignore[union-attr]
+        self.float32 = bool(trees.float32)
+        mean_of = int(trees.mean_of)
         self.n_features = len(pipeline.features)
         self.preprocess = pipeline.preprocess
         self.space = _space(pipeline, averaged=bool(mean_of))
@@ -208,7 +207,9 @@ class TreeExplainer(Explainer):
         left, right = arrays["left"].astype(np.intp), arrays["right"].astype(np.intp)
         cover = np.asarray(arrays["cover"], dtype=np.float64)
         if cover.shape != (nodes,) or not np.all(np.isfinite(cover) & (cover > 0)):
-            raise ExplanationsUnavailable("the 'cover' array is not one positive weight per node")
+            raise ExplanationsUnavailableError(
+                "the 'cover' array is not one positive weight per node"
+            )
         self.split = {"feature": feature, "threshold": arrays["threshold"].astype(np.float64)}
         self.left, self.right = left, right
         leaf = left == np.arange(nodes)
@@ -277,7 +278,7 @@ class TreeExplainer(Explainer):
             used = np.concatenate([used, used])
         slots = max(max(f[1].shape[1] for f in found), 1)
         if slots > MAX_SLOTS:
-            raise ExplanationsUnavailable(f"a path splits on more than {MAX_SLOTS} features")
+            raise ExplanationsUnavailableError(f"a path splits on more than {MAX_SLOTS} features")
 
         def padded(a: NDArray[Any], fill: float) -> NDArray[Any]:
             return np.pad(a, ((0, 0), (0, slots - a.shape[1])), constant_values=fill)
@@ -287,7 +288,8 @@ class TreeExplainer(Explainer):
         self.leaf_zero = np.concatenate([padded(f[2], 1.0) for f in found])
         self.leaf_slots = np.concatenate([f[3] for f in found])
         self.real = np.arange(slots) < self.leaf_slots[:, None]
-        self.bits = np.left_shift(np.uint64(1), self.slot.astype(np.uint64))
+        dtype = next(np.dtype(f"uint{b}") for b in (8, 16, 32, 64) if b >= slots)
+        self.bits = np.left_shift(1, self.slot).astype(dtype)
         self.n_slots = slots
 
     def _scatter_map(self) -> None:
@@ -313,22 +315,25 @@ class TreeExplainer(Explainer):
             group = np.flatnonzero(self.leaf_slots == d)
             patterns = np.arange(1 << d)
             # Bit s of a pattern set: the row does not follow the path on slot s (o_s = 0).
-            o = 1.0 - ((patterns[:, None] >> np.arange(d)) & 1)
+            o = 1.0 - ((patterns[:, None] >> np.arange(d)) & 1).astype(np.float64)
             coef = _shapley_coefficients(np.array([d]), d)[0]
             w = _weights(self.leaf_zero[group, None, :d], o[None], coef)
             table[(self.offset[group][:, None] + patterns).ravel(), :d] = w.reshape(-1, d)
         self.table = table
 
-    def _misses(self, Z: NDArray[np.float64]) -> NDArray[np.uint64]:
+    def _misses(self, Z: NDArray[np.float64]) -> NDArray[Any]:
         """(rows, leaves): bit s set where the row does not follow the leaf's path on slot s."""
-        miss = np.zeros((Z.shape[0], self.left.shape[0]), dtype=np.uint64)
+        # Nodes by rows: each level writes whole rows of this array.
+        Zt = np.ascontiguousarray(Z.T)
+        miss = np.zeros((self.left.shape[0], Z.shape[0]), dtype=self.bits.dtype)
+        none = self.bits.dtype.type(0)
         for parent in self.levels:
-            left = goes_left(Z, self.split, parent)
-            bit = self.bits[parent]
-            above = miss[:, parent]
-            miss[:, self.left[parent]] = above | np.where(left, np.uint64(0), bit)
-            miss[:, self.right[parent]] = above | np.where(left, bit, np.uint64(0))
-        return miss[:, self.leaf_node]
+            left = goes_left(Zt, self.split, parent)
+            bit = self.bits[parent][:, None]
+            above = miss[parent]
+            miss[self.left[parent]] = above | np.where(left, none, bit)
+            miss[self.right[parent]] = above | np.where(left, bit, none)
+        return np.ascontiguousarray(miss[self.leaf_node].T)
 
     def _contributions(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         Z = self.preprocess.apply(X)
@@ -336,7 +341,9 @@ class TreeExplainer(Explainer):
             Z = Z.astype(np.float32).astype(np.float64)
         rows = Z.shape[0]
         leaves, slots = self.leaf_zero.shape
-        per_row = max(self.left.shape[0], leaves * (slots + 1) * (1 if self.table is not None else 4))
+        per_row = max(
+            self.left.shape[0], leaves * (slots + 1) * (1 if self.table is not None else 4)
+        )
         block = max(1, _BLOCK_ENTRIES // per_row)
         out = np.empty((rows, self.n_features, self.leaf_value.shape[1]), dtype=np.float64)
         for start in range(0, rows, block):
@@ -349,15 +356,16 @@ class TreeExplainer(Explainer):
         rows = Z.shape[0]
         leaves, slots = self.leaf_zero.shape
         if self.table is not None:
-            weights = self.table[self.offset + miss.astype(np.intp)]
+            weights = np.take(self.table, self.offset + miss, axis=0)
         else:
-            o = 1.0 - ((miss[:, :, None] >> np.arange(slots, dtype=np.uint64)) & np.uint64(1))
+            shift = np.arange(slots, dtype=miss.dtype)
+            o = 1.0 - ((miss[:, :, None] >> shift) & miss.dtype.type(1))
             o = np.where(self.real, o, 0.0)
             coef = _shapley_coefficients(self.leaf_slots, slots)
             weights = _weights(self.leaf_zero, o, coef) * self.real
         outputs = self.leaf_value.shape[1]
         if self.map is not None:
-            flat = weights.reshape(rows, leaves * slots) @ self.map
+            flat: NDArray[np.float64] = weights.reshape(rows, leaves * slots) @ self.map
             return flat.reshape(rows, self.n_features, outputs)
         # Large models: weighted counts, one output at a time.
         where = (np.arange(rows)[:, None, None] * self.n_features + self.leaf_feature).ravel()
