@@ -16,7 +16,9 @@ Arrays (all plain numbers: the archive is read with ``allow_pickle=False``):
   says whether the trees compare in float32 (scikit-learn's trees, forests, gradient
   boosting) or float64 (histogram gradient boosting); ``meta.combine`` is ``sum`` (boosting:
   init plus every tree in stage order) or ``mean`` (forests: the sum divided by the number
-  of trees).
+  of trees). Optionally ``cover`` (float64 per node: the training weight that reached it),
+  read by explanations only (``inference.explain``): an archive without it predicts as
+  before and cannot explain.
 * linear (``meta.estimator == "linear"``): ``coef`` and ``intercept`` in scikit-learn's own
   shapes, evaluated as ``X @ coef.T + intercept`` (``X @ coef`` for a 1-D ``coef``).
 
