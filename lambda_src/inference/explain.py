@@ -55,6 +55,8 @@ MAX_TABLE_SLOTS = 12
 MAX_SLOTS = 64  # distinct features on one path: a row's pattern is one uint64
 # Rows per block: the temporaries of a block stay at about this many entries.
 _BLOCK_ENTRIES = 1 << 20
+# (row, leaf) pairs whose weights are computed together when there are no tables.
+_CHUNK_ENTRIES = 1 << 13
 # The (leaf slots, features x outputs) matrix that adds weights onto features, if this small.
 _DENSE_MAP_ENTRIES = 1 << 22
 
@@ -158,33 +160,35 @@ def _shapley_coefficients(d: NDArray[np.intp], slots: int) -> NDArray[np.float64
 def _weights(
     z: NDArray[np.float64], o: NDArray[np.float64], coef: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """Each path feature's TreeSHAP weight (the leaf value's multiplier); shapes (..., slots).
+    """Each path feature's TreeSHAP weight (the leaf value's multiplier).
 
-    ``z`` zero fractions (> 0), ``o`` one fractions (0 or 1), ``coef`` the Shapley
-    coefficients of the path's length. A padding slot has ``z = 1, o = 0`` (its factor is
-    1, its coefficients 0) and a weight the caller drops.
+    Shapes ``(slots, ...)``, broadcast after the first axis (kept first: every step works
+    on whole contiguous arrays). ``z`` zero fractions (> 0), ``o`` one fractions (0 or 1),
+    ``coef`` the Shapley coefficients of the path's length. A padding slot has ``z = 1,
+    o = 0`` (its factor is 1, its coefficients 0) and a weight the caller drops.
     """
-    shape = np.broadcast_shapes(z.shape, o.shape, coef.shape)
-    slots = shape[-1]
-    z, o = np.broadcast_to(z, shape), np.broadcast_to(o, shape)
-    # prod_j (z_j + o_j t): coefficients of t^0 .. t^slots (EXTEND, every feature).
-    poly = np.zeros((*shape[:-1], slots + 1), dtype=np.float64)
-    poly[..., 0] = 1.0
+    slots = z.shape[0]
+    shape = np.broadcast_shapes(z.shape[1:], o.shape[1:], coef.shape[1:])
+    # prod_j (z_j + o_j t), one array per power of t (EXTEND, every feature of the path).
+    poly = [np.ones(shape)] + [np.zeros(shape) for _ in range(slots)]
     for j in range(slots):
-        zj, oj = z[..., j : j + 1], o[..., j : j + 1]
-        poly[..., 1 : j + 2] = poly[..., 1 : j + 2] * zj + poly[..., : j + 1] * oj
-        poly[..., 0] *= zj[..., 0]
-    out = np.empty(shape, dtype=np.float64)
+        zj, oj = z[j], o[j]
+        for k in range(j + 1, 0, -1):
+            poly[k] *= zj
+            poly[k] += poly[k - 1] * oj
+        poly[0] *= zj
+    # Divided by z_i when o_i = 0: the same sum for every i, then one division each.
+    total = sum((coef[k] * poly[k] for k in range(slots)), np.zeros(shape))
+    out = np.empty((slots, *shape), dtype=np.float64)
     for i in range(slots):
-        zi, oi = z[..., i], o[..., i]
-        # Divided by (z_i + t) from the top when o_i = 1 (UNWIND), by z_i when o_i = 0.
-        q = poly[..., slots]
-        one = coef[..., slots - 1] * q
+        zi, oi = z[i], o[i]
+        # Divided by (z_i + t) from the top when o_i = 1 (UNWIND).
+        q = poly[slots]
+        one = coef[slots - 1] * q
         for k in range(slots - 1, 0, -1):
-            q = poly[..., k] - zi * q
-            one = one + coef[..., k - 1] * q
-        zero = np.einsum("...k,...k->...", poly[..., :slots], coef) / zi
-        out[..., i] = (oi - zi) * np.where(oi > 0, one, zero)
+            q = poly[k] - zi * q
+            one += coef[k - 1] * q
+        out[i] = (oi - zi) * np.where(oi > 0, one, total / zi)
     return out
 
 
@@ -227,6 +231,7 @@ class TreeExplainer(Explainer):
         self.base = init + reach @ leaf_value
         columns = np.where(self.real, self.leaf_column, 0)
         self.leaf_feature = pipeline.preprocess.input[columns]  # (leaves, slots)
+        self.leaf_feature_t = np.ascontiguousarray(self.leaf_feature.T)
         self._scatter_map()
         self.table: NDArray[np.float64] | None = None
         self._tables()
@@ -276,11 +281,12 @@ class TreeExplainer(Explainer):
             columns = np.concatenate([columns, columns])
             zeros = np.concatenate(halves)
             used = np.concatenate([used, used])
-        slots = max(max(f[1].shape[1] for f in found), 1)
+        slots = max(max(int(f[3].max(initial=0)) for f in found), 1)
         if slots > MAX_SLOTS:
             raise ExplanationsUnavailableError(f"a path splits on more than {MAX_SLOTS} features")
 
         def padded(a: NDArray[Any], fill: float) -> NDArray[Any]:
+            a = a[:, :slots]
             return np.pad(a, ((0, 0), (0, slots - a.shape[1])), constant_values=fill)
 
         self.leaf_node = np.concatenate([f[0] for f in found])
@@ -288,6 +294,12 @@ class TreeExplainer(Explainer):
         self.leaf_zero = np.concatenate([padded(f[2], 1.0) for f in found])
         self.leaf_slots = np.concatenate([f[3] for f in found])
         self.real = np.arange(slots) < self.leaf_slots[:, None]
+        # Slot-first copies for the per-row weights: (slots, 1, leaves).
+        self.real_t = np.ascontiguousarray(self.real.T[:, None, :])
+        self.zero_t = np.ascontiguousarray(self.leaf_zero.T[:, None, :])
+        self.coef_t = np.ascontiguousarray(
+            _shapley_coefficients(self.leaf_slots, slots).T[:, None, :]
+        )
         dtype = next(np.dtype(f"uint{b}") for b in (8, 16, 32, 64) if b >= slots)
         self.bits = np.left_shift(1, self.slot).astype(dtype)
         self.n_slots = slots
@@ -298,10 +310,10 @@ class TreeExplainer(Explainer):
         self.map: NDArray[np.float64] | None = None
         if leaves * slots * self.n_features * outputs > _DENSE_MAP_ENTRIES:
             return
-        dense = np.zeros((leaves, slots, self.n_features, outputs), dtype=np.float64)
+        dense = np.zeros((slots, leaves, self.n_features, outputs), dtype=np.float64)
         li, si = np.nonzero(self.real)
-        np.add.at(dense, (li, si, self.leaf_feature[li, si]), self.leaf_value[li])
-        self.map = dense.reshape(leaves * slots, self.n_features * outputs)
+        np.add.at(dense, (si, li, self.leaf_feature[li, si]), self.leaf_value[li])
+        self.map = dense.reshape(slots, leaves, self.n_features * outputs)
 
     def _tables(self) -> None:
         """Per leaf, the weights of each of its ``2^d`` patterns, if they fit."""
@@ -310,15 +322,15 @@ class TreeExplainer(Explainer):
         if slots > MAX_TABLE_SLOTS or int(sizes.sum()) * slots > MAX_TABLE_ENTRIES:
             return
         self.offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
-        table = np.zeros((int(sizes.sum()), slots), dtype=np.float64)
+        table = np.zeros((slots, int(sizes.sum())), dtype=np.float64)
         for d in np.unique(self.leaf_slots).tolist():
             group = np.flatnonzero(self.leaf_slots == d)
             patterns = np.arange(1 << d)
             # Bit s of a pattern set: the row does not follow the path on slot s (o_s = 0).
-            o = 1.0 - ((patterns[:, None] >> np.arange(d)) & 1).astype(np.float64)
-            coef = _shapley_coefficients(np.array([d]), d)[0]
-            w = _weights(self.leaf_zero[group, None, :d], o[None], coef)
-            table[(self.offset[group][:, None] + patterns).ravel(), :d] = w.reshape(-1, d)
+            o = 1.0 - ((patterns >> np.arange(d)[:, None]) & 1).astype(np.float64)
+            coef = _shapley_coefficients(np.array([d]), d).reshape(d, 1, 1)
+            w = _weights(self.leaf_zero[group, :d].T[:, :, None], o[:, None, :], coef)
+            table[:d, (self.offset[group][:, None] + patterns).ravel()] = w.reshape(d, -1)
         self.table = table
 
     def _misses(self, Z: NDArray[np.float64]) -> NDArray[Any]:
@@ -353,25 +365,40 @@ class TreeExplainer(Explainer):
 
     def _block(self, Z: NDArray[np.float64]) -> NDArray[np.float64]:
         miss = self._misses(Z)
-        rows = Z.shape[0]
-        leaves, slots = self.leaf_zero.shape
+        rows, leaves = miss.shape
         if self.table is not None:
-            weights = np.take(self.table, self.offset + miss, axis=0)
-        else:
-            shift = np.arange(slots, dtype=miss.dtype)
-            o = 1.0 - ((miss[:, :, None] >> shift) & miss.dtype.type(1))
-            o = np.where(self.real, o, 0.0)
-            coef = _shapley_coefficients(self.leaf_slots, slots)
-            weights = _weights(self.leaf_zero, o, coef) * self.real
+            index = self.offset + miss
+            weights = np.stack([np.take(self.table[s], index) for s in range(self.n_slots)])
+            return self._onto_features(weights, slice(0, leaves))
+        # Computed per row, a few thousand (row, leaf) pairs at a time: the temporaries of
+        # the polynomial stay in cache (three times faster than whole-batch arrays).
+        step = max(1, _CHUNK_ENTRIES // rows)
+        out = np.zeros((rows, self.n_features, self.leaf_value.shape[1]), dtype=np.float64)
+        one = miss.dtype.type(1)
+        for start in range(0, leaves, step):
+            part = slice(start, start + step)
+            bits = miss[:, part]
+            real = self.real_t[:, :, part]
+            o = np.stack([1.0 - ((bits >> miss.dtype.type(s)) & one) for s in range(self.n_slots)])
+            o *= real
+            weights = _weights(self.zero_t[:, :, part], o, self.coef_t[:, :, part]) * real
+            out += self._onto_features(weights, part)
+        return out
+
+    def _onto_features(self, weights: NDArray[np.float64], part: slice) -> NDArray[np.float64]:
+        """(rows, features, outputs): ``weights`` (slots, rows, leaves ``part``) times the
+        leaf values, added onto the schema feature each slot reads."""
+        rows = weights.shape[1]
         outputs = self.leaf_value.shape[1]
         if self.map is not None:
-            flat: NDArray[np.float64] = weights.reshape(rows, leaves * slots) @ self.map
+            flat: NDArray[np.float64] = np.matmul(weights, self.map[:, part]).sum(axis=0)
             return flat.reshape(rows, self.n_features, outputs)
         # Large models: weighted counts, one output at a time.
-        where = (np.arange(rows)[:, None, None] * self.n_features + self.leaf_feature).ravel()
+        feature = self.leaf_feature_t[:, None, part]
+        where = (np.arange(rows)[:, None] * self.n_features + feature).ravel()
         out = np.empty((rows, self.n_features, outputs), dtype=np.float64)
         for k in range(outputs):
-            terms = (weights * self.leaf_value[None, :, k, None]).ravel()
+            terms = (weights * self.leaf_value[part, k]).ravel()
             out[:, :, k] = np.bincount(
                 where, weights=terms, minlength=rows * self.n_features
             ).reshape(rows, self.n_features)
