@@ -232,9 +232,9 @@ class TreeExplainer(Explainer):
         columns = np.where(self.real, self.leaf_column, 0)
         self.leaf_feature = pipeline.preprocess.input[columns]  # (leaves, slots)
         self.leaf_feature_t = np.ascontiguousarray(self.leaf_feature.T)
-        self._scatter_map()
         self.table: NDArray[np.float64] | None = None
         self._tables()
+        self._scatter_map()
 
     def _paths(self, roots: NDArray[np.intp], leaf: NDArray[np.bool_], cover: Any) -> None:
         """Every leaf's distinct path features (slots) and zero fractions, and each split's
@@ -305,15 +305,22 @@ class TreeExplainer(Explainer):
         self.n_slots = slots
 
     def _scatter_map(self) -> None:
+        """The matrix that multiplies weights by leaf values onto features, if small: rows
+        (leaf, slot) for the tables' gathers, (slot, leaf) for the computed weights."""
         leaves, slots = self.leaf_feature.shape
         outputs = self.leaf_value.shape[1]
         self.map: NDArray[np.float64] | None = None
         if leaves * slots * self.n_features * outputs > _DENSE_MAP_ENTRIES:
             return
-        dense = np.zeros((slots, leaves, self.n_features, outputs), dtype=np.float64)
+        dense = np.zeros((leaves, slots, self.n_features, outputs), dtype=np.float64)
         li, si = np.nonzero(self.real)
-        np.add.at(dense, (si, li, self.leaf_feature[li, si]), self.leaf_value[li])
-        self.map = dense.reshape(slots, leaves, self.n_features * outputs)
+        np.add.at(dense, (li, si, self.leaf_feature[li, si]), self.leaf_value[li])
+        if self.table is not None:
+            self.map = dense.reshape(leaves * slots, self.n_features * outputs)
+        else:
+            self.map = np.ascontiguousarray(dense.transpose(1, 0, 2, 3)).reshape(
+                slots, leaves, self.n_features * outputs
+            )
 
     def _tables(self) -> None:
         """Per leaf, the weights of each of its ``2^d`` patterns, if they fit."""
@@ -322,7 +329,7 @@ class TreeExplainer(Explainer):
         if slots > MAX_TABLE_SLOTS or int(sizes.sum()) * slots > MAX_TABLE_ENTRIES:
             return
         self.offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
-        table = np.zeros((slots, int(sizes.sum())), dtype=np.float64)
+        table = np.zeros((int(sizes.sum()), slots), dtype=np.float64)
         for d in np.unique(self.leaf_slots).tolist():
             group = np.flatnonzero(self.leaf_slots == d)
             patterns = np.arange(1 << d)
@@ -330,7 +337,8 @@ class TreeExplainer(Explainer):
             o = 1.0 - ((patterns >> np.arange(d)[:, None]) & 1).astype(np.float64)
             coef = _shapley_coefficients(np.array([d]), d).reshape(d, 1, 1)
             w = _weights(self.leaf_zero[group, :d].T[:, :, None], o[:, None, :], coef)
-            table[:d, (self.offset[group][:, None] + patterns).ravel()] = w.reshape(d, -1)
+            rows = (self.offset[group][:, None] + patterns).ravel()
+            table[rows, :d] = w.reshape(d, -1).T
         self.table = table
 
     def _misses(self, Z: NDArray[np.float64]) -> NDArray[Any]:
@@ -366,14 +374,18 @@ class TreeExplainer(Explainer):
     def _block(self, Z: NDArray[np.float64]) -> NDArray[np.float64]:
         miss = self._misses(Z)
         rows, leaves = miss.shape
+        outputs = self.leaf_value.shape[1]
         if self.table is not None:
-            index = self.offset + miss
-            weights = np.stack([np.take(self.table[s], index) for s in range(self.n_slots)])
-            return self._onto_features(weights, slice(0, leaves))
+            # (rows, leaves, slots): one row of the table per (row, leaf).
+            weights = np.take(self.table, self.offset + miss, axis=0)
+            if self.map is not None:
+                flat: NDArray[np.float64] = weights.reshape(rows, -1) @ self.map
+                return flat.reshape(rows, self.n_features, outputs)
+            return self._counts(weights, self.leaf_feature, self.leaf_value[:, None, :], 0)
         # Computed per row, a few thousand (row, leaf) pairs at a time: the temporaries of
         # the polynomial stay in cache (three times faster than whole-batch arrays).
         step = max(1, _CHUNK_ENTRIES // rows)
-        out = np.zeros((rows, self.n_features, self.leaf_value.shape[1]), dtype=np.float64)
+        out = np.zeros((rows, self.n_features, outputs), dtype=np.float64)
         one = miss.dtype.type(1)
         for start in range(0, leaves, step):
             part = slice(start, start + step)
@@ -381,24 +393,33 @@ class TreeExplainer(Explainer):
             real = self.real_t[:, :, part]
             o = np.stack([1.0 - ((bits >> miss.dtype.type(s)) & one) for s in range(self.n_slots)])
             o *= real
+            # (slots, rows, leaves of the part)
             weights = _weights(self.zero_t[:, :, part], o, self.coef_t[:, :, part]) * real
-            out += self._onto_features(weights, part)
+            if self.map is not None:
+                out += np.matmul(weights, self.map[:, part]).sum(axis=0).reshape(out.shape)
+            else:
+                value = self.leaf_value[part]  # (leaves of the part, outputs)
+                feature = self.leaf_feature_t[:, None, part]
+                out += self._counts(weights, feature, value[None], 1)
         return out
 
-    def _onto_features(self, weights: NDArray[np.float64], part: slice) -> NDArray[np.float64]:
-        """(rows, features, outputs): ``weights`` (slots, rows, leaves ``part``) times the
-        leaf values, added onto the schema feature each slot reads."""
-        rows = weights.shape[1]
-        outputs = self.leaf_value.shape[1]
-        if self.map is not None:
-            flat: NDArray[np.float64] = np.matmul(weights, self.map[:, part]).sum(axis=0)
-            return flat.reshape(rows, self.n_features, outputs)
-        # Large models: weighted counts, one output at a time.
-        feature = self.leaf_feature_t[:, None, part]
-        where = (np.arange(rows)[:, None] * self.n_features + feature).ravel()
-        out = np.empty((rows, self.n_features, outputs), dtype=np.float64)
-        for k in range(outputs):
-            terms = (weights * self.leaf_value[part, k]).ravel()
+    def _counts(
+        self,
+        weights: NDArray[np.float64],
+        feature: NDArray[np.intp],
+        value: NDArray[np.float64],
+        row_axis: int,
+    ) -> NDArray[np.float64]:
+        """Large models: the weights times the leaf values, added onto the features by
+        weighted counts. ``weights`` is 3-D with the rows on ``row_axis``; ``feature`` and
+        ``value[..., k]`` broadcast against it."""
+        rows = weights.shape[row_axis]
+        shape = [1, 1, 1]
+        shape[row_axis] = rows
+        where = (np.arange(rows).reshape(shape) * self.n_features + feature).ravel()
+        out = np.empty((rows, self.n_features, value.shape[-1]), dtype=np.float64)
+        for k in range(value.shape[-1]):
+            terms = (weights * value[..., k]).ravel()
             out[:, :, k] = np.bincount(
                 where, weights=terms, minlength=rows * self.n_features
             ).reshape(rows, self.n_features)

@@ -234,13 +234,22 @@ def test_trees_match_shap_path_dependent_and_add_up(task: str, index: int, pre: 
     ("task", "index", "pre"),
     [p for p in TREE_CASES if p.values[2] == "onehot"],  # type: ignore[index]
 )
-def test_the_per_row_fallback_is_as_exact(
-    task: str, index: int, pre: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("tables", "dense"),
+    [(False, True), (False, False), (True, False)],
+    ids=["computed-matrix", "computed-counts", "tables-counts"],
+)
+def test_every_evaluation_path_is_as_exact(
+    task: str, index: int, pre: str, tables: bool, dense: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(explain, "MAX_TABLE_ENTRIES", 0)
-    monkeypatch.setattr(explain, "_DENSE_MAP_ENTRIES", 0)  # and the weighted counts
+    """Weights looked up or computed per row; added onto features by a matrix product or
+    by weighted counts (what models too large for the tables or the matrix take)."""
+    if not tables:
+        monkeypatch.setattr(explain, "MAX_TABLE_ENTRIES", 0)
+    if not dense:
+        monkeypatch.setattr(explain, "_DENSE_MAP_ENTRIES", 0)
     explainer = _check_trees(task, index, pre)
-    assert explainer.table is None and explainer.map is None
+    assert (explainer.table is not None) == tables and (explainer.map is not None) == dense
 
 
 def test_deep_forests_fall_back_and_stay_exact() -> None:
