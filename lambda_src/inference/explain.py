@@ -331,6 +331,8 @@ class TreeExplainer(Explainer):
         self.offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
         table = np.zeros((int(sizes.sum()), slots), dtype=np.float64)
         for d in np.unique(self.leaf_slots).tolist():
+            if d == 0:  # a tree that is one leaf: no feature, no weight
+                continue
             group = np.flatnonzero(self.leaf_slots == d)
             patterns = np.arange(1 << d)
             # Bit s of a pattern set: the row does not follow the path on slot s (o_s = 0).

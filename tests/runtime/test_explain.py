@@ -460,3 +460,24 @@ def test_rows_must_have_one_value_per_feature() -> None:
     model = _compiled(_fit("binary", TREES["binary"][4], "none"), "binary")
     with pytest.raises(ValueError, match=r"shape \(rows, 5\)"):
         model.explainer().explain(QUERY[:, :4])
+
+
+@pytest.mark.parametrize("tables", [True, False], ids=["tables", "computed"])
+def test_a_tree_that_is_a_single_leaf_explains_nothing_but_its_value(
+    tables: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A constant target: one leaf, no split; its value is the base, every contribution 0."""
+    if not tables:
+        monkeypatch.setattr(explain, "MAX_TABLE_ENTRIES", 0)
+    tree = DecisionTreeRegressor().fit(X, np.full(ROWS, 2.5))
+    data = compile_pipeline(
+        tree, model_name="m", model_version="v1", features=FEATURES, task="regression"
+    )
+    model = compiled_model.load(data)
+    assert isinstance(model, CompiledPipeline)
+    explainer = model.explainer()
+    assert isinstance(explainer, explain.TreeExplainer)
+    assert (explainer.table is not None) == tables
+    got = explainer.explain(QUERY)
+    assert np.array_equal(got.base, [2.5])
+    assert np.array_equal(got.contributions, np.zeros((QUERY.shape[0], len(FEATURES), 1)))
