@@ -25,7 +25,14 @@ polynomial is multiplied out once, and divided by each factor: shap's EXTEND and
 A query then computes each row's pattern at every leaf from the split conditions, level
 by level over all trees at once, gathers the weights and adds them onto the features with
 one matrix product. When the tables would be too large (deep trees: forests grown to
-purity), the same weights are computed per row instead: slower, equally exact.
+purity), the same weights are computed per row instead: slower, equally exact. ``base`` is
+``init`` plus each tree's cover-weighted mean leaf value (shap's ``expected_value``). The
+split rule is ``goes_left`` alone (swap it there when the trees learn missing values or
+categorical splits). Measured on the churn GBM (200 trees of depth 4, one pinned core of a
+loaded 2-core x86_64 machine; ``python -m benchmarks.explain --cpu 1``): tables of 21,822
+rows of 4 weights (0.7 MB) built in ~5 ms of CPU on first use; one row in 0.19 ms; 100
+rows in ~7 ms of CPU where shap takes ~16 ms. A 100-tree forest grown to purity on 20,000
+rows (440,000 leaves) takes the per-row path: ~150 ms a row, where shap takes ~85 ms.
 
 Linear models: the contribution of column ``c`` is ``coef_c * z_c`` in the estimator's
 input space (after the scalers and the one-hot encoding) and the base is the intercept:
