@@ -400,9 +400,9 @@ def test_a_cover_that_is_not_a_positive_weight_is_refused(cover: float) -> None:
     data = compile_pipeline(
         pipeline, model_name="m", model_version="v1", features=FEATURES, task="regression"
     )
-    arrays = compiled_model.load(data)
-    assert isinstance(arrays, CompiledPipeline)
-    damaged = arrays.arrays["cover"].copy()
+    original = compiled_model.load(data)
+    assert isinstance(original, CompiledPipeline)
+    damaged = original.arrays["cover"].copy()
     damaged[3] = cover
     model = compiled_model.load(rewrite(data, cover=damaged))
     assert isinstance(model, CompiledPipeline)
