@@ -65,7 +65,7 @@ _BLOCK_ENTRIES = 1 << 20
 # (row, leaf) pairs whose weights are computed together when there are no tables.
 _CHUNK_ENTRIES = 1 << 13
 # The (leaf slots, features x outputs) matrix that adds weights onto features, if this small.
-_DENSE_MAP_ENTRIES = 1 << 22
+_DENSE_MAP_ENTRIES = 1 << 20
 
 Arrays = Mapping[str, NDArray[Any]]
 
@@ -239,9 +239,14 @@ class TreeExplainer(Explainer):
         columns = np.where(self.real, self.leaf_column, 0)
         self.leaf_feature = pipeline.preprocess.input[columns]  # (leaves, slots)
         self.leaf_feature_t = np.ascontiguousarray(self.leaf_feature.T)
-        self.table: NDArray[np.float64] | None = None
-        self._tables()
+        self.table = self._tables()
         self._scatter_map()
+        # Kept: what the chosen evaluation reads (a forest grown to purity has ~10^6 leaves).
+        del self.leaf_zero, self.leaf_column
+        if self.table is not None:
+            del self.zero_t, self.real_t, self.leaf_feature_t
+        else:
+            del self.leaf_feature
 
     def _paths(self, roots: NDArray[np.intp], leaf: NDArray[np.bool_], cover: Any) -> None:
         """Every leaf's distinct path features (slots) and zero fractions, and each split's
@@ -304,9 +309,7 @@ class TreeExplainer(Explainer):
         # Slot-first copies for the per-row weights: (slots, 1, leaves).
         self.real_t = np.ascontiguousarray(self.real.T[:, None, :])
         self.zero_t = np.ascontiguousarray(self.leaf_zero.T[:, None, :])
-        self.coef_t = np.ascontiguousarray(
-            _shapley_coefficients(self.leaf_slots, slots).T[:, None, :]
-        )
+        self.coef_by_slots = _shapley_coefficients(np.arange(slots + 1), slots)
         dtype = next(np.dtype(f"uint{b}") for b in (8, 16, 32, 64) if b >= slots)
         self.bits = np.left_shift(1, self.slot).astype(dtype)
         self.n_slots = slots
@@ -329,12 +332,12 @@ class TreeExplainer(Explainer):
                 slots, leaves, self.n_features * outputs
             )
 
-    def _tables(self) -> None:
+    def _tables(self) -> NDArray[np.float64] | None:
         """Per leaf, the weights of each of its ``2^d`` patterns, if they fit."""
         slots = self.n_slots
         sizes = np.left_shift(1, self.leaf_slots)
         if slots > MAX_TABLE_SLOTS or int(sizes.sum()) * slots > MAX_TABLE_ENTRIES:
-            return
+            return None
         self.offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
         table = np.zeros((int(sizes.sum()), slots), dtype=np.float64)
         for d in np.unique(self.leaf_slots).tolist():
@@ -348,7 +351,7 @@ class TreeExplainer(Explainer):
             w = _weights(self.leaf_zero[group, :d].T[:, :, None], o[:, None, :], coef)
             rows = (self.offset[group][:, None] + patterns).ravel()
             table[rows, :d] = w.reshape(d, -1).T
-        self.table = table
+        return table
 
     def _misses(self, Z: NDArray[np.float64]) -> NDArray[Any]:
         """(rows, leaves): bit s set where the row does not follow the leaf's path on slot s."""
@@ -369,7 +372,7 @@ class TreeExplainer(Explainer):
         if self.float32:
             Z = Z.astype(np.float32).astype(np.float64)
         rows = Z.shape[0]
-        leaves, slots = self.leaf_zero.shape
+        leaves, slots = self.leaf_slots.shape[0], self.n_slots
         per_row = max(
             self.left.shape[0], leaves * (slots + 1) * (1 if self.table is not None else 4)
         )
@@ -403,7 +406,8 @@ class TreeExplainer(Explainer):
             o = np.stack([1.0 - ((bits >> miss.dtype.type(s)) & one) for s in range(self.n_slots)])
             o *= real
             # (slots, rows, leaves of the part)
-            weights = _weights(self.zero_t[:, :, part], o, self.coef_t[:, :, part]) * real
+            coef = self.coef_by_slots[self.leaf_slots[part]].T[:, None, :]
+            weights = _weights(self.zero_t[:, :, part], o, coef) * real
             if self.map is not None:
                 out += np.matmul(weights, self.map[:, part]).sum(axis=0).reshape(out.shape)
             else:
