@@ -238,7 +238,7 @@ class TreeExplainer(Explainer):
         self.base = init + reach @ leaf_value
         columns = np.where(self.real, self.leaf_column, 0)
         self.leaf_feature = pipeline.preprocess.input[columns]  # (leaves, slots)
-        self.leaf_feature_t = np.ascontiguousarray(self.leaf_feature.T)
+        self.leaf_feature_t = np.ascontiguousarray(self.leaf_feature.T, dtype=np.int32)
         self.table = self._tables()
         self._scatter_map()
         # Kept: what the chosen evaluation reads (a forest grown to purity has ~10^6 leaves).
@@ -419,7 +419,7 @@ class TreeExplainer(Explainer):
     def _counts(
         self,
         weights: NDArray[np.float64],
-        feature: NDArray[np.intp],
+        feature: NDArray[np.integer[Any]],
         value: NDArray[np.float64],
         row_axis: int,
     ) -> NDArray[np.float64]:
