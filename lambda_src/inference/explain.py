@@ -91,6 +91,8 @@ def goes_left(Zt: NDArray[np.float64], split: Arrays, nodes: NDArray[np.intp]) -
 
     The one place the split rule lives, as the compiled trees evaluate it: left iff
     ``x <= threshold`` (``Zt`` already widened from float32 where the trees compare so).
+    ``split`` holds every array of the archive (``feature`` as ``intp``): a rule for
+    missing values or categorical splits reads its own arrays from it, per node.
     """
     return np.asarray(Zt[split["feature"][nodes]] <= split["threshold"][nodes, None])
 
@@ -221,7 +223,9 @@ class TreeExplainer(Explainer):
             raise ExplanationsUnavailableError(
                 "the 'cover' array is not one positive weight per node"
             )
-        self.split = {"feature": feature, "threshold": arrays["threshold"].astype(np.float64)}
+        # Every array of the archive (a split rule may read more than these two).
+        threshold = arrays["threshold"].astype(np.float64)
+        self.split = {**arrays, "feature": feature, "threshold": threshold}
         self.left, self.right = left, right
         leaf = left == np.arange(nodes)
         self._paths(arrays["roots"].astype(np.intp), leaf, cover)
