@@ -59,9 +59,11 @@ test: lint typecheck unit
 # Benchmarks print figures; they are not part of `make test` (timings are not assertions).
 # `make bench` writes build/bench/ only; `make bench-record` keeps that run in
 # benchmarks/results/ and docs/performance.md. Options: BENCH_ARGS="--cpu 0 --rounds 7".
+# Then explanations against shap (benchmarks/explain.py): EXPLAIN_BENCH_ARGS="--cpu 0".
 bench: setup models
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 	$(PY) -m benchmarks.frame_pipeline $(BENCH_ARGS)
+	$(PY) -m benchmarks.explain $(EXPLAIN_BENCH_ARGS)
 
 bench-record: $(STAMP)
 	$(PY) -m benchmarks.record

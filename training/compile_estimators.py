@@ -45,6 +45,9 @@ class Tree:
     left: NDArray[np.intp]
     right: NDArray[np.intp]
     value: NDArray[np.float64]  # (nodes,) or (nodes, K): what the leaf adds
+    # The training weight that reached each node, which path-dependent TreeSHAP weighs the
+    # branches a row does not follow by (what shap.TreeExplainer reads for each family).
+    cover: NDArray[np.float64]
     missing_left: NDArray[np.uint8] | None = None
     cat_split: NDArray[np.intp] | None = None
     cat_left: NDArray[np.uint32] | None = None
@@ -286,6 +289,7 @@ def _sklearn_tree(tree: Any, value: NDArray[np.float64]) -> Tree:
         # Tree.apply: isnan(x) first, to this side (a feature without NaN at fit time: the
         # child that took more samples); a threshold of +inf sends only NaN right.
         missing_left=np.asarray(tree.missing_go_to_left, dtype=np.uint8),
+        cover=tree.weighted_n_node_samples.astype(np.float64),
     )
 
 
@@ -336,6 +340,7 @@ def _hgb_tree(
         missing_left=nodes["missing_go_to_left"].astype(np.uint8),
         cat_split=np.where(categorical, bitset_idx, -1).astype(np.intp),
         cat_left=bitsets,
+        cover=nodes["count"].astype(np.float64),
     )
 
 
@@ -345,7 +350,7 @@ def flatten(trees: list[Tree]) -> tuple[dict[str, NDArray[Any]], int]:
     ``missing_left`` always; ``cat_split`` and ``cat_left`` only when a tree has a
     categorical split (each tree's bitset rows offset past the previous trees').
     """
-    roots, feature, threshold, left, right, value = [], [], [], [], [], []
+    roots, feature, threshold, left, right, value, cover = [], [], [], [], [], [], []
     missing_left, cat_split, cat_left = [], [], []
     offset, depth, bitsets = 0, 0, 0
     for tree in trees:
@@ -368,6 +373,7 @@ def flatten(trees: list[Tree]) -> tuple[dict[str, NDArray[Any]], int]:
         if tree.cat_left is not None:
             cat_left.append(tree.cat_left)
             bitsets += tree.cat_left.shape[0]
+        cover.append(tree.cover)
         offset += leaf.shape[0]
         depth = max(depth, _depth(tree))
     arrays: dict[str, NDArray[Any]] = {
@@ -378,6 +384,7 @@ def flatten(trees: list[Tree]) -> tuple[dict[str, NDArray[Any]], int]:
         "right": np.concatenate(right).astype(np.int32),
         "value": np.concatenate(value).astype(np.float64),
         "missing_left": np.concatenate(missing_left).astype(np.uint8),
+        "cover": np.concatenate(cover).astype(np.float64),
     }
     splits = np.concatenate(cat_split).astype(np.int32)
     if np.any(splits >= 0):

@@ -17,7 +17,17 @@ PRE_ARRAYS = ("pre_input", "pre_kind", "pre_a", "pre_b", "pre_low", "pre_high")
 PRE_V3_ARRAYS = ("pre_fill", "pre_table")
 TREE_ARRAYS = ("roots", "feature", "threshold", "left", "right", "value", "init")
 # Optional (a v2 archive lacks them: no NaN reached its trees, no categorical splits).
-TREE_OPTIONAL_ARRAYS = ("missing_left", "cat_split", "cat_left", "cat_values", "cat_offsets")
+# ``cover`` (float64 per node, the training weight that reached it) is what explanations
+# need; an archive without it serves predictions as before and answers explanations with
+# ``explain.ExplanationsUnavailableError``.
+TREE_OPTIONAL_ARRAYS = (
+    "missing_left",
+    "cat_split",
+    "cat_left",
+    "cat_values",
+    "cat_offsets",
+    "cover",
+)
 LINEAR_ARRAYS = ("coef", "intercept")
 # The later formats' arrays beyond the preprocessing, by their meta's "estimator".
 ESTIMATOR_ARRAYS = {"trees": TREE_ARRAYS, "linear": LINEAR_ARRAYS}

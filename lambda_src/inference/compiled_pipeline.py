@@ -34,7 +34,9 @@ Arrays (all plain numbers: the archive is read with ``allow_pickle=False``):
   ``cat_values`` (float64) and ``cat_offsets`` (int64, estimator input columns + 1): column
   ``j``'s known category values are ``cat_values[cat_offsets[j]:cat_offsets[j + 1]]``,
   ascending, and a value's index is its position there. A value that is none of them (an
-  unknown code such as -1, NaN) goes where the node sends a NaN.
+  unknown code such as -1, NaN) goes where the node sends a NaN. Optionally ``cover``
+  (float64 per node: the training weight that reached it), read by explanations only
+  (``inference.explain``): an archive without it predicts as before and cannot explain.
 * linear (``meta.estimator == "linear"``): ``coef`` and ``intercept`` in scikit-learn's own
   shapes, evaluated as ``X @ coef.T + intercept`` (``X @ coef`` for a 1-D ``coef``).
 
@@ -44,7 +46,7 @@ Then ``meta.link``: ``identity``, ``expit`` (binary log-odds) or ``softmax``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,6 +54,9 @@ from numpy.typing import NDArray
 from inference import tree_forest
 from inference.compiled_format import FORMAT_V3, PRE_ARRAYS
 from serving.tasks import TASKS
+
+if TYPE_CHECKING:
+    from inference.explain import Explainer
 
 FORMAT = FORMAT_V3
 PASSTHROUGH, STANDARD, MINMAX, ONEHOT, TABLE, MISSING = 0, 1, 2, 3, 4, 5
@@ -206,6 +211,8 @@ class CompiledPipeline:
     """A ``model_loader.Model``: ``outputs(X)`` per the task (see that protocol)."""
 
     __slots__ = (
+        "_explainer",
+        "arrays",
         "classes",
         "estimator",
         "features",
@@ -227,6 +234,7 @@ class CompiledPipeline:
         preprocess: _Preprocess,
         estimator: _Trees | _Linear,
         link: str,
+        arrays: Mapping[str, NDArray[Any]] | None = None,
     ) -> None:
         self.model_name = model_name
         self.model_version = model_version
@@ -236,6 +244,20 @@ class CompiledPipeline:
         self.preprocess = preprocess
         self.estimator = estimator
         self.link = link
+        self.arrays = dict(arrays or {})  # the archive's arrays, read again by explanations
+        self._explainer: Explainer | None = None
+
+    def explainer(self) -> Explainer:
+        """The model's ``explain.Explainer``, built on first use (no cost at load) and kept.
+
+        Raises ``explain.ExplanationsUnavailableError`` when the archive cannot be explained
+        (an archive written before ``cover`` was, for trees).
+        """
+        if self._explainer is None:
+            from inference import explain  # imported only when explanations are asked for
+
+            self._explainer = explain.build(self)
+        return self._explainer
 
     def outputs(self, X: NDArray[np.float64], unknown: object = None) -> NDArray[np.float64]:
         # ``unknown`` (raw values of passed unknown categories) is ignored: -1 in X suffices.
@@ -302,6 +324,7 @@ def build(meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> Compil
         preprocess=preprocess,
         estimator=estimator,
         link=str(link),
+        arrays=arrays,
     )
 
 
