@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline
 
 from serving.schema import schema_from_document
 from tests.handler.conftest import FakeLambdaContext
+from tests.training.frame_data import PENGUIN_FEATURES, penguin_schema, write_json
 from training import estimators, train
 from training.schema import FEATURE_NAMES, LABEL
 from training.synthetic import generate
@@ -258,3 +259,40 @@ def test_a_schema_without_nulls_or_unknowns_gets_the_pipeline_it_always_got() ->
     assert estimators.describe(imputed) == (
         "ColumnTransformer(Pipeline(SimpleImputer, StandardScaler)) + GradientBoostingClassifier"
     )
+
+
+def test_palmer_penguins_as_downloaded_trains_with_its_year_column_and_empty_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], handler_for: Any
+) -> None:
+    import palmerpenguins
+
+    data = tmp_path / "penguins.csv"
+    palmerpenguins.load_penguins().to_csv(data, index=False)  # NA cells written empty
+    assert ",NA," not in data.read_text() and ",," in data.read_text()
+    schema = write_json(tmp_path / "penguins.json", penguin_schema())
+    argv = ["--model", "penguins", "--version", "v1", "--schema", str(schema), "--data",
+            str(data), "--param", "n_estimators=20", "--output", str(tmp_path / "out")]  # fmt: skip
+    assert train.main(argv) == 0
+    assert "column(s) 'year' not in the schema: ignored" in capsys.readouterr().err
+    version = tmp_path / "out/penguins/v1"
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert "compiled" in manifest["artifacts"], manifest.get("compiled_runtime")
+    record = {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
+              "body_mass_g": 3750, "island": "Torgersen", "sex": "male"}  # fmt: skip
+    records = [
+        record,
+        {**record, "sex": None, "body_mass_g": None},
+        {**record, "island": "Anvers"},
+        dict.fromkeys(PENGUIN_FEATURES[:4]) | {"island": "Dream", "sex": None},
+    ]
+    answers = {}
+    for runtime in ("compiled", "sklearn"):
+        module = handler_for(version, runtime)
+        response = module.handler({"instances": records}, FakeLambdaContext())
+        assert response["statusCode"] == 200, str(response)[:500]
+        classes = ["Adelie", "Chinstrap", "Gentoo"]
+        answers[runtime] = np.array(
+            [[p["probabilities"][c] for c in classes] for p in response["predictions"]]
+        )
+    assert np.max(np.abs(answers["compiled"] - answers["sklearn"])) <= 1e-12
+    assert answers["compiled"][0].argmax() == 0  # a Torgersen penguin is an Adelie
