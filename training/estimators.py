@@ -135,14 +135,16 @@ def build_pipeline(
     return Pipeline([("features", features), (step, estimator)])
 
 
-# Kinds whose estimator takes NaN itself and learns where a missing value goes:
-# HistGradientBoosting* route NaN at every split on every scikit-learn version and with
-# every parameter, so its nullable numbers reach it unimputed (StandardScaler keeps NaN).
-# The others are given a median: GradientBoosting*, LogisticRegression, LinearRegression
-# and Ridge refuse NaN; the scikit-learn trees accept it on 1.9 but not under every
-# parameter (``monotonic_cst``), and send a NaN never seen in training down the larger
-# branch, so an imputer gives them one behaviour whatever the parameters.
-NATIVE_MISSING = frozenset({"hist_gbm"})
+# Kinds whose estimator takes NaN itself: at each split it learns from the training rows
+# with a missing value which side a missing value goes (HistGradientBoosting*, and the
+# scikit-learn trees and forests on the pinned 1.9), so missingness stays information the
+# model can use, where a median would make a missing value look typical. Their nullable
+# numbers reach them as NaN (StandardScaler keeps it); the compiled runtime routes NaN
+# the same way (``missing_left``, held to parity). A nullable feature with no missing
+# value in training sends a null down the larger branch at each split (scikit-learn's
+# rule). GradientBoosting*, LogisticRegression, LinearRegression and Ridge refuse NaN:
+# they get the training median.
+NATIVE_MISSING = frozenset({"hist_gbm", "decision_tree", "random_forest", "extra_trees"})
 
 
 def _missing_or_unknown(spec: FeatureSpec) -> bool:

@@ -182,8 +182,12 @@ def test_a_nullable_category_that_passes_unknowns_trains_and_serves_nulls_and_un
     assert train.main(argv) == 0
     version = tmp_path / "out/shop/v1"
     manifest = json.loads((version / "manifest.json").read_text())
+    numbers = {
+        "random_forest": "passed to the estimator as NaN (it learns where missing goes)",
+        "logistic": "imputed: the training median",
+    }
     assert manifest["training"]["missing_values"] == {
-        "visits": "imputed: the training median",
+        "visits": numbers[kind],
         "channel": "imputed: the most frequent value in training",
     }
     assert "compiled" in manifest["artifacts"], manifest.get("compiled_runtime")
@@ -242,11 +246,16 @@ def test_the_imputers_sit_on_the_nullable_columns_only() -> None:
     assert steps["categorical_unknown"].handle_unknown == "ignore"
     assert steps["categorical"].handle_unknown == "error"
     assert steps["categorical_imputed"].named_steps["encoder"].handle_unknown == "error"
-    # HistGradientBoosting takes a nullable number's NaN itself; categories still imputed.
-    native = estimators.build_pipeline(schema, "hist_gbm").named_steps["features"]
-    layout = {name: columns for name, _, columns in native.transformers}
-    assert layout["numeric"] == [0, 1] and "numeric_imputed" not in layout
-    assert layout["categorical_imputed"] == [2]
+    # The kinds that route NaN themselves take a nullable number's NaN; the one-hot
+    # encoder, not the estimator, reads the categories: still imputed.
+    for kind in ("hist_gbm", "decision_tree", "random_forest", "extra_trees"):
+        native = estimators.build_pipeline(schema, kind).named_steps["features"]
+        layout = {name: columns for name, _, columns in native.transformers}
+        assert layout["numeric"] == [0, 1] and "numeric_imputed" not in layout, kind
+        assert layout["categorical_imputed"] == [2], kind
+    for kind in ("logistic", "gbm"):
+        imputed = estimators.build_pipeline(schema, kind).named_steps["features"]
+        assert {name: c for name, _, c in imputed.transformers}["numeric_imputed"] == [1]
 
 
 def test_a_schema_without_nulls_or_unknowns_gets_the_pipeline_it_always_got() -> None:
