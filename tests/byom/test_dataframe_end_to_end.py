@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from tests.training.frame_data import NUMERIC, PENGUIN_FEATURES, breast_cancer, penguins
 from training import package
@@ -153,7 +155,10 @@ def _build(case: Case, folder: Path) -> Built:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
-    return {name: _build(case, tmp_path_factory.mktemp(name)) for name, case in CASES.items()}
+    # One OpenMP thread: HistGradientBoosting's threads spin against each other on a busy
+    # 2-core machine (the penguins fit and packaging took 60 s instead of 5 s at load 7).
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return {name: _build(case, tmp_path_factory.mktemp(name)) for name, case in CASES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +191,8 @@ def _serve(
         process = subprocess.Popen(
             [sys.executable, "-c", SERVE, str(root), *argv],
             cwd=REPO,
+            # As in ``built``: eight servers share the machine's cores.
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
