@@ -124,6 +124,9 @@ def train(
     # A regression has no classes to stratify by: one stratum, a plain random sample.
     strata = y_test if classification else np.zeros(len(y_test), dtype=np.int64)
     golden_index = golden.stratified_sample(strata, golden_rows)
+    missing = estimators.missing_values(schema, estimator)
+    for name, handling in missing.items():
+        log(f"nullable feature {name}: {handling}")
     started = time.perf_counter()
     log(f"fitting on {len(y_train)} rows, {len(schema.features)} features ...")
     pipeline.fit(X_train, y_train)
@@ -137,6 +140,8 @@ def train(
         training_record={
             "estimator": estimators.describe(pipeline),
             "params": estimators.resolve_params(estimator, schema.task, params),
+            # Only for a schema with nullable features: other manifests keep their bytes.
+            **({"missing_values": missing} if missing else {}),
             "data_source": data.source,
             "holdout_fraction": HOLDOUT_FRACTION,
             "split_seed": SPLIT_SEED,
