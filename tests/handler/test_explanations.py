@@ -383,3 +383,60 @@ def test_take_flag_leaves_other_payloads_alone() -> None:
     assert explanations.take_flag(payload) == (payload, False)
     assert explanations.take_flag([1, 2]) == ([1, 2], False)
     assert explanations.take_flag({"a": 1, EXPLAIN_KEY: True}) == ({"a": 1}, True)
+
+
+def test_tools_serve_answers_explanations_over_http(
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_environment: Configure,
+    tmp_path: Path,
+    churn_bytes: bytes,
+) -> None:
+    """``python -m tools.serve`` (``make serve``) over a version whose compiled archive
+    explains: the local Function URL answers ``explain`` as the function does."""
+    import shutil
+    import threading
+    import urllib.request
+
+    from tools import local_server, serve
+
+    version_dir = tmp_path / "churn" / "v2"
+    version_dir.mkdir(parents=True)
+    manifest = json.loads((ARTIFACTS / "v2" / "manifest.json").read_text())
+    for entry in manifest["artifacts"].values():
+        shutil.copy(ARTIFACTS / "v2" / entry["file"], version_dir / entry["file"])
+    (version_dir / "model.compiled.npz").write_bytes(churn_bytes)
+    manifest["artifacts"]["compiled"].update(
+        format="sklearn-compiled-npz/3",
+        sha256=hashlib.sha256(churn_bytes).hexdigest(),
+        size_bytes=len(churn_bytes),
+    )
+    (version_dir / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(serve, "ARTIFACTS", tmp_path)
+    for name in (*serve.model_env("churn", "v2", "compiled"), "MODEL_BUCKET", "MODEL_KEY"):
+        monkeypatch.setenv(name, "")  # restored as it was (set or not) after the test
+        monkeypatch.delenv(name)
+    assert serve.default_runtime("churn", "v2") == ("compiled", None)
+    module = serve.load_handler(serve.model_env("churn", "v2", "compiled"))
+    local = local_server.make_server("127.0.0.1", 0, module.handler, module.identity)
+    thread = threading.Thread(target=local.serve_forever, daemon=True)
+    thread.start()
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{local.server_address[1]}/",
+            data=json.dumps({**valid_record(), EXPLAIN_KEY: True}).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=15) as response:
+            status, answer = response.status, json.loads(response.read())
+    finally:
+        local.shutdown()
+        local.server_close()
+        thread.join(timeout=30)
+    assert status == 200, answer
+    explanation = answer["explanation"]
+    assert explanation["space"] == "log_odds" and list(explanation["contributions"]) == (
+        CHURN_FEATURES
+    )
+    total = explanation["base"] + sum(explanation["contributions"].values())
+    assert abs(1.0 / (1.0 + np.exp(-total)) - answer["probability"]) <= 1e-12
