@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference.errors import bad_request, too_large
-from inference.limits import PREDICTION_LOG_MAX_ROWS, echo
+from inference.limits import ECHO_MAX_CHARS, PREDICTION_LOG_MAX_ROWS, clip
 from serving.reserved import EXPLAIN_KEY
 
 if TYPE_CHECKING:
@@ -55,8 +55,9 @@ def take_flag(payload: object) -> tuple[object, bool]:
         return payload, False
     value = payload[EXPLAIN_KEY]
     if not isinstance(value, bool):
-        shown = json.dumps(value, default=str)
-        raise bad_request(f"{EXPLAIN_KEY!r} must be true or false, got {echo(shown)}")
+        # JSON text is ASCII (ensure_ascii): shown as the caller wrote it, cut if long.
+        shown = clip(json.dumps(value, default=str), ECHO_MAX_CHARS)
+        raise bad_request(f"{EXPLAIN_KEY!r} must be true or false, got {shown}")
     return {key: item for key, item in payload.items() if key != EXPLAIN_KEY}, value
 
 
