@@ -442,3 +442,50 @@ def test_tools_serve_answers_explanations_over_http(
     )
     total = explanation["base"] + sum(explanation["contributions"].values())
     assert abs(1.0 / (1.0 + np.exp(-total)) - answer["probability"]) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    ("task", "space"),
+    [("regression", "value"), ("binary", "probability")],
+    ids=["linear", "forest"],
+)
+def test_a_regressor_and_a_forest_explain_their_answer_itself(
+    fresh_environment: Configure, tmp_path: Path, task: str, space: str
+) -> None:
+    """A regressor's value and a forest's probability are the explanation's own space: the
+    answer's number is base plus the contributions."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    X = task_artifacts.data()
+    if task == "regression":
+        pipeline = task_artifacts.fit("regression")
+        classes = None
+    else:
+        y = task_artifacts.fit("binary").predict(X)
+        forest = RandomForestClassifier(n_estimators=5, max_depth=5, random_state=0)
+        pipeline = task_artifacts._pipeline(forest).fit(X, y)
+        classes = task_artifacts.BINARY_CLASSES
+    data = compile_pipeline(
+        pipeline,
+        model_name="m",
+        model_version="v1",
+        features=task_artifacts.FEATURES,
+        task=task,
+        classes=classes,
+    )
+    state = fresh_environment(compiled_env(tmp_path / "m.npz", data, "m", "v1"))
+    assert isinstance(state, handler_module.Ready), state
+    colours = task_artifacts.COLOURS
+    records = [
+        {"size": float(row[0]), "colour": colours[int(row[1])], "count": int(row[2])}
+        for row in X[:100]
+    ]
+    answer = call({"instances": records, EXPLAIN_KEY: True})
+    assert answer["statusCode"] == 200, answer
+    number = "prediction" if task == "regression" else "probability"
+    for row in answer["predictions"]:
+        explanation = row["explanation"]
+        assert explanation["space"] == space
+        assert list(explanation["contributions"]) == ["size", "colour", "count"]
+        total = explanation["base"] + sum(explanation["contributions"].values())
+        assert abs(total - row[number]) <= BOUND
