@@ -10,6 +10,7 @@ behind the real handler: flag, bound, answer building and response shaping.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -129,3 +130,38 @@ def test_an_explanation_s_size_grows_with_features_times_classes() -> None:
     per_feature = two - one
     assert per_feature == len('"b": {}, ') + 10 * (len('"c0": ') + 24) + 9 * len(", ")
     assert one > plain
+
+
+def test_the_prediction_line_stays_bounded_with_explanations_of_long_names(warm: Served) -> None:
+    """Feature names of the most characters a schema allows (64), a batch of 1,000
+    explained rows: the line grows by three names for each of the 10 rows it lists."""
+    state = warm.state
+    schema = tuple(
+        dataclasses.replace(feature, name=f"f{i}_".ljust(64, "x"))
+        for i, feature in enumerate(state.loaded.schema)
+    )
+    loaded = dataclasses.replace(
+        state.loaded, model=ExplainedWorstModel("binary", (0, 1)), schema=schema, **CHURN
+    )
+    settings = dataclasses.replace(
+        state.settings, max_batch_size=10**4, max_explain_rows=10**4, capture_sample_rate=0.0
+    )
+    ready = handler_module.Ready(settings, loaded)
+    record = {
+        feature.name: value for feature, value in zip(schema, valid_record().values(), strict=True)
+    }
+    lines = {}
+    for explain in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(handler_module, "_state", ready)
+            response, out = warm.invoke({"instances": [record] * 1000, EXPLAIN_KEY: explain})
+        assert status(response) == 200
+        [line] = [text for text in out.splitlines() if '"message":"prediction"' in text]
+        lines[explain] = line
+    parsed = json.loads(lines[True])
+    assert "log_truncated_from_bytes" not in parsed
+    assert [len(names) for names in parsed["top_features"]] == [3] * 10
+    assert all(len(name) == 64 for names in parsed["top_features"] for name in names)
+    growth = len(lines[True]) - len(lines[False])
+    # 10 rows of 3 quoted names and their commas and brackets, and explain_ms.
+    assert growth <= 10 * (3 * (64 + 3) + 2) + len('"explain_ms":1234567.891,"top_features":[],')
