@@ -14,3 +14,7 @@ LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 # MAX_BATCH_SIZE, the stack a larger function.max_batch_size;
 # tests/reliability/test_stack_limits.py checks the arithmetic.
 MAX_BATCH_SIZE_LIMIT = 100_000
+# A request with "explain": true is bounded by MAX_EXPLAIN_ROWS (1 to MAX_BATCH_SIZE_LIMIT,
+# default 100) and by the same 6 MB: inference.answers.row_bytes prices each row's
+# explanation at its widest (features x classes numbers of 24 characters, names and
+# labels as sent), so the 413 for an explained batch is exact too.

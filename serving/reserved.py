@@ -14,6 +14,9 @@ evaluator or drift monitor.
 Only a direct invocation (Lambda ``Invoke``, which needs IAM) may carry it: a Function URL
 or API Gateway caller that sends it is refused, so no caller can keep its traffic out of
 the numbers. The warmer's ``{"_warmup": true}`` predicts nothing and is kept out likewise.
+
+``EXPLAIN_KEY`` asks for explanations with the predictions: ``{..features.., "explain": true}``
+or ``{"instances": [...], "explain": true}`` (docs/calling.md).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from types import MappingProxyType
 BATCH_KEY = "instances"
 WARMUP_KEY = "_warmup"
 GATE_KEY = "_gate"
+EXPLAIN_KEY = "explain"
 
 # name -> what a request means by it (the refusals say why the name is taken).
 RESERVED_FEATURE_NAMES: Mapping[str, str] = MappingProxyType(
@@ -31,5 +35,6 @@ RESERVED_FEATURE_NAMES: Mapping[str, str] = MappingProxyType(
         BATCH_KEY: 'the batch body {"instances": [records]}',
         WARMUP_KEY: 'the warm-up ping {"_warmup": true}',
         GATE_KEY: 'the traffic gate\'s mark {"_gate": true}, kept out of metrics, logs and capture',
+        EXPLAIN_KEY: 'the request for explanations {"explain": true}',
     }
 )

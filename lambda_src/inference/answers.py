@@ -47,19 +47,31 @@ WIDEST_POSITIVE = 0.5000000000000001  # 18 characters, the most in [0.5, 1]
 WIDEST_VALUE = -1.2345678901234567e-100  # 24 characters, the most of any finite float
 
 
+# A row's explanation when one is asked for: its space and the schema's feature names
+# (inference.explanations.answer_fields).
+Explained = tuple[str, tuple[str, ...]]
+
+
 def max_answer_rows(
-    task: str, classes: tuple[Any, ...] | None, shape: Shape, envelope: Mapping[str, Any]
+    task: str,
+    classes: tuple[Any, ...] | None,
+    shape: Shape,
+    envelope: Mapping[str, Any],
+    explained: Explained | None = None,
 ) -> int:
     """The most rows whose 200 answer fits ``ANSWER_LIMIT_BYTES`` whatever the model outputs
     (0: not even one). ``envelope`` holds the answer's fields besides the predictions (model
     identity and request id), in the handler's order; it is counted exactly, through the
-    real response shaping, so the bound is exact up to the rows' widest values."""
+    real response shaping, so the bound is exact up to the rows' widest values.
+    ``explained``: each row also carries an explanation of that space and those features."""
     empty = payload_bytes(render(shape, 200, {"predictions": [], **envelope}))
-    return max(0, (ANSWER_LIMIT_BYTES - empty) // row_bytes(task, classes, shape))
+    return max(0, (ANSWER_LIMIT_BYTES - empty) // row_bytes(task, classes, shape, explained))
 
 
 @functools.lru_cache(maxsize=16)
-def row_bytes(task: str, classes: tuple[Any, ...] | None, shape: Shape) -> int:
+def row_bytes(
+    task: str, classes: tuple[Any, ...] | None, shape: Shape, explained: Explained | None = None
+) -> int:
     """The most bytes one row (and its separator) adds to a batch's answer as Lambda sends
     it: worst-case rows (the widest label with the widest numbers it can come with),
     measured through the real response shaping and each body encoder, not counted by hand.
@@ -67,12 +79,18 @@ def row_bytes(task: str, classes: tuple[Any, ...] | None, shape: Shape) -> int:
     An HTTP answer's body is a JSON string inside Lambda's response, so each quote and
     backslash in it is sent twice; a direct answer is encoded once, with ", " and ": ".
     Rows differ only in their label and numbers, each no wider than a worst row's, and a
-    batch of n rows is its n rows and n - 1 separators: n times this bounds it."""
+    batch of n rows is its n rows and n - 1 separators: n times this bounds it.
+
+    An explanation adds the same keys to every row (its space, each feature's name and,
+    for a multiclass model, each class label), and numbers: any finite float, so each is
+    counted as ``WIDEST_VALUE``. Its size grows with features times classes alone."""
     widest = 0
     encoders = json_codec.encoders()
     for encode in encoders:
         try:
             for row in _worst_rows(task, classes, shape, encode):
+                if explained is not None:
+                    row = {**row, "explanation": _worst_explanation(task, classes, explained)}
                 widest = max(widest, _size(shape, row, 2, encode) - _size(shape, row, 1, encode))
         except TypeError:
             if encode is encoders[-1]:
@@ -107,6 +125,24 @@ def _worst_rows(
     keys = dict.fromkeys((str(c) for c in labels), WIDEST_PROBABILITY)
     # Any class can win every row (its column near 1, the rest tiny), so the widest label.
     return [{"prediction": max(labels, key=width), "probabilities": keys}]
+
+
+def _worst_explanation(
+    task: str, classes: tuple[Any, ...] | None, explained: Explained
+) -> dict[str, Any]:
+    space, features = explained
+    if task != "multiclass":
+        return {
+            "space": space,
+            "base": WIDEST_VALUE,
+            "contributions": dict.fromkeys(features, WIDEST_VALUE),
+        }
+    per_class = dict.fromkeys((str(c) for c in classes or ()), WIDEST_VALUE)
+    return {
+        "space": space,
+        "base": per_class,
+        "contributions": {feature: per_class for feature in features},
+    }
 
 
 @dataclass(frozen=True)

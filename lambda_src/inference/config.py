@@ -21,6 +21,8 @@ RUNTIMES = runtimes.NAMES
 DEFAULT_RUNTIME = runtimes.DEFAULT
 DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Rows of one request that may ask for explanations (MAX_EXPLAIN_ROWS; docs/calling.md).
+DEFAULT_MAX_EXPLAIN_ROWS = 100
 # Loading an artifact nobody pinned runs whatever it holds (a joblib file is a pickle).
 # Only this exact opt-in allows it, for local experiments; the name says what it costs.
 UNVERIFIED_OPT_IN = "UNSAFE_ALLOW_UNVERIFIED_MODEL"
@@ -71,6 +73,8 @@ class Settings:
     # rows of one request that are.
     capture_sample_rate: float
     capture_max_rows: int
+    # The most rows one request may ask explanations for (beyond: a 413 naming it).
+    max_explain_rows: int = DEFAULT_MAX_EXPLAIN_ROWS
 
 
 def settings_from_env(env: Mapping[str, str]) -> Settings:
@@ -115,6 +119,9 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         capture_sample_rate=_capture_rate(env),
         capture_max_rows=_positive_int(
             env, "CAPTURE_MAX_ROWS", capture.DEFAULT_MAX_ROWS, capture.MAX_ROWS_PER_REQUEST
+        ),
+        max_explain_rows=_positive_int(
+            env, "MAX_EXPLAIN_ROWS", DEFAULT_MAX_EXPLAIN_ROWS, MAX_BATCH_SIZE_LIMIT
         ),
     )
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from inference import allocator, answers, logs, metrics
+from inference import allocator, answers, explanations, logs, metrics
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
 from inference.errors import ErrorCode, RequestError, too_large
@@ -27,7 +27,7 @@ from inference.events import (
     is_warmup,
 )
 from inference.limits import clip
-from inference.request import read_instances
+from inference.request import read_request
 from inference.responses import error_answer, render
 from inference.state import Ready, State, Unavailable, init_state
 from inference.validation import Instances
@@ -143,7 +143,7 @@ class _Answered(NamedTuple):
 def _answer(shape: Shape, event: Any, state: Ready, request_id: str) -> _Answered:
     """Validate, predict and render: the same for every request, the gate's included."""
     settings, loaded = state.settings, state.loaded
-    instances = read_instances(
+    instances, explain = read_request(
         shape,
         event,
         loaded.schema,
@@ -154,18 +154,26 @@ def _answer(shape: Shape, event: Any, state: Ready, request_id: str) -> _Answere
     rows = instances.X.shape[0]
     classes = tuple(model.classes) if model.classes is not None else None
     envelope = {**_identity(state), "request_id": request_id}
-    most = answers.max_answer_rows(model.task, classes, shape, envelope)
+    names = [feature.name for feature in loaded.schema]
+    explainer = explanations.explainer(state, rows) if explain else None
+    explained = explanations.answer_fields(explainer, names) if explainer else None
+    most = answers.max_answer_rows(model.task, classes, shape, envelope, explained)
     if rows > most:
         raise too_large(
             f"batch of {rows} instances could get an answer over Lambda's "
             f"{answers.ANSWER_LIMIT_BYTES:,}-byte (6 MB) response limit from this model "
-            f"({model.task}, {len(classes or ())} classes): send at most {most} instances "
-            "per request"
+            f"({model.task}, {len(classes or ())} classes"
+            f"{f', explanations of {len(names)} features' if explained else ''}): "
+            f"send at most {most} instances per request"
         )
     predict_started = time.perf_counter()
     outputs = model.outputs(instances.X, unknown=instances.unknown)
     predict_ms = (time.perf_counter() - predict_started) * 1000
     answered = answers.answers(model.task, classes, outputs, rows=rows, batch=instances.batch)
+    if explainer is not None:
+        answered = explanations.add(
+            answered, explainer, instances.X, names, model.task, classes, batch=instances.batch
+        )
     # The only encode of every output: the log line and EMF carry bounded summaries.
     response = render(shape, 200, {**answered.body, **envelope})
     return _Answered(instances, answered, response, predict_ms)

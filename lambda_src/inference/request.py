@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from inference.errors import RequestError
 from inference.events import Shape, read_payload
+from inference.explanations import take_flag
 from inference.json_codec import MAX_EXACT_MAGNITUDE
 from inference.validation import Feature, Instances, parse_instances
 
@@ -28,21 +29,35 @@ def read_instances(
     max_batch_size: int,
 ) -> Instances:
     """The request's instances; raises ``RequestError`` exactly as the standard library would."""
+    return read_request(
+        shape, event, schema, max_body_bytes=max_body_bytes, max_batch_size=max_batch_size
+    )[0]
+
+
+def read_request(
+    shape: Shape,
+    event: object,
+    schema: Sequence[Feature],
+    *,
+    max_body_bytes: int,
+    max_batch_size: int,
+) -> tuple[Instances, bool]:
+    """The request's instances and whether it asks for explanations (``"explain": true``)."""
 
     # A body orjson refuses is parsed, or refused, by the standard library right here.
-    payload = read_payload(shape, event, max_body_bytes=max_body_bytes)
+    payload, explain = take_flag(read_payload(shape, event, max_body_bytes=max_body_bytes))
     if shape is Shape.DIRECT:
         # Lambda's runtime parsed this event: its value is the one to validate.
-        return parse_instances(payload, schema, max_batch_size=max_batch_size)
+        return parse_instances(payload, schema, max_batch_size=max_batch_size), explain
     try:
         fast = parse_instances(payload, schema, max_batch_size=max_batch_size)
     except RequestError:
         # Rare, and where the wording matters: the standard library's value says it.
-        return _exact(shape, event, schema, max_body_bytes, max_batch_size)
+        return _exact(shape, event, schema, max_body_bytes, max_batch_size), explain
     X = fast.X
     if X.max() >= MAX_EXACT_MAGNITUDE or X.min() <= -MAX_EXACT_MAGNITUDE:
-        return _exact(shape, event, schema, max_body_bytes, max_batch_size)
-    return fast
+        return _exact(shape, event, schema, max_body_bytes, max_batch_size), explain
+    return fast, explain
 
 
 def _exact(
@@ -53,4 +68,5 @@ def _exact(
     max_batch_size: int,
 ) -> Instances:
     payload = read_payload(shape, event, max_body_bytes=max_body_bytes, exact=True)
+    payload, _ = take_flag(payload)
     return parse_instances(payload, schema, max_batch_size=max_batch_size)
