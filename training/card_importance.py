@@ -37,7 +37,7 @@ PLOT_FEATURES = 20
 SPACE_WORDS = {
     LOG_ODDS: "log-odds",
     PROBABILITY: "probability",
-    "value": "the predicted value",
+    "value": "the target's units",
 }
 
 
