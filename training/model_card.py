@@ -1,6 +1,9 @@
 """The model card written beside each artifact: metrics in Markdown, a plot that fits the
 task in a PNG (binary: ROC and calibration curves; multiclass: one-vs-rest ROC curves and
-the confusion matrix; regression: predicted against actual, and the residuals)."""
+the confusion matrix; regression: predicted against actual, and the residuals), and the
+global importance of each feature over the golden set beside it (``training.card_importance``:
+a second PNG, its figures in the Markdown and in the manifest's ``model_card.importance``).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_curve
+
+from inference.explain import ExplanationsUnavailableError
+from training import card_importance, golden
 
 METRICS = {
     "binary": ("roc_auc", "accuracy", "log_loss", "brier_score"),
@@ -108,7 +114,71 @@ def _regression(
     res_ax.set(xlabel="Actual - predicted", ylabel="Rows", title="Residuals")
 
 
-def write_markdown(path: Path, manifest: dict[str, Any], plot_name: str | None) -> None:
+def write_card(
+    version_dir: Path,
+    manifest: dict[str, Any],
+    *,
+    y_true: NDArray[Any] | None,
+    outputs: NDArray[np.float64],
+    classes: list[Any] | None,
+    title: str,
+    compiled_bytes: bytes,
+    compiled_runtime: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Write the card's files into ``version_dir`` (its golden set already written there);
+    returns the manifest's ``model_card`` entry.
+
+    ``compiled_bytes``: the compiled archive packaging has just written (empty when the model
+    is served by the sklearn runtime only; ``compiled_runtime`` then says why, if it tried).
+    """
+    task = manifest.get("task", "binary")
+    card: dict[str, Any] = {"markdown": "model_card.md"}
+    if y_true is not None:
+        card["plot"] = "model_card.png"
+        write_plot(version_dir / card["plot"], task, y_true, outputs, classes, f"{title}: holdout")
+    importance, reason = None, None
+    if not compiled_bytes:
+        why = (compiled_runtime or {}).get("reason")
+        reason = (
+            f"explanations need the compiled runtime, and this model does not compile ({why})"
+            if why
+            else "explanations need the compiled runtime, and this version was packaged without it"
+        )
+    else:
+        try:
+            X = golden.read(version_dir).X
+            importance = card_importance.compute(compiled_bytes, X)
+        except ExplanationsUnavailableError as error:
+            reason = f"the compiled model cannot be explained ({error})"
+    target = manifest.get("target", {})
+    unit = (
+        ""
+        if importance is None
+        else card_importance.space_words(
+            importance, str(target.get("name", "target")), target.get("positive_class")
+        )
+    )
+    if importance is not None:
+        card["importance_plot"] = card_importance.PLOT_FILE
+        card["importance"] = importance.record()
+        card_importance.write_plot(
+            version_dir / card_importance.PLOT_FILE, importance, unit, f"{title}: golden set"
+        )
+    write_markdown(
+        version_dir / "model_card.md",
+        manifest,
+        card.get("plot"),
+        card_importance.markdown(importance, unit, reason),
+    )
+    return card
+
+
+def write_markdown(
+    path: Path,
+    manifest: dict[str, Any],
+    plot_name: str | None,
+    extra: list[str] | None = None,
+) -> None:
     task = manifest.get("task", "binary")
     training = manifest["training"]
     lines = [
@@ -141,5 +211,6 @@ def write_markdown(path: Path, manifest: dict[str, Any], plot_name: str | None) 
             lines.append(f"| {key} | {metrics[key]:.4f} |")
     if plot_name is not None:
         lines += ["", f"![{PLOT_CAPTION[task]}]({plot_name})"]
+    lines += extra or []
     lines.append("")
     path.write_text("\n".join(lines))

@@ -473,19 +473,17 @@ def publish(
                 manifest[REFERENCE_KEY] = reference_distributions(
                     observed_X[complete], feature_schema, outputs, **task_kw
                 )
-        card: dict[str, str] = {"markdown": "model_card.md"}
-        if labelled is not None:
-            card["plot"] = "model_card.png"
-            model_card.write_plot(
-                tmp / "model_card.png",
-                task,
-                labelled.y,
-                outputs,
-                classes,
-                f"{model_name} {version}: holdout",
-            )
-        manifest["model_card"] = card
-        model_card.write_markdown(tmp / "model_card.md", manifest, card.get("plot"))
+        # The card's plots and global importance (from the archive compiled above).
+        manifest["model_card"] = model_card.write_card(
+            tmp,
+            manifest,
+            y_true=None if labelled is None else labelled.y,
+            outputs=outputs,
+            classes=classes,
+            title=f"{model_name} {version}",
+            compiled_bytes=compiled_bytes,
+            compiled_runtime=compiled_runtime,
+        )
         return manifest
 
     final = versions.write_version(output, model_name, version, write_files, force=force)
