@@ -239,11 +239,12 @@ def parity_of(
 
     os.environ.update(impl.env)
     from benchmarks.worker import Context, url_event
-    from inference import handler
 
     with open(os.devnull, "w") as quiet:  # the handler's log lines
         stdout, sys.stdout = sys.stdout, quiet
         try:
+            from inference import handler
+
             handler.configure(os.environ)
             answer = handler.handler(url_event({"instances": batch}), Context())
         finally:

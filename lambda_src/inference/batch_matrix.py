@@ -72,7 +72,10 @@ def valid_batch(
         missing: NDArray[np.bool_] = np.any(~finite, axis=0)
         if missing[~nullable].any() or np.count_nonzero(~finite) != nulls:
             return None
-        matrix_ = np.where(finite, matrix, 0.0)
+        # A null stands in as its feature's minimum: in range, and whole for an integer
+        # feature (0.0 was below the range of most features: every batch with a null took
+        # the value-by-value path).
+        matrix_ = np.where(finite, matrix, minimum)
     else:
         matrix_ = matrix
     if (matrix_ < minimum).any() or (matrix_ > maximum).any():
