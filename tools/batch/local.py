@@ -1,0 +1,160 @@
+"""``python -m tools.batch run``: a local table scored through the real handler, in the
+item batches the state machine sends, by N worker processes; no AWS needed."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from inference.limits import echo
+from serving import artifacts
+from tools.batch import Refusal
+from tools.batch.files import Table, Writer, check_header, columns, output_format, read_table
+from tools.batch.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "model_artifacts"
+ANSWER_FIELDS_BY_TASK = {
+    "binary": ("prediction", "probability"),
+    "multiclass": ("prediction", "probabilities"),
+    "regression": ("prediction",),
+}
+
+
+class _Context:
+    """What Lambda passes a Map child's invocation: a version invoked by its qualified ARN."""
+
+    def __init__(self, model: str, request_id: str) -> None:
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{model}:1"
+        self.aws_request_id = request_id
+
+
+_worker: dict[str, Any] = {}
+
+
+def _init(env: dict[str, str], table_header: list[str] | None, batch_input: dict[str, Any]) -> None:
+    from tools.serve import load_handler
+
+    # The handler's log lines and EMF documents are CloudWatch's: not this terminal's.
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the worker's stdout for its life
+    _worker.update(
+        handler=load_handler(env).handler,
+        header=table_header,
+        batch_input=batch_input,
+        model=env["MODEL_NAME"],
+    )
+
+
+def _score(task: tuple[int, list[Any]]) -> list[dict[str, Any]]:
+    start, rows = task
+    header = _worker["header"]
+    if header is not None and _worker["batch_input"]["input_format"] == "csv":
+        items = [{"index": start + i, "row": dict(zip(header, row))} for i, row in enumerate(rows)]
+    else:
+        items = [{"index": start + i, "row": row} for i, row in enumerate(rows)]
+    event = {"Items": items, "BatchInput": _worker["batch_input"]}
+    context = _Context(_worker["model"], f"local-{uuid.uuid4()}")
+    answer = _worker["handler"](event, context)
+    if answer.get("statusCode") != 200:
+        raise RuntimeError(f"the handler refused a whole batch: {answer.get('error')}")
+    rows_out: list[dict[str, Any]] = answer["rows"]
+    return rows_out
+
+
+def model_version(model: str, version: str) -> Path:
+    directory = ARTIFACTS / model
+    known = artifacts.versions(directory) if directory.is_dir() else []
+    if version not in known:
+        have = f"it has {', '.join(known)}" if known else f"no model {echo(model)} under {ARTIFACTS}"
+        raise Refusal(f"unknown version {echo(version)} of {echo(model)}: {have}")
+    return directory / version
+
+
+def run(
+    model: str,
+    version: str,
+    input_path: Path,
+    output_path: Path,
+    *,
+    workers: int,
+    rows_per_invocation: int,
+    key_column: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score ``input_path`` into ``output_path``; returns counts and timing."""
+    from tools.serve import default_runtime, model_env
+
+    directory = model_version(model, version)
+    manifest = artifacts.load_manifest(directory)
+    features = [entry["name"] for entry in manifest["features"]]
+    task = manifest.get("task", "binary")
+    out_format = output_format(_input_format(input_path), str(output_path))
+    table = read_table(input_path)
+    if table.header is not None:
+        check_header(table.header, features, key_column)
+    runtime, _ = default_runtime(model, version)
+    env = model_env(model, version, runtime)
+    batch_input = {
+        "batch_scoring": True,
+        "run_id": f"local-{uuid.uuid4().hex[:12]}",
+        "model_version": version,
+        "input_format": table.format,
+        "output_format": out_format,
+        **({"key_column": key_column} if key_column else {}),
+    }
+    names = columns("key" if key_column else "position", ANSWER_FIELDS_BY_TASK[task])
+    total = len(table.rows)
+    bar = Progress(total) if progress else None
+    writer = Writer(output_path, out_format, names)
+    done = refused = 0
+    try:
+        for answered in _answers(table, env, batch_input, workers, rows_per_invocation):
+            writer.write(answered)
+            done += len(answered)
+            refused += sum(1 for row in answered if "error" in row)
+            if bar is not None:
+                bar.update(done, f"{refused:,} refused" if refused else "")
+    finally:
+        writer.close()
+    elapsed = bar.finish() if bar is not None else 0.0
+    return {"rows": done, "refused": refused, "seconds": elapsed, "run_id": batch_input["run_id"]}
+
+
+def _input_format(path: Path) -> str:
+    from tools.batch.files import format_of
+
+    return format_of(str(path), what="input")
+
+
+def _answers(
+    table: Table,
+    env: dict[str, str],
+    batch_input: dict[str, Any],
+    workers: int,
+    rows_per_invocation: int,
+) -> Iterator[list[dict[str, Any]]]:
+    tasks = (
+        (start, table.rows[start : start + rows_per_invocation])
+        for start in range(0, len(table.rows), rows_per_invocation)
+    )
+    if workers == 1:
+        saved = sys.stdout
+        try:
+            _init(env, table.header, batch_input)
+            for item in tasks:
+                yield _score(item)
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.close()
+            sys.stdout = saved
+        return
+    with multiprocessing.get_context("spawn").Pool(
+        workers, initializer=_init, initargs=(env, table.header, batch_input)
+    ) as pool:
+        yield from pool.imap(_score, tasks, chunksize=4)
