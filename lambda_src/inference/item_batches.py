@@ -130,7 +130,8 @@ def _rows(
     by_name = {feature.name: feature for feature in schema}
     out = []
     for offset, item in enumerate(items):
-        position, record = offset, item
+        position: Any = offset
+        record = item
         if isinstance(item, Mapping) and set(item) == {"index", "row"}:
             position, record = item["index"], item["row"]
         ident: dict[str, Any] = {"position": position}
@@ -151,7 +152,8 @@ def _rows(
 
 
 def _error(message: str) -> dict[str, Any]:
-    return error_body(ErrorCode.INVALID_INPUT, message)["error"]
+    error: dict[str, Any] = error_body(ErrorCode.INVALID_INPUT, message)["error"]
+    return error
 
 
 def _read_cell(feature: Feature | None, value: object) -> object:
@@ -172,8 +174,8 @@ def _read_cell(feature: Feature | None, value: object) -> object:
     if _INTEGER.fullmatch(value):
         return int(value)
     if _NUMBER.fullmatch(value):
-        number = float(value)
-        return number if math.isfinite(number) else value
+        real = float(value)
+        return real if math.isfinite(real) else value
     return value
 
 

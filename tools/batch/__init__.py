@@ -13,5 +13,5 @@ EXIT_RUN_FAILED = 3
 DEFAULT_ROWS_PER_INVOCATION = 500
 
 
-class Refusal(Exception):
+class RefusedError(Exception):
     """Input the command refuses: the message names the bad value; exit 2."""

@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from tools.batch import DEFAULT_ROWS_PER_INVOCATION, EXIT_REFUSED, Refusal
+from tools.batch import DEFAULT_ROWS_PER_INVOCATION, EXIT_REFUSED, RefusedError
 
 
 def _positive(text: str) -> int:
@@ -63,7 +63,9 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", help="default: the environment's model_name")
         sub.add_argument("--region", help="default: the AWS configuration's")
         if name == "start":
-            sub.add_argument("--input", required=True, help="s3://BUCKET/KEY or s3://BUCKET/PREFIX/")
+            sub.add_argument(
+                "--input", required=True, help="s3://BUCKET/KEY or s3://BUCKET/PREFIX/"
+            )
             sub.add_argument("--output", required=True, help="s3://BUCKET/PREFIX/ for the results")
             sub.add_argument(
                 "--version", help="function version number (default: production's stable side)"
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         from tools.batch import cloud
 
         return cloud.main(args)
-    except Refusal as exc:
+    except RefusedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
 

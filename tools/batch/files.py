@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.limits import echo
-from tools.batch import Refusal
+from tools.batch import RefusedError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 # The answer fields a row can carry, in the order columns are written.
@@ -21,7 +21,7 @@ ANSWER_FIELDS = ("prediction", "probability", "probabilities")
 def format_of(path: str, *, what: str) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise Refusal(
+        raise RefusedError(
             f"{what} {echo(path)}: unknown format {echo(suffix or '(no suffix)')}: use "
             f"{', '.join(FORMATS)}"
         )
@@ -45,7 +45,7 @@ def read_table(path: Path) -> Table:
                 reader = csv.reader(handle)
                 header = next(reader, None)
                 if header is None:
-                    raise Refusal(f"input {path}: empty file, expected a CSV header row")
+                    raise RefusedError(f"input {path}: empty file, expected a CSV header row")
                 return Table(fmt, header, list(reader))
         if fmt == "jsonl":
             rows = []
@@ -55,19 +55,19 @@ def read_table(path: Path) -> Table:
                         try:
                             rows.append(json.loads(line))
                         except json.JSONDecodeError as exc:
-                            raise Refusal(
+                            raise RefusedError(
                                 f"input {path} line {number}: not JSON: {exc.msg}"
                             ) from None
             return Table(fmt, None, rows)
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
         table = pq.read_table(path)
         return Table(fmt, list(table.column_names), table.to_pylist())
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise Refusal(f"input {path} is unreadable: {exc}") from None
+        raise RefusedError(f"input {path} is unreadable: {exc}") from None
     except Exception as exc:
         if type(exc).__module__.startswith("pyarrow"):
-            raise Refusal(f"input {path} is not readable Parquet: {exc}") from None
+            raise RefusedError(f"input {path} is not readable Parquet: {exc}") from None
         raise
 
 
@@ -85,7 +85,7 @@ def check_header(header: Sequence[str], features: Sequence[str], key_column: str
     if repeated:
         problems.append(f"repeated column(s) {', '.join(map(echo, repeated))}")
     if problems:
-        raise Refusal(
+        raise RefusedError(
             f"the header does not match the model's schema: {'; '.join(problems)} "
             f"(expected: {', '.join(expected)})"
         )
@@ -95,7 +95,7 @@ def output_format(input_format: str, path: str) -> str:
     fmt = format_of(path, what="output")
     allowed = {"csv": {"csv"}, "jsonl": {"jsonl"}, "parquet": {"parquet", "jsonl"}}[input_format]
     if fmt not in allowed:
-        raise Refusal(
+        raise RefusedError(
             f"output {echo(path)}: a {input_format} input is written as "
             f"{' or '.join(sorted(allowed))}, not {fmt}"
         )

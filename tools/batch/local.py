@@ -14,7 +14,7 @@ from typing import Any
 
 from inference.limits import echo
 from serving import artifacts
-from tools.batch import Refusal
+from tools.batch import RefusedError
 from tools.batch.files import Table, Writer, check_header, columns, output_format, read_table
 from tools.batch.progress import Progress
 
@@ -55,7 +55,10 @@ def _score(task: tuple[int, list[Any]]) -> list[dict[str, Any]]:
     start, rows = task
     header = _worker["header"]
     if header is not None and _worker["batch_input"]["input_format"] == "csv":
-        items = [{"index": start + i, "row": dict(zip(header, row))} for i, row in enumerate(rows)]
+        items = [
+            {"index": start + i, "row": dict(zip(header, row, strict=False))}
+            for i, row in enumerate(rows)
+        ]
     else:
         items = [{"index": start + i, "row": row} for i, row in enumerate(rows)]
     event = {"Items": items, "BatchInput": _worker["batch_input"]}
@@ -71,8 +74,10 @@ def model_version(model: str, version: str) -> Path:
     directory = ARTIFACTS / model
     known = artifacts.versions(directory) if directory.is_dir() else []
     if version not in known:
-        have = f"it has {', '.join(known)}" if known else f"no model {echo(model)} under {ARTIFACTS}"
-        raise Refusal(f"unknown version {echo(version)} of {echo(model)}: {have}")
+        have = (
+            f"it has {', '.join(known)}" if known else f"no model {echo(model)} under {ARTIFACTS}"
+        )
+        raise RefusedError(f"unknown version {echo(version)} of {echo(model)}: {have}")
     return directory / version
 
 
