@@ -22,7 +22,7 @@ def format_of(path: str, *, what: str) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise RefusedError(
-            f"{what} {echo(path)}: unknown format {echo(suffix or '(no suffix)')}: use "
+            f"{what} {path}: unknown format {echo(suffix or '(no suffix)')}: use "
             f"{', '.join(FORMATS)}"
         )
     return FORMATS[suffix]
@@ -96,7 +96,7 @@ def output_format(input_format: str, path: str) -> str:
     allowed = {"csv": {"csv"}, "jsonl": {"jsonl"}, "parquet": {"parquet", "jsonl"}}[input_format]
     if fmt not in allowed:
         raise RefusedError(
-            f"output {echo(path)}: a {input_format} input is written as "
+            f"output {path}: a {input_format} input is written as "
             f"{' or '.join(sorted(allowed))}, not {fmt}"
         )
     return fmt
@@ -108,10 +108,14 @@ def columns(ident: str, rows_fields: Iterable[str]) -> list[str]:
 
 
 def flat(row: dict[str, Any], names: Sequence[str]) -> list[Any]:
-    """A row's cells for CSV and Parquet: nested values (probabilities, the error) as JSON."""
+    """A row's cells for CSV and Parquet: the error by its message (which names the first
+    problem and counts the others; JSON Lines keeps the whole error object), multiclass
+    probabilities as JSON."""
     out = []
     for name in names:
         value = row.get(name)
+        if name == "error" and isinstance(value, dict):
+            value = value.get("message")
         out.append(json.dumps(value, sort_keys=False) if isinstance(value, dict | list) else value)
     return out
 
