@@ -18,6 +18,7 @@ import pytest
 
 from inference import handler as handler_module
 from inference import item_batches
+from inference.events import detect_shape
 from inference.validation import Feature, parse_instances
 from tests.handler.conftest import (
     FakeLambdaContext,
@@ -163,8 +164,8 @@ def test_a_batch_over_the_functions_limit_is_refused(fresh_environment: Configur
 def test_an_http_body_shaped_like_a_batch_is_not_one() -> None:
     body = {"Items": [], "BatchInput": {"batch_scoring": True}}
     http = {"version": "2.0", "requestContext": {"http": {"method": "POST"}}, "body": "{}"}
-    assert item_batches.is_item_batch(handler_module.detect_shape(body), body)
-    assert not item_batches.is_item_batch(handler_module.detect_shape(http), {**http, **body})
+    assert item_batches.is_item_batch(detect_shape(body), body)
+    assert not item_batches.is_item_batch(detect_shape(http), {**http, **body})
 
 
 NULLABLE = Feature("age", True, 0.0, 120.0, nullable=True)

@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
 from tests.batch.tables import churn_frame, write_csv

@@ -76,9 +76,9 @@ def test_local_mode_matches_the_endpoint_row_for_row(
         assert answer["statusCode"] == 200
         online.update(zip(chunk, json.loads(answer["body"])["predictions"], strict=True))
     for i in good:
-        row = local[i]
-        assert int(row["position"]) == i
-        assert (int(row["prediction"]), float(row["probability"])) == (
+        answered = local[i]
+        assert int(answered["position"]) == i
+        assert (int(answered["prediction"]), float(answered["probability"])) == (
             online[i]["prediction"],
             online[i]["probability"],
         ), f"row {i}"
