@@ -4,6 +4,7 @@ one answer per input row in the input's format (Parquet in: Parquet or JSON Line
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -120,6 +121,23 @@ def flat(row: dict[str, Any], names: Sequence[str]) -> list[Any]:
     return out
 
 
+def render(fmt: str, names: Sequence[str], rows: list[dict[str, Any]]) -> str | list[list[Any]]:
+    """Answered rows as ``fmt`` text (CSV, JSON Lines), or Parquet's cells; worker
+    processes render, so the process that writes the file only writes."""
+    if fmt == "jsonl":
+        return "".join(json.dumps(row) + "\n" for row in rows)
+    nested = "probabilities" in names
+    cells = [
+        flat(row, names) if nested or "error" in row else [row.get(name) for name in names]
+        for row in rows
+    ]
+    if fmt == "parquet":
+        return cells
+    text = io.StringIO()
+    csv.writer(text).writerows(cells)
+    return text.getvalue()
+
+
 class Writer:
     """Streams answered rows to ``path`` in ``fmt``; CSV and JSON Lines as they come,
     Parquet at ``close``."""
@@ -129,17 +147,17 @@ class Writer:
         self.pending: list[list[Any]] = []
         self.handle = None if fmt == "parquet" else path.open("w", newline="", encoding="utf-8")
         if self.handle is not None and fmt == "csv":
-            self.csv = csv.writer(self.handle)
-            self.csv.writerow(names)
+            csv.writer(self.handle).writerow(names)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        if self.fmt == "csv":
-            self.csv.writerows(flat(row, self.names) for row in rows)
-        elif self.fmt == "jsonl":
+        self.write_rendered(render(self.fmt, self.names, rows))
+
+    def write_rendered(self, rendered: str | list[list[Any]]) -> None:
+        if isinstance(rendered, str):
             assert self.handle is not None
-            self.handle.write("".join(json.dumps(row) + "\n" for row in rows))
+            self.handle.write(rendered)
         else:
-            self.pending.extend(flat(row, self.names) for row in rows)
+            self.pending.extend(rendered)
 
     def close(self) -> None:
         if self.handle is not None:

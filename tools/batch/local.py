@@ -15,7 +15,15 @@ from typing import Any
 from inference.limits import echo
 from serving import artifacts
 from tools.batch import RefusedError
-from tools.batch.files import Table, Writer, check_header, columns, output_format, read_table
+from tools.batch.files import (
+    Table,
+    Writer,
+    check_header,
+    columns,
+    output_format,
+    read_table,
+    render,
+)
 from tools.batch.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +46,12 @@ class _Context:
 _worker: dict[str, Any] = {}
 
 
-def _init(env: dict[str, str], table_header: list[str] | None, batch_input: dict[str, Any]) -> None:
+def _init(
+    env: dict[str, str],
+    table_header: list[str] | None,
+    batch_input: dict[str, Any],
+    names: list[str],
+) -> None:
     from tools.serve import load_handler
 
     # The handler's log lines and EMF documents are CloudWatch's: not this terminal's.
@@ -48,10 +61,13 @@ def _init(env: dict[str, str], table_header: list[str] | None, batch_input: dict
         header=table_header,
         batch_input=batch_input,
         model=env["MODEL_NAME"],
+        names=names,
     )
 
 
-def _score(task: tuple[int, list[Any]]) -> list[dict[str, Any]]:
+def _score(task: tuple[int, list[Any]]) -> tuple[str | list[list[Any]], int, int]:
+    """One item batch through the handler: its rows rendered in the output format, how
+    many, how many refused."""
     start, rows = task
     header = _worker["header"]
     if header is not None and _worker["batch_input"]["input_format"] == "csv":
@@ -67,7 +83,9 @@ def _score(task: tuple[int, list[Any]]) -> list[dict[str, Any]]:
     if answer.get("statusCode") != 200:
         raise RuntimeError(f"the handler refused a whole batch: {answer.get('error')}")
     rows_out: list[dict[str, Any]] = answer["rows"]
-    return rows_out
+    refused = sum(1 for row in rows_out if "error" in row)
+    rendered = render(_worker["batch_input"]["output_format"], _worker["names"], rows_out)
+    return rendered, len(rows_out), refused
 
 
 def model_version(model: str, version: str) -> Path:
@@ -119,10 +137,11 @@ def run(
     writer = Writer(output_path, out_format, names)
     done = refused = 0
     try:
-        for answered in _answers(table, env, batch_input, workers, rows_per_invocation):
-            writer.write(answered)
-            done += len(answered)
-            refused += sum(1 for row in answered if "error" in row)
+        batches = _answers(table, env, batch_input, names, workers, rows_per_invocation)
+        for rendered, rows, rows_refused in batches:
+            writer.write_rendered(rendered)
+            done += rows
+            refused += rows_refused
             if bar is not None:
                 bar.update(done, f"{refused:,} refused" if refused else "")
     finally:
@@ -141,9 +160,10 @@ def _answers(
     table: Table,
     env: dict[str, str],
     batch_input: dict[str, Any],
+    names: list[str],
     workers: int,
     rows_per_invocation: int,
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[tuple[str | list[list[Any]], int, int]]:
     tasks = (
         (start, table.rows[start : start + rows_per_invocation])
         for start in range(0, len(table.rows), rows_per_invocation)
@@ -151,7 +171,7 @@ def _answers(
     if workers == 1:
         saved = sys.stdout
         try:
-            _init(env, table.header, batch_input)
+            _init(env, table.header, batch_input, names)
             for item in tasks:
                 yield _score(item)
         finally:
@@ -160,6 +180,6 @@ def _answers(
             sys.stdout = saved
         return
     with multiprocessing.get_context("spawn").Pool(
-        workers, initializer=_init, initargs=(env, table.header, batch_input)
+        workers, initializer=_init, initargs=(env, table.header, batch_input, names)
     ) as pool:
         yield from pool.imap(_score, tasks, chunksize=4)
