@@ -25,6 +25,7 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -132,7 +133,7 @@ def _rows(items: list[Any], key_column: str | None) -> list[_Row]:
     for offset, item in enumerate(items):
         position: Any = offset
         record = item
-        if isinstance(item, Mapping) and set(item) == {"index", "row"}:
+        if type(item) is dict and len(item) == 2 and "index" in item and "row" in item:
             position, record = item["index"], item["row"]
         ident: dict[str, Any] = {"position": position}
         if not isinstance(record, Mapping):
@@ -167,15 +168,23 @@ def _read_columns(records: list[Any], schema: Sequence[Feature]) -> list[dict[st
     names = [feature.name for feature in schema]
     if any(feature.values is not None for feature in schema):
         return None
-    expected = set(names)
-    if not all(type(record) is dict and record.keys() == expected for record in records):
+    expected = dict.fromkeys(names).keys()
+    try:
+        # In C: a non-dict row (TypeError), or one with other keys, takes the slow path.
+        if not all(map(expected.__eq__, map(dict.keys, records))):
+            return None
+        get = itemgetter(*names)
+        # itemgetter of one name gives the value itself, of more a tuple.
+        rows = map(get, records)
+        cells = [list(rows)] if len(names) == 1 else list(zip(*rows, strict=True))
+    except TypeError:
         return None
     columns: list[list[int] | list[float]] = []
-    for feature in schema:
-        values = [record[feature.name] for record in records]
-        if not all(type(value) is str for value in values):
+    for values in cells:
+        try:
+            joined = "\n".join(values)  # TypeError unless every cell is a string
+        except TypeError:
             return None
-        joined = "\n".join(values)
         if _INTEGERS.fullmatch(joined):
             columns.append(list(map(int, values)))
         elif _NUMBERS.fullmatch(joined):
