@@ -29,6 +29,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -114,12 +115,31 @@ def baseline(source: Path, target: Path) -> float:
 
 
 def local(source: Path, target: Path, workers: int, rows_per_invocation: int) -> float:
-    from tools.batch.local import run
-
+    """``python -m tools.batch run`` as a user runs it, process start-up included."""
+    command = [sys.executable, "-m", "tools.batch", "run", "--model", MODEL, "--version",
+               VERSION, "--input", str(source), "--output", str(target), "--workers",
+               str(workers), "--rows-per-invocation", str(rows_per_invocation)]  # fmt: skip
     started = time.perf_counter()
-    run(MODEL, VERSION, source, target, workers=workers,
-        rows_per_invocation=rows_per_invocation, progress=False)  # fmt: skip
+    subprocess.run(command, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
+
+
+def handler_module() -> Any:
+    """The handler serving the compiled artifact from model_artifacts/ (tools.serve's set-up)."""
+    directory = ROOT / "model_artifacts" / MODEL / VERSION
+    artifact = json.loads((directory / "manifest.json").read_text())["artifacts"]["compiled"]
+    from inference import handler
+
+    handler.configure(
+        {
+            "MODEL_NAME": MODEL,
+            "MODEL_VERSION": VERSION,
+            "MODEL_RUNTIME": "compiled",
+            "MODEL_PATH": str(directory / artifact["file"]),
+            "MODEL_SHA256": artifact["sha256"],
+        }
+    )
+    return handler
 
 
 def per_batch_seconds(source: Path, rows_per_invocation: int, samples: int = 50) -> float:
@@ -128,13 +148,11 @@ def per_batch_seconds(source: Path, rows_per_invocation: int, samples: int = 50)
     import csv
     import io
 
-    from tools.serve import load_handler, model_env
-
     with source.open(newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
         rows = [dict(zip(header, next(reader), strict=True)) for _ in range(rows_per_invocation)]
-    module = load_handler(model_env(MODEL, VERSION, "compiled"))
+    module = handler_module()
     context = type("Context", (), {"invoked_function_arn": "arn:aws:lambda:x:1:function:f:1",
                                    "aws_request_id": "bench"})()  # fmt: skip
     event = {

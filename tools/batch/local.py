@@ -7,6 +7,7 @@ import contextlib
 import multiprocessing
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,7 @@ def run(
     }
     names = columns("key" if key_column else "position", ANSWER_FIELDS_BY_TASK[task])
     total = len(table.rows)
+    started = time.perf_counter()
     bar = Progress(total) if progress else None
     writer = Writer(output_path, out_format, names)
     done = refused = 0
@@ -146,7 +148,9 @@ def run(
                 bar.update(done, f"{refused:,} refused" if refused else "")
     finally:
         writer.close()
-    elapsed = bar.finish() if bar is not None else 0.0
+    if bar is not None:
+        bar.finish()
+    elapsed = time.perf_counter() - started
     return {"rows": done, "refused": refused, "seconds": elapsed, "run_id": batch_input["run_id"]}
 
 
