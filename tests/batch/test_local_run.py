@@ -133,3 +133,18 @@ def test_a_csv_input_is_not_written_as_parquet(
     write_csv(source, 5)
     status, err = run(capsys, "--input", source, "--output", tmp_path / "o.parquet")
     assert status == 2 and "written as csv" in err
+
+
+def test_a_quoted_csv_is_read_by_the_csv_module_with_the_same_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lines split at commas only when the file has no quotes; a quoted file gives the same."""
+    plain, quoted = tmp_path / "plain.csv", tmp_path / "quoted.csv"
+    write_csv(plain, 700)
+    with plain.open(newline="") as source, quoted.open("w", newline="") as target:
+        csv.writer(target, quoting=csv.QUOTE_ALL).writerows(csv.reader(source))
+    assert quoted.read_text().startswith('"tenure_months"')
+    outputs = tmp_path / "a.csv", tmp_path / "b.csv"
+    for source_path, out in zip((plain, quoted), outputs, strict=True):
+        assert run(capsys, "--input", source_path, "--output", out, "--workers", "1")[0] == 0
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
