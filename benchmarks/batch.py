@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,10 @@ def baseline(source: Path, target: Path) -> float:
     pipeline = joblib.load(ROOT / "model_artifacts" / MODEL / VERSION / "model.joblib")["pipeline"]
     started = time.perf_counter()
     frame = pd.read_csv(source)
-    probability = pipeline.predict_proba(frame)[:, 1]
+    with warnings.catch_warnings():
+        # The pipeline was fitted on an array: sklearn warns (once) about the frame's names.
+        warnings.simplefilter("ignore", UserWarning)
+        probability = pipeline.predict_proba(frame)[:, 1]
     pd.DataFrame(
         {"prediction": (probability >= 0.5).astype(np.int8), "probability": probability}
     ).to_csv(target, index_label="position")

@@ -136,7 +136,7 @@ def _rows(items: list[Any], key_column: str | None) -> list[_Row]:
         if type(item) is dict and len(item) == 2 and "index" in item and "row" in item:
             position, record = item["index"], item["row"]
         ident: dict[str, Any] = {"position": position}
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):
             error = _error(f"row must be an object, got {type(record).__name__}")
             out.append(_Row(ident, None, error))
             continue
