@@ -41,6 +41,7 @@ ITEMS_KEY = "Items"
 BATCH_INPUT_KEY = "BatchInput"
 MARK = "batch_scoring"
 ROWS_SCORED = "BatchRowsScored"
+ROW_MESSAGE_MAX_CHARS = 300
 ROWS_REFUSED = "BatchRowsRefused"
 # A CSV number as JSON writes one (no "nan", "inf", "1_000" or spaces, which float() takes).
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -194,6 +195,14 @@ def _read_columns(records: list[Any], schema: Sequence[Feature]) -> list[dict[st
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
+def _row_error(exc: RequestError) -> dict[str, Any]:
+    """A refused row's error: the endpoint's code and message (which names the first
+    problem and counts the rest), without the per-field details, cut to
+    ROW_MESSAGE_MAX_CHARS: a child's answer must fit Step Functions' 256 KiB state payload
+    whatever its rows hold (500 rows of the longest error: about 210 KB)."""
+    return {"code": exc.code.value, "message": clip(exc.message, ROW_MESSAGE_MAX_CHARS)}
+
+
 def _error(message: str) -> dict[str, Any]:
     error: dict[str, Any] = error_body(ErrorCode.INVALID_INPUT, message)["error"]
     return error
@@ -243,9 +252,7 @@ def _score(
             try:
                 one = parse_instances(row.record, schema, max_batch_size=1)
             except RequestError as exc:
-                row.error = error_body(
-                    exc.code, exc.message, details=exc.details, omitted=exc.omitted
-                )["error"]
+                row.error = _row_error(exc)
                 continue
             for (_, column), value in one.unknown.items():
                 unknown[(len(valid), column)] = value

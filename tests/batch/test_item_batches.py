@@ -10,6 +10,7 @@ https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.htm
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -199,3 +200,14 @@ def test_a_csv_cell_is_read_by_its_features_type(
 def test_an_empty_cell_of_a_nullable_feature_is_null() -> None:
     record = {"age": item_batches._read_cell(NULLABLE, "")}
     assert math.isnan(parse_instances(record, [NULLABLE], max_batch_size=1).X[0, 0])
+
+
+def test_an_answer_of_500_bad_rows_fits_the_state_payload_limit(capture_all: None) -> None:
+    """Step Functions passes a child's answer as state data (256 KiB at most): each row's
+    error is its code and a cut message, never the per-field details."""
+    worst = {f"unknown_field_{i}_" + "x" * 60: "y" * 200 for i in range(30)}
+    worst.update({name: "z" * 500 for name in valid_record()})
+    answer = call(event([worst] * 500, input_format="csv"))
+    assert all(set(row["error"]) == {"code", "message"} for row in answer["rows"])
+    assert len(answer["rows"][0]["error"]["message"]) <= 300 + len("... (9999 more characters)")
+    assert len(json.dumps(answer).encode()) < 256 * 1024
