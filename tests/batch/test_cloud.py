@@ -362,7 +362,7 @@ def test_fetch_assembles_the_result_files_into_one_file_in_input_order(
         "run_id": "run-1",
     }
     expect_describe(
-        stubs, "SUCCEEDED", {"succeeded": 6, "total": 6}, {"input": json.dumps(execution_input)}
+        stubs, "SUCCEEDED", {"succeeded": 7, "total": 7}, {"input": json.dumps(execution_input)}
     )
     manifest = {
         "DestinationBucket": "out-bucket",
@@ -380,7 +380,12 @@ def test_fetch_assembles_the_result_files_into_one_file_in_input_order(
     ]
     first: list[dict[str, Any]] = [{"position": 0, "prediction": 0, "probability": 0.25},
              {"position": 1, "prediction": 0, "probability": 0.125}]  # fmt: skip
-    succeeded = [child([], later), child([], first)]  # children finish in any order
+    refused = child([{"index": 6, "row": {}}], [])
+    refused["Output"] = json.dumps(
+        {"statusCode": 400, "error": {"code": "invalid_request", "message": "too many rows"}}
+    )
+    # Children finish in any order; a batch the function refused whole answers no rows.
+    succeeded = [child([], later), child([], first), refused]
     failed = [
         child(
             [{"index": 4, "row": {}}, {"index": 5, "row": {}}],
@@ -406,11 +411,12 @@ def test_fetch_assembles_the_result_files_into_one_file_in_input_order(
     assert status == 0, err
     with to.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["position"] for r in rows] == ["0", "1", "2", "3", "4", "5"]
+    assert [r["position"] for r in rows] == ["0", "1", "2", "3", "4", "5", "6"]
     assert [r["probability"] for r in rows[:3]] == ["0.25", "0.125", "0.75"]
     assert rows[3]["error"] == "tenure_months: bad"
     assert "Lambda.TooManyRequestsException: Rate exceeded" in rows[4]["error"]
-    assert "6 rows (3 with an error, 1 failed batches)" in out
+    assert rows[6]["error"] == "refused: too many rows"
+    assert "7 rows (4 with an error, 2 failed batches)" in out
 
 
 def test_fetch_refuses_a_run_still_going(stubs: Stubs, capsys: pytest.CaptureFixture[str]) -> None:

@@ -313,10 +313,19 @@ def fetch(aws: Aws, execution: str, to: Path, out: TextIO) -> int:
         manifest = json.loads(aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         files = manifest.get("ResultFiles", {})
         rows: list[dict[str, Any]] = []
+        failed_batches = 0
         for entry_file in files.get("SUCCEEDED", []):
             for entry in _result_entries(aws, bucket, entry_file["Key"]):
-                rows.extend(_payload(entry)["rows"])
-        failed_batches = 0
+                payload = _payload(entry)
+                if isinstance(payload, dict) and isinstance(payload.get("rows"), list):
+                    rows.extend(payload["rows"])
+                    continue
+                # The function refused the whole batch (an answer without rows): each of
+                # its rows gets that error, as a failed batch's do.
+                failed_batches += 1
+                error = payload.get("error") if isinstance(payload, dict) else None
+                message = error.get("message") if isinstance(error, dict) else str(payload)
+                rows.extend(_failed_rows({**entry, "Error": "refused", "Cause": message}))
         for entry_file in files.get("FAILED", []) + files.get("PENDING", []):
             for entry in _result_entries(aws, bucket, entry_file["Key"]):
                 failed_batches += 1
