@@ -64,6 +64,7 @@ bench: setup models
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 	$(PY) -m benchmarks.frame_pipeline $(BENCH_ARGS)
 	$(PY) -m benchmarks.explain $(EXPLAIN_BENCH_ARGS)
+	$(PY) -m benchmarks.batch $(BATCH_BENCH_ARGS)
 
 bench-record: $(STAMP)
 	$(PY) -m benchmarks.record

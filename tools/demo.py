@@ -8,6 +8,7 @@ from pathlib import Path
 from serving import quality
 from stacks.config import committed_context, load_committed
 from stacks.settings import stack_name_of
+from tools.batch.demo import show_batch_scoring
 from tools.explain_demo import show_explanations
 from tools.serve_demo import show_local_serving
 from tools.synth_demo import show_cdk_synth
@@ -72,6 +73,7 @@ def main() -> None:
     show_configured_models()
     show_local_serving()
     show_explanations()
+    show_batch_scoring()
     show_cdk_synth()
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from inference import allocator, answers, explanations, logs, metrics
+from inference import allocator, answers, explanations, item_batches, logs, metrics
 from inference import state as state_module
 from inference.config import DEFAULT_METRICS_NAMESPACE
 from inference.errors import ErrorCode, RequestError, too_large
@@ -107,6 +107,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         if is_gate_request(shape, event):
             check_gate_invocation(getattr(context, "invoked_function_arn", None))
             return _gate(shape, event, state, request_id, started)
+        if item_batches.is_item_batch(shape, event):
+            # Step Functions' batch scoring: answered per row, kept out of the online numbers.
+            item_batches.check_invocation(getattr(context, "invoked_function_arn", None))
+            return item_batches.answer(event, state, _identity(state), request_id, started)
         return _predict(shape, event, state, request_id, started, cold)
     except RequestError as exc:
         return _rejected(shape, state, request_id, started, exc)
