@@ -196,6 +196,7 @@ class InferenceStack(Stack):
                 "BatchScoring",
                 function=function,
                 settings=config.batch_scoring,
+                alias_name=ALIAS_NAME,
                 timeout_seconds=settings.timeout_seconds,
                 log_retention_days=settings.log_retention_days,
             )

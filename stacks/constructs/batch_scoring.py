@@ -220,6 +220,7 @@ class BatchScoring(Construct):
         *,
         function: lambda_.IFunction,
         settings: BatchScoringSettings,
+        alias_name: str,
         timeout_seconds: int,
         log_retention_days: int,
     ) -> None:
@@ -239,6 +240,19 @@ class BatchScoring(Construct):
             ["lambda:InvokeFunction"],
             why="each batch invokes the version the run pins (function_version)",
         )
+        # <function>:* also names its alias and $LATEST: a run invoking the alias could be
+        # moved between models by a canary, so both are denied (only digits are left).
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                actions=["lambda:InvokeFunction"],
+                resources=[
+                    function.function_arn,
+                    f"{function.function_arn}:{alias_name}",
+                    f"{function.function_arn}:$LATEST",
+                ],
+            )
+        )
         machine_arn = stack.format_arn(
             service="states",
             resource="stateMachine",
@@ -249,16 +263,21 @@ class BatchScoring(Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(actions=["states:StartExecution"], resources=[machine_arn])
         )
-        executions = stack.format_arn(
-            service="states",
-            resource="execution",
-            resource_name=f"{name}/*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
+        # ... and follows and stops them: Standard children are "execution"s, Express
+        # children (ours) "express" executions, both named <machine>/<map label>:<id>...
+        executions = [
+            stack.format_arn(
+                service="states",
+                resource=kind,
+                resource_name=f"{name}/*",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            for kind in ("execution", "express")
+        ]
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["states:DescribeExecution", "states:StopExecution"],
-                resources=[executions],
+                resources=executions,
             )
         )
         self._grant_buckets(settings)
@@ -311,11 +330,14 @@ class BatchScoring(Construct):
                 reason="Log delivery (logs:*LogDelivery*, resource policies) and xray tracing "
                 "actions have no resource-level permissions.",
             ),
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
-                f"<AWS::AccountId>:execution:{name}/*]",
-                reason="The Distributed Map describes and stops the child executions it "
-                "starts of this state machine; their names are made at run time.",
+            *(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+                    f"<AWS::AccountId>:{kind}:{name}/*]",
+                    reason="The Distributed Map describes and stops the child executions it "
+                    "starts of this state machine; their names are made at run time.",
+                )
+                for kind in ("execution", "express")
             ),
         )
 

@@ -240,10 +240,14 @@ def test_the_role_reaches_only_the_function_versions_and_the_configured_buckets(
     world = World(name, result.template("inference"), {})
     role_id = machine(result)[1]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     granted: dict[str, set[str]] = {}
+    denied: set[str] = set()
     for policy in result.resources("inference", "AWS::IAM::Policy").values():
         if {"Ref": role_id} not in policy["Properties"]["Roles"]:
             continue
         for statement in world.resolve(policy["Properties"]["PolicyDocument"])["Statement"]:
+            if statement["Effect"] == "Deny":
+                denied.update(statement["Resource"])
+                continue
             actions = statement["Action"]
             for action in [actions] if isinstance(actions, str) else actions:
                 resources = statement["Resource"]
@@ -253,6 +257,9 @@ def test_the_role_reaches_only_the_function_versions_and_the_configured_buckets(
     (invoke,) = granted["lambda:InvokeFunction"]
     assert invoke.startswith("arn:aws:lambda:eu-west-1:123456789012:function:")
     assert invoke.endswith(":*") and "InferenceFunction" in invoke
+    # Of <function>:*, the alias and $LATEST are denied: a run scores with one version.
+    function = invoke[: -len(":*")]
+    assert denied == {function, f"{function}:production", f"{function}:$LATEST"}
     assert granted["s3:GetObject"] == {
         "arn:aws:s3:::churn-tables/*",
         "arn:aws:s3:::churn-scores/*",
