@@ -18,6 +18,7 @@ from stacks.constructs.batch_scoring import state_machine_name
 from stacks.settings import MAX_ROWS_PER_INVOCATION, ConfigError
 from tests.authz.world import World
 from tests.infra.conftest import Synth, artifacts_with, run_synth, validation_findings
+from tests.infra.test_checks import CFN_LINT
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKETS = {"input_buckets": ["churn-tables"], "output_buckets": ["churn-scores"]}
@@ -310,3 +311,15 @@ def test_the_validator_refuses_a_broken_definition(
     broken = resolved_definition(batch_on["dev"])
     del broken["States"]["Score csv"]["ItemProcessor"]["StartAt"]
     assert asl_validator(broken, tmp_path).returncode != 0
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_cfn_lint_finds_nothing_with_batch_on(batch_on: dict[str, Synth], env: str) -> None:
+    templates = sorted(str(p) for p in batch_on[env].directory.glob("*.template.json"))
+    lint = subprocess.run(
+        [CFN_LINT, "--config-file", str(REPO / ".cfnlintrc.yaml"), *templates],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
