@@ -265,6 +265,8 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # once more, and the backoff of every retry adds up to at most this many seconds.
 BATCH_TIMEOUT_ATTEMPTS = 2
 BATCH_BACKOFF_SECONDS = 62
+# The task state waits this much longer than the function's timeout for an invocation.
+BATCH_TASK_MARGIN_SECONDS = 10
 
 
 def _buckets(block: Block, name: str) -> tuple[str, ...]:
@@ -319,14 +321,18 @@ def batch_scoring_settings(block: Block, function: FunctionSettings) -> BatchSco
                 "runs read their input from (input_buckets) and write their results to "
                 "(output_buckets); the state machine may touch no other bucket"
             )
-    worst = BATCH_TIMEOUT_ATTEMPTS * function.timeout_seconds + BATCH_BACKOFF_SECONDS
+    attempt = function.timeout_seconds + BATCH_TASK_MARGIN_SECONDS
+    worst = BATCH_TIMEOUT_ATTEMPTS * attempt + BATCH_BACKOFF_SECONDS
     if worst > EXPRESS_CHILD_LIMIT_SECONDS:
-        longest = (EXPRESS_CHILD_LIMIT_SECONDS - BATCH_BACKOFF_SECONDS) // BATCH_TIMEOUT_ATTEMPTS
+        longest = (
+            EXPRESS_CHILD_LIMIT_SECONDS - BATCH_BACKOFF_SECONDS
+        ) // BATCH_TIMEOUT_ATTEMPTS - BATCH_TASK_MARGIN_SECONDS
         raise ConfigError(
             f"function.timeout_seconds={function.timeout_seconds} is not allowed with "
             f"{at}.enabled=true: each batch runs in an Express child workflow, which ends "
             f"after {EXPRESS_CHILD_LIMIT_SECONDS} s, and a batch may take "
-            f"{BATCH_TIMEOUT_ATTEMPTS} invocations that time out plus "
-            f"{BATCH_BACKOFF_SECONDS} s of backoff ({worst} s); use at most {longest}"
+            f"{BATCH_TIMEOUT_ATTEMPTS} invocations that time out (each waited for "
+            f"{BATCH_TASK_MARGIN_SECONDS} s past the timeout) plus {BATCH_BACKOFF_SECONDS} s "
+            f"of backoff ({worst} s); use at most {longest}"
         )
     return settings

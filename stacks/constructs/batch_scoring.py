@@ -49,7 +49,11 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.blocks import BATCH_BACKOFF_SECONDS, BATCH_TIMEOUT_ATTEMPTS
+from stacks.blocks import (
+    BATCH_BACKOFF_SECONDS,
+    BATCH_TASK_MARGIN_SECONDS,
+    BATCH_TIMEOUT_ATTEMPTS,
+)
 from stacks.constructs.inference_function import _RETENTION
 from stacks.constructs.project_function import grant_on_versions
 from stacks.settings import STATE_PAYLOAD_LIMIT_BYTES, BatchScoringSettings
@@ -171,7 +175,7 @@ def _distributed_map(
             "Payload": {"Items.$": "$.Items", "BatchInput.$": "$.BatchInput"},
         },
         # A task waits for the invocation; a few seconds over the function's own timeout.
-        "TimeoutSeconds": timeout_seconds + 10,
+        "TimeoutSeconds": timeout_seconds + BATCH_TASK_MARGIN_SECONDS,
         "ResultSelector": {"rows.$": "$.Payload.rows"},
         "OutputPath": "$.rows",
         "Retry": [TRANSIENT_RETRY, TIMEOUT_RETRY],

@@ -151,12 +151,12 @@ def test_rows_per_invocation_is_bounded_by_the_state_payload_limit() -> None:
 
 def test_a_timeout_an_express_child_cannot_hold_is_refused_only_with_batch_on() -> None:
     context = batch_context("dev", enabled=True, **BUCKETS)
-    context["environments"]["dev"]["function"]["timeout_seconds"] = 120
+    context["environments"]["dev"]["function"]["timeout_seconds"] = 110
     with pytest.raises(ConfigError) as refused:
         load_config(context)
-    assert "function.timeout_seconds=120 is not allowed" in str(refused.value)
-    assert "use at most 119" in str(refused.value)
-    context["environments"]["dev"]["function"]["timeout_seconds"] = 119
+    assert "function.timeout_seconds=110 is not allowed" in str(refused.value)
+    assert "use at most 109" in str(refused.value)
+    context["environments"]["dev"]["function"]["timeout_seconds"] = 109
     assert load_config(context).batch_scoring.enabled
     context["environments"]["dev"]["function"]["timeout_seconds"] = 900
     context["environments"]["dev"]["batch_scoring"]["enabled"] = False
