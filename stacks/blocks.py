@@ -1,7 +1,8 @@
 """The service blocks of an environment's settings, each parsed into its type of stacks.settings.
 
 One parser per block of ``environments.<env>`` (``function``, ``provisioned_concurrency``,
-``warmer``, ``alarms``, ``capture``, ``encryption``, ``drift``, ``quality_gate``): each
+``warmer``, ``alarms``, ``capture``, ``encryption``, ``drift``, ``quality_gate``,
+``batch_scoring``): each
 refuses a key it does not know and checks its values and their bounds. The ``rollout``
 block is stacks.rollout_block's; stacks.config assembles an environment from them all.
 """
@@ -17,9 +18,13 @@ from serving.drift import DEFAULT_MIN_REQUESTS, MIN_REQUESTS_FLOOR
 from serving.payload import MAX_BATCH_SIZE_LIMIT
 from stacks.context_values import Block, boolean, integer, mapping, optional_pattern
 from stacks.settings import (
+    EXPRESS_CHILD_LIMIT_SECONDS,
+    MAX_ROWS_PER_INVOCATION,
+    STATE_PAYLOAD_LIMIT_BYTES,
     AlarmSettings,
     Architecture,
     AutoscalingSettings,
+    BatchScoringSettings,
     CaptureSettings,
     ConfigError,
     DriftSettings,
@@ -245,3 +250,89 @@ def quality_gate_settings(block: Block) -> QualityGateSettings:
     # A golden set without labels compares nothing: deploying one is an explicit choice.
     allow = block.boolean("allow_unlabelled_golden", defaults.allow_unlabelled_golden)
     return QualityGateSettings(**values, allow_unlabelled_golden=allow)
+
+
+BATCH_SCORING_KEYS = (
+    "enabled", "max_concurrency", "rows_per_invocation", "tolerated_failure_percentage",
+    "input_buckets", "output_buckets",
+)  # fmt: skip
+# Distributed Map runs at most 10,000 child workflows at once.
+MAX_BATCH_CONCURRENCY = 10_000
+# S3's rules for a bucket name (general purpose buckets): 3-63 lower-case letters, digits,
+# '.' and '-', beginning and ending with a letter or digit.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# The retries of a batch (stacks.constructs.batch_scoring): a timed-out invocation is tried
+# once more, and the backoff of every retry adds up to at most this many seconds.
+BATCH_TIMEOUT_ATTEMPTS = 2
+BATCH_BACKOFF_SECONDS = 62
+# The task state waits this much longer than the function's timeout for an invocation.
+BATCH_TASK_MARGIN_SECONDS = 10
+
+
+def _buckets(block: Block, name: str) -> tuple[str, ...]:
+    raw = block.raw.get(name, [])
+    if not isinstance(raw, list) or not all(
+        isinstance(b, str) and _BUCKET.fullmatch(b) for b in raw
+    ):
+        raise ConfigError(
+            f"{block.key(name)}={raw!r} is not allowed: a list of S3 bucket names (3 to 63 "
+            "lower-case letters, digits, '.' and '-')"
+        )
+    return tuple(dict.fromkeys(raw))
+
+
+def batch_scoring_settings(block: Block, function: FunctionSettings) -> BatchScoringSettings:
+    at = block.at
+    block.only(BATCH_SCORING_KEYS)
+    defaults = BatchScoringSettings()
+    rows = block.integer("rows_per_invocation", defaults.rows_per_invocation, 1, None)
+    if rows > MAX_ROWS_PER_INVOCATION:
+        raise ConfigError(
+            f"{at}.rows_per_invocation={rows} is not allowed: at most "
+            f"{MAX_ROWS_PER_INVOCATION}, so that a batch's answer (one row per input row) fits "
+            f"Step Functions' {STATE_PAYLOAD_LIMIT_BYTES // 1024} KiB limit on a state's output"
+        )
+    if rows > function.max_batch_size:
+        raise ConfigError(
+            f"{at}.rows_per_invocation={rows} is not allowed: at most "
+            f"function.max_batch_size={function.max_batch_size}, the most rows the function "
+            "accepts in one invocation (MAX_BATCH_SIZE); lower it or raise max_batch_size"
+        )
+    # An integer: the States Language schema's type for ToleratedFailurePercentage.
+    tolerated = block.integer(
+        "tolerated_failure_percentage", defaults.tolerated_failure_percentage, 0, 100
+    )
+    settings = BatchScoringSettings(
+        enabled=block.boolean("enabled", defaults.enabled),
+        max_concurrency=block.integer(
+            "max_concurrency", defaults.max_concurrency, 1, MAX_BATCH_CONCURRENCY
+        ),
+        rows_per_invocation=rows,
+        tolerated_failure_percentage=tolerated,
+        input_buckets=_buckets(block, "input_buckets"),
+        output_buckets=_buckets(block, "output_buckets"),
+    )
+    if not settings.enabled:
+        return settings
+    for name in ("input_buckets", "output_buckets"):
+        if not getattr(settings, name):
+            raise ConfigError(
+                f"{at}.{name}=[] is not allowed with {at}.enabled=true: name the S3 buckets "
+                "runs read their input from (input_buckets) and write their results to "
+                "(output_buckets); the state machine may touch no other bucket"
+            )
+    attempt = function.timeout_seconds + BATCH_TASK_MARGIN_SECONDS
+    worst = BATCH_TIMEOUT_ATTEMPTS * attempt + BATCH_BACKOFF_SECONDS
+    if worst > EXPRESS_CHILD_LIMIT_SECONDS:
+        longest = (
+            EXPRESS_CHILD_LIMIT_SECONDS - BATCH_BACKOFF_SECONDS
+        ) // BATCH_TIMEOUT_ATTEMPTS - BATCH_TASK_MARGIN_SECONDS
+        raise ConfigError(
+            f"function.timeout_seconds={function.timeout_seconds} is not allowed with "
+            f"{at}.enabled=true: each batch runs in an Express child workflow, which ends "
+            f"after {EXPRESS_CHILD_LIMIT_SECONDS} s, and a batch may take "
+            f"{BATCH_TIMEOUT_ATTEMPTS} invocations that time out (each waited for "
+            f"{BATCH_TASK_MARGIN_SECONDS} s past the timeout) plus {BATCH_BACKOFF_SECONDS} s "
+            f"of backoff ({worst} s); use at most {longest}"
+        )
+    return settings

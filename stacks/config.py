@@ -15,7 +15,10 @@ Shape of the context (docs/configuration.md is the reference, tested against thi
                            rollout: {mode, model_version, stable_version, canary_weight,
                                      stable_model_version, deployment},
                            quality_gate: {max_log_loss_increase, max_auc_decrease,
-                                          max_brier_increase, max_rmse_increase_fraction}}}
+                                          max_brier_increase, max_rmse_increase_fraction},
+                           batch_scoring: {enabled, max_concurrency, rows_per_invocation,
+                                           tolerated_failure_percentage, input_buckets,
+                                           output_buckets}}}
 
 This module reads the top level: it selects the environment and the model the command
 line names, merges each further model's settings over the environment's, and assembles one
@@ -42,6 +45,7 @@ from serving.artifacts import NAME_PATTERN
 from serving.runtimes import ModelRuntime
 from stacks.blocks import (
     alarm_settings,
+    batch_scoring_settings,
     capture_settings,
     default_metrics_namespace,
     drift_settings,
@@ -151,7 +155,7 @@ def load_config(
 # environment's (account, region, protection, encryption, the capture bucket's retention).
 _MODEL_KEYS = (
     "runtime", "function", "provisioned_concurrency", "warmer", "endpoint", "alarms",
-    "capture", "drift", "quality_gate", "rollout",
+    "capture", "drift", "quality_gate", "rollout", "batch_scoring",
 )  # fmt: skip
 _MERGED_BLOCKS = frozenset(_MODEL_KEYS) - {"runtime", "rollout"}
 
@@ -230,7 +234,7 @@ def _is_cdk_owned(key: str) -> bool:
 _ENVIRONMENT_KEYS = (
     "account", "region", "model_name", "runtime", "termination_protection", "function",
     "provisioned_concurrency", "warmer", "endpoint", "alarms", "capture", "drift", "rollout",
-    "quality_gate", "encryption", "models",
+    "quality_gate", "encryption", "models", "batch_scoring",
 )  # fmt: skip
 
 
@@ -276,6 +280,7 @@ def _environment(
     encryption = encryption_settings(Block(env_at, raw).sub("encryption"))
     drift = drift_settings(block.sub("drift"), capture)
     gate = quality_gate_settings(block.sub("quality_gate"))
+    batch = batch_scoring_settings(block.sub("batch_scoring"), function)
     check_concurrency(at, function, pc, rollout)
     model = load_model_artifact(artifacts_root, model_name, rollout.model_version, runtime)
     return EnvironmentConfig(
@@ -295,6 +300,7 @@ def _environment(
         termination_protection=protection,
         quality_gate=gate,
         encryption=encryption,
+        batch_scoring=batch,
         stable_model=_same_task(
             at, model, _stable_model(artifacts_root, model_name, rollout, runtime)
         ),

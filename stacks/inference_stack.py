@@ -11,6 +11,7 @@ from constructs import Construct
 
 from serving.artifacts import MANIFEST
 from stacks.constructs.automated_rollout import AutomatedRollout
+from stacks.constructs.batch_scoring import BatchScoring
 from stacks.constructs.capture_bucket import capture_bucket_name
 from stacks.constructs.capture_delivery import CaptureDelivery
 from stacks.constructs.data_keys import allow_log_group, inference_data_key
@@ -186,6 +187,24 @@ class InferenceStack(Stack):
             )
             self.traffic_gate.allow_deployments(
                 self.automated_rollout.application, self.automated_rollout.deployment_group
+            )
+
+        self.batch_scoring = None
+        if config.batch_scoring.enabled:
+            self.batch_scoring = BatchScoring(
+                self,
+                "BatchScoring",
+                function=function,
+                settings=config.batch_scoring,
+                alias_name=ALIAS_NAME,
+                timeout_seconds=settings.timeout_seconds,
+                log_retention_days=settings.log_retention_days,
+            )
+            CfnOutput(
+                self,
+                "BatchScoringStateMachineArn",
+                value=self.batch_scoring.state_machine.state_machine_arn,
+                description="The batch-scoring state machine (python -m tools.batch starts it).",
             )
 
         CfnOutput(

@@ -183,6 +183,38 @@ class DriftSettings:
     min_requests: int
 
 
+# Step Functions' limit on a state's input or output, which bounds one batch of rows and
+# the answer the function returns for it (Step Functions quotas, "Maximum input or output
+# size for a task, state, or execution": 256 KiB).
+STATE_PAYLOAD_LIMIT_BYTES = 256 * 1024
+# What one scored row adds to a batch's answer at most, with its key or position, for a
+# binary, regression or few-class model ({"position":12345678,"prediction":0,
+# "probability":0.12345678901234567} is 67 bytes), and the answer's envelope (the
+# invocation's metadata that the task state receives with the payload).
+ANSWER_ROW_BYTES = 128
+ANSWER_ENVELOPE_BYTES = 4096
+MAX_ROWS_PER_INVOCATION = (STATE_PAYLOAD_LIMIT_BYTES - ANSWER_ENVELOPE_BYTES) // ANSWER_ROW_BYTES
+# Each batch runs in an Express child workflow, which Step Functions ends after 5 minutes.
+EXPRESS_CHILD_LIMIT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class BatchScoringSettings:
+    """The batch-scoring state machine (a Distributed Map over a table in S3), opt-in."""
+
+    enabled: bool = False
+    # Child workflows (batches) that run at once: Distributed Map allows up to 10,000.
+    max_concurrency: int = 100
+    # Rows per invocation of the function (the ItemBatcher's MaxItemsPerBatch).
+    rows_per_invocation: int = 500
+    # Share of rows (items) that may fail before the run fails, 0 to 100.
+    tolerated_failure_percentage: int = 0
+    # The buckets runs may read their input from and write their results to: the state
+    # machine's role may read and write nothing else.
+    input_buckets: tuple[str, ...] = ()
+    output_buckets: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class ModelArtifact:
     """One model version as the function will load it, pinned by checksum."""
@@ -298,6 +330,7 @@ class EnvironmentConfig:
     quality_gate: QualityGateSettings = QualityGateSettings()
     # The environment's (not per model): the capture bucket is shared.
     encryption: EncryptionSettings = EncryptionSettings()
+    batch_scoring: BatchScoringSettings = BatchScoringSettings()
     # The stable side's model version (rollout.stable_model_version), when its artifact is
     # here: the traffic gate also scores both versions on its golden set.
     stable_model: ModelArtifact | None = None

