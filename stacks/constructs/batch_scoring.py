@@ -14,9 +14,11 @@ Parquet. Each reads the object (``s3:getObject``), batches its rows (``ItemBatch
 ``rows_per_invocation`` rows and at most 256 KiB), and runs one Express child workflow per
 batch that invokes the function's version ``function_version`` (``python -m tools.batch``
 resolves and records it at start, so a whole run is scored by one model even if a canary
-moves meanwhile). The function receives ``{"Items": [...], "BatchInput": {"batch_scoring":
-true, "run_id", "model_version" (the pinned Lambda version number), "output_format"}}`` and
-answers ``{"rows": [...]}``, one row per item; the child keeps only ``rows``, and the
+moves meanwhile). The function receives ``{"Items": [{"index": position in the input,
+"row": {...}}, ...], "BatchInput": {"batch_scoring": true, "run_id", "model_version" (the
+pinned Lambda version number), "input_format", "output_format", "key_column"}}``
+(``lambda_src/inference/item_batches.py``) and answers ``{"rows": [...]}``, one row per
+item; the child keeps only ``rows``, and the
 ResultWriter writes them as JSON Lines, flattened to one line per input row, under
 ``output.prefix`` (with the run's manifest and, when items fail, the failed batches).
 
@@ -189,6 +191,9 @@ def _distributed_map(
             "ReaderConfig": reader,
             "Parameters": {"Bucket.$": "$.input.bucket", "Key.$": "$.input.key"},
         },
+        # Each item carries its position in the whole input: a batch's own order would
+        # repeat across batches (the function answers {"position": index, ...}).
+        "ItemSelector": {"index.$": "$$.Map.Item.Index", "row.$": "$$.Map.Item.Value"},
         "ItemBatcher": {
             "MaxItemsPerBatch": settings.rows_per_invocation,
             "MaxInputBytesPerBatch": STATE_PAYLOAD_LIMIT_BYTES,
@@ -196,7 +201,9 @@ def _distributed_map(
                 "batch_scoring": True,
                 "run_id.$": "$.run_id",
                 "model_version.$": "$.function_version",
+                "input_format": label,
                 "output_format": output_format,
+                "key_column.$": "$.key_column",
             },
         },
         "ItemProcessor": {

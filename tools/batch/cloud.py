@@ -162,7 +162,9 @@ def start(
         "function_version": pinned,
         "run_id": run_id,
         "model_version": model_version,
-        **({"key_column": key_column} if key_column else {}),
+        # Always present: the state machine copies it into every batch's BatchInput (a
+        # JSONPath to a missing key would fail the run); null when rows go by position.
+        "key_column": key_column or None,
     }
     try:
         started = aws.sfn.start_execution(
