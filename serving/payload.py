@@ -18,3 +18,4 @@ MAX_BATCH_SIZE_LIMIT = 100_000
 # default 100) and by the same 6 MB: inference.answers.row_bytes prices each row's
 # explanation at its widest (features x classes numbers of 24 characters, names and
 # labels as sent), so the 413 for an explained batch is exact too.
+DEFAULT_MAX_EXPLAIN_ROWS = 100

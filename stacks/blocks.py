@@ -15,7 +15,7 @@ from typing import Any
 
 from serving.capture import MAX_ROWS_PER_REQUEST
 from serving.drift import DEFAULT_MIN_REQUESTS, MIN_REQUESTS_FLOOR
-from serving.payload import MAX_BATCH_SIZE_LIMIT
+from serving.payload import DEFAULT_MAX_EXPLAIN_ROWS, MAX_BATCH_SIZE_LIMIT
 from stacks.context_values import Block, boolean, integer, mapping, optional_pattern
 from stacks.settings import (
     EXPRESS_CHILD_LIMIT_SECONDS,
@@ -37,7 +37,8 @@ from stacks.settings import (
 
 FUNCTION_KEYS = (
     "architecture", "memory_mb", "timeout_seconds", "reserved_concurrency",
-    "log_retention_days", "tracing", "max_batch_size", "metrics_namespace",
+    "log_retention_days", "tracing", "max_batch_size", "max_explain_rows",
+    "metrics_namespace",
 )  # fmt: skip
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (
@@ -78,6 +79,9 @@ def function_settings(block: Block, *, default_namespace: str) -> FunctionSettin
         log_retention_days=retention,
         tracing=block.boolean("tracing", True),
         max_batch_size=block.integer("max_batch_size", 1000, 1, MAX_BATCH_SIZE_LIMIT),
+        max_explain_rows=block.integer(
+            "max_explain_rows", DEFAULT_MAX_EXPLAIN_ROWS, 1, MAX_BATCH_SIZE_LIMIT
+        ),
         metrics_namespace=namespace,
     )
 

@@ -10,6 +10,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from serving.artifacts import MANIFEST
+from serving.payload import DEFAULT_MAX_EXPLAIN_ROWS
 from stacks.constructs.automated_rollout import AutomatedRollout
 from stacks.constructs.batch_scoring import BatchScoring
 from stacks.constructs.capture_bucket import capture_bucket_name
@@ -65,6 +66,13 @@ class InferenceStack(Stack):
                 "MODEL_SHA256": model.sha256,
                 "MODEL_SIZE_BYTES": str(model.size_bytes),
                 "MAX_BATCH_SIZE": str(settings.max_batch_size),
+                # Set only when it differs from the handler's default: a deployed function
+                # keeps its configuration (and its published version) until someone sets it.
+                **(
+                    {"MAX_EXPLAIN_ROWS": str(settings.max_explain_rows)}
+                    if settings.max_explain_rows != DEFAULT_MAX_EXPLAIN_ROWS
+                    else {}
+                ),
                 "METRICS_NAMESPACE": settings.metrics_namespace,
                 # Capture settings are function configuration: changing them publishes a
                 # version, like any other setting of the function.

@@ -80,6 +80,8 @@ class FunctionSettings:
     log_retention_days: int
     tracing: bool
     max_batch_size: int
+    # Rows of one request that may ask for explanations (MAX_EXPLAIN_ROWS).
+    max_explain_rows: int
     metrics_namespace: str
 
 

@@ -15,14 +15,16 @@ from serving.artifacts import SHA256_PATTERN
 
 # Lambda refuses synchronous request payloads above 6 MB before the handler runs, so a
 # larger MAX_BODY_BYTES would only pretend to allow something.
-from serving.payload import LAMBDA_PAYLOAD_LIMIT_BYTES, MAX_BATCH_SIZE_LIMIT
+from serving.payload import (
+    DEFAULT_MAX_EXPLAIN_ROWS,
+    LAMBDA_PAYLOAD_LIMIT_BYTES,
+    MAX_BATCH_SIZE_LIMIT,
+)
 
 RUNTIMES = runtimes.NAMES
 DEFAULT_RUNTIME = runtimes.DEFAULT
 DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-# Rows of one request that may ask for explanations (MAX_EXPLAIN_ROWS; docs/calling.md).
-DEFAULT_MAX_EXPLAIN_ROWS = 100
 # Loading an artifact nobody pinned runs whatever it holds (a joblib file is a pickle).
 # Only this exact opt-in allows it, for local experiments; the name says what it costs.
 UNVERIFIED_OPT_IN = "UNSAFE_ALLOW_UNVERIFIED_MODEL"

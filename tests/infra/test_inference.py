@@ -3,6 +3,7 @@ dashboard, alarms and outputs, asserted on the synthesized templates."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -65,6 +66,8 @@ def test_environment_pins_model_identity(dev: Synth) -> None:
     assert env["MODEL_KEY"] == f"models/churn/v1/{config.model.content_id}/model.compiled.npz"
     assert env["MODEL_SHA256"] == config.model.sha256
     assert env["MAX_BATCH_SIZE"] == "1000"
+    # Left out at the handler's default (100): a deployed function keeps its version.
+    assert "MAX_EXPLAIN_ROWS" not in env
     assert env["METRICS_NAMESPACE"] == "SklearnLambdaServing/dev"
     assert env["MODEL_BUCKET"]["Fn::Join"][1][0] == "sklearn-serving-dev-models-"
 
@@ -631,3 +634,16 @@ def test_outputs(prod_canary: Synth) -> None:
     assert outputs["ModelVersion"]["Value"] == "v2"
     assert outputs["DashboardName"]["Value"] == "sklearn-serving-prod-churn"
     assert outputs["EndpointUrl"]["Value"]["Fn::GetAtt"][1] == "FunctionUrl"
+
+
+def test_max_explain_rows_reaches_the_function_when_an_environment_sets_it(
+    synth_context: Callable[[Mapping[str, Any]], Synth],
+) -> None:
+    context = copy.deepcopy(cdk_context())
+    context["environments"]["dev"]["function"]["max_explain_rows"] = 20
+    template = synth_context({**context, "env": "dev"})
+    env = inference_function(template)["Properties"]["Environment"]["Variables"]
+    assert env["MAX_EXPLAIN_ROWS"] == "20"
+    context["environments"]["dev"]["function"]["max_explain_rows"] = 0
+    with pytest.raises(Exception, match=r"function\.max_explain_rows"):
+        synth_context({**context, "env": "dev"})
