@@ -108,6 +108,18 @@ def _key(value: Any) -> tuple[str, Any]:
     return ("num", float(value))
 
 
+def known_rows_sample(
+    X: NDArray[np.float64],
+    strata: NDArray[Any],
+    categorical: Sequence[int],
+    rows: int = DEFAULT_ROWS,
+) -> NDArray[np.int64]:
+    """``stratified_sample`` of the rows without a passed unknown category (code -1: its
+    value is not in the matrix, and the gate sends golden rows as requests); nulls stay."""
+    keep = np.flatnonzero(~(X[:, list(categorical)] < 0).any(axis=1))
+    return keep[stratified_sample(strata[keep], rows)].astype(np.int64)
+
+
 def stratified_sample(
     y: NDArray[Any], rows: int = DEFAULT_ROWS, seed: int = SAMPLE_SEED, *, task: str = "binary"
 ) -> NDArray[np.int64]:

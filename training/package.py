@@ -281,9 +281,7 @@ def package(
 def _golden_rows(X: NDArray[np.float64], strata: NDArray[Any], schema: Schema) -> NDArray[np.int64]:
     """The golden sample, of rows without a passed unknown category (its value is not in
     the matrix, and the gate sends the golden rows as requests); nulls stay."""
-    categorical = list(schema.categorical_indices)
-    keep = np.flatnonzero(~(X[:, categorical] < 0).any(axis=1))
-    return keep[golden.stratified_sample(strata[keep])].astype(np.int64)
+    return golden.known_rows_sample(X, strata, schema.categorical_indices)
 
 
 def _metrics(model: Any, schema: Schema, X: NDArray[np.float64], y: Labels) -> dict[str, float]:

@@ -141,7 +141,6 @@ def operator_cases(world: World) -> list[Case]:
          "start: the versions it may name"),
         (Call("s3", "GetObject", {"Bucket": INPUT_BUCKET, "Key": INPUT_KEY}),
          "start: the input's header"),
-        (Call("s3", "ListBucket", {"Bucket": INPUT_BUCKET}), "start: the input (a prefix)"),
         (Call("states", "StartExecution", {}, ids={"StateMachineName": name}), "start"),
         (Call("states", "DescribeExecution", {}, ids=execution), "status, wait"),
         (Call("states", "ListMapRuns", {}, ids=execution), "status, wait"),

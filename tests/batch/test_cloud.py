@@ -170,29 +170,19 @@ def test_start_pins_the_aliass_stable_version_not_the_canary(
     assert sent["run_id"] == params["name"] and sent["run_id"].startswith("batch-")
 
 
-def test_start_with_a_named_version_and_a_prefix(
+def test_a_prefix_is_refused_before_anything_starts(
     stubs: Stubs, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The state machine reads one object per run: a prefix would fail the run at its
+    first state, so start refuses it (exit 2) and starts nothing."""
     expect_outputs(stubs)
     expect_version(stubs, "5", "v1")
-    stubs.s3.add_response(
-        "list_objects_v2",
-        {"KeyCount": 1, "Contents": [{"Key": "parts/a.jsonl"}]},
-        {"Bucket": "in-bucket", "Prefix": "parts/", "MaxKeys": 1},
-    )
-    stubs.sfn.add_response(
-        "start_execution",
-        {"executionArn": EXECUTION, "startDate": NOW},
-        {"stateMachineArn": MACHINE, "name": ANY, "input": ANY},
-    )
     argv = ["start", "--env", "dev", "--input", "s3://in-bucket/parts/", "--format", "jsonl",
             "--output", "s3://out-bucket/scored/", "--version", "5"]  # fmt: skip
-    status, out, err = run(stubs, argv, capsys)
-    assert status == 0, err
-    assert "function version 5 (model v1)" in out
-    sent = json.loads(stubs.started[0]["input"])
-    assert sent["input"] == {"bucket": "in-bucket", "prefix": "parts/", "format": "jsonl"}
-    assert sent["function_version"] == "5"
+    status, _out, err = run(stubs, argv, capsys)
+    assert status == 2
+    assert "'s3://in-bucket/parts/' is a prefix: a run scores one object" in err
+    assert stubs.started == []
 
 
 def test_an_unknown_version_is_refused(stubs: Stubs, capsys: pytest.CaptureFixture[str]) -> None:

@@ -105,19 +105,16 @@ def check_input(
     """The execution's ``input`` object and format; refuses an unreadable input and a CSV
     header that does not match ``features``."""
     bucket, key = parse_s3(uri, what="--input")
-    prefix = key == "" or key.endswith("/")
+    if key == "" or key.endswith("/"):
+        # The state machine's ItemReader reads one object (s3:getObject): a prefix would
+        # fail the run at its first state.
+        raise RefusedError(
+            f"--input {echo(uri)} is a prefix: a run scores one object; start one run per "
+            "object under it"
+        )
     if fmt is None:
-        if prefix:
-            raise RefusedError(
-                f"--input {echo(uri)} is a prefix: give --format csv, jsonl or parquet"
-            )
         fmt = format_of(key, what="--input")
     try:
-        if prefix:
-            listed = aws.s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
-            if not listed.get("KeyCount"):
-                raise RefusedError(f"--input {echo(uri)}: no objects under this prefix")
-            return {"bucket": bucket, "prefix": key, "format": fmt}, fmt
         if fmt == "csv" and features is not None:
             head = aws.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}")
             first = head["Body"].read().decode("utf-8", errors="replace").splitlines()
