@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -126,12 +127,18 @@ def _csv_spans(path: Path, per_batch: int) -> tuple[list[str], list[tuple[Any, .
 def _score_batch(start: int, rows: list[Any]) -> tuple[Rendered, int, int]:
     header = _worker["header"]
     if header is not None and _worker["batch_input"]["input_format"] == "csv":
-        items = [
-            {"index": start + i, "row": dict(zip(header, row, strict=False))}
-            for i, row in enumerate(rows)
-        ]
-    else:
-        items = [{"index": start + i, "row": row} for i, row in enumerate(rows)]
+        rows = list(map(dict, map(zip, repeat(header), rows)))
+    # {"index": start + i, "row": row}, built in C (dict of two key-value pairs).
+    items = list(
+        map(
+            dict,
+            zip(
+                zip(repeat("index"), range(start, start + len(rows))),
+                zip(repeat("row"), rows),
+                strict=True,
+            ),
+        )
+    )
     event = {"Items": items, "BatchInput": _worker["batch_input"]}
     context = _Context(_worker["model"], f"local-{uuid.uuid4()}")
     answer = _worker["handler"](event, context)
