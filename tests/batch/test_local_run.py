@@ -148,3 +148,51 @@ def test_a_quoted_csv_is_read_by_the_csv_module_with_the_same_answers(
     for source_path, out in zip((plain, quoted), outputs, strict=True):
         assert run(capsys, "--input", source_path, "--output", out, "--workers", "1")[0] == 0
     assert outputs[0].read_bytes() == outputs[1].read_bytes()
+
+
+def test_the_command_forks_its_workers_and_writes_the_same_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tools.batch.local import _start_method
+
+    # This test process has threads: it must not fork; the command, single-threaded, does.
+    assert _start_method() == "spawn"
+    root = Path(__file__).resolve().parents[2]
+    probe = ("import tools.batch.__main__, tools.batch.local as local, tools.serve, numpy; "
+             "print(local._start_method())")  # fmt: skip
+    method = subprocess.run(
+        [sys.executable, "-c", probe], check=True, cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    assert method == ("fork" if sys.platform == "linux" else "spawn")
+    source = tmp_path / "rows.csv"
+    write_csv(source, 2_345)
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    for out, workers in ((one, "1"), (two, "2")):
+        subprocess.run(
+            [sys.executable, "-m", "tools.batch", "run", "--model", "churn", "--version", "v2",
+             "--input", str(source), "--output", str(out), "--workers", workers,
+             "--rows-per-invocation", "100"],
+            check=True, cwd=root, capture_output=True,
+        )  # fmt: skip
+    assert one.read_bytes() == two.read_bytes()
+    assert len(one.read_text().splitlines()) == 2_346
+
+
+def test_csv_spans_cut_at_whole_item_batches_whatever_the_line_lengths(tmp_path: Path) -> None:
+    from tools.batch import local
+
+    source = tmp_path / "rows.csv"
+    lines = ["a,b", *(f"{i},{'9' * (i * 7919 % 53)}" for i in range(1_037))]
+    for trailing in ("\n", ""):
+        source.write_text("\n".join(lines) + trailing)
+        spans = local._csv_spans(source, 10)
+        assert spans is not None
+        header, tasks, rows = spans
+        assert header == ["a", "b"] and rows == 1_037
+        data = source.read_bytes()
+        read = []
+        for first, _, start, end, per_batch in tasks:
+            assert first == len(read) and first % (per_batch * local.BATCHES_PER_SPAN) == 0
+            read.extend(data[start:end].decode().split("\n"))
+        assert read == lines[1:]
