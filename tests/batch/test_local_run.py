@@ -196,3 +196,27 @@ def test_csv_spans_cut_at_whole_item_batches_whatever_the_line_lengths(tmp_path:
             assert first == len(read) and first % (per_batch * local.BATCHES_PER_SPAN) == 0
             read.extend(data[start:end].decode().split("\n"))
         assert read == lines[1:]
+
+
+def test_plain_answers_are_rendered_as_the_csv_writer_writes_them() -> None:
+    import io
+
+    from tools.batch.files import render
+
+    names = ["position", "prediction", "probability", "error"]
+    plain = [{"position": 3, "prediction": 1, "probability": 0.1 + 0.2},
+             {"position": 4, "prediction": 0, "probability": 1e-20}]  # fmt: skip
+    keyed = [{"key": 'a "b", c', "prediction": 1, "probability": 0.5}]
+    flagged = [{"position": 5, "prediction": True, "probability": 0.5}]
+    refused = [*plain, {"position": 6, "error": {"code": "x", "message": "bad, row"}}]
+    for rows, columns in ((plain, names), (keyed, ["key", *names[1:]]), (flagged, names),
+                          (refused, names)):  # fmt: skip
+        text = io.StringIO()
+        csv.writer(text).writerows(
+            [
+                [row.get(n) if n != "error" else (row.get(n) or {}).get("message") for n in columns]
+                for row in rows
+            ]
+        )
+        assert render("csv", columns, rows) == text.getvalue()
+    assert render("csv", names, plain) == "3,1,0.30000000000000004,\r\n4,0,1e-20,\r\n"

@@ -129,9 +129,9 @@ def render(fmt: str, names: Sequence[str], rows: list[dict[str, Any]]) -> str | 
     if fmt == "jsonl":
         return "".join(json.dumps(row) + "\n" for row in rows)
     if fmt == "csv":
-        text = _plain_csv(names, rows)
-        if text is not None:
-            return text
+        plain = _plain_csv(names, rows)
+        if plain is not None:
+            return plain
     nested = "probabilities" in names
     cells = [
         flat(row, names) if nested or "error" in row else [row.get(name) for name in names]
