@@ -51,6 +51,14 @@ def valid_batch(
         rows = [(value,) for value in rows]  # itemgetter of one name returns the value
     if set(map(len, records)) != {len(names)}:
         return None  # unknown fields
+    return valid_rows(rows, schema)
+
+
+def valid_rows(
+    rows: list[Any], schema: Sequence[Feature]
+) -> tuple[NDArray[np.float64], dict[tuple[int, int], CategoryValue]] | None:
+    """``valid_batch`` on records already picked: each row the values of ``schema``'s
+    features in order (a CSV batch read column-wise arrives so, without a dict per row)."""
     categorical = [index for index, feature in enumerate(schema) if feature.values is not None]
     nullable = np.array([feature.nullable for feature in schema])
     # A JSON null is NaN in the matrix: then every NaN must be one (a NaN number is refused).
@@ -59,7 +67,7 @@ def valid_batch(
     if categorical:
         matrix = _coded_matrix(rows, schema, categorical, types, unknown)
     else:
-        matrix = _numbers(rows, rows, (len(rows), len(names)), types)
+        matrix = _numbers(rows, rows, (len(rows), len(schema)), types)
     if matrix is None:
         return None
     # A passed unknown category's code is below the feature's range.

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from inference import answers, logs, metrics
+from inference.batch_matrix import valid_rows
 from inference.errors import ErrorCode, RequestError, bad_request
 from inference.events import Shape, _qualifier
 from inference.limits import clip, echo
@@ -107,9 +108,10 @@ def answer(
     csv = batch_input.get("input_format") == "csv"
     loaded = state.loaded
     schema: Sequence[Feature] = loaded.schema
-    rows = _rows(items, key_column)
     predict_started = time.perf_counter()
-    scored = _score(rows, schema, loaded.model, csv)
+    scored = _score_clean(items, schema, loaded.model) if csv and key_column is None else None
+    if scored is None:
+        scored = _score(_rows(items, key_column), schema, loaded.model, csv)
     predict_ms = (time.perf_counter() - predict_started) * 1000
     refused = sum(1 for row in scored if "error" in row)
     _account(state, identity, request_id, run_id, len(scored), refused, started, predict_ms)
@@ -160,8 +162,9 @@ def _read_cells(records: list[Any], schema: Sequence[Feature]) -> list[dict[str,
     ]
 
 
-def _read_columns(records: list[Any], schema: Sequence[Feature]) -> list[dict[str, Any]] | None:
-    """The common case of ``_read_cells``, a column at a time: every row holds exactly the
+def _read_columns(records: list[Any], schema: Sequence[Feature]) -> list[Any] | None:
+    """The common case of ``_read_cells``, a column at a time, as rows of the schema's
+    values in order (for ``valid_rows``, without a dict per row): every row holds exactly the
     numeric features, each cell a number as JSON writes one (one regular-expression match
     per column). None otherwise, and the caller reads cell by cell. An integer written
     "12.0" becomes 12.0 here, 12 there: the same matrix; only a refused row's message
@@ -192,7 +195,7 @@ def _read_columns(records: list[Any], schema: Sequence[Feature]) -> list[dict[st
             columns.append(list(map(float, values)))
         else:
             return None
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    return list(zip(*columns, strict=True))
 
 
 def _row_error(exc: RequestError) -> dict[str, Any]:
@@ -231,6 +234,39 @@ def _read_cell(feature: Feature | None, value: object) -> object:
     return value
 
 
+_ITEM_KEYS = {"index": None, "row": None}.keys()
+_index, _row = itemgetter("index"), itemgetter("row")
+
+
+def _score_clean(
+    items: list[Any], schema: Sequence[Feature], model: Any
+) -> list[dict[str, Any]] | None:
+    """``_score`` for the common CSV batch, without a Python object per row until the
+    answers: every item ``{"index": N, "row": {...}}`` (no key column) and every row clean
+    (``_read_columns`` and ``valid_rows`` take it). None otherwise: ``_score`` then answers,
+    and names every problem; on the batches both take, both answer alike."""
+    try:
+        # In C: a non-dict item raises TypeError; an item with other keys fails the test.
+        if not all(map(_ITEM_KEYS.__eq__, map(dict.keys, items))):
+            return None
+    except TypeError:
+        return None
+    picked = _read_columns(list(map(_row, items)), schema)
+    fast = valid_rows(picked, schema) if picked is not None else None
+    if fast is None:
+        return None
+    X, unknown = fast
+    outputs = model.outputs(X, unknown=unknown)
+    classes = tuple(model.classes) if model.classes is not None else None
+    answered = answers.answers(model.task, classes, outputs, rows=len(items), batch=True)
+    return [
+        {"position": position, **predicted}
+        for position, predicted in zip(
+            map(_index, items), answered.body["predictions"], strict=True
+        )
+    ]
+
+
 def _score(
     rows: list[_Row], schema: Sequence[Feature], model: Any, csv: bool
 ) -> list[dict[str, Any]]:
@@ -238,8 +274,11 @@ def _score(
     records = [row.record for row in good]
     fast = None
     if records:
-        columns = _read_columns(records, schema) if csv else records
-        fast = valid_batch(columns, schema) if columns is not None else None
+        if csv:
+            picked = _read_columns(records, schema)
+            fast = valid_rows(picked, schema) if picked is not None else None
+        else:
+            fast = valid_batch(records, schema)
         if fast is None and csv:
             for row, record in zip(good, _read_cells(records, schema), strict=True):
                 row.record = record

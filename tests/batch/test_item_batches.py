@@ -211,3 +211,29 @@ def test_an_answer_of_500_bad_rows_fits_the_state_payload_limit(capture_all: Non
     assert all(set(row["error"]) == {"code", "message"} for row in answer["rows"])
     assert len(answer["rows"][0]["error"]["message"]) <= 300 + len("... (9999 more characters)")
     assert len(json.dumps(answer).encode()) < 256 * 1024
+
+
+def test_a_clean_csv_batch_is_scored_column_wise_with_the_row_paths_answers(
+    fresh_environment: Configure,
+) -> None:
+    """v2 (all numeric features): a clean indexed CSV batch takes ``_score_clean``; its
+    answers are ``_score``'s, bit for bit; a bad cell, a key column or bare rows do not."""
+    from tests.batch.tables import churn_frame
+    from tools.serve import default_runtime, model_env
+
+    fresh_environment(model_env("churn", "v2", default_runtime("churn", "v2")[0]))
+    handler_module.handler({"_warmup": True}, FakeLambdaContext())
+    loaded = handler_module.current_state().loaded  # type: ignore[union-attr]
+    schema, model = loaded.schema, loaded.model
+    frame = churn_frame(300, seed=11).astype(str)
+    rows = frame.to_dict("records")
+    items = [{"index": 5_000 + i, "row": row} for i, row in enumerate(rows)]
+    clean = item_batches._score_clean(items, schema, model)
+    assert clean is not None and [row["position"] for row in clean] == list(range(5_000, 5_300))
+    by_rows = item_batches._score(item_batches._rows(items, None), schema, model, True)
+    assert clean == by_rows
+    bad = [*items[:-1], {"index": 5_299, "row": {**rows[-1], "tenure_months": "1_0"}}]
+    assert item_batches._score_clean(bad, schema, model) is None
+    assert item_batches._score_clean(rows, schema, model) is None  # bare rows: by position
+    answer = call(event(bad, input_format="csv"))
+    assert answer["rows"][:-1] == clean[:-1] and "tenure_months" in str(answer["rows"][-1])

@@ -148,3 +148,75 @@ def test_a_quoted_csv_is_read_by_the_csv_module_with_the_same_answers(
     for source_path, out in zip((plain, quoted), outputs, strict=True):
         assert run(capsys, "--input", source_path, "--output", out, "--workers", "1")[0] == 0
     assert outputs[0].read_bytes() == outputs[1].read_bytes()
+
+
+def test_the_command_forks_its_workers_and_writes_the_same_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tools.batch.local import _start_method
+
+    # This test process has threads: it must not fork; the command, single-threaded, does.
+    assert _start_method() == "spawn"
+    root = Path(__file__).resolve().parents[2]
+    probe = ("import tools.batch.__main__, tools.batch.local as local, tools.serve, numpy; "
+             "print(local._start_method())")  # fmt: skip
+    method = subprocess.run(
+        [sys.executable, "-c", probe], check=True, cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    assert method == ("fork" if sys.platform == "linux" else "spawn")
+    source = tmp_path / "rows.csv"
+    write_csv(source, 2_345)
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    for out, workers in ((one, "1"), (two, "2")):
+        subprocess.run(
+            [sys.executable, "-m", "tools.batch", "run", "--model", "churn", "--version", "v2",
+             "--input", str(source), "--output", str(out), "--workers", workers,
+             "--rows-per-invocation", "100"],
+            check=True, cwd=root, capture_output=True,
+        )  # fmt: skip
+    assert one.read_bytes() == two.read_bytes()
+    assert len(one.read_text().splitlines()) == 2_346
+
+
+def test_csv_spans_cut_at_whole_item_batches_whatever_the_line_lengths(tmp_path: Path) -> None:
+    from tools.batch import local
+
+    source = tmp_path / "rows.csv"
+    lines = ["a,b", *(f"{i},{'9' * (i * 7919 % 53)}" for i in range(1_037))]
+    for trailing in ("\n", ""):
+        source.write_text("\n".join(lines) + trailing)
+        spans = local._csv_spans(source, 10)
+        assert spans is not None
+        header, tasks, rows = spans
+        assert header == ["a", "b"] and rows == 1_037
+        data = source.read_bytes()
+        read = []
+        for first, _, start, end, per_batch in tasks:
+            assert first == len(read) and first % (per_batch * local.BATCHES_PER_SPAN) == 0
+            read.extend(data[start:end].decode().split("\n"))
+        assert read == lines[1:]
+
+
+def test_plain_answers_are_rendered_as_the_csv_writer_writes_them() -> None:
+    import io
+
+    from tools.batch.files import render
+
+    names = ["position", "prediction", "probability", "error"]
+    plain = [{"position": 3, "prediction": 1, "probability": 0.1 + 0.2},
+             {"position": 4, "prediction": 0, "probability": 1e-20}]  # fmt: skip
+    keyed = [{"key": 'a "b", c', "prediction": 1, "probability": 0.5}]
+    flagged = [{"position": 5, "prediction": True, "probability": 0.5}]
+    refused = [*plain, {"position": 6, "error": {"code": "x", "message": "bad, row"}}]
+    for rows, columns in ((plain, names), (keyed, ["key", *names[1:]]), (flagged, names),
+                          (refused, names)):  # fmt: skip
+        text = io.StringIO()
+        csv.writer(text).writerows(
+            [
+                [row.get(n) if n != "error" else (row.get(n) or {}).get("message") for n in columns]
+                for row in rows
+            ]
+        )
+        assert render("csv", columns, rows) == text.getvalue()
+    assert render("csv", names, plain) == "3,1,0.30000000000000004,\r\n4,0,1e-20,\r\n"

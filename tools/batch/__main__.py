@@ -21,6 +21,11 @@ import os
 import sys
 from pathlib import Path
 
+# Before numpy is imported: one worker process per core scores, with no BLAS threads of
+# its own; and the command's process stays single-threaded, so that its workers fork
+# (tools.batch.local._start_method) rather than start fresh interpreters.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from tools.batch import DEFAULT_ROWS_PER_INVOCATION, EXIT_REFUSED, RefusedError
 
 
