@@ -123,9 +123,7 @@ def train(
     )
     # A regression has no classes to stratify by: one stratum, a plain random sample.
     strata = y_test if classification else np.zeros(len(y_test), dtype=np.int64)
-    golden_index = golden.known_rows_sample(
-        X_test, strata, schema.categorical_indices, golden_rows
-    )
+    golden_index = golden.known_rows_sample(X_test, strata, schema.categorical_indices, golden_rows)
     missing = estimators.missing_values(schema, estimator)
     for name, handling in missing.items():
         log(f"nullable feature {name}: {handling}")
