@@ -2,9 +2,8 @@
 
 * ``warm``: 1 row through ``inference.handler.handler`` (a Function URL event, as
   ``benchmarks/worker.py`` sends), with ``"explain": true`` and without, interleaved, in the
-  measuring process. A handler that does not take ``"explain"`` answers 400: the figure is
-  then not measured (its status and message are kept) and the report adds the plain
-  request and the engine's 1 row as an estimate, labelled as such.
+  measuring process; an explained request answered without its explanation stops the
+  benchmark (``SystemExit``), and the handler's contributions are held to the engine's.
 * ``cold``: fresh processes (``benchmarks.worker``: imports, load, checksum, first request
   without explanations), alternating an archive with ``cover`` and the same archive
   without it, so that a noise spike lands on both.
@@ -86,14 +85,17 @@ def warm(
         lazy = getattr(model, "_explainer", None) is None  # no explainer built by a request
         answer = handler.handler(asked, context)
         body = json.loads(answer["body"])
-        explains = answer["statusCode"] == 200 and "explanation" in body
+        if answer["statusCode"] != 200 or "explanation" not in body:
+            raise SystemExit(
+                f"the handler answered {answer['statusCode']} without an explanation: "
+                f"{str(body)[:200]}"
+            )
         plain_ms: list[tuple[float, float]] = []
         asked_ms: list[tuple[float, float]] = []
         for _ in range(rounds):
             for _ in range(50):
                 plain_ms.append(timed(lambda: handler.handler(plain, context)))
-                if explains:
-                    asked_ms.append(timed(lambda: handler.handler(asked, context)))
+                asked_ms.append(timed(lambda: handler.handler(asked, context)))
     out: dict[str, Any] = {
         "plain_status": first["statusCode"],
         "explainer_lazy": lazy,
@@ -101,23 +103,15 @@ def warm(
             "wall_ms": _median([s[0] for s in plain_ms]),
             "cpu_ms": _median([s[1] for s in plain_ms]),
         },
-        "explain_status": answer["statusCode"],
-    }
-    if explains:
-        out["explain_one_row"] = {
+        "explain_one_row": {
             "wall_ms": _median([s[0] for s in asked_ms]),
             "cpu_ms": _median([s[1] for s in asked_ms]),
-        }
-        got = body["explanation"].get("contributions", {})
-        try:
-            out["parity_max_abs_diff"] = max(
-                abs(float(got[name]) - value) for name, value in engine_contributions.items()
-            )
-        except (KeyError, TypeError, ValueError):
-            out["parity_max_abs_diff"] = None  # an answer shaped otherwise than expected
-    else:
-        error = body.get("error", {})
-        out["explain_refused"] = str(error.get("message", body))[:160]
+        },
+    }
+    got = body["explanation"]["contributions"]
+    out["parity_max_abs_diff"] = max(
+        abs(float(got[name]) - value) for name, value in engine_contributions.items()
+    )
     return out
 
 

@@ -8,11 +8,8 @@ with ``cover``, so the demo trains the next churn version the way its users woul
 (``python -m training.train --version v3``: the built-in GBM, 200 trees of depth 4, on the
 synthetic data) into a temporary directory, serves it through the real handler behind the
 local Function URL-shaped server, sends one record with ``"explain": true`` and prints its
-top contributions. Nothing is written under ``model_artifacts/``.
-
-A handler that does not take ``"explain"`` yet answers 400: the demo prints that answer,
-then the same row explained by the runtime's engine (``CompiledPipeline.explainer()``),
-labelled as such.
+top contributions. Nothing is written under ``model_artifacts/``. An answer without an
+explanation fails the demo (``DemoError``): it would mean the handler lost the feature.
 """
 
 from __future__ import annotations
@@ -43,15 +40,17 @@ VERSION = "v3"
 TOP = 3
 
 
+class DemoError(RuntimeError):
+    """The handler did not answer the explained request with its explanation."""
+
+
 @dataclass(frozen=True)
 class Shown:
-    """What the step showed: the handler's status and answer, and the explanation printed
-    (the handler's when it gave one, else the engine's)."""
+    """What the step showed: the handler's status, its answer and the explanation in it."""
 
     status: int
     answer: dict[str, Any]
     explanation: dict[str, Any]
-    source: str  # "handler" or "engine"
 
 
 def train_version(output: Path, rows: int = 20_000) -> Path:
@@ -147,15 +146,9 @@ def show_explanations(trained: Path | None = None) -> Shown:
                 thread.join()
         print(f"POST {url}  {json.dumps(payload)}")
         print(f"  -> {status} {json.dumps(answer)}")
-        probability = answer.get("probability") if status == 200 else None
-        if status == 200 and "explanation" in answer:
-            explanation, source = answer["explanation"], "handler"
-        else:
-            print(
-                "  this handler does not answer explanations yet: the same record explained "
-                "by the runtime's engine (CompiledPipeline.explainer()):"
-            )
-            explanation, source = engine_explanation(version_dir, SINGLE), "engine"
-        for line in describe(explanation, probability):
+        if status != 200 or "explanation" not in answer:
+            raise DemoError(f"the handler answered {status} without an explanation")
+        explanation = answer["explanation"]
+        for line in describe(explanation, answer.get("probability")):
             print(line)
-    return Shown(status, answer, explanation, source)
+    return Shown(status, answer, explanation)

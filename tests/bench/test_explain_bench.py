@@ -38,8 +38,8 @@ FIGURES: dict[str, Any] = {
         "plain_status": 200,
         "explainer_lazy": True,
         "one_row": _ms(0.15),
-        "explain_status": 400,
-        "explain_refused": "explain: unknown field",
+        "explain_one_row": _ms(0.4),
+        "parity_max_abs_diff": 0.0,
     },
     "cold": {"runs": 4, "with_cover_ms": 500.0, "without_cover_ms": 490.0, "ratio": 1.02},
     "dependencies": {
@@ -62,11 +62,11 @@ def test_requirement_names_follow_includes_and_drop_pins_and_comments(tmp_path: 
     assert explain_handler._requirement_names(tmp_path / "top.txt") == ["numpy", "orjson", "shap"]
 
 
-def test_a_handler_that_refuses_explain_gives_an_estimate_labelled_so() -> None:
+def test_the_report_shows_the_handler_figure_and_every_target_met() -> None:
     text = explain.report(FIGURES, MACHINE)
-    assert "1 row explained, handler:       not measured: 400" in text
-    assert "estimate: plain request + engine = 0.400 ms" in text
-    assert "1 row <= 5 ms (estimate): yes" in text
+    assert "1 row explained, handler:       0.400 ms" in text
+    assert "max |handler - engine| 0.0e+00" in text
+    assert "1 row <= 5 ms: yes" in text
     assert "cold start ratio with / without: 1.020" in text
     assert "cold start within 10 %: yes" in text
     assert "image packages numpy, orjson: yes" in text
@@ -74,12 +74,9 @@ def test_a_handler_that_refuses_explain_gives_an_estimate_labelled_so() -> None:
 
 def test_a_handler_that_explains_is_measured_and_held_to_five_ms() -> None:
     figures = copy.deepcopy(FIGURES)
-    figures["handler"].update(
-        explain_status=200, explain_one_row=_ms(5.5), parity_max_abs_diff=1e-15
-    )
-    del figures["handler"]["explain_refused"]
+    figures["handler"].update(explain_one_row=_ms(5.5), parity_max_abs_diff=1e-15)
     figures["cold"]["ratio"] = 1.2
     text = explain.report(figures, MACHINE)
-    assert "1 row explained, handler:       5.500 ms" in text and "estimate" not in text
+    assert "1 row explained, handler:       5.500 ms" in text
     assert "max |handler - engine| 1.0e-15" in text
     assert "1 row <= 5 ms: NO" in text and "cold start within 10 %: NO" in text

@@ -2,9 +2,8 @@
 
 The committed churn archives cannot explain (format 1, no ``cover``), so the demo trains
 churn v3 into a temporary directory; that version explains exactly (shap's values, and the
-model's own output in log-odds), and the step asks the real handler for it. Until the
-handler takes ``"explain"`` it answers 400 and the step shows the engine's explanation;
-once it does, its answer must carry the engine's figures.
+model's own output in log-odds), and the step asks the real handler for it: its answer
+must carry the engine's figures.
 """
 
 from __future__ import annotations
@@ -78,18 +77,13 @@ def test_the_step_asks_the_real_handler_and_prints_the_top_contributions(
     out = capsys.readouterr().out
     assert '"explain": true' in out and "POST http://127.0.0.1:" in out
     engine = explain_demo.engine_explanation(version_dir, SINGLE)
-    if shown.status == 200:  # a handler that answers explanations: the engine's figures
-        assert shown.source == "handler" and shown.answer["model_version"] == "v3"
-        assert shown.explanation["space"] == engine["space"]
-        assert abs(shown.explanation["base"] - engine["base"]) <= BOUND
-        for name, value in engine["contributions"].items():
-            assert abs(shown.explanation["contributions"][name] - value) <= BOUND
-        assert f"(the answer's probability: {shown.answer['probability']:.4f})" in out
-    else:  # a handler that refuses the field names it; the engine's explanation is shown
-        assert shown.status == 400 and shown.source == "engine"
-        assert shown.answer["error"]["details"][0]["field"] == "explain"
-        assert "by the runtime's engine (CompiledPipeline.explainer())" in out
-        assert shown.explanation == engine
+    # The handler's own explanation, equal to the engine's figures.
+    assert shown.status == 200 and shown.answer["model_version"] == "v3"
+    assert shown.explanation["space"] == engine["space"]
+    assert abs(shown.explanation["base"] - engine["base"]) <= BOUND
+    for name, value in engine["contributions"].items():
+        assert abs(shown.explanation["contributions"][name] - value) <= BOUND
+    assert f"(the answer's probability: {shown.answer['probability']:.4f})" in out
     top = sorted(engine["contributions"].items(), key=lambda kv: -abs(kv[1]))[:3]
     printed = [line.split()[0] for line in out.splitlines() if line.startswith("    ")][:3]
     assert printed == [name for name, _ in top]
