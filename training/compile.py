@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from inference import compiled_model, compiled_pipeline
-from inference.frames import FramePipeline, fitted_on_frame
+from inference.frames import FramePipeline, column_mismatch, fitted_on_frame
 from inference.validation import Feature, schema_from_artifact
 from serving.tasks import TASKS
 from training.compile_estimators import compile_estimator, flatten
@@ -75,12 +75,9 @@ def schema_features(
     must be the schema's names in order."""
     parsed = schema_from_artifact(list(features))
     if frame:
-        names = [str(n) for n in getattr(pipeline, "feature_names_in_", [])]
-        if names != [f.name for f in parsed]:
-            raise ValueError(
-                f"the pipeline was fitted on columns {names}, the schema lists "
-                f"{[f.name for f in parsed]}"
-            )
+        problem = column_mismatch(pipeline, [f.name for f in parsed])
+        if problem is not None:
+            raise ValueError(problem)
     return parsed
 
 

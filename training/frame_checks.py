@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference.frames import FramePipeline
+from inference.frames import FramePipeline, column_mismatch
 from serving.schema import FeatureSpec, Schema, quote
 
 # The handler's frame and the user's own must give the same answers within this bound
@@ -109,21 +109,11 @@ def _join(path: str, part: str) -> str:
 
 
 def check_names(pipeline: Any, schema: Schema, where: str) -> None:
-    names = [str(n) for n in pipeline.feature_names_in_]
-    expected = list(schema.feature_names)
-    if names == expected:
-        return
-    for position, (got, want) in enumerate(zip(names, expected, strict=False), start=1):
-        if got != want:
-            raise FrameCheckError(
-                f"{where}: column {position} of the model is {got!r}, of the schema {want!r}: "
-                f"the model was fitted on {', '.join(names)}; list the schema's features in "
-                "that order, with those names"
-            )
-    raise FrameCheckError(
-        f"{where}: the model was fitted on {len(names)} columns ({', '.join(names)}), the "
-        f"schema lists {len(expected)} ({', '.join(expected)})"
-    )
+    problem = column_mismatch(pipeline, schema.feature_names)
+    if problem is not None:
+        raise FrameCheckError(
+            f"{where}: {problem}; list the schema's features in that order, with those names"
+        )
 
 
 def check_encoders(pipeline: Any, schema: Schema, where: str) -> None:

@@ -118,6 +118,27 @@ def fitted_on_frame(pipeline: Any) -> bool:
     return names is not None and all(isinstance(name, str) for name in names)
 
 
+def column_mismatch(pipeline: Any, names: Sequence[str], *, listed: str = "schema") -> str | None:
+    """How the columns ``pipeline`` was fitted on differ from ``names`` (the first column
+    that differs, or the counts), or None when they are the same in the same order: the one
+    check the runtime's loader, the compiler and packaging each make before they call a
+    frame model with ``to_frame``'s columns. ``listed`` names what ``names`` come from."""
+    fitted = [str(name) for name in getattr(pipeline, "feature_names_in_", ())]
+    wanted = [str(name) for name in names]
+    if fitted == wanted:
+        return None
+    for position, (got, want) in enumerate(zip(fitted, wanted, strict=False), start=1):
+        if got != want:
+            return (
+                f"column {position} of the model is {got!r}, of the {listed} {want!r}: the "
+                f"model was fitted on {', '.join(fitted)}"
+            )
+    return (
+        f"the model was fitted on {len(fitted)} columns ({', '.join(fitted)}), the {listed} "
+        f"lists {len(wanted)} ({', '.join(wanted)})"
+    )
+
+
 class FramePipeline:
     """A frame model seen through the codes matrix: ``predict``/``predict_proba`` take the
     matrix (and the raw unknown values) and call the pipeline with ``to_frame``'s DataFrame.

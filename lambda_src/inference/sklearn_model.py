@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference.frames import FRAME_INPUT, FramePipeline
+from inference.frames import FRAME_INPUT, FramePipeline, column_mismatch
 from inference.validation import CategoryValue, schema_from_artifact
 from serving.tasks import TASKS
 
@@ -152,18 +152,9 @@ def _frame(payload: dict[str, Any], pipeline: Any, features: Any) -> FramePipeli
             "artifact input is 'frame' but the pipeline has no feature_names_in_ (it was not "
             "fitted on a DataFrame)"
         )
-    fitted = [str(name) for name in fitted]
-    if fitted != names:
-        at = next(
-            (i for i, pair in enumerate(zip(fitted, names, strict=False)) if pair[0] != pair[1]),
-            min(len(fitted), len(names)),
-        )
-        seen = repr(fitted[at]) if at < len(fitted) else "nothing"
-        wanted = repr(names[at]) if at < len(names) else "nothing"
-        raise SklearnModelError(
-            f"pipeline was fitted on column {seen} at position {at} where the artifact's "
-            f"features have {wanted}: feature_names_in_ must be the feature names in order"
-        )
+    problem = column_mismatch(pipeline, names, listed="artifact's features")
+    if problem is not None:
+        raise SklearnModelError(f"{problem}: feature_names_in_ must be the feature names in order")
     unused = sorted(set(dtypes) - set(names))
     if unused:
         raise SklearnModelError(f"artifact frame_dtypes names no feature: {unused[0]!r}")

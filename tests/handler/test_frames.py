@@ -191,7 +191,7 @@ def test_the_loader_refuses_a_frame_pipeline_fitted_on_other_columns(
     data = joblib_bytes(payload(pipeline, frame, features=swapped))
     with pytest.raises(
         sklearn_model.SklearnModelError,
-        match=r"fitted on column 'island' at position 2 where the artifact's features have 'sex'",
+        match=r"column 3 of the model is 'island', of the artifact's features 'sex'",
     ):
         sklearn_model.load(data)
 
