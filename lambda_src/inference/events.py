@@ -68,14 +68,25 @@ def check_gate_invocation(invoked_arn: object) -> None:
     ``function:NAME:VERSION``, which the gate's role has. So a caller holding the alias's
     ``lambda:InvokeFunction`` (a Function URL needs it too) still cannot mark its traffic.
     """
+    check_version_invocation(
+        invoked_arn, repr(GATE_KEY), "the traffic gate", f": remove {GATE_KEY!r} from the request"
+    )
+
+
+def check_version_invocation(
+    invoked_arn: object, marked: str, invoker: str, remedy: str = ""
+) -> None:
+    """Refuse a request ``marked`` to stay out of the online numbers unless a published
+    version was invoked by its number, as ``invoker`` does (the traffic gate, the
+    batch-scoring state machine): a caller granted the alias cannot mark its traffic."""
     qualifier = _qualifier(invoked_arn) if isinstance(invoked_arn, str) else None
     if qualifier is not None and qualifier.isascii() and qualifier.isdigit():
         return
     named = "no qualifier" if qualifier is None else f"the qualifier {echo(qualifier)}"
     raise bad_request(
-        f"{GATE_KEY!r} is accepted only on an invocation of a published version by its "
-        f"qualified ARN (function:NAME:VERSION), as the traffic gate invokes; this "
-        f"invocation had {named}: remove {GATE_KEY!r} from the request"
+        f"{marked} is accepted only on an invocation of a published version by its "
+        f"qualified ARN (function:NAME:VERSION), as {invoker} invokes; this "
+        f"invocation had {named}{remedy}"
     )
 
 

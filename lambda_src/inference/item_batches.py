@@ -33,7 +33,7 @@ import numpy as np
 from inference import answers, logs, metrics
 from inference.batch_matrix import valid_rows
 from inference.errors import ErrorCode, RequestError, bad_request
-from inference.events import Shape, _qualifier
+from inference.events import Shape, check_version_invocation
 from inference.limits import clip, echo
 from inference.responses import error_body
 from inference.validation import Feature, parse_instances, valid_batch
@@ -68,15 +68,10 @@ def is_item_batch(shape: Shape, event: object) -> bool:
 def check_invocation(invoked_arn: object) -> None:
     """Refuse the mark unless a published version was invoked by number, as each Map child
     invokes: a caller granted the alias cannot keep its traffic out of the numbers."""
-    qualifier = _qualifier(invoked_arn) if isinstance(invoked_arn, str) else None
-    if qualifier is not None and qualifier.isascii() and qualifier.isdigit():
-        return
-    named = "no qualifier" if qualifier is None else f"the qualifier {echo(qualifier)}"
-    raise bad_request(
-        f"an item batch ({{{ITEMS_KEY!r}, {BATCH_INPUT_KEY!r}}} with {MARK!r}) is accepted "
-        "only on an invocation of a published version by its qualified ARN "
-        f"(function:NAME:VERSION), as the batch-scoring state machine invokes; this "
-        f"invocation had {named}"
+    check_version_invocation(
+        invoked_arn,
+        f"an item batch ({{{ITEMS_KEY!r}, {BATCH_INPUT_KEY!r}}} with {MARK!r})",
+        "the batch-scoring state machine",
     )
 
 
